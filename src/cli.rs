@@ -1,0 +1,253 @@
+//! The command line: subcommands and flags, parsed by hand.
+//!
+//! Owns: the usage text and turning `argv` into a `Command`. Never: reads files or the
+//! environment (that is each command's job), so every parse is a pure function tested with plain
+//! strings.
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub const USAGE_LINE: &str =
+    "usage: trading-hydra [run|check-config|status|halt|resume] [--config DIR] [options]; see --help";
+
+pub const HELP: &str = "\
+trading-hydra — a fail-closed trading daemon for an Alpaca account
+
+Usage: trading-hydra [COMMAND] [OPTIONS]
+
+Commands:
+  run            run the daemon (the default command)
+  check-config   load and validate settings.yaml and bots.yaml, print a summary
+  status         show the state database (no network): halts, day-start equity, last loop
+  halt           stop new entries until `resume` (exits of open positions go on)
+  resume         lift a manual halt, and any other halt whose time is up
+
+Options:
+  --config DIR     folder holding settings.yaml and bots.yaml
+                   (default: $TRADING_HYDRA_CONFIG, else ./config)
+  --once           run: one iteration, then exit
+  --iterations N   run: N iterations, then exit
+  --sim            run: the embedded simulated broker instead of Alpaca
+  --seed N         run --sim: fix the simulated market
+  --speed X        run --sim: simulated clock speed (times real time)
+  --json           status: machine-readable output
+  --reason TEXT    halt: why (required; shown by status)
+  -h, --help       print this help
+  -V, --version    print the version
+
+Exit codes: 0 success or clean shutdown (SIGINT/SIGTERM), 2 usage or configuration error,
+1 any other failure.
+";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Run(RunArgs),
+    CheckConfig { config: Option<PathBuf> },
+    Status { config: Option<PathBuf>, json: bool },
+    Halt { config: Option<PathBuf>, reason: String },
+    Resume { config: Option<PathBuf> },
+    Help,
+    Version,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunArgs {
+    pub config: Option<PathBuf>,
+    /// `None`: run until a signal.
+    pub iterations: Option<u64>,
+    pub sim: bool,
+    pub seed: Option<u64>,
+    pub speed: Option<f64>,
+}
+
+/// A command line that does not parse; the message says which word is wrong.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}\n{USAGE_LINE}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn usage(msg: impl Into<String>) -> UsageError {
+    UsageError(msg.into())
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Command, UsageError> {
+    let mut rest = args.iter().map(String::as_str).peekable();
+    let command = match rest.peek() {
+        Some(w) if !w.starts_with('-') => {
+            let w = *w;
+            rest.next();
+            w
+        }
+        _ => "run",
+    };
+    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume") {
+        return Err(usage(format!("unknown command {command:?}")));
+    }
+
+    let mut run = RunArgs::default();
+    let mut json = false;
+    let mut reason: Option<String> = None;
+    while let Some(word) = rest.next() {
+        // `--flag=value` and `--flag value` are both accepted.
+        let (flag, inline) = match word.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (word, None),
+        };
+        let mut value = |name: &str| -> Result<String, UsageError> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => rest.next().map(str::to_string).ok_or_else(|| usage(format!("{name} needs a value"))),
+            }
+        };
+        let only = |allowed: &[&str]| -> Result<(), UsageError> {
+            if allowed.contains(&command) {
+                Ok(())
+            } else {
+                Err(usage(format!("{flag} is not an option of `{command}`")))
+            }
+        };
+        match flag {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--config" => {
+                let v = value("--config")?;
+                if v.is_empty() {
+                    return Err(usage("--config needs a folder"));
+                }
+                run.config = Some(PathBuf::from(v));
+            }
+            "--once" => {
+                only(&["run"])?;
+                set_iterations(&mut run, 1)?;
+            }
+            "--iterations" => {
+                only(&["run"])?;
+                let v = value("--iterations")?;
+                let n: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| usage(format!("--iterations takes a whole number above 0, got {v:?}")))?;
+                set_iterations(&mut run, n)?;
+            }
+            "--sim" => {
+                only(&["run"])?;
+                run.sim = true;
+            }
+            "--seed" => {
+                only(&["run"])?;
+                let v = value("--seed")?;
+                run.seed = Some(v.parse().map_err(|_| usage(format!("--seed takes a whole number, got {v:?}")))?);
+            }
+            "--speed" => {
+                only(&["run"])?;
+                let v = value("--speed")?;
+                let x: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| usage(format!("--speed takes a number above 0, got {v:?}")))?;
+                run.speed = Some(x);
+            }
+            "--json" => {
+                only(&["status"])?;
+                json = true;
+            }
+            "--reason" => {
+                only(&["halt"])?;
+                let v = value("--reason")?;
+                if v.trim().is_empty() {
+                    return Err(usage("--reason needs a text"));
+                }
+                reason = Some(v);
+            }
+            other if other.starts_with('-') => return Err(usage(format!("unknown option {other:?}"))),
+            other => return Err(usage(format!("unexpected argument {other:?}"))),
+        }
+    }
+    if (run.seed.is_some() || run.speed.is_some()) && !run.sim {
+        return Err(usage("--seed and --speed go with --sim"));
+    }
+
+    let config = run.config.clone();
+    Ok(match command {
+        "run" => Command::Run(run),
+        "check-config" => Command::CheckConfig { config },
+        "status" => Command::Status { config, json },
+        "halt" => Command::Halt { config, reason: reason.ok_or_else(|| usage("halt needs --reason TEXT"))? },
+        _ => Command::Resume { config },
+    })
+}
+
+fn set_iterations(run: &mut RunArgs, n: u64) -> Result<(), UsageError> {
+    if run.iterations.is_some() {
+        return Err(usage("--once and --iterations are given twice; use one"));
+    }
+    run.iterations = Some(n);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &str) -> Result<Command, UsageError> {
+        let v: Vec<String> = args.split_whitespace().map(String::from).collect();
+        parse(&v)
+    }
+
+    #[test]
+    fn run_is_the_default() {
+        assert_eq!(p("").unwrap(), Command::Run(RunArgs::default()));
+        assert_eq!(p("--once").unwrap(), Command::Run(RunArgs { iterations: Some(1), ..RunArgs::default() }));
+    }
+
+    #[test]
+    fn flags_with_values_both_ways() {
+        let expect = Command::Run(RunArgs { config: Some("cfg".into()), iterations: Some(3), ..RunArgs::default() });
+        assert_eq!(p("run --config cfg --iterations 3").unwrap(), expect);
+        assert_eq!(p("run --config=cfg --iterations=3").unwrap(), expect);
+        assert_eq!(
+            p("run --sim --seed 7 --speed 60").unwrap(),
+            Command::Run(RunArgs { sim: true, seed: Some(7), speed: Some(60.0), ..RunArgs::default() })
+        );
+    }
+
+    #[test]
+    fn other_commands() {
+        assert_eq!(p("status --json").unwrap(), Command::Status { config: None, json: true });
+        assert_eq!(p("check-config --config x").unwrap(), Command::CheckConfig { config: Some("x".into()) });
+        assert_eq!(p("resume").unwrap(), Command::Resume { config: None });
+        let v: Vec<String> = ["halt", "--reason", "earnings day"].map(String::from).to_vec();
+        assert_eq!(parse(&v).unwrap(), Command::Halt { config: None, reason: "earnings day".into() });
+        assert_eq!(p("status --help").unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn mistakes_are_usage_errors() {
+        for bad in [
+            "--bogus",
+            "frobnicate",
+            "run --iterations",
+            "run --iterations 0",
+            "run --iterations x",
+            "run --once --iterations 2",
+            "status --once",
+            "run --json",
+            "halt",
+            "run --seed 3",
+            "run --sim --speed -1",
+            "run extra",
+        ] {
+            let e = p(bad).expect_err(bad);
+            assert!(e.to_string().ends_with(USAGE_LINE), "{bad}: {e}");
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Time: where "now" comes from, the trading date, the regular stock session and the
+//! `HH:MM` windows of the bots.
+//!
+//! Owns: the `Clock` and `MarketCalendar` interfaces (so the broker's clock, a simulated clock or a
+//! test can stand in for the system's), the embedded time-zone database, and the formats in which
+//! timestamps are shown and stored.
+//!
+//! Never: asks the network, reads the host's `/usr/share/zoneinfo`, or trusts the configured
+//! `system.timezone` for market hours (the Python daemon put 09:30–16:00 in Los Angeles time and
+//! traded three hours off). Market hours and the trading date are always New York's.
+
+use std::fmt;
+use std::sync::{Mutex, OnceLock};
+
+use jiff::civil::{Date, Time, Weekday};
+use jiff::tz::{TimeZone, TimeZoneDatabase};
+use jiff::{SignedDuration, Timestamp};
+
+/// The exchange's zone: stock sessions and the trading date are defined here.
+pub const MARKET_TIME_ZONE: &str = "America/New_York";
+
+/// The time-zone database compiled into the binary.
+///
+/// We always use the embedded copy, never the host's: a static binary on a Raspberry Pi may have
+/// no zoneinfo at all, and the same binary should see the same rules everywhere.
+fn tz_db() -> &'static TimeZoneDatabase {
+    static DB: OnceLock<TimeZoneDatabase> = OnceLock::new();
+    DB.get_or_init(TimeZoneDatabase::bundled)
+}
+
+/// Looks up an IANA zone name in the embedded database.
+pub fn time_zone(name: &str) -> Result<TimeZone, String> {
+    tz_db().get(name).map_err(|_| format!("{name:?} is not an IANA time zone (for example America/Los_Angeles)"))
+}
+
+/// New York, from the embedded database.
+pub fn market_tz() -> TimeZone {
+    static NY: OnceLock<TimeZone> = OnceLock::new();
+    NY.get_or_init(|| {
+        // Infallible: the bundled database is compiled into the binary (jiff feature
+        // `tzdb-bundle-always`) and always holds America/New_York; the unit test
+        // `market_zone_is_embedded` proves it for every build.
+        time_zone(MARKET_TIME_ZONE).expect("America/New_York is in the embedded tz database")
+    })
+    .clone()
+}
+
+/// The trading date of an instant: its calendar date in New York (not UTC, not the configured
+/// zone). A day-start equity, a daily-loss halt and a day's budgets all belong to one.
+pub fn trading_date(now: Timestamp) -> Date {
+    now.to_zoned_datetime(market_tz()).date()
+}
+
+/// Midnight in New York that starts the trading date after `now`'s: when a daily-loss halt ends.
+///
+/// Crypto trades every day, so a Saturday is a trading date too; stocks simply stay closed.
+pub fn next_trading_date_start(now: Timestamp) -> Timestamp {
+    let tomorrow = trading_date(now).tomorrow().unwrap_or(Date::MAX);
+    start_of_date(tomorrow)
+}
+
+/// The first instant of a New York calendar date.
+pub fn start_of_date(date: Date) -> Timestamp {
+    // `to_zoned_datetime` resolves a civil time that does not exist (a DST gap) forward, so this
+    // cannot fail for a date jiff can represent; New York has never skipped midnight anyway.
+    match date.to_datetime(Time::midnight()).to_zoned_datetime(market_tz()) {
+        Ok(z) => z.timestamp(),
+        Err(_) => Timestamp::MAX,
+    }
+}
+
+/// Where "now" comes from. The runner uses the system clock; the simulated broker and the tests use
+/// a clock they move themselves.
+pub trait Clock: Send {
+    fn now(&self) -> Timestamp;
+}
+
+/// The operating system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// A clock that moves only when told to: for tests and the simulated market.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<Timestamp>);
+
+impl ManualClock {
+    pub fn new(start: Timestamp) -> ManualClock {
+        ManualClock(Mutex::new(start))
+    }
+
+    pub fn set(&self, to: Timestamp) {
+        *self.lock() = to;
+    }
+
+    pub fn advance(&self, by: SignedDuration) {
+        let mut now = self.lock();
+        *now = now.saturating_add(by).unwrap_or(*now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Timestamp> {
+        // A poisoned lock only means another thread panicked while holding a plain Timestamp,
+        // which cannot be left half-written: keep using it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Timestamp {
+        *self.lock()
+    }
+}
+
+/// The stock market's state at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionState {
+    pub is_open: bool,
+    /// The next open strictly after now while closed; the current session's open while open.
+    pub next_open: Timestamp,
+    /// The close of the current session while open; of the next session while closed.
+    pub next_close: Timestamp,
+}
+
+/// The source of truth for the stock session. Against Alpaca it is the broker's clock and calendar
+/// (holidays, half days); this module's `RegularSession` is the fallback and the simulator's.
+pub trait MarketCalendar {
+    fn session_at(&self, now: Timestamp) -> SessionState;
+}
+
+/// The regular session, 09:30–16:00 New York, Monday to Friday. It knows no holidays and no half
+/// days: those come from the broker's calendar.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RegularSession;
+
+impl RegularSession {
+    pub const OPEN: HhMm = HhMm { hour: 9, minute: 30 };
+    pub const CLOSE: HhMm = HhMm { hour: 16, minute: 0 };
+
+    fn is_trading_day(date: Date) -> bool {
+        !matches!(date.weekday(), Weekday::Saturday | Weekday::Sunday)
+    }
+
+    fn at(date: Date, t: HhMm) -> Timestamp {
+        match date.to_datetime(t.to_time()).to_zoned_datetime(market_tz()) {
+            Ok(z) => z.timestamp(),
+            // 09:30 and 16:00 never fall in a New York DST gap (those are at 02:00).
+            Err(_) => Timestamp::MAX,
+        }
+    }
+
+    /// The first trading day on or after `date`.
+    fn trading_day_from(mut date: Date) -> Date {
+        while !Self::is_trading_day(date) {
+            date = date.tomorrow().unwrap_or(Date::MAX);
+        }
+        date
+    }
+}
+
+impl MarketCalendar for RegularSession {
+    fn session_at(&self, now: Timestamp) -> SessionState {
+        let today = trading_date(now);
+        if Self::is_trading_day(today) {
+            let open = Self::at(today, Self::OPEN);
+            let close = Self::at(today, Self::CLOSE);
+            if now >= open && now < close {
+                return SessionState { is_open: true, next_open: open, next_close: close };
+            }
+            if now < open {
+                return SessionState { is_open: false, next_open: open, next_close: close };
+            }
+        }
+        let day = Self::trading_day_from(today.tomorrow().unwrap_or(Date::MAX));
+        SessionState { is_open: false, next_open: Self::at(day, Self::OPEN), next_close: Self::at(day, Self::CLOSE) }
+    }
+}
+
+/// A wall-clock time of day as the config writes it, `"HH:MM"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HhMm {
+    pub hour: i8,
+    pub minute: i8,
+}
+
+impl HhMm {
+    pub fn to_time(self) -> Time {
+        // In range by construction: `parse` and the constants only hold 0–23 and 0–59.
+        Time::constant(self.hour, self.minute, 0, 0)
+    }
+
+    pub fn parse(text: &str) -> Result<HhMm, String> {
+        let bad = || format!("expected a time of day \"HH:MM\" (00:00 to 23:59), got {text:?}");
+        let (h, m) = text.trim().split_once(':').ok_or_else(bad)?;
+        if h.is_empty() || h.len() > 2 || m.len() != 2 {
+            return Err(bad());
+        }
+        let hour: i8 = h.parse().map_err(|_| bad())?;
+        let minute: i8 = m.parse().map_err(|_| bad())?;
+        if !(0..=23).contains(&hour) || !(0..=59).contains(&minute) {
+            return Err(bad());
+        }
+        Ok(HhMm { hour, minute })
+    }
+}
+
+impl fmt::Display for HhMm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.hour, self.minute)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for HhMm {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HhMm, D::Error> {
+        // A visitor, not `String::deserialize` then a check: an error raised inside the visit
+        // carries the YAML key path (`momentum_bots[0].session.trade_start`) in its message.
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HhMm;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a time of day \"HH:MM\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HhMm, E> {
+                HhMm::parse(text).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
+/// Whether `now`, read on the wall clock of `tz`, lies in `[start, end)`.
+///
+/// The window is a wall-clock one on purpose: a bot configured for "06:35" in Los Angeles trades
+/// at 06:35 local time in both winter and summer, as its operator wrote it.
+pub fn in_window(now: Timestamp, tz: &TimeZone, start: HhMm, end: HhMm) -> bool {
+    let local = now.to_zoned_datetime(tz.clone()).time();
+    local >= start.to_time() && local < end.to_time()
+}
+
+/// A timestamp for people and the JSONL log: RFC 3339 with the zone's offset, milliseconds.
+pub fn display_ts(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+/// A timestamp for the database: UTC, fixed width, so text order is time order.
+pub fn db_ts(ts: Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Reads a timestamp written by `db_ts` (or any RFC 3339 text).
+pub fn parse_ts(text: &str) -> Result<Timestamp, String> {
+    text.parse::<Timestamp>().map_err(|e| format!("bad timestamp {text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn hm(s: &str) -> HhMm {
+        HhMm::parse(s).unwrap()
+    }
+
+    #[test]
+    fn market_zone_is_embedded() {
+        assert!(time_zone(MARKET_TIME_ZONE).is_ok());
+        assert!(time_zone("America/Los_Angeles").is_ok());
+        assert!(time_zone("Mars/Olympus_Mons").is_err());
+    }
+
+    #[test]
+    fn hhmm_parses_and_rejects() {
+        assert_eq!(hm("06:35"), HhMm { hour: 6, minute: 35 });
+        assert_eq!(hm("6:05").to_string(), "06:05");
+        for bad in ["24:00", "12:60", "1235", "12:5", "", "ab:cd", "-1:00", "12:345"] {
+            assert!(HhMm::parse(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn trading_date_is_new_york_not_utc() {
+        // 02:00 UTC on the 25th is 21:00 (EST) on the 24th in New York.
+        assert_eq!(trading_date(ts("2026-11-25T02:00:00Z")), jiff::civil::date(2026, 11, 24));
+        assert_eq!(trading_date(ts("2026-11-25T05:00:00Z")), jiff::civil::date(2026, 11, 25));
+        assert_eq!(next_trading_date_start(ts("2026-11-25T02:00:00Z")), ts("2026-11-25T05:00:00Z"));
+        // Summer: midnight New York is 04:00 UTC.
+        assert_eq!(next_trading_date_start(ts("2026-07-01T12:00:00Z")), ts("2026-07-02T04:00:00Z"));
+    }
+
+    /// The regular session follows New York's DST: 14:30Z in winter, 13:30Z in summer.
+    /// DST started 2026-03-08 and ended 2026-11-01 in the US.
+    #[test]
+    fn regular_session_on_both_sides_of_each_dst_change() {
+        let cal = RegularSession;
+        let open = |s: &str| cal.session_at(ts(s)).is_open;
+        // Friday before spring forward (EST, UTC-5).
+        assert!(!open("2026-03-06T14:29:59Z"));
+        assert!(open("2026-03-06T14:30:00Z"));
+        assert!(open("2026-03-06T20:59:59Z"));
+        assert!(!open("2026-03-06T21:00:00Z"));
+        // Monday after (EDT, UTC-4).
+        assert!(!open("2026-03-09T13:29:59Z"));
+        assert!(open("2026-03-09T13:30:00Z"));
+        assert!(!open("2026-03-09T20:00:00Z"));
+        // Friday before fall back (EDT).
+        assert!(open("2026-10-30T13:30:00Z"));
+        assert!(!open("2026-10-30T20:00:00Z"));
+        // Monday after (EST).
+        assert!(!open("2026-11-02T13:30:00Z"));
+        assert!(open("2026-11-02T14:30:00Z"));
+        assert!(open("2026-11-02T20:59:00Z"));
+        // Weekend.
+        assert!(!open("2026-03-07T16:00:00Z"));
+        assert!(!open("2026-11-01T16:00:00Z"));
+    }
+
+    #[test]
+    fn next_open_skips_the_weekend_and_spans_the_dst_change() {
+        let cal = RegularSession;
+        // Friday after the close, the weekend of spring forward: next open Monday 13:30Z.
+        let s = cal.session_at(ts("2026-03-06T22:00:00Z"));
+        assert!(!s.is_open);
+        assert_eq!(s.next_open, ts("2026-03-09T13:30:00Z"));
+        assert_eq!(s.next_close, ts("2026-03-09T20:00:00Z"));
+        // Before the open on a weekday: today's open.
+        let s = cal.session_at(ts("2026-11-02T12:00:00Z"));
+        assert_eq!(s.next_open, ts("2026-11-02T14:30:00Z"));
+        // During the session: the current close.
+        let s = cal.session_at(ts("2026-11-02T15:00:00Z"));
+        assert!(s.is_open);
+        assert_eq!(s.next_close, ts("2026-11-02T21:00:00Z"));
+    }
+
+    /// A Los Angeles bot window (06:35–09:30 local) is a wall-clock window: it moves in UTC with DST.
+    #[test]
+    fn los_angeles_window_on_both_sides_of_each_dst_change() {
+        let la = time_zone("America/Los_Angeles").unwrap();
+        let (start, end) = (hm("06:35"), hm("09:30"));
+        let inw = |s: &str| in_window(ts(s), &la, start, end);
+        // PST (UTC-8) before 2026-03-08.
+        assert!(!inw("2026-03-06T14:34:59Z"));
+        assert!(inw("2026-03-06T14:35:00Z"));
+        assert!(inw("2026-03-06T17:29:59Z"));
+        assert!(!inw("2026-03-06T17:30:00Z"));
+        // PDT (UTC-7) after.
+        assert!(!inw("2026-03-09T13:34:59Z"));
+        assert!(inw("2026-03-09T13:35:00Z"));
+        assert!(!inw("2026-03-09T16:30:00Z"));
+        // Before and after fall back (2026-11-01).
+        assert!(inw("2026-10-30T13:35:00Z"));
+        assert!(!inw("2026-11-02T13:35:00Z"));
+        assert!(inw("2026-11-02T14:35:00Z"));
+    }
+
+    #[test]
+    fn new_york_window_on_both_sides_of_each_dst_change() {
+        let ny = market_tz();
+        let (start, end) = (hm("09:40"), hm("15:30"));
+        let inw = |s: &str| in_window(ts(s), &ny, start, end);
+        assert!(inw("2026-03-06T14:40:00Z"));
+        assert!(!inw("2026-03-06T13:40:00Z"));
+        assert!(inw("2026-03-09T13:40:00Z"));
+        assert!(!inw("2026-03-09T19:30:00Z"));
+        assert!(inw("2026-10-30T19:29:00Z"));
+        assert!(!inw("2026-11-02T13:40:00Z"));
+        assert!(inw("2026-11-02T20:29:00Z"));
+    }
+
+    #[test]
+    fn timestamps_format_with_offset_and_round_trip() {
+        let la = time_zone("America/Los_Angeles").unwrap();
+        let t = ts("2026-11-25T14:23:22.5Z");
+        assert_eq!(display_ts(t, &la), "2026-11-25T06:23:22.500-08:00");
+        assert_eq!(db_ts(t), "2026-11-25T14:23:22.500Z");
+        assert_eq!(parse_ts(&db_ts(t)).unwrap(), t);
+        assert_eq!(parse_ts(&display_ts(t, &la)).unwrap(), t);
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let c = ManualClock::new(ts("2026-01-02T15:00:00Z"));
+        assert_eq!(c.now(), ts("2026-01-02T15:00:00Z"));
+        c.advance(SignedDuration::from_secs(90));
+        assert_eq!(c.now(), ts("2026-01-02T15:01:30Z"));
+    }
+}

@@ -1,0 +1,219 @@
+//! Halts: the switch that stops new entries.
+//!
+//! Owns: the list of halt reasons, the table saying how each one may be lifted (the deliberate
+//! heart of this module), and the set/clear operations that persist a halt and log `halt` /
+//! `resume`.
+//!
+//! Never: blocks exits. A halt stops entries only; the daemon's own positions keep being managed
+//! and protected while halted. And never lifts a halt because time passed unless the table says
+//! so: the Python daemon lifted every halt, its daily-loss halt included, after a cool-off.
+
+use std::fmt;
+
+use jiff::Timestamp;
+
+use crate::core::clock;
+use crate::core::state::{State, StateError};
+use crate::event;
+
+/// Why entries are stopped. The names are the contract's `reason` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HaltReason {
+    /// Set by `trading-hydra halt`.
+    Manual,
+    /// The day's loss reached `risk.global_max_daily_loss_pct`.
+    DailyLoss,
+    /// Too many failed broker calls inside the health window.
+    ApiFailures,
+    /// The broker says the account may not trade.
+    AccountBlocked,
+    /// The state database failed: the daemon is unsure of what it owns.
+    StateError,
+    /// Market data older than allowed while its market is open.
+    DataStale,
+    /// Something implausible: clock skew, an equity jump.
+    Anomaly,
+    /// An iteration panicked: a bug, so a person should look before entries resume.
+    InternalError,
+}
+
+/// How a halt may end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClearPolicy {
+    /// Only an operator's `resume` lifts it; it never lifts itself.
+    Operator,
+    /// It lifts itself at `until` and not a moment before; `resume` cannot shorten it.
+    AtUntil,
+    /// The daemon lifts it once its cause has cleared and `until` (if any) has passed; `resume`
+    /// may lift it once `until` has passed (the daemon sets it again if the cause is still there).
+    CauseCleared,
+}
+
+impl HaltReason {
+    pub const ALL: [HaltReason; 8] = [
+        HaltReason::Manual,
+        HaltReason::DailyLoss,
+        HaltReason::ApiFailures,
+        HaltReason::AccountBlocked,
+        HaltReason::StateError,
+        HaltReason::DataStale,
+        HaltReason::Anomaly,
+        HaltReason::InternalError,
+    ];
+
+    /// The table. Changing a row here changes what can lift a halt on a live account: keep the
+    /// tests in this file in step.
+    pub fn policy(self) -> ClearPolicy {
+        match self {
+            HaltReason::Manual => ClearPolicy::Operator,
+            HaltReason::DailyLoss => ClearPolicy::AtUntil,
+            HaltReason::ApiFailures => ClearPolicy::CauseCleared,
+            HaltReason::AccountBlocked => ClearPolicy::CauseCleared,
+            HaltReason::DataStale => ClearPolicy::CauseCleared,
+            HaltReason::StateError => ClearPolicy::Operator,
+            HaltReason::Anomaly => ClearPolicy::Operator,
+            HaltReason::InternalError => ClearPolicy::Operator,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HaltReason::Manual => "manual",
+            HaltReason::DailyLoss => "daily_loss",
+            HaltReason::ApiFailures => "api_failures",
+            HaltReason::AccountBlocked => "account_blocked",
+            HaltReason::StateError => "state_error",
+            HaltReason::DataStale => "data_stale",
+            HaltReason::Anomaly => "anomaly",
+            HaltReason::InternalError => "internal_error",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<HaltReason> {
+        HaltReason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for HaltReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An active halt as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Halt {
+    pub reason: HaltReason,
+    pub detail: String,
+    pub since: Timestamp,
+    /// `None`: until resumed (or until its cause clears, for `CauseCleared` halts).
+    pub until: Option<Timestamp>,
+}
+
+/// Whether the daemon may lift `halt` on its own at `now`. `cause_cleared` is the daemon's own
+/// verdict on the cause (the health window is clean, the account is no longer blocked, …).
+pub fn clears_by_itself(halt: &Halt, now: Timestamp, cause_cleared: bool) -> bool {
+    let until_passed = halt.until.is_none_or(|u| now >= u);
+    match halt.reason.policy() {
+        ClearPolicy::Operator => false,
+        ClearPolicy::AtUntil => halt.until.is_some_and(|u| now >= u),
+        ClearPolicy::CauseCleared => cause_cleared && until_passed,
+    }
+}
+
+/// Whether an operator's `resume` may lift `halt` at `now`; `Err` says why not.
+pub fn resume_allowed(halt: &Halt, now: Timestamp) -> Result<(), String> {
+    let until = halt.until.filter(|u| now < *u);
+    match (halt.reason.policy(), until) {
+        (ClearPolicy::Operator, _) | (_, None) => Ok(()),
+        (ClearPolicy::AtUntil, Some(u)) => Err(format!(
+            "the {} halt lasts until {} (the next trading date) and cannot be lifted before",
+            halt.reason,
+            clock::db_ts(u)
+        )),
+        (ClearPolicy::CauseCleared, Some(u)) => Err(format!(
+            "the {} halt holds until {} at least; the daemon lifts it once its cause has cleared",
+            halt.reason,
+            clock::db_ts(u)
+        )),
+    }
+}
+
+/// Sets (or extends) a halt and logs `halt` when it is new. An existing halt of the same reason
+/// keeps its `since`; its `until` becomes the later of the two (a halt is never shortened here).
+pub fn set(state: &State, halt: &Halt) -> Result<bool, StateError> {
+    let new = state.set_halt(halt)?;
+    if new {
+        let until = halt.until.map(clock::db_ts);
+        event!(Warn, "halt", reason = halt.reason.as_str(), detail = halt.detail.as_str(), until = until.as_deref());
+    }
+    Ok(new)
+}
+
+/// Lifts a halt and logs `resume`. `by` says who lifted it (`operator`, `auto`).
+pub fn clear(state: &State, reason: HaltReason, by: &str, now: Timestamp) -> Result<bool, StateError> {
+    let cleared = state.clear_halt(reason, by, now)?;
+    if cleared {
+        event!(Info, "resume", reason = reason.as_str(), by = by);
+    }
+    Ok(cleared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn halt(reason: HaltReason, until: Option<&str>) -> Halt {
+        Halt { reason, detail: "x".into(), since: ts("2026-11-25T15:00:00Z"), until: until.map(ts) }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for r in HaltReason::ALL {
+            assert_eq!(HaltReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(HaltReason::parse("nope"), None);
+    }
+
+    #[test]
+    fn manual_never_clears_by_itself_but_resume_lifts_it() {
+        let h = halt(HaltReason::Manual, None);
+        assert!(!clears_by_itself(&h, ts("2030-01-01T00:00:00Z"), true));
+        assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z")).is_ok());
+    }
+
+    #[test]
+    fn daily_loss_lasts_exactly_until_the_next_trading_date() {
+        let until = "2026-11-26T05:00:00Z";
+        let h = halt(HaltReason::DailyLoss, Some(until));
+        let before = ts("2026-11-26T04:59:59.999Z");
+        assert!(!clears_by_itself(&h, before, true));
+        assert!(resume_allowed(&h, before).is_err());
+        assert!(clears_by_itself(&h, ts(until), false));
+        assert!(resume_allowed(&h, ts(until)).is_ok());
+        // A daily-loss halt without an end never lifts itself.
+        assert!(!clears_by_itself(&halt(HaltReason::DailyLoss, None), ts("2030-01-01T00:00:00Z"), true));
+    }
+
+    #[test]
+    fn cause_cleared_needs_both_the_cause_and_the_time() {
+        let until = "2026-11-25T21:30:00Z";
+        let h = halt(HaltReason::ApiFailures, Some(until));
+        assert!(!clears_by_itself(&h, ts("2026-11-25T21:29:59Z"), true));
+        assert!(!clears_by_itself(&h, ts(until), false));
+        assert!(clears_by_itself(&h, ts(until), true));
+        assert!(resume_allowed(&h, ts("2026-11-25T21:29:59Z")).is_err());
+        assert!(resume_allowed(&h, ts(until)).is_ok());
+    }
+
+    #[test]
+    fn bugs_and_state_errors_wait_for_an_operator() {
+        for r in [HaltReason::InternalError, HaltReason::StateError, HaltReason::Anomaly] {
+            assert!(!clears_by_itself(&halt(r, None), ts("2030-01-01T00:00:00Z"), true), "{r}");
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Logging: one JSON object per line to `system.log_path`, a readable line to stderr.
+//!
+//! Owns: the `event!` macro every event goes through (an event name plus typed key-value fields,
+//! carried by `log`'s key-value support, never formatted into a string), the JSON and text
+//! renderings of a record, and the log file with its size-based rotation and retention.
+//!
+//! Never: writes a line for ureq's or rustls' wire traces (capped at `Warn`: they would print the
+//! API keys), flushes the file per line (the runner flushes once per iteration, so an SD card sees
+//! one write per iteration; warnings and errors are flushed at once), or lets the file grow
+//! without bound.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+use log::kv::{Key, Value, VisitSource, VisitValue};
+use log::{Level, LevelFilter, Record};
+
+use crate::core::clock;
+
+/// Logs an event: `event!(Info, "loop_summary", iteration = n, equity = e)`.
+///
+/// The field values keep their types (numbers stay numbers, `None` becomes `null`).
+#[macro_export]
+macro_rules! event {
+    ($level:ident, $name:literal $(, $key:ident = $value:expr)* $(,)?) => {
+        ::log::log!(target: $crate::core::logging::EVENT_TARGET, ::log::Level::$level, event = $name $(, $key = $value)*; "{}", $name)
+    };
+}
+
+/// The `log` target of every `event!`.
+pub const EVENT_TARGET: &str = "trading_hydra::event";
+
+/// Where and how to log.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub path: PathBuf,
+    pub max_bytes: u64,
+    pub keep_files: u32,
+    pub tz: TimeZone,
+    pub file_level: LevelFilter,
+    pub stderr_level: LevelFilter,
+}
+
+#[derive(Debug)]
+pub enum LogError {
+    Open { path: PathBuf, error: std::io::Error },
+    AlreadyInitialised,
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::Open { path, error } => {
+                write!(
+                    f,
+                    "cannot open the log file {}: {error} (check system.log_path and the folder's permissions)",
+                    path.display()
+                )
+            }
+            LogError::AlreadyInitialised => f.write_str("the logger was set up twice"),
+        }
+    }
+}
+
+impl std::error::Error for LogError {}
+
+/// The JSONL file, size-rotated: `app.jsonl` → `app.jsonl.1` → … → `app.jsonl.N`, the oldest
+/// deleted.
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: u32,
+    out: BufWriter<File>,
+    size: u64,
+    /// Set after the first write error, so a full disk prints one complaint, not one per line.
+    failed: bool,
+}
+
+impl RotatingFile {
+    pub fn open(path: &Path, max_bytes: u64, keep: u32) -> Result<RotatingFile, LogError> {
+        let err = |error| LogError::Open { path: path.to_path_buf(), error };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(err)?;
+        let size = file.metadata().map_err(err)?.len();
+        Ok(RotatingFile {
+            path: path.to_path_buf(),
+            max_bytes,
+            keep,
+            out: BufWriter::with_capacity(16 * 1024, file),
+            size,
+            failed: false,
+        })
+    }
+
+    /// Appends one line (without its newline); rotates first when it would not fit.
+    pub fn write_line(&mut self, line: &str) {
+        let len = line.len() as u64 + 1;
+        if self.size > 0
+            && self.size + len > self.max_bytes
+            && let Err(e) = self.rotate()
+        {
+            self.complain(&e);
+        }
+        let result = self.out.write_all(line.as_bytes()).and_then(|()| self.out.write_all(b"\n"));
+        match result {
+            Ok(()) => self.size += len,
+            Err(e) => self.complain(&e),
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if let Err(e) = self.out.flush() {
+            self.complain(&e);
+        }
+    }
+
+    fn rotated(&self, n: u32) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            // Shift .N-1 → .N down to current → .1; a missing file in the chain is normal.
+            let _ = std::fs::remove_file(self.rotated(self.keep));
+            for n in (1..self.keep).rev() {
+                let _ = std::fs::rename(self.rotated(n), self.rotated(n + 1));
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.out = BufWriter::with_capacity(16 * 1024, file);
+        self.size = 0;
+        Ok(())
+    }
+
+    fn complain(&mut self, e: &std::io::Error) {
+        if !self.failed {
+            self.failed = true;
+            eprintln!(
+                "trading-hydra: cannot write the log file {}: {e}; further log lines may be lost",
+                self.path.display()
+            );
+        }
+    }
+}
+
+static FILE: OnceLock<Mutex<RotatingFile>> = OnceLock::new();
+
+/// Sets up the global logger. Call once, before the first event.
+pub fn init(settings: &LogSettings) -> Result<(), LogError> {
+    let file = RotatingFile::open(&settings.path, settings.max_bytes, settings.keep_files)?;
+    FILE.set(Mutex::new(file)).map_err(|_| LogError::AlreadyInitialised)?;
+
+    let tz_file = settings.tz.clone();
+    let tz_err = settings.tz.clone();
+    let file_level = settings.file_level;
+    let to_file = fern::Dispatch::new().level(file_level).chain(fern::Output::call(move |record| {
+        let line = json_line(record, Timestamp::now(), &tz_file);
+        with_file(|f| {
+            f.write_line(&line);
+            if record.level() <= Level::Warn {
+                f.flush();
+            }
+        });
+    }));
+    let to_stderr = fern::Dispatch::new().level(settings.stderr_level).chain(fern::Output::call(move |record| {
+        eprintln!("{}", text_line(record, Timestamp::now(), &tz_err));
+    }));
+    fern::Dispatch::new()
+        .level(settings.file_level.max(settings.stderr_level))
+        // ureq and rustls log raw traffic, auth headers included, at TRACE/DEBUG.
+        .level_for("ureq", LevelFilter::Warn)
+        .level_for("ureq_proto", LevelFilter::Warn)
+        .level_for("rustls", LevelFilter::Warn)
+        .chain(to_file)
+        .chain(to_stderr)
+        .apply()
+        .map_err(|_| LogError::AlreadyInitialised)
+}
+
+fn with_file(f: impl FnOnce(&mut RotatingFile)) {
+    if let Some(m) = FILE.get() {
+        // A poisoned lock means a panic mid-write; the file handle itself is still usable.
+        let mut guard = m.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard);
+    }
+}
+
+/// Writes the buffered lines to the file: once per iteration, and at shutdown.
+pub fn flush() {
+    with_file(RotatingFile::flush);
+}
+
+/// Collects a record's key-value fields as JSON values, in the order they were written.
+struct Fields(Vec<(String, serde_json::Value)>);
+
+impl<'kvs> VisitSource<'kvs> for Fields {
+    fn visit_pair(&mut self, key: Key<'kvs>, value: Value<'kvs>) -> Result<(), log::kv::Error> {
+        let mut v = JsonValue(serde_json::Value::Null);
+        value.visit(&mut v)?;
+        self.0.push((key.as_str().to_owned(), v.0));
+        Ok(())
+    }
+}
+
+struct JsonValue(serde_json::Value);
+
+impl<'v> VisitValue<'v> for JsonValue {
+    fn visit_any(&mut self, value: Value<'_>) -> Result<(), log::kv::Error> {
+        self.0 = serde_json::Value::String(value.to_string());
+        Ok(())
+    }
+    fn visit_null(&mut self) -> Result<(), log::kv::Error> {
+        self.0 = serde_json::Value::Null;
+        Ok(())
+    }
+    fn visit_u64(&mut self, v: u64) -> Result<(), log::kv::Error> {
+        self.0 = v.into();
+        Ok(())
+    }
+    fn visit_i64(&mut self, v: i64) -> Result<(), log::kv::Error> {
+        self.0 = v.into();
+        Ok(())
+    }
+    fn visit_f64(&mut self, v: f64) -> Result<(), log::kv::Error> {
+        // NaN and infinities have no JSON form: null.
+        self.0 = serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number);
+        Ok(())
+    }
+    fn visit_bool(&mut self, v: bool) -> Result<(), log::kv::Error> {
+        self.0 = v.into();
+        Ok(())
+    }
+    fn visit_str(&mut self, v: &str) -> Result<(), log::kv::Error> {
+        self.0 = v.into();
+        Ok(())
+    }
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Error => "error",
+        Level::Warn => "warn",
+        Level::Info => "info",
+        Level::Debug => "debug",
+        Level::Trace => "trace",
+    }
+}
+
+/// Splits a record into its event name and fields. A record that is not an `event!` (a library's
+/// warning) becomes event `log` with its target and message.
+fn event_of(record: &Record) -> (String, Vec<(String, serde_json::Value)>) {
+    let mut fields = Fields(Vec::new());
+    // Our visitor never fails; a failing source (another crate's) only loses its fields.
+    let _ = record.key_values().visit(&mut fields);
+    let mut fields = fields.0;
+    let name = match fields.iter().position(|(k, _)| k == "event") {
+        Some(i) => match fields.remove(i).1 {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        },
+        None => {
+            fields.push(("target".into(), record.target().into()));
+            fields.push(("msg".into(), record.args().to_string().into()));
+            "log".into()
+        }
+    };
+    (name, fields)
+}
+
+/// One JSONL line: `{"ts":…,"level":…,"event":…, fields…}`, fields in the order written.
+pub fn json_line(record: &Record, now: Timestamp, tz: &TimeZone) -> String {
+    let (name, fields) = event_of(record);
+    let quote = |s: &str| serde_json::Value::from(s).to_string();
+    let mut line = String::with_capacity(256);
+    line.push_str("{\"ts\":");
+    line.push_str(&quote(&clock::display_ts(now, tz)));
+    line.push_str(",\"level\":");
+    line.push_str(&quote(level_name(record.level())));
+    line.push_str(",\"event\":");
+    line.push_str(&quote(&name));
+    for (k, v) in fields {
+        // `ts`, `level` and `event` belong to the envelope; a field may not repeat them.
+        if matches!(k.as_str(), "ts" | "level" | "event") {
+            continue;
+        }
+        line.push(',');
+        line.push_str(&quote(&k));
+        line.push(':');
+        line.push_str(&v.to_string());
+    }
+    line.push('}');
+    line
+}
+
+/// One stderr line: `2026-11-25 06:23:22 INFO loop_summary iteration=1 equity=null`.
+pub fn text_line(record: &Record, now: Timestamp, tz: &TimeZone) -> String {
+    let (name, fields) = event_of(record);
+    let when = now.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S").to_string();
+    let mut line = format!("{when} {:<5} {name}", record.level());
+    for (k, v) in fields {
+        match v {
+            serde_json::Value::String(s) => line.push_str(&format!(" {k}={s:?}")),
+            other => line.push_str(&format!(" {k}={other}")),
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn la() -> TimeZone {
+        clock::time_zone("America/Los_Angeles").unwrap()
+    }
+
+    #[test]
+    fn json_line_has_envelope_and_typed_fields() {
+        let kvs: [(&str, Value); 5] = [
+            ("event", Value::from("loop_summary")),
+            ("iteration", Value::from(7u64)),
+            ("equity", Value::from(100_000.5f64)),
+            ("halted", Value::from(false)),
+            ("day_start_equity", Value::null()),
+        ];
+        let args = format_args!("loop_summary");
+        let record = Record::builder().level(Level::Info).target(EVENT_TARGET).args(args).key_values(&kvs).build();
+        let now: Timestamp = "2026-11-25T14:23:22.5Z".parse().unwrap();
+        let line = json_line(&record, now, &la());
+        assert!(
+            line.starts_with(r#"{"ts":"2026-11-25T06:23:22.500-08:00","level":"info","event":"loop_summary","#),
+            "{line}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["iteration"], 7);
+        assert_eq!(v["equity"], 100_000.5);
+        assert_eq!(v["halted"], false);
+        assert!(v["day_start_equity"].is_null());
+        let text = text_line(&record, now, &la());
+        assert_eq!(
+            text,
+            "2026-11-25 06:23:22 INFO  loop_summary iteration=7 equity=100000.5 halted=false day_start_equity=null"
+        );
+    }
+
+    #[test]
+    fn a_plain_library_record_becomes_a_log_event_with_escaped_text() {
+        let args = format_args!("a \"quoted\"\nline");
+        let record = Record::builder().level(Level::Warn).target("ureq").args(args).build();
+        let line = json_line(&record, Timestamp::UNIX_EPOCH, &TimeZone::UTC);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["event"], "log");
+        assert_eq!(v["target"], "ureq");
+        assert_eq!(v["msg"], "a \"quoted\"\nline");
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn rotation_keeps_the_configured_number_of_files() {
+        let dir = std::env::temp_dir().join(format!("th-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("app.jsonl");
+        let mut f = RotatingFile::open(&path, 1000, 2).unwrap();
+        let line = "x".repeat(99); // 100 bytes with its newline
+        for _ in 0..55 {
+            f.write_line(&line);
+        }
+        f.flush();
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
+        // 55 lines of 100 bytes in files of at most 1000 bytes: 10 + 10 + 10 + 10 + 10 + 5.
+        assert_eq!(size(&path), Some(500));
+        assert_eq!(size(&dir.join("app.jsonl.1")), Some(1000));
+        assert_eq!(size(&dir.join("app.jsonl.2")), Some(1000));
+        assert_eq!(size(&dir.join("app.jsonl.3")), None, "older files are deleted");
+        // Reopening continues the current file's size.
+        let mut again = RotatingFile::open(&path, 1000, 2).unwrap();
+        assert_eq!(again.size, 500);
+        again.write_line(&line);
+        again.flush();
+        assert_eq!(size(&path), Some(600));
+    }
+}

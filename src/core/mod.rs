@@ -1,0 +1,10 @@
+//! The daemon's foundation: configuration, state, logging, time, risk arithmetic, health, halts.
+//! Nothing here talks to a broker.
+
+pub mod clock;
+pub mod config;
+pub mod halt;
+pub mod health;
+pub mod logging;
+pub mod risk;
+pub mod state;

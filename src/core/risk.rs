@@ -1,0 +1,46 @@
+//! Risk arithmetic that every step shares: daily P&L against the day-start reference.
+//!
+//! Owns: pure functions of plain numbers. Never: I/O, state, or a default that lets a trade
+//! through when an input is missing or not a number (`None` means "unknown", and callers fail
+//! closed on unknown).
+
+/// Daily P&L in percent: `(equity - day_start) / day_start * 100`. `None` when either input is
+/// not a finite number or the reference is not positive.
+pub fn daily_pnl_pct(equity: f64, day_start: f64) -> Option<f64> {
+    if !equity.is_finite() || !day_start.is_finite() || day_start <= 0.0 {
+        return None;
+    }
+    Some((equity - day_start) / day_start * 100.0)
+}
+
+/// Whether the daily loss reached the limit (`max_loss_pct`, a positive percentage). Reaching it
+/// exactly counts: "at or below -limit".
+pub fn daily_loss_breached(pnl_pct: f64, max_loss_pct: f64) -> bool {
+    // A tiny tolerance so that -1.0 computed as -0.99999999999 from exact cents still trips.
+    pnl_pct <= -max_loss_pct + 1e-9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pnl_percent() {
+        assert_eq!(daily_pnl_pct(99_000.0, 100_000.0), Some(-1.0));
+        assert_eq!(daily_pnl_pct(101_500.0, 100_000.0), Some(1.5));
+        assert_eq!(daily_pnl_pct(100.0, 0.0), None);
+        assert_eq!(daily_pnl_pct(f64::NAN, 100.0), None);
+        // A small account is a real account: $500 -> $494 is -1.2 %.
+        let p = daily_pnl_pct(494.0, 500.0).unwrap();
+        assert!((p + 1.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn breach_is_at_or_below_the_limit() {
+        assert!(daily_loss_breached(-1.0, 1.0));
+        assert!(daily_loss_breached(daily_pnl_pct(99_000.00, 100_000.00).unwrap(), 1.0));
+        assert!(daily_loss_breached(-1.2, 1.0));
+        assert!(!daily_loss_breached(-0.99, 1.0));
+        assert!(!daily_loss_breached(0.5, 1.0));
+    }
+}

@@ -1,0 +1,932 @@
+//! The SQLite state database: what must survive a restart or a crash.
+//!
+//! Owns: the schema and its migrations (`PRAGMA user_version`), and every read and write of the
+//! file at `system.state_db_path` — key/value pairs, the day-start equity per trading date, halts,
+//! orders, budgets and loop runs. Timestamps are stored as fixed-width UTC text (`clock::db_ts`)
+//! so that text order is time order and a person can read them with `sqlite3`.
+//!
+//! Never: overwrites, "repairs" or migrates a file it does not recognise. A file that is not
+//! SQLite, fails its integrity check, belongs to another program or comes from a newer version of
+//! this daemon is refused untouched.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::core::clock;
+use crate::core::halt::{Halt, HaltReason};
+
+/// The schema version this code writes. Migration `n` (1-based) lifts a database from `n - 1`.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the foundation.
+    "CREATE TABLE kv (
+         key        TEXT PRIMARY KEY,
+         value      TEXT NOT NULL,
+         updated_at TEXT NOT NULL
+     );
+     CREATE TABLE day_start_equity (
+         trading_date TEXT PRIMARY KEY,          -- New York date, YYYY-MM-DD
+         equity       REAL NOT NULL,
+         source       TEXT NOT NULL,             -- last_equity | first_seen
+         recorded_at  TEXT NOT NULL
+     );
+     CREATE TABLE halts (
+         id         INTEGER PRIMARY KEY,
+         reason     TEXT NOT NULL,
+         detail     TEXT NOT NULL,
+         since      TEXT NOT NULL,
+         until      TEXT,                         -- NULL: until resumed / cause cleared
+         cleared_at TEXT,                         -- NULL: active
+         cleared_by TEXT
+     );
+     CREATE UNIQUE INDEX halts_one_active_per_reason ON halts(reason) WHERE cleared_at IS NULL;
+     CREATE TABLE orders (
+         client_order_id  TEXT PRIMARY KEY,       -- recorded before the order is sent
+         bot              TEXT NOT NULL,
+         symbol           TEXT NOT NULL,
+         side             TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+         qty              TEXT,                   -- exact decimal text as sent
+         notional         TEXT,
+         order_type       TEXT NOT NULL,
+         intent           TEXT NOT NULL CHECK (intent IN ('entry', 'exit')),
+         status           TEXT NOT NULL,
+         broker_order_id  TEXT,
+         filled_qty       TEXT,
+         filled_avg_price TEXT,
+         created_at       TEXT NOT NULL,
+         updated_at       TEXT NOT NULL,
+         CHECK ((qty IS NULL) <> (notional IS NULL))
+     );
+     CREATE INDEX orders_by_bot ON orders(bot, created_at);
+     CREATE TABLE budgets (
+         trading_date      TEXT NOT NULL,
+         bot               TEXT NOT NULL,
+         daily_loss_limit  REAL NOT NULL,
+         max_open_risk     REAL NOT NULL,
+         max_trades        INTEGER NOT NULL,
+         max_positions     INTEGER NOT NULL,
+         realized_pnl      REAL NOT NULL DEFAULT 0,
+         trades            INTEGER NOT NULL DEFAULT 0,
+         updated_at        TEXT NOT NULL,
+         PRIMARY KEY (trading_date, bot)
+     );
+     CREATE TABLE loop_runs (
+         id               INTEGER PRIMARY KEY,
+         iteration        INTEGER NOT NULL,
+         started_at       TEXT NOT NULL,
+         duration_ms      INTEGER NOT NULL,
+         equity           REAL,
+         day_start_equity REAL,
+         daily_pnl_pct    REAL,
+         halted           INTEGER NOT NULL,
+         orders_submitted INTEGER NOT NULL,
+         requests         INTEGER NOT NULL,
+         error            TEXT
+     );",
+];
+
+/// How many loop runs are kept: about 28 hours at the default 5 s interval. Older rows are deleted
+/// as new ones arrive, so months of running do not fill a small SD card.
+pub const LOOP_RUNS_KEPT: i64 = 20_000;
+
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+#[derive(Debug)]
+pub enum StateError {
+    CreateDir {
+        dir: PathBuf,
+        error: std::io::Error,
+    },
+    Inspect {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    NotADatabase {
+        path: PathBuf,
+    },
+    Corrupt {
+        path: PathBuf,
+        detail: String,
+    },
+    ForeignDatabase {
+        path: PathBuf,
+    },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    Missing {
+        path: PathBuf,
+    },
+    Open {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+    Migrate {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+    Sql {
+        what: &'static str,
+        error: rusqlite::Error,
+    },
+    /// A row that this code cannot read back (edited by hand, or written by a buggy version).
+    BadRow {
+        what: &'static str,
+        detail: String,
+    },
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let untouched = "nothing was changed; move the file aside or point system.state_db_path elsewhere";
+        match self {
+            StateError::CreateDir { dir, error } => {
+                write!(f, "cannot create the state folder {}: {error}", dir.display())
+            }
+            StateError::Inspect { path, error } => {
+                write!(f, "cannot read the state database {}: {error}", path.display())
+            }
+            StateError::NotADatabase { path } => write!(f, "{} is not a SQLite database; {untouched}", path.display()),
+            StateError::Corrupt { path, detail } => {
+                write!(f, "the state database {} is damaged ({detail}); {untouched}", path.display())
+            }
+            StateError::ForeignDatabase { path } => {
+                write!(
+                    f,
+                    "{} is a SQLite database of another program (it has tables but no Trading Hydra schema); {untouched}",
+                    path.display()
+                )
+            }
+            StateError::TooNew { path, found, supported } => write!(
+                f,
+                "the state database {} has schema version {found}, newer than this build's {supported}; run the newer trading-hydra, or {untouched}",
+                path.display()
+            ),
+            StateError::Missing { path } => write!(
+                f,
+                "no state database at {}; start the daemon once (`trading-hydra run`) to create it",
+                path.display()
+            ),
+            StateError::Open { path, error } => write!(f, "cannot open the state database {}: {error}", path.display()),
+            StateError::Migrate { path, error } => write!(
+                f,
+                "cannot upgrade the state database {} (rolled back, nothing changed): {error}",
+                path.display()
+            ),
+            StateError::Sql { what, error } => write!(f, "state database error while {what}: {error}"),
+            StateError::BadRow { what, detail } => {
+                write!(f, "state database holds a row this build cannot read ({what}): {detail}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// One day's reference equity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayStart {
+    pub trading_date: Date,
+    pub equity: f64,
+    /// `last_equity` (the broker's previous close) or `first_seen`.
+    pub source: String,
+}
+
+/// One order as the daemon recorded it. Quantities stay text: the exact decimal that was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRecord {
+    pub client_order_id: String,
+    pub bot: String,
+    pub symbol: String,
+    pub side: String,
+    pub qty: Option<String>,
+    pub notional: Option<String>,
+    pub order_type: String,
+    pub intent: String,
+    pub status: String,
+    pub broker_order_id: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// One bot's budget for one trading date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRow {
+    pub trading_date: Date,
+    pub bot: String,
+    pub daily_loss_limit: f64,
+    pub max_open_risk: f64,
+    pub max_trades: u32,
+    pub max_positions: u32,
+    pub realized_pnl: f64,
+    pub trades: u32,
+}
+
+/// One iteration of the loop, as step 5 records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoopRun {
+    pub iteration: u64,
+    pub started_at: Timestamp,
+    pub duration_ms: u64,
+    pub equity: Option<f64>,
+    pub day_start_equity: Option<f64>,
+    pub daily_pnl_pct: Option<f64>,
+    pub halted: bool,
+    pub orders_submitted: u32,
+    pub requests: u32,
+    pub error: Option<String>,
+}
+
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
+    move |error| StateError::Sql { what, error }
+}
+
+fn bad_row(what: &'static str) -> impl FnOnce(String) -> StateError {
+    move |detail| StateError::BadRow { what, detail }
+}
+
+impl State {
+    /// Opens (creating it and its folder on first run) and migrates the database.
+    pub fn open(path: &Path) -> Result<State, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|error| StateError::CreateDir { dir: dir.to_path_buf(), error })?;
+        }
+        check_header(path)?;
+        let conn = Connection::open(path).map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
+        let mut state = State { conn, path: path.to_path_buf() };
+        state.check_integrity()?;
+        state.check_version()?;
+        state.conn.busy_timeout(Duration::from_secs(5)).map_err(sql("setting the busy timeout"))?;
+        // WAL lets `status` read while the daemon writes; NORMAL is durable across a process
+        // crash (only an OS crash may lose the last transactions).
+        state.conn.pragma_update(None, "journal_mode", "WAL").map_err(sql("switching to WAL"))?;
+        state.conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql("setting synchronous"))?;
+        state.migrate()?;
+        Ok(state)
+    }
+
+    /// Opens an existing database for reading only: `status` uses it while the daemon runs.
+    pub fn open_read_only(path: &Path) -> Result<State, StateError> {
+        if !path.exists() {
+            return Err(StateError::Missing { path: path.to_path_buf() });
+        }
+        check_header(path)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
+        let state = State { conn, path: path.to_path_buf() };
+        state.conn.busy_timeout(Duration::from_secs(2)).map_err(sql("setting the busy timeout"))?;
+        let found = state.user_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew { path: state.path.clone(), found, supported: SCHEMA_VERSION });
+        }
+        if found < SCHEMA_VERSION {
+            // Reading an older schema would fail table by table; say what to do instead.
+            return Err(StateError::Corrupt {
+                path: state.path.clone(),
+                detail: format!(
+                    "schema version {found}, older than {SCHEMA_VERSION}: start the daemon once to upgrade it"
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn user_version(&self) -> Result<i64, StateError> {
+        self.conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| classify_open_error(&self.path, e))
+    }
+
+    fn check_integrity(&self) -> Result<(), StateError> {
+        let verdict: String = self
+            .conn
+            .pragma_query_value(None, "quick_check", |r| r.get(0))
+            .map_err(|e| classify_open_error(&self.path, e))?;
+        if verdict != "ok" {
+            return Err(StateError::Corrupt { path: self.path.clone(), detail: verdict });
+        }
+        Ok(())
+    }
+
+    fn check_version(&self) -> Result<(), StateError> {
+        let found = self.user_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew { path: self.path.clone(), found, supported: SCHEMA_VERSION });
+        }
+        if found == 0 {
+            let tables: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+                .map_err(|e| classify_open_error(&self.path, e))?;
+            if tables > 0 {
+                return Err(StateError::ForeignDatabase { path: self.path.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the missing migrations in one transaction: all of them or none.
+    fn migrate(&mut self) -> Result<(), StateError> {
+        let found = self.user_version()?;
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let fail = |error| StateError::Migrate { path: path.clone(), error };
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
+        for step in &MIGRATIONS[found as usize..] {
+            tx.execute_batch(step).map_err(fail)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    // --- key/value --------------------------------------------------------------------------
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(sql("reading a key"))
+    }
+
+    pub fn kv_set(&self, key: &str, value: &str, now: Timestamp) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![key, value, clock::db_ts(now)],
+            )
+            .map(drop)
+            .map_err(sql("writing a key"))
+    }
+
+    // --- day-start equity -------------------------------------------------------------------
+
+    pub fn day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
+        let row: Option<(f64, String)> = self
+            .conn
+            .query_row("SELECT equity, source FROM day_start_equity WHERE trading_date = ?1", [date.to_string()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(sql("reading the day-start equity"))?;
+        Ok(row.map(|(equity, source)| DayStart { trading_date: date, equity, source }))
+    }
+
+    /// Records the day-start equity of `date` unless one is already recorded, and returns the one
+    /// that stands. Once set it is never replaced within the day, whatever the account's size.
+    pub fn record_day_start(
+        &self,
+        date: Date,
+        equity: f64,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<DayStart, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO day_start_equity (trading_date, equity, source, recorded_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (trading_date) DO NOTHING",
+                params![date.to_string(), equity, source, clock::db_ts(now)],
+            )
+            .map_err(sql("recording the day-start equity"))?;
+        self.day_start(date)?.ok_or_else(|| StateError::BadRow {
+            what: "day_start_equity",
+            detail: "the row just written is missing".into(),
+        })
+    }
+
+    // --- halts ------------------------------------------------------------------------------
+
+    pub fn active_halts(&self) -> Result<Vec<Halt>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT reason, detail, since, until FROM halts WHERE cleared_at IS NULL ORDER BY since, id",
+            )
+            .map_err(sql("reading halts"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(sql("reading halts"))?;
+        let mut halts = Vec::new();
+        for row in rows {
+            let (reason, detail, since, until) = row.map_err(sql("reading halts"))?;
+            // An unknown reason (a newer build's, or a hand edit) still halts: fail closed.
+            let reason = HaltReason::parse(&reason).unwrap_or(HaltReason::StateError);
+            let since = clock::parse_ts(&since).map_err(bad_row("halts.since"))?;
+            let until = until.as_deref().map(clock::parse_ts).transpose().map_err(bad_row("halts.until"))?;
+            halts.push(Halt { reason, detail, since, until });
+        }
+        Ok(halts)
+    }
+
+    /// Sets a halt; returns whether it is new. An active halt of the same reason keeps its
+    /// `since`, takes the new detail and the later `until` (a halt without an end keeps none).
+    pub fn set_halt(&self, halt: &Halt) -> Result<bool, StateError> {
+        let until = halt.until.map(clock::db_ts);
+        let inserted = self
+            .conn
+            .execute(
+                "INSERT INTO halts (reason, detail, since, until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (reason) WHERE cleared_at IS NULL DO NOTHING",
+                params![halt.reason.as_str(), halt.detail, clock::db_ts(halt.since), until],
+            )
+            .map_err(sql("setting a halt"))?;
+        if inserted == 0 {
+            self.conn
+                .execute(
+                    "UPDATE halts SET detail = ?2,
+                         until = CASE WHEN until IS NULL OR ?3 IS NULL THEN NULL ELSE max(until, ?3) END
+                     WHERE reason = ?1 AND cleared_at IS NULL",
+                    params![halt.reason.as_str(), halt.detail, until],
+                )
+                .map_err(sql("extending a halt"))?;
+        }
+        Ok(inserted == 1)
+    }
+
+    /// Clears the active halt of `reason`; returns whether there was one.
+    pub fn clear_halt(&self, reason: HaltReason, by: &str, now: Timestamp) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE halts SET cleared_at = ?2, cleared_by = ?3 WHERE reason = ?1 AND cleared_at IS NULL",
+                params![reason.as_str(), clock::db_ts(now), by],
+            )
+            .map_err(sql("clearing a halt"))?;
+        Ok(n > 0)
+    }
+
+    // --- orders -----------------------------------------------------------------------------
+
+    /// Records an order before it is sent. A second insert of the same client order id fails: that
+    /// is the guard that makes a retry or a restart unable to send one purpose twice.
+    pub fn insert_order(&self, o: &OrderRecord) -> Result<(), StateError> {
+        let at = clock::db_ts(o.created_at);
+        self.conn
+            .execute(
+                "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, intent, status,
+                                     broker_order_id, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                params![
+                    o.client_order_id,
+                    o.bot,
+                    o.symbol,
+                    o.side,
+                    o.qty,
+                    o.notional,
+                    o.order_type,
+                    o.intent,
+                    o.status,
+                    o.broker_order_id,
+                    at
+                ],
+            )
+            .map(drop)
+            .map_err(sql("recording an order"))
+    }
+
+    pub fn update_order_status(
+        &self,
+        client_order_id: &str,
+        status: &str,
+        broker_order_id: Option<&str>,
+        now: Timestamp,
+    ) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), updated_at = ?4
+                 WHERE client_order_id = ?1",
+                params![client_order_id, status, broker_order_id, clock::db_ts(now)],
+            )
+            .map_err(sql("updating an order"))?;
+        Ok(n > 0)
+    }
+
+    pub fn order(&self, client_order_id: &str) -> Result<Option<OrderRecord>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT client_order_id, bot, symbol, side, qty, notional, order_type, intent, status, broker_order_id, created_at
+                 FROM orders WHERE client_order_id = ?1",
+                [client_order_id],
+                |r| {
+                    Ok((
+                        OrderRecord {
+                            client_order_id: r.get(0)?,
+                            bot: r.get(1)?,
+                            symbol: r.get(2)?,
+                            side: r.get(3)?,
+                            qty: r.get(4)?,
+                            notional: r.get(5)?,
+                            order_type: r.get(6)?,
+                            intent: r.get(7)?,
+                            status: r.get(8)?,
+                            broker_order_id: r.get(9)?,
+                            created_at: Timestamp::UNIX_EPOCH,
+                        },
+                        r.get::<_, String>(10)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql("reading an order"))?;
+        match row {
+            None => Ok(None),
+            Some((mut o, created)) => {
+                o.created_at = clock::parse_ts(&created).map_err(bad_row("orders.created_at"))?;
+                Ok(Some(o))
+            }
+        }
+    }
+
+    // --- budgets ----------------------------------------------------------------------------
+
+    pub fn put_budget(&self, b: &BudgetRow, now: Timestamp) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions, realized_pnl, trades, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (trading_date, bot) DO UPDATE SET
+                     daily_loss_limit = excluded.daily_loss_limit, max_open_risk = excluded.max_open_risk,
+                     max_trades = excluded.max_trades, max_positions = excluded.max_positions,
+                     realized_pnl = excluded.realized_pnl, trades = excluded.trades, updated_at = excluded.updated_at",
+                params![
+                    b.trading_date.to_string(),
+                    b.bot,
+                    b.daily_loss_limit,
+                    b.max_open_risk,
+                    b.max_trades,
+                    b.max_positions,
+                    b.realized_pnl,
+                    b.trades,
+                    clock::db_ts(now)
+                ],
+            )
+            .map(drop)
+            .map_err(sql("writing a budget"))
+    }
+
+    pub fn budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT bot, daily_loss_limit, max_open_risk, max_trades, max_positions, realized_pnl, trades
+                 FROM budgets WHERE trading_date = ?1 ORDER BY bot",
+            )
+            .map_err(sql("reading budgets"))?;
+        let rows = stmt
+            .query_map([date.to_string()], |r| {
+                Ok(BudgetRow {
+                    trading_date: date,
+                    bot: r.get(0)?,
+                    daily_loss_limit: r.get(1)?,
+                    max_open_risk: r.get(2)?,
+                    max_trades: r.get(3)?,
+                    max_positions: r.get(4)?,
+                    realized_pnl: r.get(5)?,
+                    trades: r.get(6)?,
+                })
+            })
+            .map_err(sql("reading budgets"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("reading budgets"))
+    }
+
+    // --- loop runs --------------------------------------------------------------------------
+
+    pub fn insert_loop_run(&self, run: &LoopRun) -> Result<(), StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO loop_runs (iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted,
+                                        orders_submitted, requests, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .map_err(sql("recording a loop run"))?;
+        stmt.execute(params![
+            run.iteration as i64,
+            clock::db_ts(run.started_at),
+            run.duration_ms as i64,
+            run.equity,
+            run.day_start_equity,
+            run.daily_pnl_pct,
+            run.halted,
+            run.orders_submitted,
+            run.requests,
+            run.error
+        ])
+        .map_err(sql("recording a loop run"))?;
+        let id = self.conn.last_insert_rowid();
+        // Pruning in batches keeps the cost off most iterations.
+        if id % 1000 == 0 {
+            self.conn
+                .execute("DELETE FROM loop_runs WHERE id <= ?1", [id - LOOP_RUNS_KEPT])
+                .map_err(sql("pruning old loop runs"))?;
+        }
+        Ok(())
+    }
+
+    pub fn last_loop_run(&self) -> Result<Option<LoopRun>, StateError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted, orders_submitted, requests, error
+                 FROM loop_runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql("reading the last loop run"))?;
+        let Some((
+            iteration,
+            started,
+            duration_ms,
+            equity,
+            day_start_equity,
+            daily_pnl_pct,
+            halted,
+            orders_submitted,
+            requests,
+            error,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        Ok(Some(LoopRun {
+            iteration: iteration.max(0) as u64,
+            started_at: clock::parse_ts(&started).map_err(bad_row("loop_runs.started_at"))?,
+            duration_ms: duration_ms.max(0) as u64,
+            equity,
+            day_start_equity,
+            daily_pnl_pct,
+            halted,
+            orders_submitted,
+            requests,
+            error,
+        }))
+    }
+
+    pub fn loop_run_count(&self) -> Result<i64, StateError> {
+        self.conn.query_row("SELECT count(*) FROM loop_runs", [], |r| r.get(0)).map_err(sql("counting loop runs"))
+    }
+}
+
+/// Refuses, before SQLite touches it, a non-empty file that does not start with SQLite's header.
+fn check_header(path: &Path) -> Result<(), StateError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(StateError::Inspect { path: path.to_path_buf(), error }),
+    };
+    let mut head = Vec::with_capacity(16);
+    file.by_ref()
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|error| StateError::Inspect { path: path.to_path_buf(), error })?;
+    if head.is_empty() || head.as_slice() == SQLITE_HEADER {
+        Ok(())
+    } else {
+        Err(StateError::NotADatabase { path: path.to_path_buf() })
+    }
+}
+
+fn classify_open_error(path: &Path, error: rusqlite::Error) -> StateError {
+    match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => StateError::NotADatabase { path: path.to_path_buf() },
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => {
+            StateError::Corrupt { path: path.to_path_buf(), detail: error.to_string() }
+        }
+        _ => StateError::Open { path: path.to_path_buf(), error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn temp_db(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("th-state-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir.join("sub").join("state.db")
+    }
+
+    #[test]
+    fn migrates_from_empty_and_reopens_with_data() {
+        let path = temp_db("reopen");
+        let now = ts("2026-11-25T15:00:00Z");
+        {
+            let s = State::open(&path).unwrap();
+            s.kv_set("mode", "paper", now).unwrap();
+            s.record_day_start(jiff::civil::date(2026, 11, 25), 100_000.0, "last_equity", now).unwrap();
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(s.user_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(s.kv_get("mode").unwrap().as_deref(), Some("paper"));
+        let d = s.day_start(jiff::civil::date(2026, 11, 25)).unwrap().unwrap();
+        assert_eq!(d.equity, 100_000.0);
+    }
+
+    #[test]
+    fn day_start_is_never_replaced_within_the_day() {
+        let path = temp_db("daystart");
+        let s = State::open(&path).unwrap();
+        let date = jiff::civil::date(2026, 11, 25);
+        let now = ts("2026-11-25T15:00:00Z");
+        s.record_day_start(date, 500.0, "first_seen", now).unwrap();
+        // A small account (the Python daemon reset below $1,000) keeps its reference.
+        let d = s.record_day_start(date, 900.0, "first_seen", now).unwrap();
+        assert_eq!(d.equity, 500.0);
+    }
+
+    #[test]
+    fn halts_set_extend_and_clear() {
+        let path = temp_db("halts");
+        let s = State::open(&path).unwrap();
+        let h = Halt {
+            reason: HaltReason::ApiFailures,
+            detail: "5 failures".into(),
+            since: ts("2026-11-25T15:00:00Z"),
+            until: Some(ts("2026-11-25T21:30:00Z")),
+        };
+        assert!(s.set_halt(&h).unwrap());
+        let later = Halt {
+            until: Some(ts("2026-11-25T22:00:00Z")),
+            detail: "6 failures".into(),
+            since: ts("2026-11-25T15:05:00Z"),
+            ..h.clone()
+        };
+        assert!(!s.set_halt(&later).unwrap());
+        let earlier = Halt { until: Some(ts("2026-11-25T16:00:00Z")), ..h.clone() };
+        assert!(!s.set_halt(&earlier).unwrap());
+        let active = s.active_halts().unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].since, h.since, "since is kept");
+        assert_eq!(active[0].until, Some(ts("2026-11-25T22:00:00Z")), "until is never shortened");
+        assert!(s.clear_halt(HaltReason::ApiFailures, "auto", ts("2026-11-25T22:00:00Z")).unwrap());
+        assert!(s.active_halts().unwrap().is_empty());
+        assert!(!s.clear_halt(HaltReason::ApiFailures, "auto", ts("2026-11-25T22:00:00Z")).unwrap());
+        // A new halt of the same reason can be set again after clearing.
+        assert!(s.set_halt(&h).unwrap());
+    }
+
+    #[test]
+    fn a_client_order_id_is_recorded_once() {
+        let path = temp_db("orders");
+        let s = State::open(&path).unwrap();
+        let o = OrderRecord {
+            client_order_id: "th-mom_AAPL-20261125-1".into(),
+            bot: "mom_AAPL".into(),
+            symbol: "AAPL".into(),
+            side: "buy".into(),
+            qty: Some("3".into()),
+            notional: None,
+            order_type: "market".into(),
+            intent: "entry".into(),
+            status: "recorded".into(),
+            broker_order_id: None,
+            created_at: ts("2026-11-25T15:00:00Z"),
+        };
+        s.insert_order(&o).unwrap();
+        assert!(s.insert_order(&o).is_err());
+        assert!(
+            s.update_order_status(&o.client_order_id, "accepted", Some("b-1"), ts("2026-11-25T15:00:01Z")).unwrap()
+        );
+        let back = s.order(&o.client_order_id).unwrap().unwrap();
+        assert_eq!(back.status, "accepted");
+        assert_eq!(back.broker_order_id.as_deref(), Some("b-1"));
+        assert_eq!(back.qty.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn budgets_round_trip_per_date() {
+        let path = temp_db("budgets");
+        let s = State::open(&path).unwrap();
+        let date = jiff::civil::date(2026, 11, 25);
+        let b = BudgetRow {
+            trading_date: date,
+            bot: "mom_AAPL".into(),
+            daily_loss_limit: 250.0,
+            max_open_risk: 500.0,
+            max_trades: 3,
+            max_positions: 1,
+            realized_pnl: -12.5,
+            trades: 1,
+        };
+        s.put_budget(&b, ts("2026-11-25T15:00:00Z")).unwrap();
+        assert_eq!(s.budgets(date).unwrap(), vec![b]);
+        assert!(s.budgets(jiff::civil::date(2026, 11, 26)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn loop_runs_are_pruned() {
+        let path = temp_db("prune");
+        let s = State::open(&path).unwrap();
+        let run = LoopRun {
+            iteration: 0,
+            started_at: ts("2026-11-25T15:00:00Z"),
+            duration_ms: 3,
+            equity: None,
+            day_start_equity: None,
+            daily_pnl_pct: None,
+            halted: false,
+            orders_submitted: 0,
+            requests: 0,
+            error: None,
+        };
+        s.conn.execute_batch("BEGIN").unwrap();
+        for i in 0..(LOOP_RUNS_KEPT as u64 + 2000) {
+            s.insert_loop_run(&LoopRun { iteration: i, ..run.clone() }).unwrap();
+        }
+        s.conn.execute_batch("COMMIT").unwrap();
+        assert_eq!(s.loop_run_count().unwrap(), LOOP_RUNS_KEPT);
+        assert_eq!(s.last_loop_run().unwrap().unwrap().iteration, LOOP_RUNS_KEPT as u64 + 1999);
+    }
+
+    #[test]
+    fn garbage_file_is_refused_and_left_untouched() {
+        let path = temp_db("garbage");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let junk = b"this is not a database, it is a grocery list\n".repeat(100);
+        std::fs::write(&path, &junk).unwrap();
+        assert!(matches!(State::open(&path), Err(StateError::NotADatabase { .. })));
+        assert!(matches!(State::open_read_only(&path), Err(StateError::NotADatabase { .. })));
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+        assert!(!path.with_extension("db-wal").exists());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let path = temp_db("newer");
+        drop(State::open(&path).unwrap());
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        assert!(matches!(State::open(&path), Err(StateError::TooNew { .. })));
+        assert!(matches!(State::open_read_only(&path), Err(StateError::TooNew { .. })));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn another_programs_database_is_refused() {
+        let path = temp_db("foreign");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE recipes (name TEXT)").unwrap();
+        }
+        assert!(matches!(State::open(&path), Err(StateError::ForeignDatabase { .. })));
+    }
+
+    #[test]
+    fn read_only_needs_an_existing_file_and_cannot_write() {
+        let path = temp_db("ro");
+        assert!(matches!(State::open_read_only(&path), Err(StateError::Missing { .. })));
+        assert!(!path.exists());
+        drop(State::open(&path).unwrap());
+        let ro = State::open_read_only(&path).unwrap();
+        assert!(ro.kv_set("x", "y", ts("2026-11-25T15:00:00Z")).is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! The runner: parses the command line, runs one command, maps its outcome to an exit code.
+//!
+//! `run` is the daemon: a plain loop on the main thread calling the orchestrator every
+//! `runner.loop_interval_seconds`. The ctrlc thread (SIGINT, SIGTERM, SIGHUP) only sends on a
+//! channel; the loop's sleep is a `recv_timeout` on that channel, so a signal ends the process
+//! within a second, mid-sleep included. Each iteration runs under `catch_unwind`: a panic becomes
+//! an `internal_error` halt and an event, not a dead daemon with open positions.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use log::LevelFilter;
+
+use trading_hydra::cli::{self, Command, RunArgs};
+use trading_hydra::core::clock::SystemClock;
+use trading_hydra::core::config::{self, Config};
+use trading_hydra::core::halt::{self, Halt, HaltReason};
+use trading_hydra::core::logging::{self, LogSettings};
+use trading_hydra::core::state::State;
+use trading_hydra::error::Error;
+use trading_hydra::event;
+use trading_hydra::orchestrator::Orchestrator;
+use trading_hydra::services::status;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match cli::parse(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("trading-hydra: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match command {
+        Command::Help => {
+            print!("{}", cli::HELP);
+            Ok(())
+        }
+        Command::Version => {
+            println!("trading-hydra {}", trading_hydra::VERSION);
+            Ok(())
+        }
+        Command::CheckConfig { config } => check_config(config),
+        Command::Status { config, json } => show_status(config, json),
+        Command::Halt { config, reason } => set_manual_halt(config, &reason),
+        Command::Resume { config } => resume(config),
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trading-hydra: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn load_config(flag: Option<PathBuf>) -> Result<Config, Error> {
+    let dir = Config::resolve_dir(flag.as_deref());
+    Ok(Config::load(&dir)?)
+}
+
+/// `stderr_level`: the daemon shows its events; one-shot commands only their errors (they print
+/// their own answer).
+fn init_logging(cfg: &Config, stderr_level: LevelFilter) -> Result<(), Error> {
+    let s = &cfg.settings;
+    let file_level = if s.development.enhanced_logging { LevelFilter::Debug } else { LevelFilter::Info };
+    logging::init(&LogSettings {
+        path: s.system.log_path.clone(),
+        max_bytes: s.logging.max_file_mb * 1024 * 1024,
+        keep_files: s.logging.keep_files,
+        tz: cfg.timezone.clone(),
+        file_level,
+        stderr_level,
+    })?;
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<(), Error> {
+    let cfg = load_config(args.config.clone())?;
+    if args.sim {
+        return Err(Error::Usage(
+            "--sim: the simulated broker is not in this build yet (it arrives with the broker layer); run without --sim".into(),
+        ));
+    }
+    let paper = std::env::var("ALPACA_PAPER").ok();
+    let mode = config::trading_mode(args.sim, paper.as_deref(), cfg.settings.alpaca.live_trading_confirmed)
+        .map_err(Error::Usage)?;
+    init_logging(&cfg, LevelFilter::Info)?;
+    let state = State::open(&cfg.settings.system.state_db_path)?;
+    state.kv_set("mode", mode.as_str(), Timestamp::now())?;
+
+    let interval_secs = cfg.settings.runner.loop_interval_seconds;
+    event!(
+        Info,
+        "startup",
+        version = trading_hydra::VERSION,
+        mode = mode.as_str(),
+        loop_interval_seconds = interval_secs,
+        config = cfg.dir.display().to_string()
+    );
+    for warning in cfg.warnings() {
+        event!(Warn, "config_warning", detail = warning.as_str());
+    }
+    logging::flush();
+
+    let (tx, rx) = mpsc::channel::<()>();
+    ctrlc::set_handler(move || {
+        // The loop may already be gone during shutdown; nothing is left to tell then.
+        let _ = tx.send(());
+    })
+    .map_err(|e| Error::Other(format!("cannot install the SIGINT/SIGTERM handler: {e}")))?;
+
+    let interval = Duration::from_secs(interval_secs);
+    let mut orchestrator = Orchestrator::new(cfg, state, Box::new(SystemClock));
+    let mut done: u64 = 0;
+    let reason = loop {
+        let started = Instant::now();
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| orchestrator.run_iteration())) {
+            orchestrator.record_panic(&panic_message(payload.as_ref()));
+        }
+        logging::flush();
+        done += 1;
+        if args.iterations.is_some_and(|n| done >= n) {
+            break "iterations_done";
+        }
+        // The next iteration starts one interval after this one started, or at once if this one
+        // overran: never a burst of catch-up iterations.
+        match rx.recv_timeout(interval.saturating_sub(started.elapsed())) {
+            Ok(()) => break "signal",
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break "signal_handler_gone",
+        }
+    };
+    event!(Info, "shutdown", reason = reason, iterations = done);
+    logging::flush();
+    // Dropping the orchestrator closes the database.
+    drop(orchestrator);
+    Ok(())
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
+    }
+}
+
+fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {
+    let cfg = load_config(flag)?;
+    let s = &cfg.settings;
+    let b = &cfg.bots;
+    let on = |e: bool| if e { "on" } else { "off" };
+    println!("configuration in {} is valid", cfg.dir.display());
+    println!(
+        "loop every {} s; time zone {}; daily loss limit {} %; fail-closed {}",
+        s.runner.loop_interval_seconds,
+        s.system.timezone,
+        s.risk.global_max_daily_loss_pct,
+        on(s.safety.fail_closed)
+    );
+    println!("state {}; log {}", s.system.state_db_path.display(), s.system.log_path.display());
+    let k = &b.exitbot.kill_conditions;
+    println!(
+        "exitbot {}: api_failure_halt {}, data_stale_halt {}, max_daily_loss_halt {}, anomaly_halt {}; cool-off {} min",
+        on(b.exitbot.enabled),
+        on(k.api_failure_halt),
+        on(k.data_stale_halt),
+        on(k.max_daily_loss_halt),
+        on(k.anomaly_halt),
+        b.exitbot.cooloff_minutes
+    );
+    for m in &b.momentum_bots {
+        println!("momentum bot {} ({}) {}: signal {}", m.bot_id, m.ticker, on(m.enabled), m.signal.mode);
+    }
+    if let Some(o) = &b.optionsbot {
+        println!("options bot {} {}: {}", o.bot_id, on(o.enabled), o.tickers.join(", "));
+    }
+    if let Some(c) = &b.cryptobot {
+        println!("crypto bot {} {}: {}; signal {}", c.bot_id, on(c.enabled), c.pairs.join(", "), c.signal.mode);
+    }
+    for w in cfg.warnings() {
+        println!("warning: {w}");
+    }
+    Ok(())
+}
+
+fn show_status(flag: Option<PathBuf>, json: bool) -> Result<(), Error> {
+    let cfg = load_config(flag)?;
+    let state = State::open_read_only(&cfg.settings.system.state_db_path)?;
+    let report = status::gather(&state, Timestamp::now(), cfg.settings.runner.loop_interval_seconds)?;
+    if json {
+        println!("{}", report.to_json(&cfg.timezone));
+    } else {
+        print!("{}", report.to_text(&cfg.timezone));
+    }
+    Ok(())
+}
+
+fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
+    let cfg = load_config(flag)?;
+    init_logging(&cfg, LevelFilter::Error)?;
+    let state = State::open(&cfg.settings.system.state_db_path)?;
+    let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since: Timestamp::now(), until: None };
+    let new = halt::set(&state, &halt)?;
+    logging::flush();
+    if new {
+        println!("halted (manual): no new entries from the daemon's next iteration on; exits of open positions go on.");
+    } else {
+        println!("already halted (manual); the reason is now {reason:?}.");
+    }
+    println!("lift it with `trading-hydra resume`.");
+    Ok(())
+}
+
+fn resume(flag: Option<PathBuf>) -> Result<(), Error> {
+    let cfg = load_config(flag)?;
+    init_logging(&cfg, LevelFilter::Error)?;
+    let state = State::open(&cfg.settings.system.state_db_path)?;
+    let now = Timestamp::now();
+    let active = state.active_halts()?;
+    if active.is_empty() {
+        println!("no halt is active.");
+    }
+    for h in &active {
+        match halt::resume_allowed(h, now) {
+            Ok(()) => {
+                halt::clear(&state, h.reason, "operator", now)?;
+                println!("lifted: {}", h.reason);
+            }
+            Err(why) => println!("still halted: {why}"),
+        }
+    }
+    logging::flush();
+    Ok(())
+}

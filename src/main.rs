@@ -3,10 +3,10 @@
 //! `run` is the daemon: a plain loop on the main thread calling the orchestrator every
 //! `runner.loop_interval_seconds`. The ctrlc thread (SIGINT, SIGTERM, SIGHUP) only sends on a
 //! channel; the loop's sleep is a `recv_timeout` on that channel, so a signal ends the process
-//! within a second, mid-sleep included. Each iteration runs under `catch_unwind`: a panic becomes
-//! an `internal_error` halt and an event, not a dead daemon with open positions.
+//! within a second, mid-sleep included. Each iteration runs under `catch_unwind`
+//! (`Orchestrator::run_iteration_guarded`): a panic becomes an `internal_error` halt and an event,
+//! not a dead daemon with open positions.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -120,9 +120,7 @@ fn run(args: RunArgs) -> Result<(), Error> {
     let mut done: u64 = 0;
     let reason = loop {
         let started = Instant::now();
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| orchestrator.run_iteration())) {
-            orchestrator.record_panic(&panic_message(payload.as_ref()));
-        }
+        orchestrator.run_iteration_guarded();
         logging::flush();
         done += 1;
         if args.iterations.is_some_and(|n| done >= n) {
@@ -141,16 +139,6 @@ fn run(args: RunArgs) -> Result<(), Error> {
     // Dropping the orchestrator closes the database.
     drop(orchestrator);
     Ok(())
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".into()
-    }
 }
 
 fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {

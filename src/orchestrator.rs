@@ -16,6 +16,7 @@
 //! The broker layer (account, positions, orders) arrives with the broker issue; until then step 1
 //! has no equity to read and reports `null`, and steps 3 and 4 have no bots to run.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
 use jiff::{SignedDuration, Timestamp};
@@ -134,8 +135,20 @@ impl Orchestrator {
         summary
     }
 
-    /// A panic escaped an iteration: a bug. Halt entries until an operator has looked.
-    pub fn record_panic(&mut self, message: &str) {
+    /// Runs one iteration under `catch_unwind`. A panic (a bug) does not end the daemon: it
+    /// becomes an `iteration_error` event and an `internal_error` halt, and `None` is returned.
+    pub fn run_iteration_guarded(&mut self) -> Option<LoopSummary> {
+        match panic::catch_unwind(AssertUnwindSafe(|| self.run_iteration())) {
+            Ok(summary) => Some(summary),
+            Err(payload) => {
+                self.record_panic(&panic_message(payload.as_ref()));
+                None
+            }
+        }
+    }
+
+    /// A panic escaped an iteration: halt entries until an operator has looked.
+    fn record_panic(&mut self, message: &str) {
         let now = self.clock.now();
         let detail = format!("iteration {} panicked: {message}", self.iteration);
         event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = detail.as_str());
@@ -188,5 +201,15 @@ impl Orchestrator {
         if let Err(e) = self.state.insert_loop_run(&run) {
             event!(Error, "iteration_error", iteration = s.iteration, step = "finalize", error = e.to_string());
         }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".into()
     }
 }

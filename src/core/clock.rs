@@ -75,6 +75,13 @@ pub trait Clock: Send {
     fn now(&self) -> Timestamp;
 }
 
+/// A shared clock: the test or simulator keeps one handle to move it, the orchestrator another.
+impl<C: Clock + Sync> Clock for std::sync::Arc<C> {
+    fn now(&self) -> Timestamp {
+        (**self).now()
+    }
+}
+
 /// The operating system's clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

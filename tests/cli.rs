@@ -1,0 +1,388 @@
+//! The real binary, run in a temporary folder holding a copy of the shipped config: commands,
+//! exit codes, config errors, the state database's guards, signals and the JSONL log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use trading_hydra::core::halt::{Halt, HaltReason};
+use trading_hydra::core::state::State;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
+
+/// A scratch folder with `config/` copied from the repository; the daemon runs inside it, so its
+/// relative `./state` and `./logs` land there too.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("th-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("config")).unwrap();
+        for f in ["settings.yaml", "bots.yaml"] {
+            std::fs::copy(Path::new("config").join(f), dir.join("config").join(f)).unwrap();
+        }
+        Scratch { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    fn edit(&self, file: &str, from: &str, to: &str) {
+        let p = self.path(file);
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .current_dir(&self.dir)
+            .env_remove("ALPACA_KEY")
+            .env_remove("ALPACA_SECRET")
+            .env_remove("ALPACA_PAPER")
+            .env_remove("ALPACA_TRADING_URL")
+            .env_remove("ALPACA_DATA_URL")
+            .env_remove("TRADING_HYDRA_CONFIG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    fn log_lines(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.path("logs/app.jsonl")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    }
+
+    fn events(&self, name: &str) -> Vec<serde_json::Value> {
+        self.log_lines().into_iter().filter(|v| v["event"] == name).collect()
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let out = self.run(&["status", "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    assert!(ok.success());
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// Waits for the child's exit; returns its code and how long it took.
+fn wait_exit(child: &mut Child, limit: Duration) -> (Option<i32>, Duration) {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), start.elapsed());
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the daemon did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn shipped_and_python_configs_load() {
+    let s = Scratch::new("configs");
+    let out = s.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("is valid"));
+
+    let python = std::fs::canonicalize("tests/fixtures/python-config").unwrap();
+    let out = s.run(&["check-config", "--config", python.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Its mock-data switch is on: loaded, and named as ignored.
+    assert!(stdout(&out).contains("development.enable_mock_data"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("daily loss limit 2 %"));
+}
+
+#[test]
+fn the_python_config_is_the_seed_unchanged() {
+    // The fixture is a byte-for-byte copy of ../shared/seed/original-config when that folder is
+    // present (CI lays shared/ beside the clone).
+    for f in ["settings.yaml", "bots.yaml"] {
+        let seed = Path::new("../shared/seed/original-config").join(f);
+        if let Ok(original) = std::fs::read(&seed) {
+            assert_eq!(std::fs::read(Path::new("tests/fixtures/python-config").join(f)).unwrap(), original, "{f}");
+        }
+    }
+}
+
+#[test]
+fn each_class_of_bad_config_is_exit_2_names_the_key_and_writes_nothing() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        ("unknown key", "config/settings.yaml", "  max_orders_per_minute: 10", "risk: unknown field `max_order_per_minute`"),
+        ("wrong type", "config/bots.yaml", "      max_trades_per_day: 3", "momentum_bots[0].risk.max_trades_per_day"),
+        ("out of range", "config/settings.yaml", "  loop_interval_seconds: 5", "runner.loop_interval_seconds = 0"),
+        ("bad zone", "config/settings.yaml", "  timezone: America/Los_Angeles", "system.timezone"),
+        ("bad time", "config/bots.yaml", "      trade_start: \"06:35\"", "momentum_bots[0].session.trade_start"),
+        ("malformed YAML", "config/settings.yaml", "system:", "settings.yaml"),
+        ("duplicate id", "config/bots.yaml", "  - bot_id: mom_TSLA", "momentum_bots[1].bot_id"),
+    ];
+    let replacement = |name: &str, from: &str| -> String {
+        match name {
+            "unknown key" => "  max_order_per_minute: 10".into(),
+            "wrong type" => "      max_trades_per_day: three".into(),
+            "out of range" => "  loop_interval_seconds: 0".into(),
+            "bad zone" => "  timezone: America/Los_Angles".into(),
+            "bad time" => "      trade_start: \"6h35\"".into(),
+            "malformed YAML" => "system: [unclosed".into(),
+            "duplicate id" => "  - bot_id: mom_AAPL".into(),
+            _ => from.into(),
+        }
+    };
+    for (name, file, from, expect) in cases {
+        let s = Scratch::new(&format!("bad-{}", name.replace(' ', "-")));
+        s.edit(file, from, &replacement(name, from));
+        for args in [&["run", "--once"][..], &["check-config"][..], &["halt", "--reason", "x"][..]] {
+            let out = s.run(args);
+            assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {}", stderr(&out));
+            assert!(stderr(&out).contains(expect), "{name}: stderr lacks {expect:?}: {}", stderr(&out));
+        }
+        assert!(!s.path("state").exists(), "{name}: a state folder was created");
+        assert!(!s.path("logs").exists(), "{name}: a log folder was created");
+    }
+}
+
+#[test]
+fn a_missing_config_file_is_exit_2_naming_it() {
+    let s = Scratch::new("missing");
+    std::fs::remove_file(s.path("config/bots.yaml")).unwrap();
+    let out = s.run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("bots.yaml"), "{}", stderr(&out));
+    let out = s.run(&["check-config", "--config", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nowhere/settings.yaml"), "{}", stderr(&out));
+}
+
+#[test]
+fn config_folder_from_the_environment() {
+    let s = Scratch::new("envdir");
+    std::fs::rename(s.path("config"), s.path("elsewhere")).unwrap();
+    assert_eq!(s.run(&["check-config"]).status.code(), Some(2));
+    let out = s.command(&["check-config"]).env("TRADING_HYDRA_CONFIG", "elsewhere").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_are_exit_2_with_the_usage_line() {
+    let s = Scratch::new("usage");
+    for args in [&["--bogus"][..], &["run", "--iterations", "zero"][..], &["frobnicate"][..], &["halt"][..]] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("usage: trading-hydra"), "{args:?}: {}", stderr(&out));
+    }
+    let out = s.run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("Usage: trading-hydra"));
+    assert!(!s.path("state").exists());
+}
+
+#[test]
+fn live_trading_needs_both_opt_ins() {
+    let s = Scratch::new("live");
+    let out = s.command(&["run", "--once"]).env("ALPACA_PAPER", "false").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("live_trading_confirmed"), "{}", stderr(&out));
+    assert!(!s.path("state").exists() && !s.path("logs").exists());
+}
+
+#[test]
+fn a_garbage_state_file_is_refused_and_left_untouched() {
+    let s = Scratch::new("garbage");
+    std::fs::create_dir_all(s.path("state")).unwrap();
+    let junk = b"definitely not sqlite\n".repeat(50);
+    std::fs::write(s.path("state/trading_state.db"), &junk).unwrap();
+    for args in [&["run", "--once"][..], &["status"][..], &["halt", "--reason", "x"][..]] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(stderr(&out).contains("is not a SQLite database"), "{}", stderr(&out));
+    }
+    assert_eq!(std::fs::read(s.path("state/trading_state.db")).unwrap(), junk);
+    assert_eq!(std::fs::read_dir(s.path("state")).unwrap().count(), 1, "no -wal or -shm beside it");
+}
+
+#[test]
+fn a_newer_database_is_refused() {
+    let s = Scratch::new("newer");
+    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    let db = s.path("state/trading_state.db");
+    bump_schema_version(&db);
+    let before = std::fs::read(&db).unwrap();
+    let out = s.run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("newer than this build"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+/// Sets the database's `user_version` one above this build's, by editing the header bytes (offset
+/// 60, big-endian) so the test needs no SQLite of its own.
+fn bump_schema_version(db: &Path) {
+    let mut bytes = std::fs::read(db).unwrap();
+    let v = u32::from_be_bytes(bytes[60..64].try_into().unwrap());
+    bytes[60..64].copy_from_slice(&(v + 1).to_be_bytes());
+    std::fs::write(db, bytes).unwrap();
+}
+
+#[test]
+fn sigterm_after_the_first_loop_summary_exits_0_within_a_second() {
+    let s = Scratch::new("sigterm");
+    let mut child = s.spawn(&["run"]);
+    assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
+    // The daemon is now in its 5-second sleep.
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, "-TERM");
+    let (code, took) = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    let lines = s.log_lines();
+    assert!(lines.len() >= 3);
+    for v in &lines {
+        let ts = v["ts"].as_str().expect("ts");
+        // RFC 3339 with an offset, parseable back.
+        assert!(ts.parse::<Timestamp>().is_ok(), "{ts}");
+        assert!(ts.ends_with("-08:00") || ts.ends_with("-07:00"), "{ts}");
+        assert!(v["level"].is_string() && v["event"].is_string(), "{v}");
+    }
+    assert_eq!(lines[0]["event"], "startup");
+    assert_eq!(lines[0]["mode"], "paper");
+    assert_eq!(lines[0]["loop_interval_seconds"], 5);
+    let last = lines.last().unwrap();
+    assert_eq!(last["event"], "shutdown");
+    assert_eq!(last["reason"], "signal");
+    let summary = &s.events("loop_summary")[0];
+    for key in ["iteration", "equity", "day_start_equity", "daily_pnl_pct", "halted", "orders_submitted", "duration_ms"] {
+        assert!(summary.get(key).is_some(), "loop_summary lacks {key}: {summary}");
+    }
+}
+
+#[test]
+fn sigint_mid_sleep_exits_0_within_a_second() {
+    let s = Scratch::new("sigint");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 30");
+    let mut child = s.spawn(&["run"]);
+    assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, "-INT");
+    let (code, took) = wait_exit(&mut child, Duration::from_secs(5));
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!(s.events("shutdown").len(), 1);
+    // Exactly one iteration: the signal cut the 30-second sleep short.
+    assert_eq!(s.events("loop_summary").len(), 1);
+}
+
+#[test]
+fn iterations_run_at_the_interval_then_exit() {
+    let s = Scratch::new("iterations");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    let start = Instant::now();
+    let out = s.run(&["run", "--iterations", "3"]);
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Two sleeps of one interval between three iterations, none after the last.
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "took {took:?}");
+    let summaries = s.events("loop_summary");
+    assert_eq!(summaries.iter().map(|v| v["iteration"].as_u64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(s.events("shutdown")[0]["reason"], "iterations_done");
+    let st = s.status_json();
+    assert_eq!(st["last_loop"]["iteration"], 3);
+    assert_eq!(st["mode"], "paper");
+    assert_eq!(st["stale"], false);
+}
+
+#[test]
+fn halt_blocks_entries_until_resume() {
+    let s = Scratch::new("halt");
+    let out = s.run(&["halt", "--reason", "earnings day"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let st = s.status_json();
+    assert_eq!(st["halted"], true);
+    assert_eq!(st["halts"][0]["reason"], "manual");
+    assert_eq!(st["halts"][0]["detail"], "earnings day");
+    assert!(st["halts"][0]["until"].is_null());
+    assert_eq!(s.events("halt")[0]["reason"], "manual");
+
+    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    let summary = &s.events("loop_summary")[0];
+    assert_eq!(summary["halted"], true);
+    assert_eq!(summary["entries_allowed"], false);
+
+    let out = s.run(&["resume"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("lifted: manual"));
+    assert_eq!(s.events("resume")[0]["reason"], "manual");
+    assert_eq!(s.status_json()["halted"], false);
+    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    assert_eq!(s.events("loop_summary")[1]["entries_allowed"], true);
+
+    let text = stdout(&s.run(&["status"]));
+    assert!(text.contains("none: entries allowed"), "{text}");
+}
+
+#[test]
+fn resume_does_not_lift_a_daily_loss_halt_before_the_next_trading_date() {
+    let s = Scratch::new("dailyloss");
+    assert_eq!(s.run(&["halt", "--reason", "manual too"]).status.code(), Some(0));
+    {
+        let state = State::open(&s.path("state/trading_state.db")).unwrap();
+        let now = Timestamp::now();
+        let until = Some(now + SignedDuration::from_hours(6));
+        state.set_halt(&Halt { reason: HaltReason::DailyLoss, detail: "-1.2 %".into(), since: now, until }).unwrap();
+    }
+    let out = s.run(&["resume"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("lifted: manual"), "{text}");
+    assert!(text.contains("still halted: the daily_loss halt lasts until"), "{text}");
+    let st = s.status_json();
+    assert_eq!(st["halts"].as_array().unwrap().len(), 1);
+    assert_eq!(st["halts"][0]["reason"], "daily_loss");
+}
+
+#[test]
+fn status_without_a_database_says_so() {
+    let s = Scratch::new("nostatus");
+    let out = s.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no state database"), "{}", stderr(&out));
+    assert!(!s.path("state/trading_state.db").exists(), "status must not create the database");
+}

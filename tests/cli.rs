@@ -62,9 +62,7 @@ impl Scratch {
 
     fn log_lines(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.path("logs/app.jsonl")).unwrap_or_default();
-        text.lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-            .collect()
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
     }
 
     fn events(&self, name: &str) -> Vec<serde_json::Value> {
@@ -147,7 +145,12 @@ fn the_python_config_is_the_seed_unchanged() {
 #[test]
 fn each_class_of_bad_config_is_exit_2_names_the_key_and_writes_nothing() {
     let cases: &[(&str, &str, &str, &str)] = &[
-        ("unknown key", "config/settings.yaml", "  max_orders_per_minute: 10", "risk: unknown field `max_order_per_minute`"),
+        (
+            "unknown key",
+            "config/settings.yaml",
+            "  max_orders_per_minute: 10",
+            "risk: unknown field `max_order_per_minute`",
+        ),
         ("wrong type", "config/bots.yaml", "      max_trades_per_day: 3", "momentum_bots[0].risk.max_trades_per_day"),
         ("out of range", "config/settings.yaml", "  loop_interval_seconds: 5", "runner.loop_interval_seconds = 0"),
         ("bad zone", "config/settings.yaml", "  timezone: America/Los_Angeles", "system.timezone"),
@@ -289,7 +292,8 @@ fn sigterm_after_the_first_loop_summary_exits_0_within_a_second() {
     assert_eq!(last["event"], "shutdown");
     assert_eq!(last["reason"], "signal");
     let summary = &s.events("loop_summary")[0];
-    for key in ["iteration", "equity", "day_start_equity", "daily_pnl_pct", "halted", "orders_submitted", "duration_ms"] {
+    for key in ["iteration", "equity", "day_start_equity", "daily_pnl_pct", "halted", "orders_submitted", "duration_ms"]
+    {
         assert!(summary.get(key).is_some(), "loop_summary lacks {key}: {summary}");
     }
 }
@@ -385,4 +389,68 @@ fn status_without_a_database_says_so() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no state database"), "{}", stderr(&out));
     assert!(!s.path("state/trading_state.db").exists(), "status must not create the database");
+}
+
+#[test]
+fn status_and_halt_work_while_the_daemon_runs() {
+    let s = Scratch::new("live-halt");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    let mut child = s.spawn(&["run"]);
+    assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
+    let st = s.status_json();
+    assert_eq!(st["mode"], "paper");
+    assert_eq!(st["halted"], false);
+
+    assert_eq!(s.run(&["halt", "--reason", "from another shell"]).status.code(), Some(0));
+    let halted_summary =
+        || s.events("loop_summary").iter().any(|v| v["halted"] == true && v["entries_allowed"] == false);
+    assert!(wait_until(Duration::from_secs(5), halted_summary), "the running daemon did not see the halt");
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).0, Some(0));
+}
+
+/// Holds the database's write lock for a while, so one iteration (its loop-run insert waits on
+/// SQLite's busy timeout) overruns the 1-second interval by about three intervals.
+#[test]
+fn an_overrunning_iteration_causes_no_burst_of_catch_up_iterations() {
+    let s = Scratch::new("overrun");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    let mut child = s.spawn(&["run"]);
+    assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
+    let lock = rusqlite::Connection::open(s.path("state/trading_state.db")).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    assert!(wait_until(Duration::from_secs(10), || s.events("loop_summary").len() >= 6));
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).0, Some(0));
+
+    let times: Vec<Timestamp> =
+        s.events("loop_summary").iter().map(|v| v["ts"].as_str().unwrap().parse().unwrap()).collect();
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1].duration_since(w[0]).as_secs_f64()).collect();
+    // One long gap (the blocked iteration), then the normal one-second pace again: never two or
+    // more iterations squeezed together to "catch up" the missed ticks.
+    assert!(gaps.iter().any(|g| *g > 2.5), "no iteration overran: {gaps:?}");
+    let after = gaps.iter().position(|g| *g > 2.5).unwrap() + 1;
+    let tight = gaps[after..].iter().filter(|g| **g < 0.8).count();
+    assert!(tight <= 1, "catch-up burst after the overrun: {gaps:?}");
+}
+
+#[test]
+fn a_damaged_database_is_refused_and_left_untouched() {
+    let s = Scratch::new("damaged");
+    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    let db = s.path("state/trading_state.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert!(bytes.len() >= 4096 * 3, "expected several pages, got {} bytes", bytes.len());
+    // Keep the header page, scribble over the second page (a table's b-tree).
+    for b in &mut bytes[4096..4096 + 512] {
+        *b = 0xA5;
+    }
+    std::fs::write(&db, &bytes).unwrap();
+    let out = s.run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&db).unwrap(), bytes);
 }

@@ -153,7 +153,8 @@ impl Clock for TrapClock {
 fn a_panicking_iteration_becomes_an_internal_error_halt_and_the_loop_goes_on() {
     let dir = temp_dir("panic");
     let cfg = config(&dir);
-    let clock = Arc::new(TrapClock { inner: ManualClock::new(ts("2026-11-25T15:00:00Z")), armed: AtomicBool::new(false) });
+    let clock =
+        Arc::new(TrapClock { inner: ManualClock::new(ts("2026-11-25T15:00:00Z")), armed: AtomicBool::new(false) });
     let state = State::open(&cfg.settings.system.state_db_path).unwrap();
     let mut o = Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()));
     assert!(!o.run_iteration_guarded().unwrap().halted);

@@ -3,6 +3,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod decimal;
 pub mod halt;
 pub mod health;
 pub mod logging;

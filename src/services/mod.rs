@@ -1,5 +1,7 @@
-//! Services the orchestrator calls: ExitBot (the kill switch) and the read-only status report.
-//! The broker client, PortfolioBot and the execution service join here.
+//! Services the orchestrator calls: the broker (trait, Alpaca client), ExitBot (the kill switch)
+//! and the read-only status report. PortfolioBot and the execution service join here.
 
+pub mod alpaca_client;
+pub mod broker;
 pub mod exitbot;
 pub mod status;

@@ -1,0 +1,590 @@
+//! The `Broker` trait and the daemon's own view of a brokerage: account, clock, positions, orders,
+//! assets and market data.
+//!
+//! Owns: the domain types every other module uses (money and quantities as `Dec`, market data as
+//! `f64`: see `core::decimal`), the error classification (`BrokerError`), and the call statistics
+//! each implementation keeps for the health window.
+//!
+//! Never: exposes Alpaca's raw JSON, and never offers "cancel all orders" or "close all
+//! positions": the daemon only ever touches what it owns, one order or position at a time.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use crate::core::decimal::Dec;
+
+/// The account, with only what the daemon needs; every other field Alpaca sends is ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Account {
+    pub status: String,
+    pub equity: Dec,
+    /// Yesterday's closing equity: the day-start reference when present.
+    pub last_equity: Option<Dec>,
+    pub cash: Dec,
+    pub buying_power: Dec,
+    /// What crypto may use.
+    pub non_marginable_buying_power: Option<Dec>,
+    pub options_buying_power: Option<Dec>,
+    pub trading_blocked: bool,
+    pub account_blocked: bool,
+    pub trade_suspended_by_user: bool,
+    pub shorting_enabled: bool,
+    pub options_trading_level: Option<u8>,
+}
+
+impl Account {
+    /// `Err` names why the account may not trade now (an `account_blocked` halt).
+    pub fn trading_refusal(&self) -> Option<String> {
+        let mut why = Vec::new();
+        if self.status != "ACTIVE" {
+            why.push(format!("status {}", self.status));
+        }
+        if self.trading_blocked {
+            why.push("trading_blocked".to_string());
+        }
+        if self.account_blocked {
+            why.push("account_blocked".to_string());
+        }
+        if self.trade_suspended_by_user {
+            why.push("trade_suspended_by_user".to_string());
+        }
+        if why.is_empty() { None } else { Some(why.join(", ")) }
+    }
+}
+
+/// The broker's market clock: the source of truth for the stock session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarketClock {
+    pub timestamp: Timestamp,
+    pub is_open: bool,
+    pub next_open: Timestamp,
+    pub next_close: Timestamp,
+}
+
+/// One trading day of the broker's calendar (holidays are missing days, half days close early).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalendarDay {
+    pub date: Date,
+    pub open: Timestamp,
+    pub close: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AssetClass {
+    UsEquity,
+    Crypto,
+    UsOption,
+    /// Anything else (or `""`, as multi-leg parents report).
+    Other,
+}
+
+impl AssetClass {
+    pub fn parse(text: &str) -> AssetClass {
+        match text {
+            "us_equity" => AssetClass::UsEquity,
+            "crypto" => AssetClass::Crypto,
+            "us_option" => AssetClass::UsOption,
+            _ => AssetClass::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetClass::UsEquity => "us_equity",
+            AssetClass::Crypto => "crypto",
+            AssetClass::UsOption => "us_option",
+            AssetClass::Other => "other",
+        }
+    }
+}
+
+/// An open position. `symbol` is in order form (`BTC/USD`, not the `BTCUSD` positions use).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Position {
+    pub symbol: String,
+    pub asset_class: AssetClass,
+    /// Negative for a short.
+    pub qty: Dec,
+    pub avg_entry_price: Dec,
+    pub current_price: Option<Dec>,
+    pub market_value: Option<Dec>,
+    pub unrealized_pl: Option<Dec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Side> {
+        match text {
+            "buy" => Some(Side::Buy),
+            "sell" => Some(Side::Sell),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderType {
+    Market,
+    Limit,
+    Stop,
+    StopLimit,
+    TrailingStop,
+}
+
+impl OrderType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderType::Market => "market",
+            OrderType::Limit => "limit",
+            OrderType::Stop => "stop",
+            OrderType::StopLimit => "stop_limit",
+            OrderType::TrailingStop => "trailing_stop",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderType> {
+        [OrderType::Market, OrderType::Limit, OrderType::Stop, OrderType::StopLimit, OrderType::TrailingStop]
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeInForce {
+    Day,
+    Gtc,
+    Opg,
+    Cls,
+    Ioc,
+    Fok,
+}
+
+impl TimeInForce {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeInForce::Day => "day",
+            TimeInForce::Gtc => "gtc",
+            TimeInForce::Opg => "opg",
+            TimeInForce::Cls => "cls",
+            TimeInForce::Ioc => "ioc",
+            TimeInForce::Fok => "fok",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TimeInForce> {
+        [TimeInForce::Day, TimeInForce::Gtc, TimeInForce::Opg, TimeInForce::Cls, TimeInForce::Ioc, TimeInForce::Fok]
+            .into_iter()
+            .find(|t| t.as_str() == text)
+    }
+}
+
+/// Alpaca's order statuses, read tolerantly: an unknown one is kept as text and treated as open
+/// (the safe assumption: it may still fill).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderStatus {
+    New,
+    Accepted,
+    PendingNew,
+    AcceptedForBidding,
+    PartiallyFilled,
+    Filled,
+    DoneForDay,
+    Canceled,
+    Expired,
+    Replaced,
+    PendingCancel,
+    PendingReplace,
+    Stopped,
+    Rejected,
+    Suspended,
+    Calculated,
+    Held,
+    Other(String),
+}
+
+impl OrderStatus {
+    pub fn parse(text: &str) -> OrderStatus {
+        match text {
+            "new" => OrderStatus::New,
+            "accepted" => OrderStatus::Accepted,
+            "pending_new" => OrderStatus::PendingNew,
+            "accepted_for_bidding" => OrderStatus::AcceptedForBidding,
+            "partially_filled" => OrderStatus::PartiallyFilled,
+            "filled" => OrderStatus::Filled,
+            "done_for_day" => OrderStatus::DoneForDay,
+            "canceled" => OrderStatus::Canceled,
+            "expired" => OrderStatus::Expired,
+            "replaced" => OrderStatus::Replaced,
+            "pending_cancel" => OrderStatus::PendingCancel,
+            "pending_replace" => OrderStatus::PendingReplace,
+            "stopped" => OrderStatus::Stopped,
+            "rejected" => OrderStatus::Rejected,
+            "suspended" => OrderStatus::Suspended,
+            "calculated" => OrderStatus::Calculated,
+            "held" => OrderStatus::Held,
+            other => OrderStatus::Other(other.to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            OrderStatus::New => "new",
+            OrderStatus::Accepted => "accepted",
+            OrderStatus::PendingNew => "pending_new",
+            OrderStatus::AcceptedForBidding => "accepted_for_bidding",
+            OrderStatus::PartiallyFilled => "partially_filled",
+            OrderStatus::Filled => "filled",
+            OrderStatus::DoneForDay => "done_for_day",
+            OrderStatus::Canceled => "canceled",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Replaced => "replaced",
+            OrderStatus::PendingCancel => "pending_cancel",
+            OrderStatus::PendingReplace => "pending_replace",
+            OrderStatus::Stopped => "stopped",
+            OrderStatus::Rejected => "rejected",
+            OrderStatus::Suspended => "suspended",
+            OrderStatus::Calculated => "calculated",
+            OrderStatus::Held => "held",
+            OrderStatus::Other(s) => s,
+        }
+    }
+
+    /// Done for good: it will neither fill further nor need cancelling.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            OrderStatus::Filled
+                | OrderStatus::Canceled
+                | OrderStatus::Expired
+                | OrderStatus::Replaced
+                | OrderStatus::Rejected
+                | OrderStatus::DoneForDay
+        )
+    }
+}
+
+/// What an option leg does to the position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionIntent {
+    BuyToOpen,
+    BuyToClose,
+    SellToOpen,
+    SellToClose,
+}
+
+impl PositionIntent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PositionIntent::BuyToOpen => "buy_to_open",
+            PositionIntent::BuyToClose => "buy_to_close",
+            PositionIntent::SellToOpen => "sell_to_open",
+            PositionIntent::SellToClose => "sell_to_close",
+        }
+    }
+
+    pub fn side(self) -> Side {
+        match self {
+            PositionIntent::BuyToOpen | PositionIntent::BuyToClose => Side::Buy,
+            PositionIntent::SellToOpen | PositionIntent::SellToClose => Side::Sell,
+        }
+    }
+}
+
+/// An order as the broker reports it. A multi-leg parent has an empty symbol and no side; its
+/// `legs` carry them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    pub id: String,
+    pub client_order_id: String,
+    pub symbol: String,
+    pub asset_class: AssetClass,
+    pub side: Option<Side>,
+    pub order_type: Option<OrderType>,
+    pub time_in_force: Option<TimeInForce>,
+    pub qty: Option<Dec>,
+    pub notional: Option<Dec>,
+    pub filled_qty: Dec,
+    pub filled_avg_price: Option<Dec>,
+    pub limit_price: Option<Dec>,
+    pub stop_price: Option<Dec>,
+    pub status: OrderStatus,
+    /// `simple` (Alpaca's `""`), `bracket`, `oco`, `oto` or `mleg`.
+    pub order_class: String,
+    pub position_intent: Option<PositionIntent>,
+    pub legs: Vec<Order>,
+    pub created_at: Option<Timestamp>,
+}
+
+/// How much an order asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Qty(Dec),
+    /// Dollars (fractional stocks and crypto).
+    Notional(Dec),
+}
+
+/// One leg of a multi-leg option order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    pub symbol: String,
+    pub ratio_qty: u32,
+    pub position_intent: PositionIntent,
+}
+
+/// An order to send. With `legs` it is a multi-leg (`mleg`) option order: `amount` is then the
+/// strategy count, `side` is ignored, and a negative `limit_price` is a net credit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderRequest {
+    /// Recorded in the state database before sending; unique forever at Alpaca.
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: Side,
+    pub amount: Amount,
+    pub order_type: OrderType,
+    pub time_in_force: TimeInForce,
+    pub limit_price: Option<Dec>,
+    pub stop_price: Option<Dec>,
+    pub extended_hours: bool,
+    pub legs: Vec<Leg>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Asset {
+    pub symbol: String,
+    pub class: AssetClass,
+    pub tradable: bool,
+    pub fractionable: bool,
+    pub shortable: bool,
+    pub easy_to_borrow: bool,
+}
+
+/// One bar of market data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bar {
+    pub t: Timestamp,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quote {
+    pub t: Timestamp,
+    pub bid: f64,
+    pub ask: f64,
+    pub bid_size: f64,
+    pub ask_size: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionKind {
+    Call,
+    Put,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptionContract {
+    pub symbol: String,
+    pub underlying: String,
+    pub expiration: Date,
+    pub kind: OptionKind,
+    pub strike: Dec,
+    pub multiplier: Dec,
+    pub open_interest: Option<u64>,
+    pub close_price: Option<Dec>,
+    pub tradable: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Greeks {
+    pub delta: f64,
+    pub gamma: f64,
+    pub theta: f64,
+    pub vega: f64,
+    pub rho: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptionSnapshot {
+    pub quote: Option<Quote>,
+    pub greeks: Option<Greeks>,
+    pub implied_volatility: Option<f64>,
+    /// Today's volume, from the daily bar.
+    pub volume: Option<f64>,
+}
+
+/// Symbol → its bars (oldest first), quotes or snapshots.
+pub type BySymbol<T> = BTreeMap<String, T>;
+
+/// Why a broker call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BrokerError {
+    /// Timeouts, dropped connections, 5xx and 429, still failing after the bounded retries.
+    Transient { endpoint: String, status: Option<u16>, detail: String },
+    /// 401 (or 403 on credentials): the keys were refused. Never retried.
+    Unauthorized { endpoint: String, status: u16, message: String },
+    /// A final refusal (403 buying power or permissions, 404, 422 validation): never retried,
+    /// with Alpaca's own code and message.
+    Rejected { endpoint: String, status: u16, code: Option<u64>, message: String },
+    /// An answer the daemon could not read.
+    BadResponse { endpoint: String, detail: String },
+    /// A request the daemon refused to send (it would break a product rule).
+    Invalid { detail: String },
+}
+
+impl BrokerError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            BrokerError::Transient { status, .. } => *status,
+            BrokerError::Unauthorized { status, .. } | BrokerError::Rejected { status, .. } => Some(*status),
+            BrokerError::BadResponse { .. } | BrokerError::Invalid { .. } => None,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        match self {
+            BrokerError::Transient { endpoint, .. }
+            | BrokerError::Unauthorized { endpoint, .. }
+            | BrokerError::Rejected { endpoint, .. }
+            | BrokerError::BadResponse { endpoint, .. } => endpoint,
+            BrokerError::Invalid { .. } => "",
+        }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BrokerError::Transient { .. })
+    }
+}
+
+impl fmt::Display for BrokerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BrokerError::Transient { endpoint, status, detail } => match status {
+                Some(s) => write!(f, "{endpoint}: HTTP {s} after retries: {detail}"),
+                None => write!(f, "{endpoint}: {detail} (after retries)"),
+            },
+            BrokerError::Unauthorized { endpoint, status, message } => write!(
+                f,
+                "{endpoint}: the broker refused the credentials (HTTP {status}: {message}); check ALPACA_KEY/ALPACA_SECRET and that they belong to the paper or live account you chose"
+            ),
+            BrokerError::Rejected { endpoint, status, code, message } => match code {
+                Some(c) => write!(f, "{endpoint}: refused (HTTP {status}, code {c}): {message}"),
+                None => write!(f, "{endpoint}: refused (HTTP {status}): {message}"),
+            },
+            BrokerError::BadResponse { endpoint, detail } => write!(f, "{endpoint}: unreadable answer: {detail}"),
+            BrokerError::Invalid { detail } => write!(f, "order not sent: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for BrokerError {}
+
+/// What a broker did since it was last asked: requests sent and the instants of failed calls
+/// (for the health window).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallStats {
+    pub requests: u32,
+    pub failures: Vec<Timestamp>,
+}
+
+/// Everything the loop needs from a brokerage. Implemented by the Alpaca client, the simulated
+/// broker and, in tests, by the Alpaca client pointed at a loopback fake.
+pub trait Broker {
+    fn account(&mut self) -> Result<Account, BrokerError>;
+    fn clock(&mut self) -> Result<MarketClock, BrokerError>;
+    fn calendar(&mut self, start: Date, end: Date) -> Result<Vec<CalendarDay>, BrokerError>;
+    fn positions(&mut self) -> Result<Vec<Position>, BrokerError>;
+    fn open_orders(&mut self) -> Result<Vec<Order>, BrokerError>;
+    /// `None` when the broker has no such order.
+    fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError>;
+    fn order_by_client_id(&mut self, client_order_id: &str) -> Result<Option<Order>, BrokerError>;
+    /// Sends an order at most once per client order id: an answer lost to a timeout or a 5xx is
+    /// resolved by asking for the client order id before any resend.
+    fn submit_order(&mut self, request: &OrderRequest) -> Result<Order, BrokerError>;
+    fn cancel_order(&mut self, id: &str) -> Result<(), BrokerError>;
+    /// Closes one position (all of it, or `qty`); returns the closing order.
+    fn close_position(&mut self, symbol: &str, qty: Option<Dec>) -> Result<Order, BrokerError>;
+    fn asset(&mut self, symbol: &str) -> Result<Asset, BrokerError>;
+    /// Bars for many stocks in one call (pages followed), oldest first.
+    fn stock_bars(
+        &mut self,
+        symbols: &[String],
+        timeframe: &str,
+        start: Timestamp,
+    ) -> Result<BySymbol<Vec<Bar>>, BrokerError>;
+    fn stock_quotes(&mut self, symbols: &[String]) -> Result<BySymbol<Quote>, BrokerError>;
+    fn crypto_bars(
+        &mut self,
+        pairs: &[String],
+        timeframe: &str,
+        start: Timestamp,
+    ) -> Result<BySymbol<Vec<Bar>>, BrokerError>;
+    fn crypto_quotes(&mut self, pairs: &[String]) -> Result<BySymbol<Quote>, BrokerError>;
+    fn option_contracts(
+        &mut self,
+        underlyings: &[String],
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<OptionContract>, BrokerError>;
+    fn option_snapshots(
+        &mut self,
+        underlying: &str,
+        from: Date,
+        to: Date,
+    ) -> Result<BySymbol<OptionSnapshot>, BrokerError>;
+    /// Drains the call statistics gathered since the last call.
+    fn take_call_stats(&mut self) -> CallStats;
+}
+
+/// `BTCUSD` (how crypto positions are keyed) → `BTC/USD` (how orders and data name it). Other
+/// symbols pass through. Only USD, USDT, USDC and BTC quotes are recognised.
+pub fn crypto_pair_symbol(position_symbol: &str) -> String {
+    if position_symbol.contains('/') {
+        return position_symbol.to_string();
+    }
+    for quote in ["USDT", "USDC", "USD", "BTC"] {
+        if let Some(base) = position_symbol.strip_suffix(quote)
+            && !base.is_empty()
+        {
+            return format!("{base}/{quote}");
+        }
+    }
+    position_symbol.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crypto_symbols_get_their_slash() {
+        assert_eq!(crypto_pair_symbol("BTCUSD"), "BTC/USD");
+        assert_eq!(crypto_pair_symbol("ETHUSDT"), "ETH/USDT");
+        assert_eq!(crypto_pair_symbol("ETHBTC"), "ETH/BTC");
+        assert_eq!(crypto_pair_symbol("BTC/USD"), "BTC/USD");
+    }
+
+    #[test]
+    fn unknown_status_is_not_final() {
+        assert!(!OrderStatus::parse("pending_review").is_final());
+        assert!(OrderStatus::parse("filled").is_final());
+        assert_eq!(OrderStatus::parse("held").as_str(), "held");
+    }
+}

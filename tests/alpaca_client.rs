@@ -1,0 +1,303 @@
+//! The Alpaca client against a loopback fake of Alpaca: every `Broker` method round-trips
+//! Alpaca-shaped JSON; retries, refusals, lost answers and the rate limit behave as promised; and
+//! every request it sends is one that Alpaca's OpenAPI documents declare.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use support::fake_alpaca::{FakeAlpaca, Fault, KEY, SECRET};
+use trading_hydra::core::config::DataFeed;
+use trading_hydra::core::decimal::Dec;
+use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
+use trading_hydra::services::broker::{
+    Amount, AssetClass, Broker, BrokerError, Leg, OptionKind, OrderRequest, OrderType, PositionIntent, Side,
+    TimeInForce,
+};
+
+fn settings(fake: &FakeAlpaca) -> ClientSettings {
+    ClientSettings {
+        trading_url: fake.url.clone(),
+        data_url: fake.url.clone(),
+        feed: DataFeed::Iex,
+        timeout: Duration::from_millis(500),
+        retry_budget: Duration::from_secs(2),
+        max_attempts: 3,
+        backoff: Duration::from_millis(20),
+        requests_per_minute: 200,
+    }
+}
+
+fn client(fake: &FakeAlpaca) -> AlpacaClient {
+    AlpacaClient::new(Credentials::new(KEY.into(), SECRET.into()), settings(fake))
+}
+
+fn order(coid: &str) -> OrderRequest {
+    OrderRequest {
+        client_order_id: coid.into(),
+        symbol: "AAPL".into(),
+        side: Side::Buy,
+        amount: Amount::Qty(Dec::from_int(2)),
+        order_type: OrderType::Limit,
+        time_in_force: TimeInForce::Day,
+        limit_price: Some("150.25".parse().unwrap()),
+        stop_price: None,
+        extended_hours: false,
+        legs: vec![],
+    }
+}
+
+fn d(s: &str) -> Dec {
+    s.parse().unwrap()
+}
+
+#[test]
+fn every_method_round_trips_alpaca_shaped_json() {
+    let fake = FakeAlpaca::start();
+    exercise_every_method(&fake);
+}
+
+#[test]
+fn every_request_sent_is_declared_by_alpacas_openapi() {
+    let fake = FakeAlpaca::start();
+    exercise_every_method(&fake);
+    let specs = support::openapi::Specs::load();
+    let seen = fake.seen();
+    assert!(seen.len() >= 20);
+    for r in &seen {
+        if let Err(why) = specs.check(&r.method, &r.path, &r.query, &r.body) {
+            panic!("{} {} {:?}: {why}", r.method, r.path, r.query);
+        }
+    }
+}
+
+/// Calls every `Broker` method against the fake and checks what comes back.
+fn exercise_every_method(fake: &FakeAlpaca) {
+    let mut c = client(fake);
+
+    let a = c.account().unwrap();
+    assert_eq!((a.equity, a.last_equity), (d("103820.56"), Some(d("103529.24"))));
+
+    let clock = c.clock().unwrap();
+    assert!(!clock.is_open);
+    assert_eq!(clock.next_open, "2022-05-17T13:30:00Z".parse::<Timestamp>().unwrap());
+    let cal = c.calendar(jiff::civil::date(2022, 5, 16), jiff::civil::date(2022, 5, 20)).unwrap();
+    assert_eq!(cal[0].open, "2022-05-16T13:30:00Z".parse::<Timestamp>().unwrap());
+    assert_eq!(cal[0].close, "2022-05-16T20:00:00Z".parse::<Timestamp>().unwrap());
+
+    let positions = c.positions().unwrap();
+    assert_eq!(positions.len(), 2);
+    let btc = positions.iter().find(|p| p.asset_class == AssetClass::Crypto).unwrap();
+    assert_eq!((btc.symbol.as_str(), btc.qty), ("BTC/USD", d("0.0123")));
+
+    let placed = c.submit_order(&order("th-test-1")).unwrap();
+    assert_eq!(placed.client_order_id, "th-test-1");
+    assert_eq!(placed.qty, Some(d("2")));
+    assert_eq!(c.open_orders().unwrap().len(), 1);
+    assert_eq!(c.order(&placed.id).unwrap().unwrap().id, placed.id);
+    assert_eq!(c.order("no-such-order").unwrap(), None);
+    assert_eq!(c.order_by_client_id("th-test-1").unwrap().unwrap().id, placed.id);
+    assert_eq!(c.order_by_client_id("th-nope").unwrap(), None);
+    c.cancel_order(&placed.id).unwrap();
+    assert!(c.open_orders().unwrap().is_empty());
+
+    let spread = OrderRequest {
+        symbol: String::new(),
+        amount: Amount::Qty(Dec::ONE),
+        limit_price: Some(d("-0.55")),
+        legs: vec![
+            Leg { symbol: "SPY261218P00480000".into(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
+            Leg { symbol: "SPY261218P00475000".into(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
+        ],
+        ..order("th-test-mleg")
+    };
+    let m = c.submit_order(&spread).unwrap();
+    assert_eq!((m.order_class.as_str(), m.side), ("mleg", None));
+
+    let closed = c.close_position("BTC/USD", Some(d("0.01"))).unwrap();
+    assert_eq!(closed.symbol, "BTC/USD");
+    assert!(
+        fake.seen()
+            .iter()
+            .any(|s| s.method == "DELETE" && s.path == "/v2/positions/BTCUSD" && s.q("qty") == Some("0.01"))
+    );
+    assert!(matches!(c.close_position("ZZZZ", None), Err(BrokerError::Rejected { status: 404, .. })));
+
+    let asset = c.asset("AAPL").unwrap();
+    assert!(asset.tradable && asset.fractionable);
+
+    let syms = vec!["AAPL".to_string(), "TSLA".to_string()];
+    let bars = c.stock_bars(&syms, "1Day", "2022-03-09T00:00:00Z".parse().unwrap()).unwrap();
+    assert_eq!(bars["TSLA"][0].open, 839.0);
+    let quotes = c.stock_quotes(&syms).unwrap();
+    assert_eq!(quotes["AAPL"].ask, 172.7);
+    let pairs = vec!["BTC/USD".to_string()];
+    assert!(!c.crypto_bars(&pairs, "1Min", "2022-03-09T00:00:00Z".parse().unwrap()).unwrap()["BTC/USD"].is_empty());
+    assert_eq!(c.crypto_quotes(&pairs).unwrap()["BTC/USD"].bid, 40517.08);
+
+    let from = jiff::civil::date(2023, 11, 1);
+    let to = jiff::civil::date(2023, 12, 1);
+    let contracts = c.option_contracts(&["AAPL".to_string()], from, to).unwrap();
+    assert_eq!(contracts.len(), 2, "both pages followed");
+    assert_eq!((contracts[1].kind, contracts[1].strike), (OptionKind::Put, d("165")));
+    assert_eq!(contracts[0].multiplier, d("100"));
+    let snaps = c.option_snapshots("AAPL", from, to).unwrap();
+    let s = &snaps["AAPL240503P00155000"];
+    assert!(s.greeks.unwrap().delta < 0.0 && s.implied_volatility.unwrap() > 0.0);
+
+    let stats = c.take_call_stats();
+    assert!(stats.requests >= 20);
+    assert_eq!(stats.failures.len(), 1, "only the 404 close counts; lookups answering 'none' do not");
+}
+
+#[test]
+fn auth_headers_are_sent_and_wrong_keys_are_unauthorized() {
+    let fake = FakeAlpaca::start();
+    client(&fake).account().unwrap();
+    let seen = &fake.seen()[0];
+    assert_eq!(seen.headers.get("apca-api-key-id").map(String::as_str), Some(KEY));
+    assert_eq!(seen.headers.get("apca-api-secret-key").map(String::as_str), Some(SECRET));
+
+    let mut wrong = AlpacaClient::new(Credentials::new("PKWRONG".into(), "nope".into()), settings(&fake));
+    let err = wrong.account().unwrap_err();
+    assert!(matches!(err, BrokerError::Unauthorized { status: 401, .. }), "{err:?}");
+    assert_eq!(fake.count("GET", "/v2/account"), 2, "a 401 is never retried");
+    assert!(!err.to_string().contains("nope") && !err.to_string().contains(SECRET));
+}
+
+#[test]
+fn transient_failures_are_retried_then_succeed() {
+    let fake = FakeAlpaca::start();
+    let body = r#"{"message":"internal error"}"#.to_string();
+    fake.fault("GET", "/v2/account", vec![Fault::Status { status: 503, body, reset: None }, Fault::Drop]);
+    let mut c = client(&fake);
+    assert_eq!(c.account().unwrap().equity, d("103820.56"));
+    assert_eq!(fake.count("GET", "/v2/account"), 3);
+    assert!(c.take_call_stats().failures.is_empty(), "a call that succeeded on retry is no failure");
+}
+
+#[test]
+fn transient_failures_give_up_after_the_attempts_and_are_reported() {
+    let fake = FakeAlpaca::start();
+    let slow = Fault::Delay(Duration::from_millis(800)); // past the 500 ms timeout
+    fake.fault("GET", "/v2/clock", vec![slow.clone(), slow.clone(), slow.clone(), slow]);
+    let mut c = client(&fake);
+    let start = Instant::now();
+    let err = c.clock().unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(start.elapsed() < Duration::from_millis(2500), "stayed inside the retry budget: {:?}", start.elapsed());
+    assert!(fake.count("GET", "/v2/clock") <= 3);
+    assert_eq!(c.take_call_stats().failures.len(), 1);
+}
+
+#[test]
+fn rate_limited_answers_honour_the_reset_header_within_the_budget() {
+    let fake = FakeAlpaca::start();
+    let reset = Timestamp::now().as_second() + 1;
+    let body = r#"{"message":"too many requests"}"#.to_string();
+    fake.fault("GET", "/v2/positions", vec![Fault::Status { status: 429, body, reset: Some(reset) }]);
+    let mut c = client(&fake);
+    let start = Instant::now();
+    assert_eq!(c.positions().unwrap().len(), 2);
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(200), "did not wait for the reset: {waited:?}");
+    assert_eq!(fake.count("GET", "/v2/positions"), 2);
+}
+
+#[test]
+fn final_refusals_are_not_retried_and_keep_alpacas_words() {
+    let fake = FakeAlpaca::start();
+    let body = std::fs::read_to_string("tests/fixtures/alpaca/error-403-insufficient-buying-power.json").unwrap();
+    fake.fault("POST", "/v2/orders", vec![Fault::Status { status: 403, body, reset: None }]);
+    let mut c = client(&fake);
+    let err = c.submit_order(&order("th-test-bp")).unwrap_err();
+    match &err {
+        BrokerError::Rejected { status: 403, message, .. } => {
+            assert!(message.contains("insufficient buying power"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.count("POST", "/v2/orders"), 1);
+    assert_eq!(fake.count("GET", "/v2/orders:by_client_order_id"), 0);
+}
+
+#[test]
+fn a_submit_whose_answer_is_lost_is_resolved_without_a_second_order() {
+    let fake = FakeAlpaca::start();
+    // The fake creates the order, then drops the connection: the client cannot know it worked.
+    fake.fault("POST", "/v2/orders", vec![Fault::ProcessThenDrop]);
+    let mut c = client(&fake);
+    let o = c.submit_order(&order("th-test-lost")).unwrap();
+    assert_eq!(o.client_order_id, "th-test-lost");
+    assert_eq!(fake.count("POST", "/v2/orders"), 1, "never re-sent");
+    assert_eq!(fake.lock().orders.len(), 1);
+}
+
+#[test]
+fn a_submit_that_never_arrived_is_sent_again_once() {
+    let fake = FakeAlpaca::start();
+    fake.fault("POST", "/v2/orders", vec![Fault::Drop]);
+    let mut c = client(&fake);
+    let o = c.submit_order(&order("th-test-drop")).unwrap();
+    assert_eq!(o.client_order_id, "th-test-drop");
+    assert_eq!(fake.count("POST", "/v2/orders"), 2);
+    assert_eq!(fake.count("GET", "/v2/orders:by_client_order_id"), 1, "asked before re-sending");
+    assert_eq!(fake.lock().orders.len(), 1);
+}
+
+#[test]
+fn a_duplicate_client_order_id_returns_the_existing_order() {
+    let fake = FakeAlpaca::start();
+    let mut c = client(&fake);
+    let first = c.submit_order(&order("th-test-dup")).unwrap();
+    // A restart that re-sends the same purpose gets the same order back, not a second one.
+    let again = c.submit_order(&order("th-test-dup")).unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(fake.lock().orders.len(), 1);
+}
+
+#[test]
+fn malformed_json_is_a_bad_response() {
+    let fake = FakeAlpaca::start();
+    fake.fault("GET", "/v2/account", vec![Fault::Malformed]);
+    let mut c = client(&fake);
+    assert!(matches!(c.account(), Err(BrokerError::BadResponse { .. })));
+    assert_eq!(c.take_call_stats().failures.len(), 1);
+}
+
+#[test]
+fn the_rate_limiter_holds_the_budget_under_a_tight_loop() {
+    let fake = FakeAlpaca::start();
+    let mut s = settings(&fake);
+    s.requests_per_minute = 5;
+    s.retry_budget = Duration::from_millis(300);
+    let mut c = AlpacaClient::new(Credentials::new(KEY.into(), SECRET.into()), s);
+    let mut refused = 0;
+    for _ in 0..20 {
+        if let Err(e) = c.clock() {
+            assert!(e.to_string().contains("rate limit"), "{e}");
+            refused += 1;
+        }
+    }
+    assert_eq!(fake.count("GET", "/v2/clock"), 5);
+    assert_eq!(refused, 15);
+}
+
+#[test]
+fn the_conformance_check_catches_what_alpaca_does_not_declare() {
+    let specs = support::openapi::Specs::load();
+    let q = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    assert!(specs.check("GET", "/v2/orders", &q("status", "open"), "").is_ok());
+    assert!(specs.check("GET", "/v2/orders", &q("status", "bogus"), "").is_err());
+    assert!(specs.check("GET", "/v2/orders", &q("colour", "red"), "").is_err());
+    assert!(specs.check("GET", "/v2/stocks/bars", &q("feed", "iex"), "").is_ok());
+    assert!(specs.check("GET", "/v2/stocks/bars", &q("feed", "nasdaq"), "").is_err());
+    assert!(specs.check("PATCH", "/v2/account", &[], "").is_err());
+    assert!(specs.check("GET", "/v2/nowhere", &[], "").is_err());
+    assert!(specs.check("POST", "/v2/orders", &[], r#"{"symbol":"AAPL","side":"buy","type":"market"}"#).is_ok());
+    assert!(specs.check("POST", "/v2/orders", &[], r#"{"symbol":"AAPL","side":"short"}"#).is_err());
+    assert!(specs.check("POST", "/v2/orders", &[], r#"{"symbol":"AAPL","colour":"red"}"#).is_err());
+    let bad_leg = r#"{"order_class":"mleg","legs":[{"symbol":"X","position_intent":"open_sesame"}]}"#;
+    assert!(specs.check("POST", "/v2/orders", &[], bad_leg).is_err());
+}

@@ -1,0 +1,366 @@
+//! A fake of Alpaca's REST API on 127.0.0.1, for tests: a real HTTP/1.1 server on a std
+//! `TcpListener`, answering with Alpaca's JSON shapes (the recorded samples in
+//! `tests/fixtures/alpaca/`), keeping orders by client order id the way Alpaca does (unique
+//! forever, a duplicate is a 422), recording every request, and injecting faults on demand.
+//!
+//! One connection per request (`Connection: close`), one thread per connection.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub const KEY: &str = "PKTESTKEY0000000001";
+pub const SECRET: &str = "sEcReTtEsTvAlUe000000000000000000000001";
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl Seen {
+    pub fn q(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to do instead of answering normally.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Answer this status and body (and `X-RateLimit-Reset` when given).
+    Status { status: u16, body: String, reset: Option<i64> },
+    /// Wait this long, then answer normally (a client with a shorter timeout gives up first).
+    Delay(Duration),
+    /// A 200 whose body is not JSON.
+    Malformed,
+    /// Close the connection without answering, before doing anything.
+    Drop,
+    /// Do the work (an order is created), then close the connection without answering.
+    ProcessThenDrop,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    pub seen: Vec<Seen>,
+    /// (method, path prefix) → faults to apply to the next matching requests, in order.
+    pub faults: Vec<(String, String, VecDeque<Fault>)>,
+    pub account: Value,
+    pub positions: Vec<Value>,
+    /// Orders in creation order.
+    pub orders: Vec<Value>,
+    pub next_id: u64,
+    /// Pages served for `/v2/stocks/bars`: each is the `bars` object of one page.
+    pub stock_bar_pages: Vec<Value>,
+}
+
+#[derive(Clone)]
+pub struct FakeAlpaca {
+    pub url: String,
+    pub state: Arc<Mutex<FakeState>>,
+}
+
+fn sample(name: &str) -> Value {
+    let text = std::fs::read_to_string(format!("tests/fixtures/alpaca/{name}")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+impl FakeAlpaca {
+    pub fn start() -> FakeAlpaca {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let mut positions: Vec<Value> = serde_json::from_value(sample("positions.json")).unwrap();
+        positions.push(json!({
+            "asset_id": "64bbff51-59d6-4b3c-9351-13ad85e3c752", "symbol": "BTCUSD", "exchange": "",
+            "asset_class": "crypto", "avg_entry_price": "40000", "qty": "0.0123", "side": "long",
+            "market_value": "500.1", "cost_basis": "492", "unrealized_pl": "8.1", "current_price": "40658.5"
+        }));
+        let state = FakeState {
+            account: sample("account.json"),
+            positions,
+            next_id: 1,
+            stock_bar_pages: vec![sample("stock-bars-multi.json")["bars"].clone()],
+            ..FakeState::default()
+        };
+        let fake = FakeAlpaca { url, state: Arc::new(Mutex::new(state)) };
+        let server = fake.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let server = server.clone();
+                thread::spawn(move || server.serve(stream));
+            }
+        });
+        fake
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn fault(&self, method: &str, path_prefix: &str, faults: Vec<Fault>) {
+        self.lock().faults.push((method.into(), path_prefix.into(), faults.into()));
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.lock().seen.clone()
+    }
+
+    pub fn count(&self, method: &str, path: &str) -> usize {
+        self.lock().seen.iter().filter(|s| s.method == method && s.path == path).count()
+    }
+
+    fn serve(&self, stream: TcpStream) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let Some(seen) = read_request(&mut reader) else { return };
+        let fault = {
+            let mut st = self.lock();
+            st.seen.push(seen.clone());
+            let mut found = None;
+            for (m, prefix, queue) in st.faults.iter_mut() {
+                if *m == seen.method && seen.path.starts_with(prefix.as_str()) && !queue.is_empty() {
+                    found = queue.pop_front();
+                    break;
+                }
+            }
+            found
+        };
+        let mut stream = stream;
+        match fault {
+            Some(Fault::Drop) => return,
+            Some(Fault::Status { status, body, reset }) => {
+                write_response(&mut stream, status, &body, reset);
+                return;
+            }
+            Some(Fault::Malformed) => {
+                write_response(&mut stream, 200, "{\"equity\": ", None);
+                return;
+            }
+            Some(Fault::Delay(d)) => thread::sleep(d),
+            Some(Fault::ProcessThenDrop) => {
+                let _ = self.route(&seen);
+                return;
+            }
+            None => {}
+        }
+        let (status, body) = self.route(&seen);
+        write_response(&mut stream, status, &body.to_string(), None);
+    }
+
+    fn route(&self, r: &Seen) -> (u16, Value) {
+        if r.headers.get("apca-api-key-id").map(String::as_str) != Some(KEY)
+            || r.headers.get("apca-api-secret-key").map(String::as_str) != Some(SECRET)
+        {
+            return (401, json!({"message": "unauthorized"}));
+        }
+        let mut st = self.lock();
+        let path = r.path.as_str();
+        match (r.method.as_str(), path) {
+            ("GET", "/v2/account") => (200, st.account.clone()),
+            ("GET", "/v2/clock") => (200, sample("clock.json")),
+            ("GET", "/v2/calendar") => (200, sample("calendar.json")),
+            ("GET", "/v2/positions") => (200, Value::Array(st.positions.clone())),
+            ("GET", "/v2/orders") => {
+                let open: Vec<Value> = st
+                    .orders
+                    .iter()
+                    .filter(|o| !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected")))
+                    .cloned()
+                    .collect();
+                (200, Value::Array(open))
+            }
+            ("GET", "/v2/orders:by_client_order_id") => {
+                let id = r.q("client_order_id").unwrap_or_default();
+                match st.orders.iter().find(|o| o["client_order_id"] == id) {
+                    Some(o) => (200, o.clone()),
+                    None => (404, sample("error-404-order-not-found.json")),
+                }
+            }
+            ("POST", "/v2/orders") => {
+                let body: Value = match serde_json::from_str(&r.body) {
+                    Ok(b) => b,
+                    Err(_) => return (422, json!({"code": 40010000, "message": "invalid body"})),
+                };
+                let coid = body["client_order_id"].as_str().unwrap_or_default().to_string();
+                if st.orders.iter().any(|o| o["client_order_id"] == coid.as_str()) {
+                    return (422, sample("error-422-duplicate-client-order-id.json"));
+                }
+                let id = format!("00000000-0000-0000-0000-{:012}", st.next_id);
+                st.next_id += 1;
+                let mut order = sample("order-equity.json");
+                let o = order.as_object_mut().unwrap();
+                o.insert("id".into(), id.into());
+                o.insert("client_order_id".into(), coid.into());
+                o.insert("status".into(), "accepted".into());
+                for k in ["symbol", "side", "qty", "notional", "type", "time_in_force", "limit_price", "order_class"] {
+                    if let Some(v) = body.get(k) {
+                        o.insert(k.into(), v.clone());
+                    }
+                }
+                if body.get("legs").is_some() {
+                    o.insert("symbol".into(), "".into());
+                    o.insert("side".into(), "".into());
+                    o.insert("asset_class".into(), "".into());
+                }
+                st.orders.push(order.clone());
+                (200, order)
+            }
+            ("GET", "/v2/options/contracts") => {
+                // Two pages: the sample, then one more contract.
+                if r.q("page_token").is_none() {
+                    (200, sample("option-contracts.json"))
+                } else {
+                    let mut page = sample("option-contracts.json");
+                    page["option_contracts"][0]["symbol"] = "AAPL231103P00165000".into();
+                    page["option_contracts"][0]["type"] = "put".into();
+                    page["option_contracts"][0]["strike_price"] = "165".into();
+                    page["next_page_token"] = Value::Null;
+                    (200, page)
+                }
+            }
+            ("GET", "/v2/stocks/bars") => {
+                let page: usize =
+                    r.q("page_token").and_then(|t| t.strip_prefix("page-")).and_then(|n| n.parse().ok()).unwrap_or(0);
+                let bars = st.stock_bar_pages.get(page).cloned().unwrap_or(json!({}));
+                let next =
+                    if page + 1 < st.stock_bar_pages.len() { json!(format!("page-{}", page + 1)) } else { Value::Null };
+                (200, json!({"bars": bars, "next_page_token": next}))
+            }
+            ("GET", "/v2/stocks/quotes/latest") => (200, sample("stock-latest-quotes.json")),
+            ("GET", "/v1beta3/crypto/us/bars") => (200, sample("crypto-bars.json")),
+            ("GET", "/v1beta3/crypto/us/latest/quotes") => (200, sample("crypto-latest-quotes.json")),
+            _ => {
+                if let Some(id) = path.strip_prefix("/v2/orders/") {
+                    let pos = st.orders.iter().position(|o| o["id"] == id);
+                    return match (r.method.as_str(), pos) {
+                        ("GET", Some(i)) => (200, st.orders[i].clone()),
+                        ("DELETE", Some(i)) => {
+                            st.orders[i]["status"] = "canceled".into();
+                            (204, Value::Null)
+                        }
+                        _ => (404, sample("error-404-order-not-found.json")),
+                    };
+                }
+                if let Some(symbol) = path.strip_prefix("/v2/positions/") {
+                    let pos = st.positions.iter().position(|p| p["symbol"] == symbol);
+                    return match (r.method.as_str(), pos) {
+                        ("DELETE", Some(i)) => {
+                            let p = st.positions.remove(i);
+                            let mut order = sample("order-equity.json");
+                            order["symbol"] = p["symbol"].clone();
+                            order["asset_class"] = p["asset_class"].clone();
+                            order["side"] = "sell".into();
+                            order["type"] = "market".into();
+                            order["qty"] = r.q("qty").map(Value::from).unwrap_or(p["qty"].clone());
+                            (200, order)
+                        }
+                        _ => (404, sample("error-404-position-does-not-exist.json")),
+                    };
+                }
+                if let Some(symbol) = path.strip_prefix("/v2/assets/") {
+                    return (
+                        200,
+                        json!({"id": "b0b6dd9d-8b9b-48a9-ba46-b9d54906e415", "class": "us_equity", "exchange": "NASDAQ",
+                               "symbol": symbol, "name": "x", "status": "active", "tradable": true, "marginable": true,
+                               "shortable": true, "easy_to_borrow": true, "fractionable": true}),
+                    );
+                }
+                if path.starts_with("/v1beta1/options/snapshots/") {
+                    return (200, sample("option-chain-snapshots.json"));
+                }
+                (404, json!({"message": "Not Found"}))
+            }
+        }
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Seen> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h).ok()?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let query = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect();
+    Some(Seen { method, path: decode(path), query, headers, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn write_response(stream: &mut TcpStream, status: u16, body: &str, reset: Option<i64>) {
+    let reason = match status {
+        200 => "OK",
+        204 => "No Content",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        _ => "Status",
+    };
+    let body = if status == 204 { "" } else { body };
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nConnection: close\r\n");
+    if let Some(r) = reset {
+        head.push_str(&format!("X-RateLimit-Limit: 200\r\nX-RateLimit-Remaining: 0\r\nX-RateLimit-Reset: {r}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+    let _ = stream.flush();
+}

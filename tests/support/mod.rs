@@ -1,0 +1,2 @@
+pub mod fake_alpaca;
+pub mod openapi;

@@ -123,6 +123,35 @@ impl Clock for ManualClock {
     }
 }
 
+/// Simulated time: starts at `start` and runs `speed` times as fast as the real (monotonic) clock.
+#[derive(Debug)]
+pub struct ScaledClock {
+    start: Timestamp,
+    real_start: std::time::Instant,
+    speed: f64,
+}
+
+impl ScaledClock {
+    pub fn new(start: Timestamp, speed: f64) -> ScaledClock {
+        ScaledClock { start, real_start: std::time::Instant::now(), speed }
+    }
+}
+
+impl Clock for ScaledClock {
+    fn now(&self) -> Timestamp {
+        let elapsed = self.real_start.elapsed().as_secs_f64() * self.speed;
+        let by = SignedDuration::try_from_secs_f64(elapsed).unwrap_or(SignedDuration::MAX);
+        self.start.saturating_add(by).unwrap_or(Timestamp::MAX)
+    }
+}
+
+/// Where a simulated market starts: the 09:30 New York open of the trading date of `now` if that
+/// is a weekday, else of the next weekday. So `--sim` trades stocks at once, whatever the hour.
+pub fn sim_start(now: Timestamp) -> Timestamp {
+    let day = RegularSession::trading_day_from(trading_date(now));
+    RegularSession::at(day, RegularSession::OPEN)
+}
+
 /// The stock market's state at an instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionState {
@@ -388,6 +417,17 @@ mod tests {
         assert_eq!(db_ts(t), "2026-11-25T14:23:22.500Z");
         assert_eq!(parse_ts(&db_ts(t)).unwrap(), t);
         assert_eq!(parse_ts(&display_ts(t, &la)).unwrap(), t);
+    }
+
+    #[test]
+    fn the_simulated_market_starts_at_an_open() {
+        // Wednesday evening New York: that day's open.
+        assert_eq!(sim_start(ts("2026-11-25T23:00:00Z")), ts("2026-11-25T14:30:00Z"));
+        // Saturday: Monday's open.
+        assert_eq!(sim_start(ts("2026-11-28T12:00:00Z")), ts("2026-11-30T14:30:00Z"));
+        let c = ScaledClock::new(ts("2026-11-25T14:30:00Z"), 3600.0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(c.now() >= ts("2026-11-25T14:31:00Z"));
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub struct Settings {
     pub alpaca: Alpaca,
     /// Added by this port.
     pub logging: Logging,
+    /// Added by this port.
+    pub sim: Sim,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,11 +210,57 @@ pub struct Alpaca {
     /// The second half of the live-trading opt-in; the first is `ALPACA_PAPER=false`.
     pub live_trading_confirmed: bool,
     pub data_feed: DataFeed,
+    /// The client's own request budget (Alpaca allows 200 a minute per account).
+    pub requests_per_minute: u32,
+    /// One HTTP exchange, connect to last byte.
+    pub request_timeout_seconds: u64,
+    /// Attempts of one call that fails transiently (GETs and DELETEs; an order is never re-sent
+    /// without first asking Alpaca for its client order id).
+    pub max_attempts: u32,
 }
 
 impl Default for Alpaca {
     fn default() -> Alpaca {
-        Alpaca { live_trading_confirmed: false, data_feed: DataFeed::Iex }
+        Alpaca {
+            live_trading_confirmed: false,
+            data_feed: DataFeed::Iex,
+            requests_per_minute: 200,
+            request_timeout_seconds: 4,
+            max_attempts: 3,
+        }
+    }
+}
+
+/// The embedded simulated broker of `run --sim`. Added by this port.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sim {
+    /// Cash of a new simulated account.
+    pub starting_cash: f64,
+    /// Simulated seconds per real second, unless `--speed` says otherwise.
+    pub speed: f64,
+    /// Market orders fill this many basis points worse than the price.
+    pub slippage_bps: f64,
+    /// Commission per stock share and per option contract, in dollars.
+    pub fee_per_share: f64,
+    pub fee_per_contract: f64,
+    /// Crypto fee in basis points of the notional.
+    pub crypto_fee_bps: f64,
+    /// Annualised volatility of the simulated prices and of the option pricing.
+    pub volatility: f64,
+}
+
+impl Default for Sim {
+    fn default() -> Sim {
+        Sim {
+            starting_cash: 100_000.0,
+            speed: 60.0,
+            slippage_bps: 2.0,
+            fee_per_share: 0.0,
+            fee_per_contract: 0.65,
+            crypto_fee_bps: 15.0,
+            volatility: 0.25,
+        }
     }
 }
 
@@ -705,6 +753,17 @@ fn validate_settings(s: &Settings) -> Result<TimeZone, Vec<Problem>> {
     c.within("health.api_failure_window_seconds", s.health.api_failure_window_seconds, 1, 86_400);
     c.within("logging.max_file_mb", s.logging.max_file_mb, 1, 1024);
     c.within("logging.keep_files", s.logging.keep_files, 0, 100);
+    c.within("alpaca.requests_per_minute", s.alpaca.requests_per_minute, 1, 1000);
+    c.within("alpaca.request_timeout_seconds", s.alpaca.request_timeout_seconds, 1, 60);
+    c.within("alpaca.max_attempts", s.alpaca.max_attempts, 1, 10);
+    let sim = &s.sim;
+    c.range("sim.starting_cash", sim.starting_cash, 0.0, 1e9, true);
+    c.range("sim.speed", sim.speed, 0.0, 100_000.0, true);
+    c.range("sim.slippage_bps", sim.slippage_bps, 0.0, 1000.0, false);
+    c.range("sim.fee_per_share", sim.fee_per_share, 0.0, 10.0, false);
+    c.range("sim.fee_per_contract", sim.fee_per_contract, 0.0, 100.0, false);
+    c.range("sim.crypto_fee_bps", sim.crypto_fee_bps, 0.0, 1000.0, false);
+    c.range("sim.volatility", sim.volatility, 0.0, 5.0, true);
     c.finish().map(|()| tz.unwrap_or(TimeZone::UTC))
 }
 

@@ -1,6 +1,7 @@
 //! The daemon's foundation: configuration, state, logging, time, risk arithmetic, health, halts.
 //! Nothing here talks to a broker.
 
+pub mod black_scholes;
 pub mod clock;
 pub mod config;
 pub mod decimal;

@@ -569,9 +569,52 @@ pub fn crypto_pair_symbol(position_symbol: &str) -> String {
     position_symbol.to_string()
 }
 
+/// An OCC option symbol: root + `YYMMDD` + `C`/`P` + strike × 1000 on eight digits
+/// (`SPY261218P00480000`).
+pub fn occ_symbol(root: &str, expiry: Date, kind: OptionKind, strike: Dec) -> String {
+    let cp = if kind == OptionKind::Call { 'C' } else { 'P' };
+    let milli = (strike.to_f64() * 1000.0).round().max(0.0) as u64;
+    format!("{root}{:02}{:02}{:02}{cp}{milli:08}", expiry.year() % 100, expiry.month(), expiry.day())
+}
+
+/// The parts of an OCC symbol, or `None` when it is not one.
+pub fn parse_occ(symbol: &str) -> Option<(String, Date, OptionKind, Dec)> {
+    if symbol.len() < 16 || !symbol.is_ascii() {
+        return None;
+    }
+    let (root, rest) = symbol.split_at(symbol.len() - 15);
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    let (date, rest) = rest.split_at(6);
+    let (cp, strike) = rest.split_at(1);
+    if root.is_empty() || !digits(date) || !digits(strike) {
+        return None;
+    }
+    let kind = match cp {
+        "C" => OptionKind::Call,
+        "P" => OptionKind::Put,
+        _ => return None,
+    };
+    let year: i16 = 2000 + date[0..2].parse::<i16>().ok()?;
+    let expiry = Date::new(year, date[2..4].parse().ok()?, date[4..6].parse().ok()?).ok()?;
+    let milli: i64 = strike.parse().ok()?;
+    Some((root.to_string(), expiry, kind, Dec::from_nanos(milli * 1_000_000)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn occ_symbols_round_trip() {
+        let d = jiff::civil::date(2026, 12, 18);
+        let s = occ_symbol("SPY", d, OptionKind::Put, Dec::from_int(480));
+        assert_eq!(s, "SPY261218P00480000");
+        assert_eq!(parse_occ(&s), Some(("SPY".to_string(), d, OptionKind::Put, Dec::from_int(480))));
+        let half: Dec = "192.5".parse().unwrap();
+        assert_eq!(parse_occ(&occ_symbol("AAPL", d, OptionKind::Call, half)).unwrap().3, half);
+        assert_eq!(parse_occ("AAPL"), None);
+        assert_eq!(parse_occ("SPY261218X00480000"), None);
+    }
 
     #[test]
     fn crypto_symbols_get_their_slash() {

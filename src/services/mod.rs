@@ -4,4 +4,5 @@
 pub mod alpaca_client;
 pub mod broker;
 pub mod exitbot;
+pub mod sim_broker;
 pub mod status;

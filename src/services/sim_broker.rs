@@ -1,0 +1,1222 @@
+//! The simulated broker behind `run --sim`: an in-process paper exchange implementing `Broker`.
+//!
+//! Owns: a seeded synthetic market (one deterministic minute-by-minute path per symbol, with
+//! trending and mean-reverting stretches), an option chain priced by Black-Scholes around each
+//! underlying, and an account (cash, positions, orders) kept exactly in `Dec`. Market orders fill
+//! at the first minute's price after they arrive, with slippage and fees; limit and stop orders
+//! when the price crosses; multi-leg option orders as one, at their net price. It refuses what
+//! Alpaca refuses (buying power, fractional and option rules, crypto time-in-force and minimum,
+//! duplicate client order ids, selling what is not held) with Alpaca's status codes and words.
+//! Its book lives in the state database, so a restarted `--sim` daemon continues its account.
+//!
+//! Never: touches the network, or shorts stock (it refuses a sale of more than is held, and a
+//! lone option sold to open; credit spreads are allowed, reserving their maximum loss).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::civil::{Date, Weekday};
+use serde::{Deserialize, Serialize};
+
+use crate::core::black_scholes;
+use crate::core::clock::{self, Clock, MarketCalendar, RegularSession};
+use crate::core::config::Sim;
+use crate::core::decimal::Dec;
+use crate::core::state::{State, StateError};
+use crate::services::broker::{
+    Account, Amount, Asset, AssetClass, Bar, Broker, BrokerError, BySymbol, CalendarDay, CallStats, Greeks,
+    MarketClock, OptionContract, OptionKind, OptionSnapshot, Order, OrderRequest, OrderStatus, OrderType, Position,
+    PositionIntent, Quote, Side, TimeInForce, crypto_pair_symbol, occ_symbol, parse_occ,
+};
+
+/// Minutes of history kept per symbol (about two days).
+const KEEP_MINUTES: usize = 3000;
+/// How far before the start the price paths begin, so bots have history at once.
+const WARMUP_MINUTES: i64 = 3 * 1440;
+/// Orders kept in the book (open ones are always kept).
+const KEEP_ORDERS: usize = 500;
+/// The state-database key of the book.
+const BOOK_KEY: &str = "sim_book";
+const RATE: f64 = 0.04;
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic randomness
+// ---------------------------------------------------------------------------------------------
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn hash3(a: u64, b: u64, c: i64) -> u64 {
+    splitmix(splitmix(a ^ splitmix(b)) ^ c as u64)
+}
+
+fn uniform(h: u64) -> f64 {
+    ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
+/// A standard normal draw, fixed by its inputs (Box-Muller).
+fn normal(seed: u64, key: u64, m: i64) -> f64 {
+    let u1 = uniform(hash3(seed, key, m.wrapping_mul(2)));
+    let u2 = uniform(hash3(seed, key, m.wrapping_mul(2).wrapping_add(1)));
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+fn symbol_key(symbol: &str) -> u64 {
+    symbol.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+}
+
+fn minute_of(t: Timestamp) -> i64 {
+    t.as_second().div_euclid(60)
+}
+
+fn minute_start(m: i64) -> Timestamp {
+    Timestamp::from_second(m.saturating_mul(60)).unwrap_or(Timestamp::MAX)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The market
+// ---------------------------------------------------------------------------------------------
+
+fn base_price(symbol: &str) -> f64 {
+    match symbol {
+        "SPY" => 480.0,
+        "QQQ" => 410.0,
+        "IWM" => 200.0,
+        "AAPL" => 190.0,
+        "TSLA" => 250.0,
+        "MSFT" => 380.0,
+        "BTC/USD" => 60_000.0,
+        "ETH/USD" => 3_000.0,
+        other => 20.0 + (symbol_key(other) % 28_000) as f64 / 100.0,
+    }
+}
+
+fn is_crypto(symbol: &str) -> bool {
+    symbol.contains('/')
+}
+
+/// One symbol's price path: `closes[i]` is the close of minute `first + i`.
+struct Path {
+    key: u64,
+    base: f64,
+    vol: f64,
+    first: i64,
+    closes: VecDeque<f64>,
+}
+
+impl Path {
+    fn new(symbol: &str, origin: i64, annual_vol: f64) -> Path {
+        let vol = if is_crypto(symbol) {
+            1.6 * annual_vol / (365.0f64 * 1440.0).sqrt()
+        } else {
+            annual_vol / (252.0f64 * 390.0).sqrt()
+        };
+        let base = base_price(symbol);
+        Path { key: symbol_key(symbol), base, vol, first: origin, closes: VecDeque::from([base]) }
+    }
+
+    /// Trending up, trending down, or pulled back toward its base: a new regime every 3 hours.
+    fn step(&self, seed: u64, m: i64, prev: f64) -> f64 {
+        let drift = match hash3(seed, self.key ^ 0x5EED, m.div_euclid(180)) % 3 {
+            0 => 0.08 * self.vol,
+            1 => -0.08 * self.vol,
+            _ => -0.02 * (prev / self.base).ln(),
+        };
+        prev * (drift + self.vol * normal(seed, self.key, m)).exp()
+    }
+
+    fn close(&mut self, seed: u64, m: i64) -> f64 {
+        if m < self.first {
+            return self.closes[0];
+        }
+        while self.first + (self.closes.len() as i64) <= m {
+            let prev = *self.closes.back().unwrap_or(&self.base);
+            let next = self.step(seed, self.first + self.closes.len() as i64, prev);
+            self.closes.push_back(next);
+            if self.closes.len() > KEEP_MINUTES {
+                self.closes.pop_front();
+                self.first += 1;
+            }
+        }
+        self.closes[(m - self.first) as usize]
+    }
+
+    fn bar(&mut self, seed: u64, m: i64) -> Bar {
+        let open = self.close(seed, m - 1);
+        let close = self.close(seed, m);
+        let wiggle = |salt: i64| {
+            1.0 + 0.3 * self.vol * normal(seed, self.key ^ 0xB0B, m.wrapping_mul(4).wrapping_add(salt)).abs()
+        };
+        let high = open.max(close) * wiggle(1);
+        let low = open.min(close) / wiggle(2);
+        let volume =
+            (if is_crypto_key(self.base) { 2.0 } else { 20_000.0 }) * (0.5 + uniform(hash3(seed, self.key, m)));
+        Bar { t: minute_start(m), open, high, low, close, volume: volume.round() }
+    }
+}
+
+fn is_crypto_key(base: f64) -> bool {
+    base >= 1000.0
+}
+
+struct Market {
+    seed: u64,
+    origin: i64,
+    vol: f64,
+    paths: BTreeMap<String, Path>,
+}
+
+impl Market {
+    fn path(&mut self, symbol: &str) -> &mut Path {
+        let (origin, vol) = (self.origin, self.vol);
+        self.paths.entry(symbol.to_string()).or_insert_with(|| Path::new(symbol, origin, vol))
+    }
+
+    /// The price of a stock or crypto pair at minute `m`.
+    fn price(&mut self, symbol: &str, m: i64) -> f64 {
+        let seed = self.seed;
+        self.path(symbol).close(seed, m)
+    }
+
+    fn bar(&mut self, symbol: &str, m: i64) -> Bar {
+        let seed = self.seed;
+        self.path(symbol).bar(seed, m)
+    }
+
+    /// Black-Scholes price and delta of an OCC option at minute `m`, with a mild put skew.
+    fn option(&mut self, symbol: &str, m: i64) -> Option<(f64, f64, f64)> {
+        let (root, expiry, kind, strike) = parse_occ(symbol)?;
+        let spot = self.price(&root, m);
+        let k = strike.to_f64();
+        let expires = expiry_close(expiry);
+        let years = (expires.as_second() - minute_start(m).as_second()) as f64 / (365.0 * 86_400.0);
+        let iv = self.vol * (1.0 + 0.3 * ((k / spot) - 1.0).abs() + if kind == OptionKind::Put { 0.05 } else { 0.0 });
+        let is_call = kind == OptionKind::Call;
+        let (price, delta) = black_scholes::price_and_delta(is_call, spot, k, years, RATE, iv);
+        // Listed equity options are American: never worth less than exercising them now.
+        let intrinsic = if is_call { (spot - k).max(0.0) } else { (k - spot).max(0.0) };
+        Some((price.max(intrinsic), delta, iv))
+    }
+}
+
+/// 16:00 New York on the expiry date.
+fn expiry_close(d: Date) -> Timestamp {
+    d.to_datetime(RegularSession::CLOSE.to_time())
+        .to_zoned_datetime(clock::market_tz())
+        .map_or(Timestamp::MAX, |z| z.timestamp())
+}
+
+fn asset_class_of(symbol: &str) -> AssetClass {
+    if is_crypto(symbol) {
+        AssetClass::Crypto
+    } else if parse_occ(symbol).is_some() {
+        AssetClass::UsOption
+    } else {
+        AssetClass::UsEquity
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The book
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct BookLeg {
+    symbol: String,
+    ratio: u32,
+    intent: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct BookOrder {
+    id: String,
+    client_order_id: String,
+    symbol: String,
+    side: String,
+    qty: Option<Dec>,
+    notional: Option<Dec>,
+    order_type: String,
+    tif: String,
+    limit_price: Option<Dec>,
+    stop_price: Option<Dec>,
+    status: String,
+    filled_qty: Dec,
+    filled_avg_price: Option<Dec>,
+    created_at: i64,
+    /// The first minute at which it may fill: the one after it arrived.
+    fill_from_minute: i64,
+    /// Buying power held while it is open.
+    reserved: Dec,
+    legs: Vec<BookLeg>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct BookPosition {
+    qty: Dec,
+    avg_price: Dec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Book {
+    seed: u64,
+    origin_minute: i64,
+    /// The simulated time last seen: a restart continues from here.
+    sim_time: i64,
+    cash: Dec,
+    positions: BTreeMap<String, BookPosition>,
+    orders: Vec<BookOrder>,
+    next_id: u64,
+    /// The equity at the end of the previous trading date (Alpaca's `last_equity`).
+    last_equity: Option<Dec>,
+    trading_date: String,
+}
+
+fn rejected(status: u16, code: u64, message: impl Into<String>) -> BrokerError {
+    BrokerError::Rejected { endpoint: "POST /v2/orders".into(), status, code: Some(code), message: message.into() }
+}
+
+fn dec(v: f64) -> Dec {
+    Dec::from_f64(v).unwrap_or(Dec::ZERO)
+}
+
+/// Money is kept to the cent; prices to the cent above $1 and to 1/100 of a cent below.
+fn cents(v: f64) -> Dec {
+    dec(v).round_to(2)
+}
+
+fn price_dec(v: f64) -> Dec {
+    if v >= 1.0 { dec(v).round_to(2) } else { dec(v).round_to(4) }
+}
+
+pub struct SimBroker {
+    clock: Arc<dyn Clock + Send + Sync>,
+    cfg: Sim,
+    market: Market,
+    book: Book,
+    store: Option<State>,
+    stats: CallStats,
+}
+
+impl SimBroker {
+    /// A new simulated account, or the one stored in `store` (whose seed then wins over `seed`).
+    pub fn open(
+        clock: Arc<dyn Clock + Send + Sync>,
+        cfg: Sim,
+        seed: u64,
+        store: Option<State>,
+    ) -> Result<SimBroker, StateError> {
+        let now = clock.now();
+        let stored = match &store {
+            Some(s) => s.kv_get(BOOK_KEY)?,
+            None => None,
+        };
+        let book = match stored {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StateError::BadRow { what: "kv.sim_book", detail: e.to_string() })?,
+            None => Book {
+                seed,
+                origin_minute: minute_of(now) - WARMUP_MINUTES,
+                sim_time: now.as_second(),
+                cash: cents(cfg.starting_cash),
+                positions: BTreeMap::new(),
+                orders: Vec::new(),
+                next_id: 1,
+                last_equity: None,
+                trading_date: clock::trading_date(now).to_string(),
+            },
+        };
+        let market =
+            Market { seed: book.seed, origin: book.origin_minute, vol: cfg.volatility, paths: BTreeMap::new() };
+        Ok(SimBroker { clock, cfg, market, book, store, stats: CallStats::default() })
+    }
+
+    /// Where a restarted simulation resumes its clock: the simulated time stored in `store`.
+    pub fn stored_time(store: &State) -> Result<Option<Timestamp>, StateError> {
+        let Some(text) = store.kv_get(BOOK_KEY)? else { return Ok(None) };
+        let book: Book = serde_json::from_str(&text)
+            .map_err(|e| StateError::BadRow { what: "kv.sim_book", detail: e.to_string() })?;
+        Ok(Timestamp::from_second(book.sim_time).ok())
+    }
+
+    fn save(&mut self) -> Result<(), BrokerError> {
+        if let Some(store) = &self.store {
+            let text = serde_json::to_string(&self.book).map_err(|e| BrokerError::Invalid { detail: e.to_string() })?;
+            store
+                .kv_set(BOOK_KEY, &text, Timestamp::from_second(self.book.sim_time).unwrap_or(Timestamp::UNIX_EPOCH))
+                .map_err(|e| BrokerError::Transient {
+                    endpoint: "sim book".into(),
+                    status: None,
+                    detail: e.to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn stock_open(now: Timestamp) -> bool {
+        RegularSession.session_at(now).is_open
+    }
+
+    /// The price of a position's symbol (an option's Black-Scholes value).
+    fn mark(&mut self, symbol: &str, m: i64) -> f64 {
+        match asset_class_of(symbol) {
+            AssetClass::UsOption => self.market.option(symbol, m).map_or(0.0, |o| o.0),
+            _ => self.market.price(symbol, m),
+        }
+    }
+
+    fn multiplier(symbol: &str) -> Dec {
+        if asset_class_of(symbol) == AssetClass::UsOption { Dec::from_int(100) } else { Dec::ONE }
+    }
+
+    fn equity(&mut self, m: i64) -> Dec {
+        let mut equity = self.book.cash;
+        let held: Vec<(String, Dec)> = self.book.positions.iter().map(|(s, p)| (s.clone(), p.qty)).collect();
+        for (symbol, qty) in held {
+            let value = qty.to_f64() * self.mark(&symbol, m) * Self::multiplier(&symbol).to_f64();
+            equity = equity.checked_add(cents(value)).unwrap_or(equity);
+        }
+        equity
+    }
+
+    fn reserved(&self) -> Dec {
+        self.book
+            .orders
+            .iter()
+            .filter(|o| is_open(&o.status))
+            .fold(Dec::ZERO, |a, o| a.checked_add(o.reserved).unwrap_or(a))
+    }
+
+    fn buying_power(&self) -> Dec {
+        self.book.cash.checked_sub(self.reserved()).unwrap_or(Dec::ZERO).max(Dec::ZERO)
+    }
+
+    /// Moves the book to `now`: a new trading date records yesterday's equity; open orders fill,
+    /// trigger or expire.
+    fn settle(&mut self) -> Result<(), BrokerError> {
+        let now = self.clock.now();
+        let m = minute_of(now);
+        let date = clock::trading_date(now).to_string();
+        if date != self.book.trading_date {
+            self.book.last_equity = Some(self.equity(m));
+            self.book.trading_date = date;
+        }
+        self.book.sim_time = now.as_second();
+        let mut changed = false;
+        for i in 0..self.book.orders.len() {
+            if !is_open(&self.book.orders[i].status) || m < self.book.orders[i].fill_from_minute {
+                continue;
+            }
+            changed |= self.work_order(i, now, m);
+        }
+        if changed {
+            self.trim_orders();
+        }
+        self.save()
+    }
+
+    /// Fills, triggers or expires one open order at minute `m`; whether it changed.
+    fn work_order(&mut self, i: usize, now: Timestamp, m: i64) -> bool {
+        let o = self.book.orders[i].clone();
+        let class = if o.legs.is_empty() { asset_class_of(&o.symbol) } else { AssetClass::UsOption };
+        let created = Timestamp::from_second(o.created_at).unwrap_or(now);
+        if o.tif == "day" && class != AssetClass::Crypto {
+            // The close of the session it was placed in, or of the next one if placed outside.
+            if now >= RegularSession.session_at(created).next_close {
+                self.book.orders[i].status = "expired".into();
+                return true;
+            }
+        }
+        if class != AssetClass::Crypto && !Self::stock_open(now) {
+            return false;
+        }
+        let buy = o.side == "buy";
+        let (price, per_unit_mult) = if o.legs.is_empty() {
+            (self.mark(&o.symbol, m), Self::multiplier(&o.symbol).to_f64())
+        } else {
+            let mut net = 0.0;
+            for leg in &o.legs {
+                let p = self.mark(&leg.symbol, m);
+                let sign = if leg.intent.starts_with("buy") { 1.0 } else { -1.0 };
+                net += sign * p * leg.ratio as f64;
+            }
+            (net, 100.0)
+        };
+        let slip = self.cfg.slippage_bps / 10_000.0;
+        let fill = match o.order_type.as_str() {
+            "market" => {
+                Some(if buy || !o.legs.is_empty() { price + price.abs() * slip } else { price - price.abs() * slip })
+            }
+            "limit" => {
+                let limit = o.limit_price.map_or(f64::NAN, Dec::to_f64);
+                let crosses = if buy || !o.legs.is_empty() { price <= limit } else { price >= limit };
+                crosses.then_some(if !o.legs.is_empty() { limit.min(price) } else { price })
+            }
+            "stop" | "stop_limit" => {
+                let stop = o.stop_price.map_or(f64::NAN, Dec::to_f64);
+                let triggered = if buy { price >= stop } else { price <= stop };
+                match (triggered, o.order_type.as_str(), o.limit_price) {
+                    (false, _, _) => None,
+                    (true, "stop_limit", Some(l)) => {
+                        let l = l.to_f64();
+                        let ok = if buy { price <= l } else { price >= l };
+                        ok.then_some(price)
+                    }
+                    (true, _, _) => Some(if buy { price * (1.0 + slip) } else { price * (1.0 - slip) }),
+                }
+            }
+            _ => None,
+        };
+        let Some(fill_price) = fill else {
+            if o.tif == "ioc" || o.tif == "fok" {
+                self.book.orders[i].status = "canceled".into();
+                return true;
+            }
+            return false;
+        };
+        self.apply_fill(i, fill_price, per_unit_mult);
+        true
+    }
+
+    fn apply_fill(&mut self, i: usize, fill_price: f64, mult: f64) {
+        let o = self.book.orders[i].clone();
+        let fill_dec = if o.legs.is_empty() { price_dec(fill_price) } else { cents(fill_price) };
+        let qty = match (o.qty, o.notional) {
+            (Some(q), _) => q,
+            (None, Some(n)) => dec(n.to_f64() / fill_price).round_down(9),
+            _ => Dec::ZERO,
+        };
+        let q = qty.to_f64();
+        if o.legs.is_empty() {
+            let signed = if o.side == "buy" { qty } else { Dec::ZERO.checked_sub(qty).unwrap_or(Dec::ZERO) };
+            let value = q * fill_dec.to_f64() * mult;
+            let fee = self.fee(&o.symbol, q, value);
+            let cash_change = if o.side == "buy" { -value - fee } else { value - fee };
+            self.book.cash = self.book.cash.checked_add(cents(cash_change)).unwrap_or(self.book.cash);
+            self.add_position(&o.symbol, signed, fill_dec);
+        } else {
+            let mut cash_change = -(fill_dec.to_f64() * q * mult);
+            for leg in &o.legs {
+                let leg_qty = Dec::from_int(leg.ratio as i64 * q as i64);
+                let signed = if leg.intent.starts_with("buy") {
+                    leg_qty
+                } else {
+                    Dec::ZERO.checked_sub(leg_qty).unwrap_or(Dec::ZERO)
+                };
+                let leg_price = price_dec(self.mark(&leg.symbol, minute_of(self.clock.now())));
+                self.add_position(&leg.symbol, signed, leg_price);
+                cash_change -= self.cfg.fee_per_contract * leg_qty.to_f64();
+            }
+            self.book.cash = self.book.cash.checked_add(cents(cash_change)).unwrap_or(self.book.cash);
+        }
+        let ord = &mut self.book.orders[i];
+        ord.status = "filled".into();
+        ord.filled_qty = qty;
+        ord.filled_avg_price = Some(fill_dec);
+        ord.reserved = Dec::ZERO;
+    }
+
+    fn fee(&self, symbol: &str, qty: f64, value: f64) -> f64 {
+        match asset_class_of(symbol) {
+            AssetClass::Crypto => value.abs() * self.cfg.crypto_fee_bps / 10_000.0,
+            AssetClass::UsOption => qty.abs() * self.cfg.fee_per_contract,
+            _ => qty.abs() * self.cfg.fee_per_share,
+        }
+    }
+
+    fn add_position(&mut self, symbol: &str, signed_qty: Dec, price: Dec) {
+        let entry =
+            self.book.positions.entry(symbol.to_string()).or_insert(BookPosition { qty: Dec::ZERO, avg_price: price });
+        let old = entry.qty;
+        let new = old.checked_add(signed_qty).unwrap_or(old);
+        let same_direction = old.is_zero() || (old.is_negative() == signed_qty.is_negative());
+        if same_direction && !new.is_zero() {
+            // Weighted average entry price of an increased position.
+            let avg = (old.to_f64().abs() * entry.avg_price.to_f64() + signed_qty.to_f64().abs() * price.to_f64())
+                / new.to_f64().abs();
+            entry.avg_price = price_dec(avg);
+        } else if !new.is_zero() && new.is_negative() != old.is_negative() {
+            entry.avg_price = price;
+        }
+        entry.qty = new;
+        if new.is_zero() {
+            self.book.positions.remove(symbol);
+        }
+    }
+
+    fn trim_orders(&mut self) {
+        let excess = self.book.orders.len().saturating_sub(KEEP_ORDERS);
+        if excess > 0 {
+            let mut dropped = 0;
+            self.book.orders.retain(|o| {
+                if dropped < excess && !is_open(&o.status) {
+                    dropped += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+    }
+
+    fn held(&self, symbol: &str) -> Dec {
+        self.book.positions.get(symbol).map_or(Dec::ZERO, |p| p.qty)
+    }
+
+    /// Quantity already promised to open sell orders of `symbol`.
+    fn pending_sells(&self, symbol: &str) -> Dec {
+        self.book
+            .orders
+            .iter()
+            .filter(|o| is_open(&o.status) && o.symbol == symbol && o.side == "sell")
+            .fold(Dec::ZERO, |a, o| a.checked_add(o.qty.unwrap_or(Dec::ZERO)).unwrap_or(a))
+    }
+
+    /// Alpaca's rules, then the account's means. `Ok` is the buying power to hold.
+    fn admit(&mut self, r: &OrderRequest, m: i64) -> Result<Dec, BrokerError> {
+        if self.book.orders.iter().any(|o| o.client_order_id == r.client_order_id) {
+            return Err(rejected(422, 40010001, "client_order_id must be unique"));
+        }
+        if !r.legs.is_empty() {
+            return self.admit_mleg(r, m);
+        }
+        let class = asset_class_of(&r.symbol);
+        let tif = r.time_in_force;
+        let (qty, notional) = match r.amount {
+            Amount::Qty(q) => (Some(q), None),
+            Amount::Notional(n) => (None, Some(n)),
+        };
+        let price = self.mark(&r.symbol, m);
+        let est_value = match (qty, notional) {
+            (Some(q), _) => q.to_f64() * price * Self::multiplier(&r.symbol).to_f64(),
+            (_, Some(n)) => n.to_f64(),
+            _ => 0.0,
+        };
+        match class {
+            AssetClass::Crypto => {
+                if !matches!(tif, TimeInForce::Gtc | TimeInForce::Ioc) {
+                    return Err(rejected(422, 42210000, "invalid crypto time_in_force"));
+                }
+                if !matches!(r.order_type, OrderType::Market | OrderType::Limit | OrderType::StopLimit) {
+                    return Err(rejected(422, 42210000, "invalid order type for crypto order"));
+                }
+                if r.side == Side::Buy && est_value < 10.0 {
+                    return Err(rejected(403, 40310000, "cost basis must be >= minimal amount of order 10"));
+                }
+            }
+            AssetClass::UsOption => {
+                if qty.is_none_or(|q| !q.is_whole()) {
+                    return Err(rejected(422, 40010001, "qty must be integer"));
+                }
+                if tif != TimeInForce::Day {
+                    return Err(rejected(422, 42210000, "options orders only allow time_in_force day"));
+                }
+                if r.extended_hours {
+                    return Err(rejected(422, 42210000, "extended hours not supported for options"));
+                }
+                if r.side == Side::Sell && self.held(&r.symbol) <= Dec::ZERO {
+                    return Err(rejected(403, 40310000, "account not eligible to trade uncovered option contracts"));
+                }
+            }
+            _ => {
+                let fractional = notional.is_some() || qty.is_some_and(|q| !q.is_whole());
+                if fractional
+                    && (tif != TimeInForce::Day
+                        || !matches!(
+                            r.order_type,
+                            OrderType::Market | OrderType::Limit | OrderType::Stop | OrderType::StopLimit
+                        ))
+                {
+                    return Err(rejected(422, 42210000, "fractional orders must be DAY orders"));
+                }
+            }
+        }
+        match r.side {
+            Side::Buy => {
+                let cost = cents(
+                    est_value * (1.0 + self.cfg.slippage_bps / 10_000.0)
+                        + self.fee(&r.symbol, qty.map_or(0.0, Dec::to_f64), est_value),
+                );
+                if cost > self.buying_power() {
+                    return Err(rejected(403, 40310000, "insufficient buying power"));
+                }
+                Ok(cost)
+            }
+            Side::Sell => {
+                let available = self.held(&r.symbol).checked_sub(self.pending_sells(&r.symbol)).unwrap_or(Dec::ZERO);
+                let wanted = qty.unwrap_or_else(|| dec(est_value / price.max(1e-9)).round_down(9));
+                if wanted > available {
+                    return Err(rejected(
+                        403,
+                        40310000,
+                        format!(
+                            "insufficient qty available for order (requested: {wanted}, available: {})",
+                            available.max(Dec::ZERO)
+                        ),
+                    ));
+                }
+                Ok(Dec::ZERO)
+            }
+        }
+    }
+
+    /// Multi-leg option orders: 2–4 option legs on one underlying; what opens must have a bounded
+    /// loss (a spread, not a naked short), and that loss is the buying power it holds.
+    fn admit_mleg(&mut self, r: &OrderRequest, m: i64) -> Result<Dec, BrokerError> {
+        if !(2..=4).contains(&r.legs.len()) {
+            return Err(rejected(422, 40010001, "mleg orders need 2 to 4 legs"));
+        }
+        if r.time_in_force != TimeInForce::Day {
+            return Err(rejected(422, 42210000, "options orders only allow time_in_force day"));
+        }
+        let Amount::Qty(q) = r.amount else { return Err(rejected(422, 40010001, "mleg orders take qty")) };
+        if !q.is_whole() {
+            return Err(rejected(422, 40010001, "qty must be integer"));
+        }
+        let mut legs = Vec::new();
+        let mut root = None;
+        for leg in &r.legs {
+            let Some((leg_root, _, kind, strike)) = parse_occ(&leg.symbol) else {
+                return Err(rejected(422, 40010001, format!("{} is not an option symbol", leg.symbol)));
+            };
+            if root.get_or_insert_with(|| leg_root.clone()) != &leg_root {
+                return Err(rejected(422, 40010001, "all legs must share one underlying"));
+            }
+            let n = (leg.ratio_qty as f64) * q.to_f64();
+            match leg.position_intent {
+                PositionIntent::BuyToClose if self.held(&leg.symbol) >= Dec::ZERO => {
+                    return Err(rejected(403, 40310000, format!("no short position in {} to close", leg.symbol)));
+                }
+                PositionIntent::SellToClose if self.held(&leg.symbol) <= Dec::ZERO => {
+                    return Err(rejected(403, 40310000, format!("no long position in {} to close", leg.symbol)));
+                }
+                _ => {}
+            }
+            let sign = if leg.position_intent.side() == Side::Buy { 1.0 } else { -1.0 };
+            let opening = matches!(leg.position_intent, PositionIntent::BuyToOpen | PositionIntent::SellToOpen);
+            legs.push((kind, strike.to_f64(), sign * n, opening));
+        }
+        // The premium paid (positive) or received (negative) at the limit, else at the marks.
+        let premium = match r.limit_price {
+            Some(l) => l.to_f64() * q.to_f64() * 100.0,
+            None => {
+                let mut net = 0.0;
+                for (leg, (_, _, signed, _)) in r.legs.iter().zip(&legs) {
+                    net += self.mark(&leg.symbol, m) * signed * 100.0;
+                }
+                net
+            }
+        };
+        // Payoff at expiry is piecewise linear in the underlying: its worst case is at 0, at a
+        // strike, or unbounded when more calls are short than long.
+        let opening: Vec<_> = legs.iter().filter(|l| l.3).collect();
+        let call_slope: f64 = opening.iter().filter(|l| l.0 == OptionKind::Call).map(|l| l.2).sum();
+        if call_slope < 0.0 {
+            return Err(rejected(403, 40310000, "account not eligible to trade uncovered option contracts"));
+        }
+        let payoff = |s: f64| -> f64 {
+            opening
+                .iter()
+                .map(|(kind, k, signed, _)| {
+                    let intrinsic = if *kind == OptionKind::Call { (s - k).max(0.0) } else { (k - s).max(0.0) };
+                    intrinsic * signed * 100.0
+                })
+                .sum::<f64>()
+        };
+        let mut worst = payoff(0.0);
+        for (_, k, _, _) in &opening {
+            worst = worst.min(payoff(*k));
+        }
+        let max_loss = (premium - worst).max(0.0);
+        let hold = cents(max_loss + self.cfg.fee_per_contract * q.to_f64() * r.legs.len() as f64);
+        if !opening.is_empty() && hold > self.buying_power() {
+            return Err(rejected(403, 40310000, "insufficient options buying power"));
+        }
+        Ok(if opening.is_empty() { Dec::ZERO } else { hold })
+    }
+
+    fn to_order(&self, o: &BookOrder) -> Order {
+        let mleg = !o.legs.is_empty();
+        let class = if mleg { AssetClass::Other } else { asset_class_of(&o.symbol) };
+        Order {
+            id: o.id.clone(),
+            client_order_id: o.client_order_id.clone(),
+            symbol: o.symbol.clone(),
+            asset_class: class,
+            side: if mleg { None } else { Side::parse(&o.side) },
+            order_type: OrderType::parse(&o.order_type),
+            time_in_force: TimeInForce::parse(&o.tif),
+            qty: o.qty,
+            notional: o.notional,
+            filled_qty: o.filled_qty,
+            filled_avg_price: o.filled_avg_price,
+            limit_price: o.limit_price,
+            stop_price: o.stop_price,
+            status: OrderStatus::parse(&o.status),
+            order_class: if mleg { "mleg".into() } else { "simple".into() },
+            position_intent: None,
+            legs: o
+                .legs
+                .iter()
+                .map(|l| Order {
+                    id: String::new(),
+                    client_order_id: String::new(),
+                    symbol: l.symbol.clone(),
+                    asset_class: AssetClass::UsOption,
+                    side: Side::parse(if l.intent.starts_with("buy") { "buy" } else { "sell" }),
+                    order_type: None,
+                    time_in_force: TimeInForce::parse(&o.tif),
+                    qty: o.qty.map(|q| Dec::from_int(q.to_f64() as i64 * l.ratio as i64)),
+                    notional: None,
+                    filled_qty: Dec::ZERO,
+                    filled_avg_price: None,
+                    limit_price: None,
+                    stop_price: None,
+                    status: OrderStatus::parse(&o.status),
+                    order_class: "mleg".into(),
+                    position_intent: intent_of(&l.intent),
+                    legs: Vec::new(),
+                    created_at: Timestamp::from_second(o.created_at).ok(),
+                })
+                .collect(),
+            created_at: Timestamp::from_second(o.created_at).ok(),
+        }
+    }
+
+    fn quote_at(&mut self, symbol: &str, now: Timestamp) -> Quote {
+        let m = minute_of(now);
+        let mid = self.mark(symbol, m);
+        let half_spread = if is_crypto(symbol) { mid * 0.000_25 } else { (mid * 0.000_05).max(0.005) };
+        Quote { t: now, bid: mid - half_spread, ask: mid + half_spread, bid_size: 3.0, ask_size: 3.0 }
+    }
+
+    fn bars_for(
+        &mut self,
+        symbols: &[String],
+        timeframe: &str,
+        start: Timestamp,
+        stocks: bool,
+    ) -> Result<BySymbol<Vec<Bar>>, BrokerError> {
+        let step = match timeframe {
+            "1Min" => 1,
+            "5Min" => 5,
+            "15Min" => 15,
+            "1Hour" => 60,
+            other => {
+                return Err(BrokerError::Invalid {
+                    detail: format!("the simulated broker serves 1Min, 5Min, 15Min and 1Hour bars, not {other}"),
+                });
+            }
+        };
+        let now = self.clock.now();
+        // Only completed minutes, never more than the history kept.
+        let last = minute_of(now) - 1;
+        let first = minute_of(start).max(last - KEEP_MINUTES as i64 + 2);
+        let mut out = BySymbol::new();
+        for symbol in symbols {
+            let mut bars: Vec<Bar> = Vec::new();
+            let mut m = first - first.rem_euclid(step);
+            while m + step - 1 <= last {
+                if stocks && !Self::stock_open(minute_start(m)) {
+                    m += step;
+                    continue;
+                }
+                let mut agg = self.market.bar(symbol, m);
+                for k in 1..step {
+                    let b = self.market.bar(symbol, m + k);
+                    agg.high = agg.high.max(b.high);
+                    agg.low = agg.low.min(b.low);
+                    agg.close = b.close;
+                    agg.volume += b.volume;
+                }
+                if minute_start(m) >= start {
+                    bars.push(agg);
+                }
+                m += step;
+            }
+            out.insert(symbol.clone(), bars);
+        }
+        Ok(out)
+    }
+
+    fn count(&mut self) {
+        self.stats.requests += 1;
+    }
+}
+
+fn is_open(status: &str) -> bool {
+    matches!(status, "new" | "accepted" | "pending_new" | "partially_filled")
+}
+
+fn intent_of(text: &str) -> Option<PositionIntent> {
+    match text {
+        "buy_to_open" => Some(PositionIntent::BuyToOpen),
+        "buy_to_close" => Some(PositionIntent::BuyToClose),
+        "sell_to_open" => Some(PositionIntent::SellToOpen),
+        "sell_to_close" => Some(PositionIntent::SellToClose),
+        _ => None,
+    }
+}
+
+impl Broker for SimBroker {
+    fn account(&mut self) -> Result<Account, BrokerError> {
+        self.count();
+        self.settle()?;
+        let m = minute_of(self.clock.now());
+        let equity = self.equity(m);
+        let bp = self.buying_power();
+        Ok(Account {
+            status: "ACTIVE".into(),
+            equity,
+            last_equity: self.book.last_equity,
+            cash: self.book.cash,
+            buying_power: bp,
+            non_marginable_buying_power: Some(bp),
+            options_buying_power: Some(bp),
+            trading_blocked: false,
+            account_blocked: false,
+            trade_suspended_by_user: false,
+            shorting_enabled: false,
+            options_trading_level: Some(3),
+        })
+    }
+
+    fn clock(&mut self) -> Result<MarketClock, BrokerError> {
+        self.count();
+        let now = self.clock.now();
+        let s = RegularSession.session_at(now);
+        Ok(MarketClock { timestamp: now, is_open: s.is_open, next_open: s.next_open, next_close: s.next_close })
+    }
+
+    fn calendar(&mut self, start: Date, end: Date) -> Result<Vec<CalendarDay>, BrokerError> {
+        self.count();
+        let mut out = Vec::new();
+        let mut d = start;
+        while d <= end && out.len() < 400 {
+            if !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) {
+                let s = RegularSession.session_at(clock::start_of_date(d));
+                out.push(CalendarDay { date: d, open: s.next_open, close: s.next_close });
+            }
+            d = d.tomorrow().unwrap_or(Date::MAX);
+        }
+        Ok(out)
+    }
+
+    fn positions(&mut self) -> Result<Vec<Position>, BrokerError> {
+        self.count();
+        self.settle()?;
+        let m = minute_of(self.clock.now());
+        let held: Vec<(String, BookPosition)> =
+            self.book.positions.iter().map(|(s, p)| (s.clone(), p.clone())).collect();
+        Ok(held
+            .into_iter()
+            .map(|(symbol, p)| {
+                let price = self.mark(&symbol, m);
+                let mult = Self::multiplier(&symbol).to_f64();
+                let value = p.qty.to_f64() * price * mult;
+                let pl = (price - p.avg_price.to_f64()) * p.qty.to_f64() * mult;
+                Position {
+                    asset_class: asset_class_of(&symbol),
+                    symbol,
+                    qty: p.qty,
+                    avg_entry_price: p.avg_price,
+                    current_price: Some(price_dec(price)),
+                    market_value: Some(cents(value)),
+                    unrealized_pl: Some(cents(pl)),
+                }
+            })
+            .collect())
+    }
+
+    fn open_orders(&mut self) -> Result<Vec<Order>, BrokerError> {
+        self.count();
+        self.settle()?;
+        Ok(self.book.orders.iter().filter(|o| is_open(&o.status)).map(|o| self.to_order(o)).collect())
+    }
+
+    fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError> {
+        self.count();
+        self.settle()?;
+        Ok(self.book.orders.iter().find(|o| o.id == id).map(|o| self.to_order(o)))
+    }
+
+    fn order_by_client_id(&mut self, client_order_id: &str) -> Result<Option<Order>, BrokerError> {
+        self.count();
+        self.settle()?;
+        Ok(self.book.orders.iter().find(|o| o.client_order_id == client_order_id).map(|o| self.to_order(o)))
+    }
+
+    fn submit_order(&mut self, r: &OrderRequest) -> Result<Order, BrokerError> {
+        self.count();
+        self.settle()?;
+        let now = self.clock.now();
+        let m = minute_of(now);
+        let reserved = match self.admit(r, m) {
+            Ok(hold) => hold,
+            Err(e) => {
+                self.stats.failures.push(now);
+                return Err(e);
+            }
+        };
+        let id = format!("sim-{:08}", self.book.next_id);
+        self.book.next_id += 1;
+        let (qty, notional) = match r.amount {
+            Amount::Qty(q) => (Some(q), None),
+            Amount::Notional(n) => (None, Some(n)),
+        };
+        let symbol = if r.legs.is_empty() { r.symbol.clone() } else { String::new() };
+        self.book.orders.push(BookOrder {
+            id,
+            client_order_id: r.client_order_id.clone(),
+            symbol,
+            side: if r.legs.is_empty() { r.side.as_str().into() } else { String::new() },
+            qty,
+            notional,
+            order_type: r.order_type.as_str().into(),
+            tif: r.time_in_force.as_str().into(),
+            limit_price: r.limit_price,
+            stop_price: r.stop_price,
+            status: "accepted".into(),
+            filled_qty: Dec::ZERO,
+            filled_avg_price: None,
+            created_at: now.as_second(),
+            fill_from_minute: m + 1,
+            reserved,
+            legs: r
+                .legs
+                .iter()
+                .map(|l| BookLeg {
+                    symbol: l.symbol.clone(),
+                    ratio: l.ratio_qty,
+                    intent: l.position_intent.as_str().into(),
+                })
+                .collect(),
+        });
+        self.save()?;
+        let placed = self.book.orders.last().map(|o| self.to_order(o));
+        placed.ok_or_else(|| BrokerError::Invalid { detail: "order vanished".into() })
+    }
+
+    fn cancel_order(&mut self, id: &str) -> Result<(), BrokerError> {
+        self.count();
+        self.settle()?;
+        let endpoint = "DELETE /v2/orders/{order_id}";
+        let Some(o) = self.book.orders.iter_mut().find(|o| o.id == id) else {
+            return Err(BrokerError::Rejected {
+                endpoint: endpoint.into(),
+                status: 404,
+                code: Some(40410000),
+                message: "order not found".into(),
+            });
+        };
+        if !is_open(&o.status) {
+            return Err(BrokerError::Rejected {
+                endpoint: endpoint.into(),
+                status: 422,
+                code: Some(42210000),
+                message: format!("order is already {}", o.status),
+            });
+        }
+        o.status = "canceled".into();
+        o.reserved = Dec::ZERO;
+        self.save()
+    }
+
+    fn close_position(&mut self, symbol: &str, qty: Option<Dec>) -> Result<Order, BrokerError> {
+        let symbol = if symbol.contains('/') || parse_occ(symbol).is_some() {
+            symbol.to_string()
+        } else {
+            crypto_or_stock(symbol)
+        };
+        let held = self.held(&symbol);
+        if held.is_zero() {
+            self.count();
+            return Err(BrokerError::Rejected {
+                endpoint: "DELETE /v2/positions/{symbol}".into(),
+                status: 404,
+                code: Some(40410000),
+                message: "position does not exist".into(),
+            });
+        }
+        let amount = qty.unwrap_or(held.abs()).min(held.abs());
+        let seq = self.book.next_id;
+        let request = OrderRequest {
+            client_order_id: format!("sim-close-{seq}"),
+            symbol: symbol.clone(),
+            side: if held.is_negative() { Side::Buy } else { Side::Sell },
+            amount: Amount::Qty(amount),
+            order_type: OrderType::Market,
+            time_in_force: if is_crypto(&symbol) { TimeInForce::Gtc } else { TimeInForce::Day },
+            limit_price: None,
+            stop_price: None,
+            extended_hours: false,
+            legs: Vec::new(),
+        };
+        self.submit_order(&request)
+    }
+
+    fn asset(&mut self, symbol: &str) -> Result<Asset, BrokerError> {
+        self.count();
+        let class = asset_class_of(symbol);
+        Ok(Asset {
+            symbol: symbol.to_string(),
+            class,
+            tradable: true,
+            fractionable: class != AssetClass::UsOption,
+            shortable: false,
+            easy_to_borrow: false,
+        })
+    }
+
+    fn stock_bars(
+        &mut self,
+        symbols: &[String],
+        timeframe: &str,
+        start: Timestamp,
+    ) -> Result<BySymbol<Vec<Bar>>, BrokerError> {
+        self.count();
+        self.bars_for(symbols, timeframe, start, true)
+    }
+
+    fn stock_quotes(&mut self, symbols: &[String]) -> Result<BySymbol<Quote>, BrokerError> {
+        self.count();
+        let now = self.clock.now();
+        // Outside the session the last quote is the close: its timestamp says so.
+        let at = if Self::stock_open(now) { now } else { last_close_before(now) };
+        Ok(symbols.iter().map(|s| (s.clone(), self.quote_at(s, at))).collect())
+    }
+
+    fn crypto_bars(
+        &mut self,
+        pairs: &[String],
+        timeframe: &str,
+        start: Timestamp,
+    ) -> Result<BySymbol<Vec<Bar>>, BrokerError> {
+        self.count();
+        self.bars_for(pairs, timeframe, start, false)
+    }
+
+    fn crypto_quotes(&mut self, pairs: &[String]) -> Result<BySymbol<Quote>, BrokerError> {
+        self.count();
+        let now = self.clock.now();
+        Ok(pairs.iter().map(|s| (s.clone(), self.quote_at(s, now))).collect())
+    }
+
+    fn option_contracts(
+        &mut self,
+        underlyings: &[String],
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<OptionContract>, BrokerError> {
+        self.count();
+        let now = self.clock.now();
+        let m = minute_of(now);
+        let mut out = Vec::new();
+        for root in underlyings {
+            let spot = self.market.price(root, m);
+            let step = if spot < 50.0 {
+                0.5
+            } else if spot < 200.0 {
+                1.0
+            } else {
+                5.0
+            };
+            let centre = (spot / step).round() * step;
+            for expiry in fridays(from.max(clock::trading_date(now)), to) {
+                for i in -12i32..=12 {
+                    let k = centre + i as f64 * step;
+                    if k <= 0.0 {
+                        continue;
+                    }
+                    let strike = dec(k);
+                    for kind in [OptionKind::Call, OptionKind::Put] {
+                        let symbol = occ_symbol(root, expiry, kind, strike);
+                        let oi = 100 + hash3(self.market.seed, symbol_key(&symbol), 7) % 5000;
+                        out.push(OptionContract {
+                            symbol,
+                            underlying: root.clone(),
+                            expiration: expiry,
+                            kind,
+                            strike,
+                            multiplier: Dec::from_int(100),
+                            open_interest: Some(oi),
+                            close_price: None,
+                            tradable: true,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn option_snapshots(
+        &mut self,
+        underlying: &str,
+        from: Date,
+        to: Date,
+    ) -> Result<BySymbol<OptionSnapshot>, BrokerError> {
+        let contracts = self.option_contracts(&[underlying.to_string()], from, to)?;
+        let now = self.clock.now();
+        let m = minute_of(now);
+        let mut out = BySymbol::new();
+        for c in contracts {
+            let Some((price, delta, iv)) = self.market.option(&c.symbol, m) else { continue };
+            let half = (price * 0.02).max(0.01);
+            let quote =
+                Quote { t: now, bid: (price - half).max(0.0), ask: price + half, bid_size: 10.0, ask_size: 10.0 };
+            let volume = (hash3(self.market.seed, symbol_key(&c.symbol), m.div_euclid(1440)) % 2000) as f64;
+            out.insert(
+                c.symbol,
+                OptionSnapshot {
+                    quote: Some(quote),
+                    greeks: Some(Greeks { delta, gamma: 0.0, theta: 0.0, vega: 0.0, rho: 0.0 }),
+                    implied_volatility: Some(iv),
+                    volume: Some(volume),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    fn take_call_stats(&mut self) -> CallStats {
+        std::mem::take(&mut self.stats)
+    }
+}
+
+/// `BTCUSD` → `BTC/USD`; a stock ticker stays as it is.
+fn crypto_or_stock(symbol: &str) -> String {
+    let pair = crypto_pair_symbol(symbol);
+    if pair.contains('/') && base_price(&pair) >= 1000.0 { pair } else { symbol.to_string() }
+}
+
+/// The last regular-session close at or before `now`.
+fn last_close_before(now: Timestamp) -> Timestamp {
+    let mut day = clock::trading_date(now);
+    for _ in 0..10 {
+        if !matches!(day.weekday(), Weekday::Saturday | Weekday::Sunday) {
+            let close = RegularSession.session_at(clock::start_of_date(day)).next_close;
+            if close <= now {
+                return close;
+            }
+        }
+        day = day.yesterday().unwrap_or(Date::MIN);
+    }
+    now
+}
+
+fn fridays(from: Date, to: Date) -> Vec<Date> {
+    let mut out = Vec::new();
+    let mut d = from;
+    while d <= to && out.len() < 12 {
+        if d.weekday() == Weekday::Friday {
+            out.push(d);
+        }
+        d = d.tomorrow().unwrap_or(Date::MAX);
+    }
+    out
+}

@@ -15,15 +15,20 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use log::LevelFilter;
 
+use std::sync::Arc;
 use trading_hydra::cli::{self, Command, RunArgs};
-use trading_hydra::core::clock::SystemClock;
-use trading_hydra::core::config::{self, Config};
+
+use trading_hydra::core::clock::{self, Clock, ScaledClock, SystemClock};
+use trading_hydra::core::config::{self, Config, TradingMode};
 use trading_hydra::core::halt::{self, Halt, HaltReason};
 use trading_hydra::core::logging::{self, LogSettings};
 use trading_hydra::core::state::State;
 use trading_hydra::error::Error;
 use trading_hydra::event;
 use trading_hydra::orchestrator::Orchestrator;
+use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
+use trading_hydra::services::broker::{Broker, BrokerError};
+use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
 
 fn main() -> ExitCode {
@@ -80,28 +85,45 @@ fn init_logging(cfg: &Config, stderr_level: LevelFilter) -> Result<(), Error> {
     Ok(())
 }
 
+/// The `--seed` of a simulated market when none is given: the same market every time.
+const DEFAULT_SIM_SEED: u64 = 42;
+
 fn run(args: RunArgs) -> Result<(), Error> {
     let cfg = load_config(args.config.clone())?;
-    if args.sim {
-        return Err(Error::Usage(
-            "--sim: the simulated broker is not in this build yet (it arrives with the broker layer); run without --sim".into(),
-        ));
-    }
     let paper = std::env::var("ALPACA_PAPER").ok();
     let mode = config::trading_mode(args.sim, paper.as_deref(), cfg.settings.alpaca.live_trading_confirmed)
         .map_err(Error::Usage)?;
+    // Checked before anything is written: missing keys are a usage error (exit 2).
+    let credentials = if args.sim { None } else { Some(Credentials::from_env().map_err(Error::Usage)?) };
     init_logging(&cfg, LevelFilter::Info)?;
-    let state = State::open(&cfg.settings.system.state_db_path)?;
-    state.kv_set("mode", mode.as_str(), Timestamp::now())?;
+    let db = cfg.settings.system.state_db_path.clone();
+    let state = State::open(&db)?;
 
     let interval_secs = cfg.settings.runner.loop_interval_seconds;
+    let (broker, clock, speed): (Box<dyn Broker>, Box<dyn Clock>, f64) = match credentials {
+        None => {
+            let store = State::open(&db)?;
+            let start = SimBroker::stored_time(&store)?.unwrap_or_else(|| clock::sim_start(Timestamp::now()));
+            let speed = args.speed.unwrap_or(cfg.settings.sim.speed);
+            let clock = Arc::new(ScaledClock::new(start, speed));
+            let seed = args.seed.unwrap_or(DEFAULT_SIM_SEED);
+            let sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), seed, Some(store))?;
+            (Box::new(sim), Box::new(clock), speed)
+        }
+        Some(credentials) => {
+            let client = alpaca_client(&cfg, mode, credentials)?;
+            (Box::new(client), Box::new(SystemClock), 1.0)
+        }
+    };
+    state.kv_set("mode", mode.as_str(), clock.now())?;
     event!(
         Info,
         "startup",
         version = trading_hydra::VERSION,
         mode = mode.as_str(),
         loop_interval_seconds = interval_secs,
-        config = cfg.dir.display().to_string()
+        config = cfg.dir.display().to_string(),
+        speed = speed
     );
     for warning in cfg.warnings() {
         event!(Warn, "config_warning", detail = warning.as_str());
@@ -115,8 +137,9 @@ fn run(args: RunArgs) -> Result<(), Error> {
     })
     .map_err(|e| Error::Other(format!("cannot install the SIGINT/SIGTERM handler: {e}")))?;
 
-    let interval = Duration::from_secs(interval_secs);
-    let mut orchestrator = Orchestrator::new(cfg, state, Box::new(SystemClock));
+    // In a simulation the market runs `speed` times faster, and so does the loop.
+    let interval = Duration::from_secs(interval_secs).div_f64(speed);
+    let mut orchestrator = Orchestrator::new(cfg, state, clock, broker);
     let mut done: u64 = 0;
     let reason = loop {
         let started = Instant::now();
@@ -139,6 +162,35 @@ fn run(args: RunArgs) -> Result<(), Error> {
     // Dropping the orchestrator closes the database.
     drop(orchestrator);
     Ok(())
+}
+
+/// The Alpaca client for paper or live, checked once: keys the broker refuses end the start-up
+/// (exit 1) instead of failing every few seconds for months.
+fn alpaca_client(cfg: &Config, mode: TradingMode, credentials: Credentials) -> Result<AlpacaClient, Error> {
+    let a = &cfg.settings.alpaca;
+    let (trading_url, data_url) = ClientSettings::base_urls(
+        mode == TradingMode::Live,
+        std::env::var("ALPACA_TRADING_URL").ok(),
+        std::env::var("ALPACA_DATA_URL").ok(),
+    );
+    // One call, retries included, stays inside 80 % of the loop interval.
+    let budget = Duration::from_secs(cfg.settings.runner.loop_interval_seconds).mul_f64(0.8);
+    let settings = ClientSettings {
+        trading_url,
+        data_url,
+        feed: a.data_feed,
+        timeout: Duration::from_secs(a.request_timeout_seconds).min(budget),
+        retry_budget: budget,
+        max_attempts: a.max_attempts,
+        backoff: Duration::from_millis(250),
+        requests_per_minute: a.requests_per_minute,
+    };
+    let mut client = AlpacaClient::new(credentials, settings);
+    match client.account() {
+        Err(e @ BrokerError::Unauthorized { .. }) => Err(Error::Other(e.to_string())),
+        // Any other failure is the loop's to handle (fail-closed, counted by the health window).
+        _ => Ok(client),
+    }
 }
 
 fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {

@@ -13,8 +13,7 @@
 //! Never: sleeps, handles signals or decides how often it runs (that is the runner's), and never
 //! lets an error escape an iteration: errors become events, halts and a summary.
 //!
-//! The broker layer (account, positions, orders) arrives with the broker issue; until then step 1
-//! has no equity to read and reports `null`, and steps 3 and 4 have no bots to run.
+//! Steps 3 and 4 (budgets, bots) arrive with the loop and bots issues; until then no order is sent.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
@@ -26,14 +25,18 @@ use crate::core::config::Config;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::health::FailureWindow;
 use crate::core::risk;
-use crate::core::state::{LoopRun, State, StateError};
+use crate::core::state::{LoopRun, State};
 use crate::event;
+use crate::services::broker::Broker;
 use crate::services::exitbot;
 
 /// What one iteration did; also what step 5 logs and records.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoopSummary {
     pub iteration: u64,
+    /// The market's time (simulated in `--sim`): what the steps decided on.
+    pub market_time: Timestamp,
+    /// The wall clock's time: what `status` measures the daemon's liveness by.
     pub started_at: Timestamp,
     pub equity: Option<f64>,
     pub day_start_equity: Option<f64>,
@@ -53,16 +56,17 @@ pub struct Orchestrator {
     cfg: Config,
     state: State,
     clock: Box<dyn Clock>,
+    broker: Box<dyn Broker>,
     health: FailureWindow,
     iteration: u64,
 }
 
 impl Orchestrator {
-    pub fn new(cfg: Config, state: State, clock: Box<dyn Clock>) -> Orchestrator {
+    pub fn new(cfg: Config, state: State, clock: Box<dyn Clock>, broker: Box<dyn Broker>) -> Orchestrator {
         let h = &cfg.settings.health;
         let window = SignedDuration::from_secs(h.api_failure_window_seconds as i64);
         let health = FailureWindow::new(h.max_api_failures_in_window, window);
-        Orchestrator { cfg, state, clock, health, iteration: 0 }
+        Orchestrator { cfg, state, clock, broker, health, iteration: 0 }
     }
 
     pub fn config(&self) -> &Config {
@@ -77,34 +81,65 @@ impl Orchestrator {
         self.clock.now()
     }
 
-    /// The health window, where the broker layer reports each failed call.
+    /// The health window. The broker's failed calls are added to it every iteration.
     pub fn health_mut(&mut self) -> &mut FailureWindow {
         &mut self.health
+    }
+
+    /// Moves the broker's call statistics into the health window; returns the requests made.
+    fn collect_call_stats(&mut self) -> u32 {
+        let stats = self.broker.take_call_stats();
+        for at in stats.failures {
+            self.health.record_failure(at);
+        }
+        stats.requests
     }
 
     /// Runs the five steps once.
     pub fn run_iteration(&mut self) -> LoopSummary {
         let started = Instant::now();
+        let wall = Timestamp::now();
         self.iteration += 1;
         let now = self.clock.now();
         let mut errors: Vec<String> = Vec::new();
 
-        // 1. Initialize. No broker yet: equity unknown, so no day-start is recorded either.
-        let equity: Option<f64> = None;
-        let day_start_equity = match self.state.day_start(clock::trading_date(now)) {
+        // 1. Initialize: the account, and the day-start reference of this trading date (Alpaca's
+        // previous close when it gives one, else the first equity seen). Never replaced within
+        // the day.
+        let trading_date = clock::trading_date(now);
+        let account = match self.broker.account() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                self.step_failed("initialize", &e, false, now, &mut errors);
+                None
+            }
+        };
+        let equity = account.as_ref().map(|a| a.equity.to_f64());
+        let day_start = match &account {
+            Some(a) => {
+                let (value, source) = match a.last_equity {
+                    Some(last) => (last, "last_equity"),
+                    None => (a.equity, "first_seen"),
+                };
+                self.state.record_day_start(trading_date, value.to_f64(), source, now).map(Some)
+            }
+            None => self.state.day_start(trading_date),
+        };
+        let day_start_equity = match day_start {
             Ok(d) => d.map(|d| d.equity),
             Err(e) => {
-                self.step_failed("initialize", &e, now, &mut errors);
+                self.step_failed("initialize", &e, true, now, &mut errors);
                 None
             }
         };
         let daily_pnl_pct = equity.zip(day_start_equity).and_then(|(e, d)| risk::daily_pnl_pct(e, d));
+        let mut requests = self.collect_call_stats();
 
         // 2. ExitBot. If the halts cannot be read the daemon is unsure of its state: halted.
         let (halts, unsure) = match exitbot::run(&self.state, &self.cfg, &mut self.health, now) {
             Ok(h) => (h.into_iter().map(|h| h.reason).collect::<Vec<_>>(), false),
             Err(e) => {
-                self.step_failed("exitbot", &e, now, &mut errors);
+                self.step_failed("exitbot", &e, true, now, &mut errors);
                 (Vec::new(), true)
             }
         };
@@ -115,11 +150,13 @@ impl Orchestrator {
         let fail_closed = self.cfg.settings.safety.fail_closed;
         let entries_allowed = !halted && (errors.is_empty() || !fail_closed);
         let orders_submitted = 0;
+        requests += self.collect_call_stats();
 
         // 5. Finalize.
         let summary = LoopSummary {
             iteration: self.iteration,
-            started_at: now,
+            market_time: now,
+            started_at: wall,
             equity,
             day_start_equity,
             daily_pnl_pct,
@@ -127,7 +164,7 @@ impl Orchestrator {
             halted,
             entries_allowed,
             orders_submitted,
-            requests: 0,
+            requests,
             duration_ms: started.elapsed().as_millis() as u64,
             error: errors.into_iter().next(),
         };
@@ -158,13 +195,24 @@ impl Orchestrator {
         }
     }
 
-    fn step_failed(&mut self, step: &'static str, e: &StateError, now: Timestamp, errors: &mut Vec<String>) {
+    /// Records a failed step. A state-database error is also a `state_error` halt (if the
+    /// database still takes writes): the daemon is unsure of what it owns. A broker error is not:
+    /// the health window counts those.
+    fn step_failed(
+        &mut self,
+        step: &'static str,
+        e: &dyn std::fmt::Display,
+        state_error: bool,
+        now: Timestamp,
+        errors: &mut Vec<String>,
+    ) {
         let text = format!("{step}: {e}");
         event!(Error, "iteration_error", iteration = self.iteration, step = step, error = e.to_string());
-        // Every step error so far is a state error: record it as a halt if the database lets us.
-        let halt = Halt { reason: HaltReason::StateError, detail: text.clone(), since: now, until: None };
-        if let Err(e2) = halt::set(&self.state, &halt) {
-            event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e2.to_string());
+        if state_error {
+            let halt = Halt { reason: HaltReason::StateError, detail: text.clone(), since: now, until: None };
+            if let Err(e2) = halt::set(&self.state, &halt) {
+                event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e2.to_string());
+            }
         }
         errors.push(text);
     }

@@ -1,6 +1,8 @@
 //! The real binary, run in a temporary folder holding a copy of the shipped config: commands,
 //! exit codes, config errors, the state database's guards, signals and the JSONL log.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -8,6 +10,8 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use trading_hydra::core::halt::{Halt, HaltReason};
 use trading_hydra::core::state::State;
+
+use support::fake_alpaca::{FakeAlpaca, Fault, KEY, SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
@@ -173,7 +177,7 @@ fn each_class_of_bad_config_is_exit_2_names_the_key_and_writes_nothing() {
     for (name, file, from, expect) in cases {
         let s = Scratch::new(&format!("bad-{}", name.replace(' ', "-")));
         s.edit(file, from, &replacement(name, from));
-        for args in [&["run", "--once"][..], &["check-config"][..], &["halt", "--reason", "x"][..]] {
+        for args in [&["run", "--sim", "--once"][..], &["check-config"][..], &["halt", "--reason", "x"][..]] {
             let out = s.run(args);
             assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {}", stderr(&out));
             assert!(stderr(&out).contains(expect), "{name}: stderr lacks {expect:?}: {}", stderr(&out));
@@ -187,7 +191,7 @@ fn each_class_of_bad_config_is_exit_2_names_the_key_and_writes_nothing() {
 fn a_missing_config_file_is_exit_2_naming_it() {
     let s = Scratch::new("missing");
     std::fs::remove_file(s.path("config/bots.yaml")).unwrap();
-    let out = s.run(&["run", "--once"]);
+    let out = s.run(&["run", "--sim", "--once"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bots.yaml"), "{}", stderr(&out));
     let out = s.run(&["check-config", "--config", "nowhere"]);
@@ -233,7 +237,7 @@ fn a_garbage_state_file_is_refused_and_left_untouched() {
     std::fs::create_dir_all(s.path("state")).unwrap();
     let junk = b"definitely not sqlite\n".repeat(50);
     std::fs::write(s.path("state/trading_state.db"), &junk).unwrap();
-    for args in [&["run", "--once"][..], &["status"][..], &["halt", "--reason", "x"][..]] {
+    for args in [&["run", "--sim", "--once"][..], &["status"][..], &["halt", "--reason", "x"][..]] {
         let out = s.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         assert!(stderr(&out).contains("is not a SQLite database"), "{}", stderr(&out));
@@ -245,11 +249,11 @@ fn a_garbage_state_file_is_refused_and_left_untouched() {
 #[test]
 fn a_newer_database_is_refused() {
     let s = Scratch::new("newer");
-    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
     let db = s.path("state/trading_state.db");
     bump_schema_version(&db);
     let before = std::fs::read(&db).unwrap();
-    let out = s.run(&["run", "--once"]);
+    let out = s.run(&["run", "--sim", "--once"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("newer than this build"), "{}", stderr(&out));
     assert_eq!(std::fs::read(&db).unwrap(), before);
@@ -267,7 +271,7 @@ fn bump_schema_version(db: &Path) {
 #[test]
 fn sigterm_after_the_first_loop_summary_exits_0_within_a_second() {
     let s = Scratch::new("sigterm");
-    let mut child = s.spawn(&["run"]);
+    let mut child = s.spawn(&["run", "--sim", "--speed", "1"]);
     assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
     // The daemon is now in its 5-second sleep.
     std::thread::sleep(Duration::from_millis(200));
@@ -286,7 +290,7 @@ fn sigterm_after_the_first_loop_summary_exits_0_within_a_second() {
         assert!(v["level"].is_string() && v["event"].is_string(), "{v}");
     }
     assert_eq!(lines[0]["event"], "startup");
-    assert_eq!(lines[0]["mode"], "paper");
+    assert_eq!(lines[0]["mode"], "sim");
     assert_eq!(lines[0]["loop_interval_seconds"], 5);
     let last = lines.last().unwrap();
     assert_eq!(last["event"], "shutdown");
@@ -302,7 +306,7 @@ fn sigterm_after_the_first_loop_summary_exits_0_within_a_second() {
 fn sigint_mid_sleep_exits_0_within_a_second() {
     let s = Scratch::new("sigint");
     s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 30");
-    let mut child = s.spawn(&["run"]);
+    let mut child = s.spawn(&["run", "--sim", "--speed", "1"]);
     assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
     std::thread::sleep(Duration::from_millis(500));
     signal(&child, "-INT");
@@ -319,7 +323,7 @@ fn iterations_run_at_the_interval_then_exit() {
     let s = Scratch::new("iterations");
     s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
     let start = Instant::now();
-    let out = s.run(&["run", "--iterations", "3"]);
+    let out = s.run(&["run", "--sim", "--speed", "1", "--iterations", "3"]);
     let took = start.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     // Two sleeps of one interval between three iterations, none after the last.
@@ -329,7 +333,7 @@ fn iterations_run_at_the_interval_then_exit() {
     assert_eq!(s.events("shutdown")[0]["reason"], "iterations_done");
     let st = s.status_json();
     assert_eq!(st["last_loop"]["iteration"], 3);
-    assert_eq!(st["mode"], "paper");
+    assert_eq!(st["mode"], "sim");
     assert_eq!(st["stale"], false);
 }
 
@@ -345,7 +349,7 @@ fn halt_blocks_entries_until_resume() {
     assert!(st["halts"][0]["until"].is_null());
     assert_eq!(s.events("halt")[0]["reason"], "manual");
 
-    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
     let summary = &s.events("loop_summary")[0];
     assert_eq!(summary["halted"], true);
     assert_eq!(summary["entries_allowed"], false);
@@ -355,7 +359,7 @@ fn halt_blocks_entries_until_resume() {
     assert!(stdout(&out).contains("lifted: manual"));
     assert_eq!(s.events("resume")[0]["reason"], "manual");
     assert_eq!(s.status_json()["halted"], false);
-    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
     assert_eq!(s.events("loop_summary")[1]["entries_allowed"], true);
 
     let text = stdout(&s.run(&["status"]));
@@ -395,10 +399,10 @@ fn status_without_a_database_says_so() {
 fn status_and_halt_work_while_the_daemon_runs() {
     let s = Scratch::new("live-halt");
     s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
-    let mut child = s.spawn(&["run"]);
+    let mut child = s.spawn(&["run", "--sim", "--speed", "1"]);
     assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
     let st = s.status_json();
-    assert_eq!(st["mode"], "paper");
+    assert_eq!(st["mode"], "sim");
     assert_eq!(st["halted"], false);
 
     assert_eq!(s.run(&["halt", "--reason", "from another shell"]).status.code(), Some(0));
@@ -415,7 +419,7 @@ fn status_and_halt_work_while_the_daemon_runs() {
 fn an_overrunning_iteration_causes_no_burst_of_catch_up_iterations() {
     let s = Scratch::new("overrun");
     s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
-    let mut child = s.spawn(&["run"]);
+    let mut child = s.spawn(&["run", "--sim", "--speed", "1"]);
     assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
     let lock = rusqlite::Connection::open(s.path("state/trading_state.db")).unwrap();
     lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -440,7 +444,7 @@ fn an_overrunning_iteration_causes_no_burst_of_catch_up_iterations() {
 #[test]
 fn a_damaged_database_is_refused_and_left_untouched() {
     let s = Scratch::new("damaged");
-    assert_eq!(s.run(&["run", "--once"]).status.code(), Some(0));
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
     let db = s.path("state/trading_state.db");
     let mut bytes = std::fs::read(&db).unwrap();
     assert!(bytes.len() >= 4096 * 3, "expected several pages, got {} bytes", bytes.len());
@@ -449,8 +453,103 @@ fn a_damaged_database_is_refused_and_left_untouched() {
         *b = 0xA5;
     }
     std::fs::write(&db, &bytes).unwrap();
-    let out = s.run(&["run", "--once"]);
+    let out = s.run(&["run", "--sim", "--once"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
     assert_eq!(std::fs::read(&db).unwrap(), bytes);
+}
+
+fn against(fake: &FakeAlpaca, cmd: &mut Command, key: &str, secret: &str) {
+    cmd.env("ALPACA_KEY", key)
+        .env("ALPACA_SECRET", secret)
+        .env("ALPACA_TRADING_URL", &fake.url)
+        .env("ALPACA_DATA_URL", &fake.url);
+}
+
+#[test]
+fn run_without_credentials_names_them_and_points_to_sim() {
+    let s = Scratch::new("nokeys");
+    let out = s.run(&["run", "--once"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("ALPACA_KEY and ALPACA_SECRET not set") && err.contains("--sim"), "{err}");
+    assert!(!s.path("state").exists() && !s.path("logs").exists());
+}
+
+#[test]
+fn the_loop_runs_against_a_fake_alpaca_and_never_logs_the_keys() {
+    let fake = FakeAlpaca::start();
+    let s = Scratch::new("fake");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    let mut cmd = s.command(&["run", "--iterations", "2"]);
+    against(&fake, &mut cmd, KEY, SECRET);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summaries = s.events("loop_summary");
+    assert_eq!(summaries.len(), 2);
+    assert_eq!(summaries[0]["equity"], 103820.56);
+    // Alpaca's previous close is the day-start reference.
+    assert_eq!(summaries[0]["day_start_equity"], 103529.24);
+    assert!(summaries[0]["requests"].as_u64().unwrap() >= 1);
+    assert_eq!(s.events("startup")[0]["mode"], "paper");
+    // Every request carried the keys; no log line or output did.
+    assert!(fake.seen().iter().all(|r| r.headers.get("apca-api-key-id").map(String::as_str) == Some(KEY)));
+    let log = std::fs::read_to_string(s.path("logs/app.jsonl")).unwrap();
+    for text in [log.as_str(), &stderr(&out), &stdout(&out)] {
+        assert!(!text.contains(KEY) && !text.contains(SECRET), "a key reached the output");
+    }
+}
+
+#[test]
+fn refused_credentials_stop_the_start_up_with_exit_1() {
+    let fake = FakeAlpaca::start();
+    let s = Scratch::new("badkeys");
+    let mut cmd = s.command(&["run"]);
+    against(&fake, &mut cmd, "PKWRONG", "wrong-secret");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("refused the credentials"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("wrong-secret"));
+    assert_eq!(fake.count("GET", "/v2/account"), 1, "no retry loop on a 401");
+}
+
+#[test]
+fn repeated_api_failures_halt_entries_and_are_logged() {
+    let fake = FakeAlpaca::start();
+    let s = Scratch::new("apifail");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    s.edit("config/settings.yaml", "max_api_failures_in_window: 5", "max_api_failures_in_window: 2");
+    let body = r#"{"message":"internal server error"}"#.to_string();
+    fake.fault(
+        "GET",
+        "/v2/account",
+        (0..100).map(|_| Fault::Status { status: 500, body: body.clone(), reset: None }).collect(),
+    );
+    let mut cmd = s.command(&["run", "--iterations", "3"]);
+    against(&fake, &mut cmd, KEY, SECRET);
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let errors = s.events("api_error");
+    assert!(errors.len() >= 2);
+    assert_eq!(errors[0]["endpoint"], "GET /v2/account");
+    assert_eq!(errors[0]["status"], 500);
+    let halts = s.events("halt");
+    assert_eq!(halts[0]["reason"], "api_failures");
+    let last = s.events("loop_summary").pop().unwrap();
+    assert_eq!((last["halted"].as_bool(), last["entries_allowed"].as_bool()), (Some(true), Some(false)));
+    assert!(last["equity"].is_null());
+}
+
+#[test]
+fn fifty_simulated_iterations_run_to_completion() {
+    let s = Scratch::new("sim50");
+    let out = s.run(&["run", "--sim", "--speed", "600", "--iterations", "50"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let summaries = s.events("loop_summary");
+    assert_eq!(summaries.len(), 50);
+    assert!(summaries.iter().all(|v| v["equity"] == 100000.0 && v["halted"] == false));
+    // A restart continues the same simulated account and clock.
+    let out = s.run(&["run", "--sim", "--speed", "600", "--once"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(s.events("loop_summary").last().unwrap()["day_start_equity"], 100000.0);
 }

@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use jiff::{SignedDuration, Timestamp};
 use trading_hydra::core::clock::{Clock, ManualClock};
-use trading_hydra::core::config::Config;
+use trading_hydra::core::config::{Config, Sim};
 use trading_hydra::core::halt::{Halt, HaltReason};
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
+use trading_hydra::services::sim_broker::SimBroker;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -34,9 +35,11 @@ fn config(dir: &Path) -> Config {
     cfg
 }
 
+/// An orchestrator on the simulated broker, both driven by the test's clock.
 fn orchestrator(cfg: &Config, clock: &Arc<ManualClock>) -> Orchestrator {
     let state = State::open(&cfg.settings.system.state_db_path).unwrap();
-    Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()))
+    let broker = SimBroker::open(clock.clone(), Sim::default(), 1, None).unwrap();
+    Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()), Box::new(broker))
 }
 
 #[test]
@@ -156,7 +159,8 @@ fn a_panicking_iteration_becomes_an_internal_error_halt_and_the_loop_goes_on() {
     let clock =
         Arc::new(TrapClock { inner: ManualClock::new(ts("2026-11-25T15:00:00Z")), armed: AtomicBool::new(false) });
     let state = State::open(&cfg.settings.system.state_db_path).unwrap();
-    let mut o = Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()));
+    let broker = SimBroker::open(clock.clone(), Sim::default(), 1, None).unwrap();
+    let mut o = Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()), Box::new(broker));
     assert!(!o.run_iteration_guarded().unwrap().halted);
 
     clock.armed.store(true, Ordering::SeqCst);
@@ -180,8 +184,16 @@ fn every_iteration_records_a_loop_run() {
         clock.advance(SignedDuration::from_secs(5));
         o.run_iteration();
     }
+    let before = Timestamp::now();
     let last = o.state().last_loop_run().unwrap().unwrap();
     assert_eq!(last.iteration, 3);
-    assert_eq!(last.started_at, ts("2026-11-25T15:00:15Z"));
+    // Liveness is the wall clock's, whatever the market's clock says.
+    assert!(before.duration_since(last.started_at) < SignedDuration::from_secs(60));
+    // The simulated account's equity and its day-start reference (first seen: a new account
+    // has no previous close).
+    assert_eq!(last.equity, Some(100_000.0));
+    assert_eq!(last.day_start_equity, Some(100_000.0));
+    assert_eq!(last.daily_pnl_pct, Some(0.0));
+    assert_eq!(o.state().day_start(jiff::civil::date(2026, 11, 25)).unwrap().unwrap().source, "first_seen");
     assert_eq!(o.state().loop_run_count().unwrap(), 3);
 }

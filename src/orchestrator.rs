@@ -29,6 +29,7 @@ use crate::core::state::{LoopRun, State};
 use crate::event;
 use crate::services::broker::Broker;
 use crate::services::exitbot;
+use crate::services::market_session::BrokerSession;
 
 /// What one iteration did; also what step 5 logs and records.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,8 @@ pub struct LoopSummary {
     pub halts: Vec<HaltReason>,
     /// True when a halt is active or the halts could not be read (fail closed).
     pub halted: bool,
+    /// The stock market, by the broker's clock (crypto trades regardless).
+    pub market_open: bool,
     pub entries_allowed: bool,
     pub orders_submitted: u32,
     pub requests: u32,
@@ -57,6 +60,7 @@ pub struct Orchestrator {
     state: State,
     clock: Box<dyn Clock>,
     broker: Box<dyn Broker>,
+    session: BrokerSession,
     health: FailureWindow,
     iteration: u64,
 }
@@ -66,7 +70,7 @@ impl Orchestrator {
         let h = &cfg.settings.health;
         let window = SignedDuration::from_secs(h.api_failure_window_seconds as i64);
         let health = FailureWindow::new(h.max_api_failures_in_window, window);
-        Orchestrator { cfg, state, clock, broker, health, iteration: 0 }
+        Orchestrator { cfg, state, clock, broker, session: BrokerSession::new(), health, iteration: 0 }
     }
 
     pub fn config(&self) -> &Config {
@@ -133,6 +137,7 @@ impl Orchestrator {
             }
         };
         let daily_pnl_pct = equity.zip(day_start_equity).and_then(|(e, d)| risk::daily_pnl_pct(e, d));
+        let market_open = self.session.session_at(self.broker.as_mut(), now).is_open;
         let mut requests = self.collect_call_stats();
 
         // 2. ExitBot. If the halts cannot be read the daemon is unsure of its state: halted.
@@ -162,6 +167,7 @@ impl Orchestrator {
             daily_pnl_pct,
             halts,
             halted,
+            market_open,
             entries_allowed,
             orders_submitted,
             requests,
@@ -229,6 +235,7 @@ impl Orchestrator {
             daily_pnl_pct = s.daily_pnl_pct,
             halted = s.halted,
             halts = halts.as_str(),
+            market_open = s.market_open,
             entries_allowed = s.entries_allowed,
             orders_submitted = s.orders_submitted,
             requests = s.requests,

@@ -301,3 +301,25 @@ fn the_conformance_check_catches_what_alpaca_does_not_declare() {
     let bad_leg = r#"{"order_class":"mleg","legs":[{"symbol":"X","position_intent":"open_sesame"}]}"#;
     assert!(specs.check("POST", "/v2/orders", &[], bad_leg).is_err());
 }
+
+#[test]
+fn multi_symbol_bars_follow_every_page_and_merge_by_symbol() {
+    let fake = FakeAlpaca::start();
+    let bar = |t: &str, c: f64| serde_json::json!({"t": t, "o": c, "h": c, "l": c, "c": c, "v": 100, "n": 1, "vw": c});
+    fake.lock().stock_bar_pages = vec![
+        serde_json::json!({"AAPL": [bar("2026-11-25T14:30:00Z", 190.0), bar("2026-11-25T14:31:00Z", 190.5)]}),
+        serde_json::json!({"AAPL": [bar("2026-11-25T14:32:00Z", 191.0)], "TSLA": [bar("2026-11-25T14:30:00Z", 250.0)]}),
+        serde_json::json!({"TSLA": [bar("2026-11-25T14:31:00Z", 251.0)]}),
+    ];
+    let mut c = client(&fake);
+    let syms = vec!["AAPL".to_string(), "TSLA".to_string()];
+    let bars = c.stock_bars(&syms, "1Min", "2026-11-25T14:30:00Z".parse().unwrap()).unwrap();
+    let closes = |s: &str| bars[s].iter().map(|b| b.close).collect::<Vec<_>>();
+    assert_eq!(closes("AAPL"), vec![190.0, 190.5, 191.0]);
+    assert_eq!(closes("TSLA"), vec![250.0, 251.0]);
+    let pages: Vec<_> = fake.seen().into_iter().filter(|r| r.path == "/v2/stocks/bars").collect();
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0].q("feed"), Some("iex"), "the free feed is asked for explicitly");
+    assert_eq!(pages[2].q("page_token"), Some("page-2"));
+    assert_eq!(pages[2].q("symbols"), Some("AAPL,TSLA"));
+}

@@ -4,5 +4,6 @@
 pub mod alpaca_client;
 pub mod broker;
 pub mod exitbot;
+pub mod market_session;
 pub mod sim_broker;
 pub mod status;

@@ -402,15 +402,23 @@ impl AlpacaClient {
                     list.push(b.into_bar(path)?);
                 }
             }
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(token) => {
-                    query.retain(|(k, _)| *k != "page_token");
-                    query.push(("page_token", token));
-                }
-                None => return Ok(out),
+            if !next_page(&mut query, page.next_page_token) {
+                return Ok(out);
             }
         }
         Ok(out)
+    }
+}
+
+/// Puts the next page's token into `query`; `false` when there is no next page.
+fn next_page(query: &mut Vec<(&str, String)>, token: Option<String>) -> bool {
+    match token.filter(|t| !t.is_empty()) {
+        Some(token) => {
+            query.retain(|(k, _)| *k != "page_token");
+            query.push(("page_token", token));
+            true
+        }
+        None => false,
     }
 }
 
@@ -1063,12 +1071,8 @@ impl crate::services::broker::Broker for AlpacaClient {
                     tradable: c.tradable,
                 });
             }
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(token) => {
-                    query.retain(|(k, _)| *k != "page_token");
-                    query.push(("page_token", token));
-                }
-                None => break,
+            if !next_page(&mut query, page.next_page_token) {
+                break;
             }
         }
         Ok(out)
@@ -1110,12 +1114,8 @@ impl crate::services::broker::Broker for AlpacaClient {
                     },
                 );
             }
-            match page.next_page_token.filter(|t| !t.is_empty()) {
-                Some(token) => {
-                    query.retain(|(k, _)| *k != "page_token");
-                    query.push(("page_token", token));
-                }
-                None => break,
+            if !next_page(&mut query, page.next_page_token) {
+                break;
             }
         }
         Ok(out)

@@ -19,6 +19,7 @@ use jiff::civil::Date;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::core::clock;
+use crate::core::decimal::Dec;
 use crate::core::halt::{Halt, HaltReason};
 
 /// The schema version this code writes. Migration `n` (1-based) lifts a database from `n - 1`.
@@ -90,7 +91,28 @@ const MIGRATIONS: &[&str] = &[
          requests         INTEGER NOT NULL,
          error            TEXT
      );",
+    // 2: ownership. What the daemon's own filled orders opened, per bot and symbol; exit rules
+    // on orders; the trading date an order belongs to.
+    "CREATE TABLE owned_positions (
+         bot             TEXT NOT NULL,
+         symbol          TEXT NOT NULL,
+         qty             TEXT NOT NULL,          -- exact decimal, negative for a short
+         avg_entry_price TEXT NOT NULL,
+         opened_at       TEXT NOT NULL,
+         high_water      REAL,                   -- best price since entry, for trailing stops
+         updated_at      TEXT NOT NULL,
+         PRIMARY KEY (bot, symbol)
+     );
+     ALTER TABLE orders ADD COLUMN rule TEXT;
+     ALTER TABLE orders ADD COLUMN trading_date TEXT;
+     CREATE INDEX orders_by_status ON orders(status);",
 ];
+
+/// Order statuses after which nothing more happens to an order. Besides the broker's own:
+/// `rejected` (refused before or when sent) and `abandoned` (recorded, then never found at the
+/// broker: the process died between recording and sending).
+pub const FINAL_ORDER_STATUSES: &[&str] =
+    &["filled", "canceled", "expired", "replaced", "rejected", "done_for_day", "abandoned"];
 
 /// How many loop runs are kept: about 28 hours at the default 5 s interval. Older rows are deleted
 /// as new ones arrive, so months of running do not fill a small SD card.
@@ -215,6 +237,35 @@ pub struct OrderRecord {
     pub status: String,
     pub broker_order_id: Option<String>,
     pub created_at: Timestamp,
+    /// The New York trading date the order belongs to.
+    pub trading_date: Date,
+    /// For an exit: the rule that asked for it (`stop_loss`, `daily_loss_flatten`, …).
+    pub rule: Option<String>,
+    pub filled_qty: Dec,
+}
+
+/// A position the daemon's own filled orders opened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedPosition {
+    pub bot: String,
+    pub symbol: String,
+    /// Negative for a short.
+    pub qty: Dec,
+    pub avg_entry_price: Dec,
+    pub opened_at: Timestamp,
+    pub high_water: Option<f64>,
+}
+
+/// What one fill changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillDelta {
+    pub bot: String,
+    pub symbol: String,
+    /// Signed: positive bought, negative sold.
+    pub qty: Dec,
+    pub price: Dec,
+    /// Realised on the part that reduced the position.
+    pub realized_pnl: f64,
 }
 
 /// One bot's budget for one trading date.
@@ -482,6 +533,21 @@ impl State {
 
     // --- orders -----------------------------------------------------------------------------
 
+    /// The next client order id of `bot` on `date`: `th-<bot>-<yyyymmdd>-<n>`. Ids are never
+    /// reused (Alpaca refuses a reused id forever), so a retry or a restart cannot double an order.
+    pub fn next_client_order_id(&self, bot: &str, date: Date) -> Result<String, StateError> {
+        let prefix = format!("th-{bot}-{}-", date.strftime("%Y%m%d"));
+        let n: i64 = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM orders WHERE substr(client_order_id, 1, length(?1)) = ?1",
+                [&prefix],
+                |r| r.get(0),
+            )
+            .map_err(sql("numbering an order"))?;
+        Ok(format!("{prefix}{}", n + 1))
+    }
+
     /// Records an order before it is sent. A second insert of the same client order id fails: that
     /// is the guard that makes a retry or a restart unable to send one purpose twice.
     pub fn insert_order(&self, o: &OrderRecord) -> Result<(), StateError> {
@@ -489,8 +555,8 @@ impl State {
         self.conn
             .execute(
                 "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, intent, status,
-                                     broker_order_id, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                                     broker_order_id, filled_qty, created_at, updated_at, rule, trading_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
                 params![
                     o.client_order_id,
                     o.bot,
@@ -502,7 +568,10 @@ impl State {
                     o.intent,
                     o.status,
                     o.broker_order_id,
-                    at
+                    o.filled_qty.to_string(),
+                    at,
+                    o.rule,
+                    o.trading_date.to_string()
                 ],
             )
             .map(drop)
@@ -527,41 +596,212 @@ impl State {
         Ok(n > 0)
     }
 
+    fn read_orders(&self, filter: &str, arg: &str) -> Result<Vec<OrderRecord>, StateError> {
+        let query = format!(
+            "SELECT client_order_id, bot, symbol, side, qty, notional, order_type, intent, status, broker_order_id,
+                    created_at, trading_date, rule, filled_qty
+             FROM orders WHERE {filter} ORDER BY created_at, client_order_id"
+        );
+        let mut stmt = self.conn.prepare_cached(&query).map_err(sql("reading orders"))?;
+        let rows = stmt
+            .query_map([arg], |r| {
+                Ok((
+                    (r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                    (r.get::<_, Option<String>>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
+                    (r.get::<_, String>(7)?, r.get::<_, String>(8)?, r.get::<_, Option<String>>(9)?),
+                    (r.get::<_, String>(10)?, r.get::<_, Option<String>>(11)?, r.get::<_, Option<String>>(12)?),
+                    r.get::<_, Option<String>>(13)?,
+                ))
+            })
+            .map_err(sql("reading orders"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (
+                (coid, bot, symbol, side),
+                (qty, notional, order_type),
+                (intent, status, broker_id),
+                (created, date, rule),
+                filled,
+            ) = row.map_err(sql("reading orders"))?;
+            let created_at = clock::parse_ts(&created).map_err(bad_row("orders.created_at"))?;
+            let trading_date = match date {
+                Some(d) => d.parse().map_err(|_| StateError::BadRow { what: "orders.trading_date", detail: d })?,
+                None => clock::trading_date(created_at),
+            };
+            let filled_qty = filled
+                .as_deref()
+                .map(str::parse::<Dec>)
+                .transpose()
+                .map_err(|e| StateError::BadRow { what: "orders.filled_qty", detail: e.to_string() })?
+                .unwrap_or(Dec::ZERO);
+            out.push(OrderRecord {
+                client_order_id: coid,
+                bot,
+                symbol,
+                side,
+                qty,
+                notional,
+                order_type,
+                intent,
+                status,
+                broker_order_id: broker_id,
+                created_at,
+                trading_date,
+                rule,
+                filled_qty,
+            });
+        }
+        Ok(out)
+    }
+
     pub fn order(&self, client_order_id: &str) -> Result<Option<OrderRecord>, StateError> {
-        let row = self
-            .conn
+        Ok(self.read_orders("client_order_id = ?1", client_order_id)?.into_iter().next())
+    }
+
+    /// Orders that may still change: not in a final status.
+    pub fn unfinished_orders(&self) -> Result<Vec<OrderRecord>, StateError> {
+        let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        // `?1` is unused but keeps one reader for every filter.
+        self.read_orders(&format!("status NOT IN ({finals}) AND ?1 = ?1"), "")
+    }
+
+    /// Entry orders a bot sent (or tried to) on a trading date: its trades of the day.
+    pub fn entries_on(&self, bot: &str, date: Date) -> Result<u32, StateError> {
+        self.conn
             .query_row(
-                "SELECT client_order_id, bot, symbol, side, qty, notional, order_type, intent, status, broker_order_id, created_at
-                 FROM orders WHERE client_order_id = ?1",
+                "SELECT count(*) FROM orders WHERE bot = ?1 AND trading_date = ?2 AND intent = 'entry'
+                 AND status NOT IN ('rejected', 'abandoned')",
+                params![bot, date.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(sql("counting entries"))
+    }
+
+    /// Records a broker's report on one of our orders and, in the same transaction, moves the
+    /// owned position by what newly filled. Returns the change, if any. Fills are cumulative
+    /// (`filled_qty` is the order's total so far), so a report seen twice changes nothing.
+    pub fn apply_order_report(
+        &mut self,
+        client_order_id: &str,
+        status: &str,
+        broker_order_id: Option<&str>,
+        filled_qty: Dec,
+        avg_price: Option<Dec>,
+        now: Timestamp,
+    ) -> Result<Option<FillDelta>, StateError> {
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
+        let row: Option<(String, String, String, String, Option<String>, Option<String>)> = tx
+            .query_row(
+                "SELECT bot, symbol, side, coalesce(filled_qty, '0'), trading_date, intent FROM orders WHERE client_order_id = ?1",
                 [client_order_id],
-                |r| {
-                    Ok((
-                        OrderRecord {
-                            client_order_id: r.get(0)?,
-                            bot: r.get(1)?,
-                            symbol: r.get(2)?,
-                            side: r.get(3)?,
-                            qty: r.get(4)?,
-                            notional: r.get(5)?,
-                            order_type: r.get(6)?,
-                            intent: r.get(7)?,
-                            status: r.get(8)?,
-                            broker_order_id: r.get(9)?,
-                            created_at: Timestamp::UNIX_EPOCH,
-                        },
-                        r.get::<_, String>(10)?,
-                    ))
-                },
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
             )
             .optional()
-            .map_err(sql("reading an order"))?;
-        match row {
-            None => Ok(None),
-            Some((mut o, created)) => {
-                o.created_at = clock::parse_ts(&created).map_err(bad_row("orders.created_at"))?;
-                Ok(Some(o))
+            .map_err(sql("recording a fill"))?;
+        let Some((bot, symbol, side, before, date, _intent)) = row else { return Ok(None) };
+        let before: Dec = before.parse().map_err(|e: crate::core::decimal::DecError| StateError::BadRow {
+            what: "orders.filled_qty",
+            detail: e.to_string(),
+        })?;
+        tx.execute(
+            "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
+                 updated_at = ?5 WHERE client_order_id = ?1",
+            params![client_order_id, status, broker_order_id, filled_qty.max(before).to_string(), clock::db_ts(now)],
+        )
+        .map_err(sql("recording a fill"))?;
+        let new = filled_qty.checked_sub(before).unwrap_or(Dec::ZERO);
+        let delta = match (new > Dec::ZERO, avg_price) {
+            (true, Some(price)) => {
+                let signed = if side == "buy" { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
+                let realized = move_owned(&tx, &bot, &symbol, signed, price, now)?;
+                if realized != 0.0 {
+                    let date = date.unwrap_or_else(|| clock::trading_date(now).to_string());
+                    tx.execute(
+                        "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions,
+                                              realized_pnl, trades, updated_at)
+                         VALUES (?1, ?2, 0, 0, 0, 0, ?3, 0, ?4)
+                         ON CONFLICT (trading_date, bot) DO UPDATE SET realized_pnl = realized_pnl + excluded.realized_pnl,
+                             updated_at = excluded.updated_at",
+                        params![date, bot, realized, clock::db_ts(now)],
+                    )
+                    .map_err(sql("recording realised P&L"))?;
+                }
+                Some(FillDelta { bot, symbol, qty: signed, price, realized_pnl: realized })
             }
+            _ => None,
+        };
+        tx.commit().map_err(sql("recording a fill"))?;
+        Ok(delta)
+    }
+
+    // --- owned positions --------------------------------------------------------------------
+
+    pub fn owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT bot, symbol, qty, avg_entry_price, opened_at, high_water FROM owned_positions ORDER BY bot, symbol",
+            )
+            .map_err(sql("reading owned positions"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<f64>>(5)?,
+                ))
+            })
+            .map_err(sql("reading owned positions"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (bot, symbol, qty, avg, opened, high_water) = row.map_err(sql("reading owned positions"))?;
+            let num = |t: &str, what: &'static str| {
+                t.parse::<Dec>().map_err(|e| StateError::BadRow { what, detail: e.to_string() })
+            };
+            out.push(OwnedPosition {
+                qty: num(&qty, "owned_positions.qty")?,
+                avg_entry_price: num(&avg, "owned_positions.avg_entry_price")?,
+                opened_at: clock::parse_ts(&opened).map_err(bad_row("owned_positions.opened_at"))?,
+                high_water,
+                bot,
+                symbol,
+            });
         }
+        Ok(out)
+    }
+
+    /// Caps (or drops, at zero) what a bot owns of a symbol: reconciliation found less at the
+    /// broker than the ledger says.
+    pub fn set_owned_qty(&self, bot: &str, symbol: &str, qty: Dec, now: Timestamp) -> Result<(), StateError> {
+        if qty.is_zero() {
+            self.conn
+                .execute("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
+                .map(drop)
+                .map_err(sql("dropping an owned position"))
+        } else {
+            self.conn
+                .execute(
+                    "UPDATE owned_positions SET qty = ?3, updated_at = ?4 WHERE bot = ?1 AND symbol = ?2",
+                    params![bot, symbol, qty.to_string(), clock::db_ts(now)],
+                )
+                .map(drop)
+                .map_err(sql("capping an owned position"))
+        }
+    }
+
+    /// Raises the high-water mark of an owned position (never lowers it).
+    pub fn raise_high_water(&self, bot: &str, symbol: &str, price: f64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE owned_positions SET high_water = max(coalesce(high_water, ?3), ?3) WHERE bot = ?1 AND symbol = ?2",
+                params![bot, symbol, price],
+            )
+            .map(drop)
+            .map_err(sql("raising a high-water mark"))
     }
 
     // --- budgets ----------------------------------------------------------------------------
@@ -574,7 +814,7 @@ impl State {
                  ON CONFLICT (trading_date, bot) DO UPDATE SET
                      daily_loss_limit = excluded.daily_loss_limit, max_open_risk = excluded.max_open_risk,
                      max_trades = excluded.max_trades, max_positions = excluded.max_positions,
-                     realized_pnl = excluded.realized_pnl, trades = excluded.trades, updated_at = excluded.updated_at",
+                     trades = excluded.trades, updated_at = excluded.updated_at",
                 params![
                     b.trading_date.to_string(),
                     b.bot,
@@ -614,6 +854,17 @@ impl State {
             })
             .map_err(sql("reading budgets"))?;
         rows.collect::<Result<_, _>>().map_err(sql("reading budgets"))
+    }
+
+    /// A bot's realised P&L over the trading dates `from` to `to`, both included.
+    pub fn realized_between(&self, bot: &str, from: Date, to: Date) -> Result<f64, StateError> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(realized_pnl), 0) FROM budgets WHERE bot = ?1 AND trading_date BETWEEN ?2 AND ?3",
+                params![bot, from.to_string(), to.to_string()],
+                |r| r.get(0),
+            )
+            .map_err(sql("summing realised P&L"))
     }
 
     // --- loop runs --------------------------------------------------------------------------
@@ -706,6 +957,63 @@ impl State {
     pub fn loop_run_count(&self) -> Result<i64, StateError> {
         self.conn.query_row("SELECT count(*) FROM loop_runs", [], |r| r.get(0)).map_err(sql("counting loop runs"))
     }
+}
+
+/// Moves `bot`'s owned position in `symbol` by `signed` at `price`; returns the P&L realised on
+/// the part that reduced it.
+fn move_owned(
+    tx: &rusqlite::Transaction<'_>,
+    bot: &str,
+    symbol: &str,
+    signed: Dec,
+    price: Dec,
+    now: Timestamp,
+) -> Result<f64, StateError> {
+    let row: Option<(String, String)> = tx
+        .query_row(
+            "SELECT qty, avg_entry_price FROM owned_positions WHERE bot = ?1 AND symbol = ?2",
+            params![bot, symbol],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql("reading an owned position"))?;
+    let bad = |e: crate::core::decimal::DecError| StateError::BadRow { what: "owned_positions", detail: e.to_string() };
+    let (old, avg) = match row {
+        Some((q, a)) => (q.parse::<Dec>().map_err(bad)?, a.parse::<Dec>().map_err(bad)?),
+        None => (Dec::ZERO, price),
+    };
+    let new = old.checked_add(signed).unwrap_or(old);
+    let reducing = !old.is_zero() && old.is_negative() != signed.is_negative();
+    let (realized, new_avg) = if reducing {
+        let closed = signed.abs().min(old.abs()).to_f64();
+        let direction = if old.is_negative() { -1.0 } else { 1.0 };
+        let pnl = (price.to_f64() - avg.to_f64()) * closed * direction * multiplier(symbol);
+        // Flipped through zero: the remainder opened at this price.
+        (pnl, if !new.is_zero() && new.is_negative() != old.is_negative() { price } else { avg })
+    } else {
+        let total = old.abs().to_f64() + signed.abs().to_f64();
+        let weighted = (old.abs().to_f64() * avg.to_f64() + signed.abs().to_f64() * price.to_f64()) / total;
+        (0.0, Dec::from_f64(weighted).map_or(price, |d| d.round_to(4)))
+    };
+    if new.is_zero() {
+        tx.execute("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
+            .map_err(sql("closing an owned position"))?;
+    } else {
+        tx.execute(
+            "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, high_water, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)
+             ON CONFLICT (bot, symbol) DO UPDATE SET qty = excluded.qty, avg_entry_price = excluded.avg_entry_price,
+                 updated_at = excluded.updated_at",
+            params![bot, symbol, new.to_string(), new_avg.to_string(), clock::db_ts(now), price.to_f64()],
+        )
+        .map_err(sql("moving an owned position"))?;
+    }
+    Ok(realized)
+}
+
+/// Option contracts are priced per share and deliver 100.
+fn multiplier(symbol: &str) -> f64 {
+    if crate::services::broker::parse_occ(symbol).is_some() { 100.0 } else { 1.0 }
 }
 
 /// Refuses, before SQLite touches it, a non-empty file that does not start with SQLite's header.
@@ -810,25 +1118,38 @@ mod tests {
         assert!(s.set_halt(&h).unwrap());
     }
 
+    fn order(coid: &str, side: &str, qty: &str, intent: &str) -> OrderRecord {
+        OrderRecord {
+            client_order_id: coid.into(),
+            bot: "mom_AAPL".into(),
+            symbol: "AAPL".into(),
+            side: side.into(),
+            qty: Some(qty.into()),
+            notional: None,
+            order_type: "market".into(),
+            intent: intent.into(),
+            status: "recorded".into(),
+            broker_order_id: None,
+            created_at: ts("2026-11-25T15:00:00Z"),
+            trading_date: jiff::civil::date(2026, 11, 25),
+            rule: None,
+            filled_qty: Dec::ZERO,
+        }
+    }
+
     #[test]
     fn a_client_order_id_is_recorded_once() {
         let path = temp_db("orders");
         let s = State::open(&path).unwrap();
-        let o = OrderRecord {
-            client_order_id: "th-mom_AAPL-20261125-1".into(),
-            bot: "mom_AAPL".into(),
-            symbol: "AAPL".into(),
-            side: "buy".into(),
-            qty: Some("3".into()),
-            notional: None,
-            order_type: "market".into(),
-            intent: "entry".into(),
-            status: "recorded".into(),
-            broker_order_id: None,
-            created_at: ts("2026-11-25T15:00:00Z"),
-        };
+        let date = jiff::civil::date(2026, 11, 25);
+        let coid = s.next_client_order_id("mom_AAPL", date).unwrap();
+        assert_eq!(coid, "th-mom_AAPL-20261125-1");
+        let o = order(&coid, "buy", "3", "entry");
         s.insert_order(&o).unwrap();
         assert!(s.insert_order(&o).is_err());
+        assert_eq!(s.next_client_order_id("mom_AAPL", date).unwrap(), "th-mom_AAPL-20261125-2");
+        // An underscore in a bot id is not a wildcard: another bot's ids do not count.
+        assert_eq!(s.next_client_order_id("mom_AAPLX", date).unwrap(), "th-mom_AAPLX-20261125-1");
         assert!(
             s.update_order_status(&o.client_order_id, "accepted", Some("b-1"), ts("2026-11-25T15:00:01Z")).unwrap()
         );
@@ -836,6 +1157,33 @@ mod tests {
         assert_eq!(back.status, "accepted");
         assert_eq!(back.broker_order_id.as_deref(), Some("b-1"));
         assert_eq!(back.qty.as_deref(), Some("3"));
+        assert_eq!(s.unfinished_orders().unwrap().len(), 1);
+        assert_eq!(s.entries_on("mom_AAPL", date).unwrap(), 1);
+    }
+
+    #[test]
+    fn fills_move_owned_positions_once_and_realise_pnl() {
+        let path = temp_db("fills");
+        let mut s = State::open(&path).unwrap();
+        let now = ts("2026-11-25T15:00:00Z");
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        s.insert_order(&order("e1", "buy", "10", "entry")).unwrap();
+        // A partial fill, then the full fill, then the same report again.
+        let delta = s.apply_order_report("e1", "partially_filled", Some("b1"), d("4"), Some(d("100")), now).unwrap();
+        assert_eq!(delta.unwrap().qty, d("4"));
+        s.apply_order_report("e1", "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap();
+        assert!(s.apply_order_report("e1", "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap().is_none());
+        let owned = s.owned_positions().unwrap();
+        assert_eq!(owned[0].qty, d("10"));
+        assert_eq!(owned[0].avg_entry_price, d("100.72"));
+        assert!(s.unfinished_orders().unwrap().is_empty());
+        // Sell 10 at 102: +12.8 realised, the position closes.
+        s.insert_order(&order("x1", "sell", "10", "exit")).unwrap();
+        let delta = s.apply_order_report("x1", "filled", Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
+        assert!((delta.realized_pnl - 12.8).abs() < 1e-9, "{}", delta.realized_pnl);
+        assert!(s.owned_positions().unwrap().is_empty());
+        let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap();
+        assert!((budgets[0].realized_pnl - 12.8).abs() < 1e-9);
     }
 
     #[test]

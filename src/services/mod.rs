@@ -5,5 +5,6 @@ pub mod alpaca_client;
 pub mod broker;
 pub mod exitbot;
 pub mod market_session;
+pub mod portfolio;
 pub mod sim_broker;
 pub mod status;

@@ -691,15 +691,15 @@ impl State {
     ) -> Result<Option<FillDelta>, StateError> {
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
-        let row: Option<(String, String, String, String, Option<String>, Option<String>)> = tx
+        let row: Option<[Option<String>; 5]> = tx
             .query_row(
-                "SELECT bot, symbol, side, coalesce(filled_qty, '0'), trading_date, intent FROM orders WHERE client_order_id = ?1",
+                "SELECT bot, symbol, side, coalesce(filled_qty, '0'), trading_date FROM orders WHERE client_order_id = ?1",
                 [client_order_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]),
             )
             .optional()
             .map_err(sql("recording a fill"))?;
-        let Some((bot, symbol, side, before, date, _intent)) = row else { return Ok(None) };
+        let Some([Some(bot), Some(symbol), Some(side), Some(before), date]) = row else { return Ok(None) };
         let before: Dec = before.parse().map_err(|e: crate::core::decimal::DecError| StateError::BadRow {
             what: "orders.filled_qty",
             detail: e.to_string(),

@@ -1,35 +1,39 @@
 //! The orchestrator: one iteration of the five-step loop.
 //!
-//! 1. initialize — account equity and the day-start reference;
-//! 2. ExitBot — health and kill conditions, halts;
-//! 3. PortfolioBot — risk budgets per bot;
-//! 4. execution — each bot manages its positions, then may look for entries;
+//! 1. initialize — the account, the day-start reference, the market session; then our orders are
+//!    followed to their fills, and (at start-up and every `runner.reconcile_every_iterations`)
+//!    owned positions are reconciled with the broker's;
+//! 2. ExitBot — kill conditions, halts, and the daily-loss cancel and flatten;
+//! 3. PortfolioBot — each bot's budget for the trading date;
+//! 4. execution — each bot's exits (always), then its entries (only when allowed);
 //! 5. finalize — the `loop_summary` event and a loop-run row.
 //!
 //! Owns: all the loop's state between iterations (the one place that does), and the fail-closed
 //! rule: an iteration in which a step failed sends no entry when `safety.fail_closed` is set, and
-//! an iteration unsure of its halts sends none whatever the setting.
+//! an iteration unsure of its halts, orders or positions sends none whatever the setting.
 //!
 //! Never: sleeps, handles signals or decides how often it runs (that is the runner's), and never
 //! lets an error escape an iteration: errors become events, halts and a summary.
-//!
-//! Steps 3 and 4 (budgets, bots) arrive with the loop and bots issues; until then no order is sent.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Instant;
 
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
+use crate::bots::Bot;
 use crate::core::clock::{self, Clock};
 use crate::core::config::Config;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::health::FailureWindow;
 use crate::core::risk;
-use crate::core::state::{LoopRun, State};
+use crate::core::state::{BudgetRow, LoopRun, State, StateError};
 use crate::event;
 use crate::services::broker::Broker;
-use crate::services::exitbot;
+use crate::services::execution::{ExecError, Execution};
+use crate::services::exitbot::{self, Readings};
 use crate::services::market_session::BrokerSession;
+use crate::services::portfolio::{self, Budget};
 
 /// What one iteration did; also what step 5 logs and records.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,17 +64,50 @@ pub struct Orchestrator {
     state: State,
     clock: Box<dyn Clock>,
     broker: Box<dyn Broker>,
+    bots: Vec<Box<dyn Bot>>,
     session: BrokerSession,
+    execution: Execution,
     health: FailureWindow,
     iteration: u64,
+    previous_equity: Option<f64>,
+    /// Symbols whose quotes were stale in the last execution step.
+    stale: Vec<String>,
+    /// Today's budgets, computed once per trading date.
+    budgets: Option<(Date, Vec<Budget>)>,
 }
 
 impl Orchestrator {
+    /// With the bots of the configuration.
     pub fn new(cfg: Config, state: State, clock: Box<dyn Clock>, broker: Box<dyn Broker>) -> Orchestrator {
+        let bots = crate::bots::from_config(&cfg);
+        Orchestrator::with_bots(cfg, state, clock, broker, bots)
+    }
+
+    /// With the given bots (tests bring their own).
+    pub fn with_bots(
+        cfg: Config,
+        state: State,
+        clock: Box<dyn Clock>,
+        broker: Box<dyn Broker>,
+        bots: Vec<Box<dyn Bot>>,
+    ) -> Orchestrator {
         let h = &cfg.settings.health;
         let window = SignedDuration::from_secs(h.api_failure_window_seconds as i64);
         let health = FailureWindow::new(h.max_api_failures_in_window, window);
-        Orchestrator { cfg, state, clock, broker, session: BrokerSession::new(), health, iteration: 0 }
+        Orchestrator {
+            cfg,
+            state,
+            clock,
+            broker,
+            bots,
+            session: BrokerSession::new(),
+            execution: Execution::new(),
+            health,
+            iteration: 0,
+            previous_equity: None,
+            stale: Vec::new(),
+            budgets: None,
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -106,20 +143,22 @@ impl Orchestrator {
         self.iteration += 1;
         let now = self.clock.now();
         let mut errors: Vec<String> = Vec::new();
+        // Unsure of state: no entry, whatever `safety.fail_closed` says.
+        let mut unsure = false;
 
-        // 1. Initialize: the account, and the day-start reference of this trading date (Alpaca's
-        // previous close when it gives one, else the first equity seen). Never replaced within
-        // the day.
+        // 1. Initialize.
         let trading_date = clock::trading_date(now);
-        let account = match self.broker.account() {
-            Ok(a) => Some(a),
+        let (account, account_error) = match self.broker.account() {
+            Ok(a) => (Some(a), None),
             Err(e) => {
-                self.step_failed("initialize", &e, false, now, &mut errors);
-                None
+                self.step_failed("initialize", &e, now, &mut errors);
+                (None, Some(e))
             }
         };
         let equity = account.as_ref().map(|a| a.equity.to_f64());
         let day_start = match &account {
+            // Alpaca's previous close when it gives one, else the first equity seen; never
+            // replaced within the trading date.
             Some(a) => {
                 let (value, source) = match a.last_equity {
                     Some(last) => (last, "last_equity"),
@@ -132,29 +171,106 @@ impl Orchestrator {
         let day_start_equity = match day_start {
             Ok(d) => d.map(|d| d.equity),
             Err(e) => {
-                self.step_failed("initialize", &e, true, now, &mut errors);
+                self.step_failed("initialize", &e, now, &mut errors);
                 None
             }
         };
         let daily_pnl_pct = equity.zip(day_start_equity).and_then(|(e, d)| risk::daily_pnl_pct(e, d));
-        let market_open = self.session.session_at(self.broker.as_mut(), now).is_open;
+        let session = self.session.session_at(self.broker.as_mut(), now);
+        if let Err(e) = self.execution.sync_orders(&mut self.state, self.broker.as_mut(), &self.cfg, now) {
+            unsure = true;
+            self.step_failed("initialize", &e, now, &mut errors);
+        }
+        let every = u64::from(self.cfg.settings.runner.reconcile_every_iterations);
+        if (self.iteration == 1 || self.iteration.is_multiple_of(every))
+            && let Err(e) = self.execution.reconcile(&mut self.state, self.broker.as_mut(), now)
+        {
+            unsure = true;
+            self.step_failed("initialize", &e, now, &mut errors);
+        }
         let mut requests = self.collect_call_stats();
 
         // 2. ExitBot. If the halts cannot be read the daemon is unsure of its state: halted.
-        let (halts, unsure) = match exitbot::run(&self.state, &self.cfg, &mut self.health, now) {
-            Ok(h) => (h.into_iter().map(|h| h.reason).collect::<Vec<_>>(), false),
+        let readings = Readings {
+            account: account.as_ref(),
+            account_error: account_error.as_ref(),
+            day_start_equity,
+            previous_equity: self.previous_equity,
+            clock_skew_seconds: self.session.take_skew(),
+            stale: &self.stale,
+        };
+        let outcome = exitbot::run(
+            &mut self.state,
+            &self.cfg,
+            &mut self.health,
+            self.broker.as_mut(),
+            &mut self.execution,
+            &readings,
+            now,
+        );
+        let (halts, halts_known) = match outcome {
+            Ok(h) => (h.into_iter().map(|h| h.reason).collect::<Vec<_>>(), true),
             Err(e) => {
-                self.step_failed("exitbot", &e, true, now, &mut errors);
-                (Vec::new(), true)
+                self.step_failed("exitbot", &e, now, &mut errors);
+                // The flatten may have failed after the halts were set: read them again.
+                match self.state.active_halts() {
+                    Ok(h) => (h.into_iter().map(|h| h.reason).collect(), true),
+                    Err(_) => (Vec::new(), false),
+                }
             }
         };
-        let halted = unsure || !halts.is_empty();
+        let halted = !halts_known || !halts.is_empty();
+        self.previous_equity = equity.or(self.previous_equity);
 
-        // 3. PortfolioBot and 4. execution: exits would run here whatever the halts; entries only
-        // when nothing is halted and, fail-closed, no step failed.
+        // 3. PortfolioBot.
+        let budgets = match day_start_equity {
+            Some(d) => match self.budgets_for(trading_date, d, now) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.step_failed("portfolio", &e, now, &mut errors);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+
+        // 4. Execution: exits always; entries only when nothing is halted, nothing is unsure and,
+        // fail-closed, no step failed.
         let fail_closed = self.cfg.settings.safety.fail_closed;
-        let entries_allowed = !halted && (errors.is_empty() || !fail_closed);
-        let orders_submitted = 0;
+        let entries_allowed = !halted && !unsure && (errors.is_empty() || !fail_closed);
+        let cash = account.as_ref().map(|a| a.cash);
+        let outcome = self.execution.run_bots(
+            &mut self.state,
+            self.broker.as_mut(),
+            &self.cfg,
+            &self.bots,
+            &budgets,
+            session,
+            entries_allowed,
+            cash,
+            now,
+        );
+        let orders_submitted = match outcome {
+            Ok(report) => {
+                self.stale = report.stale;
+                if let Some(why) = report.account_refused {
+                    let halt = Halt {
+                        reason: HaltReason::AccountBlocked,
+                        detail: format!("the broker refused an order: {why}"),
+                        since: now,
+                        until: None,
+                    };
+                    if let Err(e) = halt::set(&self.state, &halt) {
+                        self.step_failed("execution", &e, now, &mut errors);
+                    }
+                }
+                report.orders_submitted
+            }
+            Err(e) => {
+                self.step_failed("execution", &e, now, &mut errors);
+                0
+            }
+        };
         requests += self.collect_call_stats();
 
         // 5. Finalize.
@@ -167,7 +283,7 @@ impl Orchestrator {
             daily_pnl_pct,
             halts,
             halted,
-            market_open,
+            market_open: session.is_open,
             entries_allowed,
             orders_submitted,
             requests,
@@ -176,6 +292,47 @@ impl Orchestrator {
         };
         self.finalize(&summary);
         summary
+    }
+
+    /// Today's budgets: computed and stored at the first iteration of a trading date.
+    fn budgets_for(&mut self, date: Date, day_start: f64, now: Timestamp) -> Result<Vec<Budget>, StateError> {
+        if let Some((d, b)) = &self.budgets
+            && *d == date
+        {
+            return Ok(b.clone());
+        }
+        let from = date.checked_sub(jiff::Span::new().days(portfolio::LOOKBACK_DAYS)).unwrap_or(date);
+        let yesterday = date.yesterday().unwrap_or(date);
+        let mut pnl = std::collections::BTreeMap::new();
+        for slot in portfolio::slots(&self.cfg, |_| 0.0) {
+            pnl.insert(slot.bot.clone(), self.state.realized_between(&slot.bot, from, yesterday)?);
+        }
+        let slots = portfolio::slots(&self.cfg, |bot| pnl.get(bot).copied().unwrap_or(0.0));
+        let budgets = portfolio::allocate(&self.cfg, day_start, &slots);
+        for b in &budgets {
+            let row = BudgetRow {
+                trading_date: date,
+                bot: b.bot.clone(),
+                daily_loss_limit: b.daily_loss_limit,
+                max_open_risk: b.max_open_risk,
+                max_trades: b.max_trades,
+                max_positions: b.max_positions,
+                realized_pnl: 0.0,
+                trades: self.state.entries_on(&b.bot, date)?,
+            };
+            self.state.put_budget(&row, now)?;
+            event!(
+                Info,
+                "budget",
+                bot = b.bot.as_str(),
+                daily_loss_limit = b.daily_loss_limit,
+                max_open_risk = b.max_open_risk,
+                max_trades = b.max_trades,
+                max_positions = b.max_positions,
+            );
+        }
+        self.budgets = Some((date, budgets.clone()));
+        Ok(budgets)
     }
 
     /// Runs one iteration under `catch_unwind`. A panic (a bug) does not end the daemon: it
@@ -192,7 +349,7 @@ impl Orchestrator {
 
     /// A panic escaped an iteration: halt entries until an operator has looked.
     fn record_panic(&mut self, message: &str) {
-        let now = self.clock.now();
+        let now = Timestamp::now();
         let detail = format!("iteration {} panicked: {message}", self.iteration);
         event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = detail.as_str());
         let halt = Halt { reason: HaltReason::InternalError, detail, since: now, until: None };
@@ -204,17 +361,10 @@ impl Orchestrator {
     /// Records a failed step. A state-database error is also a `state_error` halt (if the
     /// database still takes writes): the daemon is unsure of what it owns. A broker error is not:
     /// the health window counts those.
-    fn step_failed(
-        &mut self,
-        step: &'static str,
-        e: &dyn std::fmt::Display,
-        state_error: bool,
-        now: Timestamp,
-        errors: &mut Vec<String>,
-    ) {
+    fn step_failed(&mut self, step: &'static str, e: &dyn StepError, now: Timestamp, errors: &mut Vec<String>) {
         let text = format!("{step}: {e}");
         event!(Error, "iteration_error", iteration = self.iteration, step = step, error = e.to_string());
-        if state_error {
+        if e.is_state_error() {
             let halt = Halt { reason: HaltReason::StateError, detail: text.clone(), since: now, until: None };
             if let Err(e2) = halt::set(&self.state, &halt) {
                 event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e2.to_string());
@@ -256,6 +406,29 @@ impl Orchestrator {
         if let Err(e) = self.state.insert_loop_run(&run) {
             event!(Error, "iteration_error", iteration = s.iteration, step = "finalize", error = e.to_string());
         }
+    }
+}
+
+/// A step's error: its text, and whether it came from the state database.
+trait StepError: std::fmt::Display {
+    fn is_state_error(&self) -> bool;
+}
+
+impl StepError for StateError {
+    fn is_state_error(&self) -> bool {
+        true
+    }
+}
+
+impl StepError for crate::services::broker::BrokerError {
+    fn is_state_error(&self) -> bool {
+        false
+    }
+}
+
+impl StepError for ExecError {
+    fn is_state_error(&self) -> bool {
+        matches!(self, ExecError::State(_))
     }
 }
 

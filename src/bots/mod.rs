@@ -1,9 +1,19 @@
-//! The execution bots (MomentumBots, OptionsBot, CryptoBot).
+//! The execution bots (MomentumBots, OptionsBot, CryptoBot) and what they share.
 //!
-//! Owns: the list of signal modes each bot kind understands, so the configuration can refuse an
-//! unknown one at load time. The bots' decision code arrives with the bots issue.
+//! Owns: the `Bot` trait — pure decisions from a market view to order intents — and the list of
+//! signal modes each bot kind understands, so the configuration can refuse an unknown one at load
+//! time. The real signals arrive with the bots issue; today every mode is one of the Python
+//! daemon's placeholders, which never enter.
 //!
-//! Never: performs I/O; bots decide, the execution service sends.
+//! Never: performs I/O. Bots decide; the execution service checks, records and sends.
+
+use jiff::Timestamp;
+
+use crate::core::config::{Config, Session};
+use crate::core::decimal::Dec;
+use crate::core::state::OwnedPosition;
+use crate::services::broker::{Amount, BySymbol, Leg, OrderType, Quote, Side, TimeInForce};
+use crate::services::portfolio::{BotKind, Budget};
 
 /// Modes a momentum bot's `signal.mode` may name.
 pub const MOMENTUM_SIGNAL_MODES: &[&str] = &[PLACEHOLDER_MOMENTUM];
@@ -17,4 +27,115 @@ pub const PLACEHOLDER_CRYPTO: &str = "placeholder_crypto_momo_v1";
 
 pub fn is_placeholder_mode(mode: &str) -> bool {
     mode == PLACEHOLDER_MOMENTUM || mode == PLACEHOLDER_CRYPTO
+}
+
+/// What a bot sees when it decides.
+#[derive(Debug)]
+pub struct BotView<'a> {
+    pub now: Timestamp,
+    /// Its market: the stock session for stocks and options, always for crypto.
+    pub market_open: bool,
+    /// What this bot owns.
+    pub owned: Vec<&'a OwnedPosition>,
+    pub quotes: &'a BySymbol<Quote>,
+}
+
+/// A new position the bot wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub symbol: String,
+    pub side: Side,
+    pub amount: Amount,
+    pub order_type: OrderType,
+    pub limit_price: Option<Dec>,
+    pub time_in_force: TimeInForce,
+    /// Multi-leg option orders only.
+    pub legs: Vec<Leg>,
+    /// What the position loses at its stop, in dollars: counted against the open-risk budget.
+    pub risk_usd: f64,
+}
+
+/// A position (or part of one) the bot wants closed, and the rule that says so.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exit {
+    pub symbol: String,
+    pub side: Side,
+    pub qty: Dec,
+    pub rule: &'static str,
+    pub order_type: OrderType,
+    pub limit_price: Option<Dec>,
+    pub time_in_force: TimeInForce,
+}
+
+pub trait Bot {
+    fn id(&self) -> &str;
+    fn kind(&self) -> BotKind;
+    /// The symbols it trades (tickers, underlyings or pairs).
+    fn symbols(&self) -> &[String];
+    fn session(&self) -> &Session;
+    /// Exits for what it owns. Called every iteration, halted or not.
+    fn exits(&self, view: &BotView) -> Vec<Exit>;
+    /// Entries. Called only when the preflight passed.
+    fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry>;
+}
+
+/// A bot whose signal is a Python placeholder: it holds nothing and never enters.
+pub struct PlaceholderBot {
+    id: String,
+    kind: BotKind,
+    symbols: Vec<String>,
+    session: Session,
+}
+
+impl Bot for PlaceholderBot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> BotKind {
+        self.kind
+    }
+    fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+    fn session(&self) -> &Session {
+        &self.session
+    }
+    fn exits(&self, _view: &BotView) -> Vec<Exit> {
+        Vec::new()
+    }
+    fn entries(&self, _view: &BotView, _budget: &Budget) -> Vec<Entry> {
+        Vec::new()
+    }
+}
+
+/// The enabled bots of a configuration, in the order the execution service runs them: momentum
+/// bots as listed, then the options bot, then the crypto bot.
+pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
+    let b = &cfg.bots;
+    let mut out: Vec<Box<dyn Bot>> = Vec::new();
+    for m in b.momentum_bots.iter().filter(|m| m.enabled) {
+        out.push(Box::new(PlaceholderBot {
+            id: m.bot_id.clone(),
+            kind: BotKind::Momentum,
+            symbols: vec![m.ticker.clone()],
+            session: m.session.clone(),
+        }));
+    }
+    if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
+        out.push(Box::new(PlaceholderBot {
+            id: o.bot_id.clone(),
+            kind: BotKind::Options,
+            symbols: o.tickers.clone(),
+            session: o.session.clone(),
+        }));
+    }
+    if let Some(c) = b.cryptobot.as_ref().filter(|c| c.enabled) {
+        out.push(Box::new(PlaceholderBot {
+            id: c.bot_id.clone(),
+            kind: BotKind::Crypto,
+            symbols: c.pairs.clone(),
+            session: c.session.clone(),
+        }));
+    }
+    out
 }

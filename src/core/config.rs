@@ -132,11 +132,14 @@ impl Default for System {
 #[serde(deny_unknown_fields, default)]
 pub struct Runner {
     pub loop_interval_seconds: u64,
+    /// Added: positions and orders are reconciled with the broker at start-up and every this
+    /// many iterations.
+    pub reconcile_every_iterations: u32,
 }
 
 impl Default for Runner {
     fn default() -> Runner {
-        Runner { loop_interval_seconds: 5 }
+        Runner { loop_interval_seconds: 5, reconcile_every_iterations: 60 }
     }
 }
 
@@ -161,11 +164,18 @@ pub struct Risk {
     pub max_orders_per_minute: u32,
     /// Added by this port: on a daily-loss halt, also close the daemon's own positions.
     pub flatten_on_daily_loss: bool,
+    /// Added: an entry order still open after this long has its unfilled rest cancelled.
+    pub entry_order_timeout_seconds: u64,
 }
 
 impl Default for Risk {
     fn default() -> Risk {
-        Risk { global_max_daily_loss_pct: 1.0, max_orders_per_minute: 10, flatten_on_daily_loss: true }
+        Risk {
+            global_max_daily_loss_pct: 1.0,
+            max_orders_per_minute: 10,
+            flatten_on_daily_loss: true,
+            entry_order_timeout_seconds: 120,
+        }
     }
 }
 
@@ -187,11 +197,22 @@ pub struct Health {
     pub max_price_staleness_seconds: u64,
     pub max_api_failures_in_window: u32,
     pub api_failure_window_seconds: u64,
+    /// Added: the local clock further than this from the broker's is an anomaly (a Raspberry Pi
+    /// boots with a stale clock until NTP syncs).
+    pub max_clock_skew_seconds: u64,
+    /// Added: equity moving more than this percentage between two iterations is an anomaly.
+    pub max_equity_jump_pct: f64,
 }
 
 impl Default for Health {
     fn default() -> Health {
-        Health { max_price_staleness_seconds: 15, max_api_failures_in_window: 5, api_failure_window_seconds: 60 }
+        Health {
+            max_price_staleness_seconds: 15,
+            max_api_failures_in_window: 5,
+            api_failure_window_seconds: 60,
+            max_clock_skew_seconds: 30,
+            max_equity_jump_pct: 20.0,
+        }
     }
 }
 
@@ -676,6 +697,9 @@ impl Config {
                     .into(),
             );
         }
+        if s.safety.allow_budget_fallback {
+            w.push("safety.allow_budget_fallback is true, but this port never invents a budget: a bot without one does not enter".into());
+        }
         if !s.safety.fail_closed {
             w.push("safety.fail_closed is false: entries continue in an iteration where a step failed".into());
         }
@@ -688,6 +712,9 @@ impl Config {
         let crypto = b.cryptobot.iter().filter(|c| c.enabled).map(|c| (&c.bot_id, &c.signal.mode));
         for (id, mode) in momentum.chain(crypto).filter(|(_, mode)| crate::bots::is_placeholder_mode(mode)) {
             w.push(format!("{id}: signal mode {mode:?} never enters (the Python placeholder)"));
+        }
+        if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
+            w.push(format!("{}: option strategies are not in this build yet; it never enters", o.bot_id));
         }
         w
     }
@@ -745,6 +772,10 @@ fn validate_settings(s: &Settings) -> Result<TimeZone, Vec<Problem>> {
         c.fail("system.state_db_path", "\"\"", "must name a file");
     }
     c.within("runner.loop_interval_seconds", s.runner.loop_interval_seconds, 1, 3600);
+    c.within("runner.reconcile_every_iterations", s.runner.reconcile_every_iterations, 1, 100_000);
+    c.within("risk.entry_order_timeout_seconds", s.risk.entry_order_timeout_seconds, 1, 86_400);
+    c.within("health.max_clock_skew_seconds", s.health.max_clock_skew_seconds, 1, 3600);
+    c.range("health.max_equity_jump_pct", s.health.max_equity_jump_pct, 0.0, 1000.0, true);
     c.within("safety.global_cooldown_minutes", s.safety.global_cooldown_minutes, 0, 10_080);
     c.range("risk.global_max_daily_loss_pct", s.risk.global_max_daily_loss_pct, 0.0, 100.0, true);
     c.within("risk.max_orders_per_minute", s.risk.max_orders_per_minute, 1, 200);

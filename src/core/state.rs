@@ -691,15 +691,17 @@ impl State {
     ) -> Result<Option<FillDelta>, StateError> {
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
-        let row: Option<[Option<String>; 5]> = tx
+        let row: Option<[Option<String>; 6]> = tx
             .query_row(
-                "SELECT bot, symbol, side, coalesce(filled_qty, '0'), trading_date FROM orders WHERE client_order_id = ?1",
+                "SELECT bot, symbol, side, coalesce(filled_qty, '0'), trading_date, intent FROM orders
+                 WHERE client_order_id = ?1",
                 [client_order_id],
-                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?]),
+                |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?]),
             )
             .optional()
             .map_err(sql("recording a fill"))?;
-        let Some([Some(bot), Some(symbol), Some(side), Some(before), date]) = row else { return Ok(None) };
+        let Some([Some(bot), Some(symbol), Some(side), Some(before), date, intent]) = row else { return Ok(None) };
+        let exit = intent.as_deref() == Some("exit");
         let before: Dec = before.parse().map_err(|e: crate::core::decimal::DecError| StateError::BadRow {
             what: "orders.filled_qty",
             detail: e.to_string(),
@@ -714,7 +716,7 @@ impl State {
         let delta = match (new > Dec::ZERO, avg_price) {
             (true, Some(price)) => {
                 let signed = if side == "buy" { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
-                let realized = move_owned(&tx, &bot, &symbol, signed, price, now)?;
+                let realized = move_owned(&tx, &bot, &symbol, signed, price, exit, now)?;
                 if realized != 0.0 {
                     let date = date.unwrap_or_else(|| clock::trading_date(now).to_string());
                     tx.execute(
@@ -960,13 +962,17 @@ impl State {
 }
 
 /// Moves `bot`'s owned position in `symbol` by `signed` at `price`; returns the P&L realised on
-/// the part that reduced it.
+/// the part that reduced it. An exit only ever reduces: what it filled beyond the owned quantity
+/// (a position capped by reconciliation meanwhile) is not booked as a new position the other way,
+/// which would make the daemon "close" a short it never had.
+#[allow(clippy::too_many_arguments)]
 fn move_owned(
     tx: &rusqlite::Transaction<'_>,
     bot: &str,
     symbol: &str,
     signed: Dec,
     price: Dec,
+    exit: bool,
     now: Timestamp,
 ) -> Result<f64, StateError> {
     let row: Option<(String, String)> = tx
@@ -982,7 +988,10 @@ fn move_owned(
         Some((q, a)) => (q.parse::<Dec>().map_err(bad)?, a.parse::<Dec>().map_err(bad)?),
         None => (Dec::ZERO, price),
     };
-    let new = old.checked_add(signed).unwrap_or(old);
+    let mut new = old.checked_add(signed).unwrap_or(old);
+    if exit && (old.is_zero() || new.is_negative() != old.is_negative()) {
+        new = Dec::ZERO;
+    }
     let reducing = !old.is_zero() && old.is_negative() != signed.is_negative();
     let (realized, new_avg) = if reducing {
         let closed = signed.abs().min(old.abs()).to_f64();
@@ -1184,6 +1193,27 @@ mod tests {
         assert!(s.owned_positions().unwrap().is_empty());
         let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap();
         assert!((budgets[0].realized_pnl - 12.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_exit_never_flips_a_position_into_a_short() {
+        let path = temp_db("flip");
+        let mut s = State::open(&path).unwrap();
+        let now = ts("2026-11-25T15:00:00Z");
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        s.insert_order(&order("e", "buy", "1", "entry")).unwrap();
+        s.apply_order_report("e", "filled", None, d("1"), Some(d("50")), now).unwrap();
+        // Reconciliation capped it meanwhile, or the exit over-filled: either way, closed at zero.
+        s.insert_order(&order("x", "sell", "5", "exit")).unwrap();
+        s.apply_order_report("x", "filled", None, d("5"), Some(d("50")), now).unwrap();
+        assert!(s.owned_positions().unwrap().is_empty());
+        s.insert_order(&order("y", "sell", "3", "exit")).unwrap();
+        s.apply_order_report("y", "filled", None, d("3"), Some(d("50")), now).unwrap();
+        assert!(s.owned_positions().unwrap().is_empty(), "no short booked from an exit");
+        // An entry that sells (an allowed short) does open a short.
+        s.insert_order(&order("z", "sell", "2", "entry")).unwrap();
+        s.apply_order_report("z", "filled", None, d("2"), Some(d("50")), now).unwrap();
+        assert_eq!(s.owned_positions().unwrap()[0].qty, d("-2"));
     }
 
     #[test]

@@ -15,6 +15,8 @@ use crate::services::broker::{Broker, MarketClock};
 #[derive(Debug, Default)]
 pub struct BrokerSession {
     cached: Option<MarketClock>,
+    /// Local minus broker time at the last reading, until taken.
+    skew: Option<f64>,
 }
 
 impl BrokerSession {
@@ -30,6 +32,7 @@ impl BrokerSession {
         match broker.clock() {
             Ok(c) => {
                 self.cached = Some(c);
+                self.skew = Some(now.duration_since(c.timestamp).as_secs_f64());
                 if still_valid(&c, now) { to_state(&c) } else { RegularSession.session_at(now) }
             }
             Err(_) => {
@@ -37,6 +40,13 @@ impl BrokerSession {
                 RegularSession.session_at(now)
             }
         }
+    }
+}
+
+impl BrokerSession {
+    /// The clock skew measured at the last reading of the broker's clock, once.
+    pub fn take_skew(&mut self) -> Option<f64> {
+        self.skew.take()
     }
 }
 

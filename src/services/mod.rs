@@ -3,6 +3,7 @@
 
 pub mod alpaca_client;
 pub mod broker;
+pub mod execution;
 pub mod exitbot;
 pub mod market_session;
 pub mod portfolio;

@@ -1,0 +1,644 @@
+//! The execution service, step 4 of the loop, and the only place orders are sent from.
+//!
+//! Owns: sending (every order is numbered and recorded in the state database *before* it goes
+//! out, then updated with the broker's answer), following our orders to their fills (which move
+//! the owned positions), reconciling owned positions with the broker's, cancelling our stale
+//! entries, flattening what we own, and running the bots: exits first and always, entries only
+//! after the preflight and the risk checks pass.
+//!
+//! Never: touches an order or a position the daemon did not open, sends an entry while halted
+//! or unsure, re-sends a refused order, or sends a second exit for a position that already has
+//! one open.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::core::clock::{self, SessionState};
+use crate::core::config::Config;
+use crate::core::decimal::Dec;
+use crate::core::state::{OrderRecord, OwnedPosition, State, StateError};
+use crate::event;
+use crate::services::broker::{
+    Amount, Broker, BrokerError, BySymbol, OrderRequest, OrderType, Quote, Side, TimeInForce,
+};
+use crate::services::portfolio::{self, BotKind, Budget};
+
+/// An order not found at the broker this long after it was recorded was never sent (the process
+/// died in between) or never arrived: it is abandoned, never re-sent.
+const ABANDON_AFTER: SignedDuration = SignedDuration::from_secs(60);
+/// A limit price further than this from the last quote is refused as implausible.
+const MAX_LIMIT_DISTANCE: f64 = 0.05;
+
+#[derive(Debug)]
+pub enum ExecError {
+    State(StateError),
+    Broker(BrokerError),
+}
+
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::State(e) => e.fmt(f),
+            ExecError::Broker(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<StateError> for ExecError {
+    fn from(e: StateError) -> ExecError {
+        ExecError::State(e)
+    }
+}
+
+impl From<BrokerError> for ExecError {
+    fn from(e: BrokerError) -> ExecError {
+        ExecError::Broker(e)
+    }
+}
+
+/// An order to send for a bot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderSpec {
+    pub bot: String,
+    pub symbol: String,
+    pub side: Side,
+    pub amount: Amount,
+    pub order_type: OrderType,
+    pub limit_price: Option<Dec>,
+    pub time_in_force: TimeInForce,
+    pub intent: Intent,
+    /// The exit rule, for exits.
+    pub rule: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Entry,
+    Exit,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Entry => "entry",
+            Intent::Exit => "exit",
+        }
+    }
+}
+
+/// What became of a send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Sent {
+    Accepted {
+        client_order_id: String,
+    },
+    /// Refused by the broker or by our own checks: recorded as `rejected`, never re-sent.
+    Refused {
+        client_order_id: String,
+        error: BrokerError,
+    },
+    /// The answer was lost: the order stays unfinished and is looked up by its id later.
+    Unknown {
+        client_order_id: String,
+    },
+}
+
+/// What step 4 did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StepReport {
+    pub orders_submitted: u32,
+    /// Symbols whose last quote was older than allowed while their market was open.
+    pub stale: Vec<String>,
+    /// The broker refused the credentials or the account while sending.
+    pub account_refused: Option<String>,
+}
+
+/// What the execution service keeps between iterations.
+#[derive(Debug, Default)]
+pub struct Execution {
+    /// Send instants of the last minute, for `risk.max_orders_per_minute`.
+    sent: VecDeque<Timestamp>,
+}
+
+fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
+    match a {
+        Amount::Qty(q) => (Some(q.to_string()), None),
+        Amount::Notional(n) => (None, Some(n.to_string())),
+    }
+}
+
+impl Execution {
+    pub fn new() -> Execution {
+        Execution::default()
+    }
+
+    fn orders_last_minute(&mut self, now: Timestamp) -> usize {
+        while self.sent.front().is_some_and(|t| now.duration_since(*t) >= SignedDuration::from_mins(1)) {
+            self.sent.pop_front();
+        }
+        self.sent.len()
+    }
+
+    /// Numbers the order, records it, sends it, records the answer and logs the outcome.
+    pub fn send(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        spec: &OrderSpec,
+        now: Timestamp,
+    ) -> Result<Sent, StateError> {
+        let date = clock::trading_date(now);
+        let client_order_id = state.next_client_order_id(&spec.bot, date)?;
+        let (qty, notional) = amount_text(spec.amount);
+        state.insert_order(&OrderRecord {
+            client_order_id: client_order_id.clone(),
+            bot: spec.bot.clone(),
+            symbol: spec.symbol.clone(),
+            side: spec.side.as_str().into(),
+            qty: qty.clone(),
+            notional: notional.clone(),
+            order_type: spec.order_type.as_str().into(),
+            intent: spec.intent.as_str().into(),
+            status: "recorded".into(),
+            broker_order_id: None,
+            created_at: now,
+            trading_date: date,
+            rule: spec.rule.map(str::to_string),
+            filled_qty: Dec::ZERO,
+        })?;
+        self.sent.push_back(now);
+        let request = OrderRequest {
+            client_order_id: client_order_id.clone(),
+            symbol: spec.symbol.clone(),
+            side: spec.side,
+            amount: spec.amount,
+            order_type: spec.order_type,
+            time_in_force: spec.time_in_force,
+            limit_price: spec.limit_price,
+            stop_price: None,
+            extended_hours: false,
+            legs: Vec::new(),
+        };
+        match broker.submit_order(&request) {
+            Ok(order) => {
+                state.apply_order_report(
+                    &client_order_id,
+                    order.status.as_str(),
+                    Some(&order.id),
+                    order.filled_qty,
+                    order.filled_avg_price,
+                    now,
+                )?;
+                event!(
+                    Info,
+                    "order_submitted",
+                    bot = spec.bot.as_str(),
+                    symbol = spec.symbol.as_str(),
+                    side = spec.side.as_str(),
+                    qty = qty.as_deref(),
+                    notional = notional.as_deref(),
+                    r#type = spec.order_type.as_str(),
+                    client_order_id = client_order_id.as_str(),
+                    intent = spec.intent.as_str(),
+                    rule = spec.rule,
+                );
+                Ok(Sent::Accepted { client_order_id })
+            }
+            Err(error @ (BrokerError::Transient { .. } | BrokerError::BadResponse { .. })) => {
+                state.update_order_status(&client_order_id, "unknown", None, now)?;
+                event!(
+                    Warn,
+                    "order_unknown",
+                    bot = spec.bot.as_str(),
+                    symbol = spec.symbol.as_str(),
+                    client_order_id = client_order_id.as_str(),
+                    detail = error.to_string(),
+                );
+                Ok(Sent::Unknown { client_order_id })
+            }
+            Err(error) => {
+                state.update_order_status(&client_order_id, "rejected", None, now)?;
+                event!(
+                    Warn,
+                    "order_rejected",
+                    bot = spec.bot.as_str(),
+                    symbol = spec.symbol.as_str(),
+                    client_order_id = client_order_id.as_str(),
+                    intent = spec.intent.as_str(),
+                    reason = error.to_string(),
+                );
+                Ok(Sent::Refused { client_order_id, error })
+            }
+        }
+    }
+
+    /// Follows every unfinished order of ours to the broker's view of it: fills move the owned
+    /// positions; orders the broker never heard of are abandoned after a grace period; entries
+    /// open too long are cancelled. One request for the open orders, one per order that left them.
+    pub fn sync_orders(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        cfg: &Config,
+        now: Timestamp,
+    ) -> Result<(), ExecError> {
+        let unfinished = state.unfinished_orders()?;
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        let open: BTreeMap<String, _> =
+            broker.open_orders()?.into_iter().map(|o| (o.client_order_id.clone(), o)).collect();
+        let entry_timeout = SignedDuration::from_secs(cfg.settings.risk.entry_order_timeout_seconds as i64);
+        for rec in unfinished {
+            let report = match open.get(&rec.client_order_id) {
+                Some(o) => Some(o.clone()),
+                None => broker.order_by_client_id(&rec.client_order_id)?,
+            };
+            match report {
+                Some(o) => {
+                    let delta = state.apply_order_report(
+                        &rec.client_order_id,
+                        o.status.as_str(),
+                        Some(&o.id),
+                        o.filled_qty,
+                        o.filled_avg_price,
+                        now,
+                    )?;
+                    if let Some(d) = delta {
+                        event!(
+                            Info,
+                            "fill",
+                            bot = d.bot.as_str(),
+                            symbol = d.symbol.as_str(),
+                            qty = d.qty.to_string(),
+                            price = d.price.to_f64(),
+                            realized_pnl = d.realized_pnl,
+                            client_order_id = rec.client_order_id.as_str(),
+                        );
+                    }
+                    let stale_entry = rec.intent == "entry" && now.duration_since(rec.created_at) >= entry_timeout;
+                    if stale_entry && !o.status.is_final() {
+                        match broker.cancel_order(&o.id) {
+                            Ok(()) => event!(
+                                Info,
+                                "order_canceled",
+                                bot = rec.bot.as_str(),
+                                client_order_id = rec.client_order_id.as_str(),
+                                reason = "entry_timeout"
+                            ),
+                            // Already filled or cancelled meanwhile: the next sync sees it.
+                            Err(BrokerError::Rejected { .. }) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                }
+                None if now.duration_since(rec.created_at) >= ABANDON_AFTER => {
+                    state.update_order_status(&rec.client_order_id, "abandoned", None, now)?;
+                    event!(
+                        Warn,
+                        "reconcile",
+                        bot = rec.bot.as_str(),
+                        symbol = rec.symbol.as_str(),
+                        client_order_id = rec.client_order_id.as_str(),
+                        detail = "recorded but unknown to the broker: abandoned, not re-sent",
+                    );
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares what we own with what the broker holds: a position closed by hand is no longer
+    /// ours; a smaller one caps what we manage. Positions with orders still in flight wait.
+    pub fn reconcile(&mut self, state: &mut State, broker: &mut dyn Broker, now: Timestamp) -> Result<(), ExecError> {
+        let owned = state.owned_positions()?;
+        if owned.is_empty() {
+            return Ok(());
+        }
+        let held: BTreeMap<String, Dec> = broker.positions()?.into_iter().map(|p| (p.symbol, p.qty)).collect();
+        let busy: BTreeSet<(String, String)> =
+            state.unfinished_orders()?.into_iter().map(|o| (o.bot, o.symbol)).collect();
+        for p in owned {
+            if busy.contains(&(p.bot.clone(), p.symbol.clone())) {
+                continue;
+            }
+            let at_broker = held.get(&p.symbol).copied().unwrap_or(Dec::ZERO);
+            let same_side = !at_broker.is_zero() && at_broker.is_negative() == p.qty.is_negative();
+            let keep = if same_side { p.qty.abs().min(at_broker.abs()) } else { Dec::ZERO };
+            if keep != p.qty.abs() {
+                let signed = if p.qty.is_negative() { Dec::ZERO.checked_sub(keep).unwrap_or(Dec::ZERO) } else { keep };
+                state.set_owned_qty(&p.bot, &p.symbol, signed, now)?;
+                let detail = if keep.is_zero() {
+                    format!("the broker holds {at_broker}: closed outside the daemon, no longer managed")
+                } else {
+                    format!("the broker holds {at_broker}: managed quantity capped from {} to {signed}", p.qty)
+                };
+                event!(Warn, "reconcile", bot = p.bot.as_str(), symbol = p.symbol.as_str(), detail = detail.as_str());
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels our open entry orders, one by one (never "cancel all": the user's own orders stay).
+    pub fn cancel_entries(&mut self, state: &mut State, broker: &mut dyn Broker) -> Result<u32, ExecError> {
+        let mut n = 0;
+        for rec in state.unfinished_orders()?.into_iter().filter(|o| o.intent == "entry") {
+            let Some(id) = rec.broker_order_id.as_deref() else { continue };
+            match broker.cancel_order(id) {
+                Ok(()) => {
+                    n += 1;
+                    event!(
+                        Info,
+                        "order_canceled",
+                        bot = rec.bot.as_str(),
+                        client_order_id = rec.client_order_id.as_str(),
+                        reason = "halt"
+                    );
+                }
+                Err(BrokerError::Rejected { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Sends a market exit for each owned position that has no exit in flight.
+    pub fn flatten(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        rule: &'static str,
+        now: Timestamp,
+    ) -> Result<u32, StateError> {
+        let in_flight = exits_in_flight(state)?;
+        let mut n = 0;
+        for p in state.owned_positions()? {
+            if in_flight.contains(&(p.bot.clone(), p.symbol.clone())) {
+                continue;
+            }
+            let spec = OrderSpec {
+                bot: p.bot.clone(),
+                symbol: p.symbol.clone(),
+                side: if p.qty.is_negative() { Side::Buy } else { Side::Sell },
+                amount: Amount::Qty(p.qty.abs()),
+                order_type: OrderType::Market,
+                limit_price: None,
+                time_in_force: if p.symbol.contains('/') { TimeInForce::Gtc } else { TimeInForce::Day },
+                intent: Intent::Exit,
+                rule: Some(rule),
+            };
+            if let Sent::Accepted { .. } = self.send(state, broker, &spec, now)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Step 4: every bot, in order: its exits (always), then — if the preflight passes — its
+    /// entries through the risk checks.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_bots(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        cfg: &Config,
+        bots: &[Box<dyn Bot>],
+        budgets: &[Budget],
+        session: SessionState,
+        entries_allowed: bool,
+        cash: Option<Dec>,
+        now: Timestamp,
+    ) -> Result<StepReport, ExecError> {
+        let mut report = StepReport::default();
+        if bots.is_empty() {
+            return Ok(report);
+        }
+        let quotes = fetch_quotes(broker, bots)?;
+        let staleness = SignedDuration::from_secs(cfg.settings.health.max_price_staleness_seconds as i64);
+        for bot in bots {
+            let market_open = bot.kind() == BotKind::Crypto || session.is_open;
+            for s in bot.symbols() {
+                let fresh = quotes.get(s).is_some_and(|q| now.duration_since(q.t) <= staleness);
+                if market_open && !fresh {
+                    report.stale.push(s.clone());
+                }
+            }
+        }
+        let owned = state.owned_positions()?;
+        for bot in bots {
+            let market_open = bot.kind() == BotKind::Crypto || session.is_open;
+            let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();
+            let view = BotView { now, market_open, owned: mine, quotes: &quotes };
+
+            let in_flight = exits_in_flight(state)?;
+            for exit in bot.exits(&view) {
+                if in_flight.contains(&(bot.id().to_string(), exit.symbol.clone())) {
+                    continue;
+                }
+                let spec = exit_spec(bot.id(), &exit, &view);
+                self.send_counted(state, broker, &spec, now, &mut report)?;
+            }
+
+            let Some(reason) =
+                self.preflight(state, cfg, bot.as_ref(), budgets, &view, &report.stale, entries_allowed, now)?
+            else {
+                let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
+                    bot: bot.id().into(),
+                    daily_loss_limit: 0.0,
+                    max_open_risk: 0.0,
+                    max_trades: 0,
+                    max_positions: 0,
+                });
+                for entry in bot.entries(&view, &budget) {
+                    if let Err(why) = self.risk_check(state, cfg, bot.as_ref(), &budget, &view, &entry, cash, now) {
+                        event!(
+                            Info,
+                            "order_rejected",
+                            bot = bot.id(),
+                            symbol = entry.symbol.as_str(),
+                            reason = why.as_str()
+                        );
+                        continue;
+                    }
+                    let spec = OrderSpec {
+                        bot: bot.id().into(),
+                        symbol: entry.symbol.clone(),
+                        side: entry.side,
+                        amount: entry.amount,
+                        order_type: entry.order_type,
+                        limit_price: entry.limit_price,
+                        time_in_force: entry.time_in_force,
+                        intent: Intent::Entry,
+                        rule: None,
+                    };
+                    self.send_counted(state, broker, &spec, now, &mut report)?;
+                }
+                continue;
+            };
+            event!(Debug, "entries_skipped", bot = bot.id(), reason = reason.as_str());
+        }
+        Ok(report)
+    }
+
+    fn send_counted(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        spec: &OrderSpec,
+        now: Timestamp,
+        report: &mut StepReport,
+    ) -> Result<bool, ExecError> {
+        match self.send(state, broker, spec, now)? {
+            Sent::Accepted { .. } => {
+                report.orders_submitted += 1;
+                Ok(true)
+            }
+            Sent::Refused { error: BrokerError::Unauthorized { message, .. }, .. } => {
+                report.account_refused = Some(message);
+                Ok(false)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Why a bot may not enter now, or `None` when it may.
+    #[allow(clippy::too_many_arguments)]
+    fn preflight(
+        &mut self,
+        state: &State,
+        cfg: &Config,
+        bot: &dyn Bot,
+        budgets: &[Budget],
+        view: &BotView,
+        stale: &[String],
+        entries_allowed: bool,
+        now: Timestamp,
+    ) -> Result<Option<String>, StateError> {
+        if !entries_allowed {
+            return Ok(Some("halted or unsure of state".into()));
+        }
+        let session = bot.session();
+        if !clock::in_window(now, &cfg.timezone, session.trade_start, session.trade_end) {
+            return Ok(Some("outside trade_start..trade_end".into()));
+        }
+        if !view.market_open {
+            return Ok(Some("market closed".into()));
+        }
+        if bot.symbols().iter().any(|s| stale.contains(s)) {
+            return Ok(Some("stale market data".into()));
+        }
+        // No budget, no entries: a budget is never invented (see `safety.allow_budget_fallback`).
+        let Some(budget) = budgets.iter().find(|b| b.bot == bot.id()) else {
+            return Ok(Some("no budget for today".into()));
+        };
+        let date = clock::trading_date(now);
+        let realized = state.budgets(date)?.into_iter().find(|b| b.bot == bot.id()).map_or(0.0, |b| b.realized_pnl);
+        if portfolio::loss_limit_reached(budget, realized) {
+            return Ok(Some(format!("daily loss share used: {realized:.2} of {:.2}", budget.daily_loss_limit)));
+        }
+        if state.entries_on(bot.id(), date)? >= budget.max_trades {
+            return Ok(Some("max_trades_per_day reached".into()));
+        }
+        if self.orders_last_minute(now) >= cfg.settings.risk.max_orders_per_minute as usize {
+            return Ok(Some("max_orders_per_minute reached".into()));
+        }
+        Ok(None)
+    }
+
+    /// The checks every entry passes: positions, trades, price sanity, cash reserve, budget.
+    /// `Err` says which one refused it. A check that cannot be made refuses.
+    #[allow(clippy::too_many_arguments)]
+    fn risk_check(
+        &mut self,
+        state: &State,
+        cfg: &Config,
+        bot: &dyn Bot,
+        budget: &Budget,
+        view: &BotView,
+        entry: &Entry,
+        cash: Option<Dec>,
+        now: Timestamp,
+    ) -> Result<(), String> {
+        if view.owned.len() as u32 >= budget.max_positions {
+            return Err("max_concurrent_positions reached".into());
+        }
+        let entries = state.entries_on(bot.id(), clock::trading_date(now)).map_err(|e| e.to_string())?;
+        if entries >= budget.max_trades {
+            return Err("max_trades_per_day reached".into());
+        }
+        if self.orders_last_minute(now) >= cfg.settings.risk.max_orders_per_minute as usize {
+            return Err("max_orders_per_minute reached".into());
+        }
+        let Some(quote) = view.quotes.get(&entry.symbol) else {
+            return Err("no quote for the symbol".into());
+        };
+        let mid = (quote.bid + quote.ask) / 2.0;
+        if !(mid.is_finite() && mid > 0.0) {
+            return Err("no usable quote".into());
+        }
+        if let Some(limit) = entry.limit_price {
+            let distance = (limit.to_f64() - mid).abs() / mid;
+            if distance > MAX_LIMIT_DISTANCE {
+                return Err(format!("limit {limit} is {:.1} % from the quote {mid:.2}", distance * 100.0));
+            }
+        }
+        let notional = match entry.amount {
+            Amount::Qty(q) => q.to_f64() * entry.limit_price.map_or(mid, Dec::to_f64),
+            Amount::Notional(n) => n.to_f64(),
+        };
+        let Some(cash) = cash else { return Err("cash unknown".into()) };
+        let spendable = cash.to_f64() * (1.0 - cfg.bots.portfoliobot.cash_reserve_pct / 100.0);
+        if notional > spendable {
+            return Err(format!("{notional:.2} would spend into the cash reserve ({spendable:.2} spendable)"));
+        }
+        // The entry's own loss at its stop. (Summing the open risk of held positions needs their
+        // stops, which the bots' exit rules bring.)
+        if !(entry.risk_usd.is_finite() && entry.risk_usd >= 0.0) || entry.risk_usd > budget.max_open_risk {
+            return Err(format!("risk {:.2} above the open-risk budget {:.2}", entry.risk_usd, budget.max_open_risk));
+        }
+        Ok(())
+    }
+}
+
+/// (bot, symbol) pairs with an exit order still in flight.
+fn exits_in_flight(state: &State) -> Result<BTreeSet<(String, String)>, StateError> {
+    Ok(state.unfinished_orders()?.into_iter().filter(|o| o.intent == "exit").map(|o| (o.bot, o.symbol)).collect())
+}
+
+fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {
+    // Never more than owned: an exit that over-sells would open a short.
+    let owned = view.owned.iter().find(|p| p.symbol == exit.symbol).map_or(Dec::ZERO, |p| p.qty.abs());
+    OrderSpec {
+        bot: bot.into(),
+        symbol: exit.symbol.clone(),
+        side: exit.side,
+        amount: Amount::Qty(exit.qty.min(owned)),
+        order_type: exit.order_type,
+        limit_price: exit.limit_price,
+        time_in_force: exit.time_in_force,
+        intent: Intent::Exit,
+        rule: Some(exit.rule),
+    }
+}
+
+/// The latest quotes of every bot's symbols: one request for stocks, one for crypto pairs.
+fn fetch_quotes(broker: &mut dyn Broker, bots: &[Box<dyn Bot>]) -> Result<BySymbol<Quote>, BrokerError> {
+    let mut stocks = BTreeSet::new();
+    let mut pairs = BTreeSet::new();
+    for bot in bots {
+        let set = if bot.kind() == BotKind::Crypto { &mut pairs } else { &mut stocks };
+        set.extend(bot.symbols().iter().cloned());
+    }
+    let mut quotes = BySymbol::new();
+    if !stocks.is_empty() {
+        quotes.extend(broker.stock_quotes(&stocks.into_iter().collect::<Vec<_>>())?);
+    }
+    if !pairs.is_empty() {
+        quotes.extend(broker.crypto_quotes(&pairs.into_iter().collect::<Vec<_>>())?);
+    }
+    Ok(quotes)
+}

@@ -62,6 +62,10 @@ pub struct FakeState {
     pub next_id: u64,
     /// Pages served for `/v2/stocks/bars`: each is the `bars` object of one page.
     pub stock_bar_pages: Vec<Value>,
+    /// The answer of `GET /v2/clock`.
+    pub clock: Value,
+    /// When set, every latest quote carries this timestamp (so quotes are fresh in a test's time).
+    pub quote_time: Option<String>,
 }
 
 #[derive(Clone)]
@@ -90,6 +94,7 @@ impl FakeAlpaca {
             positions,
             next_id: 1,
             stock_bar_pages: vec![sample("stock-bars-multi.json")["bars"].clone()],
+            clock: sample("clock.json"),
             ..FakeState::default()
         };
         let fake = FakeAlpaca { url, state: Arc::new(Mutex::new(state)) };
@@ -114,6 +119,36 @@ impl FakeAlpaca {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
+    }
+
+    /// Fills one of the fake's orders completely at `price` and books the position, as Alpaca
+    /// would after an execution.
+    pub fn fill(&self, client_order_id: &str, price: &str) {
+        let mut st = self.lock();
+        let i = st.orders.iter().position(|o| o["client_order_id"] == client_order_id).expect("no such order");
+        let qty = st.orders[i]["qty"].as_str().unwrap_or("0").to_string();
+        let symbol = st.orders[i]["symbol"].as_str().unwrap_or_default().to_string();
+        let side = st.orders[i]["side"].as_str().unwrap_or_default().to_string();
+        st.orders[i]["status"] = "filled".into();
+        st.orders[i]["filled_qty"] = qty.clone().into();
+        st.orders[i]["filled_avg_price"] = price.into();
+        let q: f64 = qty.parse().unwrap();
+        let signed = if side == "buy" { q } else { -q };
+        match st.positions.iter().position(|p| p["symbol"] == symbol.as_str()) {
+            Some(j) => {
+                let held: f64 = st.positions[j]["qty"].as_str().unwrap().parse().unwrap();
+                let now = held + signed;
+                if now == 0.0 {
+                    st.positions.remove(j);
+                } else {
+                    st.positions[j]["qty"] = format!("{now}").into();
+                }
+            }
+            None => st.positions.push(json!({
+                "symbol": symbol, "asset_class": "us_equity", "qty": format!("{signed}"), "side": "long",
+                "avg_entry_price": price, "current_price": price, "market_value": "0", "unrealized_pl": "0"
+            })),
+        }
     }
 
     pub fn count(&self, method: &str, path: &str) -> usize {
@@ -168,7 +203,7 @@ impl FakeAlpaca {
         let path = r.path.as_str();
         match (r.method.as_str(), path) {
             ("GET", "/v2/account") => (200, st.account.clone()),
-            ("GET", "/v2/clock") => (200, sample("clock.json")),
+            ("GET", "/v2/clock") => (200, st.clock.clone()),
             ("GET", "/v2/calendar") => (200, sample("calendar.json")),
             ("GET", "/v2/positions") => (200, Value::Array(st.positions.clone())),
             ("GET", "/v2/orders") => {
@@ -237,7 +272,15 @@ impl FakeAlpaca {
                     if page + 1 < st.stock_bar_pages.len() { json!(format!("page-{}", page + 1)) } else { Value::Null };
                 (200, json!({"bars": bars, "next_page_token": next}))
             }
-            ("GET", "/v2/stocks/quotes/latest") => (200, sample("stock-latest-quotes.json")),
+            ("GET", "/v2/stocks/quotes/latest") => {
+                let mut answer = sample("stock-latest-quotes.json");
+                if let (Some(t), Some(quotes)) = (&st.quote_time, answer["quotes"].as_object_mut()) {
+                    for q in quotes.values_mut() {
+                        q["t"] = t.clone().into();
+                    }
+                }
+                (200, answer)
+            }
             ("GET", "/v1beta3/crypto/us/bars") => (200, sample("crypto-bars.json")),
             ("GET", "/v1beta3/crypto/us/latest/quotes") => (200, sample("crypto-latest-quotes.json")),
             _ => {

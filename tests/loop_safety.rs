@@ -1,0 +1,372 @@
+//! The loop's safety promises, with a trivial test bot, against the loopback fake of Alpaca (to
+//! see exactly which requests go out) or the simulated broker (to see fills happen):
+//! ownership, the daily-loss halt with its cancel and flatten of *our* orders and positions only,
+//! exits while halted, restarts, account flags, budgets and risk checks that fail closed.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use support::fake_alpaca::{FakeAlpaca, KEY, SECRET};
+use support::test_bot::{Orders, TestBot};
+use trading_hydra::core::clock::ManualClock;
+use trading_hydra::core::config::{Config, DataFeed, Sim};
+use trading_hydra::core::decimal::Dec;
+use trading_hydra::core::halt::{Halt, HaltReason};
+use trading_hydra::core::state::State;
+use trading_hydra::orchestrator::Orchestrator;
+use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
+use trading_hydra::services::portfolio::BotKind;
+use trading_hydra::services::sim_broker::SimBroker;
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn d(s: &str) -> Dec {
+    s.parse().unwrap()
+}
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("th-safety-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("state.db")
+}
+
+/// The shipped config; its `mom_AAPL` bot (whose budget the test bot borrows) may hold a few
+/// positions and trade more often.
+fn config(db: &Path) -> Config {
+    let mut cfg = Config::load(Path::new("config")).unwrap();
+    cfg.settings.system.state_db_path = db.to_path_buf();
+    cfg.bots.momentum_bots[0].risk.max_concurrent_positions = 5;
+    cfg.bots.momentum_bots[0].risk.max_trades_per_day = 10;
+    cfg
+}
+
+/// Wednesday 2026-11-25, 10:00 New York.
+const WEDNESDAY: &str = "2026-11-25T15:00:00Z";
+
+fn fake_at(now: &str) -> FakeAlpaca {
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        let t = ts(now);
+        st.clock = json!({
+            "timestamp": now, "is_open": true,
+            "next_open": "2026-11-26T14:30:00Z", "next_close": t.checked_add(SignedDuration::from_hours(6)).unwrap().to_string()
+        });
+        st.quote_time = Some(now.to_string());
+        st.account["equity"] = "100000".into();
+        st.account["last_equity"] = "100000".into();
+        st.account["cash"] = "100000".into();
+    }
+    fake
+}
+
+fn alpaca(fake: &FakeAlpaca) -> Box<AlpacaClient> {
+    Box::new(AlpacaClient::new(
+        Credentials::new(KEY.into(), SECRET.into()),
+        ClientSettings {
+            trading_url: fake.url.clone(),
+            data_url: fake.url.clone(),
+            feed: DataFeed::Iex,
+            timeout: Duration::from_millis(500),
+            retry_budget: Duration::from_secs(1),
+            max_attempts: 2,
+            backoff: Duration::from_millis(10),
+            requests_per_minute: 1000,
+        },
+    ))
+}
+
+fn on_fake(
+    db: &Path,
+    fake: &FakeAlpaca,
+    clock: &Arc<ManualClock>,
+    symbols: &[&str],
+) -> (Orchestrator, Arc<Mutex<Orders>>) {
+    let (bot, orders) = TestBot::new("mom_AAPL", BotKind::Momentum, symbols);
+    let state = State::open(db).unwrap();
+    let o = Orchestrator::with_bots(config(db), state, Box::new(clock.clone()), alpaca(fake), vec![Box::new(bot)]);
+    (o, orders)
+}
+
+fn on_sim(db: &Path, clock: &Arc<ManualClock>, symbols: &[&str]) -> (Orchestrator, Arc<Mutex<Orders>>) {
+    let (bot, orders) = TestBot::new("mom_AAPL", BotKind::Momentum, symbols);
+    let sim = SimBroker::open(clock.clone(), Sim::default(), 5, Some(State::open(db).unwrap())).unwrap();
+    let o = Orchestrator::with_bots(
+        config(db),
+        State::open(db).unwrap(),
+        Box::new(clock.clone()),
+        Box::new(sim),
+        vec![Box::new(bot)],
+    );
+    (o, orders)
+}
+
+fn posts(fake: &FakeAlpaca) -> Vec<serde_json::Value> {
+    fake.seen()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_entry_fills_into_an_owned_position_and_an_exit_closes_it() {
+    let db = temp_db("own");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_sim(&db, &clock, &["AAPL"]);
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 2, None)];
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 1, "{s:?}");
+    orders.lock().unwrap().enter.clear();
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    let owned = o.state().owned_positions().unwrap();
+    assert_eq!((owned[0].bot.as_str(), owned[0].symbol.as_str(), owned[0].qty), ("mom_AAPL", "AAPL", d("2")));
+
+    orders.lock().unwrap().exit_all = Some("test_exit");
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 1);
+    // The exit is in flight: no second exit for the same position.
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().is_empty());
+    let exit = o.state().order("th-mom_AAPL-20261125-2").unwrap().unwrap();
+    assert_eq!(
+        (exit.intent.as_str(), exit.rule.as_deref(), exit.status.as_str()),
+        ("exit", Some("test_exit"), "filled")
+    );
+}
+
+#[test]
+fn exits_keep_working_while_halted_and_entries_do_not() {
+    let db = temp_db("halted-exits");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_sim(&db, &clock, &["AAPL"]);
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap().len(), 1);
+
+    let halt = Halt { reason: HaltReason::Manual, detail: "test".into(), since: clock_now(&clock), until: None };
+    o.state().set_halt(&halt).unwrap();
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    orders.lock().unwrap().exit_all = Some("test_exit");
+    let s = o.run_iteration();
+    assert!(s.halted && !s.entries_allowed);
+    assert_eq!(s.orders_submitted, 1, "the exit, and only the exit");
+    let sent = o.state().order("th-mom_AAPL-20261125-2").unwrap().unwrap();
+    assert_eq!(sent.intent, "exit");
+    assert!(o.state().order("th-mom_AAPL-20261125-3").unwrap().is_none(), "no entry while halted");
+}
+
+fn clock_now(c: &Arc<ManualClock>) -> Timestamp {
+    use trading_hydra::core::clock::Clock;
+    c.now()
+}
+
+#[test]
+fn a_daily_loss_halts_cancels_and_flattens_only_what_the_daemon_owns() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("dailyloss");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL", "TSLA"]);
+
+    // Our TSLA position: entered, then filled by the broker.
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
+    o.run_iteration();
+    fake.fill("th-mom_AAPL-20261125-1", "910");
+    // Our resting AAPL entry (a limit below the market), and the user's own order.
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, Some(d("170")))];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    fake.lock().orders.push(json!({
+        "id": "user-order-1", "client_order_id": "users-own", "symbol": "AAPL", "side": "buy", "qty": "1",
+        "type": "limit", "limit_price": "100", "status": "accepted", "time_in_force": "gtc", "filled_qty": "0"
+    }));
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("3"));
+
+    // -1.2 %: the daily-loss halt.
+    fake.lock().account["equity"] = "98800".into();
+    let s = o.run_iteration();
+    assert_eq!(s.halts, vec![HaltReason::DailyLoss]);
+    assert!(!s.entries_allowed);
+    let seen = fake.seen();
+    let deletes: Vec<&str> = seen.iter().filter(|r| r.method == "DELETE").map(|r| r.path.as_str()).collect();
+    let our_aapl = o.state().order("th-mom_AAPL-20261125-2").unwrap().unwrap().broker_order_id.unwrap();
+    assert_eq!(deletes, vec![format!("/v2/orders/{our_aapl}")], "only our entry is cancelled, one by one");
+    let flatten = posts(&fake).pop().unwrap();
+    assert_eq!(
+        (flatten["symbol"].as_str(), flatten["side"].as_str(), flatten["qty"].as_str()),
+        (Some("TSLA"), Some("sell"), Some("3"))
+    );
+    assert!(flatten["client_order_id"].as_str().unwrap().starts_with("th-mom_AAPL-20261125-"));
+    let rule = o.state().order(flatten["client_order_id"].as_str().unwrap()).unwrap().unwrap().rule;
+    assert_eq!(rule.as_deref(), Some("daily_loss_flatten"));
+    // The user's AAPL position and order were never touched.
+    assert!(fake.lock().orders.iter().any(|o| o["id"] == "user-order-1" && o["status"] == "accepted"));
+    assert!(fake.lock().positions.iter().any(|p| p["symbol"] == "AAPL"));
+
+    // Entries stay blocked for the rest of the trading date, across a restart.
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    let before = posts(&fake).len();
+    drop(o);
+    let (mut o, orders2) = on_fake(&db, &fake, &clock, &["AAPL", "TSLA"]);
+    orders2.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    clock.set(ts("2026-11-26T04:59:00Z")); // 23:59 New York
+    {
+        let mut st = fake.lock();
+        st.clock = json!({"timestamp": "2026-11-26T04:59:00Z", "is_open": false,
+                          "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-26T21:00:00Z"});
+    }
+    assert_eq!(o.run_iteration().halts, vec![HaltReason::DailyLoss]);
+    assert_eq!(posts(&fake).len(), before, "no entry while the daily-loss halt holds");
+
+    // The next trading date: the halt lifts by itself.
+    {
+        let mut st = fake.lock();
+        st.account["last_equity"] = "98800".into();
+        st.clock["timestamp"] = "2026-11-26T15:00:00Z".into();
+        st.clock["next_open"] = "2026-11-27T14:30:00Z".into();
+        st.clock["next_close"] = "2026-11-26T21:00:00Z".into();
+        st.quote_time = Some("2026-11-26T15:00:00Z".into());
+    }
+    clock.set(ts("2026-11-26T15:00:00Z"));
+    let s = o.run_iteration();
+    assert!(s.halts.is_empty() && s.entries_allowed, "{s:?}");
+    assert_eq!(o.state().day_start(jiff::civil::date(2026, 11, 26)).unwrap().unwrap().equity, 98_800.0);
+}
+
+#[test]
+fn the_day_start_survives_a_restart_and_a_small_account_still_halts() {
+    let fake = fake_at(WEDNESDAY);
+    {
+        let mut st = fake.lock();
+        st.account["equity"] = "500".into();
+        st.account["cash"] = "500".into();
+        st.account["last_equity"] = serde_json::Value::Null;
+    }
+    let db = temp_db("small");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, _) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    assert_eq!(o.run_iteration().day_start_equity, Some(500.0));
+    drop(o);
+    // After a restart the reference is still $500 (the Python daemon reset it below $1,000).
+    fake.lock().account["equity"] = "494".into();
+    let (mut o, _) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    let s = o.run_iteration();
+    assert_eq!(s.day_start_equity, Some(500.0));
+    assert_eq!(s.halts, vec![HaltReason::DailyLoss], "-1.2 % of a $500 account is still -1.2 %");
+}
+
+#[test]
+fn account_flags_halt_until_they_clear() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("flags");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, _) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    fake.lock().account["trading_blocked"] = true.into();
+    assert_eq!(o.run_iteration().halts, vec![HaltReason::AccountBlocked]);
+    fake.lock().account["trading_blocked"] = false.into();
+    let s = o.run_iteration();
+    assert!(s.halts.is_empty() && s.entries_allowed);
+}
+
+#[test]
+fn budgets_are_stored_and_a_bot_that_lost_its_share_stops_entering() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("budgets");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (bot, orders) = TestBot::new("test_bot", BotKind::Momentum, &["AAPL"]);
+    let mut o = Orchestrator::with_bots(
+        config(&db),
+        State::open(&db).unwrap(),
+        Box::new(clock.clone()),
+        alpaca(&fake),
+        vec![Box::new(bot)],
+    );
+    o.run_iteration();
+    // The shipped config has one enabled momentum bot (mom_AAPL): $1,000 of daily risk, 25 %.
+    let budgets = o.state().budgets(jiff::civil::date(2026, 11, 25)).unwrap();
+    let mom = budgets.iter().find(|b| b.bot == "mom_AAPL").unwrap();
+    assert_eq!((mom.daily_loss_limit, mom.max_open_risk, mom.max_trades), (250.0, 500.0, 10));
+    let crypto = budgets.iter().find(|b| b.bot == "crypto_core").unwrap();
+    assert_eq!(crypto.daily_loss_limit, 250.0);
+
+    // The test bot has no budget of its own (it is not in the config): it never enters.
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    assert!(posts(&fake).is_empty());
+}
+
+#[test]
+fn a_risk_check_that_cannot_be_made_refuses_the_trade() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("nocheck");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    // A bot named like the configured momentum bot, so it has a budget.
+    let (bot, orders) = TestBot::new("mom_AAPL", BotKind::Momentum, &["AAPL"]);
+    let mut o = Orchestrator::with_bots(
+        config(&db),
+        State::open(&db).unwrap(),
+        Box::new(clock.clone()),
+        alpaca(&fake),
+        vec![Box::new(bot)],
+    );
+    // No quote for MSFT: the price cannot be checked, so the entry is refused.
+    orders.lock().unwrap().enter = vec![("MSFT".into(), 1, None)];
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    // A limit 20 % away from the quote: refused as implausible.
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, Some(d("140")))];
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    // More than the cash outside the 30 % reserve: refused.
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 500, None)];
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    assert!(posts(&fake).is_empty());
+    // A sane one goes out, with our client order id.
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    assert_eq!(posts(&fake)[0]["client_order_id"], "th-mom_AAPL-20261125-1");
+}
+
+#[test]
+fn clock_skew_stale_quotes_and_equity_jumps_halt() {
+    // The broker's clock says 10:10 while ours says 10:00: a Pi that booted with a stale clock.
+    let fake = fake_at(WEDNESDAY);
+    fake.lock().clock["timestamp"] = "2026-11-25T15:10:00Z".into();
+    let db = temp_db("anomaly");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, _) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    assert_eq!(o.run_iteration().halts, vec![HaltReason::Anomaly]);
+
+    // Quotes a minute old while the market is open: stale data halts the next iteration and
+    // lifts once they are fresh again.
+    let fake = fake_at(WEDNESDAY);
+    fake.lock().quote_time = Some("2026-11-25T14:59:00Z".into());
+    let db = temp_db("stale");
+    let (mut o, _) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    assert!(o.run_iteration().halts.is_empty(), "seen in step 4, acted on in step 2 of the next");
+    assert_eq!(o.run_iteration().halts, vec![HaltReason::DataStale]);
+    fake.lock().quote_time = Some(WEDNESDAY.into());
+    o.run_iteration();
+    assert!(o.run_iteration().halts.is_empty());
+
+    // Equity 30 % up in one iteration: implausible, halt until someone looks.
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("jump");
+    let (mut o, _) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    o.run_iteration();
+    fake.lock().account["equity"] = "130000".into();
+    assert_eq!(o.run_iteration().halts, vec![HaltReason::Anomaly]);
+}

@@ -66,6 +66,45 @@ pub struct FakeState {
     pub clock: Value,
     /// When set, every latest quote carries this timestamp (so quotes are fresh in a test's time).
     pub quote_time: Option<String>,
+    /// Fill every new order at once, at this price.
+    pub auto_fill: Option<String>,
+    /// The clock's `timestamp` and every quote's `t` are the real time of the answer.
+    pub live_time: bool,
+    /// The lowest quantity any position ever reached (negative: something was sold short).
+    pub min_seen: f64,
+}
+
+impl FakeState {
+    /// Marks order `i` filled at `price` and moves the position.
+    pub fn book_fill(&mut self, i: usize, price: &str) {
+        let qty = self.orders[i]["qty"].as_str().unwrap_or("0").to_string();
+        let symbol = self.orders[i]["symbol"].as_str().unwrap_or_default().to_string();
+        let side = self.orders[i]["side"].as_str().unwrap_or_default().to_string();
+        self.orders[i]["status"] = "filled".into();
+        self.orders[i]["filled_qty"] = qty.clone().into();
+        self.orders[i]["filled_avg_price"] = price.into();
+        let q: f64 = qty.parse().unwrap_or(0.0);
+        let signed = if side == "buy" { q } else { -q };
+        match self.positions.iter().position(|p| p["symbol"] == symbol.as_str()) {
+            Some(j) => {
+                let held: f64 = self.positions[j]["qty"].as_str().unwrap_or("0").parse().unwrap_or(0.0);
+                let now = held + signed;
+                self.min_seen = self.min_seen.min(now);
+                if now == 0.0 {
+                    self.positions.remove(j);
+                } else {
+                    self.positions[j]["qty"] = format!("{now}").into();
+                }
+            }
+            None => {
+                self.min_seen = self.min_seen.min(signed);
+                self.positions.push(json!({
+                    "symbol": symbol, "asset_class": "us_equity", "qty": format!("{signed}"), "side": "long",
+                    "avg_entry_price": price, "current_price": price, "market_value": "0", "unrealized_pl": "0"
+                }))
+            }
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -126,29 +165,7 @@ impl FakeAlpaca {
     pub fn fill(&self, client_order_id: &str, price: &str) {
         let mut st = self.lock();
         let i = st.orders.iter().position(|o| o["client_order_id"] == client_order_id).expect("no such order");
-        let qty = st.orders[i]["qty"].as_str().unwrap_or("0").to_string();
-        let symbol = st.orders[i]["symbol"].as_str().unwrap_or_default().to_string();
-        let side = st.orders[i]["side"].as_str().unwrap_or_default().to_string();
-        st.orders[i]["status"] = "filled".into();
-        st.orders[i]["filled_qty"] = qty.clone().into();
-        st.orders[i]["filled_avg_price"] = price.into();
-        let q: f64 = qty.parse().unwrap();
-        let signed = if side == "buy" { q } else { -q };
-        match st.positions.iter().position(|p| p["symbol"] == symbol.as_str()) {
-            Some(j) => {
-                let held: f64 = st.positions[j]["qty"].as_str().unwrap().parse().unwrap();
-                let now = held + signed;
-                if now == 0.0 {
-                    st.positions.remove(j);
-                } else {
-                    st.positions[j]["qty"] = format!("{now}").into();
-                }
-            }
-            None => st.positions.push(json!({
-                "symbol": symbol, "asset_class": "us_equity", "qty": format!("{signed}"), "side": "long",
-                "avg_entry_price": price, "current_price": price, "market_value": "0", "unrealized_pl": "0"
-            })),
-        }
+        st.book_fill(i, price);
     }
 
     pub fn count(&self, method: &str, path: &str) -> usize {
@@ -203,7 +220,13 @@ impl FakeAlpaca {
         let path = r.path.as_str();
         match (r.method.as_str(), path) {
             ("GET", "/v2/account") => (200, st.account.clone()),
-            ("GET", "/v2/clock") => (200, st.clock.clone()),
+            ("GET", "/v2/clock") => {
+                let mut c = st.clock.clone();
+                if st.live_time {
+                    c["timestamp"] = jiff::Timestamp::now().to_string().into();
+                }
+                (200, c)
+            }
             ("GET", "/v2/calendar") => (200, sample("calendar.json")),
             ("GET", "/v2/positions") => (200, Value::Array(st.positions.clone())),
             ("GET", "/v2/orders") => {
@@ -249,6 +272,11 @@ impl FakeAlpaca {
                     o.insert("asset_class".into(), "".into());
                 }
                 st.orders.push(order.clone());
+                if let Some(price) = st.auto_fill.clone() {
+                    let i = st.orders.len() - 1;
+                    st.book_fill(i, &price);
+                    return (200, st.orders[i].clone());
+                }
                 (200, order)
             }
             ("GET", "/v2/options/contracts") => {
@@ -274,7 +302,10 @@ impl FakeAlpaca {
             }
             ("GET", "/v2/stocks/quotes/latest") => {
                 let mut answer = sample("stock-latest-quotes.json");
-                if let (Some(t), Some(quotes)) = (&st.quote_time, answer["quotes"].as_object_mut()) {
+                let live = st.live_time.then(|| jiff::Timestamp::now().to_string());
+                if let (Some(t), Some(quotes)) =
+                    (live.as_ref().or(st.quote_time.as_ref()), answer["quotes"].as_object_mut())
+                {
                     for q in quotes.values_mut() {
                         q["t"] = t.clone().into();
                     }

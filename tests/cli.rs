@@ -333,6 +333,12 @@ fn iterations_run_at_the_interval_then_exit() {
     assert_eq!(s.events("shutdown")[0]["reason"], "iterations_done");
     let st = s.status_json();
     assert_eq!(st["last_loop"]["iteration"], 3);
+    assert_eq!(st["positions"], serde_json::json!([]));
+    assert_eq!(st["open_orders"], 0);
+    // Budgets of the shipped config's three enabled bots, from the $100,000 simulated account.
+    let budgets = st["budgets"].as_array().unwrap();
+    assert_eq!(budgets.len(), 3, "{budgets:?}");
+    assert!(budgets.iter().all(|b| b["daily_loss_limit"] == 250.0));
     assert_eq!(st["mode"], "sim");
     assert_eq!(st["stale"], false);
 }

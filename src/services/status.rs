@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::core::clock;
 use crate::core::halt::Halt;
-use crate::core::state::{BudgetRow, DayStart, LoopRun, State, StateError};
+use crate::core::state::{BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError};
 
 /// An iteration older than this many intervals is flagged: the daemon may be stopped or stuck.
 pub const STALE_AFTER_INTERVALS: u64 = 3;
@@ -24,6 +24,10 @@ pub struct StatusReport {
     pub trading_date: Date,
     pub day_start: Option<DayStart>,
     pub budgets: Vec<BudgetRow>,
+    /// What the daemon's own orders opened, by bot.
+    pub owned: Vec<OwnedPosition>,
+    /// Our orders still in flight.
+    pub open_orders: usize,
     pub last_loop: Option<LoopRun>,
     /// Seconds since the last iteration started.
     pub last_loop_age_seconds: Option<i64>,
@@ -45,6 +49,8 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
         trading_date,
         day_start: state.day_start(trading_date)?,
         budgets: state.budgets(trading_date)?,
+        owned: state.owned_positions()?,
+        open_orders: state.unfinished_orders()?.len(),
         last_loop,
         last_loop_age_seconds: age,
         stale,
@@ -75,6 +81,14 @@ impl StatusReport {
                 "realized_pnl": b.realized_pnl,
                 "trades": b.trades,
             })).collect::<Vec<_>>(),
+            "positions": self.owned.iter().map(|p| json!({
+                "bot": p.bot,
+                "symbol": p.symbol,
+                "qty": p.qty.to_string(),
+                "avg_entry_price": p.avg_entry_price.to_string(),
+                "opened_at": ts(p.opened_at),
+            })).collect::<Vec<_>>(),
+            "open_orders": self.open_orders,
             "last_loop": self.last_loop.as_ref().map(|r| json!({
                 "iteration": r.iteration,
                 "started_at": ts(r.started_at),
@@ -123,6 +137,16 @@ impl StatusReport {
             }
             None => line("last iteration", "none recorded".into()),
         }
+        if self.owned.is_empty() {
+            line("positions", "none owned by the daemon".into());
+        }
+        for p in &self.owned {
+            line(
+                "position",
+                format!("{}: {} {} at {} since {}", p.bot, p.qty, p.symbol, p.avg_entry_price, ts(p.opened_at)),
+            );
+        }
+        line("open orders", self.open_orders.to_string());
         if self.budgets.is_empty() {
             line("budgets", "none recorded today".into());
         }

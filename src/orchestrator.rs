@@ -238,7 +238,6 @@ impl Orchestrator {
         // fail-closed, no step failed.
         let fail_closed = self.cfg.settings.safety.fail_closed;
         let entries_allowed = !halted && !unsure && (errors.is_empty() || !fail_closed);
-        let cash = account.as_ref().map(|a| a.cash);
         let outcome = self.execution.run_bots(
             &mut self.state,
             self.broker.as_mut(),
@@ -247,7 +246,7 @@ impl Orchestrator {
             &budgets,
             session,
             entries_allowed,
-            cash,
+            account.as_ref(),
             now,
         );
         let orders_submitted = match outcome {

@@ -370,3 +370,58 @@ fn clock_skew_stale_quotes_and_equity_jumps_halt() {
     fake.lock().account["equity"] = "130000".into();
     assert_eq!(o.run_iteration().halts, vec![HaltReason::Anomaly]);
 }
+
+/// Moves the test's clock and the fake's clock and quotes together.
+fn move_to(fake: &FakeAlpaca, clock: &Arc<ManualClock>, t: &str) {
+    clock.set(ts(t));
+    let mut st = fake.lock();
+    st.clock["timestamp"] = t.into();
+    st.quote_time = Some(t.into());
+}
+
+#[test]
+fn a_partial_fill_is_owned_for_what_filled_and_the_rest_is_cancelled_after_the_timeout() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("partial");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    {
+        let mut st = fake.lock();
+        let order = st.orders.last_mut().unwrap();
+        order["status"] = "partially_filled".into();
+        order["filled_qty"] = "1".into();
+        order["filled_avg_price"] = "910".into();
+        st.positions.push(
+            json!({"symbol": "TSLA", "asset_class": "us_equity", "qty": "1", "side": "long", "avg_entry_price": "910"}),
+        );
+    }
+    move_to(&fake, &clock, "2026-11-25T15:00:30Z");
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("1"), "owned for what filled");
+    assert_eq!(fake.count("DELETE", &format!("/v2/orders/{}", fake.lock().orders[0]["id"].as_str().unwrap())), 0);
+    // 120 s after it was sent, the unfilled rest is cancelled; what filled stays owned.
+    move_to(&fake, &clock, "2026-11-25T15:02:00Z");
+    o.run_iteration();
+    let id = fake.lock().orders[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(fake.count("DELETE", &format!("/v2/orders/{id}")), 1);
+    move_to(&fake, &clock, "2026-11-25T15:02:05Z");
+    o.run_iteration();
+    assert_eq!(o.state().order("th-mom_AAPL-20261125-1").unwrap().unwrap().status, "canceled");
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("1"));
+}
+
+#[test]
+fn entries_stay_within_the_asset_class_buying_power() {
+    let fake = fake_at(WEDNESDAY);
+    fake.lock().account["buying_power"] = "100".into();
+    let db = temp_db("bp");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    assert_eq!(o.run_iteration().orders_submitted, 0, "$172 of AAPL with $100 of buying power");
+    fake.lock().account["buying_power"] = "1000".into();
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+}

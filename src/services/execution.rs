@@ -22,7 +22,7 @@ use crate::core::decimal::Dec;
 use crate::core::state::{OrderRecord, OwnedPosition, State, StateError};
 use crate::event;
 use crate::services::broker::{
-    Amount, Broker, BrokerError, BySymbol, OrderRequest, OrderType, Quote, Side, TimeInForce,
+    Account, Amount, Broker, BrokerError, BySymbol, OrderRequest, OrderType, Quote, Side, TimeInForce,
 };
 use crate::services::portfolio::{self, BotKind, Budget};
 
@@ -410,7 +410,7 @@ impl Execution {
         budgets: &[Budget],
         session: SessionState,
         entries_allowed: bool,
-        cash: Option<Dec>,
+        account: Option<&Account>,
         now: Timestamp,
     ) -> Result<StepReport, ExecError> {
         let mut report = StepReport::default();
@@ -454,7 +454,7 @@ impl Execution {
                     max_positions: 0,
                 });
                 for entry in bot.entries(&view, &budget) {
-                    if let Err(why) = self.risk_check(state, cfg, bot.as_ref(), &budget, &view, &entry, cash, now) {
+                    if let Err(why) = self.risk_check(state, cfg, bot.as_ref(), &budget, &view, &entry, account, now) {
                         event!(
                             Info,
                             "order_rejected",
@@ -560,7 +560,7 @@ impl Execution {
         budget: &Budget,
         view: &BotView,
         entry: &Entry,
-        cash: Option<Dec>,
+        account: Option<&Account>,
         now: Timestamp,
     ) -> Result<(), String> {
         if view.owned.len() as u32 >= budget.max_positions {
@@ -590,10 +590,20 @@ impl Execution {
             Amount::Qty(q) => q.to_f64() * entry.limit_price.map_or(mid, Dec::to_f64),
             Amount::Notional(n) => n.to_f64(),
         };
-        let Some(cash) = cash else { return Err("cash unknown".into()) };
-        let spendable = cash.to_f64() * (1.0 - cfg.bots.portfoliobot.cash_reserve_pct / 100.0);
+        let Some(account) = account else { return Err("the account is unknown".into()) };
+        let spendable = account.cash.to_f64() * (1.0 - cfg.bots.portfoliobot.cash_reserve_pct / 100.0);
         if notional > spendable {
             return Err(format!("{notional:.2} would spend into the cash reserve ({spendable:.2} spendable)"));
+        }
+        // Each asset class has its own buying power: crypto cannot use margin, options have theirs.
+        let power = match bot.kind() {
+            BotKind::Crypto => account.non_marginable_buying_power,
+            BotKind::Options => account.options_buying_power,
+            BotKind::Momentum => Some(account.buying_power),
+        };
+        let Some(power) = power else { return Err("the asset class's buying power is unknown".into()) };
+        if notional > power.to_f64() {
+            return Err(format!("{notional:.2} is beyond the buying power ({power})"));
         }
         // The entry's own loss at its stop. (Summing the open risk of held positions needs their
         // stops, which the bots' exit rules bring.)

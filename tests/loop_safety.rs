@@ -425,3 +425,30 @@ fn entries_stay_within_the_asset_class_buying_power() {
     fake.lock().account["buying_power"] = "1000".into();
     assert_eq!(o.run_iteration().orders_submitted, 1);
 }
+
+#[test]
+fn a_bot_that_lost_its_daily_share_stops_entering() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("lostshare");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    fake.fill("th-mom_AAPL-20261125-1", "910");
+    o.run_iteration();
+    orders.lock().unwrap().exit_all = Some("test_exit");
+    o.run_iteration();
+    orders.lock().unwrap().exit_all = None;
+    // Sold at 800: (800 - 910) x 3 = -$330, more than its $250 share of the day's risk.
+    fake.fill("th-mom_AAPL-20261125-2", "800");
+    o.run_iteration();
+    let budget =
+        o.state().budgets(jiff::civil::date(2026, 11, 25)).unwrap().into_iter().find(|b| b.bot == "mom_AAPL").unwrap();
+    assert!((budget.realized_pnl + 330.0).abs() < 1e-9, "{}", budget.realized_pnl);
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 1, None)];
+    let s = o.run_iteration();
+    assert!(s.entries_allowed, "nothing is halted: only this bot stops");
+    assert_eq!(s.orders_submitted, 0);
+    assert_eq!(posts(&fake).len(), 2);
+}

@@ -15,16 +15,14 @@ use crate::core::state::OwnedPosition;
 use crate::services::broker::{Amount, BySymbol, Leg, OrderType, Quote, Side, TimeInForce};
 use crate::services::portfolio::{BotKind, Budget};
 
-/// Modes a momentum bot's `signal.mode` may name.
-pub const MOMENTUM_SIGNAL_MODES: &[&str] = &[PLACEHOLDER_MOMENTUM];
-/// Modes the crypto bot's `signal.mode` may name.
-pub const CRYPTO_SIGNAL_MODES: &[&str] = &[PLACEHOLDER_CRYPTO];
+pub mod indicators;
+pub mod signals;
 
-/// The Python daemon's placeholder modes: they load, and they never enter, so a migrated config
-/// does not start trading by surprise.
-pub const PLACEHOLDER_MOMENTUM: &str = "placeholder_momentum_v1";
-pub const PLACEHOLDER_CRYPTO: &str = "placeholder_crypto_momo_v1";
+pub use signals::{CRYPTO_MODES as CRYPTO_SIGNAL_MODES, MOMENTUM_MODES as MOMENTUM_SIGNAL_MODES};
+use signals::{PLACEHOLDER_CRYPTO, PLACEHOLDER_MOMENTUM};
 
+/// The Python daemon's placeholder modes load, and never enter, so a migrated config does not
+/// start trading by surprise.
 pub fn is_placeholder_mode(mode: &str) -> bool {
     mode == PLACEHOLDER_MOMENTUM || mode == PLACEHOLDER_CRYPTO
 }

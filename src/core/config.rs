@@ -1012,6 +1012,9 @@ fn signal(c: &mut Checks, at: &str, s: &Signal, known: &[&str]) {
             format!("{:?}", s.mode),
             format!("unknown signal mode; known: {}", known.join(", ")),
         );
+    } else if let Err((param, rule)) = crate::bots::signals::parse(&s.mode, &s.params) {
+        let value = s.params.get(param.as_str()).map_or("?".to_string(), |v| format!("{v:?}"));
+        c.fail(format!("{at}.params.{param}"), value, rule);
     }
 }
 
@@ -1140,6 +1143,15 @@ mod tests {
         let bad = MOM.replace("\"06:35\"", "\"6.35\"");
         let err = bots(&format!("momentum_bots:\n{bad}")).unwrap_err();
         assert!(err.starts_with("momentum_bots[0].session.trade_start: expected a time of day"), "{err}");
+    }
+
+    #[test]
+    fn signal_params_are_checked_with_their_path() {
+        let real = MOM.replace("placeholder_momentum_v1", "ema_roc_volume_v1");
+        assert!(bots(&format!("momentum_bots:\n{real}")).is_ok());
+        let bad = MOM.replace("{mode: placeholder_momentum_v1}", "{mode: ema_roc_volume_v1, params: {fats: 3}}");
+        let err = bots(&format!("momentum_bots:\n{bad}")).unwrap_err();
+        assert!(err.contains("momentum_bots[0].signal.params.fats"), "{err}");
     }
 
     #[test]

@@ -252,6 +252,16 @@ impl Orchestrator {
         let orders_submitted = match outcome {
             Ok(report) => {
                 self.stale = report.stale;
+                if let Some(e) = report.data_error {
+                    event!(
+                        Error,
+                        "iteration_error",
+                        iteration = self.iteration,
+                        step = "execution",
+                        error = e.as_str()
+                    );
+                    errors.push(format!("execution: {e}"));
+                }
                 if let Some(why) = report.account_refused {
                     let halt = Halt {
                         reason: HaltReason::AccountBlocked,

@@ -9,13 +9,17 @@
 
 use jiff::Timestamp;
 
+use crate::core::clock::SessionState;
 use crate::core::config::{Config, Session};
 use crate::core::decimal::Dec;
 use crate::core::state::OwnedPosition;
-use crate::services::broker::{Amount, BySymbol, Leg, OrderType, Quote, Side, TimeInForce};
+use crate::services::broker::{Amount, Bar, BySymbol, Leg, OrderType, Quote, Side, TimeInForce};
 use crate::services::portfolio::{BotKind, Budget};
 
+pub mod crypto;
+pub mod exits;
 pub mod indicators;
+pub mod momentum;
 pub mod signals;
 
 pub use signals::{CRYPTO_MODES as CRYPTO_SIGNAL_MODES, MOMENTUM_MODES as MOMENTUM_SIGNAL_MODES};
@@ -33,9 +37,16 @@ pub struct BotView<'a> {
     pub now: Timestamp,
     /// Its market: the stock session for stocks and options, always for crypto.
     pub market_open: bool,
+    /// The stock session by the broker's clock.
+    pub session: SessionState,
     /// What this bot owns.
     pub owned: Vec<&'a OwnedPosition>,
     pub quotes: &'a BySymbol<Quote>,
+    /// One-minute bars, oldest first.
+    pub bars: &'a BySymbol<Vec<Bar>>,
+    /// Dollars it may spend on an entry: cash outside the reserve, within its asset class's
+    /// buying power.
+    pub spendable: f64,
 }
 
 /// A new position the bot wants.
@@ -71,6 +82,14 @@ pub trait Bot {
     /// The symbols it trades (tickers, underlyings or pairs).
     fn symbols(&self) -> &[String];
     fn session(&self) -> &Session;
+    /// One-minute bars its signal needs (none: no bars are fetched for it).
+    fn bars_needed(&self) -> usize {
+        0
+    }
+    /// Minutes after an exit before it may enter the same symbol again.
+    fn cooldown_minutes(&self) -> u32 {
+        0
+    }
     /// Exits for what it owns. Called every iteration, halted or not.
     fn exits(&self, view: &BotView) -> Vec<Exit>;
     /// Entries. Called only when the preflight passed.
@@ -111,13 +130,21 @@ impl Bot for PlaceholderBot {
 pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
     let b = &cfg.bots;
     let mut out: Vec<Box<dyn Bot>> = Vec::new();
+    // The modes and their parameters were checked when the configuration loaded; a failure here
+    // would be a bug, and the bot then stays a placeholder that never enters.
+    let signal = |mode: &str, params| signals::parse(mode, params).unwrap_or(signals::Signal::Placeholder);
     for m in b.momentum_bots.iter().filter(|m| m.enabled) {
-        out.push(Box::new(PlaceholderBot {
-            id: m.bot_id.clone(),
-            kind: BotKind::Momentum,
-            symbols: vec![m.ticker.clone()],
-            session: m.session.clone(),
-        }));
+        let sig = signal(&m.signal.mode, &m.signal.params);
+        if sig == signals::Signal::Placeholder {
+            out.push(Box::new(PlaceholderBot {
+                id: m.bot_id.clone(),
+                kind: BotKind::Momentum,
+                symbols: vec![m.ticker.clone()],
+                session: m.session.clone(),
+            }));
+        } else {
+            out.push(Box::new(momentum::MomentumBot::new(m, sig, cfg.timezone.clone())));
+        }
     }
     if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
         out.push(Box::new(PlaceholderBot {
@@ -128,12 +155,17 @@ pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
         }));
     }
     if let Some(c) = b.cryptobot.as_ref().filter(|c| c.enabled) {
-        out.push(Box::new(PlaceholderBot {
-            id: c.bot_id.clone(),
-            kind: BotKind::Crypto,
-            symbols: c.pairs.clone(),
-            session: c.session.clone(),
-        }));
+        let sig = signal(&c.signal.mode, &c.signal.params);
+        if sig == signals::Signal::Placeholder {
+            out.push(Box::new(PlaceholderBot {
+                id: c.bot_id.clone(),
+                kind: BotKind::Crypto,
+                symbols: c.pairs.clone(),
+                session: c.session.clone(),
+            }));
+        } else {
+            out.push(Box::new(crypto::CryptoBot::new(c, sig)));
+        }
     }
     out
 }

@@ -442,11 +442,17 @@ pub struct MomentumBot {
     #[serde(default = "yes")]
     pub enabled: bool,
     pub ticker: String,
+    /// Added: may the bot sell short on a falling signal? Long only by default.
+    #[serde(default)]
+    pub allow_short: bool,
     pub session: Session,
     #[serde(default)]
     pub risk: MomentumRisk,
     pub exits: Exits,
     pub signal: Signal,
+    /// Added: how entries are sent.
+    #[serde(default)]
+    pub execution: MomentumExecution,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -454,11 +460,43 @@ pub struct MomentumBot {
 pub struct MomentumRisk {
     pub max_trades_per_day: u32,
     pub max_concurrent_positions: u32,
+    /// Added: the most one position may cost.
+    pub max_position_usd: f64,
+    /// Added: minutes after an exit before the bot enters the same symbol again.
+    pub cooldown_minutes: u32,
 }
 
 impl Default for MomentumRisk {
     fn default() -> MomentumRisk {
-        MomentumRisk { max_trades_per_day: 3, max_concurrent_positions: 1 }
+        MomentumRisk {
+            max_trades_per_day: 3,
+            max_concurrent_positions: 1,
+            max_position_usd: 10_000.0,
+            cooldown_minutes: 15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryOrderType {
+    Market,
+    /// A marketable limit: the ask (bid for a short) moved `limit_offset_bps` toward the market.
+    Limit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MomentumExecution {
+    pub order_type: EntryOrderType,
+    pub limit_offset_bps: f64,
+    /// Fractional shares (Alpaca takes them as `day` market or limit orders on fractionable stocks).
+    pub fractional: bool,
+}
+
+impl Default for MomentumExecution {
+    fn default() -> MomentumExecution {
+        MomentumExecution { order_type: EntryOrderType::Market, limit_offset_bps: 5.0, fractional: false }
     }
 }
 
@@ -648,11 +686,13 @@ pub struct CryptoRisk {
     pub max_trades_per_day: u32,
     pub max_concurrent_positions: u32,
     pub min_order_size: f64,
+    /// Added: minutes after an exit before the bot enters the same pair again.
+    pub cooldown_minutes: u32,
 }
 
 impl Default for CryptoRisk {
     fn default() -> CryptoRisk {
-        CryptoRisk { max_trades_per_day: 5, max_concurrent_positions: 3, min_order_size: 15.0 }
+        CryptoRisk { max_trades_per_day: 5, max_concurrent_positions: 3, min_order_size: 15.0, cooldown_minutes: 30 }
     }
 }
 
@@ -859,6 +899,9 @@ fn validate_bots(b: &Bots) -> Result<(), Vec<Problem>> {
         session(&mut c, &format!("{at}.session"), &m.session);
         c.within(format!("{at}.risk.max_trades_per_day"), m.risk.max_trades_per_day, 0, 1000);
         c.within(format!("{at}.risk.max_concurrent_positions"), m.risk.max_concurrent_positions, 0, 100);
+        c.range(format!("{at}.risk.max_position_usd"), m.risk.max_position_usd, 0.0, 1e9, true);
+        c.within(format!("{at}.risk.cooldown_minutes"), m.risk.cooldown_minutes, 0, 10_080);
+        c.range(format!("{at}.execution.limit_offset_bps"), m.execution.limit_offset_bps, 0.0, 500.0, false);
         exits(&mut c, &format!("{at}.exits"), &m.exits, 100.0, 1000.0);
         signal(&mut c, &format!("{at}.signal"), &m.signal, MOMENTUM_SIGNAL_MODES);
     }
@@ -939,6 +982,7 @@ fn validate_bots(b: &Bots) -> Result<(), Vec<Problem>> {
         c.range("cryptobot.risk.min_order_size", k.risk.min_order_size, 0.0, 1e9, false);
         c.within("cryptobot.risk.max_trades_per_day", k.risk.max_trades_per_day, 0, 1000);
         c.within("cryptobot.risk.max_concurrent_positions", k.risk.max_concurrent_positions, 0, 100);
+        c.within("cryptobot.risk.cooldown_minutes", k.risk.cooldown_minutes, 0, 10_080);
         exits(&mut c, "cryptobot.exits", &k.exits, 100.0, 1000.0);
         signal(&mut c, "cryptobot.signal", &k.signal, CRYPTO_SIGNAL_MODES);
     }

@@ -24,10 +24,11 @@ use crate::core::clock;
 
 /// Logs an event: `event!(Info, "loop_summary", iteration = n, equity = e)`.
 ///
-/// The field values keep their types (numbers stay numbers, `None` becomes `null`).
+/// The field values keep their types (numbers stay numbers, `None` becomes `null`). A key is an
+/// identifier or, for a name Rust reserves, a string: `"type" = "market"`.
 #[macro_export]
 macro_rules! event {
-    ($level:ident, $name:literal $(, $key:ident = $value:expr)* $(,)?) => {
+    ($level:ident, $name:literal $(, $key:tt = $value:expr)* $(,)?) => {
         ::log::log!(target: $crate::core::logging::EVENT_TARGET, ::log::Level::$level, event = $name $(, $key = $value)*; "{}", $name)
     };
 }

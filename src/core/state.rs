@@ -795,15 +795,29 @@ impl State {
         }
     }
 
-    /// Raises the high-water mark of an owned position (never lowers it).
-    pub fn raise_high_water(&self, bot: &str, symbol: &str, price: f64) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "UPDATE owned_positions SET high_water = max(coalesce(high_water, ?3), ?3) WHERE bot = ?1 AND symbol = ?2",
-                params![bot, symbol, price],
+    /// Records a price seen while holding: the best since entry is kept (the highest for a long,
+    /// the lowest for a short), for trailing stops.
+    pub fn record_best_price(&self, bot: &str, symbol: &str, price: f64, long: bool) -> Result<(), StateError> {
+        let sql_text = if long {
+            "UPDATE owned_positions SET high_water = max(coalesce(high_water, ?3), ?3) WHERE bot = ?1 AND symbol = ?2"
+        } else {
+            "UPDATE owned_positions SET high_water = min(coalesce(high_water, ?3), ?3) WHERE bot = ?1 AND symbol = ?2"
+        };
+        self.conn.execute(sql_text, params![bot, symbol, price]).map(drop).map_err(sql("recording a best price"))
+    }
+
+    /// When a bot's last exit in `symbol` (partly) filled, for its cooldown.
+    pub fn last_exit(&self, bot: &str, symbol: &str) -> Result<Option<Timestamp>, StateError> {
+        let at: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT max(updated_at) FROM orders WHERE bot = ?1 AND symbol = ?2 AND intent = 'exit'
+                 AND filled_qty IS NOT NULL AND filled_qty <> '0'",
+                params![bot, symbol],
+                |r| r.get(0),
             )
-            .map(drop)
-            .map_err(sql("raising a high-water mark"))
+            .map_err(sql("reading the last exit"))?;
+        at.as_deref().map(clock::parse_ts).transpose().map_err(bad_row("orders.updated_at"))
     }
 
     // --- budgets ----------------------------------------------------------------------------

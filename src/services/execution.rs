@@ -22,13 +22,15 @@ use crate::core::decimal::Dec;
 use crate::core::state::{OrderRecord, OwnedPosition, State, StateError};
 use crate::event;
 use crate::services::broker::{
-    Account, Amount, Broker, BrokerError, BySymbol, OrderRequest, OrderType, Quote, Side, TimeInForce,
+    Account, Amount, Bar, Broker, BrokerError, BySymbol, OrderRequest, OrderType, Quote, Side, TimeInForce,
 };
 use crate::services::portfolio::{self, BotKind, Budget};
 
 /// An order not found at the broker this long after it was recorded was never sent (the process
 /// died in between) or never arrived: it is abandoned, never re-sent.
 const ABANDON_AFTER: SignedDuration = SignedDuration::from_secs(60);
+/// Why an entry waits: its symbol has one in flight already.
+const IN_FLIGHT: &str = "an entry for this symbol is already in flight";
 /// A limit price further than this from the last quote is refused as implausible.
 const MAX_LIMIT_DISTANCE: f64 = 0.05;
 
@@ -110,6 +112,8 @@ pub enum Sent {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StepReport {
     pub orders_submitted: u32,
+    /// Market data that could not be fetched (entries were skipped; exits ran on what was known).
+    pub data_error: Option<String>,
     /// Symbols whose last quote was older than allowed while their market was open.
     pub stale: Vec<String>,
     /// The broker refused the credentials or the account while sending.
@@ -121,6 +125,12 @@ pub struct StepReport {
 pub struct Execution {
     /// Send instants of the last minute, for `risk.max_orders_per_minute`.
     sent: VecDeque<Timestamp>,
+    /// One-minute bars of every bot's symbols, fetched once per new minute.
+    bars: BySymbol<Vec<Bar>>,
+    bars_minute: Option<i64>,
+    /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
+    /// refused for the same reason each time, and the log says so once.
+    refusals: BTreeMap<(String, String), String>,
 }
 
 fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
@@ -133,6 +143,40 @@ fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
 impl Execution {
     pub fn new() -> Execution {
         Execution::default()
+    }
+
+    /// Fetches one-minute bars once per new minute: one request for every stock bot's ticker, one
+    /// for every crypto pair.
+    fn refresh_bars(
+        &mut self,
+        broker: &mut dyn Broker,
+        bots: &[Box<dyn Bot>],
+        now: Timestamp,
+    ) -> Result<(), BrokerError> {
+        let minute = now.as_second().div_euclid(60);
+        if self.bars_minute == Some(minute) {
+            return Ok(());
+        }
+        let mut stocks = (BTreeSet::new(), 0usize);
+        let mut pairs = (BTreeSet::new(), 0usize);
+        for bot in bots.iter().filter(|b| b.bars_needed() > 0) {
+            let set = if bot.kind() == BotKind::Crypto { &mut pairs } else { &mut stocks };
+            set.0.extend(bot.symbols().iter().cloned());
+            set.1 = set.1.max(bot.bars_needed());
+        }
+        let mut bars = BySymbol::new();
+        if !stocks.0.is_empty() {
+            // Stocks only have bars in session: look back far enough to span a night.
+            let start = now.saturating_sub(SignedDuration::from_mins(stocks.1 as i64 * 2 + 60)).unwrap_or(now);
+            bars.extend(broker.stock_bars(&stocks.0.into_iter().collect::<Vec<_>>(), "1Min", start)?);
+        }
+        if !pairs.0.is_empty() {
+            let start = now.saturating_sub(SignedDuration::from_mins(pairs.1 as i64 + 10)).unwrap_or(now);
+            bars.extend(broker.crypto_bars(&pairs.0.into_iter().collect::<Vec<_>>(), "1Min", start)?);
+        }
+        self.bars = bars;
+        self.bars_minute = Some(minute);
+        Ok(())
     }
 
     fn orders_last_minute(&mut self, now: Timestamp) -> usize {
@@ -200,7 +244,7 @@ impl Execution {
                     side = spec.side.as_str(),
                     qty = qty.as_deref(),
                     notional = notional.as_deref(),
-                    r#type = spec.order_type.as_str(),
+                    "type" = spec.order_type.as_str(),
                     client_order_id = client_order_id.as_str(),
                     intent = spec.intent.as_str(),
                     rule = spec.rule,
@@ -417,22 +461,83 @@ impl Execution {
         if bots.is_empty() {
             return Ok(report);
         }
-        let quotes = fetch_quotes(broker, bots)?;
+        // Market data. A failure here does not stop the exits: they run on the time rules.
+        let quotes = match fetch_quotes(broker, bots) {
+            Ok(q) => q,
+            Err(e) => {
+                report.data_error = Some(e.to_string());
+                BySymbol::new()
+            }
+        };
+        if let Err(e) = self.refresh_bars(broker, bots, now) {
+            report.data_error.get_or_insert(e.to_string());
+        }
+        // Lent to the bots' views while `self` keeps sending; given back below.
+        let bars = std::mem::take(&mut self.bars);
+        let result = self.decide_and_send(
+            state,
+            broker,
+            cfg,
+            bots,
+            budgets,
+            session,
+            entries_allowed,
+            account,
+            now,
+            &quotes,
+            &bars,
+            report,
+        );
+        self.bars = bars;
+        result
+    }
+
+    /// Step 4 proper, once the market data is in.
+    #[allow(clippy::too_many_arguments)]
+    fn decide_and_send(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        cfg: &Config,
+        bots: &[Box<dyn Bot>],
+        budgets: &[Budget],
+        session: SessionState,
+        entries_allowed: bool,
+        account: Option<&Account>,
+        now: Timestamp,
+        quotes: &BySymbol<Quote>,
+        bars: &BySymbol<Vec<Bar>>,
+        mut report: StepReport,
+    ) -> Result<StepReport, ExecError> {
         let staleness = SignedDuration::from_secs(cfg.settings.health.max_price_staleness_seconds as i64);
         for bot in bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
             for s in bot.symbols() {
                 let fresh = quotes.get(s).is_some_and(|q| now.duration_since(q.t) <= staleness);
-                if market_open && !fresh {
+                if market_open && !fresh && report.data_error.is_none() {
                     report.stale.push(s.clone());
                 }
+            }
+        }
+        // The best price since entry, for trailing stops.
+        for p in state.owned_positions()? {
+            if let Some(q) = quotes.get(&p.symbol) {
+                state.record_best_price(&p.bot, &p.symbol, (q.bid + q.ask) / 2.0, !p.qty.is_negative())?;
             }
         }
         let owned = state.owned_positions()?;
         for bot in bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
             let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();
-            let view = BotView { now, market_open, owned: mine, quotes: &quotes };
+            let view = BotView {
+                now,
+                market_open,
+                session,
+                owned: mine,
+                quotes,
+                bars,
+                spendable: spendable(cfg, bot.kind(), account),
+            };
 
             let in_flight = exits_in_flight(state)?;
             for exit in bot.exits(&view) {
@@ -443,8 +548,10 @@ impl Execution {
                 self.send_counted(state, broker, &spec, now, &mut report)?;
             }
 
+            // Entries need their data: none after a failed fetch.
+            let entries_ok = entries_allowed && report.data_error.is_none();
             let Some(reason) =
-                self.preflight(state, cfg, bot.as_ref(), budgets, &view, &report.stale, entries_allowed, now)?
+                self.preflight(state, cfg, bot.as_ref(), budgets, &view, &report.stale, entries_ok, now)?
             else {
                 let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
                     bot: bot.id().into(),
@@ -455,15 +562,10 @@ impl Execution {
                 });
                 for entry in bot.entries(&view, &budget) {
                     if let Err(why) = self.risk_check(state, cfg, bot.as_ref(), &budget, &view, &entry, account, now) {
-                        event!(
-                            Info,
-                            "order_rejected",
-                            bot = bot.id(),
-                            symbol = entry.symbol.as_str(),
-                            reason = why.as_str()
-                        );
+                        self.log_refusal(bot.id(), &entry.symbol, why);
                         continue;
                     }
+                    self.refusals.remove(&(bot.id().to_string(), entry.symbol.clone()));
                     let spec = OrderSpec {
                         bot: bot.id().into(),
                         symbol: entry.symbol.clone(),
@@ -482,6 +584,20 @@ impl Execution {
             event!(Debug, "entries_skipped", bot = bot.id(), reason = reason.as_str());
         }
         Ok(report)
+    }
+
+    /// `order_rejected` for a risk check's refusal, once per reason while it lasts. Waiting for
+    /// an entry in flight is no refusal: debug only.
+    fn log_refusal(&mut self, bot: &str, symbol: &str, why: String) {
+        if why == IN_FLIGHT {
+            event!(Debug, "entry_skipped", bot = bot, symbol = symbol, reason = why.as_str());
+            return;
+        }
+        let key = (bot.to_string(), symbol.to_string());
+        if self.refusals.get(&key) != Some(&why) {
+            event!(Info, "order_rejected", bot = bot, symbol = symbol, reason = why.as_str());
+            self.refusals.insert(key, why);
+        }
     }
 
     fn send_counted(
@@ -563,7 +679,20 @@ impl Execution {
         account: Option<&Account>,
         now: Timestamp,
     ) -> Result<(), String> {
-        if view.owned.len() as u32 >= budget.max_positions {
+        // Entries still in flight count as positions: an order not yet filled must not be doubled
+        // by the next iteration's signal.
+        let in_flight: BTreeSet<String> = state
+            .unfinished_orders()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|o| o.bot == bot.id() && o.intent == "entry")
+            .map(|o| o.symbol)
+            .collect();
+        if in_flight.contains(&entry.symbol) {
+            return Err(IN_FLIGHT.into());
+        }
+        let holding = view.owned.iter().filter(|p| !in_flight.contains(&p.symbol)).count() + in_flight.len();
+        if holding as u32 >= budget.max_positions {
             return Err("max_concurrent_positions reached".into());
         }
         let entries = state.entries_on(bot.id(), clock::trading_date(now)).map_err(|e| e.to_string())?;
@@ -572,6 +701,12 @@ impl Execution {
         }
         if self.orders_last_minute(now) >= cfg.settings.risk.max_orders_per_minute as usize {
             return Err("max_orders_per_minute reached".into());
+        }
+        let cooldown = SignedDuration::from_mins(i64::from(bot.cooldown_minutes()));
+        if let Some(exit) = state.last_exit(bot.id(), &entry.symbol).map_err(|e| e.to_string())?
+            && now.duration_since(exit) < cooldown
+        {
+            return Err(format!("cooling down after the exit at {}", clock::db_ts(exit)));
         }
         let Some(quote) = view.quotes.get(&entry.symbol) else {
             return Err("no quote for the symbol".into());
@@ -612,6 +747,18 @@ impl Execution {
         }
         Ok(())
     }
+}
+
+/// Dollars a bot of `kind` may spend: cash outside the reserve, within its class's buying power.
+fn spendable(cfg: &Config, kind: BotKind, account: Option<&Account>) -> f64 {
+    let Some(a) = account else { return 0.0 };
+    let cash = a.cash.to_f64() * (1.0 - cfg.bots.portfoliobot.cash_reserve_pct / 100.0);
+    let power = match kind {
+        BotKind::Crypto => a.non_marginable_buying_power,
+        BotKind::Options => a.options_buying_power,
+        BotKind::Momentum => Some(a.buying_power),
+    };
+    power.map_or(0.0, |p| cash.min(p.to_f64())).max(0.0)
 }
 
 /// (bot, symbol) pairs with an exit order still in flight.

@@ -105,6 +105,8 @@ struct Path {
     key: u64,
     base: f64,
     vol: f64,
+    /// The minute the path starts from (at its base price).
+    origin: i64,
     first: i64,
     closes: VecDeque<f64>,
 }
@@ -117,11 +119,14 @@ impl Path {
             annual_vol / (252.0f64 * 390.0).sqrt()
         };
         let base = base_price(symbol);
-        Path { key: symbol_key(symbol), base, vol, first: origin, closes: VecDeque::from([base]) }
+        Path { key: symbol_key(symbol), base, vol, origin, first: origin, closes: VecDeque::from([base]) }
     }
 
     /// Trending up, trending down, or pulled back toward its base: a new regime every 3 hours.
+    /// The draws depend on the minute's distance from the path's origin, not on the calendar, so
+    /// a seed gives the same market whatever day the simulation starts.
     fn step(&self, seed: u64, m: i64, prev: f64) -> f64 {
+        let m = m - self.origin;
         let drift = match hash3(seed, self.key ^ 0x5EED, m.div_euclid(180)) % 3 {
             0 => 0.08 * self.vol,
             1 => -0.08 * self.vol,

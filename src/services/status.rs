@@ -48,7 +48,14 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
         halts: state.active_halts()?,
         trading_date,
         day_start: state.day_start(trading_date)?,
-        budgets: state.budgets(trading_date)?,
+        budgets: {
+            // The trades of the day are the entries recorded so far, not the stored count.
+            let mut budgets = state.budgets(trading_date)?;
+            for b in &mut budgets {
+                b.trades = state.entries_on(&b.bot, trading_date)?;
+            }
+            budgets
+        },
         owned: state.owned_positions()?,
         open_orders: state.unfinished_orders()?.len(),
         last_loop,

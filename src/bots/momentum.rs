@@ -1,0 +1,187 @@
+//! MomentumBot: one stock, one bot (`momentum_bots`, a list).
+//!
+//! Owns: the decisions of one momentum bot. Entries on its signal, sized as the smaller of what
+//! its open-risk budget allows at its stop distance (`max_open_risk / (price × stop_loss_pct)`),
+//! `risk.max_position_usd` and the cash it may spend; whole shares unless `execution.fractional`;
+//! long only unless `allow_short`; a market `day` order, or a marketable limit `limit_offset_bps`
+//! through the quote. Exits by the shared rules, `manage_until` included.
+//!
+//! Never: performs I/O, or enters while it holds its ticker.
+
+use jiff::tz::TimeZone;
+
+use crate::bots::exits::{self, Market, Position};
+use crate::bots::signals::{Direction, Signal};
+use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::core::config::{EntryOrderType, Exits, MomentumBot as Settings, Session};
+use crate::core::decimal::Dec;
+use crate::services::broker::{Amount, OrderType, Side, TimeInForce};
+use crate::services::portfolio::{BotKind, Budget};
+
+pub struct MomentumBot {
+    id: String,
+    symbols: Vec<String>,
+    session: Session,
+    signal: Signal,
+    exits: Exits,
+    allow_short: bool,
+    max_position_usd: f64,
+    cooldown_minutes: u32,
+    order_type: EntryOrderType,
+    limit_offset_bps: f64,
+    fractional: bool,
+    tz: TimeZone,
+}
+
+impl MomentumBot {
+    /// From a validated configuration entry (its signal already parsed once at load time).
+    pub fn new(s: &Settings, signal: Signal, tz: TimeZone) -> MomentumBot {
+        MomentumBot {
+            id: s.bot_id.clone(),
+            symbols: vec![s.ticker.clone()],
+            session: s.session.clone(),
+            signal,
+            exits: s.exits.clone(),
+            allow_short: s.allow_short,
+            max_position_usd: s.risk.max_position_usd,
+            cooldown_minutes: s.risk.cooldown_minutes,
+            order_type: s.execution.order_type,
+            limit_offset_bps: s.execution.limit_offset_bps,
+            fractional: s.execution.fractional,
+            tz,
+        }
+    }
+}
+
+/// Shares for a position: the smallest of the three caps, whole unless fractional is allowed.
+pub fn size(
+    price: f64,
+    stop_pct: f64,
+    max_open_risk: f64,
+    max_position_usd: f64,
+    spendable: f64,
+    fractional: bool,
+) -> Option<Dec> {
+    if !(price > 0.0 && stop_pct > 0.0) {
+        return None;
+    }
+    let by_risk = max_open_risk / (price * stop_pct / 100.0);
+    let shares = by_risk.min(max_position_usd / price).min(spendable / price);
+    let qty = Dec::from_f64(shares)?.round_down(if fractional { 4 } else { 0 });
+    (qty > Dec::ZERO).then_some(qty)
+}
+
+impl Bot for MomentumBot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> BotKind {
+        BotKind::Momentum
+    }
+    fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+    fn session(&self) -> &Session {
+        &self.session
+    }
+    fn bars_needed(&self) -> usize {
+        self.signal.bars_needed()
+    }
+    fn cooldown_minutes(&self) -> u32 {
+        self.cooldown_minutes
+    }
+
+    fn exits(&self, view: &BotView) -> Vec<Exit> {
+        view.owned
+            .iter()
+            .filter_map(|p| {
+                let price = view.quotes.get(&p.symbol).map_or(f64::NAN, |q| (q.bid + q.ask) / 2.0);
+                let position = Position {
+                    qty: p.qty.to_f64(),
+                    entry_price: p.avg_entry_price.to_f64(),
+                    opened_at: p.opened_at,
+                    best_price: p.high_water,
+                };
+                let market = Market {
+                    now: view.now,
+                    price,
+                    session: Some(view.session),
+                    manage_until: Some((self.session.manage_until, &self.tz)),
+                };
+                let rule = exits::triggered(&self.exits, &position, &market)?;
+                Some(Exit {
+                    symbol: p.symbol.clone(),
+                    side: if p.qty.is_negative() { Side::Buy } else { Side::Sell },
+                    qty: p.qty.abs(),
+                    rule,
+                    order_type: OrderType::Market,
+                    limit_price: None,
+                    time_in_force: TimeInForce::Day,
+                })
+            })
+            .collect()
+    }
+
+    fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry> {
+        let symbol = &self.symbols[0];
+        if view.owned.iter().any(|p| &p.symbol == symbol) {
+            return Vec::new();
+        }
+        let (Some(bars), Some(quote)) = (view.bars.get(symbol), view.quotes.get(symbol)) else { return Vec::new() };
+        let side = match self.signal.evaluate(bars) {
+            Some(Direction::Long) => Side::Buy,
+            Some(Direction::Short) if self.allow_short => Side::Sell,
+            _ => return Vec::new(),
+        };
+        // What it would pay: the ask to buy, the bid to sell short.
+        let price = if side == Side::Buy { quote.ask } else { quote.bid };
+        let Some(qty) = size(
+            price,
+            self.exits.stop_loss_pct,
+            budget.max_open_risk,
+            self.max_position_usd,
+            view.spendable,
+            self.fractional,
+        ) else {
+            return Vec::new();
+        };
+        let limit_price = match self.order_type {
+            EntryOrderType::Market => None,
+            EntryOrderType::Limit => {
+                let through = if side == Side::Buy { 1.0 } else { -1.0 } * self.limit_offset_bps / 10_000.0;
+                Dec::from_f64(price * (1.0 + through)).map(|p| p.round_to(if price >= 1.0 { 2 } else { 4 }))
+            }
+        };
+        let order_type = if limit_price.is_some() { OrderType::Limit } else { OrderType::Market };
+        vec![Entry {
+            symbol: symbol.clone(),
+            side,
+            amount: Amount::Qty(qty),
+            order_type,
+            limit_price,
+            time_in_force: TimeInForce::Day,
+            legs: Vec::new(),
+            risk_usd: qty.to_f64() * price * self.exits.stop_loss_pct / 100.0,
+        }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizing_takes_the_smallest_cap_and_whole_shares() {
+        // $500 of open risk at a 0.5 % stop on $190: 526 shares by risk; $10,000 caps it at 52.
+        assert_eq!(size(190.0, 0.5, 500.0, 10_000.0, 70_000.0, false), Some(Dec::from_int(52)));
+        // Little cash: 9 shares for $1,800.
+        assert_eq!(size(190.0, 0.5, 500.0, 10_000.0, 1_800.0, false), Some(Dec::from_int(9)));
+        // Risk caps it: $20 at 0.5 % of $190 = 21.05 → 21.
+        assert_eq!(size(190.0, 0.5, 20.0, 10_000.0, 70_000.0, false), Some(Dec::from_int(21)));
+        // Fractional: 9.4736 shares.
+        assert_eq!(size(190.0, 0.5, 500.0, 10_000.0, 1_800.0, true), Some("9.4736".parse().unwrap()));
+        // Less than one share affordable and no fractions: nothing.
+        assert_eq!(size(190.0, 0.5, 500.0, 10_000.0, 100.0, false), None);
+        assert_eq!(size(f64::NAN, 0.5, 500.0, 10_000.0, 100.0, false), None);
+    }
+}

@@ -168,7 +168,118 @@ impl Bot for MomentumBot {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
+    use jiff::Timestamp;
+
     use super::*;
+    use crate::bots::signals;
+    use crate::core::clock::SessionState;
+    use crate::core::config::Config;
+    use crate::core::state::OwnedPosition;
+    use crate::services::broker::{Bar, BySymbol, Quote};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// The shipped mom_AAPL with the given shorting rule.
+    fn bot(allow_short: bool) -> MomentumBot {
+        let cfg = Config::load(Path::new("config")).unwrap();
+        let mut s = cfg.bots.momentum_bots[0].clone();
+        s.allow_short = allow_short;
+        let signal = signals::parse(&s.signal.mode, &s.signal.params).unwrap();
+        MomentumBot::new(&s, signal, cfg.timezone.clone())
+    }
+
+    fn bars(up: bool) -> Vec<Bar> {
+        let bar = |c: f64, v: f64| Bar {
+            t: Timestamp::UNIX_EPOCH,
+            open: c,
+            high: c + 0.05,
+            low: c - 0.05,
+            close: c,
+            volume: v,
+        };
+        let mut b: Vec<Bar> = (0..40).map(|_| bar(190.0, 1000.0)).collect();
+        for i in 1..=15 {
+            let step = if up { 0.2 } else { -0.2 };
+            b.push(bar(190.0 + i as f64 * step, 1000.0));
+        }
+        b.last_mut().unwrap().volume = 3000.0;
+        b
+    }
+
+    fn budget() -> Budget {
+        Budget {
+            bot: "mom_AAPL".into(),
+            daily_loss_limit: 250.0,
+            max_open_risk: 500.0,
+            max_trades: 3,
+            max_positions: 1,
+        }
+    }
+
+    fn decide(bot: &MomentumBot, up: bool, owned: &[OwnedPosition], bid: f64, now: &str) -> (Vec<Entry>, Vec<Exit>) {
+        let mut b = BySymbol::new();
+        b.insert("AAPL".to_string(), bars(up));
+        let mut q = BySymbol::new();
+        q.insert("AAPL".to_string(), Quote { t: ts(now), bid, ask: bid + 0.02, bid_size: 1.0, ask_size: 1.0 });
+        let session = SessionState { is_open: true, next_open: ts(now), next_close: ts("2026-11-25T21:00:00Z") };
+        let view = BotView {
+            now: ts(now),
+            market_open: true,
+            session,
+            owned: owned.iter().collect(),
+            quotes: &q,
+            bars: &b,
+            spendable: 70_000.0,
+        };
+        (bot.entries(&view, &budget()), bot.exits(&view))
+    }
+
+    const TEN: &str = "2026-11-25T15:00:00Z";
+
+    #[test]
+    fn a_rising_ticker_is_bought_at_the_sized_quantity() {
+        let (entries, exits) = decide(&bot(false), true, &[], 193.0, TEN);
+        assert!(exits.is_empty());
+        assert_eq!(entries.len(), 1);
+        let e = &entries[0];
+        // $10,000 / $193.02 = 51.8 → 51 whole shares; market, day.
+        assert_eq!(
+            (e.side, e.amount, e.order_type, e.time_in_force),
+            (Side::Buy, Amount::Qty(Dec::from_int(51)), OrderType::Market, TimeInForce::Day)
+        );
+        assert!((e.risk_usd - 51.0 * 193.02 * 0.005).abs() < 1e-6);
+    }
+
+    #[test]
+    fn falling_is_short_only_when_allowed() {
+        assert!(decide(&bot(false), false, &[], 187.0, TEN).0.is_empty());
+        let (entries, _) = decide(&bot(true), false, &[], 187.0, TEN);
+        assert_eq!(entries[0].side, Side::Sell);
+    }
+
+    #[test]
+    fn a_held_ticker_is_not_bought_again_and_its_stop_closes_it() {
+        let held = OwnedPosition {
+            bot: "mom_AAPL".into(),
+            symbol: "AAPL".into(),
+            qty: Dec::from_int(51),
+            avg_entry_price: Dec::from_int(193),
+            opened_at: ts(TEN),
+            high_water: Some(193.0),
+        };
+        let (entries, exits) = decide(&bot(false), true, std::slice::from_ref(&held), 193.0, "2026-11-25T15:05:00Z");
+        assert!(entries.is_empty() && exits.is_empty());
+        // 192.02 mid against 193: -0.51 %, past the 0.50 % stop.
+        let (_, exits) = decide(&bot(false), true, std::slice::from_ref(&held), 192.01, "2026-11-25T15:05:00Z");
+        assert_eq!((exits[0].rule, exits[0].side, exits[0].qty), ("stop_loss", Side::Sell, Dec::from_int(51)));
+        // 12:55 Los Angeles is manage_until: the day's end for the bot.
+        let (_, exits) = decide(&bot(false), true, std::slice::from_ref(&held), 193.0, "2026-11-25T20:55:00Z");
+        assert_eq!(exits[0].rule, "time_stop");
+    }
 
     #[test]
     fn sizing_takes_the_smallest_cap_and_whole_shares() {

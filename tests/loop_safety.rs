@@ -452,3 +452,55 @@ fn a_bot_that_lost_its_daily_share_stops_entering() {
     assert_eq!(s.orders_submitted, 0);
     assert_eq!(posts(&fake).len(), 2);
 }
+
+#[test]
+fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
+    use trading_hydra::core::state::State as S;
+    use trading_hydra::services::broker::{Leg, OptionKind, PositionIntent, occ_symbol};
+    let db = temp_db("spread");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_sim(&db, &clock, &["SPY"]);
+    let expiry = jiff::civil::date(2026, 12, 18);
+    let short = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(470));
+    let long = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(465));
+    orders.lock().unwrap().spread = Some((
+        "SPY".into(),
+        vec![
+            Leg { symbol: short.clone(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
+            Leg { symbol: long.clone(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
+        ],
+        2,
+    ));
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    orders.lock().unwrap().spread = None;
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    let owned = o.state().owned_positions().unwrap();
+    let q = |s: &str| owned.iter().find(|p| p.symbol == s).map(|p| p.qty);
+    assert_eq!((q(&short), q(&long)), (Some(d("-2")), Some(d("2"))));
+
+    // A daily-loss halt flattens the spread as one multi-leg order: no leg closes alone.
+    let halt = Halt {
+        reason: HaltReason::DailyLoss,
+        detail: "test".into(),
+        since: ts(WEDNESDAY),
+        until: Some(ts("2026-11-26T05:00:00Z")),
+    };
+    o.state().set_halt(&halt).unwrap();
+    o.run_iteration();
+    let state = S::open(&db).unwrap();
+    let flatten = state.order("th-mom_AAPL-20261125-2").unwrap().unwrap();
+    assert_eq!(
+        (flatten.symbol.as_str(), flatten.rule.as_deref(), flatten.qty.as_deref()),
+        ("SPY", Some("daily_loss_flatten"), Some("2"))
+    );
+    let legs = state.order_legs(&flatten.client_order_id).unwrap();
+    let intents: Vec<(&str, &str)> = legs.iter().map(|l| (l.symbol.as_str(), l.position_intent.as_str())).collect();
+    assert!(
+        intents.contains(&(short.as_str(), "buy_to_close")) && intents.contains(&(long.as_str(), "sell_to_close")),
+        "{intents:?}"
+    );
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().is_empty());
+}

@@ -132,6 +132,7 @@ impl Bot for CryptoBot {
                     order_type: OrderType::Market,
                     limit_price: None,
                     time_in_force: TimeInForce::Gtc,
+                    legs: Vec::new(),
                 })
             })
             .collect()

@@ -67,13 +67,17 @@ pub struct Entry {
 /// A position (or part of one) the bot wants closed, and the rule that says so.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Exit {
+    /// The symbol, or for an option spread its underlying.
     pub symbol: String,
     pub side: Side,
+    /// Shares, coins, contracts, or for a spread the number of spreads.
     pub qty: Dec,
     pub rule: &'static str,
     pub order_type: OrderType,
     pub limit_price: Option<Dec>,
     pub time_in_force: TimeInForce,
+    /// A spread closes as one multi-leg order, never leg by leg.
+    pub legs: Vec<Leg>,
 }
 
 pub trait Bot {

@@ -117,6 +117,7 @@ impl Bot for MomentumBot {
                     order_type: OrderType::Market,
                     limit_price: None,
                     time_in_force: TimeInForce::Day,
+                    legs: Vec::new(),
                 })
             })
             .collect()

@@ -106,7 +106,25 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE orders ADD COLUMN rule TEXT;
      ALTER TABLE orders ADD COLUMN trading_date TEXT;
      CREATE INDEX orders_by_status ON orders(status);",
+    // 3: the legs of multi-leg option orders, each followed to its own fills.
+    "CREATE TABLE order_legs (
+         client_order_id TEXT NOT NULL REFERENCES orders(client_order_id),
+         symbol          TEXT NOT NULL,
+         ratio           INTEGER NOT NULL,
+         position_intent TEXT NOT NULL,          -- buy_to_open, sell_to_close, ...
+         filled_qty      TEXT NOT NULL DEFAULT '0',
+         PRIMARY KEY (client_order_id, symbol)
+     );",
 ];
+
+/// One leg of a recorded multi-leg order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegRecord {
+    pub symbol: String,
+    pub ratio: u32,
+    /// `buy_to_open`, `sell_to_open`, `buy_to_close` or `sell_to_close`.
+    pub position_intent: String,
+}
 
 /// Order statuses after which nothing more happens to an order. Besides the broker's own:
 /// `rejected` (refused before or when sent) and `abandoned` (recorded, then never found at the
@@ -578,6 +596,105 @@ impl State {
             .map_err(sql("recording an order"))
     }
 
+    /// Records the legs of a multi-leg order, right after `insert_order` and before sending.
+    pub fn insert_order_legs(&self, client_order_id: &str, legs: &[LegRecord]) -> Result<(), StateError> {
+        for l in legs {
+            self.conn
+                .execute(
+                    "INSERT INTO order_legs (client_order_id, symbol, ratio, position_intent) VALUES (?1, ?2, ?3, ?4)",
+                    params![client_order_id, l.symbol, l.ratio, l.position_intent],
+                )
+                .map_err(sql("recording an order leg"))?;
+        }
+        Ok(())
+    }
+
+    pub fn order_legs(&self, client_order_id: &str) -> Result<Vec<LegRecord>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT symbol, ratio, position_intent FROM order_legs WHERE client_order_id = ?1 ORDER BY rowid",
+            )
+            .map_err(sql("reading order legs"))?;
+        let rows = stmt
+            .query_map([client_order_id], |r| {
+                Ok(LegRecord { symbol: r.get(0)?, ratio: r.get(1)?, position_intent: r.get(2)? })
+            })
+            .map_err(sql("reading order legs"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("reading order legs"))
+    }
+
+    /// Like `apply_order_report`, for a multi-leg order: each leg's cumulative fill moves its own
+    /// owned position (a leg that closes never flips one), all in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_leg_reports(
+        &mut self,
+        client_order_id: &str,
+        status: &str,
+        broker_order_id: Option<&str>,
+        filled_qty: Dec,
+        legs: &[(String, Dec, Option<Dec>)],
+        now: Timestamp,
+    ) -> Result<Vec<FillDelta>, StateError> {
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
+        let row: Option<(String, Option<String>)> = tx
+            .query_row("SELECT bot, trading_date FROM orders WHERE client_order_id = ?1", [client_order_id], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(sql("recording a fill"))?;
+        let Some((bot, date)) = row else { return Ok(Vec::new()) };
+        tx.execute(
+            "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
+                 updated_at = ?5 WHERE client_order_id = ?1",
+            params![client_order_id, status, broker_order_id, filled_qty.to_string(), clock::db_ts(now)],
+        )
+        .map_err(sql("recording a fill"))?;
+        let mut deltas = Vec::new();
+        let mut realized_total = 0.0;
+        for (symbol, leg_filled, price) in legs {
+            let known: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT position_intent, filled_qty FROM order_legs WHERE client_order_id = ?1 AND symbol = ?2",
+                    params![client_order_id, symbol],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(sql("recording a leg fill"))?;
+            // A leg we did not send is not ours to book.
+            let Some((intent, before)) = known else { continue };
+            let before: Dec = before.parse().map_err(|e: crate::core::decimal::DecError| StateError::BadRow {
+                what: "order_legs.filled_qty",
+                detail: e.to_string(),
+            })?;
+            let new = leg_filled.checked_sub(before).unwrap_or(Dec::ZERO);
+            if new <= Dec::ZERO {
+                continue;
+            }
+            tx.execute(
+                "UPDATE order_legs SET filled_qty = ?3 WHERE client_order_id = ?1 AND symbol = ?2",
+                params![client_order_id, symbol, leg_filled.to_string()],
+            )
+            .map_err(sql("recording a leg fill"))?;
+            let signed = if intent.starts_with("buy") { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
+            let price = price.unwrap_or(Dec::ZERO);
+            let closing = intent.ends_with("_to_close");
+            let realized = move_owned(&tx, &bot, symbol, signed, price, closing, now)?;
+            realized_total += realized;
+            deltas.push(FillDelta {
+                bot: bot.clone(),
+                symbol: symbol.clone(),
+                qty: signed,
+                price,
+                realized_pnl: realized,
+            });
+        }
+        add_realized(&tx, date.as_deref(), &bot, realized_total, now)?;
+        tx.commit().map_err(sql("recording a fill"))?;
+        Ok(deltas)
+    }
+
     pub fn update_order_status(
         &self,
         client_order_id: &str,
@@ -717,18 +834,7 @@ impl State {
             (true, Some(price)) => {
                 let signed = if side == "buy" { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
                 let realized = move_owned(&tx, &bot, &symbol, signed, price, exit, now)?;
-                if realized != 0.0 {
-                    let date = date.unwrap_or_else(|| clock::trading_date(now).to_string());
-                    tx.execute(
-                        "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions,
-                                              realized_pnl, trades, updated_at)
-                         VALUES (?1, ?2, 0, 0, 0, 0, ?3, 0, ?4)
-                         ON CONFLICT (trading_date, bot) DO UPDATE SET realized_pnl = realized_pnl + excluded.realized_pnl,
-                             updated_at = excluded.updated_at",
-                        params![date, bot, realized, clock::db_ts(now)],
-                    )
-                    .map_err(sql("recording realised P&L"))?;
-                }
+                add_realized(&tx, date.as_deref(), &bot, realized, now)?;
                 Some(FillDelta { bot, symbol, qty: signed, price, realized_pnl: realized })
             }
             _ => None,
@@ -1032,6 +1138,30 @@ fn move_owned(
         .map_err(sql("moving an owned position"))?;
     }
     Ok(realized)
+}
+
+/// Adds realised P&L to a bot's day (the order's trading date), creating the day's row if needed.
+fn add_realized(
+    tx: &rusqlite::Transaction<'_>,
+    date: Option<&str>,
+    bot: &str,
+    realized: f64,
+    now: Timestamp,
+) -> Result<(), StateError> {
+    if realized == 0.0 {
+        return Ok(());
+    }
+    let date = date.map_or_else(|| clock::trading_date(now).to_string(), str::to_string);
+    tx.execute(
+        "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions,
+                              realized_pnl, trades, updated_at)
+         VALUES (?1, ?2, 0, 0, 0, 0, ?3, 0, ?4)
+         ON CONFLICT (trading_date, bot) DO UPDATE SET realized_pnl = realized_pnl + excluded.realized_pnl,
+             updated_at = excluded.updated_at",
+        params![date, bot, realized, clock::db_ts(now)],
+    )
+    .map(drop)
+    .map_err(sql("recording realised P&L"))
 }
 
 /// Option contracts are priced per share and deliver 100.

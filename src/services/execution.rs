@@ -19,10 +19,11 @@ use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::Config;
 use crate::core::decimal::Dec;
-use crate::core::state::{OrderRecord, OwnedPosition, State, StateError};
+use crate::core::state::{FillDelta, LegRecord, OrderRecord, OwnedPosition, State, StateError};
 use crate::event;
 use crate::services::broker::{
-    Account, Amount, Bar, Broker, BrokerError, BySymbol, OrderRequest, OrderType, Quote, Side, TimeInForce,
+    Account, Amount, Bar, Broker, BrokerError, BySymbol, Leg, Order, OrderRequest, OrderType, PositionIntent, Quote,
+    Side, TimeInForce, parse_occ,
 };
 use crate::services::portfolio::{self, BotKind, Budget};
 
@@ -74,6 +75,8 @@ pub struct OrderSpec {
     pub intent: Intent,
     /// The exit rule, for exits.
     pub rule: Option<&'static str>,
+    /// The legs of a multi-leg option order (then `symbol` is the underlying).
+    pub legs: Vec<Leg>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,6 +216,16 @@ impl Execution {
             rule: spec.rule.map(str::to_string),
             filled_qty: Dec::ZERO,
         })?;
+        let legs: Vec<LegRecord> = spec
+            .legs
+            .iter()
+            .map(|l| LegRecord {
+                symbol: l.symbol.clone(),
+                ratio: l.ratio_qty,
+                position_intent: l.position_intent.as_str().into(),
+            })
+            .collect();
+        state.insert_order_legs(&client_order_id, &legs)?;
         self.sent.push_back(now);
         let request = OrderRequest {
             client_order_id: client_order_id.clone(),
@@ -224,18 +237,11 @@ impl Execution {
             limit_price: spec.limit_price,
             stop_price: None,
             extended_hours: false,
-            legs: Vec::new(),
+            legs: spec.legs.clone(),
         };
         match broker.submit_order(&request) {
             Ok(order) => {
-                state.apply_order_report(
-                    &client_order_id,
-                    order.status.as_str(),
-                    Some(&order.id),
-                    order.filled_qty,
-                    order.filled_avg_price,
-                    now,
-                )?;
+                record_report(state, &client_order_id, &order, now)?;
                 event!(
                     Info,
                     "order_submitted",
@@ -303,15 +309,7 @@ impl Execution {
             };
             match report {
                 Some(o) => {
-                    let delta = state.apply_order_report(
-                        &rec.client_order_id,
-                        o.status.as_str(),
-                        Some(&o.id),
-                        o.filled_qty,
-                        o.filled_avg_price,
-                        now,
-                    )?;
-                    if let Some(d) = delta {
+                    for d in record_report(state, &rec.client_order_id, &o, now)? {
                         event!(
                             Info,
                             "fill",
@@ -410,7 +408,8 @@ impl Execution {
         Ok(n)
     }
 
-    /// Sends a market exit for each owned position that has no exit in flight.
+    /// Sends a market exit for each owned position that has no exit in flight. The legs of an
+    /// option spread close together, as one multi-leg order, so no short leg is ever left alone.
     pub fn flatten(
         &mut self,
         state: &mut State,
@@ -419,22 +418,23 @@ impl Execution {
         now: Timestamp,
     ) -> Result<u32, StateError> {
         let in_flight = exits_in_flight(state)?;
+        let owned = state.owned_positions()?;
+        let mut spreads: BTreeMap<(String, String), Vec<&OwnedPosition>> = BTreeMap::new();
+        let mut specs = Vec::new();
+        for p in &owned {
+            match parse_occ(&p.symbol) {
+                Some((root, ..)) => spreads.entry((p.bot.clone(), root)).or_default().push(p),
+                None => specs.push(single_exit(p, rule)),
+            }
+        }
+        for ((bot, root), legs) in spreads {
+            specs.extend(close_legs(&bot, &root, &legs, rule));
+        }
         let mut n = 0;
-        for p in state.owned_positions()? {
-            if in_flight.contains(&(p.bot.clone(), p.symbol.clone())) {
+        for spec in specs {
+            if in_flight.contains(&(spec.bot.clone(), spec.symbol.clone())) {
                 continue;
             }
-            let spec = OrderSpec {
-                bot: p.bot.clone(),
-                symbol: p.symbol.clone(),
-                side: if p.qty.is_negative() { Side::Buy } else { Side::Sell },
-                amount: Amount::Qty(p.qty.abs()),
-                order_type: OrderType::Market,
-                limit_price: None,
-                time_in_force: if p.symbol.contains('/') { TimeInForce::Gtc } else { TimeInForce::Day },
-                intent: Intent::Exit,
-                rule: Some(rule),
-            };
             if let Sent::Accepted { .. } = self.send(state, broker, &spec, now)? {
                 n += 1;
             }
@@ -576,6 +576,7 @@ impl Execution {
                         time_in_force: entry.time_in_force,
                         intent: Intent::Entry,
                         rule: None,
+                        legs: entry.legs.clone(),
                     };
                     self.send_counted(state, broker, &spec, now, &mut report)?;
                 }
@@ -749,6 +750,31 @@ impl Execution {
     }
 }
 
+/// Books a broker's report on one of our orders: a simple order moves its symbol's position, a
+/// multi-leg order each leg's.
+fn record_report(
+    state: &mut State,
+    client_order_id: &str,
+    o: &Order,
+    now: Timestamp,
+) -> Result<Vec<FillDelta>, StateError> {
+    if o.legs.is_empty() {
+        let delta = state.apply_order_report(
+            client_order_id,
+            o.status.as_str(),
+            Some(&o.id),
+            o.filled_qty,
+            o.filled_avg_price,
+            now,
+        )?;
+        Ok(delta.into_iter().collect())
+    } else {
+        let legs: Vec<(String, Dec, Option<Dec>)> =
+            o.legs.iter().map(|l| (l.symbol.clone(), l.filled_qty, l.filled_avg_price)).collect();
+        state.apply_leg_reports(client_order_id, o.status.as_str(), Some(&o.id), o.filled_qty, &legs, now)
+    }
+}
+
 /// Dollars a bot of `kind` may spend: cash outside the reserve, within its class's buying power.
 fn spendable(cfg: &Config, kind: BotKind, account: Option<&Account>) -> f64 {
     let Some(a) = account else { return 0.0 };
@@ -767,19 +793,73 @@ fn exits_in_flight(state: &State) -> Result<BTreeSet<(String, String)>, StateErr
 }
 
 fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {
-    // Never more than owned: an exit that over-sells would open a short.
+    // Never more than owned: an exit that over-sells would open a short. (A spread's quantity is
+    // its count of spreads; its legs were built from what is owned.)
     let owned = view.owned.iter().find(|p| p.symbol == exit.symbol).map_or(Dec::ZERO, |p| p.qty.abs());
+    let qty = if exit.legs.is_empty() { exit.qty.min(owned) } else { exit.qty };
     OrderSpec {
         bot: bot.into(),
         symbol: exit.symbol.clone(),
         side: exit.side,
-        amount: Amount::Qty(exit.qty.min(owned)),
+        amount: Amount::Qty(qty),
         order_type: exit.order_type,
         limit_price: exit.limit_price,
         time_in_force: exit.time_in_force,
         intent: Intent::Exit,
         rule: Some(exit.rule),
+        legs: exit.legs.clone(),
     }
+}
+
+/// A market exit of all of one owned position.
+fn single_exit(p: &OwnedPosition, rule: &'static str) -> OrderSpec {
+    OrderSpec {
+        bot: p.bot.clone(),
+        symbol: p.symbol.clone(),
+        side: if p.qty.is_negative() { Side::Buy } else { Side::Sell },
+        amount: Amount::Qty(p.qty.abs()),
+        order_type: OrderType::Market,
+        limit_price: None,
+        time_in_force: if p.symbol.contains('/') { TimeInForce::Gtc } else { TimeInForce::Day },
+        intent: Intent::Exit,
+        rule: Some(rule),
+        legs: Vec::new(),
+    }
+}
+
+/// The legs a bot owns on one underlying, closed at market as one order: a multi-leg order of
+/// 2 to 4 legs, or a plain order for a lone leg (closing a lone leg only reduces risk).
+pub fn close_legs(bot: &str, root: &str, legs: &[&OwnedPosition], rule: &'static str) -> Option<OrderSpec> {
+    if legs.len() == 1 {
+        return Some(single_exit(legs[0], rule));
+    }
+    if legs.is_empty() || legs.len() > 4 {
+        return None;
+    }
+    // Equal legs close as N spreads of ratio 1; unequal ones as one "spread" of their sizes.
+    let sizes: Vec<Dec> = legs.iter().map(|p| p.qty.abs()).collect();
+    let equal = sizes.iter().all(|q| *q == sizes[0]);
+    let count = if equal { sizes[0] } else { Dec::ONE };
+    let legs = legs
+        .iter()
+        .map(|p| Leg {
+            symbol: p.symbol.clone(),
+            ratio_qty: if equal { 1 } else { p.qty.abs().to_f64() as u32 },
+            position_intent: if p.qty.is_negative() { PositionIntent::BuyToClose } else { PositionIntent::SellToClose },
+        })
+        .collect();
+    Some(OrderSpec {
+        bot: bot.into(),
+        symbol: root.into(),
+        side: Side::Buy,
+        amount: Amount::Qty(count),
+        order_type: OrderType::Market,
+        limit_price: None,
+        time_in_force: TimeInForce::Day,
+        intent: Intent::Exit,
+        rule: Some(rule),
+        legs,
+    })
 }
 
 /// The latest quotes of every bot's symbols: one request for stocks, one for crypto pairs.

@@ -235,6 +235,9 @@ struct BookLeg {
     symbol: String,
     ratio: u32,
     intent: String,
+    /// Its price when the order filled.
+    #[serde(default)]
+    fill_price: Option<Dec>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -777,8 +780,12 @@ impl SimBroker {
                     time_in_force: TimeInForce::parse(&o.tif),
                     qty: o.qty.map(|q| Dec::from_int(q.to_f64() as i64 * l.ratio as i64)),
                     notional: None,
-                    filled_qty: Dec::ZERO,
-                    filled_avg_price: None,
+                    filled_qty: if o.status == "filled" {
+                        o.qty.map_or(Dec::ZERO, |q| Dec::from_int(q.to_f64() as i64 * l.ratio as i64))
+                    } else {
+                        Dec::ZERO
+                    },
+                    filled_avg_price: l.fill_price,
                     limit_price: None,
                     stop_price: None,
                     status: OrderStatus::parse(&o.status),
@@ -998,6 +1005,7 @@ impl Broker for SimBroker {
                     symbol: l.symbol.clone(),
                     ratio: l.ratio_qty,
                     intent: l.position_intent.as_str().into(),
+                    fill_price: None,
                 })
                 .collect(),
         });

@@ -9,7 +9,7 @@ use trading_hydra::bots::{Bot, BotView, Entry, Exit};
 use trading_hydra::core::clock::HhMm;
 use trading_hydra::core::config::Session;
 use trading_hydra::core::decimal::Dec;
-use trading_hydra::services::broker::{Amount, OrderType, Side, TimeInForce};
+use trading_hydra::services::broker::{Amount, Leg, OrderType, Side, TimeInForce};
 use trading_hydra::services::portfolio::{BotKind, Budget};
 
 /// What the test wants the bot to do next.
@@ -19,6 +19,8 @@ pub struct Orders {
     pub enter: Vec<(String, i64, Option<Dec>)>,
     /// Exit everything owned, naming this rule.
     pub exit_all: Option<&'static str>,
+    /// A multi-leg entry: (underlying, legs, number of spreads).
+    pub spread: Option<(String, Vec<Leg>, i64)>,
 }
 
 pub struct TestBot {
@@ -74,13 +76,25 @@ impl Bot for TestBot {
                 order_type: OrderType::Market,
                 limit_price: None,
                 time_in_force: TimeInForce::Day,
+                legs: Vec::new(),
             })
             .collect()
     }
     fn entries(&self, _view: &BotView, _budget: &Budget) -> Vec<Entry> {
-        self.orders
-            .lock()
-            .unwrap()
+        let orders = self.orders.lock().unwrap();
+        if let Some((root, legs, n)) = &orders.spread {
+            return vec![Entry {
+                symbol: root.clone(),
+                side: Side::Sell,
+                amount: Amount::Qty(Dec::from_int(*n)),
+                order_type: OrderType::Market,
+                limit_price: None,
+                time_in_force: TimeInForce::Day,
+                legs: legs.clone(),
+                risk_usd: 10.0,
+            }];
+        }
+        orders
             .enter
             .iter()
             .map(|(symbol, qty, limit)| Entry {

@@ -566,19 +566,26 @@ fn the_simulated_market_sees_entries_and_exits_from_the_shipped_bots() {
     // The crypto bot holds up to four hours by its shipped time stop; twenty minutes here, so
     // its exits show inside the window too.
     s.edit("config/bots.yaml", "    time_stop_minutes: 240\n  signal:", "    time_stop_minutes: 20\n  signal:");
-    // 1,500 iterations of at least 5 simulated seconds: the first two hours of a session and
-    // more, in a few seconds.
-    let out = s.run(&["run", "--sim", "--speed", "3000", "--iterations", "1500"]);
+    // 4,000 iterations of at least 5 simulated seconds: more than five hours of a session, in
+    // seconds.
+    let out = s.run(&["run", "--sim", "--speed", "3000", "--iterations", "4000"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let orders = s.events("order_submitted");
     let seen = |bot: &str, intent: &str| orders.iter().any(|o| o["bot"] == bot && o["intent"] == intent);
-    for bot in ["mom_AAPL", "crypto_core"] {
+    for bot in ["mom_AAPL", "crypto_core", "opt_core"] {
         assert!(seen(bot, "entry"), "{bot} never entered: {orders:?}");
         assert!(seen(bot, "exit"), "{bot} never exited: {orders:?}");
     }
     // Every exit names its rule.
     assert!(orders.iter().filter(|o| o["intent"] == "exit").all(|o| o["rule"].is_string()));
     assert!(s.events("fill").len() >= 4);
+    // The spreads went out as multi-leg orders: every options order names its underlying.
+    assert!(
+        orders
+            .iter()
+            .filter(|o| o["bot"] == "opt_core")
+            .all(|o| ["SPY", "QQQ", "IWM"].contains(&o["symbol"].as_str().unwrap()))
+    );
 }
 
 #[test]

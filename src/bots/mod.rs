@@ -13,13 +13,16 @@ use crate::core::clock::SessionState;
 use crate::core::config::{Config, Session};
 use crate::core::decimal::Dec;
 use crate::core::state::OwnedPosition;
-use crate::services::broker::{Amount, Bar, BySymbol, Leg, OrderType, Quote, Side, TimeInForce};
+use crate::services::broker::{
+    Amount, Bar, BySymbol, Leg, OptionContract, OptionSnapshot, OrderType, Quote, Side, TimeInForce,
+};
 use crate::services::portfolio::{BotKind, Budget};
 
 pub mod crypto;
 pub mod exits;
 pub mod indicators;
 pub mod momentum;
+pub mod options;
 pub mod signals;
 
 pub use signals::{CRYPTO_MODES as CRYPTO_SIGNAL_MODES, MOMENTUM_MODES as MOMENTUM_SIGNAL_MODES};
@@ -47,6 +50,10 @@ pub struct BotView<'a> {
     /// Dollars it may spend on an entry: cash outside the reserve, within its asset class's
     /// buying power.
     pub spendable: f64,
+    /// Option contracts of its underlyings (options bots only), by OCC symbol.
+    pub contracts: &'a BySymbol<OptionContract>,
+    /// Option snapshots (quote, greeks) of its underlyings' chains, by OCC symbol.
+    pub options: &'a BySymbol<OptionSnapshot>,
 }
 
 /// A new position the bot wants.
@@ -94,6 +101,11 @@ pub trait Bot {
     fn cooldown_minutes(&self) -> u32 {
         0
     }
+    /// For an options bot, the days to expiry of the chains it reads (its underlyings' contracts
+    /// and snapshots are then fetched).
+    fn option_days(&self) -> Option<(u32, u32)> {
+        None
+    }
     /// Exits for what it owns. Called every iteration, halted or not.
     fn exits(&self, view: &BotView) -> Vec<Exit>;
     /// Entries. Called only when the preflight passed.
@@ -136,7 +148,8 @@ pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
     let mut out: Vec<Box<dyn Bot>> = Vec::new();
     // The modes and their parameters were checked when the configuration loaded; a failure here
     // would be a bug, and the bot then stays a placeholder that never enters.
-    let signal = |mode: &str, params| signals::parse(mode, params).unwrap_or(signals::Signal::Placeholder);
+    let signal =
+        |mode: &str, params: &serde_yaml::Mapping| signals::parse(mode, params).unwrap_or(signals::Signal::Placeholder);
     for m in b.momentum_bots.iter().filter(|m| m.enabled) {
         let sig = signal(&m.signal.mode, &m.signal.params);
         if sig == signals::Signal::Placeholder {
@@ -151,12 +164,22 @@ pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
         }
     }
     if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
-        out.push(Box::new(PlaceholderBot {
-            id: o.bot_id.clone(),
-            kind: BotKind::Options,
-            symbols: o.tickers.clone(),
-            session: o.session.clone(),
-        }));
+        // The Python daemon's options bot had no signal key: such a config must not start
+        // trading spreads by surprise, so without one the bot never enters.
+        let sig = match &o.signal {
+            Some(sg) => signal(&sg.mode, &sg.params),
+            None => signals::Signal::Placeholder,
+        };
+        if sig == signals::Signal::Placeholder {
+            out.push(Box::new(PlaceholderBot {
+                id: o.bot_id.clone(),
+                kind: BotKind::Options,
+                symbols: o.tickers.clone(),
+                session: o.session.clone(),
+            }));
+        } else {
+            out.push(Box::new(options::OptionsBot::new(o, sig)));
+        }
     }
     if let Some(c) = b.cryptobot.as_ref().filter(|c| c.enabled) {
         let sig = signal(&c.signal.mode, &c.signal.params);

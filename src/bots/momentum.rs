@@ -235,6 +235,8 @@ mod tests {
             quotes: &q,
             bars: &b,
             spendable: 70_000.0,
+            contracts: &BySymbol::new(),
+            options: &BySymbol::new(),
         };
         (bot.entries(&view, &budget()), bot.exits(&view))
     }

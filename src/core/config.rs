@@ -517,11 +517,37 @@ pub struct OptionsBot {
     pub exits: Exits,
     #[serde(default)]
     pub chain_rules: ChainRules,
+    /// Added: the direction signal on the underlying: up → bull put spread, down → bear call
+    /// spread. Without one (as in the Python daemon's file) the bot never enters.
+    #[serde(default)]
+    pub signal: Option<Signal>,
+    /// Added: how spreads are built and kept.
+    #[serde(default)]
+    pub execution: OptionsExecution,
 }
 
 impl OptionsBot {
     fn default_id() -> String {
         "opt_core".into()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptionsExecution {
+    /// Dollars between the short and the long strike.
+    pub spread_width: f64,
+    /// Option quotes older than this are not priced from. Alpaca's free `indicative` feed is 15
+    /// minutes delayed by design, hence 16 minutes.
+    pub max_quote_age_seconds: u64,
+    /// A spread is closed this many days before its expiry date at the latest: never held into
+    /// expiry.
+    pub exit_days_before_expiry: u32,
+}
+
+impl Default for OptionsExecution {
+    fn default() -> OptionsExecution {
+        OptionsExecution { spread_width: 5.0, max_quote_age_seconds: 960, exit_days_before_expiry: 1 }
     }
 }
 
@@ -754,7 +780,23 @@ impl Config {
             w.push(format!("{id}: signal mode {mode:?} never enters (the Python placeholder)"));
         }
         if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
-            w.push(format!("{}: option strategies are not in this build yet; it never enters", o.bot_id));
+            match &o.signal {
+                None => w.push(format!(
+                    "{}: no optionsbot.signal, so it never enters (set signal.mode, e.g. ema_roc_volume_v1)",
+                    o.bot_id
+                )),
+                Some(sg) if crate::bots::is_placeholder_mode(&sg.mode) => {
+                    w.push(format!("{}: signal mode {:?} never enters (the Python placeholder)", o.bot_id, sg.mode))
+                }
+                Some(_) => {}
+            }
+            let st = &o.strategies;
+            if st.iron_condor.enabled || st.straddle.enabled {
+                w.push(format!(
+                    "{}: iron_condor and straddle are not in this build; only the two credit spreads trade",
+                    o.bot_id
+                ));
+            }
         }
         w
     }
@@ -949,6 +991,23 @@ fn validate_bots(b: &Bots) -> Result<(), Vec<Problem>> {
             c.fail("optionsbot.chain_rules.dte_min", cr.dte_min, format!("must not exceed dte_max ({})", cr.dte_max));
         }
         c.within("optionsbot.chain_rules.dte_max", cr.dte_max, 1, 1000);
+        let ex = &o.execution;
+        c.range("optionsbot.execution.spread_width", ex.spread_width, 0.0, 1000.0, true);
+        c.within("optionsbot.execution.max_quote_age_seconds", ex.max_quote_age_seconds, 1, 86_400);
+        c.within("optionsbot.execution.exit_days_before_expiry", ex.exit_days_before_expiry, 0, 30);
+        if cr.dte_min <= ex.exit_days_before_expiry {
+            c.fail(
+                "optionsbot.chain_rules.dte_min",
+                cr.dte_min,
+                format!(
+                    "must be above execution.exit_days_before_expiry ({}): a spread would be closed as it opens",
+                    ex.exit_days_before_expiry
+                ),
+            );
+        }
+        if let Some(sig) = &o.signal {
+            signal(&mut c, "optionsbot.signal", sig, MOMENTUM_SIGNAL_MODES);
+        }
         c.range("optionsbot.chain_rules.delta_min", cr.delta_min, 0.0, 1.0, false);
         c.range("optionsbot.chain_rules.delta_max", cr.delta_max, 0.0, 1.0, false);
         if cr.delta_min > cr.delta_max {

@@ -22,8 +22,8 @@ use crate::core::decimal::Dec;
 use crate::core::state::{FillDelta, LegRecord, OrderRecord, OwnedPosition, State, StateError};
 use crate::event;
 use crate::services::broker::{
-    Account, Amount, Bar, Broker, BrokerError, BySymbol, Leg, Order, OrderRequest, OrderType, PositionIntent, Quote,
-    Side, TimeInForce, parse_occ,
+    Account, Amount, Bar, Broker, BrokerError, BySymbol, Leg, OptionContract, OptionSnapshot, Order, OrderRequest,
+    OrderType, Quote, Side, TimeInForce, parse_occ,
 };
 use crate::services::portfolio::{self, BotKind, Budget};
 
@@ -123,6 +123,14 @@ pub struct StepReport {
     pub account_refused: Option<String>,
 }
 
+/// One iteration's market data, lent to the bots.
+struct MarketData {
+    quotes: BySymbol<Quote>,
+    bars: BySymbol<Vec<Bar>>,
+    contracts: BySymbol<OptionContract>,
+    snapshots: BySymbol<OptionSnapshot>,
+}
+
 /// What the execution service keeps between iterations.
 #[derive(Debug, Default)]
 pub struct Execution {
@@ -131,6 +139,12 @@ pub struct Execution {
     /// One-minute bars of every bot's symbols, fetched once per new minute.
     bars: BySymbol<Vec<Bar>>,
     bars_minute: Option<i64>,
+    /// Option contracts of the options bots' underlyings, fetched once per trading date.
+    contracts: BySymbol<OptionContract>,
+    contracts_date: Option<jiff::civil::Date>,
+    /// Their option snapshots, fetched once per new minute.
+    snapshots: BySymbol<OptionSnapshot>,
+    snapshots_minute: Option<i64>,
     /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
     /// refused for the same reason each time, and the log says so once.
     refusals: BTreeMap<(String, String), String>,
@@ -146,6 +160,46 @@ fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
 impl Execution {
     pub fn new() -> Execution {
         Execution::default()
+    }
+
+    /// Fetches the options bots' chains: contracts once per trading date (one request for all
+    /// underlyings), snapshots once per new minute (one request per underlying), from today to the
+    /// furthest expiry a bot reads, so held legs nearer than `dte_min` stay priced.
+    fn refresh_options(
+        &mut self,
+        broker: &mut dyn Broker,
+        bots: &[Box<dyn Bot>],
+        now: Timestamp,
+    ) -> Result<(), BrokerError> {
+        let mut roots = BTreeSet::new();
+        let mut max_days = 0;
+        for bot in bots {
+            if let Some((_, max)) = bot.option_days() {
+                roots.extend(bot.symbols().iter().cloned());
+                max_days = max_days.max(max);
+            }
+        }
+        if roots.is_empty() {
+            return Ok(());
+        }
+        let today = clock::trading_date(now);
+        let until = today.checked_add(jiff::Span::new().days(i64::from(max_days))).unwrap_or(today);
+        let roots: Vec<String> = roots.into_iter().collect();
+        if self.contracts_date != Some(today) {
+            self.contracts =
+                broker.option_contracts(&roots, today, until)?.into_iter().map(|c| (c.symbol.clone(), c)).collect();
+            self.contracts_date = Some(today);
+        }
+        let minute = now.as_second().div_euclid(60);
+        if self.snapshots_minute != Some(minute) {
+            let mut snaps = BySymbol::new();
+            for root in &roots {
+                snaps.extend(broker.option_snapshots(root, today, until)?);
+            }
+            self.snapshots = snaps;
+            self.snapshots_minute = Some(minute);
+        }
+        Ok(())
     }
 
     /// Fetches one-minute bars once per new minute: one request for every stock bot's ticker, one
@@ -362,8 +416,14 @@ impl Execution {
             return Ok(());
         }
         let held: BTreeMap<String, Dec> = broker.positions()?.into_iter().map(|p| (p.symbol, p.qty)).collect();
-        let busy: BTreeSet<(String, String)> =
-            state.unfinished_orders()?.into_iter().map(|o| (o.bot, o.symbol)).collect();
+        // Positions with orders in flight wait; a multi-leg order keeps all its legs waiting.
+        let mut busy: BTreeSet<(String, String)> = BTreeSet::new();
+        for o in state.unfinished_orders()? {
+            for leg in state.order_legs(&o.client_order_id)? {
+                busy.insert((o.bot.clone(), leg.symbol));
+            }
+            busy.insert((o.bot, o.symbol));
+        }
         for p in owned {
             if busy.contains(&(p.bot.clone(), p.symbol.clone())) {
                 continue;
@@ -472,8 +532,16 @@ impl Execution {
         if let Err(e) = self.refresh_bars(broker, bots, now) {
             report.data_error.get_or_insert(e.to_string());
         }
+        if let Err(e) = self.refresh_options(broker, bots, now) {
+            report.data_error.get_or_insert(e.to_string());
+        }
         // Lent to the bots' views while `self` keeps sending; given back below.
-        let bars = std::mem::take(&mut self.bars);
+        let data = MarketData {
+            quotes,
+            bars: std::mem::take(&mut self.bars),
+            contracts: std::mem::take(&mut self.contracts),
+            snapshots: std::mem::take(&mut self.snapshots),
+        };
         let result = self.decide_and_send(
             state,
             broker,
@@ -484,11 +552,12 @@ impl Execution {
             entries_allowed,
             account,
             now,
-            &quotes,
-            &bars,
+            &data,
             report,
         );
-        self.bars = bars;
+        self.bars = data.bars;
+        self.contracts = data.contracts;
+        self.snapshots = data.snapshots;
         result
     }
 
@@ -505,10 +574,10 @@ impl Execution {
         entries_allowed: bool,
         account: Option<&Account>,
         now: Timestamp,
-        quotes: &BySymbol<Quote>,
-        bars: &BySymbol<Vec<Bar>>,
+        data: &MarketData,
         mut report: StepReport,
     ) -> Result<StepReport, ExecError> {
+        let quotes = &data.quotes;
         let staleness = SignedDuration::from_secs(cfg.settings.health.max_price_staleness_seconds as i64);
         for bot in bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
@@ -535,8 +604,10 @@ impl Execution {
                 session,
                 owned: mine,
                 quotes,
-                bars,
+                bars: &data.bars,
                 spendable: spendable(cfg, bot.kind(), account),
+                contracts: &data.contracts,
+                options: &data.snapshots,
             };
 
             let in_flight = exits_in_flight(state)?;
@@ -716,13 +787,16 @@ impl Execution {
         if !(mid.is_finite() && mid > 0.0) {
             return Err("no usable quote".into());
         }
-        if let Some(limit) = entry.limit_price {
+        // A spread's limit is its net price, not the underlying's: no distance to compare.
+        if let Some(limit) = entry.limit_price.filter(|_| entry.legs.is_empty()) {
             let distance = (limit.to_f64() - mid).abs() / mid;
             if distance > MAX_LIMIT_DISTANCE {
                 return Err(format!("limit {limit} is {:.1} % from the quote {mid:.2}", distance * 100.0));
             }
         }
+        // What it ties up: a spread its maximum loss, anything else its price.
         let notional = match entry.amount {
+            _ if !entry.legs.is_empty() => entry.risk_usd,
             Amount::Qty(q) => q.to_f64() * entry.limit_price.map_or(mid, Dec::to_f64),
             Amount::Notional(n) => n.to_f64(),
         };
@@ -833,21 +907,7 @@ pub fn close_legs(bot: &str, root: &str, legs: &[&OwnedPosition], rule: &'static
     if legs.len() == 1 {
         return Some(single_exit(legs[0], rule));
     }
-    if legs.is_empty() || legs.len() > 4 {
-        return None;
-    }
-    // Equal legs close as N spreads of ratio 1; unequal ones as one "spread" of their sizes.
-    let sizes: Vec<Dec> = legs.iter().map(|p| p.qty.abs()).collect();
-    let equal = sizes.iter().all(|q| *q == sizes[0]);
-    let count = if equal { sizes[0] } else { Dec::ONE };
-    let legs = legs
-        .iter()
-        .map(|p| Leg {
-            symbol: p.symbol.clone(),
-            ratio_qty: if equal { 1 } else { p.qty.abs().to_f64() as u32 },
-            position_intent: if p.qty.is_negative() { PositionIntent::BuyToClose } else { PositionIntent::SellToClose },
-        })
-        .collect();
+    let (count, legs) = crate::bots::options::closing_legs(legs)?;
     Some(OrderSpec {
         bot: bot.into(),
         symbol: root.into(),

@@ -508,15 +508,26 @@ impl SimBroker {
             self.add_position(&o.symbol, signed, fill_dec);
         } else {
             let mut cash_change = -(fill_dec.to_f64() * q * mult);
-            for leg in &o.legs {
+            // Each leg at its mark, the first one carrying what the net fill differs by
+            // (slippage), so the legs add up to the net price the order filled at.
+            let m = minute_of(self.clock.now());
+            let sign = |intent: &str| if intent.starts_with("buy") { 1.0 } else { -1.0 };
+            let mut prices: Vec<f64> = o.legs.iter().map(|l| self.mark(&l.symbol, m)).collect();
+            let at_marks: f64 = o.legs.iter().zip(&prices).map(|(l, p)| sign(&l.intent) * p * l.ratio as f64).sum();
+            if let Some(first) = o.legs.first() {
+                prices[0] =
+                    (prices[0] + (fill_dec.to_f64() - at_marks) / (sign(&first.intent) * first.ratio as f64)).max(0.0);
+            }
+            for (j, leg) in o.legs.iter().enumerate() {
                 let leg_qty = Dec::from_int(leg.ratio as i64 * q as i64);
                 let signed = if leg.intent.starts_with("buy") {
                     leg_qty
                 } else {
                     Dec::ZERO.checked_sub(leg_qty).unwrap_or(Dec::ZERO)
                 };
-                let leg_price = price_dec(self.mark(&leg.symbol, minute_of(self.clock.now())));
+                let leg_price = price_dec(prices[j]);
                 self.add_position(&leg.symbol, signed, leg_price);
+                self.book.orders[i].legs[j].fill_price = Some(leg_price);
                 cash_change -= self.cfg.fee_per_contract * leg_qty.to_f64();
             }
             self.book.cash = self.book.cash.checked_add(cents(cash_change)).unwrap_or(self.book.cash);

@@ -1,0 +1,486 @@
+//! OptionsBot: defined-risk credit spreads on the underlyings of `optionsbot.tickers`.
+//!
+//! Owns: the decisions of the options bot, pure functions of the chain, the quotes, what it owns,
+//! its budget and the time.
+//!
+//! - **Direction** from its signal on the underlying's one-minute bars (default
+//!   `ema_roc_volume_v1`): up → `bull_put_spread` (sell a put, buy a lower one), down →
+//!   `bear_call_spread` (sell a call, buy a higher one), each only when enabled.
+//! - **Legs** (`select_spread`): contracts expiring within `chain_rules.dte_min`..`dte_max` (and
+//!   the strategy's `max_dte`), out of the money, with open interest ≥ `min_open_interest`; the
+//!   short leg's |delta| within `delta_min`..`delta_max` (the one nearest the middle of the band,
+//!   on the nearest expiry) and volume ≥ `min_volume`; the long leg `execution.spread_width`
+//!   dollars further out on the same expiry. Both quotes no older than
+//!   `execution.max_quote_age_seconds` (Alpaca's free feed is 15 minutes delayed by design).
+//! - **Price and size**: the net credit at the legs' midpoints, rounded down to the cent, within the
+//!   strategy's `min_credit`..`max_credit`; the maximum loss (width − credit) × 100 per spread;
+//!   as many spreads as `risk.max_position_size_usd` and the open-risk budget both allow.
+//! - **One order**: the spread goes out as one multi-leg (`mleg`) limit order, `day`, its limit the
+//!   credit as a negative price, and comes back as one multi-leg market order: no leg is ever left
+//!   alone.
+//! - **Exits** (percentages of the credit received): `take_profit_pct` of it kept,
+//!   `stop_loss_pct` of it lost, `risk.profit_target_usd`, `time_stop_minutes`,
+//!   `flatten_before_close_minutes`, and `expiry`: closed `execution.exit_days_before_expiry`
+//!   days before its expiry date at the latest. Without fresh quotes only the time rules decide.
+//!
+//! Never: performs I/O, sells an option alone, or holds two spreads on one underlying.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use crate::bots::signals::{Direction, Signal};
+use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::core::clock;
+use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session};
+use crate::core::decimal::Dec;
+use crate::core::state::OwnedPosition;
+use crate::services::broker::{
+    Amount, BySymbol, Leg, OptionContract, OptionKind, OptionSnapshot, OrderType, PositionIntent, Quote, Side,
+    TimeInForce, parse_occ,
+};
+use crate::services::portfolio::{BotKind, Budget};
+
+/// A spread chosen from the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpreadPlan {
+    pub short: String,
+    pub long: String,
+    pub expiry: Date,
+    /// Net credit per share, rounded down to the cent.
+    pub credit: Dec,
+    /// (width − credit) × 100.
+    pub max_loss: f64,
+}
+
+/// What the chain looks like to the selection.
+pub struct Chain<'a> {
+    pub contracts: &'a BySymbol<OptionContract>,
+    pub snapshots: &'a BySymbol<OptionSnapshot>,
+    pub now: Timestamp,
+    pub max_quote_age_seconds: u64,
+}
+
+impl Chain<'_> {
+    fn fresh_quote(&self, symbol: &str) -> Option<Quote> {
+        let q = self.snapshots.get(symbol)?.quote?;
+        let fresh = self.now.duration_since(q.t).as_secs() <= self.max_quote_age_seconds as i64;
+        (fresh && q.bid >= 0.0 && q.ask > 0.0 && q.ask >= q.bid).then_some(q)
+    }
+}
+
+/// The spread of `kind` (puts for a bull put spread, calls for a bear call spread) the rules pick,
+/// if any.
+pub fn select_spread(
+    kind: OptionKind,
+    underlying: &str,
+    spot: f64,
+    chain: &Chain,
+    rules: &ChainRules,
+    strategy: &CreditSpread,
+    width: f64,
+) -> Option<SpreadPlan> {
+    let today = clock::trading_date(chain.now);
+    let max_dte = rules.dte_max.min(strategy.max_dte) as i64;
+    let dte = |d: Date| (d - today).get_days() as i64;
+    let band_mid = (rules.delta_min + rules.delta_max) / 2.0;
+    let mut best: Option<(i64, f64, SpreadPlan)> = None;
+    for c in chain.contracts.values() {
+        let days = dte(c.expiration);
+        let otm = match kind {
+            OptionKind::Put => c.strike.to_f64() < spot,
+            OptionKind::Call => c.strike.to_f64() > spot,
+        };
+        if c.underlying != underlying
+            || c.kind != kind
+            || !c.tradable
+            || !otm
+            || days < rules.dte_min as i64
+            || days > max_dte
+            || c.open_interest.unwrap_or(0) < rules.min_open_interest
+        {
+            continue;
+        }
+        let Some(snap) = chain.snapshots.get(&c.symbol) else { continue };
+        let Some(delta) = snap.greeks.map(|g| g.delta.abs()) else { continue };
+        if delta < rules.delta_min || delta > rules.delta_max || snap.volume.unwrap_or(0.0) < rules.min_volume as f64 {
+            continue;
+        }
+        let Some(short_q) = chain.fresh_quote(&c.symbol) else { continue };
+        let long_strike = c.strike.to_f64() + if kind == OptionKind::Put { -width } else { width };
+        let Some(long) = chain.contracts.values().find(|l| {
+            l.underlying == underlying
+                && l.kind == kind
+                && l.expiration == c.expiration
+                && l.tradable
+                && (l.strike.to_f64() - long_strike).abs() < 0.001
+        }) else {
+            continue;
+        };
+        let Some(long_q) = chain.fresh_quote(&long.symbol) else { continue };
+        let mid = |q: Quote| (q.bid + q.ask) / 2.0;
+        let Some(credit) = Dec::from_f64(mid(short_q) - mid(long_q)).map(|c| c.round_down(2)) else { continue };
+        let cr = credit.to_f64();
+        if cr < strategy.min_credit || cr > strategy.max_credit || cr >= width {
+            continue;
+        }
+        let plan = SpreadPlan {
+            short: c.symbol.clone(),
+            long: long.symbol.clone(),
+            expiry: c.expiration,
+            credit,
+            max_loss: (width - cr) * 100.0,
+        };
+        let key = (days, (delta - band_mid).abs());
+        let better = match &best {
+            None => true,
+            Some((d, dist, _)) => key.0 < *d || (key.0 == *d && key.1 < *dist),
+        };
+        if better {
+            best = Some((key.0, key.1, plan));
+        }
+    }
+    best.map(|b| b.2)
+}
+
+/// The legs a bot owns on one underlying as (number of spreads, closing legs): equal legs close as
+/// N spreads of ratio 1, unequal ones as one of their sizes. `None` for no legs or more than four.
+pub fn closing_legs(legs: &[&OwnedPosition]) -> Option<(Dec, Vec<Leg>)> {
+    if legs.is_empty() || legs.len() > 4 {
+        return None;
+    }
+    let sizes: Vec<Dec> = legs.iter().map(|p| p.qty.abs()).collect();
+    let equal = sizes.iter().all(|q| *q == sizes[0]);
+    let count = if equal { sizes[0] } else { Dec::ONE };
+    let out = legs
+        .iter()
+        .map(|p| Leg {
+            symbol: p.symbol.clone(),
+            ratio_qty: if equal { 1 } else { p.qty.abs().to_f64() as u32 },
+            position_intent: if p.qty.is_negative() { PositionIntent::BuyToClose } else { PositionIntent::SellToClose },
+        })
+        .collect();
+    Some((count, out))
+}
+
+pub struct OptionsBot {
+    id: String,
+    symbols: Vec<String>,
+    session: Session,
+    signal: Signal,
+    exits: Exits,
+    risk: OptionsRisk,
+    bull_put: CreditSpread,
+    bear_call: CreditSpread,
+    rules: ChainRules,
+    width: f64,
+    max_quote_age_seconds: u64,
+    exit_days_before_expiry: u32,
+}
+
+impl OptionsBot {
+    pub fn new(s: &Settings, signal: Signal) -> OptionsBot {
+        OptionsBot {
+            id: s.bot_id.clone(),
+            symbols: s.tickers.clone(),
+            session: s.session.clone(),
+            signal,
+            exits: s.exits.clone(),
+            risk: s.risk.clone(),
+            bull_put: s.strategies.bull_put_spread.clone(),
+            bear_call: s.strategies.bear_call_spread.clone(),
+            rules: s.chain_rules.clone(),
+            width: s.execution.spread_width,
+            max_quote_age_seconds: s.execution.max_quote_age_seconds,
+            exit_days_before_expiry: s.execution.exit_days_before_expiry,
+        }
+    }
+
+    /// Its legs grouped by underlying.
+    fn spreads<'a>(view: &BotView<'a>) -> BTreeMap<String, Vec<&'a OwnedPosition>> {
+        let mut out: BTreeMap<String, Vec<&OwnedPosition>> = BTreeMap::new();
+        for p in &view.owned {
+            if let Some((root, ..)) = parse_occ(&p.symbol) {
+                out.entry(root).or_default().push(*p);
+            }
+        }
+        out
+    }
+
+    /// The rule that closes a spread now, if any.
+    fn exit_rule(&self, legs: &[&OwnedPosition], view: &BotView) -> Option<&'static str> {
+        let today = clock::trading_date(view.now);
+        let expiry = legs.iter().filter_map(|p| parse_occ(&p.symbol).map(|o| o.1)).min()?;
+        if (expiry - today).get_days() <= self.exit_days_before_expiry as i32 {
+            return Some("expiry");
+        }
+        let opened = legs.iter().map(|p| p.opened_at).min()?;
+        // The credit received and what closing costs now, per share, from fresh quotes only.
+        let chain = Chain {
+            contracts: &BySymbol::new(),
+            snapshots: view.options,
+            now: view.now,
+            max_quote_age_seconds: self.max_quote_age_seconds,
+        };
+        let mut credit = 0.0;
+        let mut cost = Some(0.0);
+        let count = legs.iter().map(|p| p.qty.abs().to_f64()).fold(f64::MAX, f64::min);
+        for p in legs {
+            let ratio = p.qty.abs().to_f64() / count;
+            let short = p.qty.is_negative();
+            credit += if short { 1.0 } else { -1.0 } * p.avg_entry_price.to_f64() * ratio;
+            cost = cost.zip(chain.fresh_quote(&p.symbol)).map(|(c, q)| c + if short { q.ask } else { -q.bid } * ratio);
+        }
+        if let Some(cost) = cost.filter(|_| credit > 0.0) {
+            let kept = (credit - cost) / credit * 100.0;
+            if kept >= self.exits.take_profit_pct - 1e-9 {
+                return Some("take_profit");
+            }
+            if -kept >= self.exits.stop_loss_pct - 1e-9 {
+                return Some("stop_loss");
+            }
+            if let Some(target) = self.risk.profit_target_usd
+                && (credit - cost) * 100.0 * count >= target
+            {
+                return Some("profit_target");
+            }
+        }
+        if let Some(mins) = self.exits.time_stop_minutes
+            && view.now.duration_since(opened).as_secs() >= i64::from(mins) * 60
+        {
+            return Some("time_stop");
+        }
+        if let Some(mins) = self.exits.flatten_before_close_minutes
+            && view.session.is_open
+            && view.session.next_close.duration_since(view.now).as_secs() <= i64::from(mins) * 60
+        {
+            return Some("flatten_before_close");
+        }
+        None
+    }
+}
+
+impl Bot for OptionsBot {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn kind(&self) -> BotKind {
+        BotKind::Options
+    }
+    fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+    fn session(&self) -> &Session {
+        &self.session
+    }
+    fn bars_needed(&self) -> usize {
+        self.signal.bars_needed()
+    }
+    fn option_days(&self) -> Option<(u32, u32)> {
+        Some((self.rules.dte_min, self.rules.dte_max))
+    }
+
+    fn exits(&self, view: &BotView) -> Vec<Exit> {
+        let mut out = Vec::new();
+        for (root, legs) in Self::spreads(view) {
+            let Some(rule) = self.exit_rule(&legs, view) else { continue };
+            let Some((count, close)) = closing_legs(&legs) else { continue };
+            out.push(Exit {
+                symbol: root,
+                side: Side::Buy,
+                qty: count,
+                rule,
+                order_type: OrderType::Market,
+                limit_price: None,
+                time_in_force: TimeInForce::Day,
+                legs: close,
+            });
+        }
+        out
+    }
+
+    fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry> {
+        let held = Self::spreads(view);
+        let mut out = Vec::new();
+        let mut room = self.risk.max_position_size_usd.min(budget.max_open_risk);
+        for root in &self.symbols {
+            if held.contains_key(root) {
+                continue;
+            }
+            let (Some(bars), Some(quote)) = (view.bars.get(root), view.quotes.get(root)) else { continue };
+            let (kind, strategy, short_intent) = match self.signal.evaluate(bars) {
+                Some(Direction::Long) if self.bull_put.enabled => {
+                    (OptionKind::Put, &self.bull_put, PositionIntent::SellToOpen)
+                }
+                Some(Direction::Short) if self.bear_call.enabled => {
+                    (OptionKind::Call, &self.bear_call, PositionIntent::SellToOpen)
+                }
+                _ => continue,
+            };
+            let chain = Chain {
+                contracts: view.contracts,
+                snapshots: view.options,
+                now: view.now,
+                max_quote_age_seconds: self.max_quote_age_seconds,
+            };
+            let spot = (quote.bid + quote.ask) / 2.0;
+            let Some(plan) = select_spread(kind, root, spot, &chain, &self.rules, strategy, self.width) else {
+                continue;
+            };
+            let n = (room / plan.max_loss).floor();
+            if n < 1.0 {
+                continue;
+            }
+            room -= n * plan.max_loss;
+            out.push(Entry {
+                symbol: root.clone(),
+                side: Side::Sell,
+                amount: Amount::Qty(Dec::from_int(n as i64)),
+                order_type: OrderType::Limit,
+                // A net credit is a negative limit price.
+                limit_price: Dec::ZERO.checked_sub(plan.credit),
+                time_in_force: TimeInForce::Day,
+                legs: vec![
+                    Leg { symbol: plan.short.clone(), ratio_qty: 1, position_intent: short_intent },
+                    Leg { symbol: plan.long.clone(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
+                ],
+                risk_usd: n * plan.max_loss,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::broker::{Greeks, occ_symbol};
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    const NOW: &str = "2026-11-25T15:00:00Z";
+
+    /// SPY at 480: puts every $5 from 440 to 475 on two expiries, with deltas falling away from
+    /// the money, all liquid and freshly quoted.
+    fn chain(expiries: &[Date]) -> (BySymbol<OptionContract>, BySymbol<OptionSnapshot>) {
+        let mut contracts = BySymbol::new();
+        let mut snaps = BySymbol::new();
+        for &e in expiries {
+            for k in (440..=475).step_by(5) {
+                let strike = Dec::from_int(k);
+                let symbol = occ_symbol("SPY", e, OptionKind::Put, strike);
+                // 475: delta 0.45, 470: 0.35, 465: 0.25, 460: 0.18, 455: 0.12, …; price 5 × delta.
+                let delta = match k {
+                    475 => 0.45,
+                    470 => 0.35,
+                    465 => 0.25,
+                    460 => 0.18,
+                    455 => 0.12,
+                    _ => 0.06,
+                };
+                let mid = delta * 5.0;
+                contracts.insert(
+                    symbol.clone(),
+                    OptionContract {
+                        symbol: symbol.clone(),
+                        underlying: "SPY".into(),
+                        expiration: e,
+                        kind: OptionKind::Put,
+                        strike,
+                        multiplier: Dec::from_int(100),
+                        open_interest: Some(1000),
+                        close_price: None,
+                        tradable: true,
+                    },
+                );
+                snaps.insert(
+                    symbol,
+                    OptionSnapshot {
+                        quote: Some(Quote {
+                            t: ts(NOW),
+                            bid: mid - 0.02,
+                            ask: mid + 0.02,
+                            bid_size: 1.0,
+                            ask_size: 1.0,
+                        }),
+                        greeks: Some(Greeks { delta: -delta, gamma: 0.0, theta: 0.0, vega: 0.0, rho: 0.0 }),
+                        implied_volatility: Some(0.2),
+                        volume: Some(500.0),
+                    },
+                );
+            }
+        }
+        (contracts, snaps)
+    }
+
+    fn rules() -> ChainRules {
+        ChainRules { dte_min: 7, dte_max: 60, delta_min: 0.10, delta_max: 0.40, min_volume: 50, min_open_interest: 100 }
+    }
+
+    fn strategy() -> CreditSpread {
+        CreditSpread { enabled: true, min_credit: 0.50, max_credit: 3.00, profit_target: 0.5, max_dte: 45 }
+    }
+
+    fn pick(c: &BySymbol<OptionContract>, s: &BySymbol<OptionSnapshot>, rules: &ChainRules) -> Option<SpreadPlan> {
+        let chain = Chain { contracts: c, snapshots: s, now: ts(NOW), max_quote_age_seconds: 960 };
+        select_spread(OptionKind::Put, "SPY", 480.0, &chain, rules, &strategy(), 5.0)
+    }
+
+    #[test]
+    fn picks_the_short_nearest_the_middle_of_the_delta_band_on_the_nearest_expiry() {
+        let near = jiff::civil::date(2026, 12, 11); // 16 days
+        let far = jiff::civil::date(2026, 12, 18);
+        let (c, s) = chain(&[far, near]);
+        let plan = pick(&c, &s, &rules()).unwrap();
+        // Band 0.10–0.40, middle 0.25. The 465/460 spread is nearest (0.25) but its credit,
+        // 1.25 − 0.90 = 0.35, is under min_credit; 470/465 (0.35 away by 0.10) credits
+        // 1.75 − 1.25 = 0.50: taken, on the nearest expiry.
+        assert_eq!(plan.short, occ_symbol("SPY", near, OptionKind::Put, Dec::from_int(470)));
+        assert_eq!(plan.long, occ_symbol("SPY", near, OptionKind::Put, Dec::from_int(465)));
+        assert_eq!(plan.expiry, near);
+        assert_eq!(plan.credit, "0.5".parse().unwrap());
+        assert!((plan.max_loss - 450.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn none_suitable_means_no_spread() {
+        let near = jiff::civil::date(2026, 12, 11);
+        let (c, s) = chain(&[near]);
+        // Too soon (dte_min 20), too illiquid, or a band nothing sits in: nothing.
+        assert_eq!(pick(&c, &s, &ChainRules { dte_min: 20, ..rules() }), None);
+        assert_eq!(pick(&c, &s, &ChainRules { min_open_interest: 5000, ..rules() }), None);
+        assert_eq!(pick(&c, &s, &ChainRules { min_volume: 1000, ..rules() }), None);
+        assert_eq!(pick(&c, &s, &ChainRules { delta_min: 0.50, delta_max: 0.60, ..rules() }), None);
+        // Stale quotes (an hour old): nothing.
+        let old: BySymbol<OptionSnapshot> = s
+            .iter()
+            .map(|(k, v)| {
+                let mut v = v.clone();
+                v.quote.as_mut().unwrap().t = ts("2026-11-25T14:00:00Z");
+                (k.clone(), v)
+            })
+            .collect();
+        assert_eq!(pick(&c, &old, &rules()), None);
+    }
+
+    #[test]
+    fn spread_legs_close_together() {
+        let leg = |s: &str, q: i64| OwnedPosition {
+            bot: "opt_core".into(),
+            symbol: s.into(),
+            qty: Dec::from_int(q),
+            avg_entry_price: Dec::ONE,
+            opened_at: ts(NOW),
+            high_water: None,
+        };
+        let (a, b) = (leg("SPY261218P00470000", -2), leg("SPY261218P00465000", 2));
+        let (n, legs) = closing_legs(&[&a, &b]).unwrap();
+        assert_eq!(n, Dec::from_int(2));
+        assert_eq!(legs[0].position_intent, PositionIntent::BuyToClose);
+        assert_eq!(legs[1].position_intent, PositionIntent::SellToClose);
+        assert!(legs.iter().all(|l| l.ratio_qty == 1));
+    }
+}

@@ -277,6 +277,9 @@ impl Bot for OptionsBot {
     fn bars_needed(&self) -> usize {
         self.signal.bars_needed()
     }
+    fn cooldown_minutes(&self) -> u32 {
+        self.risk.cooldown_minutes
+    }
     fn option_days(&self) -> Option<(u32, u32)> {
         Some((self.rules.dte_min, self.rules.dte_max))
     }

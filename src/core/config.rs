@@ -558,6 +558,8 @@ pub struct OptionsRisk {
     pub max_concurrent_positions: u32,
     pub max_position_size_usd: f64,
     pub profit_target_usd: Option<f64>,
+    /// Added: minutes after a spread closes before the bot opens another on that underlying.
+    pub cooldown_minutes: u32,
 }
 
 impl Default for OptionsRisk {
@@ -567,6 +569,7 @@ impl Default for OptionsRisk {
             max_concurrent_positions: 3,
             max_position_size_usd: 500.0,
             profit_target_usd: None,
+            cooldown_minutes: 30,
         }
     }
 }
@@ -960,6 +963,7 @@ fn validate_bots(b: &Bots) -> Result<(), Vec<Problem>> {
         c.within("optionsbot.risk.max_trades_per_day", o.risk.max_trades_per_day, 0, 1000);
         c.within("optionsbot.risk.max_concurrent_positions", o.risk.max_concurrent_positions, 0, 100);
         c.range("optionsbot.risk.max_position_size_usd", o.risk.max_position_size_usd, 0.0, 1e9, true);
+        c.within("optionsbot.risk.cooldown_minutes", o.risk.cooldown_minutes, 0, 10_080);
         if let Some(v) = o.risk.profit_target_usd {
             c.range("optionsbot.risk.profit_target_usd", v, 0.0, 1e9, true);
         }

@@ -72,11 +72,59 @@ pub struct FakeState {
     pub live_time: bool,
     /// The lowest quantity any position ever reached (negative: something was sold short).
     pub min_seen: f64,
+    /// A market of the test's making, when set: bars and latest quotes by symbol (stocks and
+    /// crypto alike), option contracts and option snapshots.
+    pub market: Option<Market>,
+    /// Fill prices by symbol (orders and legs), ahead of `auto_fill`.
+    pub fill_prices: BTreeMap<String, String>,
+}
+
+/// Market data a test controls.
+#[derive(Debug, Clone, Default)]
+pub struct Market {
+    /// symbol → Alpaca bar objects, oldest first.
+    pub bars: BTreeMap<String, Vec<Value>>,
+    /// symbol → Alpaca quote object.
+    pub quotes: BTreeMap<String, Value>,
+    /// Alpaca option contract objects.
+    pub contracts: Vec<Value>,
+    /// OCC symbol → Alpaca snapshot object.
+    pub snapshots: BTreeMap<String, Value>,
+}
+
+impl Market {
+    fn pick<T: Clone>(map: &BTreeMap<String, T>, symbols: Option<&str>) -> BTreeMap<String, T> {
+        let wanted: Vec<&str> = symbols.unwrap_or_default().split(',').collect();
+        map.iter().filter(|(k, _)| wanted.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
 }
 
 impl FakeState {
-    /// Marks order `i` filled at `price` and moves the position.
+    /// Marks order `i` filled at `price` and moves the position (each leg's, for a multi-leg
+    /// order, at its own price from `fill_prices`).
     pub fn book_fill(&mut self, i: usize, price: &str) {
+        if let Some(legs) = self.orders[i]["legs"].as_array().cloned().filter(|l| !l.is_empty()) {
+            let mut net = 0.0;
+            for (k, leg) in legs.iter().enumerate() {
+                let symbol = leg["symbol"].as_str().unwrap_or_default().to_string();
+                let p = self.fill_prices.get(&symbol).cloned().unwrap_or_else(|| price.to_string());
+                let q: f64 = leg["qty"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0.0);
+                let buy = leg["side"] == "buy";
+                net += if buy { 1.0 } else { -1.0 } * p.parse::<f64>().unwrap_or(0.0);
+                self.orders[i]["legs"][k]["status"] = "filled".into();
+                self.orders[i]["legs"][k]["filled_qty"] = format!("{q}").into();
+                self.orders[i]["legs"][k]["filled_avg_price"] = p.clone().into();
+                self.move_position(&symbol, if buy { q } else { -q }, &p, "us_option");
+            }
+            let qty = self.orders[i]["qty"].clone();
+            self.orders[i]["status"] = "filled".into();
+            self.orders[i]["filled_qty"] = qty;
+            self.orders[i]["filled_avg_price"] = format!("{net:.2}").into();
+            return;
+        }
+        let symbol = self.orders[i]["symbol"].as_str().unwrap_or_default().to_string();
+        let price = self.fill_prices.get(&symbol).cloned().unwrap_or_else(|| price.to_string());
+        let price = price.as_str();
         let qty = self.orders[i]["qty"].as_str().unwrap_or("0").to_string();
         let symbol = self.orders[i]["symbol"].as_str().unwrap_or_default().to_string();
         let side = self.orders[i]["side"].as_str().unwrap_or_default().to_string();
@@ -85,6 +133,13 @@ impl FakeState {
         self.orders[i]["filled_avg_price"] = price.into();
         let q: f64 = qty.parse().unwrap_or(0.0);
         let signed = if side == "buy" { q } else { -q };
+        let class = if symbol.contains('/') { "crypto" } else { "us_equity" };
+        self.move_position(&symbol, signed, price, class);
+    }
+
+    /// Moves the fake account's position in `symbol` (Alpaca keys crypto without the slash).
+    fn move_position(&mut self, symbol: &str, signed: f64, price: &str, class: &str) {
+        let symbol = symbol.replace('/', "");
         match self.positions.iter().position(|p| p["symbol"] == symbol.as_str()) {
             Some(j) => {
                 let held: f64 = self.positions[j]["qty"].as_str().unwrap_or("0").parse().unwrap_or(0.0);
@@ -99,7 +154,7 @@ impl FakeState {
             None => {
                 self.min_seen = self.min_seen.min(signed);
                 self.positions.push(json!({
-                    "symbol": symbol, "asset_class": "us_equity", "qty": format!("{signed}"), "side": "long",
+                    "symbol": symbol, "asset_class": class, "qty": format!("{signed}"), "side": "long",
                     "avg_entry_price": price, "current_price": price, "market_value": "0", "unrealized_pl": "0"
                 }))
             }
@@ -218,6 +273,23 @@ impl FakeAlpaca {
         }
         let mut st = self.lock();
         let path = r.path.as_str();
+        if let Some(m) = &st.market {
+            match (r.method.as_str(), path) {
+                ("GET", "/v2/stocks/bars") | ("GET", "/v1beta3/crypto/us/bars") => {
+                    return (200, json!({"bars": Market::pick(&m.bars, r.q("symbols")), "next_page_token": null}));
+                }
+                ("GET", "/v2/stocks/quotes/latest") | ("GET", "/v1beta3/crypto/us/latest/quotes") => {
+                    return (200, json!({"quotes": Market::pick(&m.quotes, r.q("symbols"))}));
+                }
+                ("GET", "/v2/options/contracts") => {
+                    return (200, json!({"option_contracts": m.contracts, "next_page_token": null}));
+                }
+                ("GET", p) if p.starts_with("/v1beta1/options/snapshots/") => {
+                    return (200, json!({"snapshots": m.snapshots, "next_page_token": null}));
+                }
+                _ => {}
+            }
+        }
         match (r.method.as_str(), path) {
             ("GET", "/v2/account") => (200, st.account.clone()),
             ("GET", "/v2/clock") => {
@@ -266,10 +338,26 @@ impl FakeAlpaca {
                         o.insert(k.into(), v.clone());
                     }
                 }
-                if body.get("legs").is_some() {
+                if let Some(legs) = body.get("legs").and_then(Value::as_array) {
                     o.insert("symbol".into(), "".into());
                     o.insert("side".into(), "".into());
                     o.insert("asset_class".into(), "".into());
+                    let qty: f64 = body["qty"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0.0);
+                    let legs: Vec<Value> = legs
+                        .iter()
+                        .enumerate()
+                        .map(|(k, l)| {
+                            let ratio: f64 = l["ratio_qty"].as_str().and_then(|r| r.parse().ok()).unwrap_or(1.0);
+                            json!({
+                                "id": format!("{}-leg{k}", o["id"].as_str().unwrap_or_default()),
+                                "client_order_id": "", "symbol": l["symbol"], "asset_class": "us_option",
+                                "side": l["side"], "position_intent": l["position_intent"], "qty": format!("{}", qty * ratio),
+                                "filled_qty": "0", "filled_avg_price": null, "status": "accepted", "type": "",
+                                "order_class": "mleg", "ratio_qty": l["ratio_qty"]
+                            })
+                        })
+                        .collect();
+                    o.insert("legs".into(), legs.into());
                 }
                 st.orders.push(order.clone());
                 if let Some(price) = st.auto_fill.clone() {

@@ -1,0 +1,229 @@
+//! The shipped bots end to end against the loopback fake of Alpaca: a rising market in which each
+//! bot opens exactly the position it should, then a falling one in which each closes by its stop —
+//! asserting on the exact order bodies the fake received, and checking every request against
+//! Alpaca's OpenAPI documents.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use support::fake_alpaca::{FakeAlpaca, KEY, Market, SECRET};
+use trading_hydra::core::clock::ManualClock;
+use trading_hydra::core::config::{Config, DataFeed};
+use trading_hydra::core::state::State;
+use trading_hydra::orchestrator::Orchestrator;
+use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
+
+/// Wednesday 2026-11-25, 10:30 New York.
+const NOW: &str = "2026-11-25T15:30:00Z";
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// 55 one-minute bars ending the minute before NOW: flat, then climbing, the last on heavy volume.
+fn rising(start: f64, step: f64, volume: f64) -> Vec<Value> {
+    let end = ts(NOW).as_second() - 60;
+    (0..55)
+        .map(|i| {
+            let c = if i < 40 { start } else { start + (i - 39) as f64 * step };
+            let t = Timestamp::from_second(end - (54 - i) * 60).unwrap();
+            let v = if i == 54 { volume * 3.0 } else { volume };
+            json!({"t": t.to_string(), "o": c, "h": c + step / 4.0, "l": c - step / 4.0, "c": c, "v": v, "n": 10, "vw": c})
+        })
+        .collect()
+}
+
+fn quote(bid: f64, ask: f64) -> Value {
+    quote_at(NOW, bid, ask)
+}
+
+fn quote_at(t: &str, bid: f64, ask: f64) -> Value {
+    json!({"t": t, "bp": bid, "bs": 3, "ap": ask, "as": 3, "ax": "V", "bx": "V", "c": ["R"], "z": "C"})
+}
+
+/// SPY puts expiring 2026-12-11, deltas falling away from the money: the rules pick 470/465.
+fn spy_chain(market: &mut Market, short_mid: f64, long_mid: f64) {
+    for (k, delta) in [(475, 0.45), (470, 0.35), (465, 0.25), (460, 0.18)] {
+        let symbol = format!("SPY261211P00{k}000");
+        let mid = match k {
+            470 => short_mid,
+            465 => long_mid,
+            _ => delta * 5.0,
+        };
+        market.contracts.push(json!({
+            "id": symbol, "symbol": symbol, "name": "", "status": "active", "tradable": true,
+            "expiration_date": "2026-12-11", "root_symbol": "SPY", "underlying_symbol": "SPY", "type": "put",
+            "style": "american", "strike_price": format!("{k}"), "size": "100", "open_interest": "1000"
+        }));
+        market.snapshots.insert(
+            symbol,
+            json!({"latestQuote": {"t": NOW, "bp": mid - 0.02, "ap": mid + 0.02, "bs": 10, "as": 10, "ax": "C", "bx": "C", "c": "A"},
+                   "greeks": {"delta": -delta, "gamma": 0.01, "theta": -0.05, "vega": 0.1, "rho": -0.01},
+                   "impliedVolatility": 0.2, "dailyBar": {"t": NOW, "o": 1, "h": 1, "l": 1, "c": 1, "v": 500, "n": 10, "vw": 1}}),
+        );
+    }
+}
+
+fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.clock = json!({"timestamp": NOW, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
+        for (k, v) in [
+            ("equity", "100000"),
+            ("last_equity", "100000"),
+            ("cash", "100000"),
+            ("buying_power", "200000"),
+            ("non_marginable_buying_power", "100000"),
+            ("options_buying_power", "100000"),
+        ] {
+            st.account[k] = v.into();
+        }
+        st.positions.clear();
+        st.auto_fill = Some("0".into());
+        let mut m = Market::default();
+        m.bars.insert("AAPL".into(), rising(190.0, 0.2, 20_000.0));
+        m.bars.insert("SPY".into(), rising(480.0, 0.3, 50_000.0));
+        m.bars.insert("BTC/USD".into(), rising(60_000.0, 15.0, 2.0));
+        m.quotes.insert("AAPL".into(), quote(193.00, 193.02));
+        m.quotes.insert("SPY".into(), quote(484.50, 484.52));
+        m.quotes.insert("BTC/USD".into(), quote(60_200.0, 60_210.0));
+        spy_chain(&mut m, 1.75, 1.25);
+        st.market = Some(m);
+        for (sym, px) in
+            [("AAPL", "193.02"), ("BTC/USD", "60210"), ("SPY261211P00470000", "1.75"), ("SPY261211P00465000", "1.25")]
+        {
+            st.fill_prices.insert(sym.into(), px.into());
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("th-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = Config::load(Path::new("config")).unwrap();
+    cfg.settings.system.state_db_path = dir.join("state.db");
+    cfg.bots.optionsbot.as_mut().unwrap().tickers = vec!["SPY".into()];
+    cfg.bots.cryptobot.as_mut().unwrap().pairs = vec!["BTC/USD".into()];
+    let broker = AlpacaClient::new(
+        Credentials::new(KEY.into(), SECRET.into()),
+        ClientSettings {
+            trading_url: fake.url.clone(),
+            data_url: fake.url.clone(),
+            feed: DataFeed::Iex,
+            timeout: Duration::from_millis(500),
+            retry_budget: Duration::from_secs(1),
+            max_attempts: 2,
+            backoff: Duration::from_millis(10),
+            requests_per_minute: 1000,
+        },
+    );
+    let clock = Arc::new(ManualClock::new(ts(NOW)));
+    let state = State::open(&cfg.settings.system.state_db_path).unwrap();
+    let o = Orchestrator::new(cfg, state, Box::new(clock.clone()), Box::new(broker));
+    (fake, o, clock)
+}
+
+fn posts(fake: &FakeAlpaca) -> Vec<Value> {
+    fake.seen()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+#[test]
+fn each_bot_enters_on_the_rise_and_exits_by_its_stop_on_the_fall() {
+    let (fake, mut o, clock) = setup();
+
+    // The rise: each bot opens exactly one position, in the form Alpaca accepts.
+    let s = o.run_iteration();
+    assert!(s.entries_allowed, "{s:?}");
+    assert_eq!(s.orders_submitted, 3, "{:?}", posts(&fake));
+    let p = posts(&fake);
+    assert_eq!(
+        p[0],
+        json!({"symbol": "AAPL", "side": "buy", "qty": "51", "type": "market", "time_in_force": "day",
+               "client_order_id": "th-mom_AAPL-20261125-1"}),
+        "$10,000 at the $193.02 ask: 51 whole shares"
+    );
+    assert_eq!(
+        p[1],
+        json!({"order_class": "mleg", "qty": "1", "type": "limit", "limit_price": "-0.5", "time_in_force": "day",
+               "client_order_id": "th-opt_core-20261125-1",
+               "legs": [
+                   {"symbol": "SPY261211P00470000", "side": "sell", "ratio_qty": "1", "position_intent": "sell_to_open"},
+                   {"symbol": "SPY261211P00465000", "side": "buy", "ratio_qty": "1", "position_intent": "buy_to_open"}]}),
+        "a bull put spread for a $0.50 credit, max loss $450: one spread within $500"
+    );
+    assert_eq!(
+        p[2],
+        json!({"symbol": "BTC/USD", "side": "buy", "qty": "0.000829", "type": "limit", "limit_price": "60270.21",
+               "time_in_force": "gtc", "client_order_id": "th-crypto_core-20261125-1"}),
+        "$50 at a limit 0.1 % over the ask, as a quantity (a limit takes no notional)"
+    );
+
+    // Filled at once by the fake: the next iteration books what each bot owns, and sends nothing.
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    let owned = o.state().owned_positions().unwrap();
+    let q = |bot: &str, sym: &str| owned.iter().find(|p| p.bot == bot && p.symbol == sym).map(|p| p.qty.to_string());
+    assert_eq!(q("mom_AAPL", "AAPL").as_deref(), Some("51"));
+    assert_eq!(q("crypto_core", "BTC/USD").as_deref(), Some("0.000829"));
+    assert_eq!(q("opt_core", "SPY261211P00470000").as_deref(), Some("-1"));
+    assert_eq!(q("opt_core", "SPY261211P00465000").as_deref(), Some("1"));
+
+    // A minute later, the fall: AAPL -0.6 %, BTC -1.2 %, and the spread's cost to close past
+    // twice its credit.
+    let later = "2026-11-25T15:31:00Z";
+    clock.set(ts(later));
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = later.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote_at(later, 191.85, 191.87));
+        m.quotes.insert("SPY".into(), quote_at(later, 478.50, 478.52));
+        m.quotes.insert("BTC/USD".into(), quote_at(later, 59_480.0, 59_490.0));
+        m.snapshots.clear();
+        m.contracts.clear();
+        spy_chain(m, 3.00, 1.20);
+    }
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 3);
+    let exits: Vec<Value> = posts(&fake).into_iter().skip(3).collect();
+    assert_eq!(
+        exits[0],
+        json!({"symbol": "AAPL", "side": "sell", "qty": "51", "type": "market", "time_in_force": "day",
+               "client_order_id": "th-mom_AAPL-20261125-2"})
+    );
+    assert_eq!(
+        exits[1],
+        json!({"order_class": "mleg", "qty": "1", "type": "market", "time_in_force": "day",
+               "client_order_id": "th-opt_core-20261125-2",
+               "legs": [
+                   {"symbol": "SPY261211P00465000", "side": "sell", "ratio_qty": "1", "position_intent": "sell_to_close"},
+                   {"symbol": "SPY261211P00470000", "side": "buy", "ratio_qty": "1", "position_intent": "buy_to_close"}]}),
+        "the spread closes as one order"
+    );
+    assert_eq!(
+        exits[2],
+        json!({"symbol": "BTC/USD", "side": "sell", "qty": "0.000829", "type": "market", "time_in_force": "gtc",
+               "client_order_id": "th-crypto_core-20261125-2"})
+    );
+    for coid in ["th-mom_AAPL-20261125-2", "th-opt_core-20261125-2", "th-crypto_core-20261125-2"] {
+        assert_eq!(o.state().order(coid).unwrap().unwrap().rule.as_deref(), Some("stop_loss"), "{coid}");
+    }
+    o.run_iteration();
+    let left = o.state().owned_positions().unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Every request the daemon sent is one Alpaca documents.
+    let specs = support::openapi::Specs::load();
+    for r in fake.seen() {
+        if let Err(why) = specs.check(&r.method, &r.path, &r.query, &r.body) {
+            panic!("{} {} {:?}: {why}", r.method, r.path, r.query);
+        }
+    }
+}

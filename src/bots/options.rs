@@ -30,17 +30,48 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use jiff::civil::Date;
 
+use crate::bots::indicators;
 use crate::bots::signals::{Direction, Signal};
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock;
-use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session};
+use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session, Straddle};
 use crate::core::decimal::Dec;
 use crate::core::state::OwnedPosition;
 use crate::services::broker::{
-    Amount, BySymbol, Leg, OptionContract, OptionKind, OptionSnapshot, OrderType, PositionIntent, Quote, Side,
+    Amount, Bar, BySymbol, Leg, OptionContract, OptionKind, OptionSnapshot, OrderType, PositionIntent, Quote, Side,
     TimeInForce, parse_occ,
 };
 use crate::services::portfolio::{BotKind, Budget};
+
+/// The strategies the bot trades, recognised from the legs it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    BullPut,
+    BearCall,
+    IronCondor,
+    Straddle,
+}
+
+/// Which strategy a set of held legs is: one short and one long put (bull put), the same in calls
+/// (bear call), both of those (iron condor), or a long call and a long put (straddle).
+pub fn strategy_of(legs: &[&OwnedPosition]) -> Option<Strategy> {
+    let kinds: Vec<(OptionKind, bool)> =
+        legs.iter().map(|p| parse_occ(&p.symbol).map(|o| (o.2, p.qty.is_negative()))).collect::<Option<_>>()?;
+    let count = |k: OptionKind, short: bool| kinds.iter().filter(|x| **x == (k, short)).count();
+    let (ps, pl, cs, cl) = (
+        count(OptionKind::Put, true),
+        count(OptionKind::Put, false),
+        count(OptionKind::Call, true),
+        count(OptionKind::Call, false),
+    );
+    match (kinds.len(), ps, pl, cs, cl) {
+        (2, 1, 1, 0, 0) => Some(Strategy::BullPut),
+        (2, 0, 0, 1, 1) => Some(Strategy::BearCall),
+        (4, 1, 1, 1, 1) => Some(Strategy::IronCondor),
+        (2, 0, 1, 0, 1) => Some(Strategy::Straddle),
+        _ => None,
+    }
+}
 
 /// A spread chosen from the chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +175,152 @@ pub fn select_spread(
     best.map(|b| b.2)
 }
 
+/// Bars the straddle's squeeze test reads (an hour of one-minute bars and one).
+pub const SQUEEZE_BARS: usize = 61;
+
+/// A volatility squeeze: the last quarter hour's true range at most 60 % of the hour's. A market
+/// coiled that tightly tends to break out one way or the other, which a straddle is paid for.
+pub fn squeezed(bars: &[Bar]) -> bool {
+    if bars.len() < SQUEEZE_BARS {
+        return false;
+    }
+    let recent = indicators::atr(&bars[bars.len() - 16..], 15);
+    let hour = indicators::atr(&bars[bars.len() - SQUEEZE_BARS..], 60);
+    matches!((recent, hour), (Some(r), Some(h)) if h > 0.0 && r <= 0.6 * h)
+}
+
+/// A long straddle chosen from the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StraddlePlan {
+    pub call: String,
+    pub put: String,
+    /// Net debit per share at the asks, rounded up to the cent.
+    pub debit: Dec,
+}
+
+/// An iron condor: a bull put spread and a bear call spread on one expiry, for one credit within
+/// the iron condor's `min_credit`..`max_credit`. It can lose on one side only: its maximum loss is
+/// (width − total credit) × 100.
+pub fn select_condor(
+    underlying: &str,
+    spot: f64,
+    chain: &Chain,
+    rules: &ChainRules,
+    condor: &CreditSpread,
+    width: f64,
+) -> Option<(SpreadPlan, SpreadPlan)> {
+    // Each side on its own need only bring some credit; the total is what must fit the band.
+    let side = CreditSpread { min_credit: 0.01, ..condor.clone() };
+    let put = select_spread(OptionKind::Put, underlying, spot, chain, rules, &side, width)?;
+    let put_expiry = put.expiry;
+    let mut call = select_spread(OptionKind::Call, underlying, spot, chain, rules, &side, width)?;
+    if call.expiry != put_expiry {
+        // Both sides on one expiry: restrict the calls to the puts' expiry.
+        let same =
+            ChainRules { dte_min: days_to(chain, put_expiry), dte_max: days_to(chain, put_expiry), ..rules.clone() };
+        call = select_spread(
+            OptionKind::Call,
+            underlying,
+            spot,
+            chain,
+            &same,
+            &CreditSpread { max_dte: 10_000, ..side },
+            width,
+        )?;
+    }
+    let total = put.credit.checked_add(call.credit)?.to_f64();
+    (total >= condor.min_credit && total <= condor.max_credit && total < width).then_some((put, call))
+}
+
+fn days_to(chain: &Chain, d: Date) -> u32 {
+    (d - clock::trading_date(chain.now)).get_days().max(0) as u32
+}
+
+/// A long straddle: the call and the put at the strike nearest the spot, on the nearest expiry in
+/// the window, both freshly quoted, for a debit (at the asks) no more than `max_cost`.
+pub fn select_straddle(
+    underlying: &str,
+    spot: f64,
+    chain: &Chain,
+    rules: &ChainRules,
+    straddle: &Straddle,
+) -> Option<StraddlePlan> {
+    let today = clock::trading_date(chain.now);
+    // Per expiry in the window, the call and put pair at the strike nearest the spot.
+    let mut atm: BTreeMap<Date, (f64, &OptionContract, &OptionContract)> = BTreeMap::new();
+    for c in chain.contracts.values().filter(|c| c.underlying == underlying && c.kind == OptionKind::Call && c.tradable)
+    {
+        let days = (c.expiration - today).get_days() as i64;
+        if days < rules.dte_min as i64 || days > rules.dte_max as i64 {
+            continue;
+        }
+        let Some(put) = chain.contracts.values().find(|p| {
+            p.underlying == underlying
+                && p.kind == OptionKind::Put
+                && p.expiration == c.expiration
+                && p.strike == c.strike
+                && p.tradable
+        }) else {
+            continue;
+        };
+        let distance = (c.strike.to_f64() - spot).abs();
+        if atm.get(&c.expiration).is_none_or(|(d, ..)| distance < *d) {
+            atm.insert(c.expiration, (distance, c, put));
+        }
+    }
+    // The nearest expiry whose pair is quoted and affordable.
+    atm.values().find_map(|(_, call, put)| {
+        let (cq, pq) = (chain.fresh_quote(&call.symbol)?, chain.fresh_quote(&put.symbol)?);
+        let debit = Dec::from_f64(cq.ask + pq.ask)?.round_to(2);
+        (debit > Dec::ZERO && debit.to_f64() <= straddle.max_cost).then(|| StraddlePlan {
+            call: call.symbol.clone(),
+            put: put.symbol.clone(),
+            debit,
+        })
+    })
+}
+
+/// What the bot will send for one underlying.
+enum Plan {
+    Vertical(SpreadPlan),
+    Condor(SpreadPlan, SpreadPlan),
+    Straddle(StraddlePlan),
+}
+
+impl Plan {
+    /// Dollars one unit can lose.
+    fn max_loss(&self) -> f64 {
+        match self {
+            Plan::Vertical(p) => p.max_loss,
+            // One side at most can lose: the width less both credits (both sides share the width).
+            Plan::Condor(p, c) => p.max_loss - c.credit.to_f64() * 100.0,
+            Plan::Straddle(s) => s.debit.to_f64() * 100.0,
+        }
+    }
+
+    /// The net limit: a credit is negative, a debit positive.
+    fn limit_price(&self) -> Dec {
+        match self {
+            Plan::Vertical(p) => Dec::ZERO.checked_sub(p.credit).unwrap_or(Dec::ZERO),
+            Plan::Condor(p, c) => {
+                Dec::ZERO.checked_sub(p.credit).and_then(|x| x.checked_sub(c.credit)).unwrap_or(Dec::ZERO)
+            }
+            Plan::Straddle(s) => s.debit,
+        }
+    }
+
+    fn legs(&self) -> Vec<Leg> {
+        let leg = |symbol: &str, position_intent| Leg { symbol: symbol.into(), ratio_qty: 1, position_intent };
+        let vertical =
+            |p: &SpreadPlan| vec![leg(&p.short, PositionIntent::SellToOpen), leg(&p.long, PositionIntent::BuyToOpen)];
+        match self {
+            Plan::Vertical(p) => vertical(p),
+            Plan::Condor(p, c) => vertical(p).into_iter().chain(vertical(c)).collect(),
+            Plan::Straddle(s) => vec![leg(&s.call, PositionIntent::BuyToOpen), leg(&s.put, PositionIntent::BuyToOpen)],
+        }
+    }
+}
+
 /// The legs a bot owns on one underlying as (number of spreads, closing legs): equal legs close as
 /// N spreads of ratio 1, unequal ones as one of their sizes. `None` for no legs or more than four.
 pub fn closing_legs(legs: &[&OwnedPosition]) -> Option<(Dec, Vec<Leg>)> {
@@ -173,6 +350,8 @@ pub struct OptionsBot {
     risk: OptionsRisk,
     bull_put: CreditSpread,
     bear_call: CreditSpread,
+    iron_condor: CreditSpread,
+    straddle: Straddle,
     rules: ChainRules,
     width: f64,
     max_quote_age_seconds: u64,
@@ -190,6 +369,8 @@ impl OptionsBot {
             risk: s.risk.clone(),
             bull_put: s.strategies.bull_put_spread.clone(),
             bear_call: s.strategies.bear_call_spread.clone(),
+            iron_condor: s.strategies.iron_condor.clone(),
+            straddle: s.strategies.straddle.clone(),
             rules: s.chain_rules.clone(),
             width: s.execution.spread_width,
             max_quote_age_seconds: s.execution.max_quote_age_seconds,
@@ -232,12 +413,24 @@ impl OptionsBot {
             credit += if short { 1.0 } else { -1.0 } * p.avg_entry_price.to_f64() * ratio;
             cost = cost.zip(chain.fresh_quote(&p.symbol)).map(|(c, q)| c + if short { q.ask } else { -q.bid } * ratio);
         }
-        if let Some(cost) = cost.filter(|_| credit > 0.0) {
-            let kept = (credit - cost) / credit * 100.0;
-            if kept >= self.exits.take_profit_pct - 1e-9 {
+        // P&L per share: what was received (negative: paid) less what closing costs (negative:
+        // what closing brings in). In percent of what was received or paid.
+        if let Some(cost) = cost.filter(|_| credit != 0.0) {
+            let pnl_pct = (credit - cost) / credit.abs() * 100.0;
+            // The strategy's own target (a fraction) and the bot's take profit: whichever comes first.
+            let target = strategy_of(legs).map_or(self.exits.take_profit_pct, |st| {
+                let fraction = match st {
+                    Strategy::BullPut => self.bull_put.profit_target,
+                    Strategy::BearCall => self.bear_call.profit_target,
+                    Strategy::IronCondor => self.iron_condor.profit_target,
+                    Strategy::Straddle => self.straddle.profit_target,
+                };
+                self.exits.take_profit_pct.min(fraction * 100.0)
+            });
+            if pnl_pct >= target - 1e-9 {
                 return Some("take_profit");
             }
-            if -kept >= self.exits.stop_loss_pct - 1e-9 {
+            if -pnl_pct >= self.exits.stop_loss_pct - 1e-9 {
                 return Some("stop_loss");
             }
             if let Some(target) = self.risk.profit_target_usd
@@ -275,7 +468,9 @@ impl Bot for OptionsBot {
         &self.session
     }
     fn bars_needed(&self) -> usize {
-        self.signal.bars_needed()
+        // The straddle's volatility squeeze reads an hour of bars.
+        let squeeze = if self.straddle.enabled { SQUEEZE_BARS } else { 0 };
+        self.signal.bars_needed().max(squeeze)
     }
     fn cooldown_minutes(&self) -> u32 {
         self.risk.cooldown_minutes
@@ -312,15 +507,6 @@ impl Bot for OptionsBot {
                 continue;
             }
             let (Some(bars), Some(quote)) = (view.bars.get(root), view.quotes.get(root)) else { continue };
-            let (kind, strategy, short_intent) = match self.signal.evaluate(bars) {
-                Some(Direction::Long) if self.bull_put.enabled => {
-                    (OptionKind::Put, &self.bull_put, PositionIntent::SellToOpen)
-                }
-                Some(Direction::Short) if self.bear_call.enabled => {
-                    (OptionKind::Call, &self.bear_call, PositionIntent::SellToOpen)
-                }
-                _ => continue,
-            };
             let chain = Chain {
                 contracts: view.contracts,
                 snapshots: view.options,
@@ -328,27 +514,41 @@ impl Bot for OptionsBot {
                 max_quote_age_seconds: self.max_quote_age_seconds,
             };
             let spot = (quote.bid + quote.ask) / 2.0;
-            let Some(plan) = select_spread(kind, root, spot, &chain, &self.rules, strategy, self.width) else {
-                continue;
+            let plan = match self.signal.evaluate(bars) {
+                Some(Direction::Long) if self.bull_put.enabled => {
+                    select_spread(OptionKind::Put, root, spot, &chain, &self.rules, &self.bull_put, self.width)
+                        .map(Plan::Vertical)
+                }
+                Some(Direction::Short) if self.bear_call.enabled => {
+                    select_spread(OptionKind::Call, root, spot, &chain, &self.rules, &self.bear_call, self.width)
+                        .map(Plan::Vertical)
+                }
+                // No direction: a range-bound market for an iron condor, or a coiled one for a straddle.
+                None if self.iron_condor.enabled => {
+                    select_condor(root, spot, &chain, &self.rules, &self.iron_condor, self.width)
+                        .map(|(p, c)| Plan::Condor(p, c))
+                }
+                None if self.straddle.enabled && squeezed(bars) => {
+                    select_straddle(root, spot, &chain, &self.rules, &self.straddle).map(Plan::Straddle)
+                }
+                _ => None,
             };
-            let n = (room / plan.max_loss).floor();
+            let Some(plan) = plan else { continue };
+            let max_loss = plan.max_loss();
+            let n = (room / max_loss).floor();
             if n < 1.0 {
                 continue;
             }
-            room -= n * plan.max_loss;
+            room -= n * max_loss;
             out.push(Entry {
                 symbol: root.clone(),
                 side: Side::Sell,
                 amount: Amount::Qty(Dec::from_int(n as i64)),
                 order_type: OrderType::Limit,
-                // A net credit is a negative limit price.
-                limit_price: Dec::ZERO.checked_sub(plan.credit),
+                limit_price: Some(plan.limit_price()),
                 time_in_force: TimeInForce::Day,
-                legs: vec![
-                    Leg { symbol: plan.short.clone(), ratio_qty: 1, position_intent: short_intent },
-                    Leg { symbol: plan.long.clone(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
-                ],
-                risk_usd: n * plan.max_loss,
+                legs: plan.legs(),
+                risk_usd: n * max_loss,
             });
         }
         out
@@ -467,6 +667,131 @@ mod tests {
             })
             .collect();
         assert_eq!(pick(&c, &old, &rules()), None);
+    }
+
+    /// Puts and calls every $5 from 440 to 520 around SPY at 480, one expiry; |delta| falls by
+    /// 0.1 a strike away from the money (from 0.45), mid = 5 × |delta|.
+    fn both_sides(expiry: Date) -> (BySymbol<OptionContract>, BySymbol<OptionSnapshot>) {
+        let mut contracts = BySymbol::new();
+        let mut snaps = BySymbol::new();
+        for k in (440..=520).step_by(5) {
+            for kind in [OptionKind::Put, OptionKind::Call] {
+                let away = match kind {
+                    OptionKind::Put => (480 - k) as f64 / 5.0,
+                    OptionKind::Call => (k - 480) as f64 / 5.0,
+                };
+                let delta: f64 = (0.45 - 0.1 * away.max(0.0)).max(0.02);
+                let delta = if away < 0.0 { 0.55 } else { delta };
+                let symbol = occ_symbol("SPY", expiry, kind, Dec::from_int(k));
+                contracts.insert(
+                    symbol.clone(),
+                    OptionContract {
+                        symbol: symbol.clone(),
+                        underlying: "SPY".into(),
+                        expiration: expiry,
+                        kind,
+                        strike: Dec::from_int(k),
+                        multiplier: Dec::from_int(100),
+                        open_interest: Some(1000),
+                        close_price: None,
+                        tradable: true,
+                    },
+                );
+                let mid = delta * 5.0;
+                let signed = if kind == OptionKind::Put { -delta } else { delta };
+                snaps.insert(
+                    symbol,
+                    OptionSnapshot {
+                        quote: Some(Quote {
+                            t: ts(NOW),
+                            bid: mid - 0.02,
+                            ask: mid + 0.02,
+                            bid_size: 1.0,
+                            ask_size: 1.0,
+                        }),
+                        greeks: Some(Greeks { delta: signed, gamma: 0.0, theta: 0.0, vega: 0.0, rho: 0.0 }),
+                        implied_volatility: Some(0.2),
+                        volume: Some(500.0),
+                    },
+                );
+            }
+        }
+        (contracts, snaps)
+    }
+
+    #[test]
+    fn an_iron_condor_sells_both_sides_on_one_expiry_for_one_credit() {
+        let expiry = jiff::civil::date(2026, 12, 11);
+        let (c, s) = both_sides(expiry);
+        let chain = Chain { contracts: &c, snapshots: &s, now: ts(NOW), max_quote_age_seconds: 960 };
+        let condor =
+            CreditSpread { enabled: true, min_credit: 1.00, max_credit: 4.00, profit_target: 0.25, max_dte: 60 };
+        let (put, call) = select_condor("SPY", 480.0, &chain, &rules(), &condor, 5.0).unwrap();
+        // Band 0.10–0.40 (middle 0.25): the 470 put (|delta| 0.25) over 465, the 490 call over 495.
+        assert_eq!((put.short.as_str(), put.long.as_str()), ("SPY261211P00470000", "SPY261211P00465000"));
+        assert_eq!((call.short.as_str(), call.long.as_str()), ("SPY261211C00490000", "SPY261211C00495000"));
+        // Each side credits 1.25 − 0.75 = 0.50; the total 1.00 fits the condor's band.
+        let plan = Plan::Condor(put.clone(), call.clone());
+        assert_eq!(plan.limit_price(), "-1".parse().unwrap());
+        assert!((plan.max_loss() - 400.0).abs() < 1e-9, "(5 - 1) x 100, not both sides: {}", plan.max_loss());
+        let legs = plan.legs();
+        assert_eq!(legs.len(), 4);
+        assert_eq!(legs.iter().filter(|l| l.position_intent == PositionIntent::SellToOpen).count(), 2);
+        // A band the total cannot reach: none.
+        let greedy = CreditSpread { min_credit: 2.0, ..condor };
+        assert!(select_condor("SPY", 480.0, &chain, &rules(), &greedy, 5.0).is_none());
+    }
+
+    #[test]
+    fn a_straddle_buys_the_call_and_put_nearest_the_money_within_its_cost() {
+        let expiry = jiff::civil::date(2026, 12, 11);
+        let (c, s) = both_sides(expiry);
+        let chain = Chain { contracts: &c, snapshots: &s, now: ts(NOW), max_quote_age_seconds: 960 };
+        let st = Straddle { enabled: true, max_cost: 10.0, profit_target: 0.3 };
+        let plan = select_straddle("SPY", 481.0, &chain, &rules(), &st).unwrap();
+        assert_eq!((plan.call.as_str(), plan.put.as_str()), ("SPY261211C00480000", "SPY261211P00480000"));
+        // Asks 2.27 + 2.27.
+        assert_eq!(plan.debit, "4.54".parse().unwrap());
+        assert_eq!(Plan::Straddle(plan.clone()).limit_price(), plan.debit, "a debit is a positive limit");
+        assert!(select_straddle("SPY", 481.0, &chain, &rules(), &Straddle { max_cost: 4.0, ..st }).is_none());
+    }
+
+    #[test]
+    fn a_squeeze_is_a_quiet_quarter_hour_after_a_busy_hour() {
+        let bar = |range: f64| Bar {
+            t: ts(NOW),
+            open: 100.0,
+            high: 100.0 + range,
+            low: 100.0 - range,
+            close: 100.0,
+            volume: 1.0,
+        };
+        let mut bars: Vec<Bar> = (0..46).map(|_| bar(1.0)).collect();
+        bars.extend((0..15).map(|_| bar(0.2)));
+        assert!(squeezed(&bars));
+        let flat: Vec<Bar> = (0..61).map(|_| bar(1.0)).collect();
+        assert!(!squeezed(&flat));
+        assert!(!squeezed(&bars[1..]), "needs an hour of bars");
+    }
+
+    #[test]
+    fn held_legs_tell_their_strategy() {
+        let leg = |s: &str, q: i64| OwnedPosition {
+            bot: "opt_core".into(),
+            symbol: s.into(),
+            qty: Dec::from_int(q),
+            avg_entry_price: Dec::ONE,
+            opened_at: ts(NOW),
+            high_water: None,
+        };
+        let (ps, pl) = (leg("SPY261218P00470000", -1), leg("SPY261218P00465000", 1));
+        let (cs, cl) = (leg("SPY261218C00490000", -1), leg("SPY261218C00495000", 1));
+        assert_eq!(strategy_of(&[&ps, &pl]), Some(Strategy::BullPut));
+        assert_eq!(strategy_of(&[&cs, &cl]), Some(Strategy::BearCall));
+        assert_eq!(strategy_of(&[&ps, &pl, &cs, &cl]), Some(Strategy::IronCondor));
+        let (c, p) = (leg("SPY261218C00480000", 1), leg("SPY261218P00480000", 1));
+        assert_eq!(strategy_of(&[&c, &p]), Some(Strategy::Straddle));
+        assert_eq!(strategy_of(&[&ps]), None);
     }
 
     #[test]

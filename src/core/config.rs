@@ -793,13 +793,6 @@ impl Config {
                 }
                 Some(_) => {}
             }
-            let st = &o.strategies;
-            if st.iron_condor.enabled || st.straddle.enabled {
-                w.push(format!(
-                    "{}: iron_condor and straddle are not in this build; only the two credit spreads trade",
-                    o.bot_id
-                ));
-            }
         }
         w
     }

@@ -10,7 +10,7 @@
 //!
 //! Never: performs I/O, or holds two positions in one pair.
 
-use crate::bots::exits::{self, Market, Position};
+use crate::bots::exits;
 use crate::bots::signals::{Direction, Signal};
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::config::{CryptoBot as Settings, CryptoOrderType, CryptoTif, Exits, Session};
@@ -112,30 +112,8 @@ impl Bot for CryptoBot {
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {
-        view.owned
-            .iter()
-            .filter_map(|p| {
-                let price = view.quotes.get(&p.symbol).map_or(f64::NAN, |q| (q.bid + q.ask) / 2.0);
-                let position = Position {
-                    qty: p.qty.to_f64(),
-                    entry_price: p.avg_entry_price.to_f64(),
-                    opened_at: p.opened_at,
-                    best_price: p.high_water,
-                };
-                let market = Market { now: view.now, price, session: None, manage_until: None };
-                let rule = exits::triggered(&self.exits, &position, &market)?;
-                Some(Exit {
-                    symbol: p.symbol.clone(),
-                    side: Side::Sell,
-                    qty: p.qty.abs(),
-                    rule,
-                    order_type: OrderType::Market,
-                    limit_price: None,
-                    time_in_force: TimeInForce::Gtc,
-                    legs: Vec::new(),
-                })
-            })
-            .collect()
+        // Crypto never closes: no session, no manage_until.
+        view.owned.iter().filter_map(|p| exits::exit_for(&self.exits, p, view, None, None, TimeInForce::Gtc)).collect()
     }
 
     fn entries(&self, view: &BotView, _budget: &Budget) -> Vec<Entry> {

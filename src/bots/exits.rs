@@ -14,8 +14,11 @@
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
+use crate::bots::{BotView, Exit};
 use crate::core::clock::{HhMm, SessionState};
 use crate::core::config::Exits;
+use crate::core::state::OwnedPosition;
+use crate::services::broker::{OrderType, Side, TimeInForce};
 
 /// What the rules look at.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +84,36 @@ pub fn triggered(rules: &Exits, p: &Position, m: &Market) -> Option<&'static str
         }
     }
     None
+}
+
+/// The market exit of all of `p` if a rule says so, priced at the quote's midpoint.
+/// `session` and `manage_until` as in `Market`; `tif` the time in force its market takes.
+pub fn exit_for(
+    rules: &Exits,
+    p: &OwnedPosition,
+    view: &BotView,
+    session: Option<SessionState>,
+    manage_until: Option<(HhMm, &TimeZone)>,
+    tif: TimeInForce,
+) -> Option<Exit> {
+    let price = view.quotes.get(&p.symbol).map_or(f64::NAN, |q| (q.bid + q.ask) / 2.0);
+    let position = Position {
+        qty: p.qty.to_f64(),
+        entry_price: p.avg_entry_price.to_f64(),
+        opened_at: p.opened_at,
+        best_price: p.high_water,
+    };
+    let rule = triggered(rules, &position, &Market { now: view.now, price, session, manage_until })?;
+    Some(Exit {
+        symbol: p.symbol.clone(),
+        side: if p.qty.is_negative() { Side::Buy } else { Side::Sell },
+        qty: p.qty.abs(),
+        rule,
+        order_type: OrderType::Market,
+        limit_price: None,
+        time_in_force: tif,
+        legs: Vec::new(),
+    })
 }
 
 #[cfg(test)]

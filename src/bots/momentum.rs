@@ -10,7 +10,7 @@
 
 use jiff::tz::TimeZone;
 
-use crate::bots::exits::{self, Market, Position};
+use crate::bots::exits;
 use crate::bots::signals::{Direction, Signal};
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::config::{EntryOrderType, Exits, MomentumBot as Settings, Session};
@@ -92,34 +92,10 @@ impl Bot for MomentumBot {
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {
+        let until = Some((self.session.manage_until, &self.tz));
         view.owned
             .iter()
-            .filter_map(|p| {
-                let price = view.quotes.get(&p.symbol).map_or(f64::NAN, |q| (q.bid + q.ask) / 2.0);
-                let position = Position {
-                    qty: p.qty.to_f64(),
-                    entry_price: p.avg_entry_price.to_f64(),
-                    opened_at: p.opened_at,
-                    best_price: p.high_water,
-                };
-                let market = Market {
-                    now: view.now,
-                    price,
-                    session: Some(view.session),
-                    manage_until: Some((self.session.manage_until, &self.tz)),
-                };
-                let rule = exits::triggered(&self.exits, &position, &market)?;
-                Some(Exit {
-                    symbol: p.symbol.clone(),
-                    side: if p.qty.is_negative() { Side::Buy } else { Side::Sell },
-                    qty: p.qty.abs(),
-                    rule,
-                    order_type: OrderType::Market,
-                    limit_price: None,
-                    time_in_force: TimeInForce::Day,
-                    legs: Vec::new(),
-                })
-            })
+            .filter_map(|p| exits::exit_for(&self.exits, p, view, Some(view.session), until, TimeInForce::Day))
             .collect()
     }
 

@@ -30,7 +30,7 @@ use crate::core::risk;
 use crate::core::state::{BudgetRow, LoopRun, State, StateError};
 use crate::event;
 use crate::services::broker::Broker;
-use crate::services::execution::{ExecError, Execution};
+use crate::services::execution::{ExecError, Execution, Step};
 use crate::services::exitbot::{self, Readings};
 use crate::services::market_session::BrokerSession;
 use crate::services::portfolio::{self, Budget};
@@ -238,17 +238,16 @@ impl Orchestrator {
         // fail-closed, no step failed.
         let fail_closed = self.cfg.settings.safety.fail_closed;
         let entries_allowed = !halted && !unsure && (errors.is_empty() || !fail_closed);
-        let outcome = self.execution.run_bots(
-            &mut self.state,
-            self.broker.as_mut(),
-            &self.cfg,
-            &self.bots,
-            &budgets,
+        let step = Step {
+            cfg: &self.cfg,
+            bots: &self.bots,
+            budgets: &budgets,
             session,
             entries_allowed,
-            account.as_ref(),
+            account: account.as_ref(),
             now,
-        );
+        };
+        let outcome = self.execution.run_bots(&mut self.state, self.broker.as_mut(), &step);
         let orders_submitted = match outcome {
             Ok(report) => {
                 self.stale = report.stale;

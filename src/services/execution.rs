@@ -123,6 +123,19 @@ pub struct StepReport {
     pub account_refused: Option<String>,
 }
 
+/// What step 4 works from: the configuration, the bots and their budgets, the session, whether
+/// entries are allowed at all, the account, and the time.
+#[derive(Clone, Copy)]
+pub struct Step<'a> {
+    pub cfg: &'a Config,
+    pub bots: &'a [Box<dyn Bot>],
+    pub budgets: &'a [Budget],
+    pub session: SessionState,
+    pub entries_allowed: bool,
+    pub account: Option<&'a Account>,
+    pub now: Timestamp,
+}
+
 /// One iteration's market data, lent to the bots.
 struct MarketData {
     quotes: BySymbol<Quote>,
@@ -504,19 +517,13 @@ impl Execution {
 
     /// Step 4: every bot, in order: its exits (always), then — if the preflight passes — its
     /// entries through the risk checks.
-    #[allow(clippy::too_many_arguments)]
     pub fn run_bots(
         &mut self,
         state: &mut State,
         broker: &mut dyn Broker,
-        cfg: &Config,
-        bots: &[Box<dyn Bot>],
-        budgets: &[Budget],
-        session: SessionState,
-        entries_allowed: bool,
-        account: Option<&Account>,
-        now: Timestamp,
+        step: &Step,
     ) -> Result<StepReport, ExecError> {
+        let Step { bots, now, .. } = *step;
         let mut report = StepReport::default();
         if bots.is_empty() {
             return Ok(report);
@@ -542,19 +549,7 @@ impl Execution {
             contracts: std::mem::take(&mut self.contracts),
             snapshots: std::mem::take(&mut self.snapshots),
         };
-        let result = self.decide_and_send(
-            state,
-            broker,
-            cfg,
-            bots,
-            budgets,
-            session,
-            entries_allowed,
-            account,
-            now,
-            &data,
-            report,
-        );
+        let result = self.decide_and_send(state, broker, step, &data, report);
         self.bars = data.bars;
         self.contracts = data.contracts;
         self.snapshots = data.snapshots;
@@ -562,21 +557,15 @@ impl Execution {
     }
 
     /// Step 4 proper, once the market data is in.
-    #[allow(clippy::too_many_arguments)]
     fn decide_and_send(
         &mut self,
         state: &mut State,
         broker: &mut dyn Broker,
-        cfg: &Config,
-        bots: &[Box<dyn Bot>],
-        budgets: &[Budget],
-        session: SessionState,
-        entries_allowed: bool,
-        account: Option<&Account>,
-        now: Timestamp,
+        step: &Step,
         data: &MarketData,
         mut report: StepReport,
     ) -> Result<StepReport, ExecError> {
+        let Step { cfg, bots, budgets, session, entries_allowed, account, now } = *step;
         let quotes = &data.quotes;
         let staleness = SignedDuration::from_secs(cfg.settings.health.max_price_staleness_seconds as i64);
         for bot in bots {
@@ -621,9 +610,7 @@ impl Execution {
 
             // Entries need their data: none after a failed fetch.
             let entries_ok = entries_allowed && report.data_error.is_none();
-            let Some(reason) =
-                self.preflight(state, cfg, bot.as_ref(), budgets, &view, &report.stale, entries_ok, now)?
-            else {
+            let Some(reason) = self.preflight(state, step, bot.as_ref(), &view, &report.stale, entries_ok)? else {
                 let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
                     bot: bot.id().into(),
                     daily_loss_limit: 0.0,
@@ -632,7 +619,7 @@ impl Execution {
                     max_positions: 0,
                 });
                 for entry in bot.entries(&view, &budget) {
-                    if let Err(why) = self.risk_check(state, cfg, bot.as_ref(), &budget, &view, &entry, account, now) {
+                    if let Err(why) = self.risk_check(state, step, bot.as_ref(), &budget, &view, &entry) {
                         self.log_refusal(bot.id(), &entry.symbol, why);
                         continue;
                     }
@@ -694,18 +681,16 @@ impl Execution {
     }
 
     /// Why a bot may not enter now, or `None` when it may.
-    #[allow(clippy::too_many_arguments)]
     fn preflight(
         &mut self,
         state: &State,
-        cfg: &Config,
+        step: &Step,
         bot: &dyn Bot,
-        budgets: &[Budget],
         view: &BotView,
         stale: &[String],
         entries_allowed: bool,
-        now: Timestamp,
     ) -> Result<Option<String>, StateError> {
+        let Step { cfg, budgets, now, .. } = *step;
         if !entries_allowed {
             return Ok(Some("halted or unsure of state".into()));
         }
@@ -739,18 +724,16 @@ impl Execution {
 
     /// The checks every entry passes: positions, trades, price sanity, cash reserve, budget.
     /// `Err` says which one refused it. A check that cannot be made refuses.
-    #[allow(clippy::too_many_arguments)]
     fn risk_check(
         &mut self,
         state: &State,
-        cfg: &Config,
+        step: &Step,
         bot: &dyn Bot,
         budget: &Budget,
         view: &BotView,
         entry: &Entry,
-        account: Option<&Account>,
-        now: Timestamp,
     ) -> Result<(), String> {
+        let Step { cfg, account, now, .. } = *step;
         // Entries still in flight count as positions: an order not yet filled must not be doubled
         // by the next iteration's signal.
         let in_flight: BTreeSet<String> = state

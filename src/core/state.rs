@@ -1361,6 +1361,29 @@ mod tests {
     }
 
     #[test]
+    fn the_best_price_since_entry_survives_a_restart_and_never_worsens() {
+        let path = temp_db("best");
+        let now = ts("2026-11-25T15:00:00Z");
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        {
+            let mut s = State::open(&path).unwrap();
+            s.insert_order(&order("e", "buy", "10", "entry")).unwrap();
+            s.apply_order_report("e", "filled", None, d("10"), Some(d("100")), now).unwrap();
+            s.record_best_price("mom_AAPL", "AAPL", 101.5, true).unwrap();
+            s.record_best_price("mom_AAPL", "AAPL", 100.7, true).unwrap();
+        }
+        let s = State::open(&path).unwrap();
+        assert_eq!(
+            s.owned_positions().unwrap()[0].high_water,
+            Some(101.5),
+            "a trailing stop's mark outlives a restart"
+        );
+        // For a short the best price is the lowest.
+        s.record_best_price("mom_AAPL", "AAPL", 99.0, false).unwrap();
+        assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(99.0));
+    }
+
+    #[test]
     fn budgets_round_trip_per_date() {
         let path = temp_db("budgets");
         let s = State::open(&path).unwrap();

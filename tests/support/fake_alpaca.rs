@@ -72,6 +72,8 @@ pub struct FakeState {
     pub live_time: bool,
     /// The lowest quantity any position ever reached (negative: something was sold short).
     pub min_seen: f64,
+    /// The same, per symbol.
+    pub min_by_symbol: BTreeMap<String, f64>,
     /// A market of the test's making, when set: bars and latest quotes by symbol (stocks and
     /// crypto alike), option contracts and option snapshots.
     pub market: Option<Market>,
@@ -145,6 +147,8 @@ impl FakeState {
                 let held: f64 = self.positions[j]["qty"].as_str().unwrap_or("0").parse().unwrap_or(0.0);
                 let now = held + signed;
                 self.min_seen = self.min_seen.min(now);
+                let m = self.min_by_symbol.entry(symbol.clone()).or_insert(now);
+                *m = m.min(now);
                 if now == 0.0 {
                     self.positions.remove(j);
                 } else {
@@ -153,6 +157,8 @@ impl FakeState {
             }
             None => {
                 self.min_seen = self.min_seen.min(signed);
+                let m = self.min_by_symbol.entry(symbol.clone()).or_insert(signed);
+                *m = m.min(signed);
                 self.positions.push(json!({
                     "symbol": symbol, "asset_class": class, "qty": format!("{signed}"), "side": "long",
                     "avg_entry_price": price, "current_price": price, "market_value": "0", "unrealized_pl": "0"
@@ -274,18 +280,33 @@ impl FakeAlpaca {
         let mut st = self.lock();
         let path = r.path.as_str();
         if let Some(m) = &st.market {
+            // Live time: every quote (and option quote) is stamped with the time of the answer.
+            let live = st.live_time.then(|| jiff::Timestamp::now().to_string());
+            let stamp = |mut v: Value, field: Option<&str>| {
+                if let Some(t) = &live {
+                    match field {
+                        Some(f) => v[f]["t"] = t.clone().into(),
+                        None => v["t"] = t.clone().into(),
+                    }
+                }
+                v
+            };
             match (r.method.as_str(), path) {
                 ("GET", "/v2/stocks/bars") | ("GET", "/v1beta3/crypto/us/bars") => {
                     return (200, json!({"bars": Market::pick(&m.bars, r.q("symbols")), "next_page_token": null}));
                 }
                 ("GET", "/v2/stocks/quotes/latest") | ("GET", "/v1beta3/crypto/us/latest/quotes") => {
-                    return (200, json!({"quotes": Market::pick(&m.quotes, r.q("symbols"))}));
+                    let quotes: BTreeMap<String, Value> =
+                        Market::pick(&m.quotes, r.q("symbols")).into_iter().map(|(k, v)| (k, stamp(v, None))).collect();
+                    return (200, json!({"quotes": quotes}));
                 }
                 ("GET", "/v2/options/contracts") => {
                     return (200, json!({"option_contracts": m.contracts, "next_page_token": null}));
                 }
                 ("GET", p) if p.starts_with("/v1beta1/options/snapshots/") => {
-                    return (200, json!({"snapshots": m.snapshots, "next_page_token": null}));
+                    let snaps: BTreeMap<String, Value> =
+                        m.snapshots.iter().map(|(k, v)| (k.clone(), stamp(v.clone(), Some("latestQuote")))).collect();
+                    return (200, json!({"snapshots": snaps, "next_page_token": null}));
                 }
                 _ => {}
             }

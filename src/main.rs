@@ -157,11 +157,19 @@ fn run(args: RunArgs) -> Result<(), Error> {
             Err(RecvTimeoutError::Disconnected) => break "signal_handler_gone",
         }
     };
-    event!(Info, "shutdown", reason = reason, iterations = done);
+    event!(Info, "shutdown", reason = reason, iterations = done, peak_rss_kb = peak_rss_kb());
     logging::flush();
     // Dropping the orchestrator closes the database.
     drop(orchestrator);
     Ok(())
+}
+
+/// The process's peak resident memory in KiB (Linux's `VmHWM`), for the `shutdown` event: memory
+/// that grows until the process is killed is a classic complaint about bots on a Raspberry Pi.
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The Alpaca client for paper or live, checked once: keys the broker refuses end the start-up

@@ -358,7 +358,8 @@ fn clock_skew_stale_quotes_and_equity_jumps_halt() {
     let (mut o, _) = on_fake(&db, &fake, &clock, &["AAPL"]);
     assert!(o.run_iteration().halts.is_empty(), "seen in step 4, acted on in step 2 of the next");
     assert_eq!(o.run_iteration().halts, vec![HaltReason::DataStale]);
-    fake.lock().quote_time = Some(WEDNESDAY.into());
+    // Quotes are refreshed every 5 s (a third of the 15 s staleness allowance).
+    move_to(&fake, &clock, "2026-11-25T15:00:05Z");
     o.run_iteration();
     assert!(o.run_iteration().halts.is_empty());
 

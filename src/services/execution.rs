@@ -149,6 +149,11 @@ struct MarketData {
 pub struct Execution {
     /// Send instants of the last minute, for `risk.max_orders_per_minute`.
     sent: VecDeque<Timestamp>,
+    /// The latest quotes and when they were fetched: refreshed every third of
+    /// `health.max_price_staleness_seconds`, so they are never staler than a third of the
+    /// allowance and a 1-second loop stays inside Alpaca's request budget.
+    quotes: BySymbol<Quote>,
+    quotes_at: Option<Timestamp>,
     /// One-minute bars of every bot's symbols, fetched once per new minute.
     bars: BySymbol<Vec<Bar>>,
     bars_minute: Option<i64>,
@@ -529,13 +534,22 @@ impl Execution {
             return Ok(report);
         }
         // Market data. A failure here does not stop the exits: they run on the time rules.
-        let quotes = match fetch_quotes(broker, bots) {
-            Ok(q) => q,
-            Err(e) => {
-                report.data_error = Some(e.to_string());
-                BySymbol::new()
+        let period =
+            SignedDuration::from_secs((step.cfg.settings.health.max_price_staleness_seconds / 3).max(1) as i64);
+        if self.quotes_at.is_none_or(|at| now.duration_since(at) >= period || now < at) {
+            match fetch_quotes(broker, bots) {
+                Ok(q) => {
+                    self.quotes = q;
+                    self.quotes_at = Some(now);
+                }
+                Err(e) => {
+                    report.data_error = Some(e.to_string());
+                    self.quotes.clear();
+                    self.quotes_at = None;
+                }
             }
-        };
+        }
+        let quotes = self.quotes.clone();
         if let Err(e) = self.refresh_bars(broker, bots, now) {
             report.data_error.get_or_insert(e.to_string());
         }

@@ -281,7 +281,7 @@ impl FakeAlpaca {
         let path = r.path.as_str();
         if let Some(m) = &st.market {
             // Live time: every quote (and option quote) is stamped with the time of the answer.
-            let live = st.live_time.then(|| jiff::Timestamp::now().to_string());
+            let live = st.live_time.then(|| jiff::Timestamp::now().to_string()).or_else(|| st.quote_time.clone());
             let stamp = |mut v: Value, field: Option<&str>| {
                 if let Some(t) = &live {
                     match field {
@@ -411,7 +411,7 @@ impl FakeAlpaca {
             }
             ("GET", "/v2/stocks/quotes/latest") => {
                 let mut answer = sample("stock-latest-quotes.json");
-                let live = st.live_time.then(|| jiff::Timestamp::now().to_string());
+                let live = st.live_time.then(|| jiff::Timestamp::now().to_string()).or_else(|| st.quote_time.clone());
                 if let (Some(t), Some(quotes)) =
                     (live.as_ref().or(st.quote_time.as_ref()), answer["quotes"].as_object_mut())
                 {

@@ -1,0 +1,213 @@
+//! The live loop's benchmarks: each prints one line a script can read,
+//! `bench <name> <value> <unit> target <target>`.
+//!
+//! - `live_loop_cpu_us`: CPU time per iteration with all three bots enabled on 12 symbols,
+//!   against the simulated broker (a test clock steps 5 s per iteration, through a session).
+//! - `requests_per_iteration`: HTTP requests per steady-state iteration against the loopback fake
+//!   of Alpaca, same bots and symbols, averaged over simulated minutes.
+//! - `peak_rss_kb_1000`, `startup_ms`, `log_bytes_per_quiet_iteration`: the release binary,
+//!   `run --sim` with the shipped config (6 symbols), read from its `shutdown` event and log.
+//! - `rss_growth_kb` (with `BENCH_LONG=1`): peak RSS after 100,000 iterations minus after 1,000.
+//!
+//! Run: `cargo bench --bench loop`.
+
+#[path = "../tests/support/fake_alpaca.rs"]
+mod fake_alpaca;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use trading_hydra::core::clock::ManualClock;
+use trading_hydra::core::config::{Config, DataFeed, Sim};
+use trading_hydra::core::state::State;
+use trading_hydra::orchestrator::Orchestrator;
+use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
+use trading_hydra::services::sim_broker::SimBroker;
+
+/// Wednesday 2026-11-25, 09:35 New York.
+const START: &str = "2026-11-25T14:35:00Z";
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("th-bench-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The shipped config with 7 momentum tickers, 3 option underlyings and 2 crypto pairs, trading
+/// all day.
+fn twelve_symbols(db: &Path) -> Config {
+    let mut cfg = Config::load(Path::new("config")).unwrap();
+    cfg.settings.system.state_db_path = db.to_path_buf();
+    let template = cfg.bots.momentum_bots[0].clone();
+    cfg.bots.momentum_bots = ["AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "GOOG", "META"]
+        .iter()
+        .map(|t| {
+            let mut m = template.clone();
+            m.bot_id = format!("mom_{t}");
+            m.ticker = t.to_string();
+            m.enabled = true;
+            m.session.trade_start = trading_hydra::core::clock::HhMm::parse("00:00").unwrap();
+            m.session.trade_end = trading_hydra::core::clock::HhMm::parse("23:58").unwrap();
+            m.session.manage_until = trading_hydra::core::clock::HhMm::parse("23:59").unwrap();
+            m
+        })
+        .collect();
+    cfg
+}
+
+/// utime + stime of this process, in microseconds (Linux).
+fn cpu_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000) // 100 ticks a second on Linux
+}
+
+fn line(name: &str, value: f64, unit: &str, target: &str) {
+    println!("bench {name} {value:.1} {unit} target {target}");
+}
+
+fn live_loop_cost() {
+    let dir = scratch("cpu");
+    let db = dir.join("state.db");
+    let clock = Arc::new(ManualClock::new(START.parse().unwrap()));
+    let sim = SimBroker::open(clock.clone(), Sim::default(), 42, Some(State::open(&db).unwrap())).unwrap();
+    let mut o =
+        Orchestrator::new(twelve_symbols(&db), State::open(&db).unwrap(), Box::new(clock.clone()), Box::new(sim));
+    // Warm up: a quarter hour of history, so the signals are live.
+    for _ in 0..180 {
+        o.run_iteration();
+        clock.advance(SignedDuration::from_secs(5));
+    }
+    let n = 3000;
+    let (cpu0, wall0) = (cpu_us(), Instant::now());
+    let mut orders = 0;
+    for _ in 0..n {
+        orders += o.run_iteration().orders_submitted;
+        clock.advance(SignedDuration::from_secs(5));
+    }
+    let wall = wall0.elapsed().as_secs_f64() * 1e6 / n as f64;
+    if let (Some(a), Some(b)) = (cpu0, cpu_us()) {
+        line("live_loop_cpu_us", (b - a) as f64 / n as f64, "us/iteration", "<=1000");
+    }
+    line("live_loop_wall_us", wall, "us/iteration", "-");
+    println!("# {n} iterations (4 h 10 min of a simulated session, 12 symbols) sent {orders} orders");
+}
+
+fn requests_per_iteration() {
+    let fake = fake_alpaca::FakeAlpaca::start();
+    let start: Timestamp = START.parse().unwrap();
+    {
+        let mut st = fake.lock();
+        st.clock = serde_json::json!({"timestamp": START, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
+        st.quote_time = Some(START.into());
+    }
+    let dir = scratch("requests");
+    let db = dir.join("state.db");
+    let broker = AlpacaClient::new(
+        Credentials::new(fake_alpaca::KEY.into(), fake_alpaca::SECRET.into()),
+        ClientSettings {
+            trading_url: fake.url.clone(),
+            data_url: fake.url.clone(),
+            feed: DataFeed::Iex,
+            timeout: Duration::from_secs(1),
+            retry_budget: Duration::from_secs(2),
+            max_attempts: 1,
+            backoff: Duration::from_millis(10),
+            requests_per_minute: 10_000,
+        },
+    );
+    let clock = Arc::new(ManualClock::new(start));
+    let mut o =
+        Orchestrator::new(twelve_symbols(&db), State::open(&db).unwrap(), Box::new(clock.clone()), Box::new(broker));
+    o.run_iteration(); // start-up: reconciliation, contracts of the day
+    let minutes = 5;
+    let mut requests = 0;
+    for i in 1..=minutes * 12 {
+        let now = start + SignedDuration::from_secs(5 * i);
+        clock.set(now);
+        {
+            let mut st = fake.lock();
+            st.clock["timestamp"] = now.to_string().into();
+            st.quote_time = Some(now.to_string());
+        }
+        requests += o.run_iteration().requests;
+    }
+    let per = requests as f64 / (minutes * 12) as f64;
+    line("requests_per_iteration", per, "requests (5 s interval)", "<=8");
+    // At a 1-second interval: two simulated minutes, one iteration a second.
+    let mut fast = 0;
+    let base = start + SignedDuration::from_secs(5 * minutes * 12);
+    for i in 1..=120 {
+        let now = base + SignedDuration::from_secs(i);
+        clock.set(now);
+        {
+            let mut st = fake.lock();
+            st.clock["timestamp"] = now.to_string().into();
+            st.quote_time = Some(now.to_string());
+        }
+        fast += o.run_iteration().requests;
+    }
+    line("requests_per_minute_at_1s", fast as f64 / 2.0, "requests a minute", "<=200");
+}
+
+/// Runs the release binary in a scratch folder with the shipped config; returns the folder.
+fn run_binary(name: &str, args: &[&str], config_edit: impl Fn(String) -> String) -> (PathBuf, Duration) {
+    let dir = scratch(name);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::write(dir.join("config/settings.yaml"), std::fs::read_to_string("config/settings.yaml").unwrap()).unwrap();
+    std::fs::write(dir.join("config/bots.yaml"), config_edit(std::fs::read_to_string("config/bots.yaml").unwrap()))
+        .unwrap();
+    let bin = env!("CARGO_BIN_EXE_trading-hydra");
+    let t0 = Instant::now();
+    let status =
+        Command::new(bin).args(args).current_dir(&dir).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    assert!(status.success(), "{args:?}");
+    (dir, t0.elapsed())
+}
+
+fn shutdown_rss(dir: &Path) -> f64 {
+    let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    last["peak_rss_kb"].as_f64().unwrap_or(f64::NAN)
+}
+
+fn binary_measurements() {
+    let keep = |s: String| s;
+    let (dir, _) = run_binary("rss", &["run", "--sim", "--speed", "100000", "--iterations", "1000"], keep);
+    let rss_1000 = shutdown_rss(&dir);
+    line("peak_rss_kb_1000", rss_1000, "KiB", "<=12288");
+
+    let mut best = f64::MAX;
+    for _ in 0..10 {
+        let (_, took) = run_binary("startup", &["run", "--sim", "--once"], keep);
+        best = best.min(took.as_secs_f64() * 1000.0);
+    }
+    line("startup_ms", best, "ms (process start to exit after the first loop_summary, best of 10)", "<=50");
+
+    // Quiet: the Python daemon's bots.yaml (placeholders) never enters, so no order is logged.
+    let quiet = |_: String| std::fs::read_to_string("tests/fixtures/python-config/bots.yaml").unwrap();
+    let (dir, _) = run_binary("quiet", &["run", "--sim", "--speed", "100000", "--iterations", "1000"], quiet);
+    let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
+    let per_iteration: usize =
+        log.lines().filter(|l| l.contains("\"loop_summary\"")).map(|l| l.len() + 1).sum::<usize>() / 1000;
+    line("log_bytes_per_quiet_iteration", per_iteration as f64, "bytes", "<=400");
+    println!("# the whole log of 1,000 quiet iterations: {} bytes", log.len());
+
+    if std::env::var("BENCH_LONG").is_ok() {
+        let (dir, took) = run_binary("long", &["run", "--sim", "--speed", "100000", "--iterations", "100000"], keep);
+        line("rss_growth_kb", shutdown_rss(&dir) - rss_1000, "KiB (100,000 iterations minus 1,000)", "<=1024");
+        println!("# 100,000 iterations took {:.0} s", took.as_secs_f64());
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is expected.
+    live_loop_cost();
+    requests_per_iteration();
+    binary_measurements();
+}

@@ -505,3 +505,35 @@ fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
     o.run_iteration();
     assert!(o.state().owned_positions().unwrap().is_empty());
 }
+
+#[test]
+fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
+    use trading_hydra::services::broker::{Leg, PositionIntent};
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("nolegs");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    orders.lock().unwrap().spread = Some((
+        "AAPL".into(),
+        vec![
+            Leg { symbol: "AAPL261218P00170000".into(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
+            Leg { symbol: "AAPL261218P00165000".into(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
+        ],
+        1,
+    ));
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    orders.lock().unwrap().spread = None;
+    // The broker reports the parent filled, but without its legs.
+    {
+        let mut st = fake.lock();
+        let order = st.orders.last_mut().unwrap();
+        order["status"] = "filled".into();
+        order["filled_qty"] = "1".into();
+        order["filled_avg_price"] = "-0.5".into();
+        order["legs"] = serde_json::Value::Null;
+    }
+    o.run_iteration();
+    let owned = o.state().owned_positions().unwrap();
+    assert!(owned.iter().all(|p| p.symbol != "AAPL"), "a position in the underlying was invented: {owned:?}");
+    assert_eq!(o.state().order("th-mom_AAPL-20261125-1").unwrap().unwrap().status, "filled");
+}

@@ -829,7 +829,11 @@ fn record_report(
     o: &Order,
     now: Timestamp,
 ) -> Result<Vec<FillDelta>, StateError> {
-    if o.legs.is_empty() {
+    // We sent legs: only legs move positions. An answer without them (an endpoint that does not
+    // nest them) updates the status and nothing else — booking the parent's fill would invent a
+    // position in the underlying.
+    let sent_legs = !state.order_legs(client_order_id)?.is_empty();
+    if o.legs.is_empty() && !sent_legs {
         let delta = state.apply_order_report(
             client_order_id,
             o.status.as_str(),

@@ -537,3 +537,45 @@ fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
     assert!(owned.iter().all(|p| p.symbol != "AAPL"), "a position in the underlying was invented: {owned:?}");
     assert_eq!(o.state().order("th-mom_AAPL-20261125-1").unwrap().unwrap().status, "filled");
 }
+
+#[test]
+fn a_spreads_legs_count_as_one_position() {
+    use trading_hydra::services::broker::{Leg, OptionKind, PositionIntent, occ_symbol};
+    let db = temp_db("legcount");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let mut cfg = config(&db);
+    cfg.bots.momentum_bots[0].risk.max_concurrent_positions = 2;
+    let (bot, orders) = TestBot::new("mom_AAPL", BotKind::Momentum, &["SPY", "QQQ"]);
+    let sim = SimBroker::open(clock.clone(), Sim::default(), 5, Some(State::open(&db).unwrap())).unwrap();
+    let mut o = Orchestrator::with_bots(
+        cfg,
+        State::open(&db).unwrap(),
+        Box::new(clock.clone()),
+        Box::new(sim),
+        vec![Box::new(bot)],
+    );
+    let expiry = jiff::civil::date(2026, 12, 18);
+    let spread = |root: &str, hi: i64| {
+        (
+            root.to_string(),
+            vec![
+                Leg {
+                    symbol: occ_symbol(root, expiry, OptionKind::Put, Dec::from_int(hi)),
+                    ratio_qty: 1,
+                    position_intent: PositionIntent::SellToOpen,
+                },
+                Leg {
+                    symbol: occ_symbol(root, expiry, OptionKind::Put, Dec::from_int(hi - 5)),
+                    ratio_qty: 1,
+                    position_intent: PositionIntent::BuyToOpen,
+                },
+            ],
+            1,
+        )
+    };
+    orders.lock().unwrap().spread = Some(spread("SPY", 470));
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    clock.advance(SignedDuration::from_mins(1));
+    orders.lock().unwrap().spread = Some(spread("QQQ", 400));
+    assert_eq!(o.run_iteration().orders_submitted, 1, "SPY's two legs are one position of the two allowed");
+}

@@ -760,7 +760,10 @@ impl Execution {
         if in_flight.contains(&entry.symbol) {
             return Err(IN_FLIGHT.into());
         }
-        let holding = view.owned.iter().filter(|p| !in_flight.contains(&p.symbol)).count() + in_flight.len();
+        // A position is a symbol, or for options an underlying: a spread's legs are one position.
+        let mut holding: BTreeSet<String> = in_flight;
+        holding.extend(view.owned.iter().map(|p| parse_occ(&p.symbol).map_or_else(|| p.symbol.clone(), |o| o.0)));
+        let holding = holding.len();
         if holding as u32 >= budget.max_positions {
             return Err("max_concurrent_positions reached".into());
         }

@@ -21,6 +21,7 @@ Commands:
   status         show the state database (no network): halts, day-start equity, last loop
   halt           stop new entries until `resume` (exits of open positions go on)
   resume         lift a manual halt, and any other halt whose time is up
+  backtest       replay bar files (--data) through the same bots and the simulated broker
 
 Options:
   --config DIR     folder holding settings.yaml and bots.yaml
@@ -32,6 +33,10 @@ Options:
   --speed X        run --sim: simulated clock speed (times real time)
   --json           status: machine-readable output
   --reason TEXT    halt: why (required; shown by status)
+  --data PATH      backtest: a bar file, or a folder of them (SPY.csv, BTC-USD.csv, ...)
+  --from DATE      backtest: first New York date to replay (YYYY-MM-DD)
+  --to DATE        backtest: last New York date to replay
+  --out DIR        backtest: where the report goes (default ./backtest)
   -h, --help       print this help
   -V, --version    print the version
 
@@ -46,6 +51,7 @@ pub enum Command {
     Status { config: Option<PathBuf>, json: bool },
     Halt { config: Option<PathBuf>, reason: String },
     Resume { config: Option<PathBuf> },
+    Backtest(BacktestArgs),
     Help,
     Version,
 }
@@ -58,6 +64,15 @@ pub struct RunArgs {
     pub sim: bool,
     pub seed: Option<u64>,
     pub speed: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacktestArgs {
+    pub config: Option<PathBuf>,
+    pub data: PathBuf,
+    pub from: Option<jiff::civil::Date>,
+    pub to: Option<jiff::civil::Date>,
+    pub out: PathBuf,
 }
 
 /// A command line that does not parse; the message says which word is wrong.
@@ -87,13 +102,17 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         }
         _ => "run",
     };
-    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume") {
+    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume" | "backtest") {
         return Err(usage(format!("unknown command {command:?}")));
     }
 
     let mut run = RunArgs::default();
     let mut json = false;
     let mut reason: Option<String> = None;
+    let mut data: Option<PathBuf> = None;
+    let mut from: Option<jiff::civil::Date> = None;
+    let mut to: Option<jiff::civil::Date> = None;
+    let mut out: Option<PathBuf> = None;
     while let Some(word) = rest.next() {
         // `--flag=value` and `--flag value` are both accepted.
         let (flag, inline) = match word.split_once('=') {
@@ -168,6 +187,21 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 }
                 reason = Some(v);
             }
+            "--data" => {
+                only(&["backtest"])?;
+                data = Some(PathBuf::from(value("--data")?));
+            }
+            "--from" | "--to" => {
+                only(&["backtest"])?;
+                let v = value(flag)?;
+                let d: jiff::civil::Date =
+                    v.parse().map_err(|_| usage(format!("{flag} takes a date YYYY-MM-DD, got {v:?}")))?;
+                if flag == "--from" { from = Some(d) } else { to = Some(d) }
+            }
+            "--out" => {
+                only(&["backtest"])?;
+                out = Some(PathBuf::from(value("--out")?));
+            }
             other if other.starts_with('-') => return Err(usage(format!("unknown option {other:?}"))),
             other => return Err(usage(format!("unexpected argument {other:?}"))),
         }
@@ -182,6 +216,19 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "check-config" => Command::CheckConfig { config },
         "status" => Command::Status { config, json },
         "halt" => Command::Halt { config, reason: reason.ok_or_else(|| usage("halt needs --reason TEXT"))? },
+        "backtest" => {
+            let data = data.ok_or_else(|| usage("backtest needs --data PATH"))?;
+            if from.zip(to).is_some_and(|(f, t)| f > t) {
+                return Err(usage("--from is after --to"));
+            }
+            Command::Backtest(BacktestArgs {
+                config,
+                data,
+                from,
+                to,
+                out: out.unwrap_or_else(|| PathBuf::from("backtest")),
+            })
+        }
         _ => Command::Resume { config },
     })
 }

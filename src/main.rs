@@ -30,6 +30,7 @@ use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Crede
 use trading_hydra::services::broker::{Broker, BrokerError};
 use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
+use trading_hydra::services::{backtest, bar_files};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
         Command::Halt { config, reason } => set_manual_halt(config, &reason),
         Command::Resume { config } => resume(config),
         Command::Run(args) => run(args),
+        Command::Backtest(args) => backtest(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -199,6 +201,36 @@ fn alpaca_client(cfg: &Config, mode: TradingMode, credentials: Credentials) -> R
         // Any other failure is the loop's to handle (fail-closed, counted by the health window).
         _ => Ok(client),
     }
+}
+
+fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
+    let cfg = load_config(args.config)?;
+    let data = bar_files::read(&args.data).map_err(Error::Usage)?;
+    let s = backtest::run(cfg, data, args.from, args.to, &args.out).map_err(Error::Other)?;
+    let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
+    println!("bars replayed      {}", s.bars);
+    println!("equity             ${:.2} -> ${:.2} ({:+.2} %)", s.start_equity, s.end_equity, s.total_return_pct);
+    println!("max drawdown       {:.2} %", s.max_drawdown_pct);
+    println!("daily Sharpe       {}", opt(s.daily_sharpe, ""));
+    println!(
+        "trades             {} (win rate {}, average win {}, average loss {})",
+        s.trades,
+        opt(s.win_rate_pct, " %"),
+        opt(s.avg_win, ""),
+        opt(s.avg_loss, "")
+    );
+    println!("exposure           {:.2} % of the minutes", s.exposure_pct);
+    for (bot, pnl) in &s.per_bot_pnl {
+        println!("P&L {bot:<14} ${pnl:.2}");
+    }
+    for (reason, n) in &s.halts {
+        println!("halts {reason:<12} {n}");
+    }
+    for f in &s.skipped {
+        println!("skipped            {f}: no configured bot trades it");
+    }
+    println!("report             {}", args.out.display());
+    Ok(())
 }
 
 fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {

@@ -115,6 +115,8 @@ const MIGRATIONS: &[&str] = &[
          filled_qty      TEXT NOT NULL DEFAULT '0',
          PRIMARY KEY (client_order_id, symbol)
      );",
+    // 4: the P&L each order realised, for reports.
+    "ALTER TABLE orders ADD COLUMN realized_pnl REAL NOT NULL DEFAULT 0;",
 ];
 
 /// One leg of a recorded multi-leg order.
@@ -691,6 +693,7 @@ impl State {
             });
         }
         add_realized(&tx, date.as_deref(), &bot, realized_total, now)?;
+        add_order_realized(&tx, client_order_id, realized_total)?;
         tx.commit().map_err(sql("recording a fill"))?;
         Ok(deltas)
     }
@@ -775,6 +778,32 @@ impl State {
         Ok(self.read_orders("client_order_id = ?1", client_order_id)?.into_iter().next())
     }
 
+    /// Every order, oldest first, with the P&L each realised: for reports.
+    pub fn all_orders(&self) -> Result<Vec<(OrderRecord, f64)>, StateError> {
+        let orders = self.read_orders("?1 = ?1", "")?;
+        let mut out = Vec::with_capacity(orders.len());
+        for o in orders {
+            let pnl: f64 = self
+                .conn
+                .query_row("SELECT realized_pnl FROM orders WHERE client_order_id = ?1", [&o.client_order_id], |r| {
+                    r.get(0)
+                })
+                .map_err(sql("reading an order's P&L"))?;
+            out.push((o, pnl));
+        }
+        Ok(out)
+    }
+
+    /// How many halts were ever set, by reason.
+    pub fn halt_counts(&self) -> Result<Vec<(String, u32)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT reason, count(*) FROM halts GROUP BY reason ORDER BY reason")
+            .map_err(sql("counting halts"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql("counting halts"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("counting halts"))
+    }
+
     /// Orders that may still change: not in a final status.
     pub fn unfinished_orders(&self) -> Result<Vec<OrderRecord>, StateError> {
         let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
@@ -835,6 +864,7 @@ impl State {
                 let signed = if side == "buy" { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
                 let realized = move_owned(&tx, &bot, &symbol, signed, price, exit, now)?;
                 add_realized(&tx, date.as_deref(), &bot, realized, now)?;
+                add_order_realized(&tx, client_order_id, realized)?;
                 Some(FillDelta { bot, symbol, qty: signed, price, realized_pnl: realized })
             }
             _ => None,
@@ -1162,6 +1192,18 @@ fn add_realized(
     )
     .map(drop)
     .map_err(sql("recording realised P&L"))
+}
+
+fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, realized: f64) -> Result<(), StateError> {
+    if realized == 0.0 {
+        return Ok(());
+    }
+    tx.execute(
+        "UPDATE orders SET realized_pnl = realized_pnl + ?2 WHERE client_order_id = ?1",
+        params![client_order_id, realized],
+    )
+    .map(drop)
+    .map_err(sql("recording an order's P&L"))
 }
 
 /// Option contracts are priced per share and deliver 100.

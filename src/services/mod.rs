@@ -2,6 +2,8 @@
 //! and the read-only status report. PortfolioBot and the execution service join here.
 
 pub mod alpaca_client;
+pub mod backtest;
+pub mod bar_files;
 pub mod broker;
 pub mod execution;
 pub mod exitbot;

@@ -174,6 +174,14 @@ struct Market {
     origin: i64,
     vol: f64,
     paths: BTreeMap<String, Path>,
+    /// Recorded bars replayed instead of the synthetic paths (a backtest), by symbol, oldest
+    /// first. A symbol without recorded bars keeps its synthetic path.
+    replay: BySymbol<Vec<Bar>>,
+}
+
+/// The index of the last bar starting at or before `t`.
+fn last_at_or_before(bars: &[Bar], t: Timestamp) -> Option<usize> {
+    bars.partition_point(|b| b.t <= t).checked_sub(1)
 }
 
 impl Market {
@@ -182,8 +190,13 @@ impl Market {
         self.paths.entry(symbol.to_string()).or_insert_with(|| Path::new(symbol, origin, vol))
     }
 
-    /// The price of a stock or crypto pair at minute `m`.
+    /// The price of a stock or crypto pair at minute `m`: a recorded bar's close (the last bar
+    /// that began before the minute did), or the synthetic path's.
     fn price(&mut self, symbol: &str, m: i64) -> f64 {
+        if let Some(bars) = self.replay.get(symbol) {
+            return last_at_or_before(bars, minute_start(m) - jiff::SignedDuration::from_secs(1))
+                .map_or(f64::NAN, |i| bars[i].close);
+        }
         let seed = self.seed;
         self.path(symbol).close(seed, m)
     }
@@ -338,9 +351,20 @@ impl SimBroker {
                 trading_date: clock::trading_date(now).to_string(),
             },
         };
-        let market =
-            Market { seed: book.seed, origin: book.origin_minute, vol: cfg.volatility, paths: BTreeMap::new() };
+        let market = Market {
+            seed: book.seed,
+            origin: book.origin_minute,
+            vol: cfg.volatility,
+            paths: BTreeMap::new(),
+            replay: BySymbol::new(),
+        };
         Ok(SimBroker { clock, cfg, market, book, store, stats: CallStats::default() })
+    }
+
+    /// Replays recorded one-minute bars (oldest first) instead of the synthetic market, for the
+    /// symbols given; options on them are priced by Black-Scholes from the recorded prices.
+    pub fn replay(&mut self, bars: BySymbol<Vec<Bar>>) {
+        self.market.replay = bars;
     }
 
     /// Where a restarted simulation resumes its clock: the simulated time stored in `store`.
@@ -836,6 +860,18 @@ impl SimBroker {
             }
         };
         let now = self.clock.now();
+        if step == 1 && symbols.iter().all(|s| self.market.replay.contains_key(s)) {
+            // Recorded bars: those that began at or after `start` and have closed by now.
+            let mut out = BySymbol::new();
+            for symbol in symbols {
+                let bars = &self.market.replay[symbol];
+                let from = bars.partition_point(|b| b.t < start);
+                let to = bars
+                    .partition_point(|b| b.t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(b.t) <= now);
+                out.insert(symbol.clone(), bars[from..to.max(from)].to_vec());
+            }
+            return Ok(out);
+        }
         // Only completed minutes, never more than the history kept.
         let last = minute_of(now) - 1;
         let first = minute_of(start).max(last - KEEP_MINUTES as i64 + 2);

@@ -1,0 +1,352 @@
+//! The backtest: recorded bars through the very code that trades.
+//!
+//! Owns: replaying bar files through the unchanged orchestrator, ExitBot, PortfolioBot and bots,
+//! with the simulated broker filling from the recorded prices (market orders at the next bar, with
+//! the configured slippage and fees; options priced by Black-Scholes from the underlying at
+//! `sim.volatility`) and a clock that steps bar by bar; then the report: a summary, `trades.csv`,
+//! `equity.csv`, `report.json` and `equity.svg`. Same inputs, same outputs, byte for byte.
+//!
+//! Never: touches the live state database (the run keeps its state in a throw-away file it
+//! deletes), the network, or a symbol the data does not hold (bots whose symbols have no bars are
+//! left out, and files no bot trades are reported and skipped).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde_json::json;
+
+use crate::core::clock::{self, ManualClock};
+use crate::core::config::Config;
+use crate::core::state::State;
+use crate::orchestrator::Orchestrator;
+use crate::services::broker::{Bar, BySymbol};
+use crate::services::sim_broker::SimBroker;
+
+/// The market the backtest's simulated broker is seeded with (only option open interest and
+/// volume come from it: prices come from the data).
+const SEED: u64 = 42;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub start_equity: f64,
+    pub end_equity: f64,
+    pub total_return_pct: f64,
+    pub max_drawdown_pct: f64,
+    pub daily_sharpe: Option<f64>,
+    pub trades: u32,
+    pub win_rate_pct: Option<f64>,
+    pub avg_win: Option<f64>,
+    pub avg_loss: Option<f64>,
+    pub exposure_pct: f64,
+    pub per_bot_pnl: BTreeMap<String, f64>,
+    pub halts: BTreeMap<String, u32>,
+    pub bars: u64,
+    pub skipped: Vec<String>,
+}
+
+/// Keeps only the bots whose symbols the data holds; returns the files no bot trades.
+fn fit_config(cfg: &mut Config, data: &BySymbol<Vec<Bar>>) -> Vec<String> {
+    let has = |s: &str| data.contains_key(s);
+    let b = &mut cfg.bots;
+    for m in &mut b.momentum_bots {
+        m.enabled &= has(&m.ticker);
+    }
+    if let Some(o) = b.optionsbot.as_mut() {
+        o.tickers.retain(|t| has(t));
+        o.enabled &= !o.tickers.is_empty();
+    }
+    if let Some(c) = b.cryptobot.as_mut() {
+        c.pairs.retain(|p| has(p));
+        c.enabled &= !c.pairs.is_empty();
+    }
+    let mut traded = BTreeSet::new();
+    traded.extend(b.momentum_bots.iter().filter(|m| m.enabled).map(|m| m.ticker.clone()));
+    traded.extend(b.optionsbot.iter().filter(|o| o.enabled).flat_map(|o| o.tickers.clone()));
+    traded.extend(b.cryptobot.iter().filter(|c| c.enabled).flat_map(|c| c.pairs.clone()));
+    data.keys().filter(|s| !traded.contains(*s)).cloned().collect()
+}
+
+/// Runs the backtest of `data` between `from` and `to` (New York dates, both included) and writes
+/// the report's files into `out`.
+pub fn run(
+    mut cfg: Config,
+    mut data: BySymbol<Vec<Bar>>,
+    from: Option<Date>,
+    to: Option<Date>,
+    out: &Path,
+) -> Result<Summary, String> {
+    for bars in data.values_mut() {
+        bars.retain(|b| {
+            let d = clock::trading_date(b.t);
+            from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t)
+        });
+    }
+    data.retain(|_, bars| !bars.is_empty());
+    let skipped = fit_config(&mut cfg, &data);
+    for s in &skipped {
+        data.remove(s);
+    }
+    let minutes: BTreeSet<Timestamp> = data.values().flatten().map(|b| b.t).collect();
+    let (Some(first), Some(_)) = (minutes.first(), minutes.last()) else {
+        return Err(
+            "no bars to replay (check --from/--to and that a configured bot trades a symbol of the data)".into()
+        );
+    };
+    let bars_total: u64 = data.values().map(|v| v.len() as u64).sum();
+
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let db = throwaway_db()?;
+    cfg.settings.system.state_db_path = db.clone();
+    let result = replay(cfg, data, *first, &minutes, bars_total, skipped, out);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(PathBuf::from(format!("{}{suffix}", db.display())));
+    }
+    result
+}
+
+fn throwaway_db() -> Result<PathBuf, String> {
+    let nanos = Timestamp::now().as_nanosecond();
+    let path = std::env::temp_dir().join(format!("trading-hydra-backtest-{}-{nanos}.db", std::process::id()));
+    Ok(path)
+}
+
+fn replay(
+    cfg: Config,
+    data: BySymbol<Vec<Bar>>,
+    first: Timestamp,
+    minutes: &BTreeSet<Timestamp>,
+    bars_total: u64,
+    skipped: Vec<String>,
+    out: &Path,
+) -> Result<Summary, String> {
+    let err = |e: crate::core::state::StateError| e.to_string();
+    let clock = Arc::new(ManualClock::new(first));
+    let db = cfg.settings.system.state_db_path.clone();
+    let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, Some(State::open(&db).map_err(err)?))
+        .map_err(err)?;
+    sim.replay(data);
+    let mut o = Orchestrator::new(cfg, State::open(&db).map_err(err)?, Box::new(clock.clone()), Box::new(sim));
+
+    let progress = std::io::stderr().is_terminal();
+    let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());
+    let mut exposed = 0u64;
+    for (i, t) in minutes.iter().enumerate() {
+        // A bar is known once it has closed: the clock stands at its end.
+        clock.set(t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(*t));
+        let s = o.run_iteration();
+        if let Some(e) = s.equity {
+            equity.push((s.market_time, e));
+        }
+        if !o.state().owned_positions().map_err(err)?.is_empty() {
+            exposed += 1;
+        }
+        if progress && i % 5000 == 0 {
+            eprint!("\rbacktest: {}/{} bars minutes ({} %)", i, minutes.len(), i * 100 / minutes.len().max(1));
+        }
+    }
+    if progress {
+        eprintln!("\rbacktest: {0}/{0} bar minutes (100 %)     ", minutes.len());
+    }
+    let state = o.state();
+    let orders = state.all_orders().map_err(err)?;
+    let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
+    let summary = summarize(&equity, &orders, halts, exposed, minutes.len() as u64, bars_total, skipped);
+    write_files(out, &summary, &equity, &orders)?;
+    Ok(summary)
+}
+
+fn summarize(
+    equity: &[(Timestamp, f64)],
+    orders: &[(crate::core::state::OrderRecord, f64)],
+    halts: BTreeMap<String, u32>,
+    exposed: u64,
+    steps: u64,
+    bars: u64,
+    skipped: Vec<String>,
+) -> Summary {
+    let start = equity.first().map_or(0.0, |e| e.1);
+    let end = equity.last().map_or(0.0, |e| e.1);
+    let mut peak = f64::MIN;
+    let mut max_dd: f64 = 0.0;
+    for (_, e) in equity {
+        peak = peak.max(*e);
+        if peak > 0.0 {
+            max_dd = max_dd.max((peak - e) / peak * 100.0);
+        }
+    }
+    // Daily Sharpe: the last equity of each New York trading date, its returns, annualised.
+    let mut closes: BTreeMap<Date, f64> = BTreeMap::new();
+    for (t, e) in equity {
+        closes.insert(clock::trading_date(*t), *e);
+    }
+    let values: Vec<f64> = closes.values().copied().collect();
+    let returns: Vec<f64> = values.windows(2).filter(|w| w[0] > 0.0).map(|w| w[1] / w[0] - 1.0).collect();
+    let daily_sharpe = (returns.len() >= 2).then(|| {
+        let mean = returns.iter().sum::<f64>() / returns.len() as f64;
+        let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (returns.len() - 1) as f64;
+        if var > 0.0 { mean / var.sqrt() * 252f64.sqrt() } else { 0.0 }
+    });
+    let filled = |o: &crate::core::state::OrderRecord| o.filled_qty > crate::core::decimal::Dec::ZERO;
+    let trades = orders.iter().filter(|(o, _)| o.intent == "entry" && filled(o)).count() as u32;
+    let results: Vec<f64> =
+        orders.iter().filter(|(o, p)| o.intent == "exit" && filled(o) && *p != 0.0).map(|(_, p)| *p).collect();
+    let wins: Vec<f64> = results.iter().copied().filter(|p| *p > 0.0).collect();
+    let losses: Vec<f64> = results.iter().copied().filter(|p| *p < 0.0).collect();
+    let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let mut per_bot_pnl = BTreeMap::new();
+    for (o, p) in orders {
+        *per_bot_pnl.entry(o.bot.clone()).or_insert(0.0) += p;
+    }
+    Summary {
+        start_equity: start,
+        end_equity: end,
+        total_return_pct: if start > 0.0 { (end / start - 1.0) * 100.0 } else { 0.0 },
+        max_drawdown_pct: max_dd,
+        daily_sharpe,
+        trades,
+        win_rate_pct: (!results.is_empty()).then(|| wins.len() as f64 / results.len() as f64 * 100.0),
+        avg_win: avg(&wins),
+        avg_loss: avg(&losses),
+        exposure_pct: if steps > 0 { exposed as f64 / steps as f64 * 100.0 } else { 0.0 },
+        per_bot_pnl,
+        halts,
+        bars,
+        skipped,
+    }
+}
+
+fn write(path: PathBuf, text: &str) -> Result<(), String> {
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn round(v: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (v * f).round() / f
+}
+
+fn write_files(
+    out: &Path,
+    s: &Summary,
+    equity: &[(Timestamp, f64)],
+    orders: &[(crate::core::state::OrderRecord, f64)],
+) -> Result<(), String> {
+    let mut trades = String::from(
+        "client_order_id,bot,symbol,side,qty,intent,rule,status,filled_qty,realized_pnl,trading_date,time\n",
+    );
+    for (o, pnl) in orders {
+        let _ = writeln!(
+            trades,
+            "{},{},{},{},{},{},{},{},{},{:.2},{},{}",
+            o.client_order_id,
+            o.bot,
+            o.symbol,
+            o.side,
+            o.qty.as_deref().or(o.notional.as_deref()).unwrap_or(""),
+            o.intent,
+            o.rule.as_deref().unwrap_or(""),
+            o.status,
+            o.filled_qty,
+            pnl,
+            o.trading_date,
+            clock::db_ts(o.created_at)
+        );
+    }
+    write(out.join("trades.csv"), &trades)?;
+    let mut eq = String::from("timestamp,equity\n");
+    for (t, e) in equity {
+        let _ = writeln!(eq, "{},{:.2}", t.strftime("%Y-%m-%dT%H:%M:%SZ"), e);
+    }
+    write(out.join("equity.csv"), &eq)?;
+    let report = json!({
+        "start_equity": round(s.start_equity, 2),
+        "end_equity": round(s.end_equity, 2),
+        "total_return_pct": round(s.total_return_pct, 4),
+        "max_drawdown_pct": round(s.max_drawdown_pct, 4),
+        "daily_sharpe": s.daily_sharpe.map(|v| round(v, 4)),
+        "trades": s.trades,
+        "win_rate_pct": s.win_rate_pct.map(|v| round(v, 2)),
+        "avg_win": s.avg_win.map(|v| round(v, 2)),
+        "avg_loss": s.avg_loss.map(|v| round(v, 2)),
+        "exposure_pct": round(s.exposure_pct, 2),
+        "per_bot_pnl": s.per_bot_pnl.iter().map(|(k, v)| (k.clone(), json!(round(*v, 2)))).collect::<serde_json::Map<_, _>>(),
+        "halts": s.halts,
+        "bars": s.bars,
+        "skipped_files": s.skipped,
+    });
+    write(out.join("report.json"), &format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()))?;
+    write(out.join("equity.svg"), &svg(equity))
+}
+
+/// The equity curve, with the drawdown from the running peak shaded, as a standalone SVG.
+pub fn svg(equity: &[(Timestamp, f64)]) -> String {
+    let (w, h, pad) = (900.0, 360.0, 40.0);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    if equity.len() < 2 {
+        out.push_str("<text x=\"40\" y=\"40\" font-family=\"sans-serif\">not enough data</text>\n</svg>\n");
+        return out;
+    }
+    let lo = equity.iter().map(|e| e.1).fold(f64::MAX, f64::min);
+    let hi = equity.iter().map(|e| e.1).fold(f64::MIN, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let n = (equity.len() - 1) as f64;
+    let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / n;
+    let y = |v: f64| h - pad - (h - 2.0 * pad) * (v - lo) / span;
+    // Drawdown: the area between the running peak and the curve.
+    let mut peak = f64::MIN;
+    let mut top = Vec::with_capacity(equity.len());
+    let mut curve = Vec::with_capacity(equity.len());
+    for (i, (_, e)) in equity.iter().enumerate() {
+        peak = peak.max(*e);
+        top.push(format!("{:.1},{:.1}", x(i), y(peak)));
+        curve.push(format!("{:.1},{:.1}", x(i), y(*e)));
+    }
+    let back: Vec<String> = curve.iter().rev().cloned().collect();
+    let _ =
+        writeln!(out, "<polygon fill=\"#f4c7c3\" stroke=\"none\" points=\"{} {}\"/>", top.join(" "), back.join(" "));
+    let _ = writeln!(
+        out,
+        "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"{}\"/>",
+        curve.join(" ")
+    );
+    let label = |v: f64| format!("{v:.0}");
+    let _ = writeln!(
+        out,
+        "<text x=\"4\" y=\"{:.1}\" font-family=\"sans-serif\" font-size=\"11\">{}</text>",
+        y(hi) + 4.0,
+        label(hi)
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"4\" y=\"{:.1}\" font-family=\"sans-serif\" font-size=\"11\">{}</text>",
+        y(lo) + 4.0,
+        label(lo)
+    );
+    let first = equity[0].0.strftime("%Y-%m-%d").to_string();
+    let last = equity[equity.len() - 1].0.strftime("%Y-%m-%d").to_string();
+    let _ = writeln!(
+        out,
+        "<text x=\"{pad}\" y=\"{:.1}\" font-family=\"sans-serif\" font-size=\"11\">{first}</text>",
+        h - 10.0
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-family=\"sans-serif\" font-size=\"11\" text-anchor=\"end\">{last}</text>",
+        w - pad,
+        h - 10.0
+    );
+    let _ = writeln!(
+        out,
+        "<text x=\"{:.1}\" y=\"20\" font-family=\"sans-serif\" font-size=\"13\" text-anchor=\"middle\">Equity (drawdown shaded)</text>",
+        w / 2.0
+    );
+    out.push_str("</svg>\n");
+    out
+}

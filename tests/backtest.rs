@@ -1,0 +1,125 @@
+//! The backtest command: recorded bars through the same bots, the report's files, and the same
+//! outputs for the same inputs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use jiff::Timestamp;
+
+const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
+
+/// A deterministic walk with trending stretches and volume bursts.
+fn walk(start: f64, seed: u64, n: usize) -> Vec<(f64, f64)> {
+    let mut x = seed | 1;
+    let mut price = start;
+    (0..n)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let noise = ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.002;
+            let trend = if (i / 90) % 2 == 0 { 0.0006 } else { -0.0005 };
+            price *= 1.0 + trend + noise;
+            let volume = if i % 17 == 0 { 9000.0 } else { 1000.0 + (x % 500) as f64 };
+            (price, volume)
+        })
+        .collect()
+}
+
+fn write_bars(dir: &Path, symbol: &str, minutes: &[Timestamp], start: f64, seed: u64) {
+    let mut text = String::from("timestamp,open,high,low,close,volume\n");
+    let path = walk(start, seed, minutes.len());
+    let mut prev = start;
+    for (t, (c, v)) in minutes.iter().zip(path) {
+        let (hi, lo) = (prev.max(c) * 1.0005, prev.min(c) * 0.9995);
+        text.push_str(&format!("{},{prev:.4},{hi:.4},{lo:.4},{c:.4},{v}\n", t.strftime("%Y-%m-%dT%H:%M:%SZ")));
+        prev = c;
+    }
+    std::fs::write(dir.join(format!("{}.csv", symbol.replace('/', "-"))), text).unwrap();
+}
+
+/// Two trading days (Tuesday and Wednesday 2026-11-24/25): session minutes for stocks, every
+/// minute for crypto, and a file no bot trades.
+fn data(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let day = |d: &str| -> Vec<Timestamp> {
+        let open: Timestamp = format!("{d}T14:30:00Z").parse().unwrap();
+        (0..390).map(|m| open + jiff::SignedDuration::from_mins(m)).collect()
+    };
+    let session: Vec<Timestamp> = day("2026-11-24").into_iter().chain(day("2026-11-25")).collect();
+    let all_day: Vec<Timestamp> = {
+        let start: Timestamp = "2026-11-24T05:00:00Z".parse().unwrap();
+        (0..2 * 1440).map(|m| start + jiff::SignedDuration::from_mins(m)).collect()
+    };
+    write_bars(dir, "AAPL", &session, 190.0, 7);
+    write_bars(dir, "SPY", &session, 480.0, 11);
+    write_bars(dir, "BTC/USD", &all_day, 60_000.0, 13);
+    write_bars(dir, "XYZ", &session, 20.0, 17);
+}
+
+fn backtest(work: &Path, out: &str) -> std::process::Output {
+    Command::new(BIN)
+        .args(["backtest", "--data", "bars", "--out", out])
+        .current_dir(work)
+        .env_remove("TRADING_HYDRA_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("th-backtest-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    for f in ["settings.yaml", "bots.yaml"] {
+        std::fs::copy(Path::new("config").join(f), dir.join("config").join(f)).unwrap();
+    }
+    data(&dir.join("bars"));
+    dir
+}
+
+#[test]
+fn a_backtest_reports_and_repeats_itself_byte_for_byte() {
+    let work = scratch("repeat");
+    let first = backtest(&work, "out1");
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(text.contains("skipped            XYZ: no configured bot trades it"), "{text}");
+    for f in ["trades.csv", "equity.csv", "report.json", "equity.svg"] {
+        assert!(work.join("out1").join(f).exists(), "{f}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("out1/report.json")).unwrap()).unwrap();
+    assert_eq!(report["start_equity"], 100000.0);
+    assert!(report["trades"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(report["bars"], 390 * 2 * 2 + 2 * 1440);
+    let trades = std::fs::read_to_string(work.join("out1/trades.csv")).unwrap();
+    assert!(trades.lines().skip(1).all(|l| l.starts_with("th-")), "{trades}");
+    assert!(std::fs::read_to_string(work.join("out1/equity.svg")).unwrap().starts_with("<svg"));
+    // The live state database was never created: the backtest keeps its own, then deletes it.
+    assert!(!work.join("state").exists());
+
+    let second = backtest(&work, "out2");
+    assert_eq!(second.status.code(), Some(0));
+    for f in ["trades.csv", "equity.csv", "report.json", "equity.svg"] {
+        let a = std::fs::read(work.join("out1").join(f)).unwrap();
+        let b = std::fs::read(work.join("out2").join(f)).unwrap();
+        assert!(a == b, "{f} differs between two runs on the same data");
+    }
+}
+
+#[test]
+fn bad_data_is_a_usage_error_naming_the_file_and_line() {
+    let work = scratch("bad");
+    std::fs::write(
+        work.join("bars/BAD.csv"),
+        "timestamp,open,high,low,close,volume\n2026-11-24T14:30:00Z,1,2,0.5,oops,10\n",
+    )
+    .unwrap();
+    let out = backtest(&work, "out");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BAD.csv line 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

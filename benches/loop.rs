@@ -8,6 +8,8 @@
 //! - `peak_rss_kb_1000`, `startup_ms`, `log_bytes_per_quiet_iteration`: the release binary,
 //!   `run --sim` with the shipped config (6 symbols), read from its `shutdown` event and log.
 //! - `rss_growth_kb` (with `BENCH_LONG=1`): peak RSS after 100,000 iterations minus after 1,000.
+//! - `backtest_bars_per_second_21d`, `backtest_peak_rss_kb_21d` (and `_252d`, a year, with
+//!   `BENCH_LONG=1`): the release binary's backtest of 10 symbols of one-minute session bars.
 //!
 //! Run: `cargo bench --bench loop`.
 
@@ -205,8 +207,85 @@ fn binary_measurements() {
     }
 }
 
+/// Writes `days` weekdays of session bars for 10 symbols — seven momentum tickers and the three
+/// option underlyings, all traded — and times the release binary's backtest on them.
+fn backtest_throughput(days: usize) {
+    let dir = scratch(&format!("backtest-{days}"));
+    std::fs::create_dir_all(dir.join("bars")).unwrap();
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    std::fs::copy("config/settings.yaml", dir.join("config/settings.yaml")).unwrap();
+    let tickers = ["AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "GOOG", "META", "SPY", "QQQ", "IWM"];
+    // Momentum bots on seven tickers, options on the three ETFs: all ten are traded.
+    let bots = std::fs::read_to_string("config/bots.yaml").unwrap();
+    let (head, rest) = bots.split_once("momentum_bots:").unwrap();
+    let (_, tail) = rest.split_once("optionsbot:").unwrap();
+    let mut momentum = String::from("momentum_bots:\n");
+    for t in &tickers[..7] {
+        momentum.push_str(&format!(
+            "  - bot_id: mom_{t}\n    ticker: {t}\n    session: {{trade_start: \"06:35\", trade_end: \"12:30\", manage_until: \"12:55\"}}\n    exits: {{stop_loss_pct: 0.5, take_profit_pct: 1.0, time_stop_minutes: 25}}\n    signal: {{mode: ema_roc_volume_v1}}\n"
+        ));
+    }
+    std::fs::write(dir.join("config/bots.yaml"), format!("{head}{momentum}\noptionsbot:{tail}")).unwrap();
+    let mut bars = 0u64;
+    let first: Timestamp = "2025-01-06T14:30:00Z".parse().unwrap();
+    for (k, t) in tickers.iter().enumerate() {
+        let mut text = String::from("timestamp,open,high,low,close,volume\n");
+        let mut x = 0x9E37_79B9u64 + k as u64;
+        let mut price = 100.0 + 20.0 * k as f64;
+        let mut day = 0;
+        let mut d = 0;
+        while day < days {
+            let date = first + SignedDuration::from_hours(24 * d);
+            d += 1;
+            let wd = date.to_zoned_datetime(jiff::tz::TimeZone::UTC).weekday();
+            if matches!(wd, jiff::civil::Weekday::Saturday | jiff::civil::Weekday::Sunday) {
+                continue;
+            }
+            day += 1;
+            for m in 0..390 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let r = ((x >> 11) as f64 / (1u64 << 53) as f64 - 0.5) * 0.002
+                    + if (m / 60) % 2 == 0 { 0.0004 } else { -0.0004 };
+                let open = price;
+                price *= 1.0 + r;
+                let ts = date + SignedDuration::from_mins(m);
+                let v = if m % 13 == 0 { 9000 } else { 1000 };
+                text.push_str(&format!(
+                    "{},{open:.4},{:.4},{:.4},{price:.4},{v}\n",
+                    ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    open.max(price),
+                    open.min(price)
+                ));
+                bars += 1;
+            }
+        }
+        std::fs::write(dir.join("bars").join(format!("{t}.csv")), text).unwrap();
+    }
+    let bin = env!("CARGO_BIN_EXE_trading-hydra");
+    let t0 = Instant::now();
+    let out =
+        Command::new(bin).args(["backtest", "--data", "bars", "--out", "out"]).current_dir(&dir).output().unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rss: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("peak memory"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN);
+    line(&format!("backtest_bars_per_second_{days}d"), bars as f64 / took, "bars/s (10 symbols, one core)", ">=500000");
+    line(&format!("backtest_peak_rss_kb_{days}d"), rss, "KiB", "<=65536");
+    println!("# {bars} bars in {took:.1} s");
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
+    backtest_throughput(21);
+    if std::env::var("BENCH_LONG").is_ok() {
+        backtest_throughput(252);
+    }
     live_loop_cost();
     requests_per_iteration();
     binary_measurements();

@@ -230,6 +230,9 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
         println!("skipped            {f}: no configured bot trades it");
     }
     println!("report             {}", args.out.display());
+    if let Some(kb) = peak_rss_kb() {
+        println!("peak memory        {kb} KiB");
+    }
     Ok(())
 }
 

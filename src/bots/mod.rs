@@ -102,9 +102,14 @@ pub trait Bot {
         0
     }
     /// For an options bot, the days to expiry of the chains it reads (its underlyings' contracts
-    /// and snapshots are then fetched).
+    /// are then fetched, once a day).
     fn option_days(&self) -> Option<(u32, u32)> {
         None
+    }
+    /// For an options bot, the underlyings whose option snapshots it will read now, from its bars
+    /// and what it holds (fetching a chain nobody reads costs a request a minute).
+    fn chains_wanted(&self, _bars: &BySymbol<Vec<Bar>>, _owned: &[&OwnedPosition]) -> Vec<String> {
+        Vec::new()
     }
     /// Exits for what it owns. Called every iteration, halted or not.
     fn exits(&self, view: &BotView) -> Vec<Exit>;

@@ -479,6 +479,22 @@ impl Bot for OptionsBot {
         Some((self.rules.dte_min, self.rules.dte_max))
     }
 
+    fn chains_wanted(&self, bars: &BySymbol<Vec<Bar>>, owned: &[&OwnedPosition]) -> Vec<String> {
+        self.symbols
+            .iter()
+            .filter(|root| {
+                let held = owned.iter().any(|p| parse_occ(&p.symbol).is_some_and(|o| &o.0 == *root));
+                let entering = bars.get(*root).is_some_and(|b| match self.signal.evaluate(b) {
+                    Some(Direction::Long) => self.bull_put.enabled,
+                    Some(Direction::Short) => self.bear_call.enabled,
+                    None => self.iron_condor.enabled || (self.straddle.enabled && squeezed(b)),
+                });
+                held || entering
+            })
+            .cloned()
+            .collect()
+    }
+
     fn exits(&self, view: &BotView) -> Vec<Exit> {
         let mut out = Vec::new();
         for (root, legs) in Self::spreads(view) {

@@ -163,6 +163,7 @@ pub struct Execution {
     /// Their option snapshots, fetched once per new minute.
     snapshots: BySymbol<OptionSnapshot>,
     snapshots_minute: Option<i64>,
+    snapshot_roots: BTreeSet<String>,
     /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
     /// refused for the same reason each time, and the log says so once.
     refusals: BTreeMap<(String, String), String>,
@@ -187,14 +188,18 @@ impl Execution {
         &mut self,
         broker: &mut dyn Broker,
         bots: &[Box<dyn Bot>],
+        owned: &[OwnedPosition],
         now: Timestamp,
     ) -> Result<(), BrokerError> {
         let mut roots = BTreeSet::new();
+        let mut wanted = BTreeSet::new();
         let mut max_days = 0;
         for bot in bots {
             if let Some((_, max)) = bot.option_days() {
                 roots.extend(bot.symbols().iter().cloned());
                 max_days = max_days.max(max);
+                let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();
+                wanted.extend(bot.chains_wanted(&self.bars, &mine));
             }
         }
         if roots.is_empty() {
@@ -208,14 +213,17 @@ impl Execution {
                 broker.option_contracts(&roots, today, until)?.into_iter().map(|c| (c.symbol.clone(), c)).collect();
             self.contracts_date = Some(today);
         }
+        // Snapshots only of the chains a bot will read this minute (it holds legs there, or its
+        // signal calls for a spread): one request each, and none on a quiet minute.
         let minute = now.as_second().div_euclid(60);
-        if self.snapshots_minute != Some(minute) {
+        if self.snapshots_minute != Some(minute) || self.snapshot_roots != wanted {
             let mut snaps = BySymbol::new();
-            for root in &roots {
+            for root in &wanted {
                 snaps.extend(broker.option_snapshots(root, today, until)?);
             }
             self.snapshots = snaps;
             self.snapshots_minute = Some(minute);
+            self.snapshot_roots = wanted;
         }
         Ok(())
     }
@@ -553,7 +561,8 @@ impl Execution {
         if let Err(e) = self.refresh_bars(broker, bots, now) {
             report.data_error.get_or_insert(e.to_string());
         }
-        if let Err(e) = self.refresh_options(broker, bots, now) {
+        let owned_now = state.owned_positions()?;
+        if let Err(e) = self.refresh_options(broker, bots, &owned_now, now) {
             report.data_error.get_or_insert(e.to_string());
         }
         // Lent to the bots' views while `self` keeps sending; given back below.

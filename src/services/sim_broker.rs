@@ -321,6 +321,8 @@ pub struct SimBroker {
     book: Book,
     store: Option<State>,
     stats: CallStats,
+    /// The simulated second the book was last written at.
+    saved_at: i64,
 }
 
 impl SimBroker {
@@ -358,7 +360,7 @@ impl SimBroker {
             paths: BTreeMap::new(),
             replay: BySymbol::new(),
         };
-        Ok(SimBroker { clock, cfg, market, book, store, stats: CallStats::default() })
+        Ok(SimBroker { clock, cfg, market, book, store, stats: CallStats::default(), saved_at: i64::MIN })
     }
 
     /// Replays recorded one-minute bars (oldest first) instead of the synthetic market, for the
@@ -376,6 +378,7 @@ impl SimBroker {
     }
 
     fn save(&mut self) -> Result<(), BrokerError> {
+        self.saved_at = self.book.sim_time;
         if let Some(store) = &self.store {
             let text = serde_json::to_string(&self.book).map_err(|e| BrokerError::Invalid { detail: e.to_string() })?;
             store
@@ -433,12 +436,13 @@ impl SimBroker {
         let now = self.clock.now();
         let m = minute_of(now);
         let date = clock::trading_date(now).to_string();
+        let mut changed = false;
         if date != self.book.trading_date {
             self.book.last_equity = Some(self.equity(m));
             self.book.trading_date = date;
+            changed = true;
         }
         self.book.sim_time = now.as_second();
-        let mut changed = false;
         for i in 0..self.book.orders.len() {
             if !is_open(&self.book.orders[i].status) || m < self.book.orders[i].fill_from_minute {
                 continue;
@@ -448,7 +452,12 @@ impl SimBroker {
         if changed {
             self.trim_orders();
         }
-        self.save()
+        // The book is written when it changed, and otherwise once a simulated minute (so a
+        // restart resumes its clock): writing it on every call cost most of a backtest's time.
+        if changed || now.as_second().saturating_sub(self.saved_at) >= 60 {
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// Fills, triggers or expires one open order at minute `m`; whether it changed.

@@ -21,6 +21,7 @@ Commands:
   status         show the state database (no network): halts, day-start equity, last loop
   halt           stop new entries until `resume` (exits of open positions go on)
   resume         lift a manual halt, and any other halt whose time is up
+  download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
   backtest       replay bar files (--data) through the same bots and the simulated broker
 
 Options:
@@ -33,10 +34,12 @@ Options:
   --speed X        run --sim: simulated clock speed (times real time)
   --json           status: machine-readable output
   --reason TEXT    halt: why (required; shown by status)
+  --symbols LIST   download: comma-separated, e.g. SPY,AAPL,BTC/USD
+  --timeframe TF   download: bar size (default 1Min)
   --data PATH      backtest: a bar file, or a folder of them (SPY.csv, BTC-USD.csv, ...)
-  --from DATE      backtest: first New York date to replay (YYYY-MM-DD)
-  --to DATE        backtest: last New York date to replay
-  --out DIR        backtest: where the report goes (default ./backtest)
+  --from DATE      download, backtest: first New York date (YYYY-MM-DD)
+  --to DATE        download, backtest: last New York date
+  --out DIR        download: the bar folder (required); backtest: the report (default ./backtest)
   -h, --help       print this help
   -V, --version    print the version
 
@@ -52,6 +55,7 @@ pub enum Command {
     Halt { config: Option<PathBuf>, reason: String },
     Resume { config: Option<PathBuf> },
     Backtest(BacktestArgs),
+    Download(DownloadArgs),
     Help,
     Version,
 }
@@ -72,6 +76,16 @@ pub struct BacktestArgs {
     pub data: PathBuf,
     pub from: Option<jiff::civil::Date>,
     pub to: Option<jiff::civil::Date>,
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DownloadArgs {
+    pub config: Option<PathBuf>,
+    pub symbols: Vec<String>,
+    pub from: jiff::civil::Date,
+    pub to: jiff::civil::Date,
+    pub timeframe: String,
     pub out: PathBuf,
 }
 
@@ -102,7 +116,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         }
         _ => "run",
     };
-    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume" | "backtest") {
+    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume" | "backtest" | "download") {
         return Err(usage(format!("unknown command {command:?}")));
     }
 
@@ -113,6 +127,8 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let mut from: Option<jiff::civil::Date> = None;
     let mut to: Option<jiff::civil::Date> = None;
     let mut out: Option<PathBuf> = None;
+    let mut symbols: Option<Vec<String>> = None;
+    let mut timeframe: Option<String> = None;
     while let Some(word) = rest.next() {
         // `--flag=value` and `--flag value` are both accepted.
         let (flag, inline) = match word.split_once('=') {
@@ -187,19 +203,38 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 }
                 reason = Some(v);
             }
+            "--symbols" => {
+                only(&["download"])?;
+                let v = value("--symbols")?;
+                let list: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                if list.is_empty() {
+                    return Err(usage("--symbols needs at least one symbol"));
+                }
+                symbols = Some(list);
+            }
+            "--timeframe" => {
+                only(&["download"])?;
+                let v = value("--timeframe")?;
+                if !valid_timeframe(&v) {
+                    return Err(usage(format!(
+                        "--timeframe takes 1-59Min, 1-23Hour, 1Day, 1Week or 1/2/3/4/6/12Month, got {v:?}"
+                    )));
+                }
+                timeframe = Some(v);
+            }
             "--data" => {
                 only(&["backtest"])?;
                 data = Some(PathBuf::from(value("--data")?));
             }
             "--from" | "--to" => {
-                only(&["backtest"])?;
+                only(&["backtest", "download"])?;
                 let v = value(flag)?;
                 let d: jiff::civil::Date =
                     v.parse().map_err(|_| usage(format!("{flag} takes a date YYYY-MM-DD, got {v:?}")))?;
                 if flag == "--from" { from = Some(d) } else { to = Some(d) }
             }
             "--out" => {
-                only(&["backtest"])?;
+                only(&["backtest", "download"])?;
                 out = Some(PathBuf::from(value("--out")?));
             }
             other if other.starts_with('-') => return Err(usage(format!("unknown option {other:?}"))),
@@ -216,6 +251,22 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "check-config" => Command::CheckConfig { config },
         "status" => Command::Status { config, json },
         "halt" => Command::Halt { config, reason: reason.ok_or_else(|| usage("halt needs --reason TEXT"))? },
+        "download" => {
+            let (Some(symbols), Some(from), Some(to), Some(out)) = (symbols, from, to, out) else {
+                return Err(usage("download needs --symbols LIST --from DATE --to DATE --out DIR"));
+            };
+            if from > to {
+                return Err(usage("--from is after --to"));
+            }
+            Command::Download(DownloadArgs {
+                config,
+                symbols,
+                from,
+                to,
+                timeframe: timeframe.unwrap_or_else(|| "1Min".into()),
+                out,
+            })
+        }
         "backtest" => {
             let data = data.ok_or_else(|| usage("backtest needs --data PATH"))?;
             if from.zip(to).is_some_and(|(f, t)| f > t) {
@@ -231,6 +282,20 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         }
         _ => Command::Resume { config },
     })
+}
+
+/// Alpaca's bar sizes: `[1-59]Min`, `[1-23]Hour`, `1Day`, `1Week`, `[1,2,3,4,6,12]Month`.
+fn valid_timeframe(tf: &str) -> bool {
+    let split = tf.find(|c: char| !c.is_ascii_digit()).unwrap_or(tf.len());
+    let (n, unit) = tf.split_at(split);
+    let Ok(n) = n.parse::<u32>() else { return false };
+    match unit {
+        "Min" => (1..=59).contains(&n),
+        "Hour" => (1..=23).contains(&n),
+        "Day" | "Week" => n == 1,
+        "Month" => [1, 2, 3, 4, 6, 12].contains(&n),
+        _ => false,
+    }
 }
 
 fn set_iterations(run: &mut RunArgs, n: u64) -> Result<(), UsageError> {
@@ -275,6 +340,28 @@ mod tests {
         let v: Vec<String> = ["halt", "--reason", "earnings day"].map(String::from).to_vec();
         assert_eq!(parse(&v).unwrap(), Command::Halt { config: None, reason: "earnings day".into() });
         assert_eq!(p("status --help").unwrap(), Command::Help);
+    }
+
+    #[test]
+    fn download_and_backtest_arguments() {
+        let v: Vec<String> = "download --symbols SPY,BTC/USD --from 2026-01-02 --to 2026-01-31 --out bars"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        match parse(&v).unwrap() {
+            Command::Download(d) => {
+                assert_eq!(d.symbols, vec!["SPY", "BTC/USD"]);
+                assert_eq!(d.timeframe, "1Min");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(p("download --symbols SPY --from 2026-01-02 --to 2026-01-01 --out x").is_err());
+        assert!(p("download --symbols SPY --from 2026-01-02 --to 2026-01-03 --out x --timeframe 7Day").is_err());
+        assert!(p("download --symbols SPY --from 2026-01-02 --to 2026-01-03 --out x --timeframe 15Min").is_ok());
+        assert!(p("download --symbols SPY --out x").is_err());
+        assert!(p("backtest").is_err());
+        assert!(p("backtest --data d --from nope").is_err());
+        assert!(p("run --data d").is_err());
     }
 
     #[test]

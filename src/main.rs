@@ -56,6 +56,7 @@ fn main() -> ExitCode {
         Command::Resume { config } => resume(config),
         Command::Run(args) => run(args),
         Command::Backtest(args) => backtest(args),
+        Command::Download(args) => download(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -201,6 +202,55 @@ fn alpaca_client(cfg: &Config, mode: TradingMode, credentials: Credentials) -> R
         // Any other failure is the loop's to handle (fail-closed, counted by the health window).
         _ => Ok(client),
     }
+}
+
+/// `download`: one CSV per symbol, appended after the last bar already there (resumable).
+fn download(args: cli::DownloadArgs) -> Result<(), Error> {
+    use std::io::{IsTerminal, Write};
+    let cfg = load_config(args.config.clone())?;
+    let credentials = Credentials::from_env().map_err(Error::Usage)?;
+    let paper = std::env::var("ALPACA_PAPER").ok();
+    let mode = config::trading_mode(false, paper.as_deref(), cfg.settings.alpaca.live_trading_confirmed)
+        .map_err(Error::Usage)?;
+    let mut client = alpaca_client(&cfg, mode, credentials)?;
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::Other(format!("cannot create {}: {e}", args.out.display())))?;
+    let start = clock::start_of_date(args.from);
+    let end = clock::start_of_date(args.to.tomorrow().unwrap_or(args.to));
+    let progress = std::io::stderr().is_terminal();
+    for symbol in &args.symbols {
+        let path = args.out.join(bar_files::file_name(symbol));
+        // Resume after the last bar already written.
+        let last = bar_files::read(&path).ok().and_then(|b| b.into_values().next()).and_then(|b| b.last().map(|b| b.t));
+        let from = last.map_or(start, |t| t.max(start));
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::Other(format!("cannot open {}: {e}", path.display())))?;
+        if last.is_none() {
+            writeln!(file, "{}", bar_files::HEADER).map_err(|e| Error::Other(e.to_string()))?;
+        }
+        let mut written = 0u64;
+        client
+            .historical_bars(symbol, &args.timeframe, from, end, |bars| {
+                for b in bars.iter().filter(|b| last.is_none_or(|l| b.t > l) && b.t < end) {
+                    writeln!(file, "{}", bar_files::line(b))
+                        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+                    written += 1;
+                }
+                if progress {
+                    eprint!("\rdownload: {symbol}: {written} bars");
+                }
+                Ok(())
+            })
+            .map_err(Error::Other)?;
+        if progress {
+            eprintln!();
+        }
+        println!("{symbol}: {written} new bars in {}", path.display());
+    }
+    Ok(())
 }
 
 fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {

@@ -599,3 +599,48 @@ fn the_python_daemons_config_runs_without_entering() {
     let warnings: Vec<String> = s.events("config_warning").iter().map(|w| w["detail"].to_string()).collect();
     assert!(warnings.iter().any(|w| w.contains("placeholder_momentum_v1")), "{warnings:?}");
 }
+
+#[test]
+fn download_writes_one_csv_per_symbol_and_resumes_after_the_last_bar() {
+    use support::fake_alpaca::Market;
+    let fake = FakeAlpaca::start();
+    let bar = |t: &str, c: f64| serde_json::json!({"t": t, "o": c, "h": c + 1.0, "l": c - 1.0, "c": c, "v": 10, "n": 1, "vw": c});
+    let mut m = Market::default();
+    m.bars.insert(
+        "SPY".into(),
+        vec![
+            bar("2026-11-24T14:30:00Z", 480.0),
+            bar("2026-11-24T14:31:00Z", 481.0),
+            bar("2026-11-25T14:30:00Z", 482.0),
+        ],
+    );
+    m.bars.insert("BTC/USD".into(), vec![bar("2026-11-24T06:00:00Z", 60000.0), bar("2026-11-25T06:00:00Z", 60100.0)]);
+    fake.lock().market = Some(m);
+    let s = Scratch::new("download");
+    let run = |to: &str| {
+        let mut c =
+            s.command(&["download", "--symbols", "SPY,BTC/USD", "--from", "2026-11-24", "--to", to, "--out", "bars"]);
+        against(&fake, &mut c, KEY, SECRET);
+        c.output().unwrap()
+    };
+    let out = run("2026-11-24");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let spy = std::fs::read_to_string(s.path("bars/SPY.csv")).unwrap();
+    assert_eq!(spy.lines().count(), 3, "header and the 24th's two bars: {spy}");
+    assert!(s.path("bars/BTC-USD.csv").exists());
+    // Again, a day further: only the new bars are appended.
+    let out = run("2026-11-25");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("SPY: 1 new bars"), "{}", stdout(&out));
+    let bars = trading_hydra::services::bar_files::read(&s.path("bars")).unwrap();
+    assert_eq!(bars["SPY"].len(), 3);
+    assert_eq!(bars["BTC/USD"].len(), 2);
+    // Every request was one Alpaca documents.
+    let specs = support::openapi::Specs::load();
+    for r in fake.seen() {
+        specs.check(&r.method, &r.path, &r.query, &r.body).unwrap_or_else(|e| panic!("{} {}: {e}", r.method, r.path));
+    }
+    // Without keys: a usage error naming them.
+    let out = s.run(&["download", "--symbols", "SPY", "--from", "2026-11-24", "--to", "2026-11-24", "--out", "bars"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -391,6 +391,45 @@ impl AlpacaClient {
         }
     }
 
+    /// Historical bars of one symbol (a stock, or a crypto pair with a slash) between `start` and
+    /// `end`, handed over page by page (oldest first) so a long download never sits in memory.
+    /// Pages are fetched without limit of count, within the client's rate limit.
+    pub fn historical_bars(
+        &mut self,
+        symbol: &str,
+        timeframe: &str,
+        start: Timestamp,
+        end: Timestamp,
+        mut on_page: impl FnMut(Vec<Bar>) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let crypto = symbol.contains('/');
+        let path = if crypto { "/v1beta3/crypto/us/bars" } else { "/v2/stocks/bars" };
+        let mut query = vec![
+            ("symbols", symbol.to_string()),
+            ("timeframe", timeframe.to_string()),
+            ("start", clock::db_ts(start)),
+            ("end", clock::db_ts(end)),
+            ("limit", "10000".to_string()),
+            ("sort", "asc".to_string()),
+        ];
+        if !crypto {
+            query.push(("feed", self.feed()));
+        }
+        loop {
+            let page: BarsPage = self.get(Host::Data, path, &query).map_err(|e| e.to_string())?;
+            let mut bars = Vec::new();
+            for (_, list) in page.bars.unwrap_or_default().into_iter().filter(|(s, _)| s == symbol) {
+                for b in list {
+                    bars.push(b.into_bar(path).map_err(|e| e.to_string())?);
+                }
+            }
+            on_page(bars)?;
+            if !next_page(&mut query, page.next_page_token) {
+                return Ok(());
+            }
+        }
+    }
+
     /// Follows `next_page_token` over a bars endpoint, merging symbol by symbol.
     fn bars(&mut self, path: &str, mut query: Vec<(&str, String)>) -> Result<BySymbol<Vec<Bar>>, BrokerError> {
         let mut out: BySymbol<Vec<Bar>> = BySymbol::new();

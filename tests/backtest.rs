@@ -123,3 +123,80 @@ fn bad_data_is_a_usage_error_naming_the_file_and_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One AAPL session: 40 flat minutes at 100, a climb of 0.20 a minute to 103.00 whose last bar
+/// trades three times the volume, flat at 103.00, then a jump (day 1) or a crash (day 2).
+fn day_of_aapl(date: &str, after: f64, at: usize) -> String {
+    let open: Timestamp = format!("{date}T14:30:00Z").parse().unwrap();
+    let mut text = String::new();
+    for i in 0..390usize {
+        let c = match i {
+            0..=39 => 100.0,
+            40..=54 => 100.0 + (i - 39) as f64 * 0.2,
+            _ if i < at => 103.0,
+            _ => after,
+        };
+        let v = if i == 54 { 3000 } else { 1000 };
+        let t = open + jiff::SignedDuration::from_mins(i as i64);
+        text.push_str(&format!(
+            "{},{c:.2},{:.2},{:.2},{c:.2},{v}\n",
+            t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            c + 0.05,
+            c - 0.05
+        ));
+    }
+    text
+}
+
+/// Worked by hand (no slippage, no fees, the shipped mom_AAPL bot):
+/// - Day 1: the signal fires on the close of bar 54 (15:24Z, 10:24 New York): 103.00 with
+///   volume 3x the average, above rising EMAs, +1.98 % over 10 bars. The ask is 103.00515
+///   (the sim's half spread, 0.5 bp); the size is the smallest of $500 / (103.00515 x 0.5 %) =
+///   970, $10,000 / 103.00515 = 97.08 and the spendable cash: 97 shares. It fills at the next
+///   bar's close, 103.00. Bar 70 jumps to 104.20: +1.17 % is past the 1 % take profit; the exit
+///   fills at the next bar, 104.20. P&L 97 x 1.20 = +116.40.
+/// - Day 2: the same entry, then bar 60 crashes to 87.55 (-15 %). Equity falls 97 x 15.45 =
+///   $1,498.65, -1.497 % of the day's start (100,116.40): the daily-loss halt, and its flatten
+///   sells the 97 shares at the next bar, 87.55. P&L -1,498.65.
+#[test]
+fn a_hand_checked_data_set_gives_exact_trades_and_pnl() {
+    let work = std::env::temp_dir().join(format!("th-backtest-{}-exact", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("config")).unwrap();
+    std::fs::create_dir_all(work.join("bars")).unwrap();
+    let settings =
+        std::fs::read_to_string("config/settings.yaml").unwrap().replace("slippage_bps: 2", "slippage_bps: 0");
+    std::fs::write(work.join("config/settings.yaml"), settings).unwrap();
+    std::fs::copy("config/bots.yaml", work.join("config/bots.yaml")).unwrap();
+    let data = format!(
+        "timestamp,open,high,low,close,volume\n{}{}",
+        day_of_aapl("2026-11-24", 104.2, 70),
+        day_of_aapl("2026-11-25", 87.55, 60)
+    );
+    std::fs::write(work.join("bars/AAPL.csv"), data).unwrap();
+    let out = backtest(&work, "out");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let trades = std::fs::read_to_string(work.join("out/trades.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = trades.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    // client_order_id,bot,symbol,side,qty,intent,rule,status,filled_qty,realized_pnl,trading_date,time
+    let summary: Vec<(&str, &str, &str, &str, &str)> = rows.iter().map(|r| (r[3], r[4], r[5], r[6], r[9])).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("buy", "97", "entry", "", "0.00"),
+            ("sell", "97", "exit", "take_profit", "116.40"),
+            ("buy", "97", "entry", "", "0.00"),
+            ("sell", "97", "exit", "daily_loss_flatten", "-1498.65"),
+        ],
+        "{trades}"
+    );
+    assert_eq!(rows[0][11], "2026-11-24T15:25:00.000Z", "sent when bar 54 closed");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("out/report.json")).unwrap()).unwrap();
+    assert_eq!(report["end_equity"], 100_000.0 + 116.40 - 1498.65);
+    assert_eq!(report["per_bot_pnl"]["mom_AAPL"], -1382.25);
+    assert_eq!(report["halts"]["daily_loss"], 1);
+    assert_eq!(report["trades"], 2);
+    assert_eq!(report["win_rate_pct"], 50.0);
+}

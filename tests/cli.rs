@@ -644,3 +644,35 @@ fn download_writes_one_csv_per_symbol_and_resumes_after_the_last_bar() {
     let out = s.run(&["download", "--symbols", "SPY", "--from", "2026-11-24", "--to", "2026-11-24", "--out", "bars"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn download_follows_pages_and_rides_out_a_429_mid_way() {
+    use support::fake_alpaca::Market;
+    let fake = FakeAlpaca::start();
+    let start: Timestamp = "2026-11-24T14:30:00Z".parse().unwrap();
+    let bars: Vec<serde_json::Value> = (0..25)
+        .map(|i| {
+            let t = start + SignedDuration::from_mins(i);
+            serde_json::json!({"t": t.to_string(), "o": 100, "h": 101, "l": 99, "c": 100 + i, "v": 10, "n": 1, "vw": 100})
+        })
+        .collect();
+    let mut m = Market::default();
+    m.bars.insert("SPY".into(), bars);
+    m.page_size = Some(10);
+    fake.lock().market = Some(m);
+    // The second page is refused once with a 429 that resets in a second.
+    let reset = Timestamp::now().as_second() + 1;
+    let body = r#"{"message":"too many requests"}"#.to_string();
+    fake.fault("GET", "/v2/stocks/bars", vec![Fault::Pass, Fault::Status { status: 429, body, reset: Some(reset) }]);
+    let s = Scratch::new("download-pages");
+    let mut c =
+        s.command(&["download", "--symbols", "SPY", "--from", "2026-11-24", "--to", "2026-11-24", "--out", "bars"]);
+    against(&fake, &mut c, KEY, SECRET);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let got = trading_hydra::services::bar_files::read(&s.path("bars/SPY.csv")).unwrap();
+    assert_eq!(got["SPY"].len(), 25, "three pages, all bars, none twice");
+    let pages: Vec<_> = fake.seen().into_iter().filter(|r| r.path == "/v2/stocks/bars").collect();
+    assert_eq!(pages.len(), 4, "page 1, the 429, page 2 again, page 3");
+    assert_eq!(pages[2].q("page_token"), Some("mp-1"));
+}

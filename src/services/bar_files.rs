@@ -130,5 +130,17 @@ mod tests {
         assert!(err.contains("BAD.csv line 2"), "{err}");
         std::fs::write(dir.join("BAD.csv"), "time,o,h,l,c,v\n").unwrap();
         assert!(read(&dir).unwrap_err().contains("line 1"));
+        let cases = [
+            ("2026-11-25T14:30:00Z,1,1,1,1\n", "line 2: expected 6 fields"),
+            ("2026-11-25T14:30:00Z,1,1,1,NaN,1\n", "line 2: prices and volume must be numbers"),
+            ("2026-11-25T14:31:00Z,1,1,1,1,1\n2026-11-25T14:30:00Z,1,1,1,1,1\n", "line 3: timestamps must increase"),
+            ("2026-11-25T14:31:00Z,1,1,1,1,1\n2026-11-25T14:31:00Z,1,1,1,1,1\n", "line 3: timestamps must increase"),
+            ("yesterday,1,1,1,1,1\n", "line 2: bad timestamp"),
+        ];
+        for (body, expect) in cases {
+            std::fs::write(dir.join("BAD.csv"), format!("{HEADER}\n{body}")).unwrap();
+            let err = read(&dir).unwrap_err();
+            assert!(err.contains(&format!("BAD.csv {expect}")), "{expect}: {err}");
+        }
     }
 }

@@ -48,6 +48,8 @@ pub enum Fault {
     Drop,
     /// Do the work (an order is created), then close the connection without answering.
     ProcessThenDrop,
+    /// Answer normally (to place a fault after some good answers).
+    Pass,
 }
 
 #[derive(Default)]
@@ -92,6 +94,8 @@ pub struct Market {
     pub contracts: Vec<Value>,
     /// OCC symbol → Alpaca snapshot object.
     pub snapshots: BTreeMap<String, Value>,
+    /// Bars per page (all on one page when unset), with `next_page_token`s `mp-<n>`.
+    pub page_size: Option<usize>,
 }
 
 impl Market {
@@ -265,7 +269,7 @@ impl FakeAlpaca {
                 let _ = self.route(&seen);
                 return;
             }
-            None => {}
+            Some(Fault::Pass) | None => {}
         }
         let (status, body) = self.route(&seen);
         write_response(&mut stream, status, &body.to_string(), None);
@@ -293,7 +297,22 @@ impl FakeAlpaca {
             };
             match (r.method.as_str(), path) {
                 ("GET", "/v2/stocks/bars") | ("GET", "/v1beta3/crypto/us/bars") => {
-                    return (200, json!({"bars": Market::pick(&m.bars, r.q("symbols")), "next_page_token": null}));
+                    let all = Market::pick(&m.bars, r.q("symbols"));
+                    let Some(size) = m.page_size else {
+                        return (200, json!({"bars": all, "next_page_token": null}));
+                    };
+                    // Pages of `size` bars across the symbols, in symbol order, like Alpaca's.
+                    let flat: Vec<(String, Value)> =
+                        all.iter().flat_map(|(k, v)| v.iter().map(move |b| (k.clone(), b.clone()))).collect();
+                    let page: usize =
+                        r.q("page_token").and_then(|t| t.strip_prefix("mp-")).and_then(|n| n.parse().ok()).unwrap_or(0);
+                    let mut bars: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+                    for (k, b) in flat.iter().skip(page * size).take(size) {
+                        bars.entry(k.clone()).or_default().push(b.clone());
+                    }
+                    let next =
+                        if (page + 1) * size < flat.len() { json!(format!("mp-{}", page + 1)) } else { Value::Null };
+                    return (200, json!({"bars": bars, "next_page_token": next}));
                 }
                 ("GET", "/v2/stocks/quotes/latest") | ("GET", "/v1beta3/crypto/us/latest/quotes") => {
                     let quotes: BTreeMap<String, Value> =

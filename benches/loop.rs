@@ -200,7 +200,7 @@ fn binary_measurements() {
     line("log_bytes_per_quiet_iteration", per_iteration as f64, "bytes", "<=400");
     println!("# the whole log of 1,000 quiet iterations: {} bytes", log.len());
 
-    if std::env::var("BENCH_LONG").is_ok() {
+    if std::env::var("BENCH_LONG").is_ok() && std::env::var("BENCH_DAYS").is_err() {
         let (dir, took) = run_binary("long", &["run", "--sim", "--speed", "100000", "--iterations", "100000"], keep);
         line("rss_growth_kb", shutdown_rss(&dir) - rss_1000, "KiB (100,000 iterations minus 1,000)", "<=1024");
         println!("# 100,000 iterations took {:.0} s", took.as_secs_f64());
@@ -284,7 +284,9 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is expected.
     backtest_throughput(21);
     if std::env::var("BENCH_LONG").is_ok() {
-        backtest_throughput(252);
+        // A year of session bars; BENCH_DAYS=N for another length.
+        let days = std::env::var("BENCH_DAYS").ok().and_then(|d| d.parse().ok()).unwrap_or(252);
+        backtest_throughput(days);
     }
     live_loop_cost();
     requests_per_iteration();

@@ -117,6 +117,10 @@ const MIGRATIONS: &[&str] = &[
      );",
     // 4: the P&L each order realised, for reports.
     "ALTER TABLE orders ADD COLUMN realized_pnl REAL NOT NULL DEFAULT 0;",
+    // 5: indexes for the per-iteration questions (entries of the day, the last exit), which
+    // otherwise scan every order ever sent and slow a long-running daemon down.
+    "CREATE INDEX orders_by_bot_date ON orders(bot, trading_date, intent);
+     CREATE INDEX orders_by_bot_symbol ON orders(bot, symbol, intent);",
 ];
 
 /// One leg of a recorded multi-leg order.
@@ -557,10 +561,11 @@ impl State {
     /// reused (Alpaca refuses a reused id forever), so a retry or a restart cannot double an order.
     pub fn next_client_order_id(&self, bot: &str, date: Date) -> Result<String, StateError> {
         let prefix = format!("th-{bot}-{}-", date.strftime("%Y%m%d"));
+        // A range over the primary key (`~` sorts after every character of an id), not a scan.
         let n: i64 = self
             .conn
             .query_row(
-                "SELECT count(*) FROM orders WHERE substr(client_order_id, 1, length(?1)) = ?1",
+                "SELECT count(*) FROM orders WHERE client_order_id > ?1 AND client_order_id < ?1 || '~'",
                 [&prefix],
                 |r| r.get(0),
             )

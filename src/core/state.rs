@@ -121,6 +121,10 @@ const MIGRATIONS: &[&str] = &[
     // otherwise scan every order ever sent and slow a long-running daemon down.
     "CREATE INDEX orders_by_bot_date ON orders(bot, trading_date, intent);
      CREATE INDEX orders_by_bot_symbol ON orders(bot, symbol, intent);",
+    // 6: the orders still in flight, asked for several times an iteration, found without reading
+    // every order ever sent. The condition must stay the one `unfinished_orders` uses.
+    "CREATE INDEX orders_unfinished ON orders(created_at)
+     WHERE status NOT IN ('filled', 'canceled', 'expired', 'replaced', 'rejected', 'done_for_day', 'abandoned');",
 ];
 
 /// One leg of a recorded multi-leg order.
@@ -1428,6 +1432,23 @@ mod tests {
         // For a short the best price is the lowest.
         s.record_best_price("mom_AAPL", "AAPL", 99.0, false).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(99.0));
+    }
+
+    #[test]
+    fn unfinished_orders_are_found_by_their_index() {
+        let path = temp_db("plan");
+        let s = State::open(&path).unwrap();
+        let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        assert!(MIGRATIONS[5].contains(&format!("status NOT IN ({finals})")), "the index and the query drifted apart");
+        let plan: Vec<String> = s
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN SELECT client_order_id FROM orders WHERE status NOT IN ({finals}) ORDER BY created_at"))
+            .unwrap()
+            .query_map([], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("orders_unfinished")), "{plan:?}");
     }
 
     #[test]

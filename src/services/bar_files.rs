@@ -83,6 +83,8 @@ fn read_file(path: &Path) -> Result<Vec<Bar>, String> {
         }
         bars.push(Bar { t, open, high, low, close, volume });
     }
+    // A year of minutes is big: give back what the vector grew past.
+    bars.shrink_to_fit();
     Ok(bars)
 }
 

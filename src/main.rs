@@ -30,6 +30,7 @@ use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Crede
 use trading_hydra::services::broker::{Broker, BrokerError};
 use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
+use trading_hydra::services::systemd::Notifier;
 use trading_hydra::services::{backtest, bar_files};
 
 fn main() -> ExitCode {
@@ -143,10 +144,16 @@ fn run(args: RunArgs) -> Result<(), Error> {
     // In a simulation the market runs `speed` times faster, and so does the loop.
     let interval = Duration::from_secs(interval_secs).div_f64(speed);
     let mut orchestrator = Orchestrator::new(cfg, state, clock, broker);
+    let systemd = Notifier::from_env();
+    systemd.ready();
     let mut done: u64 = 0;
     let reason = loop {
         let started = Instant::now();
-        orchestrator.run_iteration_guarded();
+        // A completed iteration feeds systemd's watchdog; a panicked one does not, and a loop that
+        // keeps panicking or hangs is restarted by systemd (WatchdogSec).
+        if orchestrator.run_iteration_guarded().is_some() {
+            systemd.watchdog();
+        }
         logging::flush();
         done += 1;
         if args.iterations.is_some_and(|n| done >= n) {
@@ -160,6 +167,7 @@ fn run(args: RunArgs) -> Result<(), Error> {
             Err(RecvTimeoutError::Disconnected) => break "signal_handler_gone",
         }
     };
+    systemd.stopping();
     event!(Info, "shutdown", reason = reason, iterations = done, peak_rss_kb = peak_rss_kb());
     logging::flush();
     // Dropping the orchestrator closes the database.

@@ -11,3 +11,4 @@ pub mod market_session;
 pub mod portfolio;
 pub mod sim_broker;
 pub mod status;
+pub mod systemd;

@@ -28,6 +28,7 @@ use trading_hydra::event;
 use trading_hydra::orchestrator::Orchestrator;
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
 use trading_hydra::services::broker::{Broker, BrokerError};
+use trading_hydra::services::notify;
 use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
 use trading_hydra::services::systemd::Notifier;
@@ -146,6 +147,12 @@ fn run(args: RunArgs) -> Result<(), Error> {
     let mut orchestrator = Orchestrator::new(cfg, state, clock, broker);
     let systemd = Notifier::from_env();
     systemd.ready();
+    notify::start(orchestrator.config().settings.notify.format);
+    notify::send(notify::Note {
+        event: "startup",
+        title: "Trading Hydra started".into(),
+        text: format!("mode {}, loop every {interval_secs} s", mode.as_str()),
+    });
     let mut done: u64 = 0;
     let reason = loop {
         let started = Instant::now();
@@ -169,6 +176,13 @@ fn run(args: RunArgs) -> Result<(), Error> {
     };
     systemd.stopping();
     event!(Info, "shutdown", reason = reason, iterations = done, peak_rss_kb = peak_rss_kb());
+    notify::send(notify::Note {
+        event: "shutdown",
+        title: "Trading Hydra stopped".into(),
+        text: format!("{reason} after {done} iterations"),
+    });
+    // Queued messages get a second at most: shutdown stays within its bound.
+    notify::stop(Duration::from_secs(1));
     logging::flush();
     // Dropping the orchestrator closes the database.
     drop(orchestrator);

@@ -108,6 +108,14 @@ pub struct Settings {
     pub logging: Logging,
     /// Added by this port.
     pub sim: Sim,
+    /// Added by this port: webhook notifications (the URL comes from TRADING_HYDRA_WEBHOOK_URL).
+    pub notify: Notify,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    pub format: crate::services::notify::Format,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -146,6 +146,15 @@ pub fn set(state: &State, halt: &Halt) -> Result<bool, StateError> {
     if new {
         let until = halt.until.map(clock::db_ts);
         event!(Warn, "halt", reason = halt.reason.as_str(), detail = halt.detail.as_str(), until = until.as_deref());
+        crate::services::notify::send(crate::services::notify::Note {
+            event: "halt",
+            title: format!("Trading Hydra halted: {}", halt.reason),
+            text: format!(
+                "{} (until {}); exits of the daemon's positions go on",
+                halt.detail,
+                until.as_deref().unwrap_or("resumed")
+            ),
+        });
     }
     Ok(new)
 }
@@ -155,6 +164,11 @@ pub fn clear(state: &State, reason: HaltReason, by: &str, now: Timestamp) -> Res
     let cleared = state.clear_halt(reason, by, now)?;
     if cleared {
         event!(Info, "resume", reason = reason.as_str(), by = by);
+        crate::services::notify::send(crate::services::notify::Note {
+            event: "resume",
+            title: format!("Trading Hydra resumed: {reason}"),
+            text: format!("the {reason} halt was lifted ({by})"),
+        });
     }
     Ok(cleared)
 }

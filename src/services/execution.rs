@@ -360,6 +360,11 @@ impl Execution {
                     intent = spec.intent.as_str(),
                     reason = error.to_string(),
                 );
+                crate::services::notify::send(crate::services::notify::Note {
+                    event: "order_rejected",
+                    title: format!("Order refused: {} {}", spec.bot, spec.symbol),
+                    text: error.to_string(),
+                });
                 Ok(Sent::Refused { client_order_id, error })
             }
         }

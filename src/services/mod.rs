@@ -8,6 +8,7 @@ pub mod broker;
 pub mod execution;
 pub mod exitbot;
 pub mod market_session;
+pub mod notify;
 pub mod portfolio;
 pub mod sim_broker;
 pub mod status;

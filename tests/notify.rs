@@ -1,0 +1,130 @@
+//! Webhook notifications from the real binary against loopback servers: the format on the wire,
+//! a hanging server that must not delay the loop or the shutdown past their bounds, and a failing
+//! one that is logged and leaves trading alone.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Ok,
+    Fail,
+    Hang,
+}
+
+/// A webhook on 127.0.0.1 that records the bodies it receives.
+fn webhook(behaviour: Behaviour) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook/secret-token", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut len = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                log.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
+                let mut stream = stream;
+                match behaviour {
+                    Behaviour::Ok => {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                    Behaviour::Fail => {
+                        let _ =
+                            stream.write_all(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    }
+                    Behaviour::Hang => std::thread::sleep(Duration::from_secs(30)),
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+fn scratch(name: &str, format: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("th-notify-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let settings = std::fs::read_to_string("config/settings.yaml")
+        .unwrap()
+        .replace("loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    std::fs::write(dir.join("config/settings.yaml"), format!("{settings}\nnotify:\n  format: {format}\n")).unwrap();
+    std::fs::copy(Path::new("config/bots.yaml"), dir.join("config/bots.yaml")).unwrap();
+    dir
+}
+
+fn run(dir: &Path, url: &str, iterations: &str) -> (Output, Duration) {
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .args(["run", "--sim", "--speed", "1", "--iterations", iterations])
+        .current_dir(dir)
+        .env("TRADING_HYDRA_WEBHOOK_URL", url)
+        .env_remove("TRADING_HYDRA_CONFIG")
+        .output()
+        .unwrap();
+    (out, start.elapsed())
+}
+
+#[test]
+fn start_and_stop_are_posted_in_the_configured_format() {
+    let (url, seen) = webhook(Behaviour::Ok);
+    let dir = scratch("slack", "slack");
+    let (out, _) = run(&dir, &url, "2");
+    assert_eq!(out.status.code(), Some(0));
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let first: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert!(first["text"].as_str().unwrap().starts_with("*Trading Hydra started*"), "{first}");
+    assert!(bodies[1].contains("Trading Hydra stopped"));
+}
+
+#[test]
+fn a_hanging_webhook_delays_neither_the_loop_nor_the_shutdown_past_their_bounds() {
+    let (url, _) = webhook(Behaviour::Hang);
+    let dir = scratch("hang", "json");
+    let (out, took) = run(&dir, &url, "3");
+    assert_eq!(out.status.code(), Some(0));
+    // Two 1-second pauses between three iterations, plus at most a second for the queue.
+    assert!(took < Duration::from_millis(3_600), "took {took:?}");
+    let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
+    let times: Vec<jiff::Timestamp> = log
+        .lines()
+        .filter(|l| l.contains("\"loop_summary\""))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(times.len(), 3);
+    for w in times.windows(2) {
+        assert!(w[1].duration_since(w[0]).as_secs_f64() < 1.3, "the loop waited on the webhook");
+    }
+}
+
+#[test]
+fn a_failing_webhook_is_logged_and_never_stops_trading() {
+    let (url, seen) = webhook(Behaviour::Fail);
+    let dir = scratch("fail", "ntfy");
+    let (out, _) = run(&dir, &url, "3");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(seen.lock().unwrap().len() >= 3, "retried");
+    let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
+    assert!(log.contains("\"notify_error\""), "{log}");
+    assert_eq!(log.lines().filter(|l| l.contains("\"loop_summary\"")).count(), 3);
+    assert!(!log.contains("secret-token"), "the webhook's URL reached the log");
+}

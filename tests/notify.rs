@@ -63,10 +63,13 @@ fn scratch(name: &str, format: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("th-notify-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("config")).unwrap();
+    // The shipped settings.yaml has a notify section: set its format.
     let settings = std::fs::read_to_string("config/settings.yaml")
         .unwrap()
-        .replace("loop_interval_seconds: 5", "loop_interval_seconds: 1");
-    std::fs::write(dir.join("config/settings.yaml"), format!("{settings}\nnotify:\n  format: {format}\n")).unwrap();
+        .replace("loop_interval_seconds: 5", "loop_interval_seconds: 1")
+        .replace("  format: json ", &format!("  format: {format} "));
+    assert!(settings.contains(&format!("  format: {format} ")));
+    std::fs::write(dir.join("config/settings.yaml"), settings).unwrap();
     std::fs::copy(Path::new("config/bots.yaml"), dir.join("config/bots.yaml")).unwrap();
     dir
 }

@@ -30,6 +30,7 @@ use crate::core::risk;
 use crate::core::state::{BudgetRow, LoopRun, State, StateError};
 use crate::event;
 use crate::services::broker::Broker;
+use crate::services::daily_report::DailyReporter;
 use crate::services::execution::{ExecError, Execution, Step};
 use crate::services::exitbot::{self, Readings};
 use crate::services::market_session::BrokerSession;
@@ -74,6 +75,9 @@ pub struct Orchestrator {
     stale: Vec<String>,
     /// Today's budgets, computed once per trading date.
     budgets: Option<(Date, Vec<Budget>)>,
+    reporter: DailyReporter,
+    /// Failed broker calls of this iteration, for the daily report.
+    failures: u32,
 }
 
 impl Orchestrator {
@@ -107,6 +111,8 @@ impl Orchestrator {
             previous_equity: None,
             stale: Vec::new(),
             budgets: None,
+            reporter: DailyReporter::new(),
+            failures: 0,
         }
     }
 
@@ -130,6 +136,7 @@ impl Orchestrator {
     /// Moves the broker's call statistics into the health window; returns the requests made.
     fn collect_call_stats(&mut self) -> u32 {
         let stats = self.broker.take_call_stats();
+        self.failures += stats.failures.len() as u32;
         for at in stats.failures {
             self.health.record_failure(at);
         }
@@ -299,6 +306,20 @@ impl Orchestrator {
             error: errors.into_iter().next(),
         };
         self.finalize(&summary);
+        // After the close (or the date's end for crypto alone), the day's report.
+        let stocks = self.bots.iter().any(|b| b.kind() != crate::services::portfolio::BotKind::Crypto);
+        let failures = std::mem::take(&mut self.failures);
+        if let Err(e) =
+            self.reporter.after_iteration(&self.state, now, summary.equity, summary.day_start_equity, failures, stocks)
+        {
+            event!(
+                Error,
+                "iteration_error",
+                iteration = summary.iteration,
+                step = "daily_report",
+                error = e.to_string()
+            );
+        }
         summary
     }
 

@@ -579,3 +579,40 @@ fn a_spreads_legs_count_as_one_position() {
     orders.lock().unwrap().spread = Some(spread("QQQ", 400));
     assert_eq!(o.run_iteration().orders_submitted, 1, "SPY's two legs are one position of the two allowed");
 }
+
+#[test]
+fn a_scripted_day_ends_with_one_daily_report() {
+    let db = temp_db("daily-report");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_sim(&db, &clock, &["AAPL"]);
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 5, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    orders.lock().unwrap().exit_all = Some("test_exit");
+    o.run_iteration();
+    orders.lock().unwrap().exit_all = None;
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    let manual = Halt { reason: HaltReason::Manual, detail: "lunch".into(), since: clock_now(&clock), until: None };
+    o.state().set_halt(&manual).unwrap();
+    o.run_iteration();
+    let date = jiff::civil::date(2026, 11, 25);
+    assert!(o.state().daily_report(date).unwrap().is_none(), "not before the close");
+
+    // 16:00:30 New York: the day's report, once.
+    clock.set(ts("2026-11-25T21:00:30Z"));
+    o.run_iteration();
+    o.run_iteration();
+    let report: serde_json::Value = serde_json::from_str(&o.state().daily_report(date).unwrap().unwrap()).unwrap();
+    let realized = o.state().budgets(date).unwrap().into_iter().find(|b| b.bot == "mom_AAPL").unwrap().realized_pnl;
+    assert_eq!(report["trading_date"], "2026-11-25");
+    assert_eq!(report["bots"]["mom_AAPL"]["trades"], 1);
+    assert_eq!(report["bots"]["mom_AAPL"]["realized_pnl"], (realized * 100.0).round() / 100.0);
+    assert_eq!(report["halts"]["manual"], 1);
+    assert_eq!(report["api_errors"], 0);
+    assert_eq!(report["day_start_equity"], 100_000.0);
+    let equity = report["equity"].as_f64().unwrap();
+    assert!((equity - (100_000.0 + realized)).abs() < 0.01, "{equity} vs {realized}");
+}

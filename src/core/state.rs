@@ -125,6 +125,15 @@ const MIGRATIONS: &[&str] = &[
     // every order ever sent. The condition must stay the one `unfinished_orders` uses.
     "CREATE INDEX orders_unfinished ON orders(created_at)
      WHERE status NOT IN ('filled', 'canceled', 'expired', 'replaced', 'rejected', 'done_for_day', 'abandoned');",
+    // 7: one report per trading date, written after the close.
+    "CREATE TABLE daily_reports (
+         trading_date TEXT PRIMARY KEY,
+         equity       REAL,
+         day_start    REAL,
+         pnl_pct      REAL,
+         report       TEXT NOT NULL,          -- the whole report as JSON
+         created_at   TEXT NOT NULL
+     );",
 ];
 
 /// One leg of a recorded multi-leg order.
@@ -801,6 +810,49 @@ impl State {
             out.push((o, pnl));
         }
         Ok(out)
+    }
+
+    /// Records the report of a trading date; `false` when that date already has one.
+    pub fn insert_daily_report(
+        &self,
+        date: Date,
+        equity: Option<f64>,
+        day_start: Option<f64>,
+        pnl_pct: Option<f64>,
+        report: &str,
+        now: Timestamp,
+    ) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "INSERT INTO daily_reports (trading_date, equity, day_start, pnl_pct, report, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (trading_date) DO NOTHING",
+                params![date.to_string(), equity, day_start, pnl_pct, report, clock::db_ts(now)],
+            )
+            .map_err(sql("recording a daily report"))?;
+        Ok(n == 1)
+    }
+
+    pub fn daily_report(&self, date: Date) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row("SELECT report FROM daily_reports WHERE trading_date = ?1", [date.to_string()], |r| r.get(0))
+            .optional()
+            .map_err(sql("reading a daily report"))
+    }
+
+    /// Halts set during a New York trading date, by reason.
+    pub fn halts_on(&self, date: Date) -> Result<Vec<(String, u32)>, StateError> {
+        let from = clock::db_ts(clock::start_of_date(date));
+        let to = clock::db_ts(clock::start_of_date(date.tomorrow().unwrap_or(date)));
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT reason, count(*) FROM halts WHERE since >= ?1 AND since < ?2 GROUP BY reason ORDER BY reason",
+            )
+            .map_err(sql("counting the day's halts"))?;
+        let rows =
+            stmt.query_map([from, to], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql("counting the day's halts"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("counting the day's halts"))
     }
 
     /// How many halts were ever set, by reason.

@@ -5,6 +5,7 @@ pub mod alpaca_client;
 pub mod backtest;
 pub mod bar_files;
 pub mod broker;
+pub mod daily_report;
 pub mod execution;
 pub mod exitbot;
 pub mod market_session;

@@ -335,6 +335,9 @@ fn iterations_run_at_the_interval_then_exit() {
     assert_eq!(st["last_loop"]["iteration"], 3);
     assert_eq!(st["positions"], serde_json::json!([]));
     assert_eq!(st["open_orders"], 0);
+    // The start-up reconciliation read the broker's positions: none, so none unmanaged.
+    assert!(st["positions_seen_at"].is_string(), "{st}");
+    assert_eq!(st["unmanaged_positions"], serde_json::json!([]));
     // Budgets of the shipped config's three enabled bots, from the $100,000 simulated account.
     let budgets = st["budgets"].as_array().unwrap();
     assert_eq!(budgets.len(), 3, "{budgets:?}");

@@ -134,7 +134,25 @@ const MIGRATIONS: &[&str] = &[
          report       TEXT NOT NULL,          -- the whole report as JSON
          created_at   TEXT NOT NULL
      );",
+    // 8: what the broker held at the last reconciliation, ours or not, so `status` can show
+    // unrealised P&L and unmanaged positions without the network or credentials. When it was
+    // read is kv `broker_positions_seen_at`, written in the same transaction.
+    "CREATE TABLE broker_positions (
+         symbol          TEXT PRIMARY KEY,
+         qty             TEXT NOT NULL,      -- exact decimal text, negative for a short
+         avg_entry_price TEXT NOT NULL,
+         current_price   TEXT                -- NULL when the broker did not say
+     );",
 ];
+
+/// One position as the broker reported it at the last reconciliation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerPositionRow {
+    pub symbol: String,
+    pub qty: Dec,
+    pub avg_entry_price: Dec,
+    pub current_price: Option<Dec>,
+}
 
 /// One leg of a recorded multi-leg order.
 #[derive(Debug, Clone, PartialEq)]
@@ -973,6 +991,74 @@ impl State {
         Ok(out)
     }
 
+    /// Replaces the stored picture of the broker's positions with a fresh one, in one
+    /// transaction so `status` never reads half of it.
+    pub fn replace_broker_positions(&mut self, rows: &[BrokerPositionRow], now: Timestamp) -> Result<(), StateError> {
+        let what = "recording the broker's positions";
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql(what))?;
+        tx.execute("DELETE FROM broker_positions", []).map_err(sql(what))?;
+        for r in rows {
+            tx.execute(
+                "INSERT INTO broker_positions (symbol, qty, avg_entry_price, current_price) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    r.symbol,
+                    r.qty.to_string(),
+                    r.avg_entry_price.to_string(),
+                    r.current_price.map(|p| p.to_string())
+                ],
+            )
+            .map_err(sql(what))?;
+        }
+        // Kept apart from the rows: an empty picture still says when the broker was read.
+        tx.execute(
+            "INSERT INTO kv (key, value, updated_at) VALUES ('broker_positions_seen_at', ?1, ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            [clock::db_ts(now)],
+        )
+        .map_err(sql(what))?;
+        tx.commit().map_err(sql(what))
+    }
+
+    pub fn broker_positions(&self) -> Result<Vec<BrokerPositionRow>, StateError> {
+        let what = "reading the broker's positions";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT symbol, qty, avg_entry_price, current_price FROM broker_positions ORDER BY symbol")
+            .map_err(sql(what))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(sql(what))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (symbol, qty, avg, price) = row.map_err(sql(what))?;
+            let num = |t: &str, what: &'static str| {
+                t.parse::<Dec>().map_err(|e| StateError::BadRow { what, detail: e.to_string() })
+            };
+            out.push(BrokerPositionRow {
+                qty: num(&qty, "broker_positions.qty")?,
+                avg_entry_price: num(&avg, "broker_positions.avg_entry_price")?,
+                current_price: price.as_deref().map(|p| num(p, "broker_positions.current_price")).transpose()?,
+                symbol,
+            });
+        }
+        Ok(out)
+    }
+
+    /// When the broker's positions were last read, if ever.
+    pub fn broker_positions_seen_at(&self) -> Result<Option<Timestamp>, StateError> {
+        match self.kv_get("broker_positions_seen_at")? {
+            Some(t) => clock::parse_ts(&t).map(Some).map_err(bad_row("kv.broker_positions_seen_at")),
+            None => Ok(None),
+        }
+    }
+
     /// Caps (or drops, at zero) what a bot owns of a symbol: reconciliation found less at the
     /// broker than the ledger says.
     pub fn set_owned_qty(&self, bot: &str, symbol: &str, qty: Dec, now: Timestamp) -> Result<(), StateError> {
@@ -1268,7 +1354,7 @@ fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, rea
 }
 
 /// Option contracts are priced per share and deliver 100.
-fn multiplier(symbol: &str) -> f64 {
+pub fn multiplier(symbol: &str) -> f64 {
     if crate::services::broker::parse_occ(symbol).is_some() { 100.0 } else { 1.0 }
 }
 

@@ -19,7 +19,7 @@ use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::Config;
 use crate::core::decimal::Dec;
-use crate::core::state::{FillDelta, LegRecord, OrderRecord, OwnedPosition, State, StateError};
+use crate::core::state::{BrokerPositionRow, FillDelta, LegRecord, OrderRecord, OwnedPosition, State, StateError};
 use crate::event;
 use crate::services::broker::{
     Account, Amount, Bar, Broker, BrokerError, BySymbol, Leg, OptionContract, OptionSnapshot, Order, OrderRequest,
@@ -442,11 +442,23 @@ impl Execution {
     /// Compares what we own with what the broker holds: a position closed by hand is no longer
     /// ours; a smaller one caps what we manage. Positions with orders still in flight wait.
     pub fn reconcile(&mut self, state: &mut State, broker: &mut dyn Broker, now: Timestamp) -> Result<(), ExecError> {
+        // Asked even when we own nothing: `status` shows the unmanaged positions from this picture.
+        let positions = broker.positions()?;
+        let snapshot: Vec<BrokerPositionRow> = positions
+            .iter()
+            .map(|p| BrokerPositionRow {
+                symbol: p.symbol.clone(),
+                qty: p.qty,
+                avg_entry_price: p.avg_entry_price,
+                current_price: p.current_price,
+            })
+            .collect();
+        state.replace_broker_positions(&snapshot, now)?;
         let owned = state.owned_positions()?;
         if owned.is_empty() {
             return Ok(());
         }
-        let held: BTreeMap<String, Dec> = broker.positions()?.into_iter().map(|p| (p.symbol, p.qty)).collect();
+        let held: BTreeMap<String, Dec> = positions.into_iter().map(|p| (p.symbol, p.qty)).collect();
         // Positions with orders in flight wait; a multi-leg order keeps all its legs waiting.
         let mut busy: BTreeSet<(String, String)> = BTreeSet::new();
         for o in state.unfinished_orders()? {

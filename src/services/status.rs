@@ -10,8 +10,11 @@ use jiff::tz::TimeZone;
 use serde_json::json;
 
 use crate::core::clock;
+use crate::core::decimal::Dec;
 use crate::core::halt::Halt;
-use crate::core::state::{BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError};
+use crate::core::state::{
+    BrokerPositionRow, BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError, multiplier,
+};
 
 /// An iteration older than this many intervals is flagged: the daemon may be stopped or stuck.
 pub const STALE_AFTER_INTERVALS: u64 = 3;
@@ -24,8 +27,13 @@ pub struct StatusReport {
     pub trading_date: Date,
     pub day_start: Option<DayStart>,
     pub budgets: Vec<BudgetRow>,
-    /// What the daemon's own orders opened, by bot.
-    pub owned: Vec<OwnedPosition>,
+    /// What the daemon's own orders opened, by bot, each with its unrealised P&L at the broker's
+    /// last reported price (`None` when the broker has not reported one yet).
+    pub owned: Vec<(OwnedPosition, Option<f64>)>,
+    /// What the broker holds beyond what the daemon owns: the user's own, never touched.
+    pub unmanaged: Vec<BrokerPositionRow>,
+    /// When the broker's positions were last read (at reconciliation), if ever.
+    pub positions_seen_at: Option<Timestamp>,
     /// Our orders still in flight.
     pub open_orders: usize,
     pub last_loop: Option<LoopRun>,
@@ -36,6 +44,8 @@ pub struct StatusReport {
 
 pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Result<StatusReport, StateError> {
     let trading_date = clock::trading_date(now);
+    let held = state.broker_positions()?;
+    let owned = state.owned_positions()?;
     let last_loop = state.last_loop_run()?;
     let age = last_loop.as_ref().map(|r| now.duration_since(r.started_at).as_secs());
     let stale = match age {
@@ -56,12 +66,41 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
             }
             budgets
         },
-        owned: state.owned_positions()?,
+        owned: owned.iter().map(|p| (p.clone(), unrealized_pnl(p, &held))).collect(),
+        unmanaged: unmanaged(&held, &owned),
+        positions_seen_at: state.broker_positions_seen_at()?,
         open_orders: state.unfinished_orders()?.len(),
         last_loop,
         last_loop_age_seconds: age,
         stale,
     })
+}
+
+/// (broker's last price - our average) x our quantity x the contract multiplier (100 for an
+/// option). Ours, not the broker's figure: the broker's covers the whole position, which may
+/// include the user's own shares bought at another price.
+fn unrealized_pnl(p: &OwnedPosition, held: &[BrokerPositionRow]) -> Option<f64> {
+    let price = held.iter().find(|h| h.symbol == p.symbol)?.current_price?;
+    let pnl = (price.to_f64() - p.avg_entry_price.to_f64()) * p.qty.to_f64() * multiplier(&p.symbol);
+    Some((pnl * 100.0).round() / 100.0)
+}
+
+/// The part of each broker position that no bot owns.
+fn unmanaged(held: &[BrokerPositionRow], owned: &[OwnedPosition]) -> Vec<BrokerPositionRow> {
+    let mut out = Vec::new();
+    for h in held {
+        let ours = owned.iter().filter(|p| p.symbol == h.symbol).try_fold(Dec::ZERO, |sum, p| sum.checked_add(p.qty));
+        // Real quantities never overflow the sum; if they did, show the whole position.
+        let rest = ours.and_then(|o| h.qty.checked_sub(o)).unwrap_or(h.qty);
+        if !rest.is_zero() {
+            out.push(BrokerPositionRow { qty: rest, ..h.clone() });
+        }
+    }
+    out
+}
+
+fn signed_money(v: f64) -> String {
+    if v < 0.0 { format!("-${:.2}", -v) } else { format!("+${v:.2}") }
 }
 
 impl StatusReport {
@@ -88,13 +127,21 @@ impl StatusReport {
                 "realized_pnl": b.realized_pnl,
                 "trades": b.trades,
             })).collect::<Vec<_>>(),
-            "positions": self.owned.iter().map(|p| json!({
+            "positions": self.owned.iter().map(|(p, pnl)| json!({
                 "bot": p.bot,
                 "symbol": p.symbol,
                 "qty": p.qty.to_string(),
                 "avg_entry_price": p.avg_entry_price.to_string(),
                 "opened_at": ts(p.opened_at),
+                "unrealized_pnl": pnl,
             })).collect::<Vec<_>>(),
+            "unmanaged_positions": self.unmanaged.iter().map(|u| json!({
+                "symbol": u.symbol,
+                "qty": u.qty.to_string(),
+                "avg_entry_price": u.avg_entry_price.to_string(),
+                "current_price": u.current_price.map(|c| c.to_string()),
+            })).collect::<Vec<_>>(),
+            "positions_seen_at": self.positions_seen_at.map(ts),
             "open_orders": self.open_orders,
             "last_loop": self.last_loop.as_ref().map(|r| json!({
                 "iteration": r.iteration,
@@ -147,11 +194,22 @@ impl StatusReport {
         if self.owned.is_empty() {
             line("positions", "none owned by the daemon".into());
         }
-        for p in &self.owned {
+        for (p, pnl) in &self.owned {
+            let pnl = pnl.map_or("unrealised P&L unknown".to_string(), |v| format!("unrealised {}", signed_money(v)));
             line(
                 "position",
-                format!("{}: {} {} at {} since {}", p.bot, p.qty, p.symbol, p.avg_entry_price, ts(p.opened_at)),
+                format!("{}: {} {} at {} since {}, {pnl}", p.bot, p.qty, p.symbol, p.avg_entry_price, ts(p.opened_at)),
             );
+        }
+        for u in &self.unmanaged {
+            line(
+                "unmanaged",
+                format!("{} {} at {} (not the daemon's: never touched)", u.qty, u.symbol, u.avg_entry_price),
+            );
+        }
+        match self.positions_seen_at {
+            Some(t) => line("broker seen", ts(t)),
+            None => line("broker seen", "never: prices and unmanaged positions unknown".into()),
         }
         line("open orders", self.open_orders.to_string());
         if self.budgets.is_empty() {
@@ -167,5 +225,96 @@ impl StatusReport {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::state::OrderRecord;
+
+    fn d(t: &str) -> Dec {
+        t.parse().unwrap()
+    }
+
+    fn fill(s: &mut State, coid: &str, bot: &str, symbol: &str, qty: &str, price: &str, now: Timestamp) {
+        s.insert_order(&OrderRecord {
+            client_order_id: coid.into(),
+            bot: bot.into(),
+            symbol: symbol.into(),
+            side: "buy".into(),
+            qty: Some(qty.into()),
+            notional: None,
+            order_type: "market".into(),
+            intent: "entry".into(),
+            status: "new".into(),
+            broker_order_id: None,
+            created_at: now,
+            trading_date: clock::trading_date(now),
+            rule: None,
+            filled_qty: Dec::ZERO,
+        })
+        .unwrap();
+        s.apply_order_report(coid, "filled", Some(coid), d(qty), Some(d(price)), now).unwrap();
+    }
+
+    fn held(symbol: &str, qty: &str, avg: &str, price: Option<&str>) -> BrokerPositionRow {
+        BrokerPositionRow { symbol: symbol.into(), qty: d(qty), avg_entry_price: d(avg), current_price: price.map(d) }
+    }
+
+    #[test]
+    fn unrealised_pnl_is_ours_and_the_rest_is_unmanaged() {
+        let dir = std::env::temp_dir().join(format!("th-status-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = State::open(&dir.join("state.db")).unwrap();
+        let now: Timestamp = "2026-11-25T15:00:00Z".parse().unwrap();
+        fill(&mut s, "e1", "mom_AAPL", "AAPL", "10", "100", now);
+        fill(&mut s, "e2", "opt_SPY", "SPY261218P00600000", "2", "1.50", now);
+        fill(&mut s, "e3", "mom_TSLA", "TSLA", "3", "200", now);
+        // Before the broker was ever read: no prices, nothing known to be unmanaged.
+        let r = gather(&s, now, 5).unwrap();
+        assert!(r.owned.iter().all(|(_, pnl)| pnl.is_none()));
+        assert!(r.unmanaged.is_empty() && r.positions_seen_at.is_none());
+        assert!(r.to_text(&TimeZone::UTC).contains("unrealised P&L unknown"));
+
+        // The user holds 5 more AAPL bought elsewhere at 90, and 7 MSFT of their own.
+        s.replace_broker_positions(
+            &[
+                held("AAPL", "15", "96.666666667", Some("103.25")),
+                held("MSFT", "7", "400", Some("410")),
+                held("SPY261218P00600000", "2", "1.50", Some("1.10")),
+                held("TSLA", "3", "200", None),
+            ],
+            now,
+        )
+        .unwrap();
+        let r = gather(&s, now, 5).unwrap();
+        let pnl = |sym: &str| r.owned.iter().find(|(p, _)| p.symbol == sym).unwrap().1;
+        // (103.25 - 100) x 10: our shares at our price, not the broker's blended figure.
+        assert_eq!(pnl("AAPL"), Some(32.5));
+        // (1.10 - 1.50) x 2 contracts x 100.
+        assert_eq!(pnl("SPY261218P00600000"), Some(-80.0));
+        assert_eq!(pnl("TSLA"), None);
+        let unmanaged: Vec<(String, Dec)> = r.unmanaged.iter().map(|u| (u.symbol.clone(), u.qty)).collect();
+        assert_eq!(unmanaged, vec![("AAPL".to_string(), d("5")), ("MSFT".to_string(), d("7"))]);
+        assert_eq!(r.positions_seen_at, Some(now));
+
+        let json = r.to_json(&TimeZone::UTC);
+        assert_eq!(json["unmanaged_positions"][1]["symbol"], "MSFT");
+        assert_eq!(json["unmanaged_positions"][1]["qty"], "7");
+        let aapl = json["positions"].as_array().unwrap().iter().find(|p| p["symbol"] == "AAPL").unwrap();
+        assert_eq!(aapl["unrealized_pnl"], 32.5);
+        let text = r.to_text(&TimeZone::UTC);
+        assert!(text.contains("unrealised +$32.50"), "{text}");
+        assert!(text.contains("unrealised -$80.00"), "{text}");
+        assert!(text.contains("unmanaged       7 MSFT"), "{text}");
+
+        // The next picture replaces the last one whole: MSFT sold by the user is gone.
+        let later = now + jiff::SignedDuration::from_secs(300);
+        s.replace_broker_positions(&[held("AAPL", "10", "100", Some("99"))], later).unwrap();
+        let r = gather(&s, later, 5).unwrap();
+        assert!(r.unmanaged.is_empty());
+        assert_eq!(r.positions_seen_at, Some(later));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -34,6 +34,7 @@ use crate::services::daily_report::DailyReporter;
 use crate::services::execution::{ExecError, Execution, Step};
 use crate::services::exitbot::{self, Readings};
 use crate::services::market_session::BrokerSession;
+use crate::services::notify;
 use crate::services::portfolio::{self, Budget};
 
 /// What one iteration did; also what step 5 logs and records.
@@ -69,6 +70,9 @@ pub struct Orchestrator {
     session: BrokerSession,
     execution: Execution,
     health: FailureWindow,
+    /// Whether the health window was tripped at the last look: repeated API errors are notified
+    /// once each time it trips, not once an iteration.
+    api_errors_notified: bool,
     iteration: u64,
     previous_equity: Option<f64>,
     /// Symbols whose quotes were stale in the last execution step.
@@ -107,6 +111,7 @@ impl Orchestrator {
             session: BrokerSession::new(),
             execution: Execution::new(),
             health,
+            api_errors_notified: false,
             iteration: 0,
             previous_equity: None,
             stale: Vec::new(),
@@ -141,6 +146,24 @@ impl Orchestrator {
             self.health.record_failure(at);
         }
         stats.requests
+    }
+
+    /// Repeated API errors are worth a message even with `api_failure_halt` off (then no halt
+    /// message says so): one each time the health window trips.
+    fn notify_repeated_api_errors(&mut self, now: Timestamp) {
+        let tripped = self.health.tripped(now);
+        if tripped && !self.api_errors_notified {
+            notify::send(notify::Note {
+                event: "api_errors",
+                title: "Trading Hydra: repeated API errors".into(),
+                text: format!(
+                    "{} failed broker calls within {} s; the api_error events in the log say which",
+                    self.health.count(now),
+                    self.health.window().as_secs()
+                ),
+            });
+        }
+        self.api_errors_notified = tripped;
     }
 
     /// Runs the five steps once.
@@ -196,6 +219,7 @@ impl Orchestrator {
             self.step_failed("initialize", &e, now, &mut errors);
         }
         let mut requests = self.collect_call_stats();
+        self.notify_repeated_api_errors(now);
 
         // 2. ExitBot. If the halts cannot be read the daemon is unsure of its state: halted.
         let readings = Readings {

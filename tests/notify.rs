@@ -1,6 +1,9 @@
 //! Webhook notifications from the real binary against loopback servers: the format on the wire,
 //! a hanging server that must not delay the loop or the shutdown past their bounds, and a failing
-//! one that is logged and leaves trading alone.
+//! one that is logged and leaves trading alone, and repeated API errors against the loopback fake
+//! of Alpaca.
+
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
@@ -8,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use support::fake_alpaca::{FakeAlpaca, Fault, KEY, SECRET};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
@@ -130,4 +135,48 @@ fn a_failing_webhook_is_logged_and_never_stops_trading() {
     assert!(log.contains("\"notify_error\""), "{log}");
     assert_eq!(log.lines().filter(|l| l.contains("\"loop_summary\"")).count(), 3);
     assert!(!log.contains("secret-token"), "the webhook's URL reached the log");
+}
+
+#[test]
+fn repeated_api_errors_are_posted_once_even_without_the_api_halt() {
+    let fake = FakeAlpaca::start();
+    let (url, seen) = webhook(Behaviour::Ok);
+    let dir = scratch("apierrors", "json");
+    // With the halt off, this message is the only word the operator gets of a failing broker.
+    let settings = std::fs::read_to_string(dir.join("config/settings.yaml"))
+        .unwrap()
+        .replace("max_api_failures_in_window: 5", "max_api_failures_in_window: 2");
+    std::fs::write(dir.join("config/settings.yaml"), settings).unwrap();
+    let bots = std::fs::read_to_string(dir.join("config/bots.yaml")).unwrap();
+    assert!(bots.contains("api_failure_halt: true"));
+    std::fs::write(dir.join("config/bots.yaml"), bots.replace("api_failure_halt: true", "api_failure_halt: false"))
+        .unwrap();
+    let body = r#"{"message":"internal server error"}"#.to_string();
+    fake.fault(
+        "GET",
+        "/v2/account",
+        (0..100).map(|_| Fault::Status { status: 500, body: body.clone(), reset: None }).collect(),
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--iterations", "4"])
+        .current_dir(&dir)
+        .env("TRADING_HYDRA_WEBHOOK_URL", &url)
+        .env("ALPACA_KEY", KEY)
+        .env("ALPACA_SECRET", SECRET)
+        .env("ALPACA_TRADING_URL", &fake.url)
+        .env("ALPACA_DATA_URL", &fake.url)
+        .env_remove("TRADING_HYDRA_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let bodies: Vec<serde_json::Value> =
+        seen.lock().unwrap().iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    let api: Vec<&serde_json::Value> = bodies.iter().filter(|b| b["event"] == "api_errors").collect();
+    assert_eq!(api.len(), 1, "once while the window stays tripped: {bodies:?}");
+    assert!(api[0]["text"].as_str().unwrap().contains("failed broker calls"), "{}", api[0]);
+    // (The fake's fixed clock and quotes set other halts; none of them is the API one.)
+    assert!(
+        bodies.iter().all(|b| b["title"].as_str().is_none_or(|t| !t.ends_with("api_failures"))),
+        "the api halt is off: {bodies:?}"
+    );
 }

@@ -1,4 +1,5 @@
-//! Notifications to a webhook: halts, resumes, refused orders, start-up and shutdown.
+//! Notifications to a webhook: halts, resumes, refused orders, repeated API errors, start-up,
+//! shutdown and the daily report.
 //!
 //! Owns: the message formats (`json`, `slack`, `discord`, `ntfy`) and a small worker thread that
 //! posts them, so the loop only ever hands a message over a bounded channel and never waits on

@@ -175,7 +175,14 @@ fn run(args: RunArgs) -> Result<(), Error> {
         }
     };
     systemd.stopping();
-    event!(Info, "shutdown", reason = reason, iterations = done, peak_rss_kb = peak_rss_kb());
+    event!(
+        Info,
+        "shutdown",
+        reason = reason,
+        iterations = done,
+        peak_rss_kb = peak_rss_kb(),
+        notify_failures = notify::failures()
+    );
     notify::send(notify::Note {
         event: "shutdown",
         title: "Trading Hydra stopped".into(),

@@ -133,6 +133,14 @@ fn a_failing_webhook_is_logged_and_never_stops_trading() {
     assert!(seen.lock().unwrap().len() >= 3, "retried");
     let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
     assert!(log.contains("\"notify_error\""), "{log}");
+    // Each lost message is counted: in its notify_error event and in the shutdown event's total
+    // (the shutdown message itself is sent after that event, so it is not in the total).
+    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let counts: Vec<u64> =
+        events.iter().filter(|e| e["event"] == "notify_error").map(|e| e["failures"].as_u64().unwrap()).collect();
+    assert_eq!(counts, (1..=counts.len() as u64).collect::<Vec<_>>());
+    let shutdown = events.iter().find(|e| e["event"] == "shutdown").unwrap();
+    assert!(shutdown["notify_failures"].as_u64().unwrap() >= 1, "{shutdown}");
     assert_eq!(log.lines().filter(|l| l.contains("\"loop_summary\"")).count(), 3);
     assert!(!log.contains("secret-token"), "the webhook's URL reached the log");
 }

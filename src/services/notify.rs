@@ -9,6 +9,7 @@
 //! Never: blocks the loop (a full queue drops the message and counts it), or stops trading
 //! because a webhook failed (the failure is logged as `notify_error`, the loop goes on).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -23,6 +24,14 @@ use crate::event;
 pub const URL_VARIABLE: &str = "TRADING_HYDRA_WEBHOOK_URL";
 const QUEUE: usize = 64;
 const ATTEMPTS: u32 = 3;
+
+/// Messages that never reached the webhook (dropped or failed after every attempt), since start.
+static FAILURES: AtomicU32 = AtomicU32::new(0);
+
+/// How many messages never reached the webhook so far; the `shutdown` event reports it.
+pub fn failures() -> u32 {
+    FAILURES.load(Ordering::Relaxed)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +93,8 @@ pub fn send(note: Note) {
     if let Some(s) = guard.as_ref()
         && let Err(TrySendError::Full(n)) = s.queue.try_send(note)
     {
-        event!(Warn, "notify_error", event_name = n.event, detail = "queue full: message dropped");
+        let failures = FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+        event!(Warn, "notify_error", event_name = n.event, detail = "queue full: message dropped", failures = failures);
     }
 }
 
@@ -130,7 +140,8 @@ fn post_all(url: &str, format: Format, inbox: &Receiver<Note>) {
             std::thread::sleep(Duration::from_millis(200 * (1 << attempt)));
         }
         if !sent {
-            event!(Warn, "notify_error", event_name = note.event, detail = last.as_str());
+            let failures = FAILURES.fetch_add(1, Ordering::Relaxed) + 1;
+            event!(Warn, "notify_error", event_name = note.event, detail = last.as_str(), failures = failures);
         }
     }
 }

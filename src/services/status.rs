@@ -99,6 +99,12 @@ fn unmanaged(held: &[BrokerPositionRow], owned: &[OwnedPosition]) -> Vec<BrokerP
     out
 }
 
+/// What a bot may still lose today before it stops entering: the rule of
+/// `portfolio::loss_limit_reached` (realised gains give room back), never below zero.
+fn loss_left(b: &BudgetRow) -> f64 {
+    (b.daily_loss_limit + b.realized_pnl).max(0.0)
+}
+
 fn signed_money(v: f64) -> String {
     if v < 0.0 { format!("-${:.2}", -v) } else { format!("+${v:.2}") }
 }
@@ -125,7 +131,9 @@ impl StatusReport {
                 "max_trades": b.max_trades,
                 "max_positions": b.max_positions,
                 "realized_pnl": b.realized_pnl,
+                "loss_left": loss_left(b),
                 "trades": b.trades,
+                "trades_left": b.max_trades.saturating_sub(b.trades),
             })).collect::<Vec<_>>(),
             "positions": self.owned.iter().map(|(p, pnl)| json!({
                 "bot": p.bot,
@@ -219,8 +227,14 @@ impl StatusReport {
             line(
                 "budget",
                 format!(
-                    "{}: loss limit ${:.2}, realized ${:.2}, trades {}/{}, positions max {}",
-                    b.bot, b.daily_loss_limit, b.realized_pnl, b.trades, b.max_trades, b.max_positions
+                    "{}: loss limit ${:.2}, realized ${:.2}, ${:.2} left; trades {}/{}; positions max {}",
+                    b.bot,
+                    b.daily_loss_limit,
+                    b.realized_pnl,
+                    loss_left(b),
+                    b.trades,
+                    b.max_trades,
+                    b.max_positions
                 ),
             );
         }
@@ -260,6 +274,24 @@ mod tests {
 
     fn held(symbol: &str, qty: &str, avg: &str, price: Option<&str>) -> BrokerPositionRow {
         BrokerPositionRow { symbol: symbol.into(), qty: d(qty), avg_entry_price: d(avg), current_price: price.map(d) }
+    }
+
+    #[test]
+    fn loss_left_follows_the_budget_rule_and_never_goes_negative() {
+        let row = |realized: f64| BudgetRow {
+            trading_date: jiff::civil::date(2026, 11, 25),
+            bot: "b".into(),
+            daily_loss_limit: 250.0,
+            max_open_risk: 0.0,
+            max_trades: 5,
+            max_positions: 1,
+            realized_pnl: realized,
+            trades: 0,
+        };
+        assert_eq!(loss_left(&row(0.0)), 250.0);
+        assert_eq!(loss_left(&row(-100.0)), 150.0);
+        assert_eq!(loss_left(&row(40.0)), 290.0);
+        assert_eq!(loss_left(&row(-300.0)), 0.0);
     }
 
     #[test]

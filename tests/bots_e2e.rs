@@ -7,16 +7,14 @@ mod support;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use support::fake_alpaca::{FakeAlpaca, KEY, Market, SECRET};
+use support::fake_alpaca::{FakeAlpaca, Market};
 use trading_hydra::core::clock::ManualClock;
-use trading_hydra::core::config::{Config, DataFeed};
+use trading_hydra::core::config::Config;
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
-use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
 
 /// Wednesday 2026-11-25, 10:30 New York.
 const NOW: &str = "2026-11-25T15:30:00Z";
@@ -74,16 +72,7 @@ fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
     {
         let mut st = fake.lock();
         st.clock = json!({"timestamp": NOW, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
-        for (k, v) in [
-            ("equity", "100000"),
-            ("last_equity", "100000"),
-            ("cash", "100000"),
-            ("buying_power", "200000"),
-            ("non_marginable_buying_power", "100000"),
-            ("options_buying_power", "100000"),
-        ] {
-            st.account[k] = v.into();
-        }
+        st.fund_100k();
         st.positions.clear();
         st.auto_fill = Some("0".into());
         let mut m = Market::default();
@@ -108,19 +97,7 @@ fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
     cfg.settings.system.state_db_path = dir.join("state.db");
     cfg.bots.optionsbot.as_mut().unwrap().tickers = vec!["SPY".into()];
     cfg.bots.cryptobot.as_mut().unwrap().pairs = vec!["BTC/USD".into()];
-    let broker = AlpacaClient::new(
-        Credentials::new(KEY.into(), SECRET.into()),
-        ClientSettings {
-            trading_url: fake.url.clone(),
-            data_url: fake.url.clone(),
-            feed: DataFeed::Iex,
-            timeout: Duration::from_millis(500),
-            retry_budget: Duration::from_secs(1),
-            max_attempts: 2,
-            backoff: Duration::from_millis(10),
-            requests_per_minute: 1000,
-        },
-    );
+    let broker = fake.client();
     let clock = Arc::new(ManualClock::new(ts(NOW)));
     let state = State::open(&cfg.settings.system.state_db_path).unwrap();
     let o = Orchestrator::new(cfg, state, Box::new(clock.clone()), Box::new(broker));

@@ -71,16 +71,7 @@ fn the_binary_killed_at_random_never_doubles_an_entry_and_keeps_its_books() {
         let mut st = fake.lock();
         st.live_time = true;
         st.clock = json!({"timestamp": "", "is_open": true, "next_open": "2099-01-01T14:30:00Z", "next_close": "2099-01-01T21:00:00Z"});
-        for (k, v) in [
-            ("equity", "100000"),
-            ("last_equity", "100000"),
-            ("cash", "100000"),
-            ("buying_power", "200000"),
-            ("non_marginable_buying_power", "100000"),
-            ("options_buying_power", "100000"),
-        ] {
-            st.account[k] = v.into();
-        }
+        st.fund_100k();
         st.positions.clear();
         st.auto_fill = Some("0".into());
         st.market = Some(market());

@@ -14,10 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use support::fake_alpaca::{FakeAlpaca, KEY, SECRET};
+use support::fake_alpaca::{FakeAlpaca, KEY, SECRET, client_settings};
 use support::test_bot::TestBot;
 use trading_hydra::core::clock::SystemClock;
-use trading_hydra::core::config::{Config, DataFeed};
+use trading_hydra::core::config::Config;
 use trading_hydra::core::decimal::Dec;
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
@@ -45,16 +45,7 @@ fn orchestrator(db: &Path, url: &str) -> Orchestrator {
     }
     let broker = AlpacaClient::new(
         Credentials::new(KEY.into(), SECRET.into()),
-        ClientSettings {
-            trading_url: url.into(),
-            data_url: url.into(),
-            feed: DataFeed::Iex,
-            timeout: Duration::from_millis(500),
-            retry_budget: Duration::from_secs(1),
-            max_attempts: 2,
-            backoff: Duration::from_millis(10),
-            requests_per_minute: 10_000,
-        },
+        ClientSettings { requests_per_minute: 10_000, ..client_settings(url) },
     );
     Orchestrator::with_bots(
         config(db),

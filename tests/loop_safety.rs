@@ -7,19 +7,18 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use support::fake_alpaca::{FakeAlpaca, KEY, SECRET};
+use support::fake_alpaca::FakeAlpaca;
 use support::test_bot::{Orders, TestBot};
 use trading_hydra::core::clock::ManualClock;
-use trading_hydra::core::config::{Config, DataFeed, Sim};
+use trading_hydra::core::config::{Config, Sim};
 use trading_hydra::core::decimal::Dec;
 use trading_hydra::core::halt::{Halt, HaltReason};
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
-use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
+use trading_hydra::services::alpaca_client::AlpacaClient;
 use trading_hydra::services::portfolio::BotKind;
 use trading_hydra::services::sim_broker::SimBroker;
 
@@ -69,19 +68,7 @@ fn fake_at(now: &str) -> FakeAlpaca {
 }
 
 fn alpaca(fake: &FakeAlpaca) -> Box<AlpacaClient> {
-    Box::new(AlpacaClient::new(
-        Credentials::new(KEY.into(), SECRET.into()),
-        ClientSettings {
-            trading_url: fake.url.clone(),
-            data_url: fake.url.clone(),
-            feed: DataFeed::Iex,
-            timeout: Duration::from_millis(500),
-            retry_budget: Duration::from_secs(1),
-            max_attempts: 2,
-            backoff: Duration::from_millis(10),
-            requests_per_minute: 1000,
-        },
-    ))
+    Box::new(fake.client())
 }
 
 fn on_fake(

@@ -15,6 +15,8 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use trading_hydra::core::config::DataFeed;
+use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
 
 pub const KEY: &str = "PKTESTKEY0000000001";
 pub const SECRET: &str = "sEcReTtEsTvAlUe000000000000000000000001";
@@ -183,7 +185,45 @@ fn sample(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// Client settings for tests against a fake at `url`: short timeouts and a small retry budget so
+/// a failing test fails fast, and a rate limit high enough never to slow a test down. A test that
+/// needs other values changes them with `..client_settings(url)`.
+pub fn client_settings(url: &str) -> ClientSettings {
+    ClientSettings {
+        trading_url: url.into(),
+        data_url: url.into(),
+        feed: DataFeed::Iex,
+        timeout: Duration::from_millis(500),
+        retry_budget: Duration::from_secs(1),
+        max_attempts: 2,
+        backoff: Duration::from_millis(10),
+        requests_per_minute: 1000,
+    }
+}
+
+impl FakeState {
+    /// A funded $100,000 paper account with no day change (equity = last_equity) and twice that
+    /// in buying power, as the end-to-end tests start from.
+    pub fn fund_100k(&mut self) {
+        for (k, v) in [
+            ("equity", "100000"),
+            ("last_equity", "100000"),
+            ("cash", "100000"),
+            ("buying_power", "200000"),
+            ("non_marginable_buying_power", "100000"),
+            ("options_buying_power", "100000"),
+        ] {
+            self.account[k] = v.into();
+        }
+    }
+}
+
 impl FakeAlpaca {
+    /// A client with the test credentials and `client_settings`.
+    pub fn client(&self) -> AlpacaClient {
+        AlpacaClient::new(Credentials::new(KEY.into(), SECRET.into()), client_settings(&self.url))
+    }
+
     pub fn start() -> FakeAlpaca {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

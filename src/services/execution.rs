@@ -408,18 +408,7 @@ impl Execution {
                     }
                     let stale_entry = rec.intent == "entry" && now.duration_since(rec.created_at) >= entry_timeout;
                     if stale_entry && !o.status.is_final() {
-                        match broker.cancel_order(&o.id) {
-                            Ok(()) => event!(
-                                Info,
-                                "order_canceled",
-                                bot = rec.bot.as_str(),
-                                client_order_id = rec.client_order_id.as_str(),
-                                reason = "entry_timeout"
-                            ),
-                            // Already filled or cancelled meanwhile: the next sync sees it.
-                            Err(BrokerError::Rejected { .. }) => {}
-                            Err(e) => return Err(e.into()),
-                        }
+                        cancel_ours(broker, &rec, &o.id, "entry_timeout")?;
                     }
                 }
                 None if now.duration_since(rec.created_at) >= ABANDON_AFTER => {
@@ -493,19 +482,8 @@ impl Execution {
         let mut n = 0;
         for rec in state.unfinished_orders()?.into_iter().filter(|o| o.intent == "entry") {
             let Some(id) = rec.broker_order_id.as_deref() else { continue };
-            match broker.cancel_order(id) {
-                Ok(()) => {
-                    n += 1;
-                    event!(
-                        Info,
-                        "order_canceled",
-                        bot = rec.bot.as_str(),
-                        client_order_id = rec.client_order_id.as_str(),
-                        reason = "halt"
-                    );
-                }
-                Err(BrokerError::Rejected { .. }) => {}
-                Err(e) => return Err(e.into()),
+            if cancel_ours(broker, &rec, id, "halt")? {
+                n += 1;
             }
         }
         Ok(n)
@@ -889,6 +867,30 @@ fn spendable(cfg: &Config, kind: BotKind, account: Option<&Account>) -> f64 {
         BotKind::Momentum => Some(a.buying_power),
     };
     power.map_or(0.0, |p| cash.min(p.to_f64())).max(0.0)
+}
+
+/// Cancels one of our orders and logs `order_canceled` with `reason`; `false` when the broker
+/// refused because the order was already filled or cancelled meanwhile (the next sync sees it).
+fn cancel_ours(
+    broker: &mut dyn Broker,
+    rec: &OrderRecord,
+    broker_order_id: &str,
+    reason: &str,
+) -> Result<bool, ExecError> {
+    match broker.cancel_order(broker_order_id) {
+        Ok(()) => {
+            event!(
+                Info,
+                "order_canceled",
+                bot = rec.bot.as_str(),
+                client_order_id = rec.client_order_id.as_str(),
+                reason = reason
+            );
+            Ok(true)
+        }
+        Err(BrokerError::Rejected { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// (bot, symbol) pairs with an exit order still in flight.

@@ -302,15 +302,8 @@ fn a_risk_check_that_cannot_be_made_refuses_the_trade() {
     let fake = fake_at(WEDNESDAY);
     let db = temp_db("nocheck");
     let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
-    // A bot named like the configured momentum bot, so it has a budget.
-    let (bot, orders) = TestBot::new("mom_AAPL", BotKind::Momentum, &["AAPL"]);
-    let mut o = Orchestrator::with_bots(
-        config(&db),
-        State::open(&db).unwrap(),
-        Box::new(clock.clone()),
-        alpaca(&fake),
-        vec![Box::new(bot)],
-    );
+    // A bot named like the configured momentum bot (as `on_fake` names it), so it has a budget.
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
     // No quote for MSFT: the price cannot be checked, so the entry is refused.
     orders.lock().unwrap().enter = vec![("MSFT".into(), 1, None)];
     assert_eq!(o.run_iteration().orders_submitted, 0);

@@ -21,6 +21,7 @@ use trading_hydra::cli::{self, Command, RunArgs};
 use trading_hydra::core::clock::{self, Clock, ScaledClock, SystemClock};
 use trading_hydra::core::config::{self, Config, TradingMode};
 use trading_hydra::core::halt::{self, Halt, HaltReason};
+use trading_hydra::core::ledger_lock::LedgerLock;
 use trading_hydra::core::logging::{self, LogSettings};
 use trading_hydra::core::state::State;
 use trading_hydra::error::Error;
@@ -100,8 +101,11 @@ fn run(args: RunArgs) -> Result<(), Error> {
         .map_err(Error::Usage)?;
     // Checked before anything is written: missing keys are a usage error (exit 2).
     let credentials = if args.sim { None } else { Some(Credentials::from_env().map_err(Error::Usage)?) };
-    init_logging(&cfg, LevelFilter::Info)?;
     let db = cfg.settings.system.state_db_path.clone();
+    // One daemon per ledger, for this process's whole life: a second `run` is refused here, at
+    // once and before it writes anything (its log included).
+    let _ledger = LedgerLock::acquire(&db)?;
+    init_logging(&cfg, LevelFilter::Info)?;
     let state = State::open(&db)?;
 
     let interval_secs = cfg.settings.runner.loop_interval_seconds;
@@ -368,8 +372,9 @@ fn show_status(flag: Option<PathBuf>, json: bool) -> Result<(), Error> {
 
 fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
     let cfg = load_config(flag)?;
+    // The daemon's existing ledger or nothing: a halt written to a new one would halt nothing.
+    let state = State::open_existing(&cfg.settings.system.state_db_path)?;
     init_logging(&cfg, LevelFilter::Error)?;
-    let state = State::open(&cfg.settings.system.state_db_path)?;
     let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since: Timestamp::now(), until: None };
     let new = halt::set(&state, &halt)?;
     logging::flush();
@@ -384,8 +389,8 @@ fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
 
 fn resume(flag: Option<PathBuf>) -> Result<(), Error> {
     let cfg = load_config(flag)?;
+    let state = State::open_existing(&cfg.settings.system.state_db_path)?;
     init_logging(&cfg, LevelFilter::Error)?;
-    let state = State::open(&cfg.settings.system.state_db_path)?;
     let now = Timestamp::now();
     let active = state.active_halts()?;
     if active.is_empty() {

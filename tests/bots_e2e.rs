@@ -104,12 +104,15 @@ fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
     (fake, o, clock)
 }
 
+/// The order bodies sent, each `client_order_id` by its name (`support::ids`).
 fn posts(fake: &FakeAlpaca) -> Vec<Value> {
-    fake.seen()
-        .into_iter()
-        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
-        .map(|r| serde_json::from_str(&r.body).unwrap())
-        .collect()
+    support::ids::named_bodies(
+        fake.seen()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+            .map(|r| serde_json::from_str(&r.body).unwrap())
+            .collect(),
+    )
 }
 
 #[test]
@@ -190,7 +193,7 @@ fn each_bot_enters_on_the_rise_and_exits_by_its_stop_on_the_fall() {
                "client_order_id": "th-crypto_core-20261125-2"})
     );
     for coid in ["th-mom_AAPL-20261125-2", "th-opt_core-20261125-2", "th-crypto_core-20261125-2"] {
-        assert_eq!(o.state().order(coid).unwrap().unwrap().rule.as_deref(), Some("stop_loss"), "{coid}");
+        assert_eq!(support::ids::order(o.state(), coid).unwrap().rule.as_deref(), Some("stop_loss"), "{coid}");
     }
     o.run_iteration();
     let left = o.state().owned_positions().unwrap();

@@ -243,7 +243,10 @@ fn a_garbage_state_file_is_refused_and_left_untouched() {
         assert!(stderr(&out).contains("is not a SQLite database"), "{}", stderr(&out));
     }
     assert_eq!(std::fs::read(s.path("state/trading_state.db")).unwrap(), junk);
-    assert_eq!(std::fs::read_dir(s.path("state")).unwrap().count(), 1, "no -wal or -shm beside it");
+    let mut beside: Vec<String> =
+        std::fs::read_dir(s.path("state")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    beside.sort();
+    assert_eq!(beside, ["trading_state.db", "trading_state.db.lock"], "no -wal or -shm beside it (the lock is run's)");
 }
 
 #[test]
@@ -349,6 +352,7 @@ fn iterations_run_at_the_interval_then_exit() {
 #[test]
 fn halt_blocks_entries_until_resume() {
     let s = Scratch::new("halt");
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0), "the ledger halt works on");
     let out = s.run(&["halt", "--reason", "earnings day"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let st = s.status_json();
@@ -359,7 +363,7 @@ fn halt_blocks_entries_until_resume() {
     assert_eq!(s.events("halt")[0]["reason"], "manual");
 
     assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
-    let summary = &s.events("loop_summary")[0];
+    let summary = &s.events("loop_summary")[1];
     assert_eq!(summary["halted"], true);
     assert_eq!(summary["entries_allowed"], false);
 
@@ -369,7 +373,7 @@ fn halt_blocks_entries_until_resume() {
     assert_eq!(s.events("resume")[0]["reason"], "manual");
     assert_eq!(s.status_json()["halted"], false);
     assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
-    assert_eq!(s.events("loop_summary")[1]["entries_allowed"], true);
+    assert_eq!(s.events("loop_summary")[2]["entries_allowed"], true);
 
     let text = stdout(&s.run(&["status"]));
     assert!(text.contains("none: entries allowed"), "{text}");
@@ -378,6 +382,7 @@ fn halt_blocks_entries_until_resume() {
 #[test]
 fn resume_does_not_lift_a_daily_loss_halt_before_the_next_trading_date() {
     let s = Scratch::new("dailyloss");
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
     assert_eq!(s.run(&["halt", "--reason", "manual too"]).status.code(), Some(0));
     {
         let state = State::open(&s.path("state/trading_state.db")).unwrap();
@@ -402,6 +407,53 @@ fn status_without_a_database_says_so() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no state database"), "{}", stderr(&out));
     assert!(!s.path("state/trading_state.db").exists(), "status must not create the database");
+}
+
+/// `halt` in the wrong folder used to create a new ledger there and say "halted": the running
+/// daemon's ledger was untouched. Now halt, resume and status refuse, naming the absolute path
+/// they looked at and where to run them, and create nothing — no ledger, no folder, no log.
+#[test]
+fn halt_resume_and_status_where_no_daemon_ran_are_refused_and_create_nothing() {
+    let s = Scratch::new("wrong-folder");
+    let expected = std::fs::canonicalize(&s.dir).unwrap().join("state/trading_state.db");
+    for args in [&["halt", "--reason", "x"][..], &["resume"][..], &["status"][..], &["status", "--json"][..]] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("no state database at {}", expected.display())), "{args:?}: {err}");
+        assert!(err.contains("--config") && err.contains("WorkingDirectory"), "{args:?}: a hint: {err}");
+        assert!(!stdout(&out).contains("halted"), "{args:?}: {}", stdout(&out));
+    }
+    let mut left: Vec<String> =
+        std::fs::read_dir(&s.dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["config"], "nothing created beside the config");
+}
+
+/// A second `run` on the same ledger is refused at once, naming the ledger and the PID that holds
+/// it, and the first trades on; `status` keeps working beside it.
+#[test]
+fn a_second_daemon_on_the_same_ledger_is_refused_and_the_first_runs_on() {
+    let s = Scratch::new("second-daemon");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    let mut first = s.spawn(&["run", "--sim", "--speed", "1"]);
+    assert!(wait_until(Duration::from_secs(15), || !s.events("loop_summary").is_empty()), "no loop_summary");
+    let started = Instant::now();
+    let out = s.run(&["run", "--sim", "--speed", "1"]);
+    assert!(started.elapsed() < Duration::from_secs(2), "refused at once, not after a wait");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let ledger = std::fs::canonicalize(&s.dir).unwrap().join("state/trading_state.db");
+    assert!(err.contains(&format!("the ledger {} is in use", ledger.display())), "{err}");
+    assert!(err.contains(&format!("PID {}", first.id())), "{err}");
+    assert_eq!(s.events("startup").len(), 1, "the second one wrote nothing to the log");
+    let before = s.events("loop_summary").len();
+    assert!(wait_until(Duration::from_secs(5), || s.events("loop_summary").len() > before + 1), "the first stopped");
+    assert_eq!(s.status_json()["mode"], "sim");
+    signal(&first, "-TERM");
+    assert_eq!(wait_exit(&mut first, Duration::from_secs(5)).0, Some(0));
+    // Once it is gone the ledger is free again, whatever it left behind.
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
 }
 
 #[test]

@@ -126,7 +126,7 @@ fn an_entry_fills_into_an_owned_position_and_an_exit_closes_it() {
     clock.advance(SignedDuration::from_mins(1));
     o.run_iteration();
     assert!(o.state().owned_positions().unwrap().is_empty());
-    let exit = o.state().order("th-mom_AAPL-20261125-2").unwrap().unwrap();
+    let exit = support::ids::order(o.state(), "th-mom_AAPL-20261125-2").unwrap();
     assert_eq!(
         (exit.intent.as_str(), exit.rule.as_deref(), exit.status.as_str()),
         ("exit", Some("test_exit"), "filled")
@@ -152,9 +152,9 @@ fn exits_keep_working_while_halted_and_entries_do_not() {
     let s = o.run_iteration();
     assert!(s.halted && !s.entries_allowed);
     assert_eq!(s.orders_submitted, 1, "the exit, and only the exit");
-    let sent = o.state().order("th-mom_AAPL-20261125-2").unwrap().unwrap();
+    let sent = support::ids::order(o.state(), "th-mom_AAPL-20261125-2").unwrap();
     assert_eq!(sent.intent, "exit");
-    assert!(o.state().order("th-mom_AAPL-20261125-3").unwrap().is_none(), "no entry while halted");
+    assert!(support::ids::order(o.state(), "th-mom_AAPL-20261125-3").is_none(), "no entry while halted");
 }
 
 fn clock_now(c: &Arc<ManualClock>) -> Timestamp {
@@ -172,7 +172,7 @@ fn a_daily_loss_halts_cancels_and_flattens_only_what_the_daemon_owns() {
     // Our TSLA position: entered, then filled by the broker.
     orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
     o.run_iteration();
-    fake.fill("th-mom_AAPL-20261125-1", "910");
+    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-1"), "910");
     // Our resting AAPL entry (a limit below the market), and the user's own order.
     orders.lock().unwrap().enter = vec![("AAPL".into(), 1, Some(d("170")))];
     o.run_iteration();
@@ -191,7 +191,7 @@ fn a_daily_loss_halts_cancels_and_flattens_only_what_the_daemon_owns() {
     assert!(!s.entries_allowed);
     let seen = fake.seen();
     let deletes: Vec<&str> = seen.iter().filter(|r| r.method == "DELETE").map(|r| r.path.as_str()).collect();
-    let our_aapl = o.state().order("th-mom_AAPL-20261125-2").unwrap().unwrap().broker_order_id.unwrap();
+    let our_aapl = support::ids::order(o.state(), "th-mom_AAPL-20261125-2").unwrap().broker_order_id.unwrap();
     assert_eq!(deletes, vec![format!("/v2/orders/{our_aapl}")], "only our entry is cancelled, one by one");
     let flatten = posts(&fake).pop().unwrap();
     assert_eq!(
@@ -317,7 +317,7 @@ fn a_risk_check_that_cannot_be_made_refuses_the_trade() {
     // A sane one goes out, with our client order id.
     orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
     assert_eq!(o.run_iteration().orders_submitted, 1);
-    assert_eq!(posts(&fake)[0]["client_order_id"], "th-mom_AAPL-20261125-1");
+    assert_eq!(support::ids::named_bodies(posts(&fake))[0]["client_order_id"], "th-mom_AAPL-20261125-1");
 }
 
 #[test]
@@ -390,7 +390,7 @@ fn a_partial_fill_is_owned_for_what_filled_and_the_rest_is_cancelled_after_the_t
     assert_eq!(fake.count("DELETE", &format!("/v2/orders/{id}")), 1);
     move_to(&fake, &clock, "2026-11-25T15:02:05Z");
     o.run_iteration();
-    assert_eq!(o.state().order("th-mom_AAPL-20261125-1").unwrap().unwrap().status, "canceled");
+    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status, "canceled");
     assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("1"));
 }
 
@@ -416,13 +416,13 @@ fn a_bot_that_lost_its_daily_share_stops_entering() {
     orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
     o.run_iteration();
     orders.lock().unwrap().enter.clear();
-    fake.fill("th-mom_AAPL-20261125-1", "910");
+    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-1"), "910");
     o.run_iteration();
     orders.lock().unwrap().exit_all = Some("test_exit");
     o.run_iteration();
     orders.lock().unwrap().exit_all = None;
     // Sold at 800: (800 - 910) x 3 = -$330, more than its $250 share of the day's risk.
-    fake.fill("th-mom_AAPL-20261125-2", "800");
+    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-2"), "800");
     o.run_iteration();
     let budget =
         o.state().budgets(jiff::civil::date(2026, 11, 25)).unwrap().into_iter().find(|b| b.bot == "mom_AAPL").unwrap();
@@ -470,7 +470,7 @@ fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
     o.state().set_halt(&halt).unwrap();
     o.run_iteration();
     let state = S::open(&db).unwrap();
-    let flatten = state.order("th-mom_AAPL-20261125-2").unwrap().unwrap();
+    let flatten = support::ids::order(&state, "th-mom_AAPL-20261125-2").unwrap();
     assert_eq!(
         (flatten.symbol.as_str(), flatten.rule.as_deref(), flatten.qty.as_deref()),
         ("SPY", Some("daily_loss_flatten"), Some("2"))
@@ -515,7 +515,28 @@ fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
     o.run_iteration();
     let owned = o.state().owned_positions().unwrap();
     assert!(owned.iter().all(|p| p.symbol != "AAPL"), "a position in the underlying was invented: {owned:?}");
-    assert_eq!(o.state().order("th-mom_AAPL-20261125-1").unwrap().unwrap().status, "filled");
+    // Nor is the order finished without its legs booked: it is read again (by the broker's id,
+    // nested) until the legs come.
+    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status, "accepted");
+    let id = fake.lock().orders.last().unwrap()["id"].as_str().unwrap().to_string();
+    assert!(fake.seen().iter().any(|r| r.path == format!("/v2/orders/{id}") && r.q("nested") == Some("true")));
+    {
+        let mut st = fake.lock();
+        let i = st.orders.len() - 1;
+        st.orders[i]["legs"] = serde_json::json!([
+            {"id": "l0", "client_order_id": "", "symbol": "AAPL261218P00170000", "asset_class": "us_option", "side": "sell",
+             "position_intent": "sell_to_open", "qty": "1", "filled_qty": "1", "filled_avg_price": "1.00", "status": "filled",
+             "type": "", "order_class": "mleg", "ratio_qty": "1"},
+            {"id": "l1", "client_order_id": "", "symbol": "AAPL261218P00165000", "asset_class": "us_option", "side": "buy",
+             "position_intent": "buy_to_open", "qty": "1", "filled_qty": "1", "filled_avg_price": "0.50", "status": "filled",
+             "type": "", "order_class": "mleg", "ratio_qty": "1"}
+        ]);
+    }
+    o.run_iteration();
+    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status, "filled");
+    let owned = o.state().owned_positions().unwrap();
+    let legs: Vec<(&str, String)> = owned.iter().map(|p| (p.symbol.as_str(), p.qty.to_string())).collect();
+    assert_eq!(legs, vec![("AAPL261218P00165000", "1".to_string()), ("AAPL261218P00170000", "-1".to_string())]);
 }
 
 #[test]

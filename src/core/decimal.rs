@@ -69,6 +69,11 @@ impl Dec {
         self.0.checked_sub(other.0).map(Dec)
     }
 
+    /// Times a whole number, exactly (`None` on overflow): a strategy count times a leg's ratio.
+    pub fn checked_mul_int(self, n: i64) -> Option<Dec> {
+        self.0.checked_mul(n).map(Dec)
+    }
+
     /// Whether it has no fractional part.
     pub fn is_whole(self) -> bool {
         self.0 % SCALE == 0

@@ -35,6 +35,9 @@ pub enum HaltReason {
     Anomaly,
     /// An iteration panicked: a bug, so a person should look before entries resume.
     InternalError,
+    /// The broker holds an order under one of our client order ids that is not the one we
+    /// recorded (a moved, restored or second ledger): a person must look at the account.
+    OrderConflict,
 }
 
 /// How a halt may end.
@@ -50,7 +53,7 @@ pub enum ClearPolicy {
 }
 
 impl HaltReason {
-    pub const ALL: [HaltReason; 8] = [
+    pub const ALL: [HaltReason; 9] = [
         HaltReason::Manual,
         HaltReason::DailyLoss,
         HaltReason::ApiFailures,
@@ -59,6 +62,7 @@ impl HaltReason {
         HaltReason::DataStale,
         HaltReason::Anomaly,
         HaltReason::InternalError,
+        HaltReason::OrderConflict,
     ];
 
     /// The table. Changing a row here changes what can lift a halt on a live account: keep the
@@ -73,6 +77,7 @@ impl HaltReason {
             HaltReason::StateError => ClearPolicy::Operator,
             HaltReason::Anomaly => ClearPolicy::Operator,
             HaltReason::InternalError => ClearPolicy::Operator,
+            HaltReason::OrderConflict => ClearPolicy::Operator,
         }
     }
 
@@ -86,6 +91,7 @@ impl HaltReason {
             HaltReason::DataStale => "data_stale",
             HaltReason::Anomaly => "anomaly",
             HaltReason::InternalError => "internal_error",
+            HaltReason::OrderConflict => "order_conflict",
         }
     }
 
@@ -222,6 +228,13 @@ mod tests {
         assert!(clears_by_itself(&h, ts(until), true));
         assert!(resume_allowed(&h, ts("2026-11-25T21:29:59Z")).is_err());
         assert!(resume_allowed(&h, ts(until)).is_ok());
+    }
+
+    #[test]
+    fn an_order_conflict_waits_for_an_operator_and_resume_lifts_it() {
+        let h = halt(HaltReason::OrderConflict, None);
+        assert!(!clears_by_itself(&h, ts("2030-01-01T00:00:00Z"), true));
+        assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z")).is_ok());
     }
 
     #[test]

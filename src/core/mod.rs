@@ -1,4 +1,5 @@
-//! The daemon's foundation: configuration, state, logging, time, risk arithmetic, health, halts.
+//! The daemon's foundation: configuration, state and its lock, logging, time, risk arithmetic,
+//! health, halts.
 //! Nothing here talks to a broker.
 
 pub mod black_scholes;
@@ -7,6 +8,7 @@ pub mod config;
 pub mod decimal;
 pub mod halt;
 pub mod health;
+pub mod ledger_lock;
 pub mod logging;
 pub mod risk;
 pub mod state;

@@ -143,6 +143,18 @@ const MIGRATIONS: &[&str] = &[
          avg_entry_price TEXT NOT NULL,
          current_price   TEXT                -- NULL when the broker did not say
      );",
+    // 9: order identity. The limit price each order was sent with (an order found at the broker
+    // under our id is ours only if it is what we sent), the random part of the ids of each start
+    // (`id_epochs`; the counter that numbers orders is kv `order_seq`), and `conflict`, a final
+    // status, in the index of the orders in flight.
+    "ALTER TABLE orders ADD COLUMN limit_price TEXT;
+     CREATE TABLE id_epochs (
+         epoch      TEXT PRIMARY KEY,        -- eight random characters, part of every id of one start
+         started_at TEXT NOT NULL
+     );
+     DROP INDEX orders_unfinished;
+     CREATE INDEX orders_unfinished ON orders(created_at)
+     WHERE status NOT IN ('filled', 'canceled', 'expired', 'replaced', 'rejected', 'done_for_day', 'abandoned', 'conflict');",
 ];
 
 /// One position as the broker reported it at the last reconciliation.
@@ -164,10 +176,11 @@ pub struct LegRecord {
 }
 
 /// Order statuses after which nothing more happens to an order. Besides the broker's own:
-/// `rejected` (refused before or when sent) and `abandoned` (recorded, then never found at the
-/// broker: the process died between recording and sending).
+/// `rejected` (refused before or when sent), `abandoned` (recorded, then never found at the
+/// broker: the process died between recording and sending) and `conflict` (the broker holds
+/// another order under this id: ours was never placed, and the stranger is never booked).
 pub const FINAL_ORDER_STATUSES: &[&str] =
-    &["filled", "canceled", "expired", "replaced", "rejected", "done_for_day", "abandoned"];
+    &["filled", "canceled", "expired", "replaced", "rejected", "done_for_day", "abandoned", "conflict"];
 
 /// How many loop runs are kept: about 28 hours at the default 5 s interval. Older rows are deleted
 /// as new ones arrive, so months of running do not fill a small SD card.
@@ -200,8 +213,20 @@ pub enum StateError {
         found: i64,
         supported: i64,
     },
+    /// No ledger where a command that needs one looked: nothing was created.
     Missing {
         path: PathBuf,
+    },
+    /// Another `run` holds the ledger's lock.
+    InUse {
+        path: PathBuf,
+        lock: PathBuf,
+        pid: Option<u32>,
+    },
+    /// The lock file beside the ledger could not be opened or locked.
+    Lock {
+        lock: PathBuf,
+        error: std::io::Error,
     },
     Open {
         path: PathBuf,
@@ -250,9 +275,23 @@ impl fmt::Display for StateError {
             ),
             StateError::Missing { path } => write!(
                 f,
-                "no state database at {}; start the daemon once (`trading-hydra run`) to create it",
+                "no state database at {} (nothing was created there); this command works on the ledger of a \
+                 daemon that has run: run it in the folder the daemon runs in (the service's WorkingDirectory, \
+                 /var/lib/trading-hydra in the shipped unit) or with the daemon's --config, since \
+                 system.state_db_path is relative to the current folder",
                 path.display()
             ),
+            StateError::InUse { path, lock, pid } => write!(
+                f,
+                "the ledger {} is in use by another trading-hydra run ({}; lock {}); stop that one first \
+                 (for the service: systemctl stop trading-hydra), or give this one its own system.state_db_path",
+                path.display(),
+                pid.map_or("PID unknown".to_string(), |p| format!("PID {p}")),
+                lock.display()
+            ),
+            StateError::Lock { lock, error } => {
+                write!(f, "cannot lock the ledger with {}: {error}; nothing was changed", lock.display())
+            }
             StateError::Open { path, error } => write!(f, "cannot open the state database {}: {error}", path.display()),
             StateError::Migrate { path, error } => write!(
                 f,
@@ -288,6 +327,8 @@ pub struct OrderRecord {
     pub qty: Option<String>,
     pub notional: Option<String>,
     pub order_type: String,
+    /// As sent (`None` for a market order, and for orders recorded before migration 9).
+    pub limit_price: Option<String>,
     pub intent: String,
     pub status: String,
     pub broker_order_id: Option<String>,
@@ -297,6 +338,79 @@ pub struct OrderRecord {
     /// For an exit: the rule that asked for it (`stop_loss`, `daily_loss_flatten`, …).
     pub rule: Option<String>,
     pub filled_qty: Dec,
+}
+
+/// An order about to be sent: what `State::record_order` numbers and records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOrder {
+    pub bot: String,
+    pub symbol: String,
+    pub side: String,
+    pub qty: Option<String>,
+    pub notional: Option<String>,
+    pub order_type: String,
+    pub limit_price: Option<String>,
+    pub intent: String,
+    /// For an exit: the rule that asked for it.
+    pub rule: Option<String>,
+    pub created_at: Timestamp,
+    pub trading_date: Date,
+    /// The legs of a multi-leg order, recorded with it.
+    pub legs: Vec<LegRecord>,
+}
+
+/// The parts of a client order id this build issues: `th-<bot>-<yyyymmdd>-<epoch>-<n>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOrderId {
+    pub bot: String,
+    pub date: Date,
+    /// Eight random characters drawn when a daemon first numbers an order on this ledger.
+    pub epoch: String,
+    /// The ledger's order counter, which only grows.
+    pub n: u64,
+}
+
+impl ClientOrderId {
+    /// The text sent to the broker: at most 3 + 32 + 1 + 8 + 1 + 8 + 1 + 20 = 74 characters of
+    /// Alpaca's 128.
+    pub fn text(&self) -> String {
+        format!("th-{}-{}-{}-{}", self.bot, self.date.strftime("%Y%m%d"), self.epoch, self.n)
+    }
+
+    /// Reads one back; `None` for any other format (the `th-<bot>-<yyyymmdd>-<n>` of ledgers
+    /// before migration 9 included). Parsed from the right: a bot id may contain `-`.
+    pub fn parse(text: &str) -> Option<ClientOrderId> {
+        let rest = text.strip_prefix("th-")?;
+        let mut parts = rest.rsplitn(4, '-');
+        let n = parts.next()?.parse().ok()?;
+        let epoch =
+            parts.next().filter(|e| e.len() == 8 && e.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()))?;
+        let date = parts.next().filter(|d| d.len() == 8)?;
+        let date = Date::strptime("%Y%m%d", date).ok()?;
+        let bot = parts.next().filter(|b| !b.is_empty())?;
+        Some(ClientOrderId { bot: bot.to_string(), date, epoch: epoch.to_string(), n })
+    }
+}
+
+/// The epoch of a throw-away ledger's ids (`State::open_scratch`).
+const SCRATCH_EPOCH: &str = "backtest";
+
+/// Eight characters of `0-9a-z` (about 41 bits) from the operating system's randomness — std's
+/// hash keys come from getrandom(2), which works in an empty chroot too — mixed with the time and
+/// the process id.
+fn draw_epoch(now: Timestamp) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_i128(now.as_nanosecond());
+    h.write_u32(std::process::id());
+    let mut x = h.finish();
+    (0..8)
+        .map(|_| {
+            let digit = (x % 36) as u32;
+            x /= 36;
+            char::from_digit(digit, 36).unwrap_or('0')
+        })
+        .collect()
 }
 
 /// A position the daemon's own filled orders opened.
@@ -354,6 +468,11 @@ pub struct LoopRun {
 pub struct State {
     conn: Connection,
     path: PathBuf,
+    /// Whether orders and halts are fsynced before `record_order` and `set_halt` return (every
+    /// ledger but a backtest's throw-away one).
+    durable: bool,
+    /// The random part of the ids this process issues, once it has recorded one.
+    epoch: Option<String>,
 }
 
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
@@ -372,28 +491,53 @@ impl State {
         }
         check_header(path)?;
         let conn = Connection::open(path).map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
-        let mut state = State { conn, path: path.to_path_buf() };
+        let mut state = State { conn, path: path.to_path_buf(), durable: true, epoch: None };
+        // First: a second process opening the same file meanwhile waits instead of failing.
+        state.conn.busy_timeout(Duration::from_secs(5)).map_err(sql("setting the busy timeout"))?;
         state.check_integrity()?;
         state.check_version()?;
-        state.conn.busy_timeout(Duration::from_secs(5)).map_err(sql("setting the busy timeout"))?;
-        // WAL lets `status` read while the daemon writes; NORMAL is durable across a process
-        // crash (only an OS crash may lose the last transactions).
+        // WAL lets `status` read while the daemon writes. NORMAL is durable across a process
+        // crash; what must also survive a power cut (an order recorded before it is sent, a
+        // halt) is committed with FULL (`durably`).
         state.conn.pragma_update(None, "journal_mode", "WAL").map_err(sql("switching to WAL"))?;
         state.conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql("setting synchronous"))?;
         state.migrate()?;
         Ok(state)
     }
 
+    /// Opens a ledger that must already exist (`halt`, `resume`): a missing or empty file is
+    /// `Missing` with its absolute path, and nothing is created.
+    pub fn open_existing(path: &Path) -> Result<State, StateError> {
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        match std::fs::metadata(path) {
+            Ok(m) if m.len() > 0 => State::open(path),
+            Ok(_) => Err(StateError::Missing { path: absolute }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StateError::Missing { path: absolute }),
+            Err(error) => Err(StateError::Inspect { path: absolute, error }),
+        }
+    }
+
+    /// Opens a throw-away database (a backtest's): nothing in it needs to survive a power cut,
+    /// so nothing is fsynced, and nothing it numbers is ever sent to a broker, so its ids carry
+    /// the fixed epoch `backtest` and the same replay gives the same ids.
+    pub fn open_scratch(path: &Path) -> Result<State, StateError> {
+        let mut state = State::open(path)?;
+        state.durable = false;
+        state.epoch = Some(SCRATCH_EPOCH.to_string());
+        Ok(state)
+    }
+
     /// Opens an existing database for reading only: `status` uses it while the daemon runs.
     pub fn open_read_only(path: &Path) -> Result<State, StateError> {
         if !path.exists() {
-            return Err(StateError::Missing { path: path.to_path_buf() });
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            return Err(StateError::Missing { path: absolute });
         }
         check_header(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
-        let state = State { conn, path: path.to_path_buf() };
+        let state = State { conn, path: path.to_path_buf(), durable: false, epoch: None };
         state.conn.busy_timeout(Duration::from_secs(2)).map_err(sql("setting the busy timeout"))?;
         let found = state.user_version()?;
         if found > SCHEMA_VERSION {
@@ -447,15 +591,20 @@ impl State {
         Ok(())
     }
 
-    /// Applies the missing migrations in one transaction: all of them or none.
+    /// Applies the missing migrations in one transaction: all of them or none. The version is
+    /// read inside that write transaction, so two processes opening a new file at once cannot
+    /// both migrate it (the second waits, then finds it done).
     fn migrate(&mut self) -> Result<(), StateError> {
-        let found = self.user_version()?;
-        if found == SCHEMA_VERSION {
-            return Ok(());
-        }
         let path = self.path.clone();
         let fail = |error| StateError::Migrate { path: path.clone(), error };
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(fail)?;
+        let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(fail)?;
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        if found > SCHEMA_VERSION {
+            return Err(StateError::TooNew { path: path.clone(), found, supported: SCHEMA_VERSION });
+        }
         for step in &MIGRATIONS[found as usize..] {
             tx.execute_batch(step).map_err(fail)?;
         }
@@ -551,27 +700,28 @@ impl State {
 
     /// Sets a halt; returns whether it is new. An active halt of the same reason keeps its
     /// `since`, takes the new detail and the later `until` (a halt without an end keeps none).
+    /// Durable (`durably`): a halt the operator was told about survives a power cut.
     pub fn set_halt(&self, halt: &Halt) -> Result<bool, StateError> {
         let until = halt.until.map(clock::db_ts);
-        let inserted = self
-            .conn
-            .execute(
-                "INSERT INTO halts (reason, detail, since, until) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (reason) WHERE cleared_at IS NULL DO NOTHING",
-                params![halt.reason.as_str(), halt.detail, clock::db_ts(halt.since), until],
-            )
-            .map_err(sql("setting a halt"))?;
-        if inserted == 0 {
-            self.conn
+        self.durably("setting a halt", |tx| {
+            let inserted = tx
                 .execute(
+                    "INSERT INTO halts (reason, detail, since, until) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (reason) WHERE cleared_at IS NULL DO NOTHING",
+                    params![halt.reason.as_str(), halt.detail, clock::db_ts(halt.since), until],
+                )
+                .map_err(sql("setting a halt"))?;
+            if inserted == 0 {
+                tx.execute(
                     "UPDATE halts SET detail = ?2,
                          until = CASE WHEN until IS NULL OR ?3 IS NULL THEN NULL ELSE max(until, ?3) END
                      WHERE reason = ?1 AND cleared_at IS NULL",
                     params![halt.reason.as_str(), halt.detail, until],
                 )
                 .map_err(sql("extending a halt"))?;
-        }
-        Ok(inserted == 1)
+            }
+            Ok(inserted == 1)
+        })
     }
 
     /// Clears the active halt of `reason`; returns whether there was one.
@@ -588,63 +738,91 @@ impl State {
 
     // --- orders -----------------------------------------------------------------------------
 
-    /// The next client order id of `bot` on `date`: `th-<bot>-<yyyymmdd>-<n>`. Ids are never
-    /// reused (Alpaca refuses a reused id forever), so a retry or a restart cannot double an order.
-    pub fn next_client_order_id(&self, bot: &str, date: Date) -> Result<String, StateError> {
-        let prefix = format!("th-{bot}-{}-", date.strftime("%Y%m%d"));
-        // A range over the primary key (`~` sorts after every character of an id), not a scan.
-        let n: i64 = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM orders WHERE client_order_id > ?1 AND client_order_id < ?1 || '~'",
-                [&prefix],
-                |r| r.get(0),
-            )
-            .map_err(sql("numbering an order"))?;
-        Ok(format!("{prefix}{}", n + 1))
+    /// Runs `f` in one write transaction that is on disk when this returns: committed with
+    /// `synchronous=FULL`, so SQLite fsyncs the WAL before the commit completes. For what must
+    /// survive a power cut — an order recorded before it is sent, a halt. Everything else commits
+    /// with NORMAL (durable across a crash of the process, not of the machine).
+    fn durably<T>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        if self.durable {
+            self.conn.pragma_update(None, "synchronous", "FULL").map_err(sql(what))?;
+        }
+        let result = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(sql(what))
+            .and_then(|tx| {
+                let value = f(&tx)?;
+                tx.commit().map_err(sql(what))?;
+                Ok(value)
+            });
+        if self.durable {
+            // Back to the everyday level even when the transaction failed (it rolled back).
+            self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql(what))?;
+        }
+        result
     }
 
-    /// Records an order before it is sent. A second insert of the same client order id fails: that
-    /// is the guard that makes a retry or a restart unable to send one purpose twice.
-    pub fn insert_order(&self, o: &OrderRecord) -> Result<(), StateError> {
+    /// Numbers an order and records it, with its legs, in one durable transaction (`durably`)
+    /// before it is sent; returns its client order id, `th-<bot>-<yyyymmdd>-<epoch>-<n>`
+    /// (`ClientOrderId`). `n` is the ledger's counter (kv `order_seq`), which only grows; the
+    /// epoch is drawn the first time this process numbers an order and recorded in `id_epochs`
+    /// with it. So a new ledger, a moved or restored one, or one that lost its last transactions
+    /// never issues an id this account has seen: Alpaca refuses a reused id forever, and an order
+    /// found under one of ours is checked against this record before it is believed.
+    pub fn record_order(&mut self, o: &NewOrder) -> Result<String, StateError> {
+        let what = "recording an order";
+        let fresh = self.epoch.is_none();
+        let epoch = self.epoch.clone().unwrap_or_else(|| draw_epoch(o.created_at));
         let at = clock::db_ts(o.created_at);
-        self.conn
-            .execute(
-                "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, intent, status,
-                                     broker_order_id, filled_qty, created_at, updated_at, rule, trading_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12, ?13, ?14)",
+        let client_order_id = self.durably(what, |tx| {
+            if fresh {
+                tx.execute("INSERT INTO id_epochs (epoch, started_at) VALUES (?1, ?2)", params![epoch, at])
+                    .map_err(sql(what))?;
+            }
+            let n: String = tx
+                .query_row(
+                    "INSERT INTO kv (key, value, updated_at) VALUES ('order_seq', '1', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, updated_at = excluded.updated_at
+                     RETURNING value",
+                    [&at],
+                    |r| r.get(0),
+                )
+                .map_err(sql(what))?;
+            let n: u64 = n.parse().map_err(|_| StateError::BadRow { what: "kv.order_seq", detail: n.clone() })?;
+            let id = ClientOrderId { bot: o.bot.clone(), date: o.trading_date, epoch: epoch.clone(), n }.text();
+            tx.execute(
+                "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, limit_price, intent,
+                                     status, filled_qty, created_at, updated_at, rule, trading_date)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12)",
                 params![
-                    o.client_order_id,
+                    id,
                     o.bot,
                     o.symbol,
                     o.side,
                     o.qty,
                     o.notional,
                     o.order_type,
+                    o.limit_price,
                     o.intent,
-                    o.status,
-                    o.broker_order_id,
-                    o.filled_qty.to_string(),
                     at,
                     o.rule,
                     o.trading_date.to_string()
                 ],
             )
-            .map(drop)
-            .map_err(sql("recording an order"))
-    }
-
-    /// Records the legs of a multi-leg order, right after `insert_order` and before sending.
-    pub fn insert_order_legs(&self, client_order_id: &str, legs: &[LegRecord]) -> Result<(), StateError> {
-        for l in legs {
-            self.conn
-                .execute(
+            .map_err(sql(what))?;
+            for l in &o.legs {
+                tx.execute(
                     "INSERT INTO order_legs (client_order_id, symbol, ratio, position_intent) VALUES (?1, ?2, ?3, ?4)",
-                    params![client_order_id, l.symbol, l.ratio, l.position_intent],
+                    params![id, l.symbol, l.ratio, l.position_intent],
                 )
                 .map_err(sql("recording an order leg"))?;
-        }
-        Ok(())
+            }
+            Ok(id)
+        })?;
+        self.epoch = Some(epoch);
+        Ok(client_order_id)
     }
 
     pub fn order_legs(&self, client_order_id: &str) -> Result<Vec<LegRecord>, StateError> {
@@ -663,8 +841,10 @@ impl State {
     }
 
     /// Like `apply_order_report`, for a multi-leg order: each leg's cumulative fill moves its own
-    /// owned position (a leg that closes never flips one), all in one transaction.
-    #[allow(clippy::too_many_arguments)]
+    /// owned position (a leg that closes never flips one), all in one transaction. A leg is
+    /// booked with its price or not at all: while a leg that filled more has no price, or the
+    /// answer leaves out a leg of an order that filled, that leg waits and the order keeps its
+    /// status (unfinished), so the next report books it.
     pub fn apply_leg_reports(
         &mut self,
         client_order_id: &str,
@@ -683,25 +863,27 @@ impl State {
             .optional()
             .map_err(sql("recording a fill"))?;
         let Some((bot, date)) = row else { return Ok(Vec::new()) };
-        tx.execute(
-            "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
-                 updated_at = ?5 WHERE client_order_id = ?1",
-            params![client_order_id, status, broker_order_id, filled_qty.to_string(), clock::db_ts(now)],
-        )
-        .map_err(sql("recording a fill"))?;
+        let recorded: Vec<(String, String, String)> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT symbol, position_intent, filled_qty FROM order_legs WHERE client_order_id = ?1 ORDER BY rowid",
+                )
+                .map_err(sql("recording a leg fill"))?;
+            let rows = stmt
+                .query_map([client_order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(sql("recording a leg fill"))?;
+            rows.collect::<Result<_, _>>().map_err(sql("recording a leg fill"))?
+        };
+        let something_filled = filled_qty > Dec::ZERO || status == "filled";
+        let mut complete = true;
         let mut deltas = Vec::new();
         let mut realized_total = 0.0;
-        for (symbol, leg_filled, price) in legs {
-            let known: Option<(String, String)> = tx
-                .query_row(
-                    "SELECT position_intent, filled_qty FROM order_legs WHERE client_order_id = ?1 AND symbol = ?2",
-                    params![client_order_id, symbol],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()
-                .map_err(sql("recording a leg fill"))?;
-            // A leg we did not send is not ours to book.
-            let Some((intent, before)) = known else { continue };
+        // Only the legs we sent are ours to book.
+        for (symbol, intent, before) in recorded {
+            let Some((_, leg_filled, price)) = legs.iter().find(|(s, ..)| *s == symbol) else {
+                complete &= !something_filled;
+                continue;
+            };
             let before: Dec = before.parse().map_err(|e: crate::core::decimal::DecError| StateError::BadRow {
                 what: "order_legs.filled_qty",
                 detail: e.to_string(),
@@ -710,23 +892,30 @@ impl State {
             if new <= Dec::ZERO {
                 continue;
             }
+            let Some(price) = *price else {
+                complete = false;
+                continue;
+            };
             tx.execute(
                 "UPDATE order_legs SET filled_qty = ?3 WHERE client_order_id = ?1 AND symbol = ?2",
                 params![client_order_id, symbol, leg_filled.to_string()],
             )
             .map_err(sql("recording a leg fill"))?;
             let signed = if intent.starts_with("buy") { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
-            let price = price.unwrap_or(Dec::ZERO);
             let closing = intent.ends_with("_to_close");
-            let realized = move_owned(&tx, &bot, symbol, signed, price, closing, now)?;
+            let realized = move_owned(&tx, &bot, &symbol, signed, price, closing, now)?;
             realized_total += realized;
-            deltas.push(FillDelta {
-                bot: bot.clone(),
-                symbol: symbol.clone(),
-                qty: signed,
-                price,
-                realized_pnl: realized,
-            });
+            deltas.push(FillDelta { bot: bot.clone(), symbol, qty: signed, price, realized_pnl: realized });
+        }
+        if complete {
+            tx.execute(
+                "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
+                     updated_at = ?5 WHERE client_order_id = ?1",
+                params![client_order_id, status, broker_order_id, filled_qty.to_string(), clock::db_ts(now)],
+            )
+            .map_err(sql("recording a fill"))?;
+        } else {
+            learn_broker_id(&tx, client_order_id, broker_order_id)?;
         }
         add_realized(&tx, date.as_deref(), &bot, realized_total, now)?;
         add_order_realized(&tx, client_order_id, realized_total)?;
@@ -755,8 +944,8 @@ impl State {
     fn read_orders(&self, filter: &str, arg: &str) -> Result<Vec<OrderRecord>, StateError> {
         let query = format!(
             "SELECT client_order_id, bot, symbol, side, qty, notional, order_type, intent, status, broker_order_id,
-                    created_at, trading_date, rule, filled_qty
-             FROM orders WHERE {filter} ORDER BY created_at, client_order_id"
+                    created_at, trading_date, rule, filled_qty, limit_price
+             FROM orders WHERE {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("reading orders"))?;
         let rows = stmt
@@ -766,7 +955,7 @@ impl State {
                     (r.get::<_, Option<String>>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
                     (r.get::<_, String>(7)?, r.get::<_, String>(8)?, r.get::<_, Option<String>>(9)?),
                     (r.get::<_, String>(10)?, r.get::<_, Option<String>>(11)?, r.get::<_, Option<String>>(12)?),
-                    r.get::<_, Option<String>>(13)?,
+                    (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?),
                 ))
             })
             .map_err(sql("reading orders"))?;
@@ -777,7 +966,7 @@ impl State {
                 (qty, notional, order_type),
                 (intent, status, broker_id),
                 (created, date, rule),
-                filled,
+                (filled, limit_price),
             ) = row.map_err(sql("reading orders"))?;
             let created_at = clock::parse_ts(&created).map_err(bad_row("orders.created_at"))?;
             let trading_date = match date {
@@ -798,6 +987,7 @@ impl State {
                 qty,
                 notional,
                 order_type,
+                limit_price,
                 intent,
                 status,
                 broker_order_id: broker_id,
@@ -931,13 +1121,21 @@ impl State {
             what: "orders.filled_qty",
             detail: e.to_string(),
         })?;
+        let new = filled_qty.checked_sub(before).unwrap_or(Dec::ZERO);
+        if new > Dec::ZERO && avg_price.is_none() {
+            // More filled, but the answer has no price: a fill is booked with its price or not at
+            // all. Nothing moves — not the quantity, not the status, so the order stays unfinished
+            // and its next report books the fill.
+            learn_broker_id(&tx, client_order_id, broker_order_id)?;
+            tx.commit().map_err(sql("recording a fill"))?;
+            return Ok(None);
+        }
         tx.execute(
             "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
                  updated_at = ?5 WHERE client_order_id = ?1",
             params![client_order_id, status, broker_order_id, filled_qty.max(before).to_string(), clock::db_ts(now)],
         )
         .map_err(sql("recording a fill"))?;
-        let new = filled_qty.checked_sub(before).unwrap_or(Dec::ZERO);
         let delta = match (new > Dec::ZERO, avg_price) {
             (true, Some(price)) => {
                 let signed = if side == "buy" { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
@@ -1341,6 +1539,20 @@ fn add_realized(
     .map_err(sql("recording realised P&L"))
 }
 
+/// Keeps the broker's id of one of our orders, when the answer gave one, and nothing else.
+fn learn_broker_id(
+    tx: &rusqlite::Transaction<'_>,
+    client_order_id: &str,
+    broker_order_id: Option<&str>,
+) -> Result<(), StateError> {
+    tx.execute(
+        "UPDATE orders SET broker_order_id = coalesce(?2, broker_order_id) WHERE client_order_id = ?1",
+        params![client_order_id, broker_order_id],
+    )
+    .map(drop)
+    .map_err(sql("recording an order's broker id"))
+}
+
 fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, realized: f64) -> Result<(), StateError> {
     if realized == 0.0 {
         return Ok(());
@@ -1389,6 +1601,8 @@ fn classify_open_error(path: &Path, error: rusqlite::Error) -> StateError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn ts(s: &str) -> Timestamp {
@@ -1460,47 +1674,190 @@ mod tests {
         assert!(s.set_halt(&h).unwrap());
     }
 
-    fn order(coid: &str, side: &str, qty: &str, intent: &str) -> OrderRecord {
-        OrderRecord {
-            client_order_id: coid.into(),
+    fn order(side: &str, qty: &str, intent: &str) -> NewOrder {
+        NewOrder {
             bot: "mom_AAPL".into(),
             symbol: "AAPL".into(),
             side: side.into(),
             qty: Some(qty.into()),
             notional: None,
             order_type: "market".into(),
+            limit_price: None,
             intent: intent.into(),
-            status: "recorded".into(),
-            broker_order_id: None,
+            rule: None,
             created_at: ts("2026-11-25T15:00:00Z"),
             trading_date: jiff::civil::date(2026, 11, 25),
-            rule: None,
-            filled_qty: Dec::ZERO,
+            legs: Vec::new(),
         }
     }
 
     #[test]
-    fn a_client_order_id_is_recorded_once() {
+    fn client_order_ids_carry_the_bot_the_date_a_random_epoch_and_a_counter_that_only_grows() {
         let path = temp_db("orders");
-        let s = State::open(&path).unwrap();
+        let mut s = State::open(&path).unwrap();
         let date = jiff::civil::date(2026, 11, 25);
-        let coid = s.next_client_order_id("mom_AAPL", date).unwrap();
-        assert_eq!(coid, "th-mom_AAPL-20261125-1");
-        let o = order(&coid, "buy", "3", "entry");
-        s.insert_order(&o).unwrap();
-        assert!(s.insert_order(&o).is_err());
-        assert_eq!(s.next_client_order_id("mom_AAPL", date).unwrap(), "th-mom_AAPL-20261125-2");
-        // An underscore in a bot id is not a wildcard: another bot's ids do not count.
-        assert_eq!(s.next_client_order_id("mom_AAPLX", date).unwrap(), "th-mom_AAPLX-20261125-1");
-        assert!(
-            s.update_order_status(&o.client_order_id, "accepted", Some("b-1"), ts("2026-11-25T15:00:01Z")).unwrap()
-        );
-        let back = s.order(&o.client_order_id).unwrap().unwrap();
+        let first = s.record_order(&order("buy", "3", "entry")).unwrap();
+        let id = ClientOrderId::parse(&first).unwrap();
+        assert_eq!((id.bot.as_str(), id.date, id.n), ("mom_AAPL", date, 1), "{first}");
+        assert_eq!(first, format!("th-mom_AAPL-20261125-{}-1", id.epoch));
+        // Another bot's order takes the next number: one counter per ledger.
+        let other = s.record_order(&NewOrder { bot: "mom-QQQ".into(), ..order("buy", "1", "entry") }).unwrap();
+        assert_eq!(ClientOrderId::parse(&other).unwrap(), ClientOrderId { bot: "mom-QQQ".into(), n: 2, ..id.clone() });
+        // Deleting rows (a ledger that lost its last transactions) never lowers the counter.
+        s.conn.execute("DELETE FROM orders", []).unwrap();
+        let third = s.record_order(&order("buy", "1", "entry")).unwrap();
+        assert_eq!(ClientOrderId::parse(&third).unwrap().n, 3);
+        let epochs: i64 = s.conn.query_row("SELECT count(*) FROM id_epochs", [], |r| r.get(0)).unwrap();
+        assert_eq!(epochs, 1, "one epoch per process, recorded with its first order");
+        assert!(s.update_order_status(&third, "accepted", Some("b-1"), ts("2026-11-25T15:00:01Z")).unwrap());
+        let back = s.order(&third).unwrap().unwrap();
         assert_eq!(back.status, "accepted");
         assert_eq!(back.broker_order_id.as_deref(), Some("b-1"));
-        assert_eq!(back.qty.as_deref(), Some("3"));
+        assert_eq!(back.qty.as_deref(), Some("1"));
         assert_eq!(s.unfinished_orders().unwrap().len(), 1);
         assert_eq!(s.entries_on("mom_AAPL", date).unwrap(), 1);
+        // A restart of the daemon on the same ledger draws a new epoch; the counter goes on.
+        drop(s);
+        let mut s = State::open(&path).unwrap();
+        let after = ClientOrderId::parse(&s.record_order(&order("buy", "1", "entry")).unwrap()).unwrap();
+        assert_ne!(after.epoch, id.epoch);
+        assert_eq!(after.n, 4);
+    }
+
+    #[test]
+    fn two_new_ledgers_never_issue_the_same_id() {
+        let mut seen = BTreeSet::new();
+        for k in 0..20 {
+            let path = temp_db(&format!("fresh-{k}"));
+            let mut s = State::open(&path).unwrap();
+            let id = s.record_order(&order("buy", "1", "entry")).unwrap();
+            assert!(id.ends_with("-1"), "{id}");
+            assert!(seen.insert(id.clone()), "{id} issued twice by two new ledgers");
+        }
+    }
+
+    #[test]
+    fn client_order_ids_parse_back_and_other_formats_do_not() {
+        let id =
+            ClientOrderId { bot: "a-b_c".into(), date: jiff::civil::date(2026, 1, 2), epoch: "0a1b2c3d".into(), n: 77 };
+        assert_eq!(id.text(), "th-a-b_c-20260102-0a1b2c3d-77");
+        assert_eq!(ClientOrderId::parse(&id.text()), Some(id));
+        assert!(ClientOrderId::parse("th-mom_AAPL-20261125-1").is_none(), "the format before migration 9");
+        assert!(ClientOrderId::parse("th-mom_AAPL-20261125-ABCDEFGH-1").is_none());
+        assert!(ClientOrderId::parse("sim-close-3").is_none());
+        let longest = ClientOrderId {
+            bot: "b".repeat(32),
+            n: u64::MAX,
+            ..ClientOrderId::parse("th-x-20260102-0a1b2c3d-1").unwrap()
+        };
+        assert!(longest.text().len() <= 128, "Alpaca's limit");
+    }
+
+    #[test]
+    fn the_record_is_committed_before_record_order_returns_and_the_everyday_level_is_restored() {
+        let path = temp_db("durable");
+        let mut s = State::open(&path).unwrap();
+        let id = s.record_order(&order("buy", "1", "entry")).unwrap();
+        // Another connection (another process, or the same file after a crash) sees it.
+        let other = Connection::open(&path).unwrap();
+        let n: i64 =
+            other.query_row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [&id], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
+        let level: i64 = s.conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        assert_eq!(level, 1, "NORMAL again after the FULL commit");
+    }
+
+    #[test]
+    fn a_new_file_opened_by_many_processes_at_once_is_migrated_once() {
+        let path = temp_db("race");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || State::open(&path).map(drop).map_err(|e| e.to_string()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        assert_eq!(State::open(&path).unwrap().user_version().unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn open_existing_creates_nothing() {
+        let path = temp_db("existing");
+        match State::open_existing(&path) {
+            Err(StateError::Missing { path: p }) => assert!(p.is_absolute(), "{p:?}"),
+            Err(e) => panic!("expected Missing, got {e}"),
+            Ok(_) => panic!("expected Missing, got a ledger"),
+        }
+        assert!(!path.parent().unwrap().exists(), "not even the folder");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        assert!(matches!(State::open_existing(&path), Err(StateError::Missing { .. })), "an empty file is no ledger");
+        std::fs::remove_file(&path).unwrap();
+        drop(State::open(&path).unwrap());
+        assert!(State::open_existing(&path).is_ok());
+    }
+
+    #[test]
+    fn a_fill_without_a_price_is_not_booked_and_the_order_stays_unfinished() {
+        let path = temp_db("unpriced");
+        let mut s = State::open(&path).unwrap();
+        let now = ts("2026-11-25T15:00:00Z");
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        let e = s.record_order(&order("buy", "10", "entry")).unwrap();
+        assert!(s.apply_order_report(&e, "filled", Some("b1"), d("10"), None, now).unwrap().is_none());
+        assert!(s.owned_positions().unwrap().is_empty(), "nothing booked at no price");
+        let rec = s.order(&e).unwrap().unwrap();
+        assert_eq!((rec.status.as_str(), rec.filled_qty), ("recorded", Dec::ZERO));
+        assert_eq!(rec.broker_order_id.as_deref(), Some("b1"));
+        assert_eq!(s.unfinished_orders().unwrap().len(), 1, "read again next iteration");
+        // Once the price comes, the fill is booked, once.
+        let delta = s.apply_order_report(&e, "filled", Some("b1"), d("10"), Some(d("101")), now).unwrap().unwrap();
+        assert_eq!((delta.qty, delta.price), (d("10"), d("101")));
+        assert!(s.apply_order_report(&e, "filled", Some("b1"), d("10"), Some(d("101")), now).unwrap().is_none());
+        assert_eq!(s.owned_positions().unwrap()[0].avg_entry_price, d("101"));
+    }
+
+    #[test]
+    fn a_leg_fill_without_a_price_waits_and_nothing_is_booked_at_zero() {
+        let path = temp_db("unpriced-legs");
+        let mut s = State::open(&path).unwrap();
+        let now = ts("2026-11-25T15:00:00Z");
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        let leg =
+            |symbol: &str, intent: &str| LegRecord { symbol: symbol.into(), ratio: 1, position_intent: intent.into() };
+        let spread = NewOrder {
+            symbol: "SPY".into(),
+            side: "sell".into(),
+            qty: Some("1".into()),
+            legs: vec![leg("SPY261218P00480000", "sell_to_open"), leg("SPY261218P00475000", "buy_to_open")],
+            ..order("sell", "1", "entry")
+        };
+        let id = s.record_order(&spread).unwrap();
+        let reports = |short: Option<&str>, long: Option<&str>| {
+            vec![
+                ("SPY261218P00480000".to_string(), d("1"), short.map(d)),
+                ("SPY261218P00475000".to_string(), d("1"), long.map(d)),
+            ]
+        };
+        let booked = s.apply_leg_reports(&id, "filled", Some("b"), d("1"), &reports(Some("2.10"), None), now).unwrap();
+        assert_eq!(booked.len(), 1, "the priced leg is booked: {booked:?}");
+        assert_eq!(s.order(&id).unwrap().unwrap().status, "recorded", "kept unfinished for the other leg");
+        // An answer that leaves the legs out books nothing and finishes nothing.
+        assert!(s.apply_leg_reports(&id, "filled", Some("b"), d("1"), &[], now).unwrap().is_empty());
+        assert_eq!(s.order(&id).unwrap().unwrap().status, "recorded");
+        let booked =
+            s.apply_leg_reports(&id, "filled", Some("b"), d("1"), &reports(Some("2.10"), Some("1.60")), now).unwrap();
+        assert_eq!(
+            booked.iter().map(|f| (f.symbol.as_str(), f.price)).collect::<Vec<_>>(),
+            vec![("SPY261218P00475000", d("1.60"))]
+        );
+        assert_eq!(s.order(&id).unwrap().unwrap().status, "filled");
+        let owned = s.owned_positions().unwrap();
+        assert!(owned.iter().all(|p| !p.avg_entry_price.is_zero()), "{owned:?}");
+        assert_eq!(owned.len(), 2);
     }
 
     #[test]
@@ -1509,19 +1866,19 @@ mod tests {
         let mut s = State::open(&path).unwrap();
         let now = ts("2026-11-25T15:00:00Z");
         let d = |t: &str| t.parse::<Dec>().unwrap();
-        s.insert_order(&order("e1", "buy", "10", "entry")).unwrap();
+        let e1 = s.record_order(&order("buy", "10", "entry")).unwrap();
         // A partial fill, then the full fill, then the same report again.
-        let delta = s.apply_order_report("e1", "partially_filled", Some("b1"), d("4"), Some(d("100")), now).unwrap();
+        let delta = s.apply_order_report(&e1, "partially_filled", Some("b1"), d("4"), Some(d("100")), now).unwrap();
         assert_eq!(delta.unwrap().qty, d("4"));
-        s.apply_order_report("e1", "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap();
-        assert!(s.apply_order_report("e1", "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap().is_none());
+        s.apply_order_report(&e1, "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap();
+        assert!(s.apply_order_report(&e1, "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap().is_none());
         let owned = s.owned_positions().unwrap();
         assert_eq!(owned[0].qty, d("10"));
         assert_eq!(owned[0].avg_entry_price, d("100.72"));
         assert!(s.unfinished_orders().unwrap().is_empty());
         // Sell 10 at 102: +12.8 realised, the position closes.
-        s.insert_order(&order("x1", "sell", "10", "exit")).unwrap();
-        let delta = s.apply_order_report("x1", "filled", Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
+        let x1 = s.record_order(&order("sell", "10", "exit")).unwrap();
+        let delta = s.apply_order_report(&x1, "filled", Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
         assert!((delta.realized_pnl - 12.8).abs() < 1e-9, "{}", delta.realized_pnl);
         assert!(s.owned_positions().unwrap().is_empty());
         let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap();
@@ -1534,18 +1891,18 @@ mod tests {
         let mut s = State::open(&path).unwrap();
         let now = ts("2026-11-25T15:00:00Z");
         let d = |t: &str| t.parse::<Dec>().unwrap();
-        s.insert_order(&order("e", "buy", "1", "entry")).unwrap();
-        s.apply_order_report("e", "filled", None, d("1"), Some(d("50")), now).unwrap();
+        let e = s.record_order(&order("buy", "1", "entry")).unwrap();
+        s.apply_order_report(&e, "filled", None, d("1"), Some(d("50")), now).unwrap();
         // Reconciliation capped it meanwhile, or the exit over-filled: either way, closed at zero.
-        s.insert_order(&order("x", "sell", "5", "exit")).unwrap();
-        s.apply_order_report("x", "filled", None, d("5"), Some(d("50")), now).unwrap();
+        let x = s.record_order(&order("sell", "5", "exit")).unwrap();
+        s.apply_order_report(&x, "filled", None, d("5"), Some(d("50")), now).unwrap();
         assert!(s.owned_positions().unwrap().is_empty());
-        s.insert_order(&order("y", "sell", "3", "exit")).unwrap();
-        s.apply_order_report("y", "filled", None, d("3"), Some(d("50")), now).unwrap();
+        let y = s.record_order(&order("sell", "3", "exit")).unwrap();
+        s.apply_order_report(&y, "filled", None, d("3"), Some(d("50")), now).unwrap();
         assert!(s.owned_positions().unwrap().is_empty(), "no short booked from an exit");
         // An entry that sells (an allowed short) does open a short.
-        s.insert_order(&order("z", "sell", "2", "entry")).unwrap();
-        s.apply_order_report("z", "filled", None, d("2"), Some(d("50")), now).unwrap();
+        let z = s.record_order(&order("sell", "2", "entry")).unwrap();
+        s.apply_order_report(&z, "filled", None, d("2"), Some(d("50")), now).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, d("-2"));
     }
 
@@ -1556,8 +1913,8 @@ mod tests {
         let d = |t: &str| t.parse::<Dec>().unwrap();
         {
             let mut s = State::open(&path).unwrap();
-            s.insert_order(&order("e", "buy", "10", "entry")).unwrap();
-            s.apply_order_report("e", "filled", None, d("10"), Some(d("100")), now).unwrap();
+            let e = s.record_order(&order("buy", "10", "entry")).unwrap();
+            s.apply_order_report(&e, "filled", None, d("10"), Some(d("100")), now).unwrap();
             s.record_best_price("mom_AAPL", "AAPL", 101.5, true).unwrap();
             s.record_best_price("mom_AAPL", "AAPL", 100.7, true).unwrap();
         }
@@ -1577,7 +1934,8 @@ mod tests {
         let path = temp_db("plan");
         let s = State::open(&path).unwrap();
         let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-        assert!(MIGRATIONS[5].contains(&format!("status NOT IN ({finals})")), "the index and the query drifted apart");
+        let index = MIGRATIONS.iter().rev().find(|m| m.contains("CREATE INDEX orders_unfinished")).unwrap();
+        assert!(index.contains(&format!("status NOT IN ({finals})")), "the index and the query drifted apart");
         let plan: Vec<String> = s
             .conn
             .prepare(&format!("EXPLAIN QUERY PLAN SELECT client_order_id FROM orders WHERE status NOT IN ({finals}) ORDER BY created_at"))

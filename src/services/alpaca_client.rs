@@ -36,6 +36,9 @@ pub const DATA_URL: &str = "https://data.alpaca.markets";
 
 /// Alpaca's code for "client_order_id must be unique".
 const DUPLICATE_CLIENT_ORDER_ID: u64 = 40010001;
+/// Alpaca's code for "order not found" (and "position does not exist"): its own word that there
+/// is none, as opposed to a 404 from a proxy or a load balancer, which says nothing about orders.
+const NOT_FOUND: u64 = 40410000;
 /// A guard against a server that hands out page tokens forever.
 const MAX_PAGES: usize = 50;
 
@@ -359,7 +362,9 @@ impl AlpacaClient {
         self.parse(&format!("GET {path}"), &body)
     }
 
-    /// A GET whose 404 means "there is none".
+    /// A GET whose 404 with Alpaca's own "not found" code means "there is none". Any other 404
+    /// (an HTML page, a JSON body without that code) is an error like any failed call: the
+    /// caller stays unsure, and an order is never abandoned or sent again on a proxy's word.
     fn get_optional<T: serde::de::DeserializeOwned>(
         &mut self,
         path: &str,
@@ -367,7 +372,7 @@ impl AlpacaClient {
     ) -> Result<Option<T>, BrokerError> {
         match self.get(Host::Trading, path, query) {
             Ok(v) => Ok(Some(v)),
-            Err(BrokerError::Rejected { status: 404, .. }) => {
+            Err(BrokerError::Rejected { status: 404, code: Some(NOT_FOUND), .. }) => {
                 // Not a failure: the answer is "no such thing". Undo its health count.
                 self.stats.failures.pop();
                 Ok(None)
@@ -661,13 +666,7 @@ impl RawOrder {
     fn into_order(self, endpoint: &str) -> Result<Order, BrokerError> {
         let created_at = self.created_at.as_deref().map(|t| ts(endpoint, t)).transpose()?;
         let asset_class = AssetClass::parse(&self.asset_class);
-        let position_intent = self.position_intent.as_deref().and_then(|p| match p {
-            "buy_to_open" => Some(PositionIntent::BuyToOpen),
-            "buy_to_close" => Some(PositionIntent::BuyToClose),
-            "sell_to_open" => Some(PositionIntent::SellToOpen),
-            "sell_to_close" => Some(PositionIntent::SellToClose),
-            _ => None,
-        });
+        let position_intent = self.position_intent.as_deref().and_then(PositionIntent::parse);
         let legs =
             self.legs.unwrap_or_default().into_iter().map(|l| l.into_order(endpoint)).collect::<Result<_, _>>()?;
         Ok(Order {
@@ -877,6 +876,28 @@ pub fn order_body(r: &OrderRequest) -> Value {
     body
 }
 
+/// `order`, found under the client order id of `request`, if it is what we sent; otherwise the
+/// conflict, which the caller records and halts on (it never books or touches the stranger).
+fn ours_or_conflict(request: &OrderRequest, order: Order) -> Result<Order, BrokerError> {
+    match crate::services::broker::order_mismatch(request, &order) {
+        None => Ok(order),
+        Some(detail) => Err(BrokerError::Conflict {
+            client_order_id: request.client_order_id.clone(),
+            broker_order_id: order.id,
+            detail,
+        }),
+    }
+}
+
+/// A submit whose outcome could not be learned: transient, so the order is kept as unknown.
+fn lookup_failed(endpoint: &str, client_order_id: &str, lookup: &BrokerError) -> BrokerError {
+    BrokerError::Transient {
+        endpoint: endpoint.into(),
+        status: lookup.status(),
+        detail: format!("the answer was lost and looking up {client_order_id} failed: {lookup}"),
+    }
+}
+
 /// Refuses what Alpaca would refuse anyway, or what would be dangerous to send.
 fn check_request(r: &OrderRequest) -> Result<(), BrokerError> {
     let invalid = |d: String| Err(BrokerError::Invalid { detail: d });
@@ -946,14 +967,24 @@ impl crate::services::broker::Broker for AlpacaClient {
 
     fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError> {
         let path = format!("/v2/orders/{}", path_segment(id));
-        let raw: Option<RawOrder> = self.get_optional(&path, &[])?;
+        let raw: Option<RawOrder> = self.get_optional(&path, &[("nested", "true".to_string())])?;
         raw.map(|o| o.into_order("GET /v2/orders/{order_id}")).transpose()
     }
 
+    /// By client order id; a multi-leg order always comes back with its legs. That endpoint has
+    /// no `nested` parameter, so an answer without them is read again by the broker's id with
+    /// `nested=true`: the legs are what an order is checked against and what its fills book.
     fn order_by_client_id(&mut self, client_order_id: &str) -> Result<Option<Order>, BrokerError> {
         let q = [("client_order_id", client_order_id.to_string())];
         let raw: Option<RawOrder> = self.get_optional("/v2/orders:by_client_order_id", &q)?;
-        raw.map(|o| o.into_order("GET /v2/orders:by_client_order_id")).transpose()
+        let Some(order) = raw.map(|o| o.into_order("GET /v2/orders:by_client_order_id")).transpose()? else {
+            return Ok(None);
+        };
+        if order.order_class == "mleg" && order.legs.is_empty() {
+            // Gone between the two questions cannot be: an order is never deleted at Alpaca.
+            return Ok(Some(self.order(&order.id)?.unwrap_or(order)));
+        }
+        Ok(Some(order))
     }
 
     fn submit_order(&mut self, request: &OrderRequest) -> Result<Order, BrokerError> {
@@ -965,35 +996,45 @@ impl crate::services::broker::Broker for AlpacaClient {
         loop {
             sends += 1;
             match self.call(Method::Post, Host::Trading, "/v2/orders", &[], Some(&body)) {
+                // Alpaca made this order from our body: it is ours.
                 Ok((_, text)) => {
                     let raw: RawOrder = self.parse(endpoint, &text)?;
                     return raw.into_order(endpoint);
                 }
-                // Alpaca already has an order with this id: that order is the answer.
-                Err(BrokerError::Rejected { status: 422, code: Some(DUPLICATE_CLIENT_ORDER_ID), message, .. }) => {
-                    return match self.order_by_client_id(&request.client_order_id)? {
-                        Some(order) => Ok(order),
-                        None => Err(BrokerError::Rejected {
+                // Alpaca already has an order under this id: our own earlier send whose answer
+                // was lost, or — when the ledger was moved, restored or shared — someone else's.
+                // Only an order that is what we sent is the answer.
+                Err(BrokerError::Rejected { status: 422, code: Some(DUPLICATE_CLIENT_ORDER_ID), .. }) => {
+                    return match self.order_by_client_id(&request.client_order_id) {
+                        Ok(Some(order)) => ours_or_conflict(request, order),
+                        // Taken, yet not found: nothing to believe either way. Unknown, so the
+                        // caller looks again later and never sends this id again.
+                        Ok(None) => Err(BrokerError::Transient {
                             endpoint: endpoint.into(),
-                            status: 422,
-                            code: Some(DUPLICATE_CLIENT_ORDER_ID),
-                            message,
+                            status: Some(422),
+                            detail: format!(
+                                "Alpaca says {} is taken but has no order under it",
+                                request.client_order_id
+                            ),
                         }),
+                        Err(e) => Err(lookup_failed(endpoint, &request.client_order_id, &e)),
                     };
                 }
                 // The answer was lost (timeout, dropped connection, 5xx, 429): the order may or may
-                // not exist. Ask before sending again; if the question fails too, give up and let
-                // reconciliation find out.
-                Err(e @ BrokerError::Transient { .. }) => {
-                    if let Some(order) = self.order_by_client_id(&request.client_order_id)? {
-                        return Ok(order);
+                // not exist. Ask before sending again, and send again only on Alpaca's own word
+                // that there is no such order; if the question fails too, the order stays unknown
+                // (the caller looks it up later, and never sends it again blindly).
+                Err(e @ BrokerError::Transient { .. }) => match self.order_by_client_id(&request.client_order_id) {
+                    Ok(Some(order)) => return ours_or_conflict(request, order),
+                    Ok(None) => {
+                        let out_of_time = started.elapsed() + self.settings.backoff > self.settings.retry_budget;
+                        if sends >= self.settings.max_attempts || out_of_time {
+                            return Err(e);
+                        }
+                        std::thread::sleep(self.backoff(sends));
                     }
-                    let out_of_time = started.elapsed() + self.settings.backoff > self.settings.retry_budget;
-                    if sends >= self.settings.max_attempts || out_of_time {
-                        return Err(e);
-                    }
-                    std::thread::sleep(self.backoff(sends));
-                }
+                    Err(lookup) => return Err(lookup_failed(endpoint, &request.client_order_id, &lookup)),
+                },
                 Err(e) => return Err(e),
             }
         }

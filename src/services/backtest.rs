@@ -127,10 +127,11 @@ fn replay(
     let err = |e: crate::core::state::StateError| e.to_string();
     let clock = Arc::new(ManualClock::new(first));
     let db = cfg.settings.system.state_db_path.clone();
-    let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, Some(State::open(&db).map_err(err)?))
-        .map_err(err)?;
+    let mut sim =
+        SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, Some(State::open_scratch(&db).map_err(err)?))
+            .map_err(err)?;
     sim.replay(data);
-    let mut o = Orchestrator::new(cfg, State::open(&db).map_err(err)?, Box::new(clock.clone()), Box::new(sim));
+    let mut o = Orchestrator::new(cfg, State::open_scratch(&db).map_err(err)?, Box::new(clock.clone()), Box::new(sim));
 
     let progress = std::io::stderr().is_terminal();
     let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());

@@ -303,6 +303,12 @@ impl PositionIntent {
             PositionIntent::SellToOpen | PositionIntent::SellToClose => Side::Sell,
         }
     }
+
+    pub fn parse(text: &str) -> Option<PositionIntent> {
+        [PositionIntent::BuyToOpen, PositionIntent::BuyToClose, PositionIntent::SellToOpen, PositionIntent::SellToClose]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+    }
 }
 
 /// An order as the broker reports it. A multi-leg parent has an empty symbol and no side; its
@@ -447,6 +453,10 @@ pub enum BrokerError {
     BadResponse { endpoint: String, detail: String },
     /// A request the daemon refused to send (it would break a product rule).
     Invalid { detail: String },
+    /// The broker holds an order under our client order id that is not the one we sent (another
+    /// ledger's, or an old one of a ledger that was moved or restored): ours was not placed, and
+    /// the stranger must never be booked or touched.
+    Conflict { client_order_id: String, broker_order_id: String, detail: String },
 }
 
 impl BrokerError {
@@ -454,7 +464,7 @@ impl BrokerError {
         match self {
             BrokerError::Transient { status, .. } => *status,
             BrokerError::Unauthorized { status, .. } | BrokerError::Rejected { status, .. } => Some(*status),
-            BrokerError::BadResponse { .. } | BrokerError::Invalid { .. } => None,
+            BrokerError::BadResponse { .. } | BrokerError::Invalid { .. } | BrokerError::Conflict { .. } => None,
         }
     }
 
@@ -464,7 +474,7 @@ impl BrokerError {
             | BrokerError::Unauthorized { endpoint, .. }
             | BrokerError::Rejected { endpoint, .. }
             | BrokerError::BadResponse { endpoint, .. } => endpoint,
-            BrokerError::Invalid { .. } => "",
+            BrokerError::Invalid { .. } | BrokerError::Conflict { .. } => "",
         }
     }
 
@@ -490,6 +500,10 @@ impl fmt::Display for BrokerError {
             },
             BrokerError::BadResponse { endpoint, detail } => write!(f, "{endpoint}: unreadable answer: {detail}"),
             BrokerError::Invalid { detail } => write!(f, "order not sent: {detail}"),
+            BrokerError::Conflict { client_order_id, broker_order_id, detail } => write!(
+                f,
+                "the broker's order {broker_order_id} under our client order id {client_order_id} is not the order we sent ({detail}); it was not adopted"
+            ),
         }
     }
 }
@@ -551,6 +565,78 @@ pub trait Broker {
     ) -> Result<BySymbol<OptionSnapshot>, BrokerError>;
     /// Drains the call statistics gathered since the last call.
     fn take_call_stats(&mut self) -> CallStats;
+}
+
+/// Why `found`, an order the broker holds under the client order id of `sent`, is not the order
+/// we sent — `None` when it is: the same client order id, symbol and side (for a multi-leg order:
+/// the same legs, each with its symbol, side, position intent and ratio), quantity or notional,
+/// type, limit price and stop price. Alpaca keeps a client order id unique forever, so the order
+/// under one of our ids may be another ledger's; only a match is ours. A field the broker left
+/// out counts as different: believing an order is never the default.
+pub fn order_mismatch(sent: &OrderRequest, found: &Order) -> Option<String> {
+    let mut why: Vec<String> = Vec::new();
+    let text = text_of;
+    if found.client_order_id != sent.client_order_id {
+        why.push(format!("client order id {:?}", found.client_order_id));
+    }
+    if sent.legs.is_empty() {
+        if found.symbol != sent.symbol {
+            why.push(format!("symbol {} (ours {})", found.symbol, sent.symbol));
+        }
+        if found.side != Some(sent.side) {
+            let side = found.side.map_or("none", Side::as_str);
+            why.push(format!("side {side} (ours {})", sent.side.as_str()));
+        }
+    } else if let Some(d) = legs_mismatch(sent, found) {
+        why.push(d);
+    }
+    match sent.amount {
+        Amount::Qty(q) if found.qty != Some(q) => why.push(format!("qty {} (ours {q})", text(found.qty))),
+        Amount::Notional(n) if found.notional != Some(n) => {
+            why.push(format!("notional {} (ours {n})", text(found.notional)))
+        }
+        _ => {}
+    }
+    if found.order_type != Some(sent.order_type) {
+        let t = found.order_type.map_or("none", OrderType::as_str);
+        why.push(format!("type {t} (ours {})", sent.order_type.as_str()));
+    }
+    if found.limit_price != sent.limit_price {
+        why.push(format!("limit price {} (ours {})", text(found.limit_price), text(sent.limit_price)));
+    }
+    if found.stop_price != sent.stop_price {
+        why.push(format!("stop price {} (ours {})", text(found.stop_price), text(sent.stop_price)));
+    }
+    if why.is_empty() { None } else { Some(why.join(", ")) }
+}
+
+/// The legs part of `order_mismatch`. A leg's ratio is its quantity over the order's, when the
+/// broker gives both.
+fn legs_mismatch(sent: &OrderRequest, found: &Order) -> Option<String> {
+    if found.legs.len() != sent.legs.len() {
+        return Some(format!("{} legs (ours {})", found.legs.len(), sent.legs.len()));
+    }
+    let count = match sent.amount {
+        Amount::Qty(q) | Amount::Notional(q) => q,
+    };
+    for leg in &sent.legs {
+        let Some(f) = found.legs.iter().find(|f| f.symbol == leg.symbol) else {
+            return Some(format!("no leg {} (ours {})", leg.symbol, leg.position_intent.as_str()));
+        };
+        let intent_differs = f.position_intent.is_some_and(|p| p != leg.position_intent);
+        if f.side != Some(leg.position_intent.side()) || intent_differs {
+            return Some(format!("leg {} is not {}", leg.symbol, leg.position_intent.as_str()));
+        }
+        let ratio = f.qty.zip(count.checked_mul_int(i64::from(leg.ratio_qty)));
+        if ratio.is_some_and(|(found_qty, ours)| found_qty != ours) {
+            return Some(format!("leg {} qty {} (ours {} × {})", leg.symbol, text_of(f.qty), count, leg.ratio_qty));
+        }
+    }
+    None
+}
+
+fn text_of(d: Option<Dec>) -> String {
+    d.map_or("none".to_string(), |d| d.to_string())
 }
 
 /// `BTCUSD` (how crypto positions are keyed) → `BTC/USD` (how orders and data name it). Other

@@ -19,11 +19,14 @@ use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::Config;
 use crate::core::decimal::Dec;
-use crate::core::state::{BrokerPositionRow, FillDelta, LegRecord, OrderRecord, OwnedPosition, State, StateError};
+use crate::core::halt::{self, Halt, HaltReason};
+use crate::core::state::{
+    BrokerPositionRow, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
+};
 use crate::event;
 use crate::services::broker::{
     Account, Amount, Bar, Broker, BrokerError, BySymbol, Leg, OptionContract, OptionSnapshot, Order, OrderRequest,
-    OrderType, Quote, Side, TimeInForce, parse_occ,
+    OrderType, PositionIntent, Quote, Side, TimeInForce, order_mismatch, parse_occ,
 };
 use crate::services::portfolio::{self, BotKind, Budget};
 
@@ -109,6 +112,11 @@ pub enum Sent {
     Unknown {
         client_order_id: String,
     },
+    /// The broker holds another order under this id: recorded as `conflict`, halted on, and
+    /// neither our order nor the stranger is ever booked.
+    Conflict {
+        client_order_id: String,
+    },
 }
 
 /// What step 4 did.
@@ -167,6 +175,11 @@ pub struct Execution {
     /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
     /// refused for the same reason each time, and the log says so once.
     refusals: BTreeMap<(String, String), String>,
+    /// An order conflict was found this iteration: no further entry, even before the halt it
+    /// set is read back (and even if it could not be stored).
+    conflict_seen: bool,
+    /// Orders whose broker report had a fill without a price, already logged once.
+    unpriced: BTreeSet<String>,
 }
 
 fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
@@ -269,7 +282,8 @@ impl Execution {
         self.sent.len()
     }
 
-    /// Numbers the order, records it, sends it, records the answer and logs the outcome.
+    /// Numbers the order, records it (durably, with its legs), sends it, records the answer and
+    /// logs the outcome.
     pub fn send(
         &mut self,
         state: &mut State,
@@ -277,35 +291,29 @@ impl Execution {
         spec: &OrderSpec,
         now: Timestamp,
     ) -> Result<Sent, StateError> {
-        let date = clock::trading_date(now);
-        let client_order_id = state.next_client_order_id(&spec.bot, date)?;
         let (qty, notional) = amount_text(spec.amount);
-        state.insert_order(&OrderRecord {
-            client_order_id: client_order_id.clone(),
+        let client_order_id = state.record_order(&NewOrder {
             bot: spec.bot.clone(),
             symbol: spec.symbol.clone(),
             side: spec.side.as_str().into(),
             qty: qty.clone(),
             notional: notional.clone(),
             order_type: spec.order_type.as_str().into(),
+            limit_price: spec.limit_price.map(|p| p.to_string()),
             intent: spec.intent.as_str().into(),
-            status: "recorded".into(),
-            broker_order_id: None,
-            created_at: now,
-            trading_date: date,
             rule: spec.rule.map(str::to_string),
-            filled_qty: Dec::ZERO,
+            created_at: now,
+            trading_date: clock::trading_date(now),
+            legs: spec
+                .legs
+                .iter()
+                .map(|l| LegRecord {
+                    symbol: l.symbol.clone(),
+                    ratio: l.ratio_qty,
+                    position_intent: l.position_intent.as_str().into(),
+                })
+                .collect(),
         })?;
-        let legs: Vec<LegRecord> = spec
-            .legs
-            .iter()
-            .map(|l| LegRecord {
-                symbol: l.symbol.clone(),
-                ratio: l.ratio_qty,
-                position_intent: l.position_intent.as_str().into(),
-            })
-            .collect();
-        state.insert_order_legs(&client_order_id, &legs)?;
         self.sent.push_back(now);
         let request = OrderRequest {
             client_order_id: client_order_id.clone(),
@@ -349,6 +357,11 @@ impl Execution {
                 );
                 Ok(Sent::Unknown { client_order_id })
             }
+            Err(BrokerError::Conflict { broker_order_id, detail, .. }) => {
+                let ours = Ours { bot: &spec.bot, symbol: &spec.symbol, client_order_id: &client_order_id };
+                self.record_conflict(state, &ours, &broker_order_id, &detail, now)?;
+                Ok(Sent::Conflict { client_order_id })
+            }
             Err(error) => {
                 state.update_order_status(&client_order_id, "rejected", None, now)?;
                 event!(
@@ -370,9 +383,50 @@ impl Execution {
         }
     }
 
+    /// The broker holds a stranger under one of our client order ids. The record becomes
+    /// `conflict` (final: ours was never placed, the stranger is never booked, cancelled or
+    /// adopted), an `order_conflict` event is logged, and an `order_conflict` halt naming both
+    /// orders (notified) stops entries until an operator resumes — this iteration's too.
+    fn record_conflict(
+        &mut self,
+        state: &State,
+        ours: &Ours,
+        broker_order_id: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        self.conflict_seen = true;
+        event!(
+            Error,
+            "order_conflict",
+            bot = ours.bot,
+            symbol = ours.symbol,
+            client_order_id = ours.client_order_id,
+            broker_order_id = broker_order_id,
+            detail = detail,
+        );
+        state.update_order_status(ours.client_order_id, "conflict", None, now)?;
+        let halt = Halt {
+            reason: HaltReason::OrderConflict,
+            detail: format!(
+                "our order {} ({} {}) was not placed: the broker already holds its order {broker_order_id} under that id, \
+                 which is not ours ({detail}); nothing was booked. Check the account at the broker (a moved, restored \
+                 or shared state database?), then `trading-hydra resume`",
+                ours.client_order_id, ours.bot, ours.symbol
+            ),
+            since: now,
+            until: None,
+        };
+        halt::set(state, &halt)?;
+        Ok(())
+    }
+
     /// Follows every unfinished order of ours to the broker's view of it: fills move the owned
-    /// positions; orders the broker never heard of are abandoned after a grace period; entries
-    /// open too long are cancelled. One request for the open orders, one per order that left them.
+    /// positions; an order found under our id that is not ours is a conflict; orders the broker
+    /// says it never heard of are abandoned after a grace period; entries open too long are
+    /// cancelled. One request for the open orders, one per order that left them. A failed lookup
+    /// leaves that order as it was and the others are still followed; the first failure is
+    /// returned, so the iteration counts as unsure.
     pub fn sync_orders(
         &mut self,
         state: &mut State,
@@ -380,6 +434,7 @@ impl Execution {
         cfg: &Config,
         now: Timestamp,
     ) -> Result<(), ExecError> {
+        self.conflict_seen = false;
         let unfinished = state.unfinished_orders()?;
         if unfinished.is_empty() {
             return Ok(());
@@ -387,43 +442,81 @@ impl Execution {
         let open: BTreeMap<String, _> =
             broker.open_orders()?.into_iter().map(|o| (o.client_order_id.clone(), o)).collect();
         let entry_timeout = SignedDuration::from_secs(cfg.settings.risk.entry_order_timeout_seconds as i64);
+        let mut failed = None;
         for rec in unfinished {
-            let report = match open.get(&rec.client_order_id) {
-                Some(o) => Some(o.clone()),
-                None => broker.order_by_client_id(&rec.client_order_id)?,
-            };
-            match report {
-                Some(o) => {
-                    for d in record_report(state, &rec.client_order_id, &o, now)? {
-                        event!(
-                            Info,
-                            "fill",
-                            bot = d.bot.as_str(),
-                            symbol = d.symbol.as_str(),
-                            qty = d.qty.to_string(),
-                            price = d.price.to_f64(),
-                            realized_pnl = d.realized_pnl,
-                            client_order_id = rec.client_order_id.as_str(),
-                        );
-                    }
-                    let stale_entry = rec.intent == "entry" && now.duration_since(rec.created_at) >= entry_timeout;
-                    if stale_entry && !o.status.is_final() {
-                        cancel_ours(broker, &rec, &o.id, "entry_timeout")?;
-                    }
+            match self.follow(state, broker, &rec, open.get(&rec.client_order_id), entry_timeout, now) {
+                Ok(()) => {}
+                Err(e @ ExecError::State(_)) => return Err(e),
+                Err(e @ ExecError::Broker(_)) => {
+                    failed.get_or_insert(e);
                 }
-                None if now.duration_since(rec.created_at) >= ABANDON_AFTER => {
-                    state.update_order_status(&rec.client_order_id, "abandoned", None, now)?;
-                    event!(
-                        Warn,
-                        "reconcile",
-                        bot = rec.bot.as_str(),
-                        symbol = rec.symbol.as_str(),
-                        client_order_id = rec.client_order_id.as_str(),
-                        detail = "recorded but unknown to the broker: abandoned, not re-sent",
-                    );
-                }
-                None => {}
             }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// One step of `sync_orders` for one unfinished order (`listed`: the broker's open order
+    /// under its id, if any).
+    fn follow(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        rec: &OrderRecord,
+        listed: Option<&Order>,
+        entry_timeout: SignedDuration,
+        now: Timestamp,
+    ) -> Result<(), ExecError> {
+        let report = match listed {
+            Some(o) => Some(o.clone()),
+            None => broker.order_by_client_id(&rec.client_order_id)?,
+        };
+        // `None` is Alpaca's own word that it has no such order: any other answer (an HTML 404, a
+        // 5xx, a timeout) was an error above, and the order stays as it is.
+        let Some(o) = report else {
+            if now.duration_since(rec.created_at) >= ABANDON_AFTER {
+                state.update_order_status(&rec.client_order_id, "abandoned", None, now)?;
+                event!(
+                    Warn,
+                    "reconcile",
+                    bot = rec.bot.as_str(),
+                    symbol = rec.symbol.as_str(),
+                    client_order_id = rec.client_order_id.as_str(),
+                    detail = "recorded but unknown to the broker: abandoned, not re-sent",
+                );
+            }
+            return Ok(());
+        };
+        if let Some(detail) = not_ours(state, rec, &o)? {
+            let ours = Ours { bot: &rec.bot, symbol: &rec.symbol, client_order_id: &rec.client_order_id };
+            self.record_conflict(state, &ours, &o.id, &detail, now)?;
+            return Ok(());
+        }
+        for d in record_report(state, &rec.client_order_id, &o, now)? {
+            event!(
+                Info,
+                "fill",
+                bot = d.bot.as_str(),
+                symbol = d.symbol.as_str(),
+                qty = d.qty.to_string(),
+                price = d.price.to_f64(),
+                realized_pnl = d.realized_pnl,
+                client_order_id = rec.client_order_id.as_str(),
+            );
+        }
+        if unpriced_fill(rec, &o) && self.unpriced.insert(rec.client_order_id.clone()) {
+            event!(
+                Warn,
+                "fill_unpriced",
+                bot = rec.bot.as_str(),
+                symbol = rec.symbol.as_str(),
+                client_order_id = rec.client_order_id.as_str(),
+                filled_qty = o.filled_qty.to_string(),
+                detail = "the broker reports a fill without its price: nothing booked yet, asked again every iteration",
+            );
+        }
+        let stale_entry = rec.intent == "entry" && now.duration_since(rec.created_at) >= entry_timeout;
+        if stale_entry && !o.status.is_final() {
+            cancel_ours(broker, rec, &o.id, "entry_timeout")?;
         }
         Ok(())
     }
@@ -626,8 +719,9 @@ impl Execution {
                 self.send_counted(state, broker, &spec, now, &mut report)?;
             }
 
-            // Entries need their data: none after a failed fetch.
-            let entries_ok = entries_allowed && report.data_error.is_none();
+            // Entries need their data: none after a failed fetch, nor once an order conflict
+            // was found (its halt stops them from now on).
+            let entries_ok = entries_allowed && report.data_error.is_none() && !self.conflict_seen;
             let Some(reason) = self.preflight(state, step, bot.as_ref(), &view, &report.stale, entries_ok)? else {
                 let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
                     bot: bot.id().into(),
@@ -825,6 +919,68 @@ impl Execution {
             return Err(format!("risk {:.2} above the open-risk budget {:.2}", entry.risk_usd, budget.max_open_risk));
         }
         Ok(())
+    }
+}
+
+/// One of our orders, as the conflict handling names it.
+struct Ours<'a> {
+    bot: &'a str,
+    symbol: &'a str,
+    client_order_id: &'a str,
+}
+
+/// Why the broker's `found`, under the client order id of our record `rec`, is not that order —
+/// `None` when it is. With the broker's id on record (the broker answered our send) the order must
+/// carry that id; without it (the answer was lost, or the process died after recording) it must
+/// be what we recorded, field by field (`order_mismatch`).
+fn not_ours(state: &State, rec: &OrderRecord, found: &Order) -> Result<Option<String>, StateError> {
+    if let Some(id) = &rec.broker_order_id {
+        return Ok((found.id != *id).then(|| format!("broker id {} (ours {id})", found.id)));
+    }
+    let bad = |what: &'static str, detail: &str| StateError::BadRow { what, detail: detail.to_string() };
+    let num = |what: &'static str, t: &Option<String>| {
+        t.as_deref().map(|t| t.parse::<Dec>().map_err(|e| bad(what, &e.to_string()))).transpose()
+    };
+    let amount = match (num("orders.qty", &rec.qty)?, num("orders.notional", &rec.notional)?) {
+        (Some(q), _) => Amount::Qty(q),
+        (None, Some(n)) => Amount::Notional(n),
+        (None, None) => return Err(bad("orders.qty", "neither qty nor notional")),
+    };
+    let order_type = OrderType::parse(&rec.order_type).ok_or_else(|| bad("orders.order_type", &rec.order_type))?;
+    let mut legs = Vec::new();
+    for l in state.order_legs(&rec.client_order_id)? {
+        let position_intent = PositionIntent::parse(&l.position_intent)
+            .ok_or_else(|| bad("order_legs.position_intent", &l.position_intent))?;
+        legs.push(Leg { symbol: l.symbol, ratio_qty: l.ratio, position_intent });
+    }
+    let mut limit_price = num("orders.limit_price", &rec.limit_price)?;
+    if limit_price.is_none() && matches!(order_type, OrderType::Limit | OrderType::StopLimit) {
+        // Recorded before migration 9 stored limit prices: that one field cannot be checked.
+        limit_price = found.limit_price;
+    }
+    let sent = OrderRequest {
+        client_order_id: rec.client_order_id.clone(),
+        symbol: rec.symbol.clone(),
+        side: Side::parse(&rec.side).ok_or_else(|| bad("orders.side", &rec.side))?,
+        amount,
+        order_type,
+        // Not recorded, and not compared.
+        time_in_force: TimeInForce::Day,
+        limit_price,
+        stop_price: None,
+        extended_hours: false,
+        legs,
+    };
+    Ok(order_mismatch(&sent, found))
+}
+
+/// Whether the broker reports more filled than we booked without saying at what price (the
+/// order's, or for a multi-leg order a leg's).
+fn unpriced_fill(rec: &OrderRecord, o: &Order) -> bool {
+    if o.legs.is_empty() {
+        o.filled_qty > rec.filled_qty && o.filled_avg_price.is_none()
+    } else {
+        o.legs.iter().any(|l| l.filled_qty > Dec::ZERO && l.filled_avg_price.is_none())
     }
 }
 

@@ -245,31 +245,30 @@ impl StatusReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::state::OrderRecord;
+    use crate::core::state::NewOrder;
 
     fn d(t: &str) -> Dec {
         t.parse().unwrap()
     }
 
     fn fill(s: &mut State, coid: &str, bot: &str, symbol: &str, qty: &str, price: &str, now: Timestamp) {
-        s.insert_order(&OrderRecord {
-            client_order_id: coid.into(),
-            bot: bot.into(),
-            symbol: symbol.into(),
-            side: "buy".into(),
-            qty: Some(qty.into()),
-            notional: None,
-            order_type: "market".into(),
-            intent: "entry".into(),
-            status: "new".into(),
-            broker_order_id: None,
-            created_at: now,
-            trading_date: clock::trading_date(now),
-            rule: None,
-            filled_qty: Dec::ZERO,
-        })
-        .unwrap();
-        s.apply_order_report(coid, "filled", Some(coid), d(qty), Some(d(price)), now).unwrap();
+        let id = s
+            .record_order(&NewOrder {
+                bot: bot.into(),
+                symbol: symbol.into(),
+                side: "buy".into(),
+                qty: Some(qty.into()),
+                notional: None,
+                order_type: "market".into(),
+                limit_price: None,
+                intent: "entry".into(),
+                rule: None,
+                created_at: now,
+                trading_date: clock::trading_date(now),
+                legs: Vec::new(),
+            })
+            .unwrap();
+        s.apply_order_report(&id, "filled", Some(coid), d(qty), Some(d(price)), now).unwrap();
     }
 
     fn held(symbol: &str, qty: &str, avg: &str, price: Option<&str>) -> BrokerPositionRow {

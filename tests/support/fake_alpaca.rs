@@ -413,11 +413,11 @@ impl FakeAlpaca {
                 o.insert("id".into(), id.into());
                 o.insert("client_order_id".into(), coid.into());
                 o.insert("status".into(), "accepted".into());
-                for k in ["symbol", "side", "qty", "notional", "type", "time_in_force", "limit_price", "order_class"] {
-                    if let Some(v) = body.get(k) {
-                        o.insert(k.into(), v.clone());
-                    }
+                // What the body says, and nothing of the sample's: a market order has no limit.
+                for k in ["symbol", "side", "qty", "notional", "type", "time_in_force", "limit_price", "stop_price"] {
+                    o.insert(k.into(), body.get(k).cloned().unwrap_or(Value::Null));
                 }
+                o.insert("order_class".into(), body.get("order_class").cloned().unwrap_or_else(|| "".into()));
                 if let Some(legs) = body.get("legs").and_then(Value::as_array) {
                     o.insert("symbol".into(), "".into());
                     o.insert("side".into(), "".into());

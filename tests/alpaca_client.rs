@@ -257,6 +257,89 @@ fn a_duplicate_client_order_id_returns_the_existing_order() {
     assert_eq!(fake.lock().orders.len(), 1);
 }
 
+/// A ledger that was moved, restored or shared reissues an id the account already used. The
+/// broker's order under it is another one (here: a filled ETH/USD buy of 1 where we send $50 of
+/// BTC): it is a conflict, never the answer, and nothing is sent again.
+#[test]
+fn a_taken_id_whose_order_is_not_ours_is_a_conflict_never_the_answer() {
+    let fake = FakeAlpaca::start();
+    fake.lock().squatter = Some(support::fake_alpaca::stranger_eth_buy());
+    let mut c = client(&fake);
+    let btc = OrderRequest {
+        symbol: "BTC/USD".into(),
+        amount: Amount::Notional(d("50")),
+        order_type: OrderType::Market,
+        time_in_force: TimeInForce::Gtc,
+        limit_price: None,
+        ..order("th-crypto_core-20261201-aaaaaaaa-1")
+    };
+    match c.submit_order(&btc) {
+        Err(BrokerError::Conflict { client_order_id, broker_order_id, detail }) => {
+            assert_eq!(client_order_id, "th-crypto_core-20261201-aaaaaaaa-1");
+            assert!(broker_order_id.starts_with("stranger-"), "{broker_order_id}");
+            assert!(detail.contains("symbol ETH/USD (ours BTC/USD)"), "{detail}");
+            assert!(detail.contains("notional none (ours 50)"), "{detail}");
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(fake.count("POST", "/v2/orders"), 1, "never re-sent");
+    assert_eq!(fake.lock().orders.len(), 1, "only the stranger");
+}
+
+/// The lost-answer path checks what it finds too: our own order (same everything) is the answer.
+#[test]
+fn a_lost_answer_is_resolved_only_to_the_order_we_sent() {
+    let fake = FakeAlpaca::start();
+    fake.fault("POST", "/v2/orders", vec![Fault::ProcessThenDrop]);
+    let mut c = client(&fake);
+    assert_eq!(c.submit_order(&order("th-test-ours")).unwrap().client_order_id, "th-test-ours");
+    // Someone else's order under the next id, and the answer to ours lost again.
+    fake.lock().orders.push(serde_json::json!({
+        "id": "theirs", "client_order_id": "th-test-theirs", "symbol": "AAPL", "side": "sell", "qty": "2",
+        "type": "limit", "limit_price": "150.25", "status": "accepted", "time_in_force": "day", "filled_qty": "0"
+    }));
+    fake.fault("POST", "/v2/orders", vec![Fault::Drop]);
+    let err = c.submit_order(&order("th-test-theirs")).unwrap_err();
+    assert!(matches!(&err, BrokerError::Conflict { detail, .. } if detail == "side sell (ours buy)"), "{err:?}");
+}
+
+/// After a lost answer, a lookup that fails (a proxy's HTML 404, a JSON 404 without Alpaca's
+/// code, a 5xx) leaves the order unknown: never a reason to send it again.
+#[test]
+fn a_lost_answer_whose_lookup_fails_stays_unknown_and_is_not_sent_again() {
+    for (status, body) in [
+        (404, "<html><body><h1>404 Not Found</h1>nginx</body></html>"),
+        (404, "{\"message\": \"Not Found\"}"),
+        (503, "upstream unavailable"),
+    ] {
+        let fake = FakeAlpaca::start();
+        fake.fault("POST", "/v2/orders", vec![Fault::ProcessThenDrop]);
+        let lookup = Fault::Status { status, body: body.into(), reset: None };
+        fake.fault("GET", "/v2/orders:by_client_order_id", vec![lookup; 10]);
+        let mut c = client(&fake);
+        let err = c.submit_order(&order("th-test-unknown")).unwrap_err();
+        assert!(err.is_transient(), "{status} {body}: {err:?}");
+        assert_eq!(fake.count("POST", "/v2/orders"), 1, "{status} {body}: sent again");
+        assert_eq!(fake.lock().orders.len(), 1);
+    }
+}
+
+#[test]
+fn only_alpacas_own_not_found_means_there_is_no_such_order() {
+    let fake = FakeAlpaca::start();
+    let mut c = client(&fake);
+    assert_eq!(c.order_by_client_id("th-nope").unwrap(), None, "Alpaca's JSON 404 with code 40410000");
+    let html = Fault::Status { status: 404, body: "<html>404 Not Found</html>".into(), reset: None };
+    let bare = Fault::Status { status: 404, body: "{\"message\": \"order not found\"}".into(), reset: None };
+    fake.fault("GET", "/v2/orders:by_client_order_id", vec![html, bare]);
+    for what in ["an HTML 404", "a 404 without Alpaca's code"] {
+        let err = c.order_by_client_id("th-nope").unwrap_err();
+        assert!(matches!(err, BrokerError::Rejected { status: 404, .. }), "{what}: {err:?}");
+    }
+    // The not-found answer is not a failure for the health window; the others are.
+    assert_eq!(c.take_call_stats().failures.len(), 2);
+}
+
 #[test]
 fn malformed_json_is_a_bad_response() {
     let fake = FakeAlpaca::start();

@@ -13,36 +13,19 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use support::fake_alpaca::{FakeAlpaca, KEY, Market, SECRET};
+use support::fake_alpaca::{FakeAlpaca, KEY, Market, SECRET, live_quote, rising_until_now};
 use trading_hydra::core::state::State;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
-/// 55 one-minute bars ending a minute ago: flat, then climbing, the last on heavy volume.
-fn rising(start: f64, step: f64, volume: f64) -> Vec<Value> {
-    let end = Timestamp::now().as_second() / 60 * 60 - 60;
-    (0..55)
-        .map(|i| {
-            let c = if i < 40 { start } else { start + (i - 39) as f64 * step };
-            let t = Timestamp::from_second(end - (54 - i) * 60).unwrap();
-            let v = if i == 54 { volume * 3.0 } else { volume };
-            json!({"t": t.to_string(), "o": c, "h": c + step / 4.0, "l": c - step / 4.0, "c": c, "v": v, "n": 10, "vw": c})
-        })
-        .collect()
-}
-
-fn quote(bid: f64, ask: f64) -> Value {
-    json!({"t": "", "bp": bid, "bs": 3, "ap": ask, "as": 3})
-}
-
 fn market() -> Market {
     let mut m = Market::default();
-    m.bars.insert("AAPL".into(), rising(190.0, 0.2, 20_000.0));
-    m.bars.insert("SPY".into(), rising(480.0, 0.3, 50_000.0));
-    m.bars.insert("BTC/USD".into(), rising(60_000.0, 15.0, 2.0));
-    m.quotes.insert("AAPL".into(), quote(193.00, 193.02));
-    m.quotes.insert("SPY".into(), quote(484.50, 484.52));
-    m.quotes.insert("BTC/USD".into(), quote(60_200.0, 60_210.0));
+    m.bars.insert("AAPL".into(), rising_until_now(190.0, 0.2, 20_000.0));
+    m.bars.insert("SPY".into(), rising_until_now(480.0, 0.3, 50_000.0));
+    m.bars.insert("BTC/USD".into(), rising_until_now(60_000.0, 15.0, 2.0));
+    m.quotes.insert("AAPL".into(), live_quote(193.00, 193.02));
+    m.quotes.insert("SPY".into(), live_quote(484.50, 484.52));
+    m.quotes.insert("BTC/USD".into(), live_quote(60_200.0, 60_210.0));
     // A put chain three weeks out, liquid and fresh: the rules pick 470/465.
     let expiry = Timestamp::now().checked_add(jiff::SignedDuration::from_hours(24 * 21)).unwrap();
     let date = expiry.to_zoned_datetime(jiff::tz::TimeZone::UTC).date();

@@ -1,7 +1,9 @@
 //! The loop's safety promises, with a trivial test bot, against the loopback fake of Alpaca (to
 //! see exactly which requests go out) or the simulated broker (to see fills happen):
 //! ownership, the daily-loss halt with its cancel and flatten of *our* orders and positions only,
-//! exits while halted, restarts, account flags, budgets and risk checks that fail closed.
+//! exits while halted, restarts, account flags, budgets and risk checks that fail closed; and
+//! order identity (an order found under our id is ours only if it matches our record, ids never
+//! reused across ledgers, nothing abandoned on a proxy's 404, no fill booked without its price).
 
 mod support;
 
@@ -10,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
-use support::fake_alpaca::FakeAlpaca;
+use support::fake_alpaca::{FakeAlpaca, Fault};
 use support::test_bot::{Orders, TestBot};
 use trading_hydra::core::clock::ManualClock;
 use trading_hydra::core::config::{Config, Sim};
@@ -616,4 +618,220 @@ fn a_scripted_day_ends_with_one_daily_report() {
     assert_eq!(report["day_start_equity"], 100_000.0);
     let equity = report["equity"].as_f64().unwrap();
     assert!((equity - (100_000.0 + realized)).abs() < 0.01, "{equity} vs {realized}");
+}
+
+// --- Order identity: one client order id is one order, forever ---------------------------------
+
+/// The user holds 2 BTC by hand; another ledger already used the id the daemon sends (its order:
+/// a filled ETH/USD buy of 1 at $3,000). Before, the daemon "resolved" its BTC entry to that order,
+/// booked 1 BTC at $3,000 and its take-profit sold one of the user's BTC. Now the stranger is a
+/// conflict: nothing is booked or sold, entries halt with a message naming both orders until an
+/// operator resumes, and then trading goes on under a new id.
+#[test]
+fn an_order_under_our_id_that_is_not_ours_is_never_booked_and_nothing_is_sold() {
+    use support::fake_alpaca::{Market, stranger_eth_buy};
+    let fake = fake_at(WEDNESDAY);
+    {
+        let mut st = fake.lock();
+        st.positions = vec![json!({"symbol": "BTCUSD", "asset_class": "crypto", "qty": "2", "side": "long",
+                                   "avg_entry_price": "30000", "current_price": "40000"})];
+        let mut m = Market::default();
+        m.quotes.insert("BTC/USD".into(), json!({"t": WEDNESDAY, "bp": 40000.0, "bs": 1.0, "ap": 40010.0, "as": 1.0}));
+        st.market = Some(m);
+        st.squatter = Some(stranger_eth_buy());
+    }
+    let db = temp_db("conflict");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (bot, orders) = TestBot::new("crypto_core", BotKind::Crypto, &["BTC/USD"]);
+    let state = State::open(&db).unwrap();
+    let mut o =
+        Orchestrator::with_bots(config(&db), state, Box::new(clock.clone()), alpaca(&fake), vec![Box::new(bot)]);
+    orders.lock().unwrap().enter = vec![("BTC/USD".into(), 1, None)];
+    orders.lock().unwrap().exit_all = Some("take_profit");
+
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 0, "{s:?}");
+    let ours = support::ids::order(o.state(), "th-crypto_core-20261125-1").unwrap();
+    assert_eq!(ours.status, "conflict");
+    assert!(o.state().owned_positions().unwrap().is_empty(), "the stranger was booked");
+    let halts = o.state().active_halts().unwrap();
+    assert_eq!(halts.iter().map(|h| h.reason).collect::<Vec<_>>(), vec![HaltReason::OrderConflict]);
+    let stranger = fake.lock().orders[0]["id"].as_str().unwrap().to_string();
+    assert!(
+        halts[0].detail.contains(&ours.client_order_id) && halts[0].detail.contains(&stranger),
+        "{}",
+        halts[0].detail
+    );
+
+    fake.lock().squatter = None;
+    for t in ["2026-11-25T15:00:05Z", "2026-11-25T15:00:10Z", "2026-11-25T15:00:15Z"] {
+        move_to(&fake, &clock, t);
+        let s = o.run_iteration();
+        assert!(s.halted && !s.entries_allowed, "{s:?}");
+    }
+    assert_eq!(posts(&fake).len(), 1, "no entry while halted, and no sell of the user's BTC");
+    assert_eq!(fake.lock().positions[0]["qty"], "2");
+    assert!(fake.lock().min_by_symbol.get("BTCUSD").is_none_or(|m| *m >= 2.0));
+
+    // The operator looked and resumes: the next entry goes out under a new id and is ours.
+    trading_hydra::core::halt::clear(o.state(), HaltReason::OrderConflict, "operator", clock_now(&clock)).unwrap();
+    move_to(&fake, &clock, "2026-11-25T15:00:20Z");
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    let sent = posts(&fake);
+    assert_ne!(sent[1]["client_order_id"], sent[0]["client_order_id"]);
+}
+
+/// The process died between recording an order and sending it, and the id is (somehow) taken by
+/// another order at the broker: following the record at the next start finds the stranger, and
+/// the stranger is a conflict too — never adopted by the order sync.
+#[test]
+fn the_order_sync_never_adopts_a_stranger_found_under_a_recorded_id() {
+    use trading_hydra::core::state::NewOrder;
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("sync-conflict");
+    let id = State::open(&db)
+        .unwrap()
+        .record_order(&NewOrder {
+            bot: "mom_AAPL".into(),
+            symbol: "AAPL".into(),
+            side: "buy".into(),
+            qty: Some("1".into()),
+            notional: None,
+            order_type: "market".into(),
+            limit_price: None,
+            intent: "entry".into(),
+            rule: None,
+            created_at: ts(WEDNESDAY),
+            trading_date: jiff::civil::date(2026, 11, 25),
+            legs: Vec::new(),
+        })
+        .unwrap();
+    fake.lock().orders.push(json!({
+        "id": "theirs", "client_order_id": id, "symbol": "AAPL", "side": "buy", "qty": "5", "type": "market",
+        "status": "filled", "filled_qty": "5", "filled_avg_price": "190", "time_in_force": "day"
+    }));
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, _orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    let s = o.run_iteration();
+    assert!(!s.entries_allowed, "{s:?}");
+    assert_eq!(o.state().order(&id).unwrap().unwrap().status, "conflict");
+    assert!(o.state().owned_positions().unwrap().is_empty());
+    assert_eq!(o.state().active_halts().unwrap()[0].reason, HaltReason::OrderConflict);
+    assert!(posts(&fake).is_empty());
+}
+
+/// A database moved aside (as its own error message advises), a backup restored over it, a new
+/// ledger in another folder: none of them issues an id the account has seen, so Alpaca never
+/// answers "must be unique" and nothing is looked up or adopted.
+#[test]
+fn a_new_ledger_and_a_restored_backup_never_reuse_an_id() {
+    let fake = fake_at(WEDNESDAY);
+    fake.lock().auto_fill = Some("172.66".into());
+    let db = temp_db("ledgers");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let trade_twice = |db: &Path| {
+        let (mut o, orders) = on_fake(db, &fake, &clock, &["AAPL"]);
+        orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+        for _ in 0..2 {
+            assert_eq!(o.run_iteration().orders_submitted, 1);
+        }
+    };
+    trade_twice(&db);
+    let backup = db.with_file_name("backup.db");
+    std::fs::copy(&db, &backup).unwrap();
+    trade_twice(&db);
+    // Restored: the backup knows of the first two orders only.
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&backup, &db).unwrap();
+    trade_twice(&db);
+    // A new ledger elsewhere: numbering starts again at 1.
+    let other = temp_db("ledgers-new");
+    trade_twice(&other);
+
+    let sent: Vec<String> = posts(&fake).iter().map(|b| b["client_order_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(sent.len(), 8);
+    let distinct: std::collections::BTreeSet<&String> = sent.iter().collect();
+    assert_eq!(distinct.len(), 8, "an id was sent twice: {sent:?}");
+    assert_eq!(fake.lock().orders.len(), 8, "each send made its own order: no 422");
+    assert_eq!(fake.count("GET", "/v2/orders:by_client_order_id"), 0, "nothing needed looking up");
+    let owned = State::open(&db).unwrap().owned_positions().unwrap();
+    assert_eq!(owned[0].qty, d("4"), "the restored ledger owns what it bought: the backup's 2 and its own 2");
+}
+
+/// The answer to an entry was lost, and for over a minute every lookup of it gets a proxy's HTML
+/// 404. Before, any 404 meant "no such order": it was abandoned after a minute and its position,
+/// filled at the broker, was left unowned. Now only Alpaca's own "order not found" counts: the
+/// order stays unknown, is never sent again, and is booked when the lookups work again.
+#[test]
+fn a_minute_of_html_404s_after_a_lost_answer_abandons_nothing_and_sends_nothing_again() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("html404");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    fake.fault("POST", "/v2/orders", vec![Fault::ProcessThenDrop]);
+    let html =
+        Fault::Status { status: 404, body: "<html><body><h1>404 Not Found</h1></body></html>".into(), reset: None };
+    fake.fault("GET", "/v2/orders:by_client_order_id", vec![html; 500]);
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 2, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    let id = support::ids::real(o.state(), "th-mom_AAPL-20261125-1");
+    assert_eq!(o.state().order(&id).unwrap().unwrap().status, "unknown");
+    // Alpaca did take it, and it filled: no longer among the open orders, so it must be looked up.
+    fake.fill(&id, "172.50");
+    let mut t = ts(WEDNESDAY);
+    for _ in 0..15 {
+        t = t.checked_add(SignedDuration::from_secs(5)).unwrap();
+        move_to(&fake, &clock, &t.to_string());
+        o.run_iteration();
+        assert_eq!(o.state().order(&id).unwrap().unwrap().status, "unknown", "at {t}");
+    }
+    assert_eq!(fake.count("POST", "/v2/orders"), 1, "never sent again");
+    assert!(o.state().owned_positions().unwrap().is_empty());
+
+    fake.lock().faults.clear();
+    move_to(&fake, &clock, "2026-11-25T15:01:20Z");
+    o.run_iteration();
+    let rec = o.state().order(&id).unwrap().unwrap();
+    assert_eq!((rec.status.as_str(), rec.filled_qty), ("filled", d("2")));
+    let owned = o.state().owned_positions().unwrap();
+    assert_eq!((owned[0].symbol.as_str(), owned[0].qty, owned[0].avg_entry_price), ("AAPL", d("2"), d("172.50")));
+    assert_eq!(fake.count("POST", "/v2/orders"), 1);
+}
+
+/// The broker reports our entry filled but without its price. Before, the filled quantity moved
+/// forward with no position booked, and the fill was lost for good. Now nothing is booked, the
+/// order stays unfinished and is read again, and the fill is booked once its price comes.
+#[test]
+fn a_fill_reported_without_its_price_is_booked_once_the_price_comes() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("unpriced");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    {
+        let mut st = fake.lock();
+        let order = st.orders.last_mut().unwrap();
+        order["status"] = "filled".into();
+        order["filled_qty"] = "3".into();
+        order["filled_avg_price"] = serde_json::Value::Null;
+    }
+    for t in ["2026-11-25T15:00:05Z", "2026-11-25T15:00:10Z"] {
+        move_to(&fake, &clock, t);
+        o.run_iteration();
+        assert!(o.state().owned_positions().unwrap().is_empty(), "booked without a price");
+        let rec = support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap();
+        assert_eq!((rec.status.as_str(), rec.filled_qty), ("accepted", Dec::ZERO), "kept unfinished");
+    }
+    fake.lock().orders.last_mut().unwrap()["filled_avg_price"] = "910.25".into();
+    for t in ["2026-11-25T15:00:15Z", "2026-11-25T15:00:20Z"] {
+        move_to(&fake, &clock, t);
+        o.run_iteration();
+        let owned = o.state().owned_positions().unwrap();
+        assert_eq!((owned.len(), owned[0].qty, owned[0].avg_entry_price), (1, d("3"), d("910.25")), "booked once");
+    }
 }

@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::fake_alpaca::{FakeAlpaca, Fault, KEY, SECRET};
+use support::fake_alpaca::{FakeAlpaca, Fault, KEY, Market, SECRET, live_quote, rising_until_now, stranger_eth_buy};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
@@ -187,4 +187,66 @@ fn repeated_api_errors_are_posted_once_even_without_the_api_halt() {
         bodies.iter().all(|b| b["title"].as_str().is_none_or(|t| !t.ends_with("api_failures"))),
         "the api halt is off: {bodies:?}"
     );
+}
+
+/// The real binary's crypto bot enters on a breakout, and every id it sends is already taken at
+/// the broker by another ledger's order (an ETH/USD buy): the webhook hears of the
+/// `order_conflict` halt with both orders named, the stranger is never booked, and `status`
+/// shows the halt.
+#[test]
+fn an_order_conflict_halts_and_is_notified_naming_both_orders() {
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.live_time = true;
+        // Stocks closed: only the 24/7 crypto bot trades.
+        st.clock = serde_json::json!({"timestamp": "", "is_open": false, "next_open": "2099-01-01T14:30:00Z", "next_close": "2099-01-01T21:00:00Z"});
+        st.fund_100k();
+        st.positions.clear();
+        let mut m = Market::default();
+        m.bars.insert("BTC/USD".into(), rising_until_now(60_000.0, 15.0, 2.0));
+        m.quotes.insert("BTC/USD".into(), live_quote(60_200.0, 60_210.0));
+        m.quotes.insert("ETH/USD".into(), live_quote(3_000.0, 3_001.0));
+        st.market = Some(m);
+        st.squatter = Some(stranger_eth_buy());
+    }
+    let (url, seen) = webhook(Behaviour::Ok);
+    let dir = scratch("conflict", "json");
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .env("TRADING_HYDRA_WEBHOOK_URL", &url)
+            .env("ALPACA_KEY", KEY)
+            .env("ALPACA_SECRET", SECRET)
+            .env("ALPACA_TRADING_URL", &fake.url)
+            .env("ALPACA_DATA_URL", &fake.url)
+            .env_remove("ALPACA_PAPER")
+            .env_remove("TRADING_HYDRA_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["run", "--iterations", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let posts = fake.count("POST", "/v2/orders");
+    assert_eq!(posts, 1, "one entry, then halted");
+    let stranger = fake.lock().orders[0].clone();
+    assert_eq!(stranger["symbol"], "ETH/USD", "the fake holds only the stranger");
+    let ours = stranger["client_order_id"].as_str().unwrap().to_string();
+    assert!(ours.starts_with("th-crypto_core-"), "{ours}");
+
+    let bodies: Vec<serde_json::Value> =
+        seen.lock().unwrap().iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    let halt = bodies.iter().find(|b| b["event"] == "halt").unwrap_or_else(|| panic!("no halt posted: {bodies:?}"));
+    assert_eq!(halt["title"], "Trading Hydra halted: order_conflict");
+    let text = halt["text"].as_str().unwrap();
+    assert!(text.contains(&ours) && text.contains(stranger["id"].as_str().unwrap()), "{text}");
+    assert!(text.contains("symbol ETH/USD (ours BTC/USD)"), "{text}");
+
+    let status = run(&["status", "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(st["halts"][0]["reason"], "order_conflict", "{st}");
+    assert!(st["positions"].as_array().unwrap().is_empty(), "the stranger was booked: {st}");
+    let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
+    assert!(log.lines().any(|l| l.contains("\"order_conflict\"") && l.contains(&ours)), "no order_conflict event");
 }

@@ -83,6 +83,9 @@ pub struct FakeState {
     pub market: Option<Market>,
     /// Fill prices by symbol (orders and legs), ahead of `auto_fill`.
     pub fill_prices: BTreeMap<String, String>,
+    /// While set, every client order id that arrives is already taken by a copy of this order
+    /// (another ledger's, sent earlier under the same id): Alpaca answers 422 "must be unique".
+    pub squatter: Option<Value>,
 }
 
 /// Market data a test controls.
@@ -199,6 +202,46 @@ pub fn client_settings(url: &str) -> ClientSettings {
         backoff: Duration::from_millis(10),
         requests_per_minute: 1000,
     }
+}
+
+/// 55 one-minute bars ending a minute before the real time: flat, then climbing, the last on
+/// heavy volume (the shipped bots' signals fire on it). For tests of the real binary.
+pub fn rising_until_now(start: f64, step: f64, volume: f64) -> Vec<Value> {
+    let end = jiff::Timestamp::now().as_second() / 60 * 60 - 60;
+    (0..55)
+        .map(|i| {
+            let c = if i < 40 { start } else { start + (i - 39) as f64 * step };
+            let t = jiff::Timestamp::from_second(end - (54 - i) * 60).unwrap();
+            let v = if i == 54 { volume * 3.0 } else { volume };
+            json!({"t": t.to_string(), "o": c, "h": c + step / 4.0, "l": c - step / 4.0, "c": c, "v": v, "n": 10, "vw": c})
+        })
+        .collect()
+}
+
+/// A latest quote whose time the fake stamps with the answer's (with `live_time`).
+pub fn live_quote(bid: f64, ask: f64) -> Value {
+    json!({"t": "", "bp": bid, "bs": 3, "ap": ask, "as": 3})
+}
+
+/// Another ledger's order: a filled ETH/USD buy of 1 at $3,000, to plant under our ids.
+pub fn stranger_eth_buy() -> Value {
+    let mut o = sample("order-crypto.json");
+    for (k, v) in [
+        ("symbol", json!("ETH/USD")),
+        ("asset_class", json!("crypto")),
+        ("side", json!("buy")),
+        ("qty", json!("1")),
+        ("notional", Value::Null),
+        ("type", json!("market")),
+        ("limit_price", Value::Null),
+        ("stop_price", Value::Null),
+        ("status", json!("filled")),
+        ("filled_qty", json!("1")),
+        ("filled_avg_price", json!("3000")),
+    ] {
+        o[k] = v;
+    }
+    o
 }
 
 impl FakeState {
@@ -403,6 +446,12 @@ impl FakeAlpaca {
                     Err(_) => return (422, json!({"code": 40010000, "message": "invalid body"})),
                 };
                 let coid = body["client_order_id"].as_str().unwrap_or_default().to_string();
+                if let Some(mut stranger) = st.squatter.clone() {
+                    stranger["client_order_id"] = coid.clone().into();
+                    stranger["id"] = format!("stranger-{}", st.next_id).into();
+                    st.next_id += 1;
+                    st.orders.push(stranger);
+                }
                 if st.orders.iter().any(|o| o["client_order_id"] == coid.as_str()) {
                     return (422, sample("error-422-duplicate-client-order-id.json"));
                 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use support::fake_alpaca::{FakeAlpaca, KEY, Market, SECRET, live_quote, rising_until_now};
+use support::fake_alpaca::{FakeAlpaca, Market, live_quote, rising_until_now};
 use trading_hydra::core::state::State;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
@@ -85,16 +85,7 @@ fn the_binary_killed_at_random_never_doubles_an_entry_and_keeps_its_books() {
 
     let run = |iterations: Option<&str>| {
         let mut c = Command::new(BIN);
-        c.current_dir(&dir)
-            .arg("run")
-            .env("ALPACA_KEY", KEY)
-            .env("ALPACA_SECRET", SECRET)
-            .env("ALPACA_TRADING_URL", &fake.url)
-            .env("ALPACA_DATA_URL", &fake.url)
-            .env_remove("ALPACA_PAPER")
-            .env_remove("TRADING_HYDRA_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        fake.point(c.current_dir(&dir).arg("run")).stdout(Stdio::null()).stderr(Stdio::null());
         if let Some(n) = iterations {
             c.args(["--iterations", n]);
         }

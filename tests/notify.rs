@@ -213,16 +213,7 @@ fn an_order_conflict_halts_and_is_notified_naming_both_orders() {
     let (url, seen) = webhook(Behaviour::Ok);
     let dir = scratch("conflict", "json");
     let run = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .current_dir(&dir)
-            .env("TRADING_HYDRA_WEBHOOK_URL", &url)
-            .env("ALPACA_KEY", KEY)
-            .env("ALPACA_SECRET", SECRET)
-            .env("ALPACA_TRADING_URL", &fake.url)
-            .env("ALPACA_DATA_URL", &fake.url)
-            .env_remove("ALPACA_PAPER")
-            .env_remove("TRADING_HYDRA_CONFIG")
+        fake.point(Command::new(BIN).args(args).current_dir(&dir).env("TRADING_HYDRA_WEBHOOK_URL", &url))
             .output()
             .unwrap()
     };

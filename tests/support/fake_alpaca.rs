@@ -267,6 +267,16 @@ impl FakeAlpaca {
         AlpacaClient::new(Credentials::new(KEY.into(), SECRET.into()), client_settings(&self.url))
     }
 
+    /// Points a command of the real binary at this fake, with the test keys, on paper.
+    pub fn point<'c>(&self, cmd: &'c mut std::process::Command) -> &'c mut std::process::Command {
+        cmd.env("ALPACA_KEY", KEY)
+            .env("ALPACA_SECRET", SECRET)
+            .env("ALPACA_TRADING_URL", &self.url)
+            .env("ALPACA_DATA_URL", &self.url)
+            .env_remove("ALPACA_PAPER")
+            .env_remove("TRADING_HYDRA_CONFIG")
+    }
+
     pub fn start() -> FakeAlpaca {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

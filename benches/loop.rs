@@ -11,6 +11,11 @@
 //! - `backtest_bars_per_second_21d`, `backtest_peak_rss_kb_21d` (and `_252d`, a year, with
 //!   `BENCH_LONG=1`): the release binary's backtest of 10 symbols of one-minute session bars.
 //!
+//! - `order_record_fsync_us`, `order_record_nofsync_us`: the wall time of recording one order
+//!   before it is sent (`State::record_order`: numbered, with its legs, one transaction) in a
+//!   file on this machine's disk, fsynced as the daemon does it, and as a backtest's throw-away
+//!   ledger does it (no fsync): their difference is what durability costs per order.
+//!
 //! Run: `cargo bench --bench loop`.
 
 #[path = "../tests/support/fake_alpaca.rs"]
@@ -71,6 +76,35 @@ fn cpu_us() -> Option<u64> {
 
 fn line(name: &str, value: f64, unit: &str, target: &str) {
     println!("bench {name} {value:.1} {unit} target {target}");
+}
+
+fn order_record_cost() {
+    use trading_hydra::core::state::NewOrder;
+    let order = NewOrder {
+        bot: "mom_AAPL".into(),
+        symbol: "AAPL".into(),
+        side: "buy".into(),
+        qty: Some("51".into()),
+        notional: None,
+        order_type: "market".into(),
+        limit_price: None,
+        intent: "entry".into(),
+        rule: None,
+        created_at: START.parse().unwrap(),
+        trading_date: jiff::civil::date(2026, 11, 25),
+        legs: Vec::new(),
+    };
+    let n = 500;
+    for (name, durable) in [("order_record_fsync_us", true), ("order_record_nofsync_us", false)] {
+        let db = scratch(name).join("state.db");
+        let mut state = if durable { State::open(&db) } else { State::open_scratch(&db) }.unwrap();
+        state.record_order(&order).unwrap(); // the epoch's row, once per process
+        let t = Instant::now();
+        for _ in 0..n {
+            state.record_order(&order).unwrap();
+        }
+        line(name, t.elapsed().as_secs_f64() * 1e6 / n as f64, "us/order", "-");
+    }
 }
 
 fn live_loop_cost() {
@@ -288,6 +322,7 @@ fn main() {
         let days = std::env::var("BENCH_DAYS").ok().and_then(|d| d.parse().ok()).unwrap_or(252);
         backtest_throughput(days);
     }
+    order_record_cost();
     live_loop_cost();
     requests_per_iteration();
     binary_measurements();

@@ -2,12 +2,16 @@
 //!
 //! Owns: the schema and its migrations (`PRAGMA user_version`), and every read and write of the
 //! file at `system.state_db_path` — key/value pairs, the day-start equity per trading date, halts,
-//! orders, budgets and loop runs. Timestamps are stored as fixed-width UTC text (`clock::db_ts`)
-//! so that text order is time order and a person can read them with `sqlite3`.
+//! orders, budgets and loop runs; the numbering of our client order ids (`ClientOrderId`: a
+//! random epoch per process and a counter that only grows), and which writes are fsynced before
+//! they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
+//! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
+//! them with `sqlite3`.
 //!
 //! Never: overwrites, "repairs" or migrates a file it does not recognise. A file that is not
 //! SQLite, fails its integrity check, belongs to another program or comes from a newer version of
-//! this daemon is refused untouched.
+//! this daemon is refused untouched. Never issues a client order id twice, and never books a fill
+//! without its price. (Whether another process may use the file is `ledger_lock`'s.)
 
 use std::fmt;
 use std::io::Read;

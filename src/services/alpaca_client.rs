@@ -4,10 +4,12 @@
 //! and body fields that Alpaca's OpenAPI documents declare), the parsing of Alpaca's JSON into the
 //! domain types (string-encoded numbers, nulls, `""` enums, nanosecond timestamps, `BTCUSD`
 //! position symbols, pagination), error classification, bounded retries with backoff and jitter,
-//! the client-side rate limiter, and idempotent order submission.
+//! the client-side rate limiter, and idempotent order submission (an order found under our
+//! client order id after a lost answer or a duplicate-id refusal is the answer only if it is the
+//! order we sent; otherwise it is a conflict).
 //!
 //! Never: retries a POST blindly (a lost answer is resolved by asking for the client order id
-//! first), retries a final refusal (4xx), calls `DELETE /v2/orders` or `DELETE /v2/positions`
+//! first, and resent only on Alpaca's own "not found"), retries a final refusal (4xx), calls `DELETE /v2/orders` or `DELETE /v2/positions`
 //! (which would touch the user's own orders and positions), or puts a key in a log line, an error
 //! or a `Debug` print.
 

@@ -2,8 +2,9 @@
 //! assets and market data.
 //!
 //! Owns: the domain types every other module uses (money and quantities as `Dec`, market data as
-//! `f64`: see `core::decimal`), the error classification (`BrokerError`), and the call statistics
-//! each implementation keeps for the health window.
+//! `f64`: see `core::decimal`), the error classification (`BrokerError`), the rule that says
+//! whether an order found at a broker is the one we sent (`order_mismatch`), and the call
+//! statistics each implementation keeps for the health window.
 //!
 //! Never: exposes Alpaca's raw JSON, and never offers "cancel all orders" or "close all
 //! positions": the daemon only ever touches what it owns, one order or position at a time.
@@ -708,6 +709,102 @@ mod tests {
         assert_eq!(crypto_pair_symbol("ETHUSDT"), "ETH/USDT");
         assert_eq!(crypto_pair_symbol("ETHBTC"), "ETH/BTC");
         assert_eq!(crypto_pair_symbol("BTC/USD"), "BTC/USD");
+    }
+
+    fn sent() -> OrderRequest {
+        OrderRequest {
+            client_order_id: "th-b-20261201-abcdefgh-1".into(),
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            amount: Amount::Qty(Dec::from_int(2)),
+            order_type: OrderType::Limit,
+            time_in_force: TimeInForce::Day,
+            limit_price: Some("150.25".parse().unwrap()),
+            stop_price: None,
+            extended_hours: false,
+            legs: Vec::new(),
+        }
+    }
+
+    /// The order a broker would report for `r`, field for field.
+    fn found(r: &OrderRequest) -> Order {
+        let (qty, notional) = match r.amount {
+            Amount::Qty(q) => (Some(q), None),
+            Amount::Notional(n) => (None, Some(n)),
+        };
+        let leg = |l: &Leg| Order {
+            symbol: l.symbol.clone(),
+            side: Some(l.position_intent.side()),
+            position_intent: Some(l.position_intent),
+            qty: qty.and_then(|q| q.checked_mul_int(i64::from(l.ratio_qty))),
+            legs: Vec::new(),
+            ..found(&OrderRequest { legs: Vec::new(), ..r.clone() })
+        };
+        Order {
+            id: "b-1".into(),
+            client_order_id: r.client_order_id.clone(),
+            symbol: if r.legs.is_empty() { r.symbol.clone() } else { String::new() },
+            asset_class: AssetClass::Other,
+            side: if r.legs.is_empty() { Some(r.side) } else { None },
+            order_type: Some(r.order_type),
+            time_in_force: Some(r.time_in_force),
+            qty,
+            notional,
+            filled_qty: Dec::ZERO,
+            filled_avg_price: None,
+            limit_price: r.limit_price,
+            stop_price: r.stop_price,
+            status: OrderStatus::Accepted,
+            order_class: if r.legs.is_empty() { "simple".into() } else { "mleg".into() },
+            position_intent: None,
+            legs: r.legs.iter().map(leg).collect(),
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn the_order_we_sent_matches_and_every_other_field_is_a_mismatch() {
+        let r = sent();
+        assert_eq!(order_mismatch(&r, &found(&r)), None);
+        let cases: Vec<(Order, &str)> = vec![
+            (Order { symbol: "ETH/USD".into(), ..found(&r) }, "symbol ETH/USD (ours AAPL)"),
+            (Order { side: Some(Side::Sell), ..found(&r) }, "side sell (ours buy)"),
+            (Order { side: None, ..found(&r) }, "side none (ours buy)"),
+            (Order { qty: Some(Dec::from_int(20)), ..found(&r) }, "qty 20 (ours 2)"),
+            (Order { order_type: Some(OrderType::Market), ..found(&r) }, "type market (ours limit)"),
+            (Order { limit_price: None, ..found(&r) }, "limit price none (ours 150.25)"),
+            (Order { stop_price: Some(Dec::from_int(1)), ..found(&r) }, "stop price 1 (ours none)"),
+            (Order { client_order_id: "x".into(), ..found(&r) }, "client order id \"x\""),
+        ];
+        for (order, why) in cases {
+            assert_eq!(order_mismatch(&r, &order).as_deref(), Some(why));
+        }
+        // A notional order is compared by its notional.
+        let n = OrderRequest { amount: Amount::Notional(Dec::from_int(50)), ..sent() };
+        assert_eq!(order_mismatch(&n, &found(&n)), None);
+        assert_eq!(order_mismatch(&n, &found(&r)).as_deref(), Some("notional none (ours 50)"));
+    }
+
+    #[test]
+    fn a_multi_leg_order_matches_only_with_the_same_legs() {
+        let legs = vec![
+            Leg { symbol: "SPY261218P00480000".into(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
+            Leg { symbol: "SPY261218P00475000".into(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
+        ];
+        let r = OrderRequest { symbol: "SPY".into(), side: Side::Sell, legs, ..sent() };
+        assert_eq!(order_mismatch(&r, &found(&r)), None, "a parent has no symbol or side");
+        let mut other = found(&r);
+        other.legs[0].position_intent = Some(PositionIntent::SellToClose);
+        assert_eq!(order_mismatch(&r, &other).as_deref(), Some("leg SPY261218P00480000 is not sell_to_open"));
+        let mut ratio = found(&r);
+        ratio.legs[1].qty = Some(Dec::from_int(6));
+        assert!(order_mismatch(&r, &ratio).unwrap().starts_with("leg SPY261218P00475000 qty 6"));
+        let mut fewer = found(&r);
+        fewer.legs.pop();
+        assert_eq!(order_mismatch(&r, &fewer).as_deref(), Some("1 legs (ours 2)"));
+        let mut swapped = found(&r);
+        swapped.legs[1].symbol = "SPY261218P00470000".into();
+        assert_eq!(order_mismatch(&r, &swapped).as_deref(), Some("no leg SPY261218P00475000 (ours buy_to_open)"));
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //!
 //! Owns: sending (every order is numbered and recorded in the state database *before* it goes
 //! out, then updated with the broker's answer), following our orders to their fills (which move
-//! the owned positions), reconciling owned positions with the broker's, cancelling our stale
-//! entries, flattening what we own, and running the bots: exits first and always, entries only
-//! after the preflight and the risk checks pass.
+//! the owned positions), order conflicts (an order found under our id that is not the one we
+//! recorded: marked, halted on, never booked), reconciling owned positions with the broker's,
+//! cancelling our stale entries, flattening what we own, and running the bots: exits first and
+//! always, entries only after the preflight and the risk checks pass.
 //!
-//! Never: touches an order or a position the daemon did not open, sends an entry while halted
-//! or unsure, re-sends a refused order, or sends a second exit for a position that already has
-//! one open.
+//! Never: touches or adopts an order or a position the daemon did not open, sends an entry while
+//! halted or unsure, re-sends a refused or unknown order, abandons one on anything but the
+//! broker's own "not found", or sends a second exit for a position that already has one open.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;

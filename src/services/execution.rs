@@ -504,7 +504,9 @@ impl Execution {
                 client_order_id = rec.client_order_id.as_str(),
             );
         }
-        if unpriced_fill(rec, &o) && self.unpriced.insert(rec.client_order_id.clone()) {
+        if !unpriced_fill(rec, &o) {
+            self.unpriced.remove(&rec.client_order_id);
+        } else if self.unpriced.insert(rec.client_order_id.clone()) {
             event!(
                 Warn,
                 "fill_unpriced",

@@ -91,6 +91,10 @@ fn init_logging(cfg: &Config, stderr_level: LevelFilter) -> Result<(), Error> {
     Ok(())
 }
 
+/// How long `halt` and `resume` wait for their notification to be posted before they exit (a
+/// hanging webhook costs at most this).
+const CLI_NOTIFY_LIMIT: Duration = Duration::from_secs(3);
+
 /// The `--seed` of a simulated market when none is given: the same market every time.
 const DEFAULT_SIM_SEED: u64 = 42;
 
@@ -376,7 +380,12 @@ fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
     let state = State::open_existing(&cfg.settings.system.state_db_path)?;
     init_logging(&cfg, LevelFilter::Error)?;
     let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since: Timestamp::now(), until: None };
-    let new = halt::set(&state, &halt)?;
+    notify::start(cfg.settings.notify.format);
+    let change = halt::set(&state, &halt)?;
+    let new = change.is_some();
+    notify::announce(change);
+    // A one-shot command: give the webhook its time, bounded, before the process ends.
+    notify::stop(CLI_NOTIFY_LIMIT);
     logging::flush();
     if new {
         println!("halted (manual): no new entries from the daemon's next iteration on; exits of open positions go on.");
@@ -396,15 +405,17 @@ fn resume(flag: Option<PathBuf>) -> Result<(), Error> {
     if active.is_empty() {
         println!("no halt is active.");
     }
+    notify::start(cfg.settings.notify.format);
     for h in &active {
         match halt::resume_allowed(h, now) {
             Ok(()) => {
-                halt::clear(&state, h.reason, "operator", now)?;
+                notify::announce(halt::clear(&state, h.reason, "operator", now)?);
                 println!("lifted: {}", h.reason);
             }
             Err(why) => println!("still halted: {why}"),
         }
     }
+    notify::stop(CLI_NOTIFY_LIMIT);
     logging::flush();
     Ok(())
 }

@@ -27,6 +27,7 @@ use crate::core::config::Config;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::health::FailureWindow;
 use crate::core::risk;
+use crate::core::risk::Budget;
 use crate::core::state::{BudgetRow, LoopRun, State, StateError};
 use crate::event;
 use crate::services::broker::Broker;
@@ -35,7 +36,7 @@ use crate::services::execution::{ExecError, Execution, Step};
 use crate::services::exitbot::{self, Readings};
 use crate::services::market_session::BrokerSession;
 use crate::services::notify;
-use crate::services::portfolio::{self, Budget};
+use crate::services::portfolio;
 
 /// What one iteration did; also what step 5 logs and records.
 #[derive(Debug, Clone, PartialEq)]
@@ -299,8 +300,9 @@ impl Orchestrator {
                         since: now,
                         until: None,
                     };
-                    if let Err(e) = halt::set(&self.state, &halt) {
-                        self.step_failed("execution", &e, now, &mut errors);
+                    match halt::set(&self.state, &halt) {
+                        Ok(change) => notify::announce(change),
+                        Err(e) => self.step_failed("execution", &e, now, &mut errors),
                     }
                 }
                 report.orders_submitted
@@ -331,7 +333,7 @@ impl Orchestrator {
         };
         self.finalize(&summary);
         // After the close (or the date's end for crypto alone), the day's report.
-        let stocks = self.bots.iter().any(|b| b.kind() != crate::services::portfolio::BotKind::Crypto);
+        let stocks = self.bots.iter().any(|b| b.kind() != crate::core::config::BotKind::Crypto);
         let failures = std::mem::take(&mut self.failures);
         if let Err(e) =
             self.reporter.after_iteration(&self.state, now, summary.equity, summary.day_start_equity, failures, stocks)
@@ -406,8 +408,11 @@ impl Orchestrator {
         let detail = format!("iteration {} panicked: {message}", self.iteration);
         event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = detail.as_str());
         let halt = Halt { reason: HaltReason::InternalError, detail, since: now, until: None };
-        if let Err(e) = halt::set(&self.state, &halt) {
-            event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = e.to_string());
+        match halt::set(&self.state, &halt) {
+            Ok(change) => notify::announce(change),
+            Err(e) => {
+                event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = e.to_string())
+            }
         }
     }
 
@@ -419,8 +424,11 @@ impl Orchestrator {
         event!(Error, "iteration_error", iteration = self.iteration, step = step, error = e.to_string());
         if e.is_state_error() {
             let halt = Halt { reason: HaltReason::StateError, detail: text.clone(), since: now, until: None };
-            if let Err(e2) = halt::set(&self.state, &halt) {
-                event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e2.to_string());
+            match halt::set(&self.state, &halt) {
+                Ok(change) => notify::announce(change),
+                Err(e2) => {
+                    event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e2.to_string())
+                }
             }
         }
         errors.push(text);

@@ -10,11 +10,10 @@ use jiff::Timestamp;
 use support::fake_alpaca::{FakeAlpaca, Fault, KEY, SECRET};
 use trading_hydra::core::config::DataFeed;
 use trading_hydra::core::decimal::Dec;
+use trading_hydra::core::instrument::{AssetClass, OptionKind};
+use trading_hydra::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
-use trading_hydra::services::broker::{
-    Amount, AssetClass, Broker, BrokerError, Leg, OptionKind, OrderRequest, OrderType, PositionIntent, Side,
-    TimeInForce,
-};
+use trading_hydra::services::broker::{Broker, BrokerError, OrderRequest};
 
 fn settings(fake: &FakeAlpaca) -> ClientSettings {
     ClientSettings {

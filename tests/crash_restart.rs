@@ -17,12 +17,12 @@ use serde_json::json;
 use support::fake_alpaca::{FakeAlpaca, KEY, SECRET, client_settings};
 use support::test_bot::TestBot;
 use trading_hydra::core::clock::SystemClock;
+use trading_hydra::core::config::BotKind;
 use trading_hydra::core::config::Config;
 use trading_hydra::core::decimal::Dec;
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
-use trading_hydra::services::portfolio::BotKind;
 
 const MAX_TRADES: u32 = 60;
 /// The user's own AAPL shares in the fake account (from the recorded sample).

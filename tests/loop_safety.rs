@@ -15,13 +15,13 @@ use serde_json::json;
 use support::fake_alpaca::{FakeAlpaca, Fault};
 use support::test_bot::{Orders, TestBot};
 use trading_hydra::core::clock::ManualClock;
+use trading_hydra::core::config::BotKind;
 use trading_hydra::core::config::{Config, Sim};
 use trading_hydra::core::decimal::Dec;
 use trading_hydra::core::halt::{Halt, HaltReason};
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
 use trading_hydra::services::alpaca_client::AlpacaClient;
-use trading_hydra::services::portfolio::BotKind;
 use trading_hydra::services::sim_broker::SimBroker;
 
 fn ts(s: &str) -> Timestamp {
@@ -438,8 +438,9 @@ fn a_bot_that_lost_its_daily_share_stops_entering() {
 
 #[test]
 fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
+    use trading_hydra::core::instrument::{OptionKind, occ_symbol};
+    use trading_hydra::core::order::{Leg, PositionIntent};
     use trading_hydra::core::state::State as S;
-    use trading_hydra::services::broker::{Leg, OptionKind, PositionIntent, occ_symbol};
     let db = temp_db("spread");
     let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
     let (mut o, orders) = on_sim(&db, &clock, &["SPY"]);
@@ -490,7 +491,7 @@ fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
 
 #[test]
 fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
-    use trading_hydra::services::broker::{Leg, PositionIntent};
+    use trading_hydra::core::order::{Leg, PositionIntent};
     let fake = fake_at(WEDNESDAY);
     let db = temp_db("nolegs");
     let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
@@ -543,7 +544,8 @@ fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
 
 #[test]
 fn a_spreads_legs_count_as_one_position() {
-    use trading_hydra::services::broker::{Leg, OptionKind, PositionIntent, occ_symbol};
+    use trading_hydra::core::instrument::{OptionKind, occ_symbol};
+    use trading_hydra::core::order::{Leg, PositionIntent};
     let db = temp_db("legcount");
     let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
     let mut cfg = config(&db);

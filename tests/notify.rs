@@ -241,3 +241,40 @@ fn an_order_conflict_halts_and_is_notified_naming_both_orders() {
     let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
     assert!(log.lines().any(|l| l.contains("\"order_conflict\"") && l.contains(&ours)), "no order_conflict event");
 }
+
+/// `trading-hydra halt` and `resume` from the command line reach the webhook too (they used to
+/// tell nobody: the notifier was started only by `run`).
+#[test]
+fn halt_and_resume_from_the_command_line_are_posted() {
+    let (url, seen) = webhook(Behaviour::Ok);
+    let dir = scratch("cli-halt", "json");
+    let (out, _) = run(&dir, &url, "1");
+    assert_eq!(out.status.code(), Some(0), "the ledger halt works on");
+    seen.lock().unwrap().clear();
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(&dir)
+            .env("TRADING_HYDRA_WEBHOOK_URL", &url)
+            .env_remove("TRADING_HYDRA_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["halt", "--reason", "earnings day"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&["resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let bodies: Vec<serde_json::Value> =
+        seen.lock().unwrap().iter().map(|b| serde_json::from_str(b).unwrap()).collect();
+    let events: Vec<(&str, &str)> =
+        bodies.iter().map(|b| (b["event"].as_str().unwrap(), b["title"].as_str().unwrap())).collect();
+    assert_eq!(
+        events,
+        vec![("halt", "Trading Hydra halted: manual"), ("resume", "Trading Hydra resumed: manual")],
+        "{bodies:?}"
+    );
+    assert!(bodies[0]["text"].as_str().unwrap().starts_with("earnings day"), "{}", bodies[0]);
+    // Nothing changed, nothing posted: a second resume finds no halt.
+    assert_eq!(cli(&["resume"]).status.code(), Some(0));
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}

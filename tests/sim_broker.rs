@@ -8,11 +8,10 @@ use jiff::{SignedDuration, Timestamp};
 use trading_hydra::core::clock::{Clock, ManualClock};
 use trading_hydra::core::config::Sim;
 use trading_hydra::core::decimal::Dec;
+use trading_hydra::core::instrument::{OptionKind, occ_symbol};
+use trading_hydra::core::order::{Amount, Leg, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use trading_hydra::core::state::State;
-use trading_hydra::services::broker::{
-    Amount, Broker, BrokerError, Leg, OptionKind, OrderRequest, OrderStatus, OrderType, PositionIntent, Side,
-    TimeInForce, occ_symbol,
-};
+use trading_hydra::services::broker::{Broker, BrokerError, OrderRequest};
 use trading_hydra::services::sim_broker::SimBroker;
 
 fn ts(s: &str) -> Timestamp {
@@ -201,7 +200,8 @@ fn option_prices_are_sane() {
     let snaps = b.option_snapshots("SPY", jiff::civil::date(2026, 11, 26), jiff::civil::date(2027, 1, 15)).unwrap();
     assert!(snaps.len() > 100, "{}", snaps.len());
     for (symbol, s) in &snaps {
-        let (_, _, kind, strike) = trading_hydra::services::broker::parse_occ(symbol).unwrap();
+        let trading_hydra::core::instrument::OccSymbol { kind, strike, .. } =
+            trading_hydra::core::instrument::OccSymbol::parse(symbol).unwrap();
         let delta = s.greeks.unwrap().delta;
         let q = s.quote.unwrap();
         let mid = (q.bid + q.ask) / 2.0;

@@ -11,12 +11,14 @@
 //! Never: performs I/O, or holds two positions in one pair.
 
 use crate::bots::exits;
-use crate::bots::signals::{Direction, Signal};
+use crate::bots::signals::{self, Direction};
 use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::core::config::BotKind;
 use crate::core::config::{CryptoBot as Settings, CryptoOrderType, CryptoTif, Exits, Session};
 use crate::core::decimal::Dec;
-use crate::services::broker::{Amount, OrderType, Side, TimeInForce};
-use crate::services::portfolio::{BotKind, Budget};
+use crate::core::order::{Amount, OrderType, Side, TimeInForce};
+use crate::core::risk::Budget;
+use crate::core::signal::Signal;
 
 /// A crypto limit buy is placed this far above the ask, to be marketable.
 const LIMIT_THROUGH: f64 = 0.001;
@@ -124,7 +126,7 @@ impl Bot for CryptoBot {
                 continue;
             }
             let (Some(bars), Some(quote)) = (view.bars.get(symbol), view.quotes.get(symbol)) else { continue };
-            if self.signal.evaluate(bars) != Some(Direction::Long) {
+            if signals::evaluate(&self.signal, bars) != Some(Direction::Long) {
                 continue;
             }
             let dollars = self.notional.min(spendable);

@@ -17,8 +17,8 @@ use jiff::tz::TimeZone;
 use crate::bots::{BotView, Exit};
 use crate::core::clock::{HhMm, SessionState};
 use crate::core::config::Exits;
+use crate::core::order::{OrderType, Side, TimeInForce};
 use crate::core::state::OwnedPosition;
-use crate::services::broker::{OrderType, Side, TimeInForce};
 
 /// What the rules look at.
 #[derive(Debug, Clone, Copy)]

@@ -6,7 +6,7 @@
 //!
 //! Never: looks at the clock or the broker.
 
-use crate::services::broker::Bar;
+use crate::core::market_data::Bar;
 
 /// Simple moving average of the last `period` values of `value`.
 pub fn sma(bars: &[Bar], period: usize, value: impl Fn(&Bar) -> f64) -> Option<f64> {

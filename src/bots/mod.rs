@@ -10,13 +10,14 @@
 use jiff::Timestamp;
 
 use crate::core::clock::SessionState;
+use crate::core::config::BotKind;
 use crate::core::config::{Config, Session};
 use crate::core::decimal::Dec;
+use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
+use crate::core::risk::Budget;
+use crate::core::signal::{self, Signal};
 use crate::core::state::OwnedPosition;
-use crate::services::broker::{
-    Amount, Bar, BySymbol, Leg, OptionContract, OptionSnapshot, OrderType, Quote, Side, TimeInForce,
-};
-use crate::services::portfolio::{BotKind, Budget};
 
 pub mod crypto;
 pub mod exits;
@@ -24,15 +25,6 @@ pub mod indicators;
 pub mod momentum;
 pub mod options;
 pub mod signals;
-
-pub use signals::{CRYPTO_MODES as CRYPTO_SIGNAL_MODES, MOMENTUM_MODES as MOMENTUM_SIGNAL_MODES};
-use signals::{PLACEHOLDER_CRYPTO, PLACEHOLDER_MOMENTUM};
-
-/// The Python daemon's placeholder modes load, and never enter, so a migrated config does not
-/// start trading by surprise.
-pub fn is_placeholder_mode(mode: &str) -> bool {
-    mode == PLACEHOLDER_MOMENTUM || mode == PLACEHOLDER_CRYPTO
-}
 
 /// What a bot sees when it decides.
 #[derive(Debug)]
@@ -153,11 +145,10 @@ pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
     let mut out: Vec<Box<dyn Bot>> = Vec::new();
     // The modes and their parameters were checked when the configuration loaded; a failure here
     // would be a bug, and the bot then stays a placeholder that never enters.
-    let signal =
-        |mode: &str, params: &serde_yaml::Mapping| signals::parse(mode, params).unwrap_or(signals::Signal::Placeholder);
+    let signal = |mode: &str, params: &serde_yaml::Mapping| signal::parse(mode, params).unwrap_or(Signal::Placeholder);
     for m in b.momentum_bots.iter().filter(|m| m.enabled) {
         let sig = signal(&m.signal.mode, &m.signal.params);
-        if sig == signals::Signal::Placeholder {
+        if sig == Signal::Placeholder {
             out.push(Box::new(PlaceholderBot {
                 id: m.bot_id.clone(),
                 kind: BotKind::Momentum,
@@ -173,9 +164,9 @@ pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
         // trading spreads by surprise, so without one the bot never enters.
         let sig = match &o.signal {
             Some(sg) => signal(&sg.mode, &sg.params),
-            None => signals::Signal::Placeholder,
+            None => Signal::Placeholder,
         };
-        if sig == signals::Signal::Placeholder {
+        if sig == Signal::Placeholder {
             out.push(Box::new(PlaceholderBot {
                 id: o.bot_id.clone(),
                 kind: BotKind::Options,
@@ -188,7 +179,7 @@ pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
     }
     if let Some(c) = b.cryptobot.as_ref().filter(|c| c.enabled) {
         let sig = signal(&c.signal.mode, &c.signal.params);
-        if sig == signals::Signal::Placeholder {
+        if sig == Signal::Placeholder {
             out.push(Box::new(PlaceholderBot {
                 id: c.bot_id.clone(),
                 kind: BotKind::Crypto,

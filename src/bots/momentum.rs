@@ -11,12 +11,14 @@
 use jiff::tz::TimeZone;
 
 use crate::bots::exits;
-use crate::bots::signals::{Direction, Signal};
+use crate::bots::signals::{self, Direction};
 use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::core::config::BotKind;
 use crate::core::config::{EntryOrderType, Exits, MomentumBot as Settings, Session};
 use crate::core::decimal::Dec;
-use crate::services::broker::{Amount, OrderType, Side, TimeInForce};
-use crate::services::portfolio::{BotKind, Budget};
+use crate::core::order::{Amount, OrderType, Side, TimeInForce};
+use crate::core::risk::Budget;
+use crate::core::signal::Signal;
 
 pub struct MomentumBot {
     id: String,
@@ -105,7 +107,7 @@ impl Bot for MomentumBot {
             return Vec::new();
         }
         let (Some(bars), Some(quote)) = (view.bars.get(symbol), view.quotes.get(symbol)) else { return Vec::new() };
-        let side = match self.signal.evaluate(bars) {
+        let side = match signals::evaluate(&self.signal, bars) {
             Some(Direction::Long) => Side::Buy,
             Some(Direction::Short) if self.allow_short => Side::Sell,
             _ => return Vec::new(),
@@ -150,11 +152,10 @@ mod tests {
     use jiff::Timestamp;
 
     use super::*;
-    use crate::bots::signals;
     use crate::core::clock::SessionState;
     use crate::core::config::Config;
+    use crate::core::market_data::{Bar, BySymbol, Quote};
     use crate::core::state::OwnedPosition;
-    use crate::services::broker::{Bar, BySymbol, Quote};
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -165,7 +166,7 @@ mod tests {
         let cfg = Config::load(Path::new("config")).unwrap();
         let mut s = cfg.bots.momentum_bots[0].clone();
         s.allow_short = allow_short;
-        let signal = signals::parse(&s.signal.mode, &s.signal.params).unwrap();
+        let signal = crate::core::signal::parse(&s.signal.mode, &s.signal.params).unwrap();
         MomentumBot::new(&s, signal, cfg.timezone.clone())
     }
 

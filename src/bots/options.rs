@@ -31,17 +31,18 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use crate::bots::indicators;
-use crate::bots::signals::{Direction, Signal};
+use crate::bots::signals::{self, Direction};
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock;
+use crate::core::config::BotKind;
 use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session, Straddle};
 use crate::core::decimal::Dec;
+use crate::core::instrument::{OccSymbol, OptionKind};
+use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
+use crate::core::risk::Budget;
+use crate::core::signal::Signal;
 use crate::core::state::OwnedPosition;
-use crate::services::broker::{
-    Amount, Bar, BySymbol, Leg, OptionContract, OptionKind, OptionSnapshot, OrderType, PositionIntent, Quote, Side,
-    TimeInForce, parse_occ,
-};
-use crate::services::portfolio::{BotKind, Budget};
 
 /// The strategies the bot trades, recognised from the legs it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +56,10 @@ pub enum Strategy {
 /// Which strategy a set of held legs is: one short and one long put (bull put), the same in calls
 /// (bear call), both of those (iron condor), or a long call and a long put (straddle).
 pub fn strategy_of(legs: &[&OwnedPosition]) -> Option<Strategy> {
-    let kinds: Vec<(OptionKind, bool)> =
-        legs.iter().map(|p| parse_occ(&p.symbol).map(|o| (o.2, p.qty.is_negative()))).collect::<Option<_>>()?;
+    let kinds: Vec<(OptionKind, bool)> = legs
+        .iter()
+        .map(|p| OccSymbol::parse(&p.symbol).map(|o| (o.kind, p.qty.is_negative())))
+        .collect::<Option<_>>()?;
     let count = |k: OptionKind, short: bool| kinds.iter().filter(|x| **x == (k, short)).count();
     let (ps, pl, cs, cl) = (
         count(OptionKind::Put, true),
@@ -382,7 +385,7 @@ impl OptionsBot {
     fn spreads<'a>(view: &BotView<'a>) -> BTreeMap<String, Vec<&'a OwnedPosition>> {
         let mut out: BTreeMap<String, Vec<&OwnedPosition>> = BTreeMap::new();
         for p in &view.owned {
-            if let Some((root, ..)) = parse_occ(&p.symbol) {
+            if let Some(OccSymbol { root, .. }) = OccSymbol::parse(&p.symbol) {
                 out.entry(root).or_default().push(*p);
             }
         }
@@ -392,7 +395,7 @@ impl OptionsBot {
     /// The rule that closes a spread now, if any.
     fn exit_rule(&self, legs: &[&OwnedPosition], view: &BotView) -> Option<&'static str> {
         let today = clock::trading_date(view.now);
-        let expiry = legs.iter().filter_map(|p| parse_occ(&p.symbol).map(|o| o.1)).min()?;
+        let expiry = legs.iter().filter_map(|p| OccSymbol::parse(&p.symbol).map(|o| o.expiry)).min()?;
         if (expiry - today).get_days() <= self.exit_days_before_expiry as i32 {
             return Some("expiry");
         }
@@ -483,8 +486,8 @@ impl Bot for OptionsBot {
         self.symbols
             .iter()
             .filter(|root| {
-                let held = owned.iter().any(|p| parse_occ(&p.symbol).is_some_and(|o| &o.0 == *root));
-                let entering = bars.get(*root).is_some_and(|b| match self.signal.evaluate(b) {
+                let held = owned.iter().any(|p| OccSymbol::parse(&p.symbol).is_some_and(|o| &o.root == *root));
+                let entering = bars.get(*root).is_some_and(|b| match signals::evaluate(&self.signal, b) {
                     Some(Direction::Long) => self.bull_put.enabled,
                     Some(Direction::Short) => self.bear_call.enabled,
                     None => self.iron_condor.enabled || (self.straddle.enabled && squeezed(b)),
@@ -530,7 +533,7 @@ impl Bot for OptionsBot {
                 max_quote_age_seconds: self.max_quote_age_seconds,
             };
             let spot = (quote.bid + quote.ask) / 2.0;
-            let plan = match self.signal.evaluate(bars) {
+            let plan = match signals::evaluate(&self.signal, bars) {
                 Some(Direction::Long) if self.bull_put.enabled => {
                     select_spread(OptionKind::Put, root, spot, &chain, &self.rules, &self.bull_put, self.width)
                         .map(Plan::Vertical)
@@ -574,7 +577,8 @@ impl Bot for OptionsBot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::broker::{Greeks, occ_symbol};
+    use crate::core::instrument::occ_symbol;
+    use crate::core::market_data::Greeks;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

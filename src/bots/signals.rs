@@ -1,8 +1,7 @@
 //! Entry signals, by `signal.mode`, with their `signal.params`.
 //!
-//! Owns: the modes, their parameters (every one named, with a default, range-checked at load
-//! time: an unknown parameter is a configuration error) and the decision, a pure function of
-//! bars.
+//! Owns: the decision of each mode (`core::signal` has the modes and their parameters, parsed
+//! when the configuration loads), a pure function of bars.
 //!
 //! - `ema_roc_volume_v1` (stocks): long when the last close is above a rising fast EMA that is
 //!   above the slow EMA, the rate of change over `roc_bars` is at least `min_roc_pct`, and the last
@@ -18,17 +17,8 @@
 //!   which never enter (kept so a migrated config does not start trading by surprise).
 
 use crate::bots::indicators;
-use crate::services::broker::Bar;
-
-pub const EMA_ROC_VOLUME: &str = "ema_roc_volume_v1";
-pub const BREAKOUT: &str = "breakout_v1";
-pub const PLACEHOLDER_MOMENTUM: &str = "placeholder_momentum_v1";
-pub const PLACEHOLDER_CRYPTO: &str = "placeholder_crypto_momo_v1";
-
-/// Modes a momentum bot's `signal.mode` may name.
-pub const MOMENTUM_MODES: &[&str] = &[EMA_ROC_VOLUME, PLACEHOLDER_MOMENTUM];
-/// Modes the crypto bot's `signal.mode` may name.
-pub const CRYPTO_MODES: &[&str] = &[BREAKOUT, PLACEHOLDER_CRYPTO];
+use crate::core::market_data::Bar;
+use crate::core::signal::Signal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -36,133 +26,32 @@ pub enum Direction {
     Short,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Signal {
-    /// Never enters.
-    Placeholder,
-    EmaRocVolume {
-        fast: usize,
-        slow: usize,
-        roc_bars: usize,
-        min_roc_pct: f64,
-        volume_bars: usize,
-        min_volume_ratio: f64,
-    },
-    Breakout {
-        lookback: usize,
-        trend_ema: usize,
-    },
-}
-
-impl Signal {
-    /// Bars the signal needs to decide.
-    pub fn bars_needed(&self) -> usize {
-        match self {
-            Signal::Placeholder => 0,
-            Signal::EmaRocVolume { slow, roc_bars, volume_bars, .. } => {
-                (*slow + 1).max(roc_bars + 1).max(volume_bars + 1)
-            }
-            Signal::Breakout { lookback, trend_ema } => (lookback + 1).max(*trend_ema),
-        }
-    }
-
-    /// The direction the bars call for, if any.
-    pub fn evaluate(&self, bars: &[Bar]) -> Option<Direction> {
-        match *self {
-            Signal::Placeholder => None,
-            Signal::EmaRocVolume { fast, slow, roc_bars, min_roc_pct, volume_bars, min_volume_ratio } => {
-                let last = bars.last()?;
-                let f = indicators::ema(bars, fast)?;
-                let f_before = indicators::ema(&bars[..bars.len() - 1], fast)?;
-                let s = indicators::ema(bars, slow)?;
-                let r = indicators::roc(bars, roc_bars)?;
-                let v = indicators::volume_avg_before_last(bars, volume_bars)?;
-                let busy = last.volume >= min_volume_ratio * v;
-                if busy && last.close > f && f > s && f > f_before && r >= min_roc_pct {
-                    Some(Direction::Long)
-                } else if busy && last.close < f && f < s && f < f_before && r <= -min_roc_pct {
-                    Some(Direction::Short)
-                } else {
-                    None
-                }
-            }
-            Signal::Breakout { lookback, trend_ema } => {
-                let last = bars.last()?;
-                let high = indicators::highest_high_before_last(bars, lookback)?;
-                let trend = indicators::ema(bars, trend_ema)?;
-                (last.close > high && last.close > trend).then_some(Direction::Long)
+/// The direction the bars call for, if any.
+pub fn evaluate(signal: &Signal, bars: &[Bar]) -> Option<Direction> {
+    match *signal {
+        Signal::Placeholder => None,
+        Signal::EmaRocVolume { fast, slow, roc_bars, min_roc_pct, volume_bars, min_volume_ratio } => {
+            let last = bars.last()?;
+            let f = indicators::ema(bars, fast)?;
+            let f_before = indicators::ema(&bars[..bars.len() - 1], fast)?;
+            let s = indicators::ema(bars, slow)?;
+            let r = indicators::roc(bars, roc_bars)?;
+            let v = indicators::volume_avg_before_last(bars, volume_bars)?;
+            let busy = last.volume >= min_volume_ratio * v;
+            if busy && last.close > f && f > s && f > f_before && r >= min_roc_pct {
+                Some(Direction::Long)
+            } else if busy && last.close < f && f < s && f < f_before && r <= -min_roc_pct {
+                Some(Direction::Short)
+            } else {
+                None
             }
         }
-    }
-}
-
-/// Reads `mode` and `params`; `Err((param, rule))` names what is wrong.
-pub fn parse(mode: &str, params: &serde_yaml::Mapping) -> Result<Signal, (String, String)> {
-    let mut p = Params { params, used: Vec::new() };
-    let signal = match mode {
-        PLACEHOLDER_MOMENTUM | PLACEHOLDER_CRYPTO => Signal::Placeholder,
-        EMA_ROC_VOLUME => {
-            let fast = p.count("fast", 9, 2, 500)?;
-            let slow = p.count("slow", 21, 3, 1000)?;
-            if fast >= slow {
-                return Err(("fast".into(), format!("must be below slow ({slow}), got {fast}")));
-            }
-            Signal::EmaRocVolume {
-                fast,
-                slow,
-                roc_bars: p.count("roc_bars", 10, 1, 1000)?,
-                min_roc_pct: p.number("min_roc_pct", 0.15, 0.0, 100.0)?,
-                volume_bars: p.count("volume_bars", 20, 1, 1000)?,
-                min_volume_ratio: p.number("min_volume_ratio", 1.2, 0.0, 100.0)?,
-            }
+        Signal::Breakout { lookback, trend_ema } => {
+            let last = bars.last()?;
+            let high = indicators::highest_high_before_last(bars, lookback)?;
+            let trend = indicators::ema(bars, trend_ema)?;
+            (last.close > high && last.close > trend).then_some(Direction::Long)
         }
-        BREAKOUT => Signal::Breakout {
-            lookback: p.count("lookback", 30, 2, 2000)?,
-            trend_ema: p.count("trend_ema", 50, 2, 2000)?,
-        },
-        other => return Err((String::new(), format!("unknown signal mode {other:?}"))),
-    };
-    p.no_others()?;
-    Ok(signal)
-}
-
-struct Params<'a> {
-    params: &'a serde_yaml::Mapping,
-    used: Vec<&'static str>,
-}
-
-impl Params<'_> {
-    fn raw(&mut self, name: &'static str) -> Option<&serde_yaml::Value> {
-        self.used.push(name);
-        self.params.get(name)
-    }
-
-    fn number(&mut self, name: &'static str, default: f64, lo: f64, hi: f64) -> Result<f64, (String, String)> {
-        let Some(v) = self.raw(name) else { return Ok(default) };
-        let x = v.as_f64().ok_or_else(|| (name.to_string(), format!("must be a number, got {v:?}")))?;
-        if !(lo..=hi).contains(&x) {
-            return Err((name.into(), format!("must be from {lo} to {hi}, got {x}")));
-        }
-        Ok(x)
-    }
-
-    fn count(&mut self, name: &'static str, default: usize, lo: u64, hi: u64) -> Result<usize, (String, String)> {
-        let Some(v) = self.raw(name) else { return Ok(default) };
-        let x = v.as_u64().ok_or_else(|| (name.to_string(), format!("must be a whole number, got {v:?}")))?;
-        if !(lo..=hi).contains(&x) {
-            return Err((name.into(), format!("must be from {lo} to {hi}, got {x}")));
-        }
-        Ok(x as usize)
-    }
-
-    fn no_others(&self) -> Result<(), (String, String)> {
-        for key in self.params.keys() {
-            let name = key.as_str().unwrap_or("?");
-            if !self.used.contains(&name) {
-                return Err((name.into(), format!("unknown parameter; known: {}", self.used.join(", "))));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -171,6 +60,7 @@ mod tests {
     use jiff::Timestamp;
 
     use super::*;
+    use crate::core::signal::{BREAKOUT, EMA_ROC_VOLUME, PLACEHOLDER_CRYPTO, PLACEHOLDER_MOMENTUM, parse};
 
     fn bar(close: f64, volume: f64) -> Bar {
         Bar { t: Timestamp::UNIX_EPOCH, open: close, high: close + 0.05, low: close - 0.05, close, volume }
@@ -197,36 +87,36 @@ mod tests {
     #[test]
     fn momentum_fires_on_trend_momentum_and_volume_together() {
         let s = stock();
-        assert_eq!(s.evaluate(&rising(2000.0)), Some(Direction::Long));
+        assert_eq!(evaluate(&s, &rising(2000.0)), Some(Direction::Long));
         // The same climb on ordinary volume: no.
-        assert_eq!(s.evaluate(&rising(1000.0)), None);
+        assert_eq!(evaluate(&s, &rising(1000.0)), None);
         // Flat: no.
         let flat: Vec<Bar> = (0..60).map(|_| bar(100.0, 5000.0)).collect();
-        assert_eq!(s.evaluate(&flat), None);
+        assert_eq!(evaluate(&s, &flat), None);
         // Too few bars: no.
-        assert_eq!(s.evaluate(&rising(2000.0)[40..]), None);
+        assert_eq!(evaluate(&s, &rising(2000.0)[40..]), None);
         // The mirror image: short.
         let falling: Vec<Bar> = rising(2000.0).iter().map(|b| bar(200.0 - b.close, b.volume)).collect();
-        assert_eq!(s.evaluate(&falling), Some(Direction::Short));
+        assert_eq!(evaluate(&s, &falling), Some(Direction::Short));
     }
 
     #[test]
     fn breakout_needs_a_new_high_above_the_trend() {
         let s = parse(BREAKOUT, &params("{lookback: 10, trend_ema: 20}")).unwrap();
         let mut b: Vec<Bar> = (0..30).map(|i| bar(100.0 + (i % 3) as f64 * 0.1, 1.0)).collect();
-        assert_eq!(s.evaluate(&b), None, "inside its range");
+        assert_eq!(evaluate(&s, &b), None, "inside its range");
         b.push(bar(101.0, 1.0));
-        assert_eq!(s.evaluate(&b), Some(Direction::Long));
+        assert_eq!(evaluate(&s, &b), Some(Direction::Long));
         // A new high below a falling trend: no.
         let mut down: Vec<Bar> = (0..30).map(|i| bar(130.0 - i as f64, 1.0)).collect();
         down.push(bar(101.5, 1.0));
-        assert_eq!(s.evaluate(&down), None);
+        assert_eq!(evaluate(&s, &down), None);
     }
 
     #[test]
     fn placeholders_never_enter() {
         let p = parse(PLACEHOLDER_MOMENTUM, &params("{}")).unwrap();
-        assert_eq!(p.evaluate(&rising(9999.0)), None);
+        assert_eq!(evaluate(&p, &rising(9999.0)), None);
         assert_eq!(parse(PLACEHOLDER_CRYPTO, &params("{}")).unwrap().bars_needed(), 0);
     }
 

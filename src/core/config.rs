@@ -14,13 +14,21 @@ use std::path::{Path, PathBuf};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 
-use crate::bots::{CRYPTO_SIGNAL_MODES, MOMENTUM_SIGNAL_MODES};
 use crate::core::clock::{self, HhMm};
+use crate::core::signal::{CRYPTO_MODES as CRYPTO_SIGNAL_MODES, MOMENTUM_MODES as MOMENTUM_SIGNAL_MODES};
 
 pub const SETTINGS_FILE: &str = "settings.yaml";
 pub const BOTS_FILE: &str = "bots.yaml";
 /// The folder used when neither `--config` nor `TRADING_HYDRA_CONFIG` names one.
 pub const DEFAULT_CONFIG_DIR: &str = "config";
+
+/// The three kinds of bot a configuration holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BotKind {
+    Momentum,
+    Options,
+    Crypto,
+}
 
 /// Both files, parsed and validated.
 #[derive(Debug, Clone)]
@@ -115,7 +123,22 @@ pub struct Settings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Notify {
-    pub format: crate::services::notify::Format,
+    pub format: NotifyFormat,
+}
+
+/// The body a notification is posted in (`services::notify` writes them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyFormat {
+    /// `{"event": …, "title": …, "text": …}`
+    #[default]
+    Json,
+    /// `{"text": "*title*\ntext"}`
+    Slack,
+    /// `{"content": "**title**\ntext"}`
+    Discord,
+    /// The text as the body, the title in a `Title` header.
+    Ntfy,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -787,7 +810,7 @@ impl Config {
         // Enabled bots whose signal is one of the Python placeholders, which never enter.
         let momentum = b.momentum_bots.iter().filter(|m| m.enabled).map(|m| (&m.bot_id, &m.signal.mode));
         let crypto = b.cryptobot.iter().filter(|c| c.enabled).map(|c| (&c.bot_id, &c.signal.mode));
-        for (id, mode) in momentum.chain(crypto).filter(|(_, mode)| crate::bots::is_placeholder_mode(mode)) {
+        for (id, mode) in momentum.chain(crypto).filter(|(_, mode)| crate::core::signal::is_placeholder_mode(mode)) {
             w.push(format!("{id}: signal mode {mode:?} never enters (the Python placeholder)"));
         }
         if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
@@ -796,7 +819,7 @@ impl Config {
                     "{}: no optionsbot.signal, so it never enters (set signal.mode, e.g. ema_roc_volume_v1)",
                     o.bot_id
                 )),
-                Some(sg) if crate::bots::is_placeholder_mode(&sg.mode) => {
+                Some(sg) if crate::core::signal::is_placeholder_mode(&sg.mode) => {
                     w.push(format!("{}: signal mode {:?} never enters (the Python placeholder)", o.bot_id, sg.mode))
                 }
                 Some(_) => {}
@@ -1120,7 +1143,7 @@ fn signal(c: &mut Checks, at: &str, s: &Signal, known: &[&str]) {
             format!("{:?}", s.mode),
             format!("unknown signal mode; known: {}", known.join(", ")),
         );
-    } else if let Err((param, rule)) = crate::bots::signals::parse(&s.mode, &s.params) {
+    } else if let Err((param, rule)) = crate::core::signal::parse(&s.mode, &s.params) {
         let value = s.params.get(param.as_str()).map_or("?".to_string(), |v| format!("{v:?}"));
         c.fail(format!("{at}.params.{param}"), value, rule);
     }

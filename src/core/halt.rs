@@ -1,8 +1,8 @@
 //! Halts: the switch that stops new entries.
 //!
 //! Owns: the list of halt reasons, the table saying how each one may be lifted (the deliberate
-//! heart of this module), and the set/clear operations that persist a halt and log `halt` /
-//! `resume`.
+//! heart of this module), and the set/clear operations that persist a halt, log `halt` /
+//! `resume` and hand back what changed (`Change`), which callers that own a notifier post.
 //!
 //! Never: blocks exits. A halt stops entries only; the daemon's own positions keep being managed
 //! and protected while halted. And never lifts a halt because time passed unless the table says
@@ -145,38 +145,48 @@ pub fn resume_allowed(halt: &Halt, now: Timestamp) -> Result<(), String> {
     }
 }
 
-/// Sets (or extends) a halt and logs `halt` when it is new. An existing halt of the same reason
-/// keeps its `since`; its `until` becomes the later of the two (a halt is never shortened here).
-pub fn set(state: &State, halt: &Halt) -> Result<bool, StateError> {
-    let new = state.set_halt(halt)?;
-    if new {
-        let until = halt.until.map(clock::db_ts);
-        event!(Warn, "halt", reason = halt.reason.as_str(), detail = halt.detail.as_str(), until = until.as_deref());
-        crate::services::notify::send(crate::services::notify::Note {
-            event: "halt",
-            title: format!("Trading Hydra halted: {}", halt.reason),
-            text: format!(
-                "{} (until {}); exits of the daemon's positions go on",
-                halt.detail,
-                until.as_deref().unwrap_or("resumed")
-            ),
-        });
-    }
-    Ok(new)
+/// What `set` or `clear` changed, worded for the operator: the caller posts it as a
+/// notification (`services::notify::announce`) if it has a notifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `halt` or `resume`.
+    pub event: &'static str,
+    pub title: String,
+    pub text: String,
 }
 
-/// Lifts a halt and logs `resume`. `by` says who lifted it (`operator`, `auto`).
-pub fn clear(state: &State, reason: HaltReason, by: &str, now: Timestamp) -> Result<bool, StateError> {
-    let cleared = state.clear_halt(reason, by, now)?;
-    if cleared {
-        event!(Info, "resume", reason = reason.as_str(), by = by);
-        crate::services::notify::send(crate::services::notify::Note {
-            event: "resume",
-            title: format!("Trading Hydra resumed: {reason}"),
-            text: format!("the {reason} halt was lifted ({by})"),
-        });
+/// Sets (or extends) a halt and logs `halt` when it is new; returns the change when it is new.
+/// An existing halt of the same reason keeps its `since`; its `until` becomes the later of the
+/// two (a halt is never shortened here).
+pub fn set(state: &State, halt: &Halt) -> Result<Option<Change>, StateError> {
+    if !state.set_halt(halt)? {
+        return Ok(None);
     }
-    Ok(cleared)
+    let until = halt.until.map(clock::db_ts);
+    event!(Warn, "halt", reason = halt.reason.as_str(), detail = halt.detail.as_str(), until = until.as_deref());
+    Ok(Some(Change {
+        event: "halt",
+        title: format!("Trading Hydra halted: {}", halt.reason),
+        text: format!(
+            "{} (until {}); exits of the daemon's positions go on",
+            halt.detail,
+            until.as_deref().unwrap_or("resumed")
+        ),
+    }))
+}
+
+/// Lifts a halt and logs `resume`; returns the change when there was one. `by` says who lifted
+/// it (`operator`, `auto`).
+pub fn clear(state: &State, reason: HaltReason, by: &str, now: Timestamp) -> Result<Option<Change>, StateError> {
+    if !state.clear_halt(reason, by, now)? {
+        return Ok(None);
+    }
+    event!(Info, "resume", reason = reason.as_str(), by = by);
+    Ok(Some(Change {
+        event: "resume",
+        title: format!("Trading Hydra resumed: {reason}"),
+        text: format!("the {reason} halt was lifted ({by})"),
+    }))
 }
 
 #[cfg(test)]

@@ -1,8 +1,19 @@
-//! Risk arithmetic that every step shares: daily P&L against the day-start reference.
+//! Risk arithmetic that every step shares: daily P&L against the day-start reference, and the
+//! budget a bot trades within (PortfolioBot allocates it, the execution service checks it).
 //!
 //! Owns: pure functions of plain numbers. Never: I/O, state, or a default that lets a trade
 //! through when an input is missing or not a number (`None` means "unknown", and callers fail
 //! closed on unknown).
+
+/// One bot's budget for a trading date.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budget {
+    pub bot: String,
+    pub daily_loss_limit: f64,
+    pub max_open_risk: f64,
+    pub max_trades: u32,
+    pub max_positions: u32,
+}
 
 /// Daily P&L in percent: `(equity - day_start) / day_start * 100`. `None` when either input is
 /// not a finite number or the reference is not positive.

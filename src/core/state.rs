@@ -1495,7 +1495,8 @@ fn move_owned(
     let (realized, new_avg) = if reducing {
         let closed = signed.abs().min(old.abs()).to_f64();
         let direction = if old.is_negative() { -1.0 } else { 1.0 };
-        let pnl = (price.to_f64() - avg.to_f64()) * closed * direction * multiplier(symbol);
+        let pnl =
+            (price.to_f64() - avg.to_f64()) * closed * direction * crate::core::instrument::multiplier(symbol) as f64;
         // Flipped through zero: the remainder opened at this price.
         (pnl, if !new.is_zero() && new.is_negative() != old.is_negative() { price } else { avg })
     } else {
@@ -1567,11 +1568,6 @@ fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, rea
     )
     .map(drop)
     .map_err(sql("recording an order's P&L"))
-}
-
-/// Option contracts are priced per share and deliver 100.
-pub fn multiplier(symbol: &str) -> f64 {
-    if crate::services::broker::parse_occ(symbol).is_some() { 100.0 } else { 1.0 }
 }
 
 /// Refuses, before SQLite touches it, a non-empty file that does not start with SQLite's header.

@@ -25,11 +25,12 @@ use serde_json::{Value, json};
 use crate::core::clock;
 use crate::core::config::DataFeed;
 use crate::core::decimal::Dec;
+use crate::core::instrument::{AssetClass, OptionKind, crypto_pair_symbol};
+use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnapshot, Quote};
+use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::event;
 use crate::services::broker::{
-    Account, Amount, Asset, AssetClass, Bar, BrokerError, BySymbol, CalendarDay, CallStats, Greeks, MarketClock,
-    OptionContract, OptionKind, OptionSnapshot, Order, OrderRequest, OrderStatus, OrderType, Position, PositionIntent,
-    Quote, Side, TimeInForce, crypto_pair_symbol,
+    Account, Asset, BorrowStatus, BrokerError, CalendarDay, CallStats, MarketClock, Order, OrderRequest, Position,
 };
 
 pub const PAPER_TRADING_URL: &str = "https://paper-api.alpaca.markets";
@@ -409,7 +410,7 @@ impl AlpacaClient {
         end: Timestamp,
         mut on_page: impl FnMut(Vec<Bar>) -> Result<(), String>,
     ) -> Result<(), String> {
-        let crypto = symbol.contains('/');
+        let crypto = AssetClass::of(symbol) == AssetClass::Crypto;
         let path = if crypto { "/v1beta3/crypto/us/bars" } else { "/v2/stocks/bars" };
         let mut query = vec![
             ("symbols", symbol.to_string()),
@@ -705,8 +706,29 @@ struct RawAsset {
     fractionable: bool,
     #[serde(default)]
     shortable: bool,
+    /// Removed by Alpaca on 2026-11-24 in favour of `borrow_status`: read either.
     #[serde(default)]
-    easy_to_borrow: bool,
+    easy_to_borrow: Option<bool>,
+    #[serde(default)]
+    borrow_status: Option<String>,
+}
+
+impl From<RawAsset> for Asset {
+    fn from(raw: RawAsset) -> Asset {
+        Asset {
+            symbol: raw.symbol,
+            class: AssetClass::parse(&raw.class),
+            tradable: raw.tradable,
+            fractionable: raw.fractionable,
+            shortable: raw.shortable,
+            borrow: match (raw.borrow_status.as_deref(), raw.easy_to_borrow) {
+                (Some(status), _) => BorrowStatus::parse(status),
+                (None, Some(true)) => BorrowStatus::EasyToBorrow,
+                (None, Some(false)) => BorrowStatus::HardToBorrow,
+                (None, None) => BorrowStatus::Unknown(String::new()),
+            },
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -1059,14 +1081,7 @@ impl crate::services::broker::Broker for AlpacaClient {
     fn asset(&mut self, symbol: &str) -> Result<Asset, BrokerError> {
         let path = format!("/v2/assets/{}", path_segment(symbol));
         let raw: RawAsset = self.get(Host::Trading, &path, &[])?;
-        Ok(Asset {
-            symbol: raw.symbol,
-            class: AssetClass::parse(&raw.class),
-            tradable: raw.tradable,
-            fractionable: raw.fractionable,
-            shortable: raw.shortable,
-            easy_to_borrow: raw.easy_to_borrow,
-        })
+        Ok(raw.into())
     }
 
     fn stock_bars(
@@ -1136,7 +1151,17 @@ impl crate::services::broker::Broker for AlpacaClient {
                 let kind = match c.kind.as_str() {
                     "call" => OptionKind::Call,
                     "put" => OptionKind::Put,
-                    other => return Err(bad(e, format!("option type {other:?}"))),
+                    // A kind this build does not know is no contract it can trade: left out,
+                    // not a reason to fail the whole chain.
+                    other => {
+                        event!(
+                            Debug,
+                            "contract_skipped",
+                            symbol = c.symbol.as_str(),
+                            detail = format!("type {other:?}")
+                        );
+                        continue;
+                    }
                 };
                 out.push(OptionContract {
                     expiration: c
@@ -1225,10 +1250,30 @@ fn path_segment(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::broker::Leg;
+    use crate::core::order::Leg;
 
     fn sample(name: &str) -> String {
         std::fs::read_to_string(format!("tests/fixtures/alpaca/{name}")).unwrap()
+    }
+
+    #[test]
+    fn assets_read_borrow_status_or_the_removed_easy_to_borrow() {
+        let asset = |extra: &str| -> Asset {
+            let text = format!(r#"{{"symbol": "AAPL", "class": "us_equity", "shortable": true{extra}}}"#);
+            serde_json::from_str::<RawAsset>(&text).unwrap().into()
+        };
+        assert_eq!(asset(r#", "borrow_status": "easy_to_borrow""#).borrow, BorrowStatus::EasyToBorrow);
+        assert_eq!(asset(r#", "borrow_status": "hard_to_borrow""#).borrow, BorrowStatus::HardToBorrow);
+        assert_eq!(asset(r#", "easy_to_borrow": true"#).borrow, BorrowStatus::EasyToBorrow, "an older answer");
+        assert_eq!(asset(r#", "easy_to_borrow": false"#).borrow, BorrowStatus::HardToBorrow);
+        // New values and none at all parse; neither counts as easy to borrow.
+        let odd = asset(r#", "borrow_status": "locate_required""#);
+        assert_eq!(odd.borrow, BorrowStatus::Unknown("locate_required".into()));
+        assert!(!odd.borrow.is_easy());
+        let perp: Asset =
+            serde_json::from_str::<RawAsset>(r#"{"symbol": "BTC-PERP", "class": "crypto_perp"}"#).unwrap().into();
+        assert_eq!(perp.class, AssetClass::Other);
+        assert!(!asset("").borrow.is_easy());
     }
 
     #[test]

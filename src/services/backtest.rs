@@ -22,9 +22,9 @@ use serde_json::json;
 
 use crate::core::clock::{self, ManualClock};
 use crate::core::config::Config;
+use crate::core::market_data::{Bar, BySymbol};
 use crate::core::state::State;
 use crate::orchestrator::Orchestrator;
-use crate::services::broker::{Bar, BySymbol};
 use crate::services::sim_broker::SimBroker;
 
 /// The market the backtest's simulated broker is seeded with (only option open interest and

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::services::broker::{Bar, BySymbol};
+use crate::core::market_data::{Bar, BySymbol};
 
 pub const HEADER: &str = "timestamp,open,high,low,close,volume";
 

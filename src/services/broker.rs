@@ -9,13 +9,15 @@
 //! Never: exposes Alpaca's raw JSON, and never offers "cancel all orders" or "close all
 //! positions": the daemon only ever touches what it owns, one order or position at a time.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 
 use crate::core::decimal::Dec;
+use crate::core::instrument::AssetClass;
+use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::order::{Amount, Leg, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 
 /// The account, with only what the daemon needs; every other field Alpaca sends is ignored.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,35 +75,6 @@ pub struct CalendarDay {
     pub close: Timestamp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum AssetClass {
-    UsEquity,
-    Crypto,
-    UsOption,
-    /// Anything else (or `""`, as multi-leg parents report).
-    Other,
-}
-
-impl AssetClass {
-    pub fn parse(text: &str) -> AssetClass {
-        match text {
-            "us_equity" => AssetClass::UsEquity,
-            "crypto" => AssetClass::Crypto,
-            "us_option" => AssetClass::UsOption,
-            _ => AssetClass::Other,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AssetClass::UsEquity => "us_equity",
-            AssetClass::Crypto => "crypto",
-            AssetClass::UsOption => "us_option",
-            AssetClass::Other => "other",
-        }
-    }
-}
-
 /// An open position. `symbol` is in order form (`BTC/USD`, not the `BTCUSD` positions use).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Position {
@@ -113,203 +86,6 @@ pub struct Position {
     pub current_price: Option<Dec>,
     pub market_value: Option<Dec>,
     pub unrealized_pl: Option<Dec>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    Buy,
-    Sell,
-}
-
-impl Side {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Buy => "buy",
-            Side::Sell => "sell",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Side> {
-        match text {
-            "buy" => Some(Side::Buy),
-            "sell" => Some(Side::Sell),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OrderType {
-    Market,
-    Limit,
-    Stop,
-    StopLimit,
-    TrailingStop,
-}
-
-impl OrderType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderType::Market => "market",
-            OrderType::Limit => "limit",
-            OrderType::Stop => "stop",
-            OrderType::StopLimit => "stop_limit",
-            OrderType::TrailingStop => "trailing_stop",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<OrderType> {
-        [OrderType::Market, OrderType::Limit, OrderType::Stop, OrderType::StopLimit, OrderType::TrailingStop]
-            .into_iter()
-            .find(|t| t.as_str() == text)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeInForce {
-    Day,
-    Gtc,
-    Opg,
-    Cls,
-    Ioc,
-    Fok,
-}
-
-impl TimeInForce {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TimeInForce::Day => "day",
-            TimeInForce::Gtc => "gtc",
-            TimeInForce::Opg => "opg",
-            TimeInForce::Cls => "cls",
-            TimeInForce::Ioc => "ioc",
-            TimeInForce::Fok => "fok",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<TimeInForce> {
-        [TimeInForce::Day, TimeInForce::Gtc, TimeInForce::Opg, TimeInForce::Cls, TimeInForce::Ioc, TimeInForce::Fok]
-            .into_iter()
-            .find(|t| t.as_str() == text)
-    }
-}
-
-/// Alpaca's order statuses, read tolerantly: an unknown one is kept as text and treated as open
-/// (the safe assumption: it may still fill).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrderStatus {
-    New,
-    Accepted,
-    PendingNew,
-    AcceptedForBidding,
-    PartiallyFilled,
-    Filled,
-    DoneForDay,
-    Canceled,
-    Expired,
-    Replaced,
-    PendingCancel,
-    PendingReplace,
-    Stopped,
-    Rejected,
-    Suspended,
-    Calculated,
-    Held,
-    Other(String),
-}
-
-impl OrderStatus {
-    pub fn parse(text: &str) -> OrderStatus {
-        match text {
-            "new" => OrderStatus::New,
-            "accepted" => OrderStatus::Accepted,
-            "pending_new" => OrderStatus::PendingNew,
-            "accepted_for_bidding" => OrderStatus::AcceptedForBidding,
-            "partially_filled" => OrderStatus::PartiallyFilled,
-            "filled" => OrderStatus::Filled,
-            "done_for_day" => OrderStatus::DoneForDay,
-            "canceled" => OrderStatus::Canceled,
-            "expired" => OrderStatus::Expired,
-            "replaced" => OrderStatus::Replaced,
-            "pending_cancel" => OrderStatus::PendingCancel,
-            "pending_replace" => OrderStatus::PendingReplace,
-            "stopped" => OrderStatus::Stopped,
-            "rejected" => OrderStatus::Rejected,
-            "suspended" => OrderStatus::Suspended,
-            "calculated" => OrderStatus::Calculated,
-            "held" => OrderStatus::Held,
-            other => OrderStatus::Other(other.to_string()),
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        match self {
-            OrderStatus::New => "new",
-            OrderStatus::Accepted => "accepted",
-            OrderStatus::PendingNew => "pending_new",
-            OrderStatus::AcceptedForBidding => "accepted_for_bidding",
-            OrderStatus::PartiallyFilled => "partially_filled",
-            OrderStatus::Filled => "filled",
-            OrderStatus::DoneForDay => "done_for_day",
-            OrderStatus::Canceled => "canceled",
-            OrderStatus::Expired => "expired",
-            OrderStatus::Replaced => "replaced",
-            OrderStatus::PendingCancel => "pending_cancel",
-            OrderStatus::PendingReplace => "pending_replace",
-            OrderStatus::Stopped => "stopped",
-            OrderStatus::Rejected => "rejected",
-            OrderStatus::Suspended => "suspended",
-            OrderStatus::Calculated => "calculated",
-            OrderStatus::Held => "held",
-            OrderStatus::Other(s) => s,
-        }
-    }
-
-    /// Done for good: it will neither fill further nor need cancelling.
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Filled
-                | OrderStatus::Canceled
-                | OrderStatus::Expired
-                | OrderStatus::Replaced
-                | OrderStatus::Rejected
-                | OrderStatus::DoneForDay
-        )
-    }
-}
-
-/// What an option leg does to the position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PositionIntent {
-    BuyToOpen,
-    BuyToClose,
-    SellToOpen,
-    SellToClose,
-}
-
-impl PositionIntent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PositionIntent::BuyToOpen => "buy_to_open",
-            PositionIntent::BuyToClose => "buy_to_close",
-            PositionIntent::SellToOpen => "sell_to_open",
-            PositionIntent::SellToClose => "sell_to_close",
-        }
-    }
-
-    pub fn side(self) -> Side {
-        match self {
-            PositionIntent::BuyToOpen | PositionIntent::BuyToClose => Side::Buy,
-            PositionIntent::SellToOpen | PositionIntent::SellToClose => Side::Sell,
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<PositionIntent> {
-        [PositionIntent::BuyToOpen, PositionIntent::BuyToClose, PositionIntent::SellToOpen, PositionIntent::SellToClose]
-            .into_iter()
-            .find(|p| p.as_str() == text)
-    }
 }
 
 /// An order as the broker reports it. A multi-leg parent has an empty symbol and no side; its
@@ -337,22 +113,6 @@ pub struct Order {
     pub created_at: Option<Timestamp>,
 }
 
-/// How much an order asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Amount {
-    Qty(Dec),
-    /// Dollars (fractional stocks and crypto).
-    Notional(Dec),
-}
-
-/// One leg of a multi-leg option order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leg {
-    pub symbol: String,
-    pub ratio_qty: u32,
-    pub position_intent: PositionIntent,
-}
-
 /// An order to send. With `legs` it is a multi-leg (`mleg`) option order: `amount` is then the
 /// strategy count, `side` is ignored, and a negative `limit_price` is a net credit.
 #[derive(Debug, Clone, PartialEq)]
@@ -377,68 +137,33 @@ pub struct Asset {
     pub tradable: bool,
     pub fractionable: bool,
     pub shortable: bool,
-    pub easy_to_borrow: bool,
+    pub borrow: BorrowStatus,
 }
 
-/// One bar of market data.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bar {
-    pub t: Timestamp,
-    pub open: f64,
-    pub high: f64,
-    pub low: f64,
-    pub close: f64,
-    pub volume: f64,
+/// Whether shares of a stock can be borrowed to sell short: Alpaca's `borrow_status` (since
+/// 2026-06; it replaced the boolean `easy_to_borrow`, removed 2026-11-24).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BorrowStatus {
+    EasyToBorrow,
+    HardToBorrow,
+    /// A value this build does not know, or none at all: treated as not easy to borrow, so no
+    /// short is opened on a guess.
+    Unknown(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Quote {
-    pub t: Timestamp,
-    pub bid: f64,
-    pub ask: f64,
-    pub bid_size: f64,
-    pub ask_size: f64,
-}
+impl BorrowStatus {
+    pub fn parse(text: &str) -> BorrowStatus {
+        match text.to_ascii_lowercase().as_str() {
+            "easy_to_borrow" | "etb" | "easy" => BorrowStatus::EasyToBorrow,
+            "hard_to_borrow" | "htb" | "hard" => BorrowStatus::HardToBorrow,
+            _ => BorrowStatus::Unknown(text.to_string()),
+        }
+    }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptionKind {
-    Call,
-    Put,
+    pub fn is_easy(&self) -> bool {
+        *self == BorrowStatus::EasyToBorrow
+    }
 }
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OptionContract {
-    pub symbol: String,
-    pub underlying: String,
-    pub expiration: Date,
-    pub kind: OptionKind,
-    pub strike: Dec,
-    pub multiplier: Dec,
-    pub open_interest: Option<u64>,
-    pub close_price: Option<Dec>,
-    pub tradable: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Greeks {
-    pub delta: f64,
-    pub gamma: f64,
-    pub theta: f64,
-    pub vega: f64,
-    pub rho: f64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct OptionSnapshot {
-    pub quote: Option<Quote>,
-    pub greeks: Option<Greeks>,
-    pub implied_volatility: Option<f64>,
-    /// Today's volume, from the daily bar.
-    pub volume: Option<f64>,
-}
-
-/// Symbol → its bars (oldest first), quotes or snapshots.
-pub type BySymbol<T> = BTreeMap<String, T>;
 
 /// Why a broker call failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -640,76 +365,9 @@ fn text_of(d: Option<Dec>) -> String {
     d.map_or("none".to_string(), |d| d.to_string())
 }
 
-/// `BTCUSD` (how crypto positions are keyed) → `BTC/USD` (how orders and data name it). Other
-/// symbols pass through. Only USD, USDT, USDC and BTC quotes are recognised.
-pub fn crypto_pair_symbol(position_symbol: &str) -> String {
-    if position_symbol.contains('/') {
-        return position_symbol.to_string();
-    }
-    for quote in ["USDT", "USDC", "USD", "BTC"] {
-        if let Some(base) = position_symbol.strip_suffix(quote)
-            && !base.is_empty()
-        {
-            return format!("{base}/{quote}");
-        }
-    }
-    position_symbol.to_string()
-}
-
-/// An OCC option symbol: root + `YYMMDD` + `C`/`P` + strike × 1000 on eight digits
-/// (`SPY261218P00480000`).
-pub fn occ_symbol(root: &str, expiry: Date, kind: OptionKind, strike: Dec) -> String {
-    let cp = if kind == OptionKind::Call { 'C' } else { 'P' };
-    let milli = (strike.to_f64() * 1000.0).round().max(0.0) as u64;
-    format!("{root}{:02}{:02}{:02}{cp}{milli:08}", expiry.year() % 100, expiry.month(), expiry.day())
-}
-
-/// The parts of an OCC symbol, or `None` when it is not one.
-pub fn parse_occ(symbol: &str) -> Option<(String, Date, OptionKind, Dec)> {
-    if symbol.len() < 16 || !symbol.is_ascii() {
-        return None;
-    }
-    let (root, rest) = symbol.split_at(symbol.len() - 15);
-    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
-    let (date, rest) = rest.split_at(6);
-    let (cp, strike) = rest.split_at(1);
-    if root.is_empty() || !digits(date) || !digits(strike) {
-        return None;
-    }
-    let kind = match cp {
-        "C" => OptionKind::Call,
-        "P" => OptionKind::Put,
-        _ => return None,
-    };
-    let year: i16 = 2000 + date[0..2].parse::<i16>().ok()?;
-    let expiry = Date::new(year, date[2..4].parse().ok()?, date[4..6].parse().ok()?).ok()?;
-    let milli: i64 = strike.parse().ok()?;
-    Some((root.to_string(), expiry, kind, Dec::from_nanos(milli * 1_000_000)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn occ_symbols_round_trip() {
-        let d = jiff::civil::date(2026, 12, 18);
-        let s = occ_symbol("SPY", d, OptionKind::Put, Dec::from_int(480));
-        assert_eq!(s, "SPY261218P00480000");
-        assert_eq!(parse_occ(&s), Some(("SPY".to_string(), d, OptionKind::Put, Dec::from_int(480))));
-        let half: Dec = "192.5".parse().unwrap();
-        assert_eq!(parse_occ(&occ_symbol("AAPL", d, OptionKind::Call, half)).unwrap().3, half);
-        assert_eq!(parse_occ("AAPL"), None);
-        assert_eq!(parse_occ("SPY261218X00480000"), None);
-    }
-
-    #[test]
-    fn crypto_symbols_get_their_slash() {
-        assert_eq!(crypto_pair_symbol("BTCUSD"), "BTC/USD");
-        assert_eq!(crypto_pair_symbol("ETHUSDT"), "ETH/USDT");
-        assert_eq!(crypto_pair_symbol("ETHBTC"), "ETH/BTC");
-        assert_eq!(crypto_pair_symbol("BTC/USD"), "BTC/USD");
-    }
 
     fn sent() -> OrderRequest {
         OrderRequest {
@@ -805,12 +463,5 @@ mod tests {
         let mut swapped = found(&r);
         swapped.legs[1].symbol = "SPY261218P00470000".into();
         assert_eq!(order_mismatch(&r, &swapped).as_deref(), Some("no leg SPY261218P00475000 (ours buy_to_open)"));
-    }
-
-    #[test]
-    fn unknown_status_is_not_final() {
-        assert!(!OrderStatus::parse("pending_review").is_final());
-        assert!(OrderStatus::parse("filled").is_final());
-        assert_eq!(OrderStatus::parse("held").as_str(), "held");
     }
 }

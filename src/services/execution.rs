@@ -18,18 +18,20 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock::{self, SessionState};
+use crate::core::config::BotKind;
 use crate::core::config::Config;
 use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
+use crate::core::instrument::{AssetClass, OccSymbol};
+use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
+use crate::core::risk::Budget;
 use crate::core::state::{
     BrokerPositionRow, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
 };
 use crate::event;
-use crate::services::broker::{
-    Account, Amount, Bar, Broker, BrokerError, BySymbol, Leg, OptionContract, OptionSnapshot, Order, OrderRequest,
-    OrderType, PositionIntent, Quote, Side, TimeInForce, order_mismatch, parse_occ,
-};
-use crate::services::portfolio::{self, BotKind, Budget};
+use crate::services::broker::{Account, Broker, BrokerError, Order, OrderRequest, order_mismatch};
+use crate::services::portfolio;
 
 /// An order not found at the broker this long after it was recorded was never sent (the process
 /// died in between) or never arrived: it is abandoned, never re-sent.
@@ -418,7 +420,7 @@ impl Execution {
             since: now,
             until: None,
         };
-        halt::set(state, &halt)?;
+        crate::services::notify::announce(halt::set(state, &halt)?);
         Ok(())
     }
 
@@ -599,8 +601,8 @@ impl Execution {
         let mut spreads: BTreeMap<(String, String), Vec<&OwnedPosition>> = BTreeMap::new();
         let mut specs = Vec::new();
         for p in &owned {
-            match parse_occ(&p.symbol) {
-                Some((root, ..)) => spreads.entry((p.bot.clone(), root)).or_default().push(p),
+            match OccSymbol::parse(&p.symbol) {
+                Some(OccSymbol { root, .. }) => spreads.entry((p.bot.clone(), root)).or_default().push(p),
                 None => specs.push(single_exit(p, rule)),
             }
         }
@@ -863,7 +865,9 @@ impl Execution {
         }
         // A position is a symbol, or for options an underlying: a spread's legs are one position.
         let mut holding: BTreeSet<String> = in_flight;
-        holding.extend(view.owned.iter().map(|p| parse_occ(&p.symbol).map_or_else(|| p.symbol.clone(), |o| o.0)));
+        holding.extend(
+            view.owned.iter().map(|p| OccSymbol::parse(&p.symbol).map_or_else(|| p.symbol.clone(), |o| o.root)),
+        );
         let holding = holding.len();
         if holding as u32 >= budget.max_positions {
             return Err("max_concurrent_positions reached".into());
@@ -1085,7 +1089,11 @@ fn single_exit(p: &OwnedPosition, rule: &'static str) -> OrderSpec {
         amount: Amount::Qty(p.qty.abs()),
         order_type: OrderType::Market,
         limit_price: None,
-        time_in_force: if p.symbol.contains('/') { TimeInForce::Gtc } else { TimeInForce::Day },
+        time_in_force: if AssetClass::of(&p.symbol) == AssetClass::Crypto {
+            TimeInForce::Gtc
+        } else {
+            TimeInForce::Day
+        },
         intent: Intent::Exit,
         rule: Some(rule),
         legs: Vec::new(),

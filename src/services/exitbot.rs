@@ -22,6 +22,7 @@ use crate::core::state::State;
 use crate::event;
 use crate::services::broker::{Account, Broker, BrokerError};
 use crate::services::execution::{ExecError, Execution};
+use crate::services::notify;
 
 /// What the iteration has seen so far.
 #[derive(Debug, Default)]
@@ -50,7 +51,10 @@ pub fn run(
     let exitbot = &cfg.bots.exitbot;
     let kill = &exitbot.kill_conditions;
     let set = |state: &State, reason, detail: String, until| -> Result<bool, ExecError> {
-        Ok(halt::set(state, &Halt { reason, detail, since: now, until })?)
+        let change = halt::set(state, &Halt { reason, detail, since: now, until })?;
+        let new = change.is_some();
+        notify::announce(change);
+        Ok(new)
     };
     let equity = r.account.map(|a| a.equity.to_f64());
     if exitbot.enabled {
@@ -106,7 +110,7 @@ pub fn run(
             _ => false,
         };
         if halt::clears_by_itself(&h, now, cause_cleared) {
-            halt::clear(state, h.reason, "auto", now)?;
+            notify::announce(halt::clear(state, h.reason, "auto", now)?);
         } else {
             still.push(h);
         }

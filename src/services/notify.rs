@@ -15,9 +15,9 @@ use std::sync::{Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::json;
 
+use crate::core::config::NotifyFormat as Format;
 use crate::event;
 
 /// The environment variable holding the webhook's URL.
@@ -31,20 +31,6 @@ static FAILURES: AtomicU32 = AtomicU32::new(0);
 /// How many messages never reached the webhook so far; the `shutdown` event reports it.
 pub fn failures() -> u32 {
     FAILURES.load(Ordering::Relaxed)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// `{"event": …, "title": …, "text": …}`
-    #[default]
-    Json,
-    /// `{"text": "*title*\ntext"}`
-    Slack,
-    /// `{"content": "**title**\ntext"}`
-    Discord,
-    /// The text as the body, the title in a `Title` header.
-    Ntfy,
 }
 
 /// One message.
@@ -75,6 +61,13 @@ struct Sender {
 }
 
 static SENDER: OnceLock<Mutex<Option<Sender>>> = OnceLock::new();
+
+/// Posts what a halt's `set` or `clear` changed, if anything.
+pub fn announce(change: Option<crate::core::halt::Change>) {
+    if let Some(c) = change {
+        send(Note { event: c.event, title: c.title, text: c.text });
+    }
+}
 
 /// Starts the worker when `TRADING_HYDRA_WEBHOOK_URL` is set; otherwise notifications are off.
 pub fn start(format: Format) {

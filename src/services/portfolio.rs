@@ -14,7 +14,8 @@
 //! Never: invents a budget. Without a day-start equity there is no budget, and with
 //! `safety.allow_budget_fallback: false` no budget means no entries.
 
-use crate::core::config::Config;
+use crate::core::config::{BotKind, Config};
+use crate::core::risk::Budget;
 
 /// Open risk a bot may carry, as a multiple of its daily loss share.
 pub const OPEN_RISK_MULTIPLE: f64 = 2.0;
@@ -22,13 +23,6 @@ pub const OPEN_RISK_MULTIPLE: f64 = 2.0;
 pub const LOSER_SCALE: f64 = 0.5;
 /// Trading dates of realised P&L that decide whether a bot is scaled down.
 pub const LOOKBACK_DAYS: i64 = 5;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BotKind {
-    Momentum,
-    Options,
-    Crypto,
-}
 
 /// What the allocation needs to know of one enabled bot.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,15 +33,6 @@ pub struct BotSlot {
     pub max_positions: u32,
     /// Realised P&L over the last `LOOKBACK_DAYS` trading dates (today excluded).
     pub recent_pnl: f64,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Budget {
-    pub bot: String,
-    pub daily_loss_limit: f64,
-    pub max_open_risk: f64,
-    pub max_trades: u32,
-    pub max_positions: u32,
 }
 
 /// The enabled bots of a configuration, in the fixed order the execution service runs them.

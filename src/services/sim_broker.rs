@@ -23,11 +23,13 @@ use crate::core::black_scholes;
 use crate::core::clock::{self, Clock, MarketCalendar, RegularSession};
 use crate::core::config::Sim;
 use crate::core::decimal::Dec;
+use crate::core::instrument::{AssetClass, OccSymbol, OptionKind, crypto_pair_symbol, occ_symbol};
+use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnapshot, Quote};
+use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::state::{State, StateError};
 use crate::services::broker::{
-    Account, Amount, Asset, AssetClass, Bar, Broker, BrokerError, BySymbol, CalendarDay, CallStats, Greeks,
-    MarketClock, OptionContract, OptionKind, OptionSnapshot, Order, OrderRequest, OrderStatus, OrderType, Position,
-    PositionIntent, Quote, Side, TimeInForce, crypto_pair_symbol, occ_symbol, parse_occ,
+    Account, Asset, BorrowStatus, Broker, BrokerError, CalendarDay, CallStats, MarketClock, Order, OrderRequest,
+    Position,
 };
 
 /// Minutes of history kept per symbol (about two days).
@@ -97,7 +99,7 @@ fn base_price(symbol: &str) -> f64 {
 }
 
 fn is_crypto(symbol: &str) -> bool {
-    symbol.contains('/')
+    AssetClass::of(symbol) == AssetClass::Crypto
 }
 
 /// One symbol's price path: `closes[i]` is the close of minute `first + i`.
@@ -208,7 +210,7 @@ impl Market {
 
     /// Black-Scholes price and delta of an OCC option at minute `m`, with a mild put skew.
     fn option(&mut self, symbol: &str, m: i64) -> Option<(f64, f64, f64)> {
-        let (root, expiry, kind, strike) = parse_occ(symbol)?;
+        let OccSymbol { root, expiry, kind, strike } = OccSymbol::parse(symbol)?;
         let spot = self.price(&root, m);
         let k = strike.to_f64();
         let expires = expiry_close(expiry);
@@ -227,16 +229,6 @@ fn expiry_close(d: Date) -> Timestamp {
     d.to_datetime(RegularSession::CLOSE.to_time())
         .to_zoned_datetime(clock::market_tz())
         .map_or(Timestamp::MAX, |z| z.timestamp())
-}
-
-fn asset_class_of(symbol: &str) -> AssetClass {
-    if is_crypto(symbol) {
-        AssetClass::Crypto
-    } else if parse_occ(symbol).is_some() {
-        AssetClass::UsOption
-    } else {
-        AssetClass::UsEquity
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,14 +390,14 @@ impl SimBroker {
 
     /// The price of a position's symbol (an option's Black-Scholes value).
     fn mark(&mut self, symbol: &str, m: i64) -> f64 {
-        match asset_class_of(symbol) {
+        match AssetClass::of(symbol) {
             AssetClass::UsOption => self.market.option(symbol, m).map_or(0.0, |o| o.0),
             _ => self.market.price(symbol, m),
         }
     }
 
     fn multiplier(symbol: &str) -> Dec {
-        if asset_class_of(symbol) == AssetClass::UsOption { Dec::from_int(100) } else { Dec::ONE }
+        Dec::from_int(crate::core::instrument::multiplier(symbol))
     }
 
     fn equity(&mut self, m: i64) -> Dec {
@@ -463,7 +455,7 @@ impl SimBroker {
     /// Fills, triggers or expires one open order at minute `m`; whether it changed.
     fn work_order(&mut self, i: usize, now: Timestamp, m: i64) -> bool {
         let o = self.book.orders[i].clone();
-        let class = if o.legs.is_empty() { asset_class_of(&o.symbol) } else { AssetClass::UsOption };
+        let class = if o.legs.is_empty() { AssetClass::of(&o.symbol) } else { AssetClass::UsOption };
         let created = Timestamp::from_second(o.created_at).unwrap_or(now);
         if o.tif == "day" && class != AssetClass::Crypto {
             // The close of the session it was placed in, or of the next one if placed outside.
@@ -573,7 +565,7 @@ impl SimBroker {
     }
 
     fn fee(&self, symbol: &str, qty: f64, value: f64) -> f64 {
-        match asset_class_of(symbol) {
+        match AssetClass::of(symbol) {
             AssetClass::Crypto => value.abs() * self.cfg.crypto_fee_bps / 10_000.0,
             AssetClass::UsOption => qty.abs() * self.cfg.fee_per_contract,
             _ => qty.abs() * self.cfg.fee_per_share,
@@ -636,7 +628,7 @@ impl SimBroker {
         if !r.legs.is_empty() {
             return self.admit_mleg(r, m);
         }
-        let class = asset_class_of(&r.symbol);
+        let class = AssetClass::of(&r.symbol);
         let tif = r.time_in_force;
         let (qty, notional) = match r.amount {
             Amount::Qty(q) => (Some(q), None),
@@ -732,7 +724,7 @@ impl SimBroker {
         let mut legs = Vec::new();
         let mut root = None;
         for leg in &r.legs {
-            let Some((leg_root, _, kind, strike)) = parse_occ(&leg.symbol) else {
+            let Some(OccSymbol { root: leg_root, kind, strike, .. }) = OccSymbol::parse(&leg.symbol) else {
                 return Err(rejected(422, 40010001, format!("{} is not an option symbol", leg.symbol)));
             };
             if root.get_or_insert_with(|| leg_root.clone()) != &leg_root {
@@ -793,7 +785,7 @@ impl SimBroker {
 
     fn to_order(&self, o: &BookOrder) -> Order {
         let mleg = !o.legs.is_empty();
-        let class = if mleg { AssetClass::Other } else { asset_class_of(&o.symbol) };
+        let class = if mleg { AssetClass::Other } else { AssetClass::of(&o.symbol) };
         Order {
             id: o.id.clone(),
             client_order_id: o.client_order_id.clone(),
@@ -988,7 +980,7 @@ impl Broker for SimBroker {
                 let value = p.qty.to_f64() * price * mult;
                 let pl = (price - p.avg_price.to_f64()) * p.qty.to_f64() * mult;
                 Position {
-                    asset_class: asset_class_of(&symbol),
+                    asset_class: AssetClass::of(&symbol),
                     symbol,
                     qty: p.qty,
                     avg_entry_price: p.avg_price,
@@ -1096,11 +1088,8 @@ impl Broker for SimBroker {
     }
 
     fn close_position(&mut self, symbol: &str, qty: Option<Dec>) -> Result<Order, BrokerError> {
-        let symbol = if symbol.contains('/') || parse_occ(symbol).is_some() {
-            symbol.to_string()
-        } else {
-            crypto_or_stock(symbol)
-        };
+        let symbol =
+            if AssetClass::of(symbol) != AssetClass::UsEquity { symbol.to_string() } else { crypto_or_stock(symbol) };
         let held = self.held(&symbol);
         if held.is_zero() {
             self.count();
@@ -1130,14 +1119,14 @@ impl Broker for SimBroker {
 
     fn asset(&mut self, symbol: &str) -> Result<Asset, BrokerError> {
         self.count();
-        let class = asset_class_of(symbol);
+        let class = AssetClass::of(symbol);
         Ok(Asset {
             symbol: symbol.to_string(),
             class,
             tradable: true,
             fractionable: class != AssetClass::UsOption,
             shortable: false,
-            easy_to_borrow: false,
+            borrow: BorrowStatus::HardToBorrow,
         })
     }
 

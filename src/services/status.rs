@@ -12,9 +12,7 @@ use serde_json::json;
 use crate::core::clock;
 use crate::core::decimal::Dec;
 use crate::core::halt::Halt;
-use crate::core::state::{
-    BrokerPositionRow, BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError, multiplier,
-};
+use crate::core::state::{BrokerPositionRow, BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError};
 
 /// An iteration older than this many intervals is flagged: the daemon may be stopped or stuck.
 pub const STALE_AFTER_INTERVALS: u64 = 3;
@@ -81,7 +79,9 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
 /// include the user's own shares bought at another price.
 fn unrealized_pnl(p: &OwnedPosition, held: &[BrokerPositionRow]) -> Option<f64> {
     let price = held.iter().find(|h| h.symbol == p.symbol)?.current_price?;
-    let pnl = (price.to_f64() - p.avg_entry_price.to_f64()) * p.qty.to_f64() * multiplier(&p.symbol);
+    let pnl = (price.to_f64() - p.avg_entry_price.to_f64())
+        * p.qty.to_f64()
+        * crate::core::instrument::multiplier(&p.symbol) as f64;
     Some((pnl * 100.0).round() / 100.0)
 }
 

@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use trading_hydra::bots::{Bot, BotView, Entry, Exit};
 use trading_hydra::core::clock::HhMm;
+use trading_hydra::core::config::BotKind;
 use trading_hydra::core::config::Session;
 use trading_hydra::core::decimal::Dec;
-use trading_hydra::services::broker::{Amount, Leg, OrderType, Side, TimeInForce};
-use trading_hydra::services::portfolio::{BotKind, Budget};
+use trading_hydra::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
+use trading_hydra::core::risk::Budget;
 
 /// What the test wants the bot to do next.
 #[derive(Debug, Default, Clone)]

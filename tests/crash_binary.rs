@@ -110,8 +110,13 @@ fn the_binary_killed_at_random_never_doubles_an_entry_and_keeps_its_books() {
         st.orders.iter().filter(|o| o["client_order_id"].as_str().unwrap().starts_with("th-")).collect();
     // Each bot tried (one may have been killed between recording and sending: its entry then
     // waits, recorded, to be abandoned a minute later), and the broker has seen some.
-    let tried: std::collections::BTreeSet<String> =
-        state.all_orders().unwrap().into_iter().filter(|(o, _)| o.intent == "entry").map(|(o, _)| o.bot).collect();
+    let tried: std::collections::BTreeSet<String> = state
+        .all_orders()
+        .unwrap()
+        .into_iter()
+        .filter(|(o, _)| o.intent.as_str() == "entry")
+        .map(|(o, _)| o.bot)
+        .collect();
     assert_eq!(tried.len(), 3, "the bots did not all trade (seed {seed}): {tried:?}");
     assert!(!entries.is_empty(), "nothing reached the broker (seed {seed})");
     for o in &st.orders {

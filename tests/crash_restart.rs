@@ -117,7 +117,8 @@ fn crash_restart_never_doubles_an_order() {
     let state = State::open(&db).unwrap();
     let buys = st.orders.iter().filter(|o| o["side"] == "buy").count();
     let sells = st.orders.iter().filter(|o| o["side"] == "sell").count();
-    let statuses: Vec<String> = state.unfinished_orders().unwrap().iter().map(|o| o.status.clone()).collect();
+    let statuses: Vec<String> =
+        state.unfinished_orders().unwrap().iter().map(|o| o.status.as_str().to_string()).collect();
     eprintln!("seed {seed}: {buys} buys, {sells} sells at the broker; unfinished in the database: {statuses:?}");
     assert!(buys >= 1, "the bot never traded (seed {seed}): the test proves nothing");
     assert!(buys <= MAX_TRADES as usize, "{buys} entries for a limit of {MAX_TRADES} (seed {seed})");

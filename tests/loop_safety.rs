@@ -155,7 +155,7 @@ fn exits_keep_working_while_halted_and_entries_do_not() {
     assert!(s.halted && !s.entries_allowed);
     assert_eq!(s.orders_submitted, 1, "the exit, and only the exit");
     let sent = support::ids::order(o.state(), "th-mom_AAPL-20261125-2").unwrap();
-    assert_eq!(sent.intent, "exit");
+    assert_eq!(sent.intent.as_str(), "exit");
     assert!(support::ids::order(o.state(), "th-mom_AAPL-20261125-3").is_none(), "no entry while halted");
 }
 
@@ -392,7 +392,7 @@ fn a_partial_fill_is_owned_for_what_filled_and_the_rest_is_cancelled_after_the_t
     assert_eq!(fake.count("DELETE", &format!("/v2/orders/{id}")), 1);
     move_to(&fake, &clock, "2026-11-25T15:02:05Z");
     o.run_iteration();
-    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status, "canceled");
+    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status.as_str(), "canceled");
     assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("1"));
 }
 
@@ -520,7 +520,7 @@ fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
     assert!(owned.iter().all(|p| p.symbol != "AAPL"), "a position in the underlying was invented: {owned:?}");
     // Nor is the order finished without its legs booked: it is read again (by the broker's id,
     // nested) until the legs come.
-    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status, "accepted");
+    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status.as_str(), "accepted");
     let id = fake.lock().orders.last().unwrap()["id"].as_str().unwrap().to_string();
     assert!(fake.seen().iter().any(|r| r.path == format!("/v2/orders/{id}") && r.q("nested") == Some("true")));
     {
@@ -536,7 +536,7 @@ fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
         ]);
     }
     o.run_iteration();
-    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status, "filled");
+    assert_eq!(support::ids::order(o.state(), "th-mom_AAPL-20261125-1").unwrap().status.as_str(), "filled");
     let owned = o.state().owned_positions().unwrap();
     let legs: Vec<(&str, String)> = owned.iter().map(|p| (p.symbol.as_str(), p.qty.to_string())).collect();
     assert_eq!(legs, vec![("AAPL261218P00165000", "1".to_string()), ("AAPL261218P00170000", "-1".to_string())]);
@@ -654,7 +654,7 @@ fn an_order_under_our_id_that_is_not_ours_is_never_booked_and_nothing_is_sold() 
     let s = o.run_iteration();
     assert_eq!(s.orders_submitted, 0, "{s:?}");
     let ours = support::ids::order(o.state(), "th-crypto_core-20261125-1").unwrap();
-    assert_eq!(ours.status, "conflict");
+    assert_eq!(ours.status.as_str(), "conflict");
     assert!(o.state().owned_positions().unwrap().is_empty(), "the stranger was booked");
     let halts = o.state().active_halts().unwrap();
     assert_eq!(halts.iter().map(|h| h.reason).collect::<Vec<_>>(), vec![HaltReason::OrderConflict]);
@@ -696,12 +696,12 @@ fn the_order_sync_never_adopts_a_stranger_found_under_a_recorded_id() {
         .record_order(&NewOrder {
             bot: "mom_AAPL".into(),
             symbol: "AAPL".into(),
-            side: "buy".into(),
+            side: trading_hydra::core::order::Side::Buy,
             qty: Some("1".into()),
             notional: None,
-            order_type: "market".into(),
+            order_type: trading_hydra::core::order::OrderType::Market,
             limit_price: None,
-            intent: "entry".into(),
+            intent: trading_hydra::core::order::Intent::Entry,
             rule: None,
             created_at: ts(WEDNESDAY),
             trading_date: jiff::civil::date(2026, 11, 25),
@@ -716,7 +716,7 @@ fn the_order_sync_never_adopts_a_stranger_found_under_a_recorded_id() {
     let (mut o, _orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
     let s = o.run_iteration();
     assert!(!s.entries_allowed, "{s:?}");
-    assert_eq!(o.state().order(&id).unwrap().unwrap().status, "conflict");
+    assert_eq!(o.state().order(&id).unwrap().unwrap().status.as_str(), "conflict");
     assert!(o.state().owned_positions().unwrap().is_empty());
     assert_eq!(o.state().active_halts().unwrap()[0].reason, HaltReason::OrderConflict);
     assert!(posts(&fake).is_empty());
@@ -780,7 +780,7 @@ fn a_minute_of_html_404s_after_a_lost_answer_abandons_nothing_and_sends_nothing_
     o.run_iteration();
     orders.lock().unwrap().enter.clear();
     let id = support::ids::real(o.state(), "th-mom_AAPL-20261125-1");
-    assert_eq!(o.state().order(&id).unwrap().unwrap().status, "unknown");
+    assert_eq!(o.state().order(&id).unwrap().unwrap().status.as_str(), "unknown");
     // Alpaca did take it, and it filled: no longer among the open orders, so it must be looked up.
     fake.fill(&id, "172.50");
     let mut t = ts(WEDNESDAY);
@@ -788,7 +788,7 @@ fn a_minute_of_html_404s_after_a_lost_answer_abandons_nothing_and_sends_nothing_
         t = t.checked_add(SignedDuration::from_secs(5)).unwrap();
         move_to(&fake, &clock, &t.to_string());
         o.run_iteration();
-        assert_eq!(o.state().order(&id).unwrap().unwrap().status, "unknown", "at {t}");
+        assert_eq!(o.state().order(&id).unwrap().unwrap().status.as_str(), "unknown", "at {t}");
     }
     assert_eq!(fake.count("POST", "/v2/orders"), 1, "never sent again");
     assert!(o.state().owned_positions().unwrap().is_empty());

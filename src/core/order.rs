@@ -1,5 +1,6 @@
 //! The order words: side, order type, time in force, the broker's order status, an option leg's
-//! position intent, how much an order asks for, a leg.
+//! position intent, how much an order asks for, a leg; and of our own records of orders, what
+//! one is for (`Intent`) and where it stands (`RecordStatus`).
 //!
 //! Owns: these types and their text forms (Alpaca's spellings). Every layer speaks them: the bots
 //! decide in them, the execution service records them, the broker implementations send them.
@@ -222,6 +223,81 @@ pub struct Leg {
     pub position_intent: PositionIntent,
 }
 
+/// What one of our orders is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Entry,
+    Exit,
+}
+
+impl Intent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Intent::Entry => "entry",
+            Intent::Exit => "exit",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Intent> {
+        [Intent::Entry, Intent::Exit].into_iter().find(|i| i.as_str() == text)
+    }
+}
+
+/// Where one of our order records stands: our own words before (or instead of) the broker's,
+/// else the broker's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordStatus {
+    /// Recorded, not (yet) known to have been sent.
+    Recorded,
+    /// Sent, and the answer was lost: looked up by its client order id every iteration.
+    Unknown,
+    /// Refused by the broker or by our own checks: never sent again.
+    Rejected,
+    /// Recorded, then not at the broker by its own word: the process died before sending.
+    Abandoned,
+    /// The broker holds another order under this id: ours was never placed.
+    Conflict,
+    /// The broker's status (an unknown one is kept, and is not final).
+    Broker(OrderStatus),
+}
+
+impl RecordStatus {
+    /// The text stored in the database.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RecordStatus::Recorded => "recorded",
+            RecordStatus::Unknown => "unknown",
+            RecordStatus::Rejected => "rejected",
+            RecordStatus::Abandoned => "abandoned",
+            RecordStatus::Conflict => "conflict",
+            RecordStatus::Broker(s) => s.as_str(),
+        }
+    }
+
+    /// Reads stored text back; never fails. Text this build does not know (a newer build's, a
+    /// hand edit) reads as a broker status it does not know: not final, so the order is followed
+    /// and its symbol stays busy — the safe side.
+    pub fn parse(text: &str) -> RecordStatus {
+        match text {
+            "recorded" => RecordStatus::Recorded,
+            "unknown" => RecordStatus::Unknown,
+            "rejected" => RecordStatus::Rejected,
+            "abandoned" => RecordStatus::Abandoned,
+            "conflict" => RecordStatus::Conflict,
+            other => RecordStatus::Broker(OrderStatus::parse(other)),
+        }
+    }
+
+    /// Nothing more will happen to the order.
+    pub fn is_final(&self) -> bool {
+        match self {
+            RecordStatus::Recorded | RecordStatus::Unknown => false,
+            RecordStatus::Rejected | RecordStatus::Abandoned | RecordStatus::Conflict => true,
+            RecordStatus::Broker(s) => s.is_final(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,5 +307,15 @@ mod tests {
         assert!(!OrderStatus::parse("pending_review").is_final());
         assert!(OrderStatus::parse("filled").is_final());
         assert_eq!(OrderStatus::parse("held").as_str(), "held");
+    }
+
+    #[test]
+    fn record_statuses_round_trip_and_an_unknown_one_is_not_final() {
+        for text in ["recorded", "unknown", "rejected", "abandoned", "conflict", "filled", "pending_review"] {
+            assert_eq!(RecordStatus::parse(text).as_str(), text);
+        }
+        assert!(!RecordStatus::parse("something_new").is_final());
+        assert!(!RecordStatus::parse("unknown").is_final());
+        assert!(RecordStatus::parse("conflict").is_final());
     }
 }

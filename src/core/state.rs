@@ -25,6 +25,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use crate::core::clock;
 use crate::core::decimal::Dec;
 use crate::core::halt::{Halt, HaltReason};
+use crate::core::order::{Intent, OrderStatus, OrderType, RecordStatus, Side};
 
 /// The schema version this code writes. Migration `n` (1-based) lifts a database from `n - 1`.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -327,14 +328,14 @@ pub struct OrderRecord {
     pub client_order_id: String,
     pub bot: String,
     pub symbol: String,
-    pub side: String,
+    pub side: Side,
     pub qty: Option<String>,
     pub notional: Option<String>,
-    pub order_type: String,
+    pub order_type: OrderType,
     /// As sent (`None` for a market order, and for orders recorded before migration 9).
     pub limit_price: Option<String>,
-    pub intent: String,
-    pub status: String,
+    pub intent: Intent,
+    pub status: RecordStatus,
     pub broker_order_id: Option<String>,
     pub created_at: Timestamp,
     /// The New York trading date the order belongs to.
@@ -349,12 +350,12 @@ pub struct OrderRecord {
 pub struct NewOrder {
     pub bot: String,
     pub symbol: String,
-    pub side: String,
+    pub side: Side,
     pub qty: Option<String>,
     pub notional: Option<String>,
-    pub order_type: String,
+    pub order_type: OrderType,
     pub limit_price: Option<String>,
-    pub intent: String,
+    pub intent: Intent,
     /// For an exit: the rule that asked for it.
     pub rule: Option<String>,
     pub created_at: Timestamp,
@@ -804,12 +805,12 @@ impl State {
                     id,
                     o.bot,
                     o.symbol,
-                    o.side,
+                    o.side.as_str(),
                     o.qty,
                     o.notional,
-                    o.order_type,
+                    o.order_type.as_str(),
                     o.limit_price,
-                    o.intent,
+                    o.intent.as_str(),
                     at,
                     o.rule,
                     o.trading_date.to_string()
@@ -852,7 +853,7 @@ impl State {
     pub fn apply_leg_reports(
         &mut self,
         client_order_id: &str,
-        status: &str,
+        status: &OrderStatus,
         broker_order_id: Option<&str>,
         filled_qty: Dec,
         legs: &[(String, Dec, Option<Dec>)],
@@ -878,7 +879,7 @@ impl State {
                 .map_err(sql("recording a leg fill"))?;
             rows.collect::<Result<_, _>>().map_err(sql("recording a leg fill"))?
         };
-        let something_filled = filled_qty > Dec::ZERO || status == "filled";
+        let something_filled = filled_qty > Dec::ZERO || *status == OrderStatus::Filled;
         let mut complete = true;
         let mut deltas = Vec::new();
         let mut realized_total = 0.0;
@@ -915,7 +916,7 @@ impl State {
             tx.execute(
                 "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
                      updated_at = ?5 WHERE client_order_id = ?1",
-                params![client_order_id, status, broker_order_id, filled_qty.to_string(), clock::db_ts(now)],
+                params![client_order_id, status.as_str(), broker_order_id, filled_qty.to_string(), clock::db_ts(now)],
             )
             .map_err(sql("recording a fill"))?;
         } else {
@@ -930,7 +931,7 @@ impl State {
     pub fn update_order_status(
         &self,
         client_order_id: &str,
-        status: &str,
+        status: &RecordStatus,
         broker_order_id: Option<&str>,
         now: Timestamp,
     ) -> Result<bool, StateError> {
@@ -939,7 +940,7 @@ impl State {
             .execute(
                 "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), updated_at = ?4
                  WHERE client_order_id = ?1",
-                params![client_order_id, status, broker_order_id, clock::db_ts(now)],
+                params![client_order_id, status.as_str(), broker_order_id, clock::db_ts(now)],
             )
             .map_err(sql("updating an order"))?;
         Ok(n > 0)
@@ -983,17 +984,20 @@ impl State {
                 .transpose()
                 .map_err(|e| StateError::BadRow { what: "orders.filled_qty", detail: e.to_string() })?
                 .unwrap_or(Dec::ZERO);
+            // Text only at this edge: a side, type or intent this build cannot read is a row it
+            // cannot trust (the iteration is then unsure); an unknown status reads as not final.
+            let word = |what: &'static str, text: &str| StateError::BadRow { what, detail: text.to_string() };
             out.push(OrderRecord {
                 client_order_id: coid,
                 bot,
                 symbol,
-                side,
+                side: Side::parse(&side).ok_or_else(|| word("orders.side", &side))?,
                 qty,
                 notional,
-                order_type,
+                order_type: OrderType::parse(&order_type).ok_or_else(|| word("orders.order_type", &order_type))?,
                 limit_price,
-                intent,
-                status,
+                intent: Intent::parse(&intent).ok_or_else(|| word("orders.intent", &intent))?,
+                status: RecordStatus::parse(&status),
                 broker_order_id: broker_id,
                 created_at,
                 trading_date,
@@ -1102,7 +1106,7 @@ impl State {
     pub fn apply_order_report(
         &mut self,
         client_order_id: &str,
-        status: &str,
+        status: &OrderStatus,
         broker_order_id: Option<&str>,
         filled_qty: Dec,
         avg_price: Option<Dec>,
@@ -1137,7 +1141,13 @@ impl State {
         tx.execute(
             "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
                  updated_at = ?5 WHERE client_order_id = ?1",
-            params![client_order_id, status, broker_order_id, filled_qty.max(before).to_string(), clock::db_ts(now)],
+            params![
+                client_order_id,
+                status.as_str(),
+                broker_order_id,
+                filled_qty.max(before).to_string(),
+                clock::db_ts(now)
+            ],
         )
         .map_err(sql("recording a fill"))?;
         let delta = match (new > Dec::ZERO, avg_price) {
@@ -1678,12 +1688,12 @@ mod tests {
         NewOrder {
             bot: "mom_AAPL".into(),
             symbol: "AAPL".into(),
-            side: side.into(),
+            side: Side::parse(side).unwrap(),
             qty: Some(qty.into()),
             notional: None,
-            order_type: "market".into(),
+            order_type: OrderType::Market,
             limit_price: None,
-            intent: intent.into(),
+            intent: Intent::parse(intent).unwrap(),
             rule: None,
             created_at: ts("2026-11-25T15:00:00Z"),
             trading_date: jiff::civil::date(2026, 11, 25),
@@ -1709,9 +1719,17 @@ mod tests {
         assert_eq!(ClientOrderId::parse(&third).unwrap().n, 3);
         let epochs: i64 = s.conn.query_row("SELECT count(*) FROM id_epochs", [], |r| r.get(0)).unwrap();
         assert_eq!(epochs, 1, "one epoch per process, recorded with its first order");
-        assert!(s.update_order_status(&third, "accepted", Some("b-1"), ts("2026-11-25T15:00:01Z")).unwrap());
+        assert!(
+            s.update_order_status(
+                &third,
+                &RecordStatus::Broker(OrderStatus::Accepted),
+                Some("b-1"),
+                ts("2026-11-25T15:00:01Z")
+            )
+            .unwrap()
+        );
         let back = s.order(&third).unwrap().unwrap();
-        assert_eq!(back.status, "accepted");
+        assert_eq!(back.status.as_str(), "accepted");
         assert_eq!(back.broker_order_id.as_deref(), Some("b-1"));
         assert_eq!(back.qty.as_deref(), Some("1"));
         assert_eq!(s.unfinished_orders().unwrap().len(), 1);
@@ -1807,16 +1825,19 @@ mod tests {
         let now = ts("2026-11-25T15:00:00Z");
         let d = |t: &str| t.parse::<Dec>().unwrap();
         let e = s.record_order(&order("buy", "10", "entry")).unwrap();
-        assert!(s.apply_order_report(&e, "filled", Some("b1"), d("10"), None, now).unwrap().is_none());
+        assert!(s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), None, now).unwrap().is_none());
         assert!(s.owned_positions().unwrap().is_empty(), "nothing booked at no price");
         let rec = s.order(&e).unwrap().unwrap();
         assert_eq!((rec.status.as_str(), rec.filled_qty), ("recorded", Dec::ZERO));
         assert_eq!(rec.broker_order_id.as_deref(), Some("b1"));
         assert_eq!(s.unfinished_orders().unwrap().len(), 1, "read again next iteration");
         // Once the price comes, the fill is booked, once.
-        let delta = s.apply_order_report(&e, "filled", Some("b1"), d("10"), Some(d("101")), now).unwrap().unwrap();
+        let delta =
+            s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101")), now).unwrap().unwrap();
         assert_eq!((delta.qty, delta.price), (d("10"), d("101")));
-        assert!(s.apply_order_report(&e, "filled", Some("b1"), d("10"), Some(d("101")), now).unwrap().is_none());
+        assert!(
+            s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101")), now).unwrap().is_none()
+        );
         assert_eq!(s.owned_positions().unwrap()[0].avg_entry_price, d("101"));
     }
 
@@ -1830,7 +1851,7 @@ mod tests {
             |symbol: &str, intent: &str| LegRecord { symbol: symbol.into(), ratio: 1, position_intent: intent.into() };
         let spread = NewOrder {
             symbol: "SPY".into(),
-            side: "sell".into(),
+            side: Side::Sell,
             qty: Some("1".into()),
             legs: vec![leg("SPY261218P00480000", "sell_to_open"), leg("SPY261218P00475000", "buy_to_open")],
             ..order("sell", "1", "entry")
@@ -1842,19 +1863,22 @@ mod tests {
                 ("SPY261218P00475000".to_string(), d("1"), long.map(d)),
             ]
         };
-        let booked = s.apply_leg_reports(&id, "filled", Some("b"), d("1"), &reports(Some("2.10"), None), now).unwrap();
+        let booked = s
+            .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &reports(Some("2.10"), None), now)
+            .unwrap();
         assert_eq!(booked.len(), 1, "the priced leg is booked: {booked:?}");
-        assert_eq!(s.order(&id).unwrap().unwrap().status, "recorded", "kept unfinished for the other leg");
+        assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded", "kept unfinished for the other leg");
         // An answer that leaves the legs out books nothing and finishes nothing.
-        assert!(s.apply_leg_reports(&id, "filled", Some("b"), d("1"), &[], now).unwrap().is_empty());
-        assert_eq!(s.order(&id).unwrap().unwrap().status, "recorded");
-        let booked =
-            s.apply_leg_reports(&id, "filled", Some("b"), d("1"), &reports(Some("2.10"), Some("1.60")), now).unwrap();
+        assert!(s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &[], now).unwrap().is_empty());
+        assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded");
+        let booked = s
+            .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &reports(Some("2.10"), Some("1.60")), now)
+            .unwrap();
         assert_eq!(
             booked.iter().map(|f| (f.symbol.as_str(), f.price)).collect::<Vec<_>>(),
             vec![("SPY261218P00475000", d("1.60"))]
         );
-        assert_eq!(s.order(&id).unwrap().unwrap().status, "filled");
+        assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "filled");
         let owned = s.owned_positions().unwrap();
         assert!(owned.iter().all(|p| !p.avg_entry_price.is_zero()), "{owned:?}");
         assert_eq!(owned.len(), 2);
@@ -1868,17 +1892,23 @@ mod tests {
         let d = |t: &str| t.parse::<Dec>().unwrap();
         let e1 = s.record_order(&order("buy", "10", "entry")).unwrap();
         // A partial fill, then the full fill, then the same report again.
-        let delta = s.apply_order_report(&e1, "partially_filled", Some("b1"), d("4"), Some(d("100")), now).unwrap();
+        let delta =
+            s.apply_order_report(&e1, &OrderStatus::PartiallyFilled, Some("b1"), d("4"), Some(d("100")), now).unwrap();
         assert_eq!(delta.unwrap().qty, d("4"));
-        s.apply_order_report(&e1, "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap();
-        assert!(s.apply_order_report(&e1, "filled", Some("b1"), d("10"), Some(d("101.2")), now).unwrap().is_none());
+        s.apply_order_report(&e1, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101.2")), now).unwrap();
+        assert!(
+            s.apply_order_report(&e1, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101.2")), now)
+                .unwrap()
+                .is_none()
+        );
         let owned = s.owned_positions().unwrap();
         assert_eq!(owned[0].qty, d("10"));
         assert_eq!(owned[0].avg_entry_price, d("100.72"));
         assert!(s.unfinished_orders().unwrap().is_empty());
         // Sell 10 at 102: +12.8 realised, the position closes.
         let x1 = s.record_order(&order("sell", "10", "exit")).unwrap();
-        let delta = s.apply_order_report(&x1, "filled", Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
+        let delta =
+            s.apply_order_report(&x1, &OrderStatus::Filled, Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
         assert!((delta.realized_pnl - 12.8).abs() < 1e-9, "{}", delta.realized_pnl);
         assert!(s.owned_positions().unwrap().is_empty());
         let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap();
@@ -1892,17 +1922,17 @@ mod tests {
         let now = ts("2026-11-25T15:00:00Z");
         let d = |t: &str| t.parse::<Dec>().unwrap();
         let e = s.record_order(&order("buy", "1", "entry")).unwrap();
-        s.apply_order_report(&e, "filled", None, d("1"), Some(d("50")), now).unwrap();
+        s.apply_order_report(&e, &OrderStatus::Filled, None, d("1"), Some(d("50")), now).unwrap();
         // Reconciliation capped it meanwhile, or the exit over-filled: either way, closed at zero.
         let x = s.record_order(&order("sell", "5", "exit")).unwrap();
-        s.apply_order_report(&x, "filled", None, d("5"), Some(d("50")), now).unwrap();
+        s.apply_order_report(&x, &OrderStatus::Filled, None, d("5"), Some(d("50")), now).unwrap();
         assert!(s.owned_positions().unwrap().is_empty());
         let y = s.record_order(&order("sell", "3", "exit")).unwrap();
-        s.apply_order_report(&y, "filled", None, d("3"), Some(d("50")), now).unwrap();
+        s.apply_order_report(&y, &OrderStatus::Filled, None, d("3"), Some(d("50")), now).unwrap();
         assert!(s.owned_positions().unwrap().is_empty(), "no short booked from an exit");
         // An entry that sells (an allowed short) does open a short.
         let z = s.record_order(&order("sell", "2", "entry")).unwrap();
-        s.apply_order_report(&z, "filled", None, d("2"), Some(d("50")), now).unwrap();
+        s.apply_order_report(&z, &OrderStatus::Filled, None, d("2"), Some(d("50")), now).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, d("-2"));
     }
 
@@ -1914,7 +1944,7 @@ mod tests {
         {
             let mut s = State::open(&path).unwrap();
             let e = s.record_order(&order("buy", "10", "entry")).unwrap();
-            s.apply_order_report(&e, "filled", None, d("10"), Some(d("100")), now).unwrap();
+            s.apply_order_report(&e, &OrderStatus::Filled, None, d("10"), Some(d("100")), now).unwrap();
             s.record_best_price("mom_AAPL", "AAPL", 101.5, true).unwrap();
             s.record_best_price("mom_AAPL", "AAPL", 100.7, true).unwrap();
         }
@@ -1927,6 +1957,19 @@ mod tests {
         // For a short the best price is the lowest.
         s.record_best_price("mom_AAPL", "AAPL", 99.0, false).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(99.0));
+    }
+
+    #[test]
+    fn the_final_statuses_in_sql_are_exactly_the_records_final_ones() {
+        let every = [
+            "recorded", "unknown", "rejected", "abandoned", "conflict", "new", "accepted", "pending_new",
+            "accepted_for_bidding", "partially_filled", "filled", "done_for_day", "canceled", "expired", "replaced",
+            "pending_cancel", "pending_replace", "stopped", "suspended", "calculated", "held", "pending_review",
+        ];
+        for text in every {
+            assert_eq!(RecordStatus::parse(text).is_final(), FINAL_ORDER_STATUSES.contains(&text), "{text}");
+        }
+        assert!(FINAL_ORDER_STATUSES.iter().all(|t| every.contains(t)));
     }
 
     #[test]

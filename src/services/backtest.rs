@@ -23,6 +23,7 @@ use serde_json::json;
 use crate::core::clock::{self, ManualClock};
 use crate::core::config::Config;
 use crate::core::market_data::{Bar, BySymbol};
+use crate::core::order::Intent;
 use crate::core::state::State;
 use crate::orchestrator::Orchestrator;
 use crate::services::sim_broker::SimBroker;
@@ -193,9 +194,9 @@ fn summarize(
         if var > 0.0 { mean / var.sqrt() * 252f64.sqrt() } else { 0.0 }
     });
     let filled = |o: &crate::core::state::OrderRecord| o.filled_qty > crate::core::decimal::Dec::ZERO;
-    let trades = orders.iter().filter(|(o, _)| o.intent == "entry" && filled(o)).count() as u32;
+    let trades = orders.iter().filter(|(o, _)| o.intent == Intent::Entry && filled(o)).count() as u32;
     let results: Vec<f64> =
-        orders.iter().filter(|(o, p)| o.intent == "exit" && filled(o) && *p != 0.0).map(|(_, p)| *p).collect();
+        orders.iter().filter(|(o, p)| o.intent == Intent::Exit && filled(o) && *p != 0.0).map(|(_, p)| *p).collect();
     let wins: Vec<f64> = results.iter().copied().filter(|p| *p > 0.0).collect();
     let losses: Vec<f64> = results.iter().copied().filter(|p| *p < 0.0).collect();
     let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
@@ -246,11 +247,11 @@ fn write_files(
             o.client_order_id,
             o.bot,
             o.symbol,
-            o.side,
+            o.side.as_str(),
             o.qty.as_deref().or(o.notional.as_deref()).unwrap_or(""),
-            o.intent,
+            o.intent.as_str(),
             o.rule.as_deref().unwrap_or(""),
-            o.status,
+            o.status.as_str(),
             o.filled_qty,
             pnl,
             o.trading_date,

@@ -24,7 +24,7 @@ use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::instrument::{AssetClass, OccSymbol};
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
-use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
+use crate::core::order::{Amount, Intent, Leg, OrderType, PositionIntent, RecordStatus, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::state::{
     BrokerPositionRow, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
@@ -83,21 +83,6 @@ pub struct OrderSpec {
     pub rule: Option<&'static str>,
     /// The legs of a multi-leg option order (then `symbol` is the underlying).
     pub legs: Vec<Leg>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Intent {
-    Entry,
-    Exit,
-}
-
-impl Intent {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Intent::Entry => "entry",
-            Intent::Exit => "exit",
-        }
-    }
 }
 
 /// What became of a send.
@@ -298,12 +283,12 @@ impl Execution {
         let client_order_id = state.record_order(&NewOrder {
             bot: spec.bot.clone(),
             symbol: spec.symbol.clone(),
-            side: spec.side.as_str().into(),
+            side: spec.side,
             qty: qty.clone(),
             notional: notional.clone(),
-            order_type: spec.order_type.as_str().into(),
+            order_type: spec.order_type,
             limit_price: spec.limit_price.map(|p| p.to_string()),
-            intent: spec.intent.as_str().into(),
+            intent: spec.intent,
             rule: spec.rule.map(str::to_string),
             created_at: now,
             trading_date: clock::trading_date(now),
@@ -349,7 +334,7 @@ impl Execution {
                 Ok(Sent::Accepted { client_order_id })
             }
             Err(error @ (BrokerError::Transient { .. } | BrokerError::BadResponse { .. })) => {
-                state.update_order_status(&client_order_id, "unknown", None, now)?;
+                state.update_order_status(&client_order_id, &RecordStatus::Unknown, None, now)?;
                 event!(
                     Warn,
                     "order_unknown",
@@ -366,7 +351,7 @@ impl Execution {
                 Ok(Sent::Conflict { client_order_id })
             }
             Err(error) => {
-                state.update_order_status(&client_order_id, "rejected", None, now)?;
+                state.update_order_status(&client_order_id, &RecordStatus::Rejected, None, now)?;
                 event!(
                     Warn,
                     "order_rejected",
@@ -408,7 +393,7 @@ impl Execution {
             broker_order_id = broker_order_id,
             detail = detail,
         );
-        state.update_order_status(ours.client_order_id, "conflict", None, now)?;
+        state.update_order_status(ours.client_order_id, &RecordStatus::Conflict, None, now)?;
         let halt = Halt {
             reason: HaltReason::OrderConflict,
             detail: format!(
@@ -477,7 +462,7 @@ impl Execution {
         // 5xx, a timeout) was an error above, and the order stays as it is.
         let Some(o) = report else {
             if now.duration_since(rec.created_at) >= ABANDON_AFTER {
-                state.update_order_status(&rec.client_order_id, "abandoned", None, now)?;
+                state.update_order_status(&rec.client_order_id, &RecordStatus::Abandoned, None, now)?;
                 event!(
                     Warn,
                     "reconcile",
@@ -519,7 +504,7 @@ impl Execution {
                 detail = "the broker reports a fill without its price: nothing booked yet, asked again every iteration",
             );
         }
-        let stale_entry = rec.intent == "entry" && now.duration_since(rec.created_at) >= entry_timeout;
+        let stale_entry = rec.intent == Intent::Entry && now.duration_since(rec.created_at) >= entry_timeout;
         if stale_entry && !o.status.is_final() {
             cancel_ours(broker, rec, &o.id, "entry_timeout")?;
         }
@@ -578,7 +563,7 @@ impl Execution {
     /// Cancels our open entry orders, one by one (never "cancel all": the user's own orders stay).
     pub fn cancel_entries(&mut self, state: &mut State, broker: &mut dyn Broker) -> Result<u32, ExecError> {
         let mut n = 0;
-        for rec in state.unfinished_orders()?.into_iter().filter(|o| o.intent == "entry") {
+        for rec in state.unfinished_orders()?.into_iter().filter(|o| o.intent == Intent::Entry) {
             let Some(id) = rec.broker_order_id.as_deref() else { continue };
             if cancel_ours(broker, &rec, id, "halt")? {
                 n += 1;
@@ -857,7 +842,7 @@ impl Execution {
             .unfinished_orders()
             .map_err(|e| e.to_string())?
             .into_iter()
-            .filter(|o| o.bot == bot.id() && o.intent == "entry")
+            .filter(|o| o.bot == bot.id() && o.intent == Intent::Entry)
             .map(|o| o.symbol)
             .collect();
         if in_flight.contains(&entry.symbol) {
@@ -953,7 +938,7 @@ fn not_ours(state: &State, rec: &OrderRecord, found: &Order) -> Result<Option<St
         (None, Some(n)) => Amount::Notional(n),
         (None, None) => return Err(bad("orders.qty", "neither qty nor notional")),
     };
-    let order_type = OrderType::parse(&rec.order_type).ok_or_else(|| bad("orders.order_type", &rec.order_type))?;
+    let order_type = rec.order_type;
     let mut legs = Vec::new();
     for l in state.order_legs(&rec.client_order_id)? {
         let position_intent = PositionIntent::parse(&l.position_intent)
@@ -968,7 +953,7 @@ fn not_ours(state: &State, rec: &OrderRecord, found: &Order) -> Result<Option<St
     let sent = OrderRequest {
         client_order_id: rec.client_order_id.clone(),
         symbol: rec.symbol.clone(),
-        side: Side::parse(&rec.side).ok_or_else(|| bad("orders.side", &rec.side))?,
+        side: rec.side,
         amount,
         order_type,
         // Not recorded, and not compared.
@@ -1004,19 +989,13 @@ fn record_report(
     // position in the underlying.
     let sent_legs = !state.order_legs(client_order_id)?.is_empty();
     if o.legs.is_empty() && !sent_legs {
-        let delta = state.apply_order_report(
-            client_order_id,
-            o.status.as_str(),
-            Some(&o.id),
-            o.filled_qty,
-            o.filled_avg_price,
-            now,
-        )?;
+        let delta =
+            state.apply_order_report(client_order_id, &o.status, Some(&o.id), o.filled_qty, o.filled_avg_price, now)?;
         Ok(delta.into_iter().collect())
     } else {
         let legs: Vec<(String, Dec, Option<Dec>)> =
             o.legs.iter().map(|l| (l.symbol.clone(), l.filled_qty, l.filled_avg_price)).collect();
-        state.apply_leg_reports(client_order_id, o.status.as_str(), Some(&o.id), o.filled_qty, &legs, now)
+        state.apply_leg_reports(client_order_id, &o.status, Some(&o.id), o.filled_qty, &legs, now)
     }
 }
 
@@ -1058,7 +1037,7 @@ fn cancel_ours(
 
 /// (bot, symbol) pairs with an exit order still in flight.
 fn exits_in_flight(state: &State) -> Result<BTreeSet<(String, String)>, StateError> {
-    Ok(state.unfinished_orders()?.into_iter().filter(|o| o.intent == "exit").map(|o| (o.bot, o.symbol)).collect())
+    Ok(state.unfinished_orders()?.into_iter().filter(|o| o.intent == Intent::Exit).map(|o| (o.bot, o.symbol)).collect())
 }
 
 fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {

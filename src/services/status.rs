@@ -256,19 +256,20 @@ mod tests {
             .record_order(&NewOrder {
                 bot: bot.into(),
                 symbol: symbol.into(),
-                side: "buy".into(),
+                side: crate::core::order::Side::Buy,
                 qty: Some(qty.into()),
                 notional: None,
-                order_type: "market".into(),
+                order_type: crate::core::order::OrderType::Market,
                 limit_price: None,
-                intent: "entry".into(),
+                intent: crate::core::order::Intent::Entry,
                 rule: None,
                 created_at: now,
                 trading_date: clock::trading_date(now),
                 legs: Vec::new(),
             })
             .unwrap();
-        s.apply_order_report(&id, "filled", Some(coid), d(qty), Some(d(price)), now).unwrap();
+        s.apply_order_report(&id, &crate::core::order::OrderStatus::Filled, Some(coid), d(qty), Some(d(price)), now)
+            .unwrap();
     }
 
     fn held(symbol: &str, qty: &str, avg: &str, price: Option<&str>) -> BrokerPositionRow {

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub const USAGE_LINE: &str =
-    "usage: trading-hydra [run|check-config|status|halt|resume] [--config DIR] [options]; see --help";
+    "usage: trading-hydra [run|check-config|status|halt|resume|download|backtest] [--config DIR] [options]; see --help";
 
 pub const HELP: &str = "\
 trading-hydra — a fail-closed trading daemon for an Alpaca account
@@ -16,11 +16,13 @@ trading-hydra — a fail-closed trading daemon for an Alpaca account
 Usage: trading-hydra [COMMAND] [OPTIONS]
 
 Commands:
-  run            run the daemon (the default command)
+  run            run the daemon (the default command); one per state database
   check-config   load and validate settings.yaml and bots.yaml, print a summary
   status         show the state database (no network): halts, day-start equity, last loop
   halt           stop new entries until `resume` (exits of open positions go on)
   resume         lift a manual halt, and any other halt whose time is up
+                 (status, halt and resume work on the database of a daemon that has run:
+                 run them where it runs, or with its --config)
   download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
   backtest       replay bar files (--data) through the same bots and the simulated broker
 

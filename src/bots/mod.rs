@@ -1,11 +1,12 @@
 //! The execution bots (MomentumBots, OptionsBot, CryptoBot) and what they share.
 //!
-//! Owns: the `Bot` trait — pure decisions from a market view to order intents — and the list of
-//! signal modes each bot kind understands, so the configuration can refuse an unknown one at load
-//! time. The real signals arrive with the bots issue; today every mode is one of the Python
-//! daemon's placeholders, which never enter.
+//! Owns: the `Bot` trait — pure decisions from a market view to order intents — and building the
+//! enabled bots from the configuration (`from_config`; a placeholder signal, or an options bot
+//! without one, becomes a bot that never enters). The signal modes and their parameters are
+//! `core::signal`'s, checked when the configuration loads.
 //!
-//! Never: performs I/O. Bots decide; the execution service checks, records and sends.
+//! Never: performs I/O, or imports a service. Bots decide; the execution service checks, records
+//! and sends.
 
 use jiff::Timestamp;
 

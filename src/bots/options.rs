@@ -1,11 +1,15 @@
-//! OptionsBot: defined-risk credit spreads on the underlyings of `optionsbot.tickers`.
+//! OptionsBot: defined-risk option strategies on the underlyings of `optionsbot.tickers` — bull
+//! put and bear call credit spreads, the iron condor (both on one expiry, one credit band) and the
+//! long straddle (at the money, entered on a volatility squeeze); the last two off by default.
 //!
 //! Owns: the decisions of the options bot, pure functions of the chain, the quotes, what it owns,
 //! its budget and the time.
 //!
 //! - **Direction** from its signal on the underlying's one-minute bars (default
 //!   `ema_roc_volume_v1`): up → `bull_put_spread` (sell a put, buy a lower one), down →
-//!   `bear_call_spread` (sell a call, buy a higher one), each only when enabled.
+//!   `bear_call_spread` (sell a call, buy a higher one), each only when enabled; no direction →
+//!   `iron_condor`, or a `straddle` when the last quarter hour's true range is at most 60 % of
+//!   the hour's.
 //! - **Legs** (`select_spread`): contracts expiring within `chain_rules.dte_min`..`dte_max` (and
 //!   the strategy's `max_dte`), out of the money, with open interest ≥ `min_open_interest`; the
 //!   short leg's |delta| within `delta_min`..`delta_max` (the one nearest the middle of the band,

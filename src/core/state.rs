@@ -1962,9 +1962,28 @@ mod tests {
     #[test]
     fn the_final_statuses_in_sql_are_exactly_the_records_final_ones() {
         let every = [
-            "recorded", "unknown", "rejected", "abandoned", "conflict", "new", "accepted", "pending_new",
-            "accepted_for_bidding", "partially_filled", "filled", "done_for_day", "canceled", "expired", "replaced",
-            "pending_cancel", "pending_replace", "stopped", "suspended", "calculated", "held", "pending_review",
+            "recorded",
+            "unknown",
+            "rejected",
+            "abandoned",
+            "conflict",
+            "new",
+            "accepted",
+            "pending_new",
+            "accepted_for_bidding",
+            "partially_filled",
+            "filled",
+            "done_for_day",
+            "canceled",
+            "expired",
+            "replaced",
+            "pending_cancel",
+            "pending_replace",
+            "stopped",
+            "suspended",
+            "calculated",
+            "held",
+            "pending_review",
         ];
         for text in every {
             assert_eq!(RecordStatus::parse(text).is_final(), FINAL_ORDER_STATUSES.contains(&text), "{text}");

@@ -1,10 +1,10 @@
-//! The `Broker` trait and the daemon's own view of a brokerage: account, clock, positions, orders,
-//! assets and market data.
+//! The `Broker` trait and the broker's objects as the daemon sees them: account, clock, calendar,
+//! positions, orders as reported, the order request, assets.
 //!
-//! Owns: the domain types every other module uses (money and quantities as `Dec`, market data as
-//! `f64`: see `core::decimal`), the error classification (`BrokerError`), the rule that says
-//! whether an order found at a broker is the one we sent (`order_mismatch`), and the call
-//! statistics each implementation keeps for the health window.
+//! Owns: those objects, the error classification (`BrokerError`), the rule that says whether an
+//! order found at a broker is the one we sent (`order_mismatch`), and the call statistics each
+//! implementation keeps for the health window. The words they are made of — order words, market
+//! data, instruments — are `core`'s (`core::order`, `core::market_data`, `core::instrument`).
 //!
 //! Never: exposes Alpaca's raw JSON, and never offers "cancel all orders" or "close all
 //! positions": the daemon only ever touches what it owns, one order or position at a time.

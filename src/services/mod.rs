@@ -1,5 +1,8 @@
-//! Services the orchestrator calls: the broker (trait, Alpaca client), ExitBot (the kill switch)
-//! and the read-only status report. PortfolioBot and the execution service join here.
+//! Services the orchestrator calls, the layer that does I/O: the broker (the `Broker` trait, the
+//! Alpaca client, the simulated broker), ExitBot (the kill switch), PortfolioBot (budgets), the
+//! execution service, the market session, notifications, the daily report, the read-only status
+//! report, the backtest and its bar files, and systemd's notify socket. Services import `core`
+//! and `bots`; neither of those imports a service.
 
 pub mod alpaca_client;
 pub mod backtest;

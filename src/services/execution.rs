@@ -36,8 +36,6 @@ use crate::services::portfolio;
 /// An order not found at the broker this long after it was recorded was never sent (the process
 /// died in between) or never arrived: it is abandoned, never re-sent.
 const ABANDON_AFTER: SignedDuration = SignedDuration::from_secs(60);
-/// Why an entry waits: its symbol has one in flight already.
-const IN_FLIGHT: &str = "an entry for this symbol is already in flight";
 /// A limit price further than this from the last quote is refused as implausible.
 const MAX_LIMIT_DISTANCE: f64 = 0.05;
 
@@ -65,6 +63,69 @@ impl From<StateError> for ExecError {
 impl From<BrokerError> for ExecError {
     fn from(e: BrokerError) -> ExecError {
         ExecError::Broker(e)
+    }
+}
+
+/// Why the risk checks refused an entry; the text is what `order_rejected` says.
+#[derive(Debug, Clone, PartialEq)]
+enum Refusal {
+    /// Not quite a refusal: an entry for the symbol is in flight, and waits to see how it ends.
+    InFlight,
+    MaxPositions,
+    MaxTrades,
+    MaxOrdersPerMinute,
+    CoolingDown {
+        since_exit: Timestamp,
+    },
+    NoQuote,
+    UnusableQuote,
+    LimitTooFar {
+        limit: Dec,
+        distance_pct: f64,
+        mid: f64,
+    },
+    AccountUnknown,
+    CashReserve {
+        notional: f64,
+        spendable: f64,
+    },
+    BuyingPowerUnknown,
+    BuyingPower {
+        notional: f64,
+        power: Dec,
+    },
+    OpenRisk {
+        risk: f64,
+        budget: f64,
+    },
+    /// A check that could not be made (the state database failed) refuses.
+    Unsure(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::InFlight => f.write_str("an entry for this symbol is already in flight"),
+            Refusal::MaxPositions => f.write_str("max_concurrent_positions reached"),
+            Refusal::MaxTrades => f.write_str("max_trades_per_day reached"),
+            Refusal::MaxOrdersPerMinute => f.write_str("max_orders_per_minute reached"),
+            Refusal::CoolingDown { since_exit } => {
+                write!(f, "cooling down after the exit at {}", clock::db_ts(*since_exit))
+            }
+            Refusal::NoQuote => f.write_str("no quote for the symbol"),
+            Refusal::UnusableQuote => f.write_str("no usable quote"),
+            Refusal::LimitTooFar { limit, distance_pct, mid } => {
+                write!(f, "limit {limit} is {distance_pct:.1} % from the quote {mid:.2}")
+            }
+            Refusal::AccountUnknown => f.write_str("the account is unknown"),
+            Refusal::CashReserve { notional, spendable } => {
+                write!(f, "{notional:.2} would spend into the cash reserve ({spendable:.2} spendable)")
+            }
+            Refusal::BuyingPowerUnknown => f.write_str("the asset class's buying power is unknown"),
+            Refusal::BuyingPower { notional, power } => write!(f, "{notional:.2} is beyond the buying power ({power})"),
+            Refusal::OpenRisk { risk, budget } => write!(f, "risk {risk:.2} above the open-risk budget {budget:.2}"),
+            Refusal::Unsure(why) => f.write_str(why),
+        }
     }
 }
 
@@ -749,8 +810,9 @@ impl Execution {
 
     /// `order_rejected` for a risk check's refusal, once per reason while it lasts. Waiting for
     /// an entry in flight is no refusal: debug only.
-    fn log_refusal(&mut self, bot: &str, symbol: &str, why: String) {
-        if why == IN_FLIGHT {
+    fn log_refusal(&mut self, bot: &str, symbol: &str, refusal: Refusal) {
+        let why = refusal.to_string();
+        if refusal == Refusal::InFlight {
             event!(Debug, "entry_skipped", bot = bot, symbol = symbol, reason = why.as_str());
             return;
         }
@@ -834,19 +896,19 @@ impl Execution {
         budget: &Budget,
         view: &BotView,
         entry: &Entry,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let Step { cfg, account, now, .. } = *step;
         // Entries still in flight count as positions: an order not yet filled must not be doubled
         // by the next iteration's signal.
         let in_flight: BTreeSet<String> = state
             .unfinished_orders()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Refusal::Unsure(e.to_string()))?
             .into_iter()
             .filter(|o| o.bot == bot.id() && o.intent == Intent::Entry)
             .map(|o| o.symbol)
             .collect();
         if in_flight.contains(&entry.symbol) {
-            return Err(IN_FLIGHT.into());
+            return Err(Refusal::InFlight);
         }
         // A position is a symbol, or for options an underlying: a spread's legs are one position.
         let mut holding: BTreeSet<String> = in_flight;
@@ -855,33 +917,34 @@ impl Execution {
         );
         let holding = holding.len();
         if holding as u32 >= budget.max_positions {
-            return Err("max_concurrent_positions reached".into());
+            return Err(Refusal::MaxPositions);
         }
-        let entries = state.entries_on(bot.id(), clock::trading_date(now)).map_err(|e| e.to_string())?;
+        let entries =
+            state.entries_on(bot.id(), clock::trading_date(now)).map_err(|e| Refusal::Unsure(e.to_string()))?;
         if entries >= budget.max_trades {
-            return Err("max_trades_per_day reached".into());
+            return Err(Refusal::MaxTrades);
         }
         if self.orders_last_minute(now) >= cfg.settings.risk.max_orders_per_minute as usize {
-            return Err("max_orders_per_minute reached".into());
+            return Err(Refusal::MaxOrdersPerMinute);
         }
         let cooldown = SignedDuration::from_mins(i64::from(bot.cooldown_minutes()));
-        if let Some(exit) = state.last_exit(bot.id(), &entry.symbol).map_err(|e| e.to_string())?
+        if let Some(exit) = state.last_exit(bot.id(), &entry.symbol).map_err(|e| Refusal::Unsure(e.to_string()))?
             && now.duration_since(exit) < cooldown
         {
-            return Err(format!("cooling down after the exit at {}", clock::db_ts(exit)));
+            return Err(Refusal::CoolingDown { since_exit: exit });
         }
         let Some(quote) = view.quotes.get(&entry.symbol) else {
-            return Err("no quote for the symbol".into());
+            return Err(Refusal::NoQuote);
         };
         let mid = (quote.bid + quote.ask) / 2.0;
         if !(mid.is_finite() && mid > 0.0) {
-            return Err("no usable quote".into());
+            return Err(Refusal::UnusableQuote);
         }
         // A spread's limit is its net price, not the underlying's: no distance to compare.
         if let Some(limit) = entry.limit_price.filter(|_| entry.legs.is_empty()) {
             let distance = (limit.to_f64() - mid).abs() / mid;
             if distance > MAX_LIMIT_DISTANCE {
-                return Err(format!("limit {limit} is {:.1} % from the quote {mid:.2}", distance * 100.0));
+                return Err(Refusal::LimitTooFar { limit, distance_pct: distance * 100.0, mid });
             }
         }
         // What it ties up: a spread its maximum loss, anything else its price.
@@ -890,25 +953,19 @@ impl Execution {
             Amount::Qty(q) => q.to_f64() * entry.limit_price.map_or(mid, Dec::to_f64),
             Amount::Notional(n) => n.to_f64(),
         };
-        let Some(account) = account else { return Err("the account is unknown".into()) };
-        let spendable = account.cash.to_f64() * (1.0 - cfg.bots.portfoliobot.cash_reserve_pct / 100.0);
+        let Some(account) = account else { return Err(Refusal::AccountUnknown) };
+        let spendable = cash_outside_reserve(cfg, account);
         if notional > spendable {
-            return Err(format!("{notional:.2} would spend into the cash reserve ({spendable:.2} spendable)"));
+            return Err(Refusal::CashReserve { notional, spendable });
         }
-        // Each asset class has its own buying power: crypto cannot use margin, options have theirs.
-        let power = match bot.kind() {
-            BotKind::Crypto => account.non_marginable_buying_power,
-            BotKind::Options => account.options_buying_power,
-            BotKind::Momentum => Some(account.buying_power),
-        };
-        let Some(power) = power else { return Err("the asset class's buying power is unknown".into()) };
+        let Some(power) = class_buying_power(bot.kind(), account) else { return Err(Refusal::BuyingPowerUnknown) };
         if notional > power.to_f64() {
-            return Err(format!("{notional:.2} is beyond the buying power ({power})"));
+            return Err(Refusal::BuyingPower { notional, power });
         }
         // The entry's own loss at its stop. (Summing the open risk of held positions needs their
         // stops, which the bots' exit rules bring.)
         if !(entry.risk_usd.is_finite() && entry.risk_usd >= 0.0) || entry.risk_usd > budget.max_open_risk {
-            return Err(format!("risk {:.2} above the open-risk budget {:.2}", entry.risk_usd, budget.max_open_risk));
+            return Err(Refusal::OpenRisk { risk: entry.risk_usd, budget: budget.max_open_risk });
         }
         Ok(())
     }
@@ -1002,13 +1059,23 @@ fn record_report(
 /// Dollars a bot of `kind` may spend: cash outside the reserve, within its class's buying power.
 fn spendable(cfg: &Config, kind: BotKind, account: Option<&Account>) -> f64 {
     let Some(a) = account else { return 0.0 };
-    let cash = a.cash.to_f64() * (1.0 - cfg.bots.portfoliobot.cash_reserve_pct / 100.0);
-    let power = match kind {
+    let cash = cash_outside_reserve(cfg, a);
+    class_buying_power(kind, a).map_or(0.0, |p| cash.min(p.to_f64())).max(0.0)
+}
+
+/// The cash-reserve rule, the one place it is written: cash outside
+/// `portfoliobot.cash_reserve_pct` may be spent.
+fn cash_outside_reserve(cfg: &Config, a: &Account) -> f64 {
+    a.cash.to_f64() * (1.0 - cfg.bots.portfoliobot.cash_reserve_pct / 100.0)
+}
+
+/// The buying power of a bot's asset class: crypto cannot use margin, options have their own.
+fn class_buying_power(kind: BotKind, a: &Account) -> Option<Dec> {
+    match kind {
         BotKind::Crypto => a.non_marginable_buying_power,
         BotKind::Options => a.options_buying_power,
         BotKind::Momentum => Some(a.buying_power),
-    };
-    power.map_or(0.0, |p| cash.min(p.to_f64())).max(0.0)
+    }
 }
 
 /// Cancels one of our orders and logs `order_canceled` with `reason`; `false` when the broker

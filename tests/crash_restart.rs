@@ -94,7 +94,7 @@ fn crash_restart_never_doubles_an_order() {
         x
     };
     let exe = std::env::current_exe().unwrap();
-    for _ in 0..30 {
+    for round in 0..30 {
         let mut child = Command::new(&exe)
             .args(["--exact", "crash_child", "--ignored", "--test-threads=1"])
             .env("TH_CRASH_URL", &fake.url)
@@ -103,6 +103,15 @@ fn crash_restart_never_doubles_an_order() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        if round == 0 {
+            // The first child lives until the broker has its first order: a kill between recording
+            // an entry and sending it leaves the entry waiting a minute to be abandoned (never
+            // sent twice), and with it blocked the bot would not trade again within this test.
+            let started = std::time::Instant::now();
+            while fake.lock().orders.is_empty() && started.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
         std::thread::sleep(Duration::from_millis(10 + next() % 120));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();

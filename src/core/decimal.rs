@@ -74,6 +74,23 @@ impl Dec {
         self.0.checked_mul(n).map(Dec)
     }
 
+    /// The exact product, rounded half away from zero to nine decimals (`None` on overflow):
+    /// a price times a quantity.
+    pub fn checked_mul(self, other: Dec) -> Option<Dec> {
+        let wide = i128::from(self.0) * i128::from(other.0);
+        i64::try_from(div_round(wide, i128::from(SCALE))).ok().map(Dec)
+    }
+
+    /// The quotient, rounded half away from zero to nine decimals (`None` on overflow or for a
+    /// zero divisor): a weighted average.
+    pub fn checked_div(self, other: Dec) -> Option<Dec> {
+        if other.0 == 0 {
+            return None;
+        }
+        let wide = i128::from(self.0) * i128::from(SCALE);
+        i64::try_from(div_round(wide, i128::from(other.0))).ok().map(Dec)
+    }
+
     /// Whether it has no fractional part.
     pub fn is_whole(self) -> bool {
         self.0 % SCALE == 0
@@ -93,6 +110,12 @@ impl Dec {
         let base = self.0 - rem;
         if rem.abs() * 2 >= step { Dec(base + step * self.0.signum()) } else { Dec(base) }
     }
+}
+
+/// `n / d`, rounded half away from zero.
+fn div_round(n: i128, d: i128) -> i128 {
+    let (q, r) = (n / d, n % d);
+    if r.abs() * 2 >= d.abs() { q + n.signum() * d.signum() } else { q }
 }
 
 fn step(places: u32) -> i64 {
@@ -282,5 +305,20 @@ mod tests {
         assert_eq!(v, vec![d("1.5"), d("2"), d("839"), d("0.25"), d("-3")]);
         assert!(serde_json::from_str::<Dec>(r#""x""#).is_err());
         assert_eq!(serde_json::to_string(&d("0.5")).unwrap(), r#""0.5""#);
+    }
+
+    #[test]
+    fn products_and_quotients_are_exact_then_rounded_half_away() {
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        assert_eq!(d("81.62").checked_mul(d("3")), Some(d("244.86")));
+        assert_eq!(d("0.1").checked_mul(d("0.2")), Some(d("0.02")), "no float noise");
+        assert_eq!(d("60210.5").checked_mul(d("0.000829")), Some(d("49.9145045")));
+        assert_eq!(d("-1.5").checked_mul(d("0.000000001")), Some(d("-0.000000002")), "half away from zero");
+        assert_eq!(d("1007.2").checked_div(d("10")), Some(d("100.72")));
+        assert_eq!(d("1").checked_div(d("3")), Some(d("0.333333333")));
+        assert_eq!(d("2").checked_div(d("3")), Some(d("0.666666667")));
+        assert_eq!(d("-2").checked_div(d("3")), Some(d("-0.666666667")));
+        assert_eq!(d("1").checked_div(Dec::ZERO), None);
+        assert_eq!(d("9000000000").checked_mul(d("9000000000")), None, "overflow is None, never a wrap");
     }
 }

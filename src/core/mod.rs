@@ -9,6 +9,7 @@ pub mod decimal;
 pub mod halt;
 pub mod health;
 pub mod instrument;
+pub mod ledger;
 pub mod ledger_lock;
 pub mod logging;
 pub mod market_data;

@@ -25,6 +25,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use crate::core::clock;
 use crate::core::decimal::Dec;
 use crate::core::halt::{Halt, HaltReason};
+use crate::core::instrument;
+use crate::core::ledger::{self, Fill, Holding};
 use crate::core::order::{Intent, OrderStatus, OrderType, RecordStatus, Side};
 
 /// The schema version this code writes. Migration `n` (1-based) lifts a database from `n - 1`.
@@ -438,8 +440,8 @@ pub struct FillDelta {
     /// Signed: positive bought, negative sold.
     pub qty: Dec,
     pub price: Dec,
-    /// Realised on the part that reduced the position.
-    pub realized_pnl: f64,
+    /// Realised on the part that reduced the position, exactly (`ledger::apply`).
+    pub realized_pnl: Dec,
 }
 
 /// One bot's budget for one trading date.
@@ -882,7 +884,7 @@ impl State {
         let something_filled = filled_qty > Dec::ZERO || *status == OrderStatus::Filled;
         let mut complete = true;
         let mut deltas = Vec::new();
-        let mut realized_total = 0.0;
+        let mut realized_total = Dec::ZERO;
         // Only the legs we sent are ours to book.
         for (symbol, intent, before) in recorded {
             let Some((_, leg_filled, price)) = legs.iter().find(|(s, ..)| *s == symbol) else {
@@ -909,7 +911,7 @@ impl State {
             let signed = if intent.starts_with("buy") { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
             let closing = intent.ends_with("_to_close");
             let realized = move_owned(&tx, &bot, &symbol, signed, price, closing, now)?;
-            realized_total += realized;
+            realized_total = realized_total.checked_add(realized).unwrap_or(realized_total);
             deltas.push(FillDelta { bot: bot.clone(), symbol, qty: signed, price, realized_pnl: realized });
         }
         if complete {
@@ -1470,20 +1472,18 @@ impl State {
     }
 }
 
-/// Moves `bot`'s owned position in `symbol` by `signed` at `price`; returns the P&L realised on
-/// the part that reduced it. An exit only ever reduces: what it filled beyond the owned quantity
-/// (a position capped by reconciliation meanwhile) is not booked as a new position the other way,
-/// which would make the daemon "close" a short it never had.
-#[allow(clippy::too_many_arguments)]
+/// Moves `bot`'s owned position in `symbol` by `signed` at `price` — the arithmetic is
+/// `ledger::apply`'s, the multiplier the instrument's — and returns the P&L realised. With
+/// `reduce_only` (an exit, a closing leg) it only ever lowers the position.
 fn move_owned(
     tx: &rusqlite::Transaction<'_>,
     bot: &str,
     symbol: &str,
     signed: Dec,
     price: Dec,
-    exit: bool,
+    reduce_only: bool,
     now: Timestamp,
-) -> Result<f64, StateError> {
+) -> Result<Dec, StateError> {
     let row: Option<(String, String)> = tx
         .query_row(
             "SELECT qty, avg_entry_price FROM owned_positions WHERE bot = ?1 AND symbol = ?2",
@@ -1493,52 +1493,54 @@ fn move_owned(
         .optional()
         .map_err(sql("reading an owned position"))?;
     let bad = |e: crate::core::decimal::DecError| StateError::BadRow { what: "owned_positions", detail: e.to_string() };
-    let (old, avg) = match row {
-        Some((q, a)) => (q.parse::<Dec>().map_err(bad)?, a.parse::<Dec>().map_err(bad)?),
-        None => (Dec::ZERO, price),
+    let before = match row {
+        Some((q, a)) => {
+            Some(Holding { qty: q.parse::<Dec>().map_err(bad)?, avg_entry_price: a.parse::<Dec>().map_err(bad)? })
+        }
+        None => None,
     };
-    let mut new = old.checked_add(signed).unwrap_or(old);
-    if exit && (old.is_zero() || new.is_negative() != old.is_negative()) {
-        new = Dec::ZERO;
+    let fill = Fill { qty: signed, price, reduce_only };
+    let applied = ledger::apply(before, fill, instrument::multiplier(symbol)).ok_or_else(|| StateError::BadRow {
+        what: "owned_positions",
+        detail: format!("{symbol}: {signed} at {price} is beyond the ledger's range"),
+    })?;
+    match applied.holding {
+        None => {
+            tx.execute("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
+                .map_err(sql("closing an owned position"))?;
+        }
+        Some(h) => {
+            tx.execute(
+                "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, high_water, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)
+                 ON CONFLICT (bot, symbol) DO UPDATE SET qty = excluded.qty, avg_entry_price = excluded.avg_entry_price,
+                     updated_at = excluded.updated_at",
+                params![
+                    bot,
+                    symbol,
+                    h.qty.to_string(),
+                    h.avg_entry_price.to_string(),
+                    clock::db_ts(now),
+                    price.to_f64()
+                ],
+            )
+            .map_err(sql("moving an owned position"))?;
+        }
     }
-    let reducing = !old.is_zero() && old.is_negative() != signed.is_negative();
-    let (realized, new_avg) = if reducing {
-        let closed = signed.abs().min(old.abs()).to_f64();
-        let direction = if old.is_negative() { -1.0 } else { 1.0 };
-        let pnl =
-            (price.to_f64() - avg.to_f64()) * closed * direction * crate::core::instrument::multiplier(symbol) as f64;
-        // Flipped through zero: the remainder opened at this price.
-        (pnl, if !new.is_zero() && new.is_negative() != old.is_negative() { price } else { avg })
-    } else {
-        let total = old.abs().to_f64() + signed.abs().to_f64();
-        let weighted = (old.abs().to_f64() * avg.to_f64() + signed.abs().to_f64() * price.to_f64()) / total;
-        (0.0, Dec::from_f64(weighted).map_or(price, |d| d.round_to(4)))
-    };
-    if new.is_zero() {
-        tx.execute("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
-            .map_err(sql("closing an owned position"))?;
-    } else {
-        tx.execute(
-            "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, high_water, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)
-             ON CONFLICT (bot, symbol) DO UPDATE SET qty = excluded.qty, avg_entry_price = excluded.avg_entry_price,
-                 updated_at = excluded.updated_at",
-            params![bot, symbol, new.to_string(), new_avg.to_string(), clock::db_ts(now), price.to_f64()],
-        )
-        .map_err(sql("moving an owned position"))?;
-    }
-    Ok(realized)
+    Ok(applied.realized)
 }
 
 /// Adds realised P&L to a bot's day (the order's trading date), creating the day's row if needed.
+/// The sums are stored as REAL and rounded to nine decimals at each addition, so a day of exact
+/// fills reads back as the exact decimal sum (no float noise builds up in the cents).
 fn add_realized(
     tx: &rusqlite::Transaction<'_>,
     date: Option<&str>,
     bot: &str,
-    realized: f64,
+    realized: Dec,
     now: Timestamp,
 ) -> Result<(), StateError> {
-    if realized == 0.0 {
+    if realized.is_zero() {
         return Ok(());
     }
     let date = date.map_or_else(|| clock::trading_date(now).to_string(), str::to_string);
@@ -1546,9 +1548,9 @@ fn add_realized(
         "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions,
                               realized_pnl, trades, updated_at)
          VALUES (?1, ?2, 0, 0, 0, 0, ?3, 0, ?4)
-         ON CONFLICT (trading_date, bot) DO UPDATE SET realized_pnl = realized_pnl + excluded.realized_pnl,
+         ON CONFLICT (trading_date, bot) DO UPDATE SET realized_pnl = round(realized_pnl + excluded.realized_pnl, 9),
              updated_at = excluded.updated_at",
-        params![date, bot, realized, clock::db_ts(now)],
+        params![date, bot, realized.to_f64(), clock::db_ts(now)],
     )
     .map(drop)
     .map_err(sql("recording realised P&L"))
@@ -1568,13 +1570,13 @@ fn learn_broker_id(
     .map_err(sql("recording an order's broker id"))
 }
 
-fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, realized: f64) -> Result<(), StateError> {
-    if realized == 0.0 {
+fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, realized: Dec) -> Result<(), StateError> {
+    if realized.is_zero() {
         return Ok(());
     }
     tx.execute(
-        "UPDATE orders SET realized_pnl = realized_pnl + ?2 WHERE client_order_id = ?1",
-        params![client_order_id, realized],
+        "UPDATE orders SET realized_pnl = round(realized_pnl + ?2, 9) WHERE client_order_id = ?1",
+        params![client_order_id, realized.to_f64()],
     )
     .map(drop)
     .map_err(sql("recording an order's P&L"))
@@ -1909,10 +1911,10 @@ mod tests {
         let x1 = s.record_order(&order("sell", "10", "exit")).unwrap();
         let delta =
             s.apply_order_report(&x1, &OrderStatus::Filled, Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
-        assert!((delta.realized_pnl - 12.8).abs() < 1e-9, "{}", delta.realized_pnl);
+        assert_eq!(delta.realized_pnl, d("12.8"), "exactly, not 12.800000000000011");
         assert!(s.owned_positions().unwrap().is_empty());
         let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap();
-        assert!((budgets[0].realized_pnl - 12.8).abs() < 1e-9);
+        assert_eq!(budgets[0].realized_pnl, 12.8, "the stored sum reads back without float noise");
     }
 
     #[test]

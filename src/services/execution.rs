@@ -548,7 +548,7 @@ impl Execution {
                 symbol = d.symbol.as_str(),
                 qty = d.qty.to_string(),
                 price = d.price.to_f64(),
-                realized_pnl = d.realized_pnl,
+                realized_pnl = d.realized_pnl.to_f64(),
                 client_order_id = rec.client_order_id.as_str(),
             );
         }

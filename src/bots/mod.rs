@@ -12,12 +12,12 @@ use jiff::Timestamp;
 
 use crate::core::clock::SessionState;
 use crate::core::config::BotKind;
-use crate::core::config::{Config, Session};
+use crate::core::config::{Config, EnabledBot, Session};
 use crate::core::decimal::Dec;
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
-use crate::core::signal::{self, Signal};
+use crate::core::signal::Signal;
 use crate::core::state::OwnedPosition;
 
 pub mod crypto;
@@ -142,54 +142,30 @@ impl Bot for PlaceholderBot {
 /// The enabled bots of a configuration, in the order the execution service runs them: momentum
 /// bots as listed, then the options bot, then the crypto bot.
 pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
-    let b = &cfg.bots;
     let mut out: Vec<Box<dyn Bot>> = Vec::new();
-    // The modes and their parameters were checked when the configuration loaded; a failure here
-    // would be a bug, and the bot then stays a placeholder that never enters.
-    let signal = |mode: &str, params: &serde_yaml::Mapping| signal::parse(mode, params).unwrap_or(Signal::Placeholder);
-    for m in b.momentum_bots.iter().filter(|m| m.enabled) {
-        let sig = signal(&m.signal.mode, &m.signal.params);
+    for bot in cfg.enabled_bots() {
+        // Parsed when the configuration loaded: a placeholder (or an options bot without a
+        // signal) becomes a bot that never enters.
+        let sig = bot.signal();
         if sig == Signal::Placeholder {
+            let session = match bot {
+                EnabledBot::Momentum(m) => m.session.clone(),
+                EnabledBot::Options(o) => o.session.clone(),
+                EnabledBot::Crypto(c) => c.session.clone(),
+            };
             out.push(Box::new(PlaceholderBot {
-                id: m.bot_id.clone(),
-                kind: BotKind::Momentum,
-                symbols: vec![m.ticker.clone()],
-                session: m.session.clone(),
+                id: bot.id().to_string(),
+                kind: bot.kind(),
+                symbols: bot.symbols(),
+                session,
             }));
-        } else {
-            out.push(Box::new(momentum::MomentumBot::new(m, sig, cfg.timezone.clone())));
+            continue;
         }
-    }
-    if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
-        // The Python daemon's options bot had no signal key: such a config must not start
-        // trading spreads by surprise, so without one the bot never enters.
-        let sig = match &o.signal {
-            Some(sg) => signal(&sg.mode, &sg.params),
-            None => Signal::Placeholder,
-        };
-        if sig == Signal::Placeholder {
-            out.push(Box::new(PlaceholderBot {
-                id: o.bot_id.clone(),
-                kind: BotKind::Options,
-                symbols: o.tickers.clone(),
-                session: o.session.clone(),
-            }));
-        } else {
-            out.push(Box::new(options::OptionsBot::new(o, sig)));
-        }
-    }
-    if let Some(c) = b.cryptobot.as_ref().filter(|c| c.enabled) {
-        let sig = signal(&c.signal.mode, &c.signal.params);
-        if sig == Signal::Placeholder {
-            out.push(Box::new(PlaceholderBot {
-                id: c.bot_id.clone(),
-                kind: BotKind::Crypto,
-                symbols: c.pairs.clone(),
-                session: c.session.clone(),
-            }));
-        } else {
-            out.push(Box::new(crypto::CryptoBot::new(c, sig)));
-        }
+        out.push(match bot {
+            EnabledBot::Momentum(m) => Box::new(momentum::MomentumBot::new(m, sig, cfg.timezone.clone())),
+            EnabledBot::Options(o) => Box::new(options::OptionsBot::new(o, sig)),
+            EnabledBot::Crypto(c) => Box::new(crypto::CryptoBot::new(c, sig)),
+        });
     }
     out
 }

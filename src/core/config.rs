@@ -22,6 +22,62 @@ pub const BOTS_FILE: &str = "bots.yaml";
 /// The folder used when neither `--config` nor `TRADING_HYDRA_CONFIG` names one.
 pub const DEFAULT_CONFIG_DIR: &str = "config";
 
+/// One enabled bot of the configuration (`Config::enabled_bots`).
+#[derive(Debug, Clone, Copy)]
+pub enum EnabledBot<'a> {
+    Momentum(&'a MomentumBot),
+    Options(&'a OptionsBot),
+    Crypto(&'a CryptoBot),
+}
+
+impl EnabledBot<'_> {
+    pub fn id(&self) -> &str {
+        match self {
+            EnabledBot::Momentum(m) => &m.bot_id,
+            EnabledBot::Options(o) => &o.bot_id,
+            EnabledBot::Crypto(c) => &c.bot_id,
+        }
+    }
+
+    pub fn kind(&self) -> BotKind {
+        match self {
+            EnabledBot::Momentum(_) => BotKind::Momentum,
+            EnabledBot::Options(_) => BotKind::Options,
+            EnabledBot::Crypto(_) => BotKind::Crypto,
+        }
+    }
+
+    /// What it trades: a ticker, the options' underlyings, the crypto pairs.
+    pub fn symbols(&self) -> Vec<String> {
+        match self {
+            EnabledBot::Momentum(m) => vec![m.ticker.clone()],
+            EnabledBot::Options(o) => o.tickers.clone(),
+            EnabledBot::Crypto(c) => c.pairs.clone(),
+        }
+    }
+
+    /// Its parsed signal. An options bot without one (the Python daemon's file has none) gets a
+    /// placeholder: it must not start trading spreads by surprise.
+    pub fn signal(&self) -> crate::core::signal::Signal {
+        match self {
+            EnabledBot::Momentum(m) => m.signal.parsed(),
+            EnabledBot::Options(o) => {
+                o.signal.as_ref().map_or(crate::core::signal::Signal::Placeholder, Signal::parsed)
+            }
+            EnabledBot::Crypto(c) => c.signal.parsed(),
+        }
+    }
+
+    /// `risk.max_trades_per_day` and `risk.max_concurrent_positions`.
+    pub fn limits(&self) -> (u32, u32) {
+        match self {
+            EnabledBot::Momentum(m) => (m.risk.max_trades_per_day, m.risk.max_concurrent_positions),
+            EnabledBot::Options(o) => (o.risk.max_trades_per_day, o.risk.max_concurrent_positions),
+            EnabledBot::Crypto(c) => (c.risk.max_trades_per_day, c.risk.max_concurrent_positions),
+        }
+    }
+}
+
 /// The three kinds of bot a configuration holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BotKind {
@@ -460,6 +516,17 @@ pub struct Signal {
     pub mode: String,
     #[serde(default)]
     pub params: serde_yaml::Mapping,
+    /// `mode` and `params` parsed, set by `Config::load` once both files are valid (`None` only in
+    /// a `Signal` built by hand and never loaded, which then never enters).
+    #[serde(skip)]
+    pub parsed: Option<crate::core::signal::Signal>,
+}
+
+impl Signal {
+    /// The parsed signal; a placeholder (never enters) if it was never parsed.
+    pub fn parsed(&self) -> crate::core::signal::Signal {
+        self.parsed.clone().unwrap_or(crate::core::signal::Signal::Placeholder)
+    }
 }
 
 fn yes() -> bool {
@@ -784,7 +851,19 @@ impl Config {
         let timezone =
             validate_settings(&settings).map_err(|problems| ConfigError::Invalid { file: settings_file, problems })?;
         validate_bots(&bots).map_err(|problems| ConfigError::Invalid { file: bots_file, problems })?;
+        let mut bots = bots;
+        parse_signals(&mut bots);
         Ok(Config { dir: dir.to_path_buf(), settings, bots, timezone })
+    }
+
+    /// The enabled bots, in the one fixed order every step walks them: the momentum bots as
+    /// listed, then the options bot, then the crypto bot.
+    pub fn enabled_bots(&self) -> Vec<EnabledBot<'_>> {
+        let b = &self.bots;
+        let momentum = b.momentum_bots.iter().filter(|m| m.enabled).map(EnabledBot::Momentum);
+        let options = b.optionsbot.iter().filter(|o| o.enabled).map(EnabledBot::Options);
+        let crypto = b.cryptobot.iter().filter(|c| c.enabled).map(EnabledBot::Crypto);
+        momentum.chain(options).chain(crypto).collect()
     }
 
     /// Non-fatal oddities an operator should see at start-up.
@@ -808,19 +887,19 @@ impl Config {
             w.push("exitbot.enabled is false: no kill switch will halt trading".into());
         }
         // Enabled bots whose signal is one of the Python placeholders, which never enter.
-        let momentum = b.momentum_bots.iter().filter(|m| m.enabled).map(|m| (&m.bot_id, &m.signal.mode));
-        let crypto = b.cryptobot.iter().filter(|c| c.enabled).map(|c| (&c.bot_id, &c.signal.mode));
-        for (id, mode) in momentum.chain(crypto).filter(|(_, mode)| crate::core::signal::is_placeholder_mode(mode)) {
-            w.push(format!("{id}: signal mode {mode:?} never enters (the Python placeholder)"));
-        }
-        if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
-            match &o.signal {
+        for bot in self.enabled_bots() {
+            let mode = match bot {
+                EnabledBot::Momentum(m) => Some(&m.signal.mode),
+                EnabledBot::Crypto(c) => Some(&c.signal.mode),
+                EnabledBot::Options(o) => o.signal.as_ref().map(|sg| &sg.mode),
+            };
+            match mode {
                 None => w.push(format!(
                     "{}: no optionsbot.signal, so it never enters (set signal.mode, e.g. ema_roc_volume_v1)",
-                    o.bot_id
+                    bot.id()
                 )),
-                Some(sg) if crate::core::signal::is_placeholder_mode(&sg.mode) => {
-                    w.push(format!("{}: signal mode {:?} never enters (the Python placeholder)", o.bot_id, sg.mode))
+                Some(mode) if crate::core::signal::is_placeholder_mode(mode) => {
+                    w.push(format!("{}: signal mode {mode:?} never enters (the Python placeholder)", bot.id()))
                 }
                 Some(_) => {}
             }
@@ -1136,6 +1215,19 @@ fn exits(c: &mut Checks, at: &str, e: &Exits, max_stop: f64, max_take: f64) {
     }
 }
 
+/// Parses every bot's signal (after `validate_bots`, so parsing cannot fail; a failure would leave
+/// that signal unparsed, a placeholder that never enters).
+fn parse_signals(b: &mut Bots) {
+    let parse = |s: &mut Signal| s.parsed = crate::core::signal::parse(&s.mode, &s.params).ok();
+    b.momentum_bots.iter_mut().for_each(|m| parse(&mut m.signal));
+    if let Some(sg) = b.optionsbot.as_mut().and_then(|o| o.signal.as_mut()) {
+        parse(sg);
+    }
+    if let Some(c) = b.cryptobot.as_mut() {
+        parse(&mut c.signal);
+    }
+}
+
 fn signal(c: &mut Checks, at: &str, s: &Signal, known: &[&str]) {
     if !known.contains(&s.mode.as_str()) {
         c.fail(
@@ -1298,5 +1390,27 @@ mod tests {
         assert!(err.contains("cryptobot.signal.mode"), "{err}");
         let err = bots("cryptobot:\n  pairs: [BTCUSD]\n  session: {trade_start: \"00:00\", trade_end: \"23:59\", manage_until: \"23:59\"}\n  exits: {stop_loss_pct: 1, take_profit_pct: 2}\n  signal: {mode: placeholder_crypto_momo_v1}\n").unwrap_err();
         assert!(err.contains("cryptobot.pairs[0]"), "{err}");
+    }
+
+    #[test]
+    fn the_enabled_bots_come_in_one_order_each_with_its_parsed_signal() {
+        use crate::core::signal::Signal as Parsed;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = Config::load(&root.join("config")).unwrap();
+        let bots = cfg.enabled_bots();
+        let kinds: Vec<BotKind> = bots.iter().map(|b| b.kind()).collect();
+        let mut sorted = kinds.clone();
+        sorted.sort_by_key(|k| match k {
+            BotKind::Momentum => 0,
+            BotKind::Options => 1,
+            BotKind::Crypto => 2,
+        });
+        assert_eq!(kinds, sorted, "momentum bots, then options, then crypto");
+        assert!(bots.iter().all(|b| b.signal() != Parsed::Placeholder), "the shipped bots all have real signals");
+        assert!(matches!(bots[0].signal(), Parsed::EmaRocVolume { .. }));
+        // The Python daemon's files: placeholders, and an options bot without a signal.
+        let python = Config::load(&root.join("tests/fixtures/python-config")).unwrap();
+        assert!(!python.enabled_bots().is_empty());
+        assert!(python.enabled_bots().iter().all(|b| b.signal() == Parsed::Placeholder));
     }
 }

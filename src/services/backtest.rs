@@ -65,10 +65,7 @@ fn fit_config(cfg: &mut Config, data: &BySymbol<Vec<Bar>>) -> Vec<String> {
         c.pairs.retain(|p| has(p));
         c.enabled &= !c.pairs.is_empty();
     }
-    let mut traded = BTreeSet::new();
-    traded.extend(b.momentum_bots.iter().filter(|m| m.enabled).map(|m| m.ticker.clone()));
-    traded.extend(b.optionsbot.iter().filter(|o| o.enabled).flat_map(|o| o.tickers.clone()));
-    traded.extend(b.cryptobot.iter().filter(|c| c.enabled).flat_map(|c| c.pairs.clone()));
+    let traded: BTreeSet<String> = cfg.enabled_bots().iter().flat_map(|b| b.symbols()).collect();
     data.keys().filter(|s| !traded.contains(*s)).cloned().collect()
 }
 

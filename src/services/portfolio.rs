@@ -37,36 +37,19 @@ pub struct BotSlot {
 
 /// The enabled bots of a configuration, in the fixed order the execution service runs them.
 pub fn slots(cfg: &Config, recent_pnl: impl Fn(&str) -> f64) -> Vec<BotSlot> {
-    let b = &cfg.bots;
-    let mut out = Vec::new();
-    for m in b.momentum_bots.iter().filter(|m| m.enabled) {
-        out.push(BotSlot {
-            bot: m.bot_id.clone(),
-            kind: BotKind::Momentum,
-            max_trades: m.risk.max_trades_per_day,
-            max_positions: m.risk.max_concurrent_positions,
-            recent_pnl: recent_pnl(&m.bot_id),
-        });
-    }
-    if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
-        out.push(BotSlot {
-            bot: o.bot_id.clone(),
-            kind: BotKind::Options,
-            max_trades: o.risk.max_trades_per_day,
-            max_positions: o.risk.max_concurrent_positions,
-            recent_pnl: recent_pnl(&o.bot_id),
-        });
-    }
-    if let Some(c) = b.cryptobot.as_ref().filter(|c| c.enabled) {
-        out.push(BotSlot {
-            bot: c.bot_id.clone(),
-            kind: BotKind::Crypto,
-            max_trades: c.risk.max_trades_per_day,
-            max_positions: c.risk.max_concurrent_positions,
-            recent_pnl: recent_pnl(&c.bot_id),
-        });
-    }
-    out
+    cfg.enabled_bots()
+        .iter()
+        .map(|b| {
+            let (max_trades, max_positions) = b.limits();
+            BotSlot {
+                bot: b.id().to_string(),
+                kind: b.kind(),
+                max_trades,
+                max_positions,
+                recent_pnl: recent_pnl(b.id()),
+            }
+        })
+        .collect()
 }
 
 /// The budgets of `slots` for a day that started at `day_start_equity`. Empty when the equity is

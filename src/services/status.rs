@@ -77,12 +77,14 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
 /// (broker's last price - our average) x our quantity x the contract multiplier (100 for an
 /// option). Ours, not the broker's figure: the broker's covers the whole position, which may
 /// include the user's own shares bought at another price.
+/// Exact, then rounded half away from zero to the cent.
 fn unrealized_pnl(p: &OwnedPosition, held: &[BrokerPositionRow]) -> Option<f64> {
     let price = held.iter().find(|h| h.symbol == p.symbol)?.current_price?;
-    let pnl = (price.to_f64() - p.avg_entry_price.to_f64())
-        * p.qty.to_f64()
-        * crate::core::instrument::multiplier(&p.symbol) as f64;
-    Some((pnl * 100.0).round() / 100.0)
+    let pnl = price
+        .checked_sub(p.avg_entry_price)?
+        .checked_mul(p.qty)?
+        .checked_mul_int(crate::core::instrument::multiplier(&p.symbol))?;
+    Some(pnl.round_to(2).to_f64())
 }
 
 /// The part of each broker position that no bot owns.

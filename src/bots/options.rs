@@ -41,12 +41,15 @@ use crate::core::clock;
 use crate::core::config::BotKind;
 use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session, Straddle};
 use crate::core::decimal::Dec;
-use crate::core::instrument::{OccSymbol, OptionKind};
+use crate::core::instrument::{OPTION_MULTIPLIER, OccSymbol, OptionKind};
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
 use crate::core::state::OwnedPosition;
+
+/// Shares per contract: option prices are per share.
+const CONTRACT: f64 = OPTION_MULTIPLIER as f64;
 
 /// The strategies the bot trades, recognised from the legs it holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,7 +171,7 @@ pub fn select_spread(
             long: long.symbol.clone(),
             expiry: c.expiration,
             credit,
-            max_loss: (width - cr) * 100.0,
+            max_loss: (width - cr) * CONTRACT,
         };
         let key = (days, (delta - band_mid).abs());
         let better = match &best {
@@ -300,8 +303,8 @@ impl Plan {
         match self {
             Plan::Vertical(p) => p.max_loss,
             // One side at most can lose: the width less both credits (both sides share the width).
-            Plan::Condor(p, c) => p.max_loss - c.credit.to_f64() * 100.0,
-            Plan::Straddle(s) => s.debit.to_f64() * 100.0,
+            Plan::Condor(p, c) => p.max_loss - c.credit.to_f64() * CONTRACT,
+            Plan::Straddle(s) => s.debit.to_f64() * CONTRACT,
         }
     }
 
@@ -441,7 +444,7 @@ impl OptionsBot {
                 return Some("stop_loss");
             }
             if let Some(target) = self.risk.profit_target_usd
-                && (credit - cost) * 100.0 * count >= target
+                && (credit - cost) * CONTRACT * count >= target
             {
                 return Some("profit_target");
             }

@@ -1172,7 +1172,10 @@ impl crate::services::broker::Broker for AlpacaClient {
                     underlying: c.underlying_symbol,
                     kind,
                     strike: c.strike_price,
-                    multiplier: c.multiplier.or(c.size).unwrap_or(Dec::from_int(100)),
+                    multiplier: c
+                        .multiplier
+                        .or(c.size)
+                        .unwrap_or(Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER)),
                     open_interest: c.open_interest,
                     close_price: c.close_price,
                     tradable: c.tradable,

@@ -1200,7 +1200,7 @@ impl Broker for SimBroker {
                             expiration: expiry,
                             kind,
                             strike,
-                            multiplier: Dec::from_int(100),
+                            multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
                             open_interest: Some(oi),
                             close_price: None,
                             tradable: true,
@@ -1249,7 +1249,7 @@ impl Broker for SimBroker {
 /// `BTCUSD` → `BTC/USD`; a stock ticker stays as it is.
 fn crypto_or_stock(symbol: &str) -> String {
     let pair = crypto_pair_symbol(symbol);
-    if pair.contains('/') && base_price(&pair) >= 1000.0 { pair } else { symbol.to_string() }
+    if is_crypto(&pair) && base_price(&pair) >= 1000.0 { pair } else { symbol.to_string() }
 }
 
 /// The last regular-session close at or before `now`.

@@ -1,5 +1,7 @@
-//! The daemon's foundation: configuration, state and its lock, logging, time, risk arithmetic,
-//! health, halts.
+//! The daemon's foundation, the bottom layer: the shared words (orders, market data, instruments,
+//! signals, exact decimals), configuration, the state database with its lock and the ledger's
+//! arithmetic, logging, time, risk arithmetic and budgets, health, halts. It imports neither
+//! `bots` nor `services`.
 //! Nothing here talks to a broker.
 
 pub mod black_scholes;

@@ -162,11 +162,12 @@ fn run(args: RunArgs) -> Result<(), Error> {
         text: format!("mode {}, loop every {interval_secs} s", mode.as_str()),
     });
     let mut done: u64 = 0;
-    let reason = loop {
+    let reason = 'run: loop {
         let started = Instant::now();
         // A completed iteration feeds systemd's watchdog; a panicked one does not, and a loop that
         // keeps panicking or hangs is restarted by systemd (WatchdogSec).
-        if orchestrator.run_iteration_guarded().is_some() {
+        let healthy = orchestrator.run_iteration_guarded().is_some();
+        if healthy {
             systemd.watchdog();
         }
         logging::flush();
@@ -175,11 +176,24 @@ fn run(args: RunArgs) -> Result<(), Error> {
             break "iterations_done";
         }
         // The next iteration starts one interval after this one started, or at once if this one
-        // overran: never a burst of catch-up iterations.
-        match rx.recv_timeout(interval.saturating_sub(started.elapsed())) {
-            Ok(()) => break "signal",
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break "signal_handler_gone",
+        // overran: never a burst of catch-up iterations. An interval longer than half of
+        // systemd's watchdog (`WATCHDOG_USEC`) is slept in pieces, the watchdog fed after each
+        // while the last iteration completed: a healthy daemon with `loop_interval_seconds: 3600`
+        // is not killed by `WatchdogSec=60`, a hung or panicking one still is.
+        let next = started + interval;
+        loop {
+            let left = next.saturating_duration_since(Instant::now());
+            let piece = systemd.watchdog_period().map_or(left, |p| left.min(p));
+            match rx.recv_timeout(piece) {
+                Ok(()) => break 'run "signal",
+                Err(RecvTimeoutError::Disconnected) => break 'run "signal_handler_gone",
+                Err(RecvTimeoutError::Timeout) if Instant::now() >= next => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if healthy {
+                        systemd.watchdog();
+                    }
+                }
+            }
         }
     };
     systemd.stopping();

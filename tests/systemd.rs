@@ -38,6 +38,74 @@ fn the_daemon_says_ready_feeds_the_watchdog_and_says_stopping() {
     assert_eq!(messages.last().map(String::as_str), Some("STOPPING=1"));
 }
 
+/// A loop interval longer than half of systemd's watchdog (here a 1 s interval under a 0.4 s
+/// watchdog; in the field `loop_interval_seconds: 3600` under `WatchdogSec=60`) must not get a
+/// healthy daemon killed: it feeds the watchdog every half of it while it sleeps.
+#[test]
+fn a_long_interval_keeps_the_watchdog_fed_while_a_healthy_loop_sleeps() {
+    let dir = std::env::temp_dir().join(format!("th-systemd-long-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    for f in ["settings.yaml", "bots.yaml"] {
+        std::fs::copy(Path::new("config").join(f), dir.join("config").join(f)).unwrap();
+    }
+    let settings = std::fs::read_to_string(dir.join("config/settings.yaml")).unwrap();
+    std::fs::write(
+        dir.join("config/settings.yaml"),
+        settings.replace("loop_interval_seconds: 5", "loop_interval_seconds: 1"),
+    )
+    .unwrap();
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    // Read as systemd does, while the daemon runs (a datagram queue holds only a few).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut messages = Vec::new();
+            let mut buf = [0u8; 256];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = socket.recv(&mut buf) {
+                    messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+                }
+            }
+            while let Ok(n) = socket.recv(&mut buf) {
+                messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            messages
+        })
+    };
+    let mut child = Command::new(BIN)
+        .args(["run", "--sim", "--speed", "1", "--iterations", "3"])
+        .current_dir(&dir)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("TRADING_HYDRA_CONFIG")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the daemon did not finish 3 iterations in 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let messages = reader.join().unwrap();
+    assert!(status.success());
+    let feeds = messages.iter().filter(|m| *m == "WATCHDOG=1").count();
+    // 3 iterations and two 1-second sleeps fed every 0.2 s: about 3 + 2 × 4.
+    assert!(feeds >= 3 + 2 * 3, "{feeds} watchdog messages: {messages:?}");
+    assert!(feeds <= 3 + 2 * 5, "{feeds} watchdog messages: {messages:?}");
+}
+
 #[test]
 fn the_unit_files_pass_systemd_analyze_verify() {
     if Command::new("systemd-analyze").arg("--version").output().is_err() {

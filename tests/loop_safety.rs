@@ -237,6 +237,48 @@ fn a_daily_loss_halts_cancels_and_flattens_only_what_the_daemon_owns() {
     assert_eq!(o.state().day_start(jiff::civil::date(2026, 11, 26)).unwrap().unwrap().equity, 98_800.0);
 }
 
+/// A failed cancel used to skip the flatten (the cancels ran first, with `?`), leaving every
+/// position open for another iteration. Now the positions are closed at once even when every
+/// cancel fails, and the cancels are tried again next iteration.
+#[test]
+fn the_daily_loss_flatten_goes_out_even_when_every_cancel_fails() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("cancelfail");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL", "TSLA"]);
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
+    o.run_iteration();
+    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-1"), "910");
+    // A resting AAPL entry: a limit below the market.
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, Some(d("170")))];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("3"));
+
+    let refused = Fault::Status { status: 500, body: "{\"message\": \"internal server error\"}".into(), reset: None };
+    fake.fault("DELETE", "/v2/orders/", vec![refused; 20]);
+    fake.lock().account["equity"] = "98800".into();
+    let s = o.run_iteration();
+    assert_eq!(s.halts, vec![HaltReason::DailyLoss]);
+    let sells: Vec<serde_json::Value> = posts(&fake).into_iter().filter(|b| b["side"] == "sell").collect();
+    assert_eq!(sells.len(), 1, "flattened in the same iteration, whatever the cancel did");
+    assert_eq!((sells[0]["symbol"].as_str(), sells[0]["qty"].as_str()), (Some("TSLA"), Some("3")));
+    let aapl = support::ids::order(o.state(), "th-mom_AAPL-20261125-2").unwrap().broker_order_id.unwrap();
+    let deletes =
+        || fake.seen().iter().filter(|r| r.method == "DELETE" && r.path == format!("/v2/orders/{aapl}")).count();
+    assert!(deletes() >= 1, "the cancel was tried");
+    assert!(fake.lock().orders.iter().any(|o| o["id"] == aapl.as_str() && o["status"] == "accepted"), "still resting");
+
+    // The broker takes cancels again: the next iteration's try succeeds, and nothing is sold twice.
+    fake.lock().faults.clear();
+    let tried = deletes();
+    o.run_iteration();
+    assert_eq!(deletes(), tried + 1);
+    assert!(fake.lock().orders.iter().any(|o| o["id"] == aapl.as_str() && o["status"] == "canceled"));
+    assert_eq!(posts(&fake).into_iter().filter(|b| b["side"] == "sell").count(), 1);
+}
+
 #[test]
 fn the_day_start_survives_a_restart_and_a_small_account_still_halts() {
     let fake = fake_at(WEDNESDAY);

@@ -622,15 +622,21 @@ impl Execution {
     }
 
     /// Cancels our open entry orders, one by one (never "cancel all": the user's own orders stay).
+    /// A cancel that fails does not stop the others; the first failure is returned.
     pub fn cancel_entries(&mut self, state: &mut State, broker: &mut dyn Broker) -> Result<u32, ExecError> {
         let mut n = 0;
+        let mut failed = None;
         for rec in state.unfinished_orders()?.into_iter().filter(|o| o.intent == Intent::Entry) {
             let Some(id) = rec.broker_order_id.as_deref() else { continue };
-            if cancel_ours(broker, &rec, id, "halt")? {
-                n += 1;
+            match cancel_ours(broker, &rec, id, "halt") {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
-        Ok(n)
+        failed.map_or(Ok(n), Err)
     }
 
     /// Sends a market exit for each owned position that has no exit in flight. The legs of an

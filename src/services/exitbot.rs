@@ -117,13 +117,16 @@ pub fn run(
     }
 
     if still.iter().any(|h| h.reason == HaltReason::DailyLoss) {
-        exec.cancel_entries(state, broker)?;
+        // The flatten never waits on a cancel: the positions are closed now, and a cancel that
+        // failed is tried again next iteration (the halt holds, so this runs again).
+        let cancelled = exec.cancel_entries(state, broker);
         if cfg.settings.risk.flatten_on_daily_loss {
             let n = exec.flatten(state, broker, "daily_loss_flatten", now)?;
             if n > 0 {
                 event!(Warn, "flatten", reason = "daily_loss", orders = n);
             }
         }
+        cancelled?;
     }
     Ok(still)
 }

@@ -409,6 +409,29 @@ fn status_without_a_database_says_so() {
     assert!(!s.path("state/trading_state.db").exists(), "status must not create the database");
 }
 
+/// A London-zone config whose momentum bot manages until 20:50 London (15:50 New York most of
+/// the year): check-config says that some weeks that is after the close, and that it is clamped.
+#[test]
+fn check_config_warns_of_a_manage_until_that_some_weeks_falls_after_the_close() {
+    let s = Scratch::new("london");
+    s.edit("config/settings.yaml", "timezone: America/Los_Angeles", "timezone: Europe/London");
+    s.edit("config/bots.yaml", "trade_start: \"06:35\"", "trade_start: \"14:35\"");
+    s.edit("config/bots.yaml", "trade_end: \"09:30\"", "trade_end: \"17:30\"");
+    s.edit("config/bots.yaml", "manage_until: \"12:55\"", "manage_until: \"20:50\"");
+    let out = s.run(&["check-config"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.lines().any(|l| l.starts_with("warning: ")
+            && l.contains("session.manage_until 20:50 in Europe/London is at or after the 16:00 New York close")
+            && l.contains("5 minutes before the broker's close")),
+        "{text}"
+    );
+    // The shipped Los Angeles config has no such warning.
+    let shipped = Scratch::new("la");
+    assert!(!stdout(&shipped.run(&["check-config"])).contains("manage_until"), "a false alarm");
+}
+
 /// `halt` in the wrong folder used to create a new ledger there and say "halted": the running
 /// daemon's ledger was untouched. Now halt, resume and status refuse, naming the absolute path
 /// they looked at and where to run them, and create nothing — no ledger, no folder, no log.

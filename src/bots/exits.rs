@@ -5,7 +5,11 @@
 //! best price since entry, which the execution service keeps in the state database so a restart
 //! keeps it), `take_profit`, `time_stop` (`time_stop_minutes` in the trade),
 //! `flatten_before_close` (`flatten_before_close_minutes` before the broker's close, stocks and
-//! options) and `manage_until` (stocks: the bot's day ends at `session.manage_until`).
+//! options) and `manage_until` (stocks: the bot's day ends at `session.manage_until`, on the wall
+//! clock of `system.timezone` — and never later than `CLOSE_MARGIN` before the broker's close: in
+//! the weeks when that zone and New York change their clocks on different dates, a
+//! `manage_until` before the close in one week falls after it in another, and a stock must not be
+//! held into the close because of it).
 //!
 //! Never: sends anything, or turns a stop into a resting order. Stops are watched here and closed
 //! with a market order when crossed, so no protective order ever rests on the wrong side of the
@@ -19,6 +23,10 @@ use crate::core::clock::{HhMm, SessionState};
 use crate::core::config::Exits;
 use crate::core::order::{OrderType, Side, TimeInForce};
 use crate::core::state::OwnedPosition;
+
+/// How long before the broker's close a `manage_until` that falls at or after the close is
+/// clamped to: time for a market order to fill inside the session.
+pub const CLOSE_MARGIN: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
 /// What the rules look at.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +88,13 @@ pub fn triggered(rules: &Exits, p: &Position, m: &Market) -> Option<&'static str
     if let Some((until, tz)) = m.manage_until {
         let local = m.now.to_zoned_datetime(tz.clone()).time();
         if local >= until.to_time() {
+            return Some("manage_until");
+        }
+        // Clamped to the close: today's `manage_until` is at or after the broker's close.
+        if let Some(s) = m.session.filter(|s| s.is_open)
+            && crate::core::clock::today_at(m.now, tz, until).is_none_or(|deadline| deadline >= s.next_close)
+            && s.next_close.duration_since(m.now) <= CLOSE_MARGIN
+        {
             return Some("manage_until");
         }
     }
@@ -166,6 +181,38 @@ mod tests {
         assert_eq!(triggered(&r, &long(100.0, Some(100.8)), &at(SOON, 100.39)), Some("trailing_stop"));
         // Never ahead: the trail waits, the stop loss protects.
         assert_eq!(triggered(&r, &long(100.0, Some(100.0)), &at(SOON, 99.6)), None);
+    }
+
+    /// London and New York in March 2026: the US moves its clocks on the 8th, the UK on the 29th.
+    /// In between, 20:50 London — 15:50 New York most of the year — is 16:50 New York, after the
+    /// close: the bot's day end is clamped to five minutes before the close.
+    #[test]
+    fn a_manage_until_after_the_close_is_clamped_to_it() {
+        let london = jiff::tz::TimeZone::get("Europe/London").unwrap();
+        let until = HhMm::parse("20:50").unwrap();
+        let no_time = Exits { flatten_before_close_minutes: None, time_stop_minutes: None, ..rules(None) };
+        let p = Position { opened_at: ts("2026-03-18T14:00:00Z"), ..long(100.0, None) };
+        let day = |close: &str, now: &str| {
+            let session = SessionState { is_open: true, next_open: ts(SOON), next_close: ts(close) };
+            let m = Market { now: ts(now), price: 100.0, session: Some(session), manage_until: Some((until, &london)) };
+            triggered(&no_time, &p, &m)
+        };
+        // Wednesday 2026-03-18: the close (16:00 EDT) is 20:00Z, 20:50 London (GMT) is 20:50Z.
+        assert_eq!(day("2026-03-18T20:00:00Z", "2026-03-18T19:54:59Z"), None);
+        assert_eq!(day("2026-03-18T20:00:00Z", "2026-03-18T19:55:00Z"), Some("manage_until"), "clamped");
+        // In April both zones are on summer time: 20:50 London is 19:50Z, before the close, and
+        // the configured time stands.
+        assert_eq!(day("2026-04-15T20:00:00Z", "2026-04-15T19:49:59Z"), None);
+        assert_eq!(day("2026-04-15T20:00:00Z", "2026-04-15T19:50:00Z"), Some("manage_until"), "as configured");
+        // A closed market (the order would wait for the next open) is no reason either way.
+        let closed = SessionState { is_open: false, next_open: ts(SOON), next_close: ts("2026-03-18T20:00:00Z") };
+        let m = Market {
+            now: ts("2026-03-18T19:58:00Z"),
+            price: 100.0,
+            session: Some(closed),
+            manage_until: Some((until, &london)),
+        };
+        assert_eq!(triggered(&no_time, &p, &m), None);
     }
 
     #[test]

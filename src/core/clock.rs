@@ -277,6 +277,34 @@ pub fn in_window(now: Timestamp, tz: &TimeZone, start: HhMm, end: HhMm) -> bool 
     local >= start.to_time() && local < end.to_time()
 }
 
+/// The instant `at` falls on today's date (the date of `now` in `tz`) on the wall clock of `tz`.
+/// `None` only for a time jiff cannot place (it resolves DST gaps forward).
+pub fn today_at(now: Timestamp, tz: &TimeZone, at: HhMm) -> Option<Timestamp> {
+    let date = now.to_zoned_datetime(tz.clone()).date();
+    date.to_datetime(at.to_time()).to_zoned_datetime(tz.clone()).ok().map(|z| z.timestamp())
+}
+
+/// How many weekdays of `year` have `at`, on the wall clock of `tz`, at or after the 16:00 New
+/// York close: never for New York itself, some weeks a year for a zone whose daylight-saving dates
+/// differ (London, most of Europe, the southern hemisphere).
+pub fn weekdays_at_or_after_the_close(tz: &TimeZone, at: HhMm, year: i16) -> usize {
+    let Ok(first) = Date::new(year, 1, 1) else { return 0 };
+    let close = Time::new(16, 0, 0, 0).unwrap_or(Time::midnight());
+    let mut n = 0;
+    let mut d = first;
+    while d.year() == year {
+        let weekday = !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday);
+        let local = d.to_datetime(at.to_time()).to_zoned_datetime(tz.clone()).ok();
+        let in_ny = local.map(|z| z.timestamp().to_zoned_datetime(market_tz()));
+        if weekday && in_ny.is_some_and(|z| z.date() > d || (z.date() == d && z.time() >= close)) {
+            n += 1;
+        }
+        let Ok(next) = d.tomorrow() else { break };
+        d = next;
+    }
+    n
+}
+
 /// A timestamp for people and the JSONL log: RFC 3339 with the zone's offset, milliseconds.
 pub fn display_ts(ts: Timestamp, tz: &TimeZone) -> String {
     ts.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
@@ -436,5 +464,22 @@ mod tests {
         assert_eq!(c.now(), ts("2026-01-02T15:00:00Z"));
         c.advance(SignedDuration::from_secs(90));
         assert_eq!(c.now(), ts("2026-01-02T15:01:30Z"));
+    }
+
+    #[test]
+    fn a_london_manage_until_falls_after_the_close_in_the_weeks_of_mismatched_daylight_saving() {
+        let at = HhMm::parse("20:50").unwrap();
+        let london = TimeZone::get("Europe/London").unwrap();
+        // 2026: the US springs forward on March 8, the UK on March 29 (three weeks: 15 weekdays),
+        // the UK falls back on October 25, the US on November 1 (one week: 5 weekdays).
+        assert_eq!(weekdays_at_or_after_the_close(&london, at, 2026), 20);
+        assert_eq!(weekdays_at_or_after_the_close(&market_tz(), HhMm::parse("15:55").unwrap(), 2026), 0);
+        let la = TimeZone::get("America/Los_Angeles").unwrap();
+        assert_eq!(
+            weekdays_at_or_after_the_close(&la, HhMm::parse("12:55").unwrap(), 2026),
+            0,
+            "same dates as New York"
+        );
+        assert_eq!(weekdays_at_or_after_the_close(&la, HhMm::parse("13:00").unwrap(), 2026), 261, "every weekday");
     }
 }

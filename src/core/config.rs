@@ -886,6 +886,19 @@ impl Config {
         if !b.exitbot.enabled {
             w.push("exitbot.enabled is false: no kill switch will halt trading".into());
         }
+        // A manage_until that some weeks falls at or after the New York close (a zone whose
+        // daylight-saving dates differ from New York's): those days it is clamped to the close.
+        let year = crate::core::clock::trading_date(jiff::Timestamp::now()).year();
+        for m in b.momentum_bots.iter().filter(|m| m.enabled) {
+            let until = m.session.manage_until;
+            let days = crate::core::clock::weekdays_at_or_after_the_close(&self.timezone, until, year);
+            if days > 0 {
+                w.push(format!(
+                    "{}: session.manage_until {until} in {} is at or after the 16:00 New York close on {days} weekdays of {year} (the zones change their clocks on different dates); on those days the bot's positions are closed 5 minutes before the broker's close instead",
+                    m.bot_id, s.system.timezone
+                ));
+            }
+        }
         // Enabled bots whose signal is one of the Python placeholders, which never enter.
         for bot in self.enabled_bots() {
             let mode = match bot {

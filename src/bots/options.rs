@@ -506,6 +506,13 @@ impl Bot for OptionsBot {
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {
+        // Closed only while the market is open: options trade in the regular session only, and a
+        // multi-leg order sent after the close would wait for the open, priced by the night. A rule
+        // that fires while it is shut fires again at the open (`execution.exit_days_before_expiry`
+        // keeps that before the expiry).
+        if !view.market_open {
+            return Vec::new();
+        }
         let mut out = Vec::new();
         for (root, legs) in Self::spreads(view) {
             let Some(rule) = self.exit_rule(&legs, view) else { continue };
@@ -819,6 +826,47 @@ mod tests {
         let (c, p) = (leg("SPY261218C00480000", 1), leg("SPY261218P00480000", 1));
         assert_eq!(strategy_of(&[&c, &p]), Some(Strategy::Straddle));
         assert_eq!(strategy_of(&[&ps]), None);
+    }
+
+    /// A spread one day from its expiry is closed by the `expiry` rule — while the market is open;
+    /// seen due while it is shut, the close waits for the open.
+    #[test]
+    fn a_spread_is_closed_only_while_the_market_is_open() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
+        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder);
+        let leg = |s: &str, q: i64| OwnedPosition {
+            bot: "opt_core".into(),
+            symbol: s.into(),
+            qty: Dec::from_int(q),
+            avg_entry_price: Dec::ONE,
+            opened_at: ts(NOW),
+            high_water: None,
+        };
+        // Expiring Thursday 2026-11-26; now is Wednesday the 25th.
+        let legs = [leg("SPY261126P00470000", -1), leg("SPY261126P00465000", 1)];
+        let (none, bars, contracts, options) = (BySymbol::new(), BySymbol::new(), BySymbol::new(), BySymbol::new());
+        let view = |open: bool| BotView {
+            now: ts(NOW),
+            market_open: open,
+            session: crate::core::clock::SessionState {
+                is_open: open,
+                next_open: ts(NOW),
+                next_close: ts("2026-11-25T21:00:00Z"),
+            },
+            owned: legs.iter().collect(),
+            quotes: &none,
+            bars: &bars,
+            spendable: 0.0,
+            contracts: &contracts,
+            options: &options,
+        };
+        let exits = bot.exits(&view(true));
+        assert_eq!(
+            exits.iter().map(|e| (e.symbol.as_str(), e.rule, e.legs.len())).collect::<Vec<_>>(),
+            [("SPY", "expiry", 2)]
+        );
+        assert!(bot.exits(&view(false)).is_empty(), "no spread close while the market is shut");
     }
 
     #[test]

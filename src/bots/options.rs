@@ -600,6 +600,18 @@ mod tests {
 
     const NOW: &str = "2026-11-25T15:00:00Z";
 
+    /// One held leg of the options bot.
+    fn leg(symbol: &str, qty: i64) -> OwnedPosition {
+        OwnedPosition {
+            bot: "opt_core".into(),
+            symbol: symbol.into(),
+            qty: Dec::from_int(qty),
+            avg_entry_price: Dec::ONE,
+            opened_at: ts(NOW),
+            high_water: None,
+        }
+    }
+
     /// SPY at 480: puts every $5 from 440 to 475 on two expiries, with deltas falling away from
     /// the money, all liquid and freshly quoted.
     fn chain(expiries: &[Date]) -> (BySymbol<OptionContract>, BySymbol<OptionSnapshot>) {
@@ -810,14 +822,6 @@ mod tests {
 
     #[test]
     fn held_legs_tell_their_strategy() {
-        let leg = |s: &str, q: i64| OwnedPosition {
-            bot: "opt_core".into(),
-            symbol: s.into(),
-            qty: Dec::from_int(q),
-            avg_entry_price: Dec::ONE,
-            opened_at: ts(NOW),
-            high_water: None,
-        };
         let (ps, pl) = (leg("SPY261218P00470000", -1), leg("SPY261218P00465000", 1));
         let (cs, cl) = (leg("SPY261218C00490000", -1), leg("SPY261218C00495000", 1));
         assert_eq!(strategy_of(&[&ps, &pl]), Some(Strategy::BullPut));
@@ -835,14 +839,6 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
         let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder);
-        let leg = |s: &str, q: i64| OwnedPosition {
-            bot: "opt_core".into(),
-            symbol: s.into(),
-            qty: Dec::from_int(q),
-            avg_entry_price: Dec::ONE,
-            opened_at: ts(NOW),
-            high_water: None,
-        };
         // Expiring Thursday 2026-11-26; now is Wednesday the 25th.
         let legs = [leg("SPY261126P00470000", -1), leg("SPY261126P00465000", 1)];
         let (none, bars, contracts, options) = (BySymbol::new(), BySymbol::new(), BySymbol::new(), BySymbol::new());
@@ -871,14 +867,6 @@ mod tests {
 
     #[test]
     fn spread_legs_close_together() {
-        let leg = |s: &str, q: i64| OwnedPosition {
-            bot: "opt_core".into(),
-            symbol: s.into(),
-            qty: Dec::from_int(q),
-            avg_entry_price: Dec::ONE,
-            opened_at: ts(NOW),
-            high_water: None,
-        };
         let (a, b) = (leg("SPY261218P00470000", -2), leg("SPY261218P00465000", 2));
         let (n, legs) = closing_legs(&[&a, &b]).unwrap();
         assert_eq!(n, Dec::from_int(2));

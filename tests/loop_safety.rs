@@ -279,6 +279,53 @@ fn the_daily_loss_flatten_goes_out_even_when_every_cancel_fails() {
     assert_eq!(posts(&fake).into_iter().filter(|b| b["side"] == "sell").count(), 1);
 }
 
+/// Alpaca refuses our sell for a minute ("insufficient qty available": an order holds the
+/// shares). Before, the exit was sent again every iteration and each refusal counted as an API
+/// failure: 24 refused sells a minute, ending in a 6.5-hour `api_failures` halt. Now a refusal is
+/// an answer: a handful of tries with a growing wait, no halt, and the exit goes out once accepted.
+#[test]
+fn a_refused_exit_backs_off_and_halts_nothing() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("refusedexit");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-1"), "910");
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("3"));
+
+    let body = std::fs::read_to_string("tests/fixtures/alpaca/error-403-insufficient-qty.json").unwrap();
+    fake.fault("POST", "/v2/orders", vec![Fault::Status { status: 403, body, reset: None }; 200]);
+    orders.lock().unwrap().exit_all = Some("stop_loss");
+    let sells = || posts(&fake).iter().filter(|b| b["side"] == "sell").count();
+    let mut t = ts(WEDNESDAY);
+    for _ in 0..12 {
+        t = t.checked_add(SignedDuration::from_secs(5)).unwrap();
+        move_to(&fake, &clock, &t.to_string());
+        let s = o.run_iteration();
+        assert!(s.halts.is_empty(), "a refused exit is no API failure: {s:?}");
+    }
+    // A minute at 5 s an iteration: tried at 0, 5, 15, 35 s (waits 5, 10, 20, 40): four tries, not 12.
+    assert_eq!(sells(), 4, "a handful of tries, not one an iteration");
+    // The broker takes it once the hold is gone: sent at the next allowed try, then booked.
+    fake.lock().faults.clear();
+    for _ in 0..6 {
+        t = t.checked_add(SignedDuration::from_secs(5)).unwrap();
+        move_to(&fake, &clock, &t.to_string());
+        o.run_iteration();
+    }
+    assert_eq!(sells(), 5, "sent once accepted");
+    let last = fake.lock().orders.last().unwrap()["client_order_id"].as_str().unwrap().to_string();
+    fake.fill(&last, "905");
+    t = t.checked_add(SignedDuration::from_secs(5)).unwrap();
+    move_to(&fake, &clock, &t.to_string());
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().is_empty());
+    assert!(o.state().active_halts().unwrap().is_empty());
+}
+
 #[test]
 fn the_day_start_survives_a_restart_and_a_small_account_still_halts() {
     let fake = fake_at(WEDNESDAY);

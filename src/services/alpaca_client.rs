@@ -348,9 +348,13 @@ impl AlpacaClient {
         base.mul_f64(1.0 + 0.5 * self.jitter.next())
     }
 
-    /// Logs a failed call and counts it for the health window.
+    /// Logs a failed call and counts it for the health window — unless it is Alpaca's own
+    /// refusal (a 4xx with Alpaca's JSON code: "insufficient qty", "not found", a wash trade):
+    /// that is an answer, not an outage. A 4xx without it (a proxy's HTML page) still counts.
     fn report(&mut self, e: &BrokerError) {
-        self.stats.failures.push(Timestamp::now());
+        if !matches!(e, BrokerError::Rejected { code: Some(_), .. }) {
+            self.stats.failures.push(Timestamp::now());
+        }
         let detail = e.to_string();
         event!(Warn, "api_error", endpoint = e.endpoint(), status = e.status(), detail = detail.as_str());
     }
@@ -375,11 +379,8 @@ impl AlpacaClient {
     ) -> Result<Option<T>, BrokerError> {
         match self.get(Host::Trading, path, query) {
             Ok(v) => Ok(Some(v)),
-            Err(BrokerError::Rejected { status: 404, code: Some(NOT_FOUND), .. }) => {
-                // Not a failure: the answer is "no such thing". Undo its health count.
-                self.stats.failures.pop();
-                Ok(None)
-            }
+            // Not a failure: the answer is "no such thing" (and `report` did not count it).
+            Err(BrokerError::Rejected { status: 404, code: Some(NOT_FOUND), .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -36,6 +36,14 @@ use crate::services::portfolio;
 /// An order not found at the broker this long after it was recorded was never sent (the process
 /// died in between) or never arrived: it is abandoned, never re-sent.
 const ABANDON_AFTER: SignedDuration = SignedDuration::from_secs(60);
+/// A refused exit is not sent again at once: it waits 5 s, then 10, 20, 40, and 60 s between
+/// later tries. A refusal is the broker's answer, and the same order a second later gets the same
+/// answer (Alpaca's "insufficient qty available" while shares are held, a wash-trade guard).
+const EXIT_RETRY_FIRST: SignedDuration = SignedDuration::from_secs(5);
+const EXIT_RETRY_MAX: SignedDuration = SignedDuration::from_secs(60);
+/// An exit still refused this long after its first refusal is notified, once.
+const EXIT_STUCK_AFTER: SignedDuration = SignedDuration::from_secs(60);
+
 /// A limit price further than this from the last quote is refused as implausible.
 const MAX_LIMIT_DISTANCE: f64 = 0.05;
 
@@ -229,6 +237,17 @@ pub struct Execution {
     conflict_seen: bool,
     /// Orders whose broker report had a fill without a price, already logged once.
     unpriced: BTreeSet<String>,
+    /// Exits the broker refused, by (bot, symbol), waiting to be tried again.
+    refused_exits: BTreeMap<(String, String), RefusedExit>,
+}
+
+/// An exit the broker refused: how often, since when, and when it may be tried again.
+#[derive(Debug, Clone, Copy)]
+struct RefusedExit {
+    attempts: u32,
+    first: Timestamp,
+    next: Timestamp,
+    notified: bool,
 }
 
 fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
@@ -663,10 +682,14 @@ impl Execution {
         }
         let mut n = 0;
         for spec in specs {
-            if in_flight.contains(&(spec.bot.clone(), spec.symbol.clone())) {
+            if in_flight.contains(&(spec.bot.clone(), spec.symbol.clone()))
+                || self.exit_waits(&spec.bot, &spec.symbol, now)
+            {
                 continue;
             }
-            if let Sent::Accepted { .. } = self.send(state, broker, &spec, now)? {
+            let sent = self.send(state, broker, &spec, now)?;
+            self.exit_outcome(&spec, &sent, now);
+            if let Sent::Accepted { .. } = sent {
                 n += 1;
             }
         }
@@ -769,11 +792,14 @@ impl Execution {
 
             let in_flight = exits_in_flight(state)?;
             for exit in bot.exits(&view) {
-                if in_flight.contains(&(bot.id().to_string(), exit.symbol.clone())) {
+                if in_flight.contains(&(bot.id().to_string(), exit.symbol.clone()))
+                    || self.exit_waits(bot.id(), &exit.symbol, now)
+                {
                     continue;
                 }
                 let spec = exit_spec(bot.id(), &exit, &view);
-                self.send_counted(state, broker, &spec, now, &mut report)?;
+                let sent = self.send_counted(state, broker, &spec, now, &mut report)?;
+                self.exit_outcome(&spec, &sent, now);
             }
 
             // Entries need their data: none after a failed fetch, nor once an order conflict
@@ -836,17 +862,56 @@ impl Execution {
         spec: &OrderSpec,
         now: Timestamp,
         report: &mut StepReport,
-    ) -> Result<bool, ExecError> {
-        match self.send(state, broker, spec, now)? {
-            Sent::Accepted { .. } => {
-                report.orders_submitted += 1;
-                Ok(true)
-            }
+    ) -> Result<Sent, ExecError> {
+        let sent = self.send(state, broker, spec, now)?;
+        match &sent {
+            Sent::Accepted { .. } => report.orders_submitted += 1,
             Sent::Refused { error: BrokerError::Unauthorized { message, .. }, .. } => {
-                report.account_refused = Some(message);
-                Ok(false)
+                report.account_refused = Some(message.clone())
             }
-            _ => Ok(false),
+            _ => {}
+        }
+        Ok(sent)
+    }
+
+    /// Whether the exit of `bot`'s `symbol` waits after a refusal.
+    fn exit_waits(&self, bot: &str, symbol: &str, now: Timestamp) -> bool {
+        self.refused_exits.get(&(bot.to_string(), symbol.to_string())).is_some_and(|r| now < r.next)
+    }
+
+    /// Keeps count of refused exits: each refusal doubles the wait before the next try (up to
+    /// `EXIT_RETRY_MAX`); one still refused after `EXIT_STUCK_AFTER` is an `exit_stuck` event and
+    /// a notification; one the broker took, or whose answer was lost, is forgotten.
+    fn exit_outcome(&mut self, spec: &OrderSpec, sent: &Sent, now: Timestamp) {
+        let key = (spec.bot.clone(), spec.symbol.clone());
+        let Sent::Refused { error, .. } = sent else {
+            self.refused_exits.remove(&key);
+            return;
+        };
+        let r = self.refused_exits.entry(key).or_insert(RefusedExit {
+            attempts: 0,
+            first: now,
+            next: now,
+            notified: false,
+        });
+        r.attempts += 1;
+        let wait = EXIT_RETRY_FIRST.checked_mul(1 << r.attempts.saturating_sub(1).min(6)).unwrap_or(EXIT_RETRY_MAX);
+        r.next = now.saturating_add(wait.min(EXIT_RETRY_MAX)).unwrap_or(now);
+        if !r.notified && now.duration_since(r.first) >= EXIT_STUCK_AFTER {
+            r.notified = true;
+            let detail = format!("refused {} times since {}: {error}", r.attempts, clock::db_ts(r.first));
+            event!(
+                Error,
+                "exit_stuck",
+                bot = spec.bot.as_str(),
+                symbol = spec.symbol.as_str(),
+                detail = detail.as_str()
+            );
+            crate::services::notify::send(crate::services::notify::Note {
+                event: "exit_stuck",
+                title: format!("Exit refused for a minute: {} {}", spec.bot, spec.symbol),
+                text: detail,
+            });
         }
     }
 

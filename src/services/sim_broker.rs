@@ -1015,13 +1015,9 @@ impl Broker for SimBroker {
         self.settle()?;
         let now = self.clock.now();
         let m = minute_of(now);
-        let reserved = match self.admit(r, m) {
-            Ok(hold) => hold,
-            Err(e) => {
-                self.stats.failures.push(now);
-                return Err(e);
-            }
-        };
+        // A refusal is the broker's answer, not an outage: like Alpaca's, it is not counted for
+        // the health window.
+        let reserved = self.admit(r, m)?;
         let id = format!("sim-{:08}", self.book.next_id);
         self.book.next_id += 1;
         let (qty, notional) = match r.amount {

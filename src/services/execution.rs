@@ -8,8 +8,9 @@
 //! always, entries only after the preflight and the risk checks pass.
 //!
 //! Never: touches or adopts an order or a position the daemon did not open, sends an entry while
-//! halted or unsure, re-sends a refused or unknown order, abandons one on anything but the
-//! broker's own "not found", or sends a second exit for a position that already has one open.
+//! halted or unsure, re-sends a refused or unknown order (a refused exit is decided again after a
+//! growing wait, as a new order), abandons one on anything but the broker's own "not found", or
+//! sends a second exit for a position that already has one open.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;

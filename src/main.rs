@@ -379,7 +379,8 @@ fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {
 fn show_status(flag: Option<PathBuf>, json: bool) -> Result<(), Error> {
     let cfg = load_config(flag)?;
     let state = State::open_read_only(&cfg.settings.system.state_db_path)?;
-    let report = status::gather(&state, Timestamp::now(), cfg.settings.runner.loop_interval_seconds)?;
+    let mut report = status::gather(&state, Timestamp::now(), cfg.settings.runner.loop_interval_seconds)?;
+    report.mark_orphans(&cfg);
     if json {
         println!("{}", report.to_json(&cfg.timezone));
     } else {

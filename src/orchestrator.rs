@@ -219,6 +219,9 @@ impl Orchestrator {
             unsure = true;
             self.step_failed("initialize", &e, now, &mut errors);
         }
+        if self.iteration == 1 {
+            self.warn_of_orphans();
+        }
         let mut requests = self.collect_call_stats();
         self.notify_repeated_api_errors(now);
 
@@ -399,6 +402,23 @@ impl Orchestrator {
                 self.record_panic(&panic_message(payload.as_ref()));
                 None
             }
+        }
+    }
+
+    /// At start-up, one `orphan_position` warning per owned position that no enabled bot manages
+    /// any more (`Config::manages`): its bot or symbol left the configuration, so no bot's exit
+    /// rules watch it. The daily-loss flatten still closes it.
+    fn warn_of_orphans(&self) {
+        let Ok(owned) = self.state.owned_positions() else { return };
+        for p in owned.iter().filter(|p| !self.cfg.manages(&p.bot, &p.symbol)) {
+            event!(
+                Warn,
+                "orphan_position",
+                bot = p.bot.as_str(),
+                symbol = p.symbol.as_str(),
+                qty = p.qty.to_string(),
+                detail = "its bot or symbol is no longer in the configuration: no bot's exit rules watch it; close it at the broker or put the bot back",
+            );
         }
     }
 

@@ -856,6 +856,20 @@ impl Config {
         Ok(Config { dir: dir.to_path_buf(), settings, bots, timezone })
     }
 
+    /// Whether a position `bot` holds in `symbol` is still managed: an enabled bot of that id,
+    /// with a real signal, trades that symbol (for an option leg, its underlying). Anything else
+    /// — the bot removed, disabled or put back on a placeholder, the symbol dropped from its list —
+    /// is an orphan: the configuration no longer says who closes it.
+    pub fn manages(&self, bot: &str, symbol: &str) -> bool {
+        let root = crate::core::instrument::OccSymbol::parse(symbol).map(|o| o.root);
+        let traded = root.as_deref().unwrap_or(symbol);
+        self.enabled_bots().iter().any(|b| {
+            b.id() == bot
+                && b.symbols().iter().any(|s| s == traded)
+                && b.signal() != crate::core::signal::Signal::Placeholder
+        })
+    }
+
     /// The enabled bots, in the one fixed order every step walks them: the momentum bots as
     /// listed, then the options bot, then the crypto bot.
     pub fn enabled_bots(&self) -> Vec<EnabledBot<'_>> {
@@ -1425,5 +1439,24 @@ mod tests {
         let python = Config::load(&root.join("tests/fixtures/python-config")).unwrap();
         assert!(!python.enabled_bots().is_empty());
         assert!(python.enabled_bots().iter().all(|b| b.signal() == Parsed::Placeholder));
+    }
+
+    #[test]
+    fn a_position_is_an_orphan_once_its_bot_or_symbol_leaves_the_config() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut cfg = Config::load(&root.join("config")).unwrap();
+        let crypto = cfg.bots.cryptobot.as_ref().unwrap().bot_id.clone();
+        let pair = cfg.bots.cryptobot.as_ref().unwrap().pairs[0].clone();
+        let options = cfg.bots.optionsbot.as_ref().unwrap().bot_id.clone();
+        let underlying = cfg.bots.optionsbot.as_ref().unwrap().tickers[0].clone();
+        let leg = format!("{underlying}261218P00480000");
+        assert!(cfg.manages(&crypto, &pair));
+        assert!(cfg.manages(&options, &leg), "an option leg by its underlying");
+        assert!(!cfg.manages(&crypto, "DOGE/USD"), "a symbol the bot does not trade");
+        assert!(!cfg.manages("gone_bot", &pair), "a bot that is not configured");
+        cfg.bots.cryptobot.as_mut().unwrap().pairs.retain(|p| *p != pair);
+        assert!(!cfg.manages(&crypto, &pair), "a pair removed from the list");
+        cfg.bots.optionsbot.as_mut().unwrap().signal.as_mut().unwrap().parsed = None;
+        assert!(!cfg.manages(&options, &leg), "a bot back on a placeholder");
     }
 }

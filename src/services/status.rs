@@ -28,6 +28,9 @@ pub struct StatusReport {
     /// What the daemon's own orders opened, by bot, each with its unrealised P&L at the broker's
     /// last reported price (`None` when the broker has not reported one yet).
     pub owned: Vec<(OwnedPosition, Option<f64>)>,
+    /// Owned positions (bot, symbol) that no enabled bot of the configuration manages any more
+    /// (`Config::manages`); filled in by `mark_orphans`.
+    pub orphans: Vec<(String, String)>,
     /// What the broker holds beyond what the daemon owns: the user's own, never touched.
     pub unmanaged: Vec<BrokerPositionRow>,
     /// When the broker's positions were last read (at reconciliation), if ever.
@@ -65,6 +68,7 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
             budgets
         },
         owned: owned.iter().map(|p| (p.clone(), unrealized_pnl(p, &held))).collect(),
+        orphans: Vec::new(),
         unmanaged: unmanaged(&held, &owned),
         positions_seen_at: state.broker_positions_seen_at()?,
         open_orders: state.unfinished_orders()?.len(),
@@ -112,6 +116,20 @@ fn signed_money(v: f64) -> String {
 }
 
 impl StatusReport {
+    /// Notes which owned positions the configuration `cfg` no longer manages.
+    pub fn mark_orphans(&mut self, cfg: &crate::core::config::Config) {
+        self.orphans = self
+            .owned
+            .iter()
+            .filter(|(p, _)| !cfg.manages(&p.bot, &p.symbol))
+            .map(|(p, _)| (p.bot.clone(), p.symbol.clone()))
+            .collect();
+    }
+
+    fn is_orphan(&self, p: &OwnedPosition) -> bool {
+        self.orphans.iter().any(|(b, s)| *b == p.bot && *s == p.symbol)
+    }
+
     pub fn to_json(&self, tz: &TimeZone) -> serde_json::Value {
         let ts = |t: Timestamp| clock::display_ts(t, tz);
         json!({
@@ -144,6 +162,7 @@ impl StatusReport {
                 "avg_entry_price": p.avg_entry_price.to_string(),
                 "opened_at": ts(p.opened_at),
                 "unrealized_pnl": pnl,
+                "orphan": self.is_orphan(p),
             })).collect::<Vec<_>>(),
             "unmanaged_positions": self.unmanaged.iter().map(|u| json!({
                 "symbol": u.symbol,
@@ -206,9 +225,21 @@ impl StatusReport {
         }
         for (p, pnl) in &self.owned {
             let pnl = pnl.map_or("unrealised P&L unknown".to_string(), |v| format!("unrealised {}", signed_money(v)));
+            let orphan = if self.is_orphan(p) {
+                "; ORPHAN: its bot or symbol has left the configuration, no bot closes it (close it at the broker, or put the bot back)"
+            } else {
+                ""
+            };
             line(
                 "position",
-                format!("{}: {} {} at {} since {}, {pnl}", p.bot, p.qty, p.symbol, p.avg_entry_price, ts(p.opened_at)),
+                format!(
+                    "{}: {} {} at {} since {}, {pnl}{orphan}",
+                    p.bot,
+                    p.qty,
+                    p.symbol,
+                    p.avg_entry_price,
+                    ts(p.opened_at)
+                ),
             );
         }
         for u in &self.unmanaged {
@@ -294,6 +325,28 @@ mod tests {
         assert_eq!(loss_left(&row(-100.0)), 150.0);
         assert_eq!(loss_left(&row(40.0)), 290.0);
         assert_eq!(loss_left(&row(-300.0)), 0.0);
+    }
+
+    #[test]
+    fn positions_no_configured_bot_manages_are_named_orphans() {
+        let dir = std::env::temp_dir().join(format!("th-status-orphans-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = State::open(&dir.join("state.db")).unwrap();
+        let now: Timestamp = "2026-11-25T15:00:00Z".parse().unwrap();
+        fill(&mut s, "e1", "mom_AAPL", "AAPL", "10", "100", now);
+        fill(&mut s, "e2", "mom_GONE", "NFLX", "2", "90", now);
+        fill(&mut s, "e3", "crypto_core", "DOGE/USD", "100", "0.1", now);
+        let cfg = crate::core::config::Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config"))
+            .unwrap();
+        let mut r = gather(&s, now, 5).unwrap();
+        r.mark_orphans(&cfg);
+        let json = r.to_json(&TimeZone::UTC);
+        let orphan = |sym: &str| {
+            json["positions"].as_array().unwrap().iter().find(|p| p["symbol"] == sym).unwrap()["orphan"].clone()
+        };
+        assert_eq!((orphan("AAPL"), orphan("NFLX"), orphan("DOGE/USD")), (false.into(), true.into(), true.into()));
+        let text = r.to_text(&TimeZone::UTC);
+        assert_eq!(text.matches("ORPHAN").count(), 2, "{text}");
     }
 
     #[test]

@@ -776,6 +776,13 @@ impl Execution {
             }
         }
         let owned = state.owned_positions()?;
+        // A refused exit's wait ends with its position (a spread's exit is named by its
+        // underlying): a later position in the symbol starts with a clean count.
+        self.refused_exits.retain(|(bot, symbol), _| {
+            owned.iter().any(|p| {
+                p.bot == *bot && (p.symbol == *symbol || OccSymbol::parse(&p.symbol).is_some_and(|o| o.root == *symbol))
+            })
+        });
         for bot in bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
             let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();

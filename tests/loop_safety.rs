@@ -289,11 +289,7 @@ fn a_refused_exit_backs_off_and_halts_nothing() {
     let db = temp_db("refusedexit");
     let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
     let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
-    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
-    o.run_iteration();
-    orders.lock().unwrap().enter.clear();
-    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-1"), "910");
-    o.run_iteration();
+    own_three_tsla(&mut o, &orders, &fake);
     assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("3"));
 
     let body = std::fs::read_to_string("tests/fixtures/alpaca/error-403-insufficient-qty.json").unwrap();
@@ -443,6 +439,16 @@ fn clock_skew_stale_quotes_and_equity_jumps_halt() {
     assert_eq!(o.run_iteration().halts, vec![HaltReason::Anomaly]);
 }
 
+/// Our TSLA position: the test bot's first order, 3 shares, filled by the broker at 910 and
+/// booked by the next iteration.
+fn own_three_tsla(o: &mut Orchestrator, orders: &Arc<Mutex<Orders>>, fake: &FakeAlpaca) {
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-1"), "910");
+    o.run_iteration();
+}
+
 /// Moves the test's clock and the fake's clock and quotes together.
 fn move_to(fake: &FakeAlpaca, clock: &Arc<ManualClock>, t: &str) {
     clock.set(ts(t));
@@ -504,11 +510,7 @@ fn a_bot_that_lost_its_daily_share_stops_entering() {
     let db = temp_db("lostshare");
     let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
     let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
-    orders.lock().unwrap().enter = vec![("TSLA".into(), 3, None)];
-    o.run_iteration();
-    orders.lock().unwrap().enter.clear();
-    fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-1"), "910");
-    o.run_iteration();
+    own_three_tsla(&mut o, &orders, &fake);
     orders.lock().unwrap().exit_all = Some("test_exit");
     o.run_iteration();
     orders.lock().unwrap().exit_all = None;

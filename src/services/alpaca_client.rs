@@ -9,9 +9,9 @@
 //! order we sent; otherwise it is a conflict).
 //!
 //! Never: retries a POST blindly (a lost answer is resolved by asking for the client order id
-//! first, and resent only on Alpaca's own "not found"), retries a final refusal (4xx), calls `DELETE /v2/orders` or `DELETE /v2/positions`
-//! (which would touch the user's own orders and positions), or puts a key in a log line, an error
-//! or a `Debug` print.
+//! first, and resent only on Alpaca's own "not found"), retries a final refusal (4xx), calls
+//! `DELETE /v2/orders` or `DELETE /v2/positions` (which would touch the user's own orders and
+//! positions), or puts a key in a log line, an error or a `Debug` print.
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -28,7 +28,7 @@ use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::health::FailureWindow;
 use crate::core::risk;
 use crate::core::risk::Budget;
-use crate::core::state::{BudgetRow, LoopRun, State, StateError};
+use crate::core::state::{BudgetRow, DayStart, LoopRun, State, StateError};
 use crate::event;
 use crate::services::broker::Broker;
 use crate::services::daily_report::DailyReporter;
@@ -83,6 +83,9 @@ pub struct Orchestrator {
     reporter: DailyReporter,
     /// Failed broker calls of this iteration, for the daily report.
     failures: u32,
+    /// Halts the ledger could not store (disk full, read-only, I/O error): they stop entries
+    /// like stored ones, and are stored once the ledger takes writes again.
+    held_halts: Vec<Halt>,
 }
 
 impl Orchestrator {
@@ -119,6 +122,7 @@ impl Orchestrator {
             budgets: None,
             reporter: DailyReporter::new(),
             failures: 0,
+            held_halts: Vec::new(),
         }
     }
 
@@ -195,7 +199,16 @@ impl Orchestrator {
                     Some(last) => (last, "last_equity"),
                     None => (a.equity, "first_seen"),
                 };
-                self.state.record_day_start(trading_date, value.to_f64(), source, now).map(Some)
+                match self.state.record_day_start(trading_date, value.to_f64(), source, now) {
+                    Ok(d) => Ok(Some(d)),
+                    // A ledger that takes no writes still has a day start to measure the loss by:
+                    // the one it holds, else this one (the daily-loss check must not lapse).
+                    Err(e) => {
+                        self.step_failed("initialize", &e, now, &mut errors);
+                        let held = self.state.day_start(trading_date).ok().flatten();
+                        Ok(held.or(Some(DayStart { trading_date, equity: value.to_f64(), source: source.to_string() })))
+                    }
+                }
             }
             None => self.state.day_start(trading_date),
         };
@@ -234,26 +247,29 @@ impl Orchestrator {
             clock_skew_seconds: self.session.take_skew(),
             stale: &self.stale,
         };
+        // Halts held in memory are stored as soon as the ledger takes writes again.
+        let _ = halt::store_held(&self.state, &mut self.held_halts);
         let outcome = exitbot::run(
             &mut self.state,
             &self.cfg,
             &mut self.health,
             self.broker.as_mut(),
             &mut self.execution,
+            &mut self.held_halts,
             &readings,
             now,
         );
-        let (halts, halts_known) = match outcome {
-            Ok(h) => (h.into_iter().map(|h| h.reason).collect::<Vec<_>>(), true),
-            Err(e) => {
-                self.step_failed("exitbot", &e, now, &mut errors);
-                // The flatten may have failed after the halts were set: read them again.
-                match self.state.active_halts() {
-                    Ok(h) => (h.into_iter().map(|h| h.reason).collect(), true),
-                    Err(_) => (Vec::new(), false),
-                }
+        if let Some(e) = &outcome.error {
+            self.step_failed("exitbot", e, now, &mut errors);
+        }
+        let mut halts: Vec<HaltReason> = outcome.halts.into_iter().map(|h| h.reason).collect();
+        let halts_known = outcome.halts_known;
+        // A step's state error above is a halt too, held in memory if the ledger refused it.
+        for h in &self.held_halts {
+            if !halts.contains(&h.reason) {
+                halts.push(h.reason);
             }
-        };
+        }
         let halted = !halts_known || !halts.is_empty();
         self.previous_equity = equity.or(self.previous_equity);
 
@@ -303,9 +319,10 @@ impl Orchestrator {
                         since: now,
                         until: None,
                     };
-                    match halt::set(&self.state, &halt) {
-                        Ok(change) => notify::announce(change),
-                        Err(e) => self.step_failed("execution", &e, now, &mut errors),
+                    let (change, failed) = halt::set_or_hold(&self.state, &mut self.held_halts, &halt);
+                    notify::announce(change);
+                    if let Some(e) = failed {
+                        self.step_failed("execution", &e, now, &mut errors);
                     }
                 }
                 report.orders_submitted
@@ -316,6 +333,21 @@ impl Orchestrator {
             }
         };
         requests += self.collect_call_stats();
+        // A write the ledger refused while sending (the exits still went out) halts like any
+        // state error, in memory if need be.
+        // The summary says so: that halt, and no entry (execution stopped them at the failure).
+        let mut entries_allowed = entries_allowed;
+        let mut halted = halted;
+        if let Some(why) = self.execution.take_ledger_failure() {
+            self.ledger_refused("execution", &why, now, &mut errors);
+            entries_allowed = false;
+        }
+        for h in &self.held_halts {
+            if !halts.contains(&h.reason) {
+                halts.push(h.reason);
+                halted = true;
+            }
+        }
 
         // 5. Finalize.
         let summary = LoopSummary {
@@ -428,11 +460,10 @@ impl Orchestrator {
         let detail = format!("iteration {} panicked: {message}", self.iteration);
         event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = detail.as_str());
         let halt = Halt { reason: HaltReason::InternalError, detail, since: now, until: None };
-        match halt::set(&self.state, &halt) {
-            Ok(change) => notify::announce(change),
-            Err(e) => {
-                event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = e.to_string())
-            }
+        let (change, failed) = halt::set_or_hold(&self.state, &mut self.held_halts, &halt);
+        notify::announce(change);
+        if let Some(e) = failed {
+            event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = e.to_string())
         }
     }
 
@@ -443,15 +474,29 @@ impl Orchestrator {
         let text = format!("{step}: {e}");
         event!(Error, "iteration_error", iteration = self.iteration, step = step, error = e.to_string());
         if e.is_state_error() {
-            let halt = Halt { reason: HaltReason::StateError, detail: text.clone(), since: now, until: None };
-            match halt::set(&self.state, &halt) {
-                Ok(change) => notify::announce(change),
-                Err(e2) => {
-                    event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e2.to_string())
-                }
-            }
+            self.hold_state_error(&text, now);
         }
         errors.push(text);
+    }
+
+    /// A write the ledger refused inside a step that carried on (an exit sent all the same, a
+    /// best price not kept): an `iteration_error` and a `state_error` halt.
+    fn ledger_refused(&mut self, step: &'static str, why: &str, now: Timestamp, errors: &mut Vec<String>) {
+        let text = format!("{step}: {why}");
+        event!(Error, "iteration_error", iteration = self.iteration, step = step, error = why);
+        self.hold_state_error(&text, now);
+        errors.push(text);
+    }
+
+    /// The `state_error` halt: stored, or held in memory (and notified) when the ledger cannot
+    /// store it.
+    fn hold_state_error(&mut self, detail: &str, now: Timestamp) {
+        let halt = Halt { reason: HaltReason::StateError, detail: detail.to_string(), since: now, until: None };
+        let (change, failed) = halt::set_or_hold(&self.state, &mut self.held_halts, &halt);
+        notify::announce(change);
+        if let Some(e) = failed {
+            event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e.to_string());
+        }
     }
 
     fn finalize(&mut self, s: &LoopSummary) {

@@ -397,27 +397,86 @@ impl ClientOrderId {
         let bot = parts.next().filter(|b| !b.is_empty())?;
         Some(ClientOrderId { bot: bot.to_string(), date, epoch: epoch.to_string(), n })
     }
+
+    /// The id of an exit sent while the ledger takes no writes (disk full, read-only, I/O error),
+    /// when no counter can be saved: derived from what the exit closes, so the same exit decided
+    /// again — the next iteration, or after a restart on the same ledger — carries the same id,
+    /// and Alpaca's refusal of a duplicate id (resolved to the order only if it matches) stops a
+    /// second one. The epoch is `x` and seven characters of a hash of `closes` (FNV-1a: the same
+    /// on every build and machine; a drawn epoch never starts with `x`); `n` is the attempt, 1
+    /// and then one more after each refusal.
+    pub fn derived(bot: &str, date: Date, closes: &str, attempt: u64) -> ClientOrderId {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in closes.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        let epoch = std::iter::once('x').chain(base36(h).take(7)).collect();
+        ClientOrderId { bot: bot.to_string(), date, epoch, n: attempt }
+    }
+
+    /// Whether this id was derived (`derived`) rather than numbered by the ledger's counter.
+    pub fn is_derived(&self) -> bool {
+        self.epoch.starts_with('x')
+    }
+}
+
+/// The base-36 digits of `x`, lowest first, forever (zeros once `x` is used up).
+fn base36(mut x: u64) -> impl Iterator<Item = char> {
+    std::iter::from_fn(move || {
+        let digit = (x % 36) as u32;
+        x /= 36;
+        char::from_digit(digit, 36)
+    })
+}
+
+/// Inserts an order and its legs as `recorded`, inside the caller's transaction.
+fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Result<(), StateError> {
+    let what = "recording an order";
+    tx.execute(
+        "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, limit_price, intent,
+                             status, filled_qty, created_at, updated_at, rule, trading_date)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12)",
+        params![
+            id,
+            o.bot,
+            o.symbol,
+            o.side.as_str(),
+            o.qty,
+            o.notional,
+            o.order_type.as_str(),
+            o.limit_price,
+            o.intent.as_str(),
+            clock::db_ts(o.created_at),
+            o.rule,
+            o.trading_date.to_string()
+        ],
+    )
+    .map_err(sql(what))?;
+    for l in &o.legs {
+        tx.execute(
+            "INSERT INTO order_legs (client_order_id, symbol, ratio, position_intent) VALUES (?1, ?2, ?3, ?4)",
+            params![id, l.symbol, l.ratio, l.position_intent],
+        )
+        .map_err(sql("recording an order leg"))?;
+    }
+    Ok(())
 }
 
 /// The epoch of a throw-away ledger's ids (`State::open_scratch`).
 const SCRATCH_EPOCH: &str = "backtest";
 
-/// Eight characters of `0-9a-z` (about 41 bits) from the operating system's randomness — std's
-/// hash keys come from getrandom(2), which works in an empty chroot too — mixed with the time and
-/// the process id.
+/// Eight characters of `0-9a-z`, the first never `x` (about 41 bits), from the operating
+/// system's randomness — std's hash keys come from getrandom(2), which works in an empty chroot
+/// too — mixed with the time and the process id.
 fn draw_epoch(now: Timestamp) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_i128(now.as_nanosecond());
     h.write_u32(std::process::id());
-    let mut x = h.finish();
-    (0..8)
-        .map(|_| {
-            let digit = (x % 36) as u32;
-            x /= 36;
-            char::from_digit(digit, 36).unwrap_or('0')
-        })
-        .collect()
+    let x = h.finish();
+    // The first character from `0-9a-w` only: an epoch starting with `x` is a derived id's.
+    let first = char::from_digit((x % 33) as u32, 36).unwrap_or('0');
+    std::iter::once(first).chain(base36(x / 33).take(7)).collect()
 }
 
 /// A position the daemon's own filled orders opened.
@@ -743,6 +802,12 @@ impl State {
         Ok(n > 0)
     }
 
+    /// Makes every write fail (SQLite's `query_only`), as a full disk would: for tests.
+    #[cfg(test)]
+    pub(crate) fn set_query_only(&self, on: bool) {
+        self.conn.pragma_update(None, "query_only", on).unwrap();
+    }
+
     // --- orders -----------------------------------------------------------------------------
 
     /// Runs `f` in one write transaction that is on disk when this returns: committed with
@@ -799,37 +864,28 @@ impl State {
                 .map_err(sql(what))?;
             let n: u64 = n.parse().map_err(|_| StateError::BadRow { what: "kv.order_seq", detail: n.clone() })?;
             let id = ClientOrderId { bot: o.bot.clone(), date: o.trading_date, epoch: epoch.clone(), n }.text();
-            tx.execute(
-                "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, limit_price, intent,
-                                     status, filled_qty, created_at, updated_at, rule, trading_date)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12)",
-                params![
-                    id,
-                    o.bot,
-                    o.symbol,
-                    o.side.as_str(),
-                    o.qty,
-                    o.notional,
-                    o.order_type.as_str(),
-                    o.limit_price,
-                    o.intent.as_str(),
-                    at,
-                    o.rule,
-                    o.trading_date.to_string()
-                ],
-            )
-            .map_err(sql(what))?;
-            for l in &o.legs {
-                tx.execute(
-                    "INSERT INTO order_legs (client_order_id, symbol, ratio, position_intent) VALUES (?1, ?2, ?3, ?4)",
-                    params![id, l.symbol, l.ratio, l.position_intent],
-                )
-                .map_err(sql("recording an order leg"))?;
-            }
+            insert_order(tx, &id, o)?;
             Ok(id)
         })?;
         self.epoch = Some(epoch);
         Ok(client_order_id)
+    }
+
+    /// Records an order that was sent under `client_order_id` while the ledger took no writes (an
+    /// exit with an id derived from what it closes, `ClientOrderId::derived`), once it takes them
+    /// again. `false` when an order of that id is already recorded (a second flush is harmless).
+    pub fn record_order_as(&mut self, client_order_id: &str, o: &NewOrder) -> Result<bool, StateError> {
+        let what = "recording an order sent while the ledger took no writes";
+        self.durably(what, |tx| {
+            let known: i64 = tx
+                .query_row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
+                .map_err(sql(what))?;
+            if known > 0 {
+                return Ok(false);
+            }
+            insert_order(tx, client_order_id, o)?;
+            Ok(true)
+        })
     }
 
     pub fn order_legs(&self, client_order_id: &str) -> Result<Vec<LegRecord>, StateError> {
@@ -1771,6 +1827,36 @@ mod tests {
             ..ClientOrderId::parse("th-x-20260102-0a1b2c3d-1").unwrap()
         };
         assert!(longest.text().len() <= 128, "Alpaca's limit");
+    }
+
+    #[test]
+    fn a_derived_id_is_the_same_for_the_same_exit_and_never_a_drawn_one() {
+        let date = jiff::civil::date(2026, 11, 25);
+        let key = "crypto_core|BTC/USD|sell|0.000829|BTC/USD:0.000829:2026-11-25T15:30:00Z";
+        let a = ClientOrderId::derived("crypto_core", date, key, 1);
+        // Fixed across processes and builds: the hash is FNV-1a, not std's seeded one.
+        assert_eq!(a, ClientOrderId::derived("crypto_core", date, key, 1));
+        assert_eq!(ClientOrderId::parse(&a.text()), Some(a.clone()));
+        assert!(a.is_derived() && a.epoch.len() == 8, "{}", a.text());
+        assert_ne!(a.epoch, ClientOrderId::derived("crypto_core", date, &format!("{key}x"), 1).epoch);
+        assert_eq!(ClientOrderId::derived("crypto_core", date, key, 2).n, 2);
+        for k in 0..2000 {
+            let drawn = draw_epoch(Timestamp::from_second(k).unwrap());
+            assert!(!drawn.starts_with('x') && drawn.len() == 8, "{drawn}");
+        }
+    }
+
+    #[test]
+    fn an_order_sent_unrecorded_is_recorded_once_under_its_own_id() {
+        let path = temp_db("record-as");
+        let mut s = State::open(&path).unwrap();
+        let id = ClientOrderId::derived("mom_AAPL", jiff::civil::date(2026, 11, 25), "k", 1).text();
+        assert!(s.record_order_as(&id, &order("sell", "3", "exit")).unwrap());
+        assert!(!s.record_order_as(&id, &order("sell", "3", "exit")).unwrap(), "a second flush is harmless");
+        let back = s.order(&id).unwrap().unwrap();
+        assert_eq!((back.qty.as_deref(), back.intent, back.status.as_str()), (Some("3"), Intent::Exit, "recorded"));
+        // The counter was not touched: the next numbered order is still the first.
+        assert_eq!(ClientOrderId::parse(&s.record_order(&order("buy", "1", "entry")).unwrap()).unwrap().n, 1);
     }
 
     #[test]

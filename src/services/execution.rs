@@ -5,12 +5,16 @@
 //! the owned positions), order conflicts (an order found under our id that is not the one we
 //! recorded: marked, halted on, never booked), reconciling owned positions with the broker's,
 //! cancelling our stale entries, flattening what we own, and running the bots: exits first and
-//! always, entries only after the preflight and the risk checks pass.
+//! always, entries only after the preflight and the risk checks pass; and the exits sent while
+//! the ledger takes no writes (ids derived from what they close, held in memory, recorded once it
+//! takes writes again).
 //!
 //! Never: touches or adopts an order or a position the daemon did not open, sends an entry while
-//! halted or unsure, re-sends a refused or unknown order (a refused exit is decided again after a
-//! growing wait, as a new order), abandons one on anything but the broker's own "not found", or
-//! sends a second exit for a position that already has one open.
+//! halted or unsure (or once the ledger refused a write), re-sends a refused or unknown order (a
+//! refused exit is decided again after a growing wait, as a new order; an unrecorded exit whose
+//! answer was lost goes again under its same derived id, which the broker cannot double), abandons
+//! one on anything but the broker's own "not found", or sends a second exit for a position that
+//! already has one open.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -28,7 +32,7 @@ use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Qu
 use crate::core::order::{Amount, Intent, Leg, OrderType, PositionIntent, RecordStatus, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::state::{
-    BrokerPositionRow, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
+    BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
 };
 use crate::event;
 use crate::services::broker::{Account, Broker, BrokerError, Order, OrderRequest, order_mismatch};
@@ -240,6 +244,41 @@ pub struct Execution {
     unpriced: BTreeSet<String>,
     /// Exits the broker refused, by (bot, symbol), waiting to be tried again.
     refused_exits: BTreeMap<(String, String), RefusedExit>,
+    /// Exits sent while the ledger took no writes, oldest first, until it records them.
+    unrecorded: Vec<Unrecorded>,
+    /// The first write the ledger refused since the orchestrator last asked.
+    ledger_failure: Option<String>,
+}
+
+/// An exit sent while the ledger took no writes.
+#[derive(Debug, Clone)]
+struct Unrecorded {
+    client_order_id: String,
+    /// What it closes, as its id was derived from (`closes_key`).
+    closes: String,
+    order: NewOrder,
+    request: OrderRequest,
+    answer: Answer,
+}
+
+/// The broker's last word on an unrecorded exit.
+#[derive(Debug, Clone)]
+enum Answer {
+    Placed(Box<Order>),
+    /// The answer was lost: the same id is sent again when the exit is decided again.
+    Unknown,
+    /// Refused (or a conflict): that id is spent.
+    Refused,
+}
+
+impl Unrecorded {
+    /// Whether it may still sell, or sold: anything but an order that ended with nothing filled.
+    fn in_flight(&self) -> bool {
+        match &self.answer {
+            Answer::Placed(o) => !o.status.is_final() || o.filled_qty > Dec::ZERO,
+            Answer::Unknown | Answer::Refused => false,
+        }
+    }
 }
 
 /// An exit the broker refused: how often, since when, and when it may be tried again.
@@ -249,6 +288,88 @@ struct RefusedExit {
     first: Timestamp,
     next: Timestamp,
     notified: bool,
+}
+
+/// What the ledger records of an order before it is sent.
+fn new_order(spec: &OrderSpec, now: Timestamp) -> NewOrder {
+    let (qty, notional) = amount_text(spec.amount);
+    NewOrder {
+        bot: spec.bot.clone(),
+        symbol: spec.symbol.clone(),
+        side: spec.side,
+        qty,
+        notional,
+        order_type: spec.order_type,
+        limit_price: spec.limit_price.map(|p| p.to_string()),
+        intent: spec.intent,
+        rule: spec.rule.map(str::to_string),
+        created_at: now,
+        trading_date: clock::trading_date(now),
+        legs: spec
+            .legs
+            .iter()
+            .map(|l| LegRecord {
+                symbol: l.symbol.clone(),
+                ratio: l.ratio_qty,
+                position_intent: l.position_intent.as_str().into(),
+            })
+            .collect(),
+    }
+}
+
+/// What goes to the broker for `spec` under `client_order_id`.
+fn request(spec: &OrderSpec, client_order_id: &str) -> OrderRequest {
+    OrderRequest {
+        client_order_id: client_order_id.to_string(),
+        symbol: spec.symbol.clone(),
+        side: spec.side,
+        amount: spec.amount,
+        order_type: spec.order_type,
+        time_in_force: spec.time_in_force,
+        limit_price: spec.limit_price,
+        stop_price: None,
+        extended_hours: false,
+        legs: spec.legs.clone(),
+    }
+}
+
+/// What an exit closes, for `ClientOrderId::derived`: the bot, the order's symbol, side and
+/// quantity, and each owned position it closes with the instant it was opened; and the trading
+/// date of the earliest of those. Read from the ledger (reads work on a full disk); the same
+/// exit of the same positions gives the same text in any process.
+fn closes_key(state: &State, spec: &OrderSpec, now: Timestamp) -> (String, jiff::civil::Date) {
+    let (qty, notional) = amount_text(spec.amount);
+    let mut key =
+        format!("{}|{}|{}|{}", spec.bot, spec.symbol, spec.side.as_str(), qty.or(notional).unwrap_or_default());
+    let symbols: BTreeSet<&str> = if spec.legs.is_empty() {
+        BTreeSet::from([spec.symbol.as_str()])
+    } else {
+        spec.legs.iter().map(|l| l.symbol.as_str()).collect()
+    };
+    let mut opened = None::<Timestamp>;
+    for p in state.owned_positions().unwrap_or_default() {
+        if p.bot == spec.bot && symbols.contains(p.symbol.as_str()) {
+            key.push_str(&format!("|{}:{}:{}", p.symbol, p.qty, clock::db_ts(p.opened_at)));
+            opened = Some(opened.map_or(p.opened_at, |o| o.min(p.opened_at)));
+        }
+    }
+    (key, clock::trading_date(opened.unwrap_or(now)))
+}
+
+/// One `fill` event per position a report moved.
+fn log_fills(deltas: &[FillDelta], client_order_id: &str) {
+    for d in deltas {
+        event!(
+            Info,
+            "fill",
+            bot = d.bot.as_str(),
+            symbol = d.symbol.as_str(),
+            qty = d.qty.to_string(),
+            price = d.price.to_f64(),
+            realized_pnl = d.realized_pnl.to_f64(),
+            client_order_id = client_order_id,
+        );
+    }
 }
 
 fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
@@ -352,7 +473,9 @@ impl Execution {
     }
 
     /// Numbers the order, records it (durably, with its legs), sends it, records the answer and
-    /// logs the outcome.
+    /// logs the outcome. An exit the ledger cannot record goes out all the same, under an id
+    /// derived from what it closes (`send_unrecorded`); an entry does not. A write that fails
+    /// after the send is noted (`take_ledger_failure`), never a reason to stop the other exits.
     pub fn send(
         &mut self,
         state: &mut State,
@@ -360,45 +483,76 @@ impl Execution {
         spec: &OrderSpec,
         now: Timestamp,
     ) -> Result<Sent, StateError> {
-        let (qty, notional) = amount_text(spec.amount);
-        let client_order_id = state.record_order(&NewOrder {
-            bot: spec.bot.clone(),
-            symbol: spec.symbol.clone(),
-            side: spec.side,
-            qty: qty.clone(),
-            notional: notional.clone(),
-            order_type: spec.order_type,
-            limit_price: spec.limit_price.map(|p| p.to_string()),
-            intent: spec.intent,
-            rule: spec.rule.map(str::to_string),
-            created_at: now,
-            trading_date: clock::trading_date(now),
-            legs: spec
-                .legs
-                .iter()
-                .map(|l| LegRecord {
-                    symbol: l.symbol.clone(),
-                    ratio: l.ratio_qty,
-                    position_intent: l.position_intent.as_str().into(),
-                })
-                .collect(),
-        })?;
-        self.sent.push_back(now);
-        let request = OrderRequest {
-            client_order_id: client_order_id.clone(),
-            symbol: spec.symbol.clone(),
-            side: spec.side,
-            amount: spec.amount,
-            order_type: spec.order_type,
-            time_in_force: spec.time_in_force,
-            limit_price: spec.limit_price,
-            stop_price: None,
-            extended_hours: false,
-            legs: spec.legs.clone(),
+        let new = new_order(spec, now);
+        let client_order_id = match state.record_order(&new) {
+            Ok(id) => id,
+            Err(e) if spec.intent == Intent::Exit => return Ok(self.send_unrecorded(state, broker, spec, new, e, now)),
+            Err(e) => return Err(e),
         };
-        match broker.submit_order(&request) {
+        self.sent.push_back(now);
+        let answer = broker.submit_order(&request(spec, &client_order_id));
+        Ok(self.answered(state, spec, client_order_id, answer, None, now))
+    }
+
+    /// Sends an exit the ledger could not record (disk full, read-only, I/O error: `error`) under
+    /// `ClientOrderId::derived` from the positions it closes — so deciding it again, now or after
+    /// a restart on the same ledger, sends the same id, which Alpaca refuses as a duplicate and
+    /// `submit_order` resolves to the first order only if it matches — and holds it in memory
+    /// until the ledger takes writes again (`flush_unrecorded`).
+    fn send_unrecorded(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        spec: &OrderSpec,
+        order: NewOrder,
+        error: StateError,
+        now: Timestamp,
+    ) -> Sent {
+        self.ledger_failed(&error);
+        let (closes, date) = closes_key(state, spec, now);
+        // Each refusal moves to the next attempt (a refused id is spent); an unknown answer is
+        // sent again under the same id, which cannot double it.
+        self.unrecorded.retain(|u| !(u.closes == closes && matches!(u.answer, Answer::Unknown)));
+        let attempt = 1 + self.unrecorded.iter().filter(|u| u.closes == closes).count() as u64;
+        let client_order_id = ClientOrderId::derived(&spec.bot, date, &closes, attempt).text();
+        event!(
+            Error,
+            "order_unrecorded",
+            bot = spec.bot.as_str(),
+            symbol = spec.symbol.as_str(),
+            client_order_id = client_order_id.as_str(),
+            intent = spec.intent.as_str(),
+            detail = format!(
+                "the ledger takes no writes ({error}): the exit goes out under an id derived from what it closes, \
+                 and is recorded once the ledger takes writes again"
+            ),
+        );
+        self.sent.push_back(now);
+        let request = request(spec, &client_order_id);
+        let answer = broker.submit_order(&request);
+        let held =
+            Unrecorded { client_order_id: client_order_id.clone(), closes, order, request, answer: Answer::Unknown };
+        self.answered(state, spec, client_order_id, answer, Some(held), now)
+    }
+
+    /// Books the broker's answer to a send — in the ledger, or for an order the ledger could not
+    /// record (`held`) in memory — logs it and says what became of the order.
+    fn answered(
+        &mut self,
+        state: &mut State,
+        spec: &OrderSpec,
+        client_order_id: String,
+        answer: Result<Order, BrokerError>,
+        held: Option<Unrecorded>,
+        now: Timestamp,
+    ) -> Sent {
+        let (qty, notional) = amount_text(spec.amount);
+        let recorded = held.is_none();
+        let (sent, kept) = match answer {
             Ok(order) => {
-                record_report(state, &client_order_id, &order, now)?;
+                if recorded && let Err(e) = record_report(state, &client_order_id, &order, now) {
+                    self.ledger_failed(&e);
+                }
                 event!(
                     Info,
                     "order_submitted",
@@ -412,10 +566,14 @@ impl Execution {
                     intent = spec.intent.as_str(),
                     rule = spec.rule,
                 );
-                Ok(Sent::Accepted { client_order_id })
+                (Sent::Accepted { client_order_id }, Answer::Placed(Box::new(order)))
             }
             Err(error @ (BrokerError::Transient { .. } | BrokerError::BadResponse { .. })) => {
-                state.update_order_status(&client_order_id, &RecordStatus::Unknown, None, now)?;
+                if recorded
+                    && let Err(e) = state.update_order_status(&client_order_id, &RecordStatus::Unknown, None, now)
+                {
+                    self.ledger_failed(&e);
+                }
                 event!(
                     Warn,
                     "order_unknown",
@@ -424,15 +582,21 @@ impl Execution {
                     client_order_id = client_order_id.as_str(),
                     detail = error.to_string(),
                 );
-                Ok(Sent::Unknown { client_order_id })
+                (Sent::Unknown { client_order_id }, Answer::Unknown)
             }
             Err(BrokerError::Conflict { broker_order_id, detail, .. }) => {
                 let ours = Ours { bot: &spec.bot, symbol: &spec.symbol, client_order_id: &client_order_id };
-                self.record_conflict(state, &ours, &broker_order_id, &detail, now)?;
-                Ok(Sent::Conflict { client_order_id })
+                if let Err(e) = self.record_conflict(state, &ours, &broker_order_id, &detail, recorded, now) {
+                    self.ledger_failed(&e);
+                }
+                (Sent::Conflict { client_order_id }, Answer::Refused)
             }
             Err(error) => {
-                state.update_order_status(&client_order_id, &RecordStatus::Rejected, None, now)?;
+                if recorded
+                    && let Err(e) = state.update_order_status(&client_order_id, &RecordStatus::Rejected, None, now)
+                {
+                    self.ledger_failed(&e);
+                }
                 event!(
                     Warn,
                     "order_rejected",
@@ -447,7 +611,74 @@ impl Execution {
                     title: format!("Order refused: {} {}", spec.bot, spec.symbol),
                     text: error.to_string(),
                 });
-                Ok(Sent::Refused { client_order_id, error })
+                (Sent::Refused { client_order_id, error }, Answer::Refused)
+            }
+        };
+        if let Some(mut held) = held {
+            held.answer = kept;
+            self.unrecorded.push(held);
+        }
+        sent
+    }
+
+    /// Notes that the ledger refused a write; the orchestrator takes it (`take_ledger_failure`)
+    /// and halts on it, in memory if need be.
+    fn ledger_failed(&mut self, e: &StateError) {
+        if self.ledger_failure.is_none() {
+            self.ledger_failure = Some(e.to_string());
+        }
+    }
+
+    /// The first write the ledger refused since the last call, if any.
+    pub fn take_ledger_failure(&mut self) -> Option<String> {
+        self.ledger_failure.take()
+    }
+
+    /// Whether orders sent while the ledger took no writes still wait to be recorded.
+    pub fn holds_unrecorded(&self) -> bool {
+        !self.unrecorded.is_empty()
+    }
+
+    /// Records the orders sent while the ledger took no writes, oldest first, each with the
+    /// broker's last answer (which books what filled); stops at the first that still fails.
+    fn flush_unrecorded(&mut self, state: &mut State, now: Timestamp) -> Result<(), StateError> {
+        while let Some(u) = self.unrecorded.first() {
+            state.record_order_as(&u.client_order_id, &u.order)?;
+            let deltas = match &u.answer {
+                Answer::Placed(o) => record_report(state, &u.client_order_id, o, now)?,
+                Answer::Unknown => {
+                    state.update_order_status(&u.client_order_id, &RecordStatus::Unknown, None, now)?;
+                    Vec::new()
+                }
+                Answer::Refused => {
+                    state.update_order_status(&u.client_order_id, &RecordStatus::Rejected, None, now)?;
+                    Vec::new()
+                }
+            };
+            event!(
+                Warn,
+                "order_recorded_late",
+                bot = u.order.bot.as_str(),
+                symbol = u.order.symbol.as_str(),
+                client_order_id = u.client_order_id.as_str(),
+                detail = "sent while the ledger took no writes; recorded now, and followed like any other",
+            );
+            log_fills(&deltas, &u.client_order_id);
+            self.unrecorded.remove(0);
+        }
+        Ok(())
+    }
+
+    /// Asks the broker again about the orders held unrecorded that it had not finished, so a
+    /// cancelled one stops holding back the next exit.
+    fn refresh_unrecorded(&mut self, broker: &mut dyn Broker) {
+        for u in &mut self.unrecorded {
+            if let Answer::Placed(o) = &u.answer
+                && !o.status.is_final()
+                && let Ok(Some(fresh)) = broker.order_by_client_id(&u.client_order_id)
+                && order_mismatch(&u.request, &fresh).is_none()
+            {
+                u.answer = Answer::Placed(Box::new(fresh));
             }
         }
     }
@@ -462,6 +693,7 @@ impl Execution {
         ours: &Ours,
         broker_order_id: &str,
         detail: &str,
+        recorded: bool,
         now: Timestamp,
     ) -> Result<(), StateError> {
         self.conflict_seen = true;
@@ -474,7 +706,9 @@ impl Execution {
             broker_order_id = broker_order_id,
             detail = detail,
         );
-        state.update_order_status(ours.client_order_id, &RecordStatus::Conflict, None, now)?;
+        if recorded {
+            state.update_order_status(ours.client_order_id, &RecordStatus::Conflict, None, now)?;
+        }
         let halt = Halt {
             reason: HaltReason::OrderConflict,
             detail: format!(
@@ -504,18 +738,24 @@ impl Execution {
         now: Timestamp,
     ) -> Result<(), ExecError> {
         self.conflict_seen = false;
+        // Exits sent while the ledger took no writes are recorded first, so they are followed
+        // below like any other; while it still takes none, the broker is asked about them.
+        let mut failed = None;
+        if let Err(e) = self.flush_unrecorded(state, now) {
+            self.refresh_unrecorded(broker);
+            failed = Some(ExecError::State(e));
+        }
         let unfinished = state.unfinished_orders()?;
         if unfinished.is_empty() {
-            return Ok(());
+            return failed.map_or(Ok(()), Err);
         }
         let open: BTreeMap<String, _> =
             broker.open_orders()?.into_iter().map(|o| (o.client_order_id.clone(), o)).collect();
         let entry_timeout = SignedDuration::from_secs(cfg.settings.risk.entry_order_timeout_seconds as i64);
-        let mut failed = None;
         for rec in unfinished {
             match self.follow(state, broker, &rec, open.get(&rec.client_order_id), entry_timeout, now) {
                 Ok(()) => {}
-                Err(e @ ExecError::State(_)) => return Err(e),
+                Err(e @ ExecError::State(_)) => return Err(failed.unwrap_or(e)),
                 Err(e @ ExecError::Broker(_)) => {
                     failed.get_or_insert(e);
                 }
@@ -557,21 +797,10 @@ impl Execution {
         };
         if let Some(detail) = not_ours(state, rec, &o)? {
             let ours = Ours { bot: &rec.bot, symbol: &rec.symbol, client_order_id: &rec.client_order_id };
-            self.record_conflict(state, &ours, &o.id, &detail, now)?;
+            self.record_conflict(state, &ours, &o.id, &detail, true, now)?;
             return Ok(());
         }
-        for d in record_report(state, &rec.client_order_id, &o, now)? {
-            event!(
-                Info,
-                "fill",
-                bot = d.bot.as_str(),
-                symbol = d.symbol.as_str(),
-                qty = d.qty.to_string(),
-                price = d.price.to_f64(),
-                realized_pnl = d.realized_pnl.to_f64(),
-                client_order_id = rec.client_order_id.as_str(),
-            );
-        }
+        log_fills(&record_report(state, &rec.client_order_id, &o, now)?, &rec.client_order_id);
         if !unpriced_fill(rec, &o) {
             self.unpriced.remove(&rec.client_order_id);
         } else if self.unpriced.insert(rec.client_order_id.clone()) {
@@ -668,7 +897,7 @@ impl Execution {
         rule: &'static str,
         now: Timestamp,
     ) -> Result<u32, StateError> {
-        let in_flight = exits_in_flight(state)?;
+        let in_flight = self.exits_in_flight(state)?;
         let owned = state.owned_positions()?;
         let mut spreads: BTreeMap<(String, String), Vec<&OwnedPosition>> = BTreeMap::new();
         let mut specs = Vec::new();
@@ -770,9 +999,12 @@ impl Execution {
             }
         }
         // The best price since entry, for trailing stops.
+        // (A ledger that takes no writes keeps the old best: the stops still run.)
         for p in state.owned_positions()? {
-            if let Some(q) = quotes.get(&p.symbol) {
-                state.record_best_price(&p.bot, &p.symbol, (q.bid + q.ask) / 2.0, !p.qty.is_negative())?;
+            if let Some(q) = quotes.get(&p.symbol)
+                && let Err(e) = state.record_best_price(&p.bot, &p.symbol, (q.bid + q.ask) / 2.0, !p.qty.is_negative())
+            {
+                self.ledger_failed(&e);
             }
         }
         let owned = state.owned_positions()?;
@@ -798,7 +1030,7 @@ impl Execution {
                 options: &data.snapshots,
             };
 
-            let in_flight = exits_in_flight(state)?;
+            let in_flight = self.exits_in_flight(state)?;
             for exit in bot.exits(&view) {
                 if in_flight.contains(&(bot.id().to_string(), exit.symbol.clone()))
                     || self.exit_waits(bot.id(), &exit.symbol, now)
@@ -812,7 +1044,12 @@ impl Execution {
 
             // Entries need their data: none after a failed fetch, nor once an order conflict
             // was found (its halt stops them from now on).
-            let entries_ok = entries_allowed && report.data_error.is_none() && !self.conflict_seen;
+            // Nor once the ledger refused a write (its halt may only be held in memory).
+            let entries_ok = entries_allowed
+                && report.data_error.is_none()
+                && !self.conflict_seen
+                && self.ledger_failure.is_none()
+                && self.unrecorded.is_empty();
             let Some(reason) = self.preflight(state, step, bot.as_ref(), &view, &report.stale, entries_ok)? else {
                 let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
                     bot: bot.id().into(),
@@ -880,6 +1117,20 @@ impl Execution {
             _ => {}
         }
         Ok(sent)
+    }
+
+    /// (bot, symbol) pairs with an exit order still in flight: in the ledger, or held unrecorded.
+    fn exits_in_flight(&self, state: &State) -> Result<BTreeSet<(String, String)>, StateError> {
+        let mut busy: BTreeSet<(String, String)> = state
+            .unfinished_orders()?
+            .into_iter()
+            .filter(|o| o.intent == Intent::Exit)
+            .map(|o| (o.bot, o.symbol))
+            .collect();
+        busy.extend(
+            self.unrecorded.iter().filter(|u| u.in_flight()).map(|u| (u.order.bot.clone(), u.order.symbol.clone())),
+        );
+        Ok(busy)
     }
 
     /// Whether the exit of `bot`'s `symbol` waits after a refusal.
@@ -1179,11 +1430,6 @@ fn cancel_ours(
         Err(BrokerError::Rejected { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
-}
-
-/// (bot, symbol) pairs with an exit order still in flight.
-fn exits_in_flight(state: &State) -> Result<BTreeSet<(String, String)>, StateError> {
-    Ok(state.unfinished_orders()?.into_iter().filter(|o| o.intent == Intent::Exit).map(|o| (o.bot, o.symbol)).collect())
 }
 
 fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {

@@ -6,7 +6,8 @@
 //! anomalies (clock skew against the broker, an implausible equity jump) — each only when its
 //! `exitbot.kill_conditions` switch is on; lifting the halts whose clear policy allows it; and,
 //! while a daily-loss halt holds, cancelling this daemon's open entries and (with
-//! `risk.flatten_on_daily_loss`) closing this daemon's positions, one by one.
+//! `risk.flatten_on_daily_loss`) closing this daemon's positions, one by one. A halt the ledger
+//! cannot store is held in memory and counts all the same (the flatten included).
 //!
 //! Never: stops exits, lifts a halt the table in `core::halt` does not let it lift, or touches an
 //! order or a position the daemon did not open (no "cancel all", no "close all").
@@ -38,31 +39,46 @@ pub struct Readings<'a> {
     pub stale: &'a [String],
 }
 
-/// Runs the checks at `now` and returns the halts active afterwards.
+/// What ExitBot ends with.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The halts active afterwards: those stored and those held in memory.
+    pub halts: Vec<Halt>,
+    /// False when the stored halts could not be read: the daemon is unsure, so halted.
+    pub halts_known: bool,
+    /// The first failure of the step; the checks, the flatten and the other halts went on.
+    pub error: Option<ExecError>,
+}
+
+/// Runs the checks at `now`. A halt the ledger cannot store is held in `held` (and notified)
+/// instead, and a daily-loss halt held there flattens like a stored one: a full disk stops
+/// entries, never the flatten.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     state: &mut State,
     cfg: &Config,
     health: &mut FailureWindow,
     broker: &mut dyn Broker,
     exec: &mut Execution,
+    held: &mut Vec<Halt>,
     r: &Readings,
     now: Timestamp,
-) -> Result<Vec<Halt>, ExecError> {
+) -> Outcome {
     let exitbot = &cfg.bots.exitbot;
     let kill = &exitbot.kill_conditions;
-    let set = |state: &State, reason, detail: String, until| -> Result<bool, ExecError> {
-        let change = halt::set(state, &Halt { reason, detail, since: now, until })?;
-        let new = change.is_some();
-        notify::announce(change);
-        Ok(new)
-    };
+    let mut error: Option<ExecError> = None;
+    let mut wanted: Vec<(HaltReason, String, Option<Timestamp>)> = Vec::new();
     let equity = r.account.map(|a| a.equity.to_f64());
     if exitbot.enabled {
         if kill.api_failure_halt && health.tripped(now) {
             let last = health.last_failure().unwrap_or(now);
             let cooloff = SignedDuration::from_mins(i64::from(exitbot.cooloff_minutes));
             let detail = format!("{} failed broker calls within {} s", health.count(now), health.window().as_secs());
-            set(state, HaltReason::ApiFailures, detail, Some(health::api_halt_until(last, health.window(), cooloff)))?;
+            wanted.push((
+                HaltReason::ApiFailures,
+                detail,
+                Some(health::api_halt_until(last, health.window(), cooloff)),
+            ));
         }
         let limit = cfg.settings.risk.global_max_daily_loss_pct;
         if kill.max_daily_loss_halt
@@ -70,7 +86,7 @@ pub fn run(
             && risk::daily_loss_breached(pnl, limit)
         {
             let detail = format!("daily P&L {pnl:.2} % reached the -{limit} % limit");
-            set(state, HaltReason::DailyLoss, detail, Some(clock::next_trading_date_start(now)))?;
+            wanted.push((HaltReason::DailyLoss, detail, Some(clock::next_trading_date_start(now))));
         }
         let refusal = match (r.account, r.account_error) {
             (Some(a), _) => a.trading_refusal(),
@@ -78,41 +94,69 @@ pub fn run(
             _ => None,
         };
         if let Some(why) = refusal {
-            set(state, HaltReason::AccountBlocked, format!("the account may not trade: {why}"), None)?;
+            wanted.push((HaltReason::AccountBlocked, format!("the account may not trade: {why}"), None));
         }
         if kill.data_stale_halt && !r.stale.is_empty() {
             let detail = format!("stale market data for {}", r.stale.join(", "));
-            set(state, HaltReason::DataStale, detail, None)?;
+            wanted.push((HaltReason::DataStale, detail, None));
         }
         if kill.anomaly_halt {
             let max_skew = cfg.settings.health.max_clock_skew_seconds as f64;
             if let Some(skew) = r.clock_skew_seconds.filter(|s| s.abs() > max_skew) {
                 let detail =
                     format!("the local clock is {skew:.0} s off the broker's (allowed {max_skew:.0} s): check NTP");
-                set(state, HaltReason::Anomaly, detail, None)?;
+                wanted.push((HaltReason::Anomaly, detail, None));
             }
             let max_jump = cfg.settings.health.max_equity_jump_pct;
             if let Some(jump) = equity.zip(r.previous_equity).and_then(|(e, p)| risk::daily_pnl_pct(e, p))
                 && jump.abs() > max_jump
             {
                 let detail = format!("equity moved {jump:.1} % in one iteration (allowed {max_jump} %)");
-                set(state, HaltReason::Anomaly, detail, None)?;
+                wanted.push((HaltReason::Anomaly, detail, None));
             }
         }
     }
+    for (reason, detail, until) in wanted {
+        let (change, failed) = halt::set_or_hold(state, held, &Halt { reason, detail, since: now, until });
+        notify::announce(change);
+        if let Some(e) = failed {
+            error.get_or_insert(e.into());
+        }
+    }
 
-    let mut still = Vec::new();
-    for h in state.active_halts()? {
+    let (stored, halts_known) = match state.active_halts() {
+        Ok(h) => (h, true),
+        Err(e) => {
+            error.get_or_insert(e.into());
+            (Vec::new(), false)
+        }
+    };
+    let mut still: Vec<Halt> = Vec::new();
+    for h in stored {
         let cause_cleared = match h.reason {
             HaltReason::ApiFailures => health.is_clean(now),
             HaltReason::AccountBlocked => r.account.is_some_and(|a| a.trading_refusal().is_none()),
             HaltReason::DataStale => r.stale.is_empty(),
             _ => false,
         };
-        if halt::clears_by_itself(&h, now, cause_cleared) {
-            notify::announce(halt::clear(state, h.reason, "auto", now)?);
-        } else {
+        if !halt::clears_by_itself(&h, now, cause_cleared) {
             still.push(h);
+            continue;
+        }
+        match halt::clear(state, h.reason, "auto", now) {
+            Ok(change) => notify::announce(change),
+            Err(e) => {
+                error.get_or_insert(e.into());
+                still.push(h);
+            }
+        }
+    }
+    // Held halts lift by the same table (a daily-loss halt at the next trading date); one whose
+    // cause is read from the broker waits until it is stored.
+    held.retain(|h| !halt::clears_by_itself(h, now, false));
+    for h in held.iter() {
+        if !still.iter().any(|s| s.reason == h.reason) {
+            still.push(h.clone());
         }
     }
 
@@ -121,12 +165,17 @@ pub fn run(
         // failed is tried again next iteration (the halt holds, so this runs again).
         let cancelled = exec.cancel_entries(state, broker);
         if cfg.settings.risk.flatten_on_daily_loss {
-            let n = exec.flatten(state, broker, "daily_loss_flatten", now)?;
-            if n > 0 {
-                event!(Warn, "flatten", reason = "daily_loss", orders = n);
+            match exec.flatten(state, broker, "daily_loss_flatten", now) {
+                Ok(n) if n > 0 => event!(Warn, "flatten", reason = "daily_loss", orders = n),
+                Ok(_) => {}
+                Err(e) => {
+                    error.get_or_insert(e.into());
+                }
             }
         }
-        cancelled?;
+        if let Err(e) = cancelled {
+            error.get_or_insert(e);
+        }
     }
-    Ok(still)
+    Outcome { halts: still, halts_known, error }
 }

@@ -438,8 +438,8 @@ impl Orchestrator {
     }
 
     /// At start-up, one `orphan_position` warning per owned position that no enabled bot manages
-    /// any more (`Config::manages`): its bot or symbol left the configuration, so no bot's exit
-    /// rules watch it. The daily-loss flatten still closes it.
+    /// any more (`Config::manages`): its bot or symbol left the configuration. The execution
+    /// service's keeper still closes it by the exit rules it was opened with.
     fn warn_of_orphans(&self) {
         let Ok(owned) = self.state.owned_positions() else { return };
         for p in owned.iter().filter(|p| !self.cfg.manages(&p.bot, &p.symbol)) {
@@ -449,7 +449,7 @@ impl Orchestrator {
                 bot = p.bot.as_str(),
                 symbol = p.symbol.as_str(),
                 qty = p.qty.to_string(),
-                detail = "its bot or symbol is no longer in the configuration: no bot's exit rules watch it; close it at the broker or put the bot back",
+                detail = "its bot or symbol is no longer in the configuration: it is closed by the exit rules it was opened with, and never entered again",
             );
         }
     }

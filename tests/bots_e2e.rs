@@ -207,3 +207,103 @@ fn each_bot_enters_on_the_rise_and_exits_by_its_stop_on_the_fall() {
         }
     }
 }
+
+/// A pair removed from `cryptobot.pairs` while held — even with the configuration's stop widened
+/// meanwhile — is still watched (its quotes fetched) and closed by the stop it was opened with;
+/// no entry is ever sent for it again.
+#[test]
+fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with() {
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.clock = json!({"timestamp": NOW, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
+        st.fund_100k();
+        st.positions.clear();
+        st.auto_fill = Some("0".into());
+        let mut m = Market::default();
+        m.bars.insert("BTC/USD".into(), rising(60_000.0, 15.0, 2.0));
+        m.bars.insert("ETH/USD".into(), rising(3_000.0, 1.0, 20.0));
+        m.quotes.insert("BTC/USD".into(), quote(60_200.0, 60_210.0));
+        m.quotes.insert("ETH/USD".into(), quote(3_015.0, 3_015.5));
+        st.market = Some(m);
+        st.fill_prices.insert("BTC/USD".into(), "60210".into());
+        st.fill_prices.insert("ETH/USD".into(), "3015.5".into());
+    }
+    let dir = std::env::temp_dir().join(format!("th-e2e-orphan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = Config::load(Path::new("config")).unwrap();
+    cfg.settings.system.state_db_path = dir.join("state.db");
+    for m in &mut cfg.bots.momentum_bots {
+        m.enabled = false;
+    }
+    cfg.bots.optionsbot.as_mut().unwrap().enabled = false;
+    let clock = Arc::new(ManualClock::new(ts(NOW)));
+    let open = |cfg: &Config| {
+        let state = State::open(&cfg.settings.system.state_db_path).unwrap();
+        Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()), Box::new(fake.client()))
+    };
+    let mut o = open(&cfg);
+    assert_eq!(o.run_iteration().orders_submitted, 2, "{:?}", raw_posts(&fake));
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap().len(), 2);
+
+    // The operator drops ETH/USD from the pairs and widens the stop to 10 %, and restarts.
+    drop(o);
+    let crypto = cfg.bots.cryptobot.as_mut().unwrap();
+    crypto.pairs = vec!["BTC/USD".into()];
+    crypto.exits.stop_loss_pct = 10.0;
+    let quotes_asked = |fake: &FakeAlpaca| {
+        fake.seen()
+            .iter()
+            .filter(|r| r.path.contains("quotes") && r.q("symbols").is_some_and(|s| s.contains("ETH")))
+            .count()
+    };
+    let before = quotes_asked(&fake);
+    let mut o = open(&cfg);
+    o.run_iteration();
+    assert!(quotes_asked(&fake) > before, "the orphan's quotes are fetched");
+    assert_eq!(raw_posts(&fake).len(), 2, "nothing sold yet, nothing entered");
+
+    // ETH falls 1 %: past the 0.75 % stop it was opened with, well inside the new 10 %.
+    let later = "2026-11-25T15:31:00Z";
+    clock.set(ts(later));
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = later.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("BTC/USD".into(), quote_at(later, 60_200.0, 60_210.0));
+        m.quotes.insert("ETH/USD".into(), quote_at(later, 2_985.0, 2_985.5));
+        m.bars.insert("ETH/USD".into(), rising(2_900.0, 1.0, 20.0));
+        st.fill_prices.insert("ETH/USD".into(), "2985".into());
+    }
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 1, "{:?}", raw_posts(&fake));
+    let sell = raw_posts(&fake).last().cloned().unwrap();
+    let bought = raw_posts(&fake).into_iter().find(|b| b["symbol"] == "ETH/USD").unwrap();
+    assert_eq!(
+        (sell["symbol"].as_str(), sell["side"].as_str(), sell["type"].as_str(), sell["qty"].as_str()),
+        (Some("ETH/USD"), Some("sell"), Some("market"), bought["qty"].as_str()),
+        "all of what was bought"
+    );
+    let coid = sell["client_order_id"].as_str().unwrap();
+    assert!(coid.starts_with("th-crypto_core-20261125-"), "{coid}");
+    assert_eq!(o.state().order(coid).unwrap().unwrap().rule.as_deref(), Some("stop_loss"));
+    o.run_iteration();
+    let owned = o.state().owned_positions().unwrap();
+    assert_eq!(owned.iter().map(|p| p.symbol.as_str()).collect::<Vec<_>>(), vec!["BTC/USD"]);
+    // And never an entry for the pair that left.
+    for _ in 0..3 {
+        o.run_iteration();
+    }
+    assert_eq!(raw_posts(&fake).iter().filter(|b| b["symbol"] == "ETH/USD").count(), 2, "one buy, one sell");
+}
+
+/// The order bodies sent, ids as they are (a restart draws a new epoch).
+fn raw_posts(fake: &FakeAlpaca) -> Vec<Value> {
+    fake.seen()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}

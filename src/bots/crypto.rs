@@ -19,6 +19,7 @@ use crate::core::decimal::Dec;
 use crate::core::order::{Amount, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
+use crate::core::state::PositionRules;
 
 /// A crypto limit buy is placed this far above the ask, to be marketable.
 const LIMIT_THROUGH: f64 = 0.001;
@@ -116,6 +117,15 @@ impl Bot for CryptoBot {
     fn exits(&self, view: &BotView) -> Vec<Exit> {
         // Crypto never closes: no session, no manage_until.
         view.owned.iter().filter_map(|p| exits::exit_for(&self.exits, p, view, None, None, TimeInForce::Gtc)).collect()
+    }
+
+    fn position_rules(&self) -> Option<PositionRules> {
+        Some(PositionRules {
+            kind: BotKind::Crypto,
+            exits: self.exits.clone(),
+            manage_until: None,
+            exit_days_before_expiry: None,
+        })
     }
 
     fn entries(&self, view: &BotView, _budget: &Budget) -> Vec<Entry> {

@@ -14,15 +14,17 @@ use crate::core::clock::SessionState;
 use crate::core::config::BotKind;
 use crate::core::config::{Config, EnabledBot, Session};
 use crate::core::decimal::Dec;
+use crate::core::instrument::OccSymbol;
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
-use crate::core::state::OwnedPosition;
+use crate::core::state::{OwnedPosition, PositionRules};
 
 pub mod crypto;
 pub mod exits;
 pub mod indicators;
+pub mod keeper;
 pub mod momentum;
 pub mod options;
 pub mod signals;
@@ -104,6 +106,19 @@ pub trait Bot {
     fn chains_wanted(&self, _bars: &BySymbol<Vec<Bar>>, _owned: &[&OwnedPosition]) -> Vec<String> {
         Vec::new()
     }
+    /// Whether its exit rules watch its positions in `symbol` (a ticker, a pair, or an option
+    /// leg of one of its underlyings). A position its bot does not watch is an orphan, closed by
+    /// the rules it was opened with (`keeper`).
+    fn watches(&self, symbol: &str) -> bool {
+        let root = OccSymbol::parse(symbol).map(|o| o.root);
+        let traded = root.as_deref().unwrap_or(symbol);
+        self.symbols().iter().any(|s| s == traded)
+    }
+    /// The exit rules its entries open positions with, stored with each entry so they outlive a
+    /// change of the configuration (`None`: nothing stored).
+    fn position_rules(&self) -> Option<PositionRules> {
+        None
+    }
     /// Exits for what it owns. Called every iteration, halted or not.
     fn exits(&self, view: &BotView) -> Vec<Exit>;
     /// Entries. Called only when the preflight passed.
@@ -130,6 +145,11 @@ impl Bot for PlaceholderBot {
     }
     fn session(&self) -> &Session {
         &self.session
+    }
+    /// Nothing: its positions (opened before its signal became a placeholder) are orphans, kept
+    /// by the rules they were opened with.
+    fn watches(&self, _symbol: &str) -> bool {
+        false
     }
     fn exits(&self, _view: &BotView) -> Vec<Exit> {
         Vec::new()

@@ -19,6 +19,7 @@ use crate::core::decimal::Dec;
 use crate::core::order::{Amount, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
+use crate::core::state::PositionRules;
 
 pub struct MomentumBot {
     id: String,
@@ -99,6 +100,15 @@ impl Bot for MomentumBot {
             .iter()
             .filter_map(|p| exits::exit_for(&self.exits, p, view, Some(view.session), until, TimeInForce::Day))
             .collect()
+    }
+
+    fn position_rules(&self) -> Option<PositionRules> {
+        Some(PositionRules {
+            kind: BotKind::Momentum,
+            exits: self.exits.clone(),
+            manage_until: Some(self.session.manage_until),
+            exit_days_before_expiry: None,
+        })
     }
 
     fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry> {

@@ -46,7 +46,7 @@ use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Qu
 use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
-use crate::core::state::OwnedPosition;
+use crate::core::state::{OwnedPosition, PositionRules};
 
 /// Shares per contract: option prices are per share.
 const CONTRACT: f64 = OPTION_MULTIPLIER as f64;
@@ -401,67 +401,123 @@ impl OptionsBot {
 
     /// The rule that closes a spread now, if any.
     fn exit_rule(&self, legs: &[&OwnedPosition], view: &BotView) -> Option<&'static str> {
-        let today = clock::trading_date(view.now);
-        let expiry = legs.iter().filter_map(|p| OccSymbol::parse(&p.symbol).map(|o| o.expiry)).min()?;
-        if (expiry - today).get_days() <= self.exit_days_before_expiry as i32 {
-            return Some("expiry");
-        }
-        let opened = legs.iter().map(|p| p.opened_at).min()?;
-        // The credit received and what closing costs now, per share, from fresh quotes only.
-        let chain = Chain {
-            contracts: &BySymbol::new(),
-            snapshots: view.options,
-            now: view.now,
+        // The strategy's own target (a fraction of the credit), if the legs tell the strategy.
+        let profit_fraction = strategy_of(legs).map(|st| match st {
+            Strategy::BullPut => self.bull_put.profit_target,
+            Strategy::BearCall => self.bear_call.profit_target,
+            Strategy::IronCondor => self.iron_condor.profit_target,
+            Strategy::Straddle => self.straddle.profit_target,
+        });
+        let rules = SpreadRules {
+            exits: &self.exits,
+            profit_fraction,
+            profit_target_usd: self.risk.profit_target_usd,
             max_quote_age_seconds: self.max_quote_age_seconds,
+            exit_days_before_expiry: self.exit_days_before_expiry,
         };
-        let mut credit = 0.0;
-        let mut cost = Some(0.0);
-        let count = legs.iter().map(|p| p.qty.abs().to_f64()).fold(f64::MAX, f64::min);
-        for p in legs {
-            let ratio = p.qty.abs().to_f64() / count;
-            let short = p.qty.is_negative();
-            credit += if short { 1.0 } else { -1.0 } * p.avg_entry_price.to_f64() * ratio;
-            cost = cost.zip(chain.fresh_quote(&p.symbol)).map(|(c, q)| c + if short { q.ask } else { -q.bid } * ratio);
-        }
-        // P&L per share: what was received (negative: paid) less what closing costs (negative:
-        // what closing brings in). In percent of what was received or paid.
-        if let Some(cost) = cost.filter(|_| credit != 0.0) {
-            let pnl_pct = (credit - cost) / credit.abs() * 100.0;
-            // The strategy's own target (a fraction) and the bot's take profit: whichever comes first.
-            let target = strategy_of(legs).map_or(self.exits.take_profit_pct, |st| {
-                let fraction = match st {
-                    Strategy::BullPut => self.bull_put.profit_target,
-                    Strategy::BearCall => self.bear_call.profit_target,
-                    Strategy::IronCondor => self.iron_condor.profit_target,
-                    Strategy::Straddle => self.straddle.profit_target,
-                };
-                self.exits.take_profit_pct.min(fraction * 100.0)
-            });
-            if pnl_pct >= target - 1e-9 {
-                return Some("take_profit");
-            }
-            if -pnl_pct >= self.exits.stop_loss_pct - 1e-9 {
-                return Some("stop_loss");
-            }
-            if let Some(target) = self.risk.profit_target_usd
-                && (credit - cost) * CONTRACT * count >= target
-            {
-                return Some("profit_target");
-            }
-        }
-        if let Some(mins) = self.exits.time_stop_minutes
-            && view.now.duration_since(opened).as_secs() >= i64::from(mins) * 60
-        {
-            return Some("time_stop");
-        }
-        if let Some(mins) = self.exits.flatten_before_close_minutes
-            && view.session.is_open
-            && view.session.next_close.duration_since(view.now).as_secs() <= i64::from(mins) * 60
-        {
-            return Some("flatten_before_close");
-        }
-        None
+        spread_rule(&rules, legs, view)
     }
+}
+
+/// What closes a spread, as plain values: an options bot's, or those stored with a spread whose
+/// bot has left the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SpreadRules<'a> {
+    pub exits: &'a Exits,
+    /// The strategy's profit target, a fraction of the credit.
+    pub profit_fraction: Option<f64>,
+    pub profit_target_usd: Option<f64>,
+    pub max_quote_age_seconds: u64,
+    pub exit_days_before_expiry: u32,
+}
+
+/// The rule that closes the spread of `legs` now, if any.
+pub fn spread_rule(r: &SpreadRules, legs: &[&OwnedPosition], view: &BotView) -> Option<&'static str> {
+    let today = clock::trading_date(view.now);
+    let expiry = legs.iter().filter_map(|p| OccSymbol::parse(&p.symbol).map(|o| o.expiry)).min()?;
+    if (expiry - today).get_days() <= r.exit_days_before_expiry as i32 {
+        return Some("expiry");
+    }
+    let opened = legs.iter().map(|p| p.opened_at).min()?;
+    // The credit received and what closing costs now, per share, from fresh quotes only.
+    let chain = Chain {
+        contracts: &BySymbol::new(),
+        snapshots: view.options,
+        now: view.now,
+        max_quote_age_seconds: r.max_quote_age_seconds,
+    };
+    let mut credit = 0.0;
+    let mut cost = Some(0.0);
+    let count = legs.iter().map(|p| p.qty.abs().to_f64()).fold(f64::MAX, f64::min);
+    for p in legs {
+        let ratio = p.qty.abs().to_f64() / count;
+        let short = p.qty.is_negative();
+        credit += if short { 1.0 } else { -1.0 } * p.avg_entry_price.to_f64() * ratio;
+        cost = cost.zip(chain.fresh_quote(&p.symbol)).map(|(c, q)| c + if short { q.ask } else { -q.bid } * ratio);
+    }
+    // P&L per share: what was received (negative: paid) less what closing costs (negative:
+    // what closing brings in). In percent of what was received or paid.
+    if let Some(cost) = cost.filter(|_| credit != 0.0) {
+        let pnl_pct = (credit - cost) / credit.abs() * 100.0;
+        // The strategy's own target and the bot's take profit: whichever comes first.
+        let target = r.profit_fraction.map_or(r.exits.take_profit_pct, |f| r.exits.take_profit_pct.min(f * 100.0));
+        if pnl_pct >= target - 1e-9 {
+            return Some("take_profit");
+        }
+        if -pnl_pct >= r.exits.stop_loss_pct - 1e-9 {
+            return Some("stop_loss");
+        }
+        if let Some(target) = r.profit_target_usd
+            && (credit - cost) * CONTRACT * count >= target
+        {
+            return Some("profit_target");
+        }
+    }
+    if let Some(mins) = r.exits.time_stop_minutes
+        && view.now.duration_since(opened).as_secs() >= i64::from(mins) * 60
+    {
+        return Some("time_stop");
+    }
+    if let Some(mins) = r.exits.flatten_before_close_minutes
+        && view.session.is_open
+        && view.session.next_close.duration_since(view.now).as_secs() <= i64::from(mins) * 60
+    {
+        return Some("flatten_before_close");
+    }
+    None
+}
+
+/// The closing orders of the spreads in `view.owned` that `rule` closes now: one multi-leg market
+/// order per underlying, and only while the market is open (options trade in the regular
+/// session only, and an order sent after the close would wait for the open, priced by the night;
+/// a rule that fires while it is shut fires again at the open, and `exit_days_before_expiry`
+/// keeps that before the expiry).
+pub fn spread_exits(view: &BotView, rule: impl Fn(&[&OwnedPosition]) -> Option<&'static str>) -> Vec<Exit> {
+    if !view.market_open {
+        return Vec::new();
+    }
+    let mut by_root: BTreeMap<String, Vec<&OwnedPosition>> = BTreeMap::new();
+    for p in &view.owned {
+        if let Some(OccSymbol { root, .. }) = OccSymbol::parse(&p.symbol) {
+            by_root.entry(root).or_default().push(*p);
+        }
+    }
+    let mut out = Vec::new();
+    for (root, legs) in by_root {
+        let Some(rule) = rule(&legs) else { continue };
+        let Some((count, close)) = closing_legs(&legs) else { continue };
+        out.push(Exit {
+            symbol: root,
+            side: Side::Buy,
+            qty: count,
+            rule,
+            order_type: OrderType::Market,
+            limit_price: None,
+            time_in_force: TimeInForce::Day,
+            legs: close,
+        });
+    }
+    out
 }
 
 impl Bot for OptionsBot {
@@ -506,29 +562,16 @@ impl Bot for OptionsBot {
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {
-        // Closed only while the market is open: options trade in the regular session only, and a
-        // multi-leg order sent after the close would wait for the open, priced by the night. A rule
-        // that fires while it is shut fires again at the open (`execution.exit_days_before_expiry`
-        // keeps that before the expiry).
-        if !view.market_open {
-            return Vec::new();
-        }
-        let mut out = Vec::new();
-        for (root, legs) in Self::spreads(view) {
-            let Some(rule) = self.exit_rule(&legs, view) else { continue };
-            let Some((count, close)) = closing_legs(&legs) else { continue };
-            out.push(Exit {
-                symbol: root,
-                side: Side::Buy,
-                qty: count,
-                rule,
-                order_type: OrderType::Market,
-                limit_price: None,
-                time_in_force: TimeInForce::Day,
-                legs: close,
-            });
-        }
-        out
+        spread_exits(view, |legs| self.exit_rule(legs, view))
+    }
+
+    fn position_rules(&self) -> Option<PositionRules> {
+        Some(PositionRules {
+            kind: BotKind::Options,
+            exits: self.exits.clone(),
+            manage_until: None,
+            exit_days_before_expiry: Some(self.exit_days_before_expiry),
+        })
     }
 
     fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry> {

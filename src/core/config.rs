@@ -86,6 +86,20 @@ pub enum BotKind {
     Crypto,
 }
 
+impl BotKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BotKind::Momentum => "momentum",
+            BotKind::Options => "options",
+            BotKind::Crypto => "crypto",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<BotKind> {
+        [BotKind::Momentum, BotKind::Options, BotKind::Crypto].into_iter().find(|k| k.as_str() == text)
+    }
+}
+
 /// Both files, parsed and validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -495,7 +509,7 @@ pub struct Session {
 
 /// Exit rules, shared by every bot. Percentages are of the entry price for stocks and crypto, and
 /// of the credit received for option spreads.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Exits {
     pub stop_loss_pct: f64,
@@ -867,6 +881,35 @@ impl Config {
             b.id() == bot
                 && b.symbols().iter().any(|s| s == traded)
                 && b.signal() != crate::core::signal::Signal::Placeholder
+        })
+    }
+
+    /// The exit rules of the bot section with id `bot`, enabled or not (for a position opened
+    /// before the rules were stored with it).
+    pub fn rules_of(&self, bot: &str) -> Option<crate::core::state::PositionRules> {
+        use crate::core::state::PositionRules;
+        let b = &self.bots;
+        if let Some(m) = b.momentum_bots.iter().find(|m| m.bot_id == bot) {
+            return Some(PositionRules {
+                kind: BotKind::Momentum,
+                exits: m.exits.clone(),
+                manage_until: Some(m.session.manage_until),
+                exit_days_before_expiry: None,
+            });
+        }
+        if let Some(o) = b.optionsbot.iter().find(|o| o.bot_id == bot) {
+            return Some(PositionRules {
+                kind: BotKind::Options,
+                exits: o.exits.clone(),
+                manage_until: None,
+                exit_days_before_expiry: Some(o.execution.exit_days_before_expiry),
+            });
+        }
+        b.cryptobot.iter().find(|c| c.bot_id == bot).map(|c| PositionRules {
+            kind: BotKind::Crypto,
+            exits: c.exits.clone(),
+            manage_until: None,
+            exit_days_before_expiry: None,
         })
     }
 

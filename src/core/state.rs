@@ -2,7 +2,7 @@
 //!
 //! Owns: the schema and its migrations (`PRAGMA user_version`), and every read and write of the
 //! file at `system.state_db_path` — key/value pairs, the day-start equity per trading date, halts,
-//! orders, budgets and loop runs; the numbering of our client order ids (`ClientOrderId`: a
+//! orders, budgets, loop runs and the exit rules each position was opened with; the numbering of our client order ids (`ClientOrderId`: a
 //! random epoch per process and a counter that only grows), and which writes are fsynced before
 //! they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
 //! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
@@ -22,7 +22,8 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use crate::core::clock;
+use crate::core::clock::{self, HhMm};
+use crate::core::config::{BotKind, Exits};
 use crate::core::decimal::Dec;
 use crate::core::halt::{Halt, HaltReason};
 use crate::core::instrument;
@@ -162,7 +163,35 @@ const MIGRATIONS: &[&str] = &[
      DROP INDEX orders_unfinished;
      CREATE INDEX orders_unfinished ON orders(created_at)
      WHERE status NOT IN ('filled', 'canceled', 'expired', 'replaced', 'rejected', 'done_for_day', 'abandoned', 'conflict');",
+    // 10: the exit rules in force when a position was opened, so a position whose bot or symbol
+    // later leaves the configuration is still closed by them.
+    "CREATE TABLE position_rules (
+         bot                          TEXT NOT NULL,
+         symbol                       TEXT NOT NULL,  -- the entry's symbol; a spread's underlying
+         kind                         TEXT NOT NULL,  -- momentum, options, crypto
+         stop_loss_pct                REAL NOT NULL,
+         take_profit_pct              REAL NOT NULL,
+         trailing_stop_pct            REAL,
+         time_stop_minutes            INTEGER,
+         flatten_before_close_minutes INTEGER,
+         manage_until                 TEXT,           -- HH:MM on system.timezone's clock (stocks)
+         exit_days_before_expiry      INTEGER,        -- options
+         recorded_at                  TEXT NOT NULL,
+         PRIMARY KEY (bot, symbol)
+     );",
 ];
+
+/// The exit rules a bot had when it entered a symbol (`position_rules`): what closes the position
+/// if the bot or the symbol later leaves the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionRules {
+    pub kind: BotKind,
+    pub exits: Exits,
+    /// Stocks: the bot's day end, on `system.timezone`'s clock.
+    pub manage_until: Option<HhMm>,
+    /// Options: closed this many days before the nearest expiry.
+    pub exit_days_before_expiry: Option<u32>,
+}
 
 /// One position as the broker reported it at the last reconciliation.
 #[derive(Debug, Clone, PartialEq)]
@@ -806,6 +835,82 @@ impl State {
     #[cfg(test)]
     pub(crate) fn set_query_only(&self, on: bool) {
         self.conn.pragma_update(None, "query_only", on).unwrap();
+    }
+
+    // --- exit rules of positions ----------------------------------------------------------
+
+    /// Stores the exit rules `bot` enters `symbol` with (replacing older ones): written before
+    /// the entry is recorded, so every position this build opens has them.
+    pub fn put_position_rules(
+        &self,
+        bot: &str,
+        symbol: &str,
+        r: &PositionRules,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        let e = &r.exits;
+        self.conn
+            .execute(
+                "INSERT INTO position_rules (bot, symbol, kind, stop_loss_pct, take_profit_pct, trailing_stop_pct,
+                     time_stop_minutes, flatten_before_close_minutes, manage_until, exit_days_before_expiry, recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (bot, symbol) DO UPDATE SET kind = excluded.kind, stop_loss_pct = excluded.stop_loss_pct,
+                     take_profit_pct = excluded.take_profit_pct, trailing_stop_pct = excluded.trailing_stop_pct,
+                     time_stop_minutes = excluded.time_stop_minutes,
+                     flatten_before_close_minutes = excluded.flatten_before_close_minutes,
+                     manage_until = excluded.manage_until, exit_days_before_expiry = excluded.exit_days_before_expiry,
+                     recorded_at = excluded.recorded_at",
+                params![
+                    bot,
+                    symbol,
+                    r.kind.as_str(),
+                    e.stop_loss_pct,
+                    e.take_profit_pct,
+                    e.trailing_stop_pct,
+                    e.time_stop_minutes,
+                    e.flatten_before_close_minutes,
+                    r.manage_until.map(|t| t.to_string()),
+                    r.exit_days_before_expiry,
+                    clock::db_ts(now)
+                ],
+            )
+            .map_err(sql("storing a position's exit rules"))?;
+        Ok(())
+    }
+
+    /// The exit rules `bot` entered `symbol` with, if this build stored them.
+    pub fn position_rules(&self, bot: &str, symbol: &str) -> Result<Option<PositionRules>, StateError> {
+        let what = "reading a position's exit rules";
+        let row = self
+            .conn
+            .query_row(
+                "SELECT kind, stop_loss_pct, take_profit_pct, trailing_stop_pct, time_stop_minutes,
+                        flatten_before_close_minutes, manage_until, exit_days_before_expiry
+                 FROM position_rules WHERE bot = ?1 AND symbol = ?2",
+                params![bot, symbol],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        Exits {
+                            stop_loss_pct: r.get(1)?,
+                            take_profit_pct: r.get(2)?,
+                            trailing_stop_pct: r.get(3)?,
+                            time_stop_minutes: r.get(4)?,
+                            flatten_before_close_minutes: r.get(5)?,
+                        },
+                        r.get::<_, Option<String>>(6)?,
+                        r.get::<_, Option<u32>>(7)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(sql(what))?;
+        let Some((kind, exits, until, days)) = row else { return Ok(None) };
+        let bad = |what: &'static str, detail: String| StateError::BadRow { what, detail };
+        let kind = BotKind::parse(&kind).ok_or_else(|| bad("position_rules.kind", kind.clone()))?;
+        let manage_until =
+            until.map(|t| HhMm::parse(&t).map_err(|e| bad("position_rules.manage_until", e))).transpose()?;
+        Ok(Some(PositionRules { kind, exits, manage_until, exit_days_before_expiry: days }))
     }
 
     // --- orders -----------------------------------------------------------------------------
@@ -1844,6 +1949,33 @@ mod tests {
             let drawn = draw_epoch(Timestamp::from_second(k).unwrap());
             assert!(!drawn.starts_with('x') && drawn.len() == 8, "{drawn}");
         }
+    }
+
+    #[test]
+    fn position_rules_round_trip_and_the_last_entry_wins() {
+        let path = temp_db("rules");
+        let s = State::open(&path).unwrap();
+        let now = ts("2026-11-25T15:00:00Z");
+        assert_eq!(s.position_rules("mom_AAPL", "AAPL").unwrap(), None);
+        let mut r = PositionRules {
+            kind: BotKind::Momentum,
+            exits: Exits {
+                stop_loss_pct: 0.75,
+                take_profit_pct: 1.5,
+                time_stop_minutes: Some(240),
+                flatten_before_close_minutes: None,
+                trailing_stop_pct: Some(0.4),
+            },
+            manage_until: Some(HhMm::parse("15:50").unwrap()),
+            exit_days_before_expiry: None,
+        };
+        s.put_position_rules("mom_AAPL", "AAPL", &r, now).unwrap();
+        assert_eq!(s.position_rules("mom_AAPL", "AAPL").unwrap().as_ref(), Some(&r));
+        r.exits.stop_loss_pct = 2.0;
+        r.manage_until = None;
+        s.put_position_rules("mom_AAPL", "AAPL", &r, now).unwrap();
+        assert_eq!(s.position_rules("mom_AAPL", "AAPL").unwrap(), Some(r));
+        assert_eq!(s.position_rules("mom_AAPL", "MSFT").unwrap(), None);
     }
 
     #[test]

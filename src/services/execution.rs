@@ -21,6 +21,7 @@ use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::bots::keeper::Keeper;
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::BotKind;
@@ -390,7 +391,7 @@ impl Execution {
     fn refresh_options(
         &mut self,
         broker: &mut dyn Broker,
-        bots: &[Box<dyn Bot>],
+        bots: &[&dyn Bot],
         owned: &[OwnedPosition],
         now: Timestamp,
     ) -> Result<(), BrokerError> {
@@ -401,7 +402,8 @@ impl Execution {
             if let Some((_, max)) = bot.option_days() {
                 roots.extend(bot.symbols().iter().cloned());
                 max_days = max_days.max(max);
-                let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();
+                let mine: Vec<&OwnedPosition> =
+                    owned.iter().filter(|p| p.bot == bot.id() && bot.watches(&p.symbol)).collect();
                 wanted.extend(bot.chains_wanted(&self.bars, &mine));
             }
         }
@@ -433,12 +435,7 @@ impl Execution {
 
     /// Fetches one-minute bars once per new minute: one request for every stock bot's ticker, one
     /// for every crypto pair.
-    fn refresh_bars(
-        &mut self,
-        broker: &mut dyn Broker,
-        bots: &[Box<dyn Bot>],
-        now: Timestamp,
-    ) -> Result<(), BrokerError> {
+    fn refresh_bars(&mut self, broker: &mut dyn Broker, bots: &[&dyn Bot], now: Timestamp) -> Result<(), BrokerError> {
         let minute = now.as_second().div_euclid(60);
         if self.bars_minute == Some(minute) {
             return Ok(());
@@ -934,8 +931,13 @@ impl Execution {
         broker: &mut dyn Broker,
         step: &Step,
     ) -> Result<StepReport, ExecError> {
-        let Step { bots, now, .. } = *step;
+        let Step { now, .. } = *step;
         let mut report = StepReport::default();
+        // The configured bots, then a keeper for each bot id with orphaned positions.
+        let keepers = keepers(state, step)?;
+        let bots: Vec<&dyn Bot> =
+            step.bots.iter().map(|b| b.as_ref()).chain(keepers.iter().map(|k| k as &dyn Bot)).collect();
+        let bots = bots.as_slice();
         if bots.is_empty() {
             return Ok(report);
         }
@@ -970,7 +972,7 @@ impl Execution {
             contracts: std::mem::take(&mut self.contracts),
             snapshots: std::mem::take(&mut self.snapshots),
         };
-        let result = self.decide_and_send(state, broker, step, &data, report);
+        let result = self.decide_and_send(state, broker, step, bots, &data, report);
         self.bars = data.bars;
         self.contracts = data.contracts;
         self.snapshots = data.snapshots;
@@ -983,13 +985,16 @@ impl Execution {
         state: &mut State,
         broker: &mut dyn Broker,
         step: &Step,
+        bots: &[&dyn Bot],
         data: &MarketData,
         mut report: StepReport,
     ) -> Result<StepReport, ExecError> {
-        let Step { cfg, bots, budgets, session, entries_allowed, account, now } = *step;
+        let Step { cfg, budgets, session, entries_allowed, account, now, .. } = *step;
         let quotes = &data.quotes;
         let staleness = SignedDuration::from_secs(cfg.settings.health.max_price_staleness_seconds as i64);
-        for bot in bots {
+        // Stale data halts for the configured bots' symbols (an orphan's stale quote only holds
+        // its price rules back).
+        for bot in step.bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
             for s in bot.symbols() {
                 let fresh = quotes.get(s).is_some_and(|q| now.duration_since(q.t) <= staleness);
@@ -1050,7 +1055,7 @@ impl Execution {
                 && !self.conflict_seen
                 && self.ledger_failure.is_none()
                 && self.unrecorded.is_empty();
-            let Some(reason) = self.preflight(state, step, bot.as_ref(), &view, &report.stale, entries_ok)? else {
+            let Some(reason) = self.preflight(state, step, *bot, &view, &report.stale, entries_ok)? else {
                 let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
                     bot: bot.id().into(),
                     daily_loss_limit: 0.0,
@@ -1059,7 +1064,7 @@ impl Execution {
                     max_positions: 0,
                 });
                 for entry in bot.entries(&view, &budget) {
-                    if let Err(why) = self.risk_check(state, step, bot.as_ref(), &budget, &view, &entry) {
+                    if let Err(why) = self.risk_check(state, step, *bot, &budget, &view, &entry) {
                         self.log_refusal(bot.id(), &entry.symbol, why);
                         continue;
                     }
@@ -1076,6 +1081,11 @@ impl Execution {
                         rule: None,
                         legs: entry.legs.clone(),
                     };
+                    // The rules this position opens with, kept in case the bot or the symbol
+                    // leaves the configuration while it is held. No rules stored, no entry.
+                    if let Some(rules) = bot.position_rules() {
+                        state.put_position_rules(bot.id(), &entry.symbol, &rules, now)?;
+                    }
                     self.send_counted(state, broker, &spec, now, &mut report)?;
                 }
                 continue;
@@ -1492,8 +1502,36 @@ pub fn close_legs(bot: &str, root: &str, legs: &[&OwnedPosition], rule: &'static
     })
 }
 
+/// A keeper (`bots::keeper`) for each bot id whose positions no configured bot watches, with the
+/// rules each was opened with — or, for a position opened before this build stored them, the
+/// rules of that bot id's section if the configuration still has one (disabled, say). An orphan
+/// with neither is left to the daily-loss flatten, and the start-up warning names it.
+fn keepers(state: &State, step: &Step) -> Result<Vec<Keeper>, StateError> {
+    let owned = state.owned_positions()?;
+    let orphans: Vec<&OwnedPosition> =
+        owned.iter().filter(|p| !step.bots.iter().any(|b| b.id() == p.bot && b.watches(&p.symbol))).collect();
+    let mut by_bot: BTreeMap<&str, (BTreeMap<String, crate::core::state::PositionRules>, Vec<&OwnedPosition>)> =
+        BTreeMap::new();
+    for p in orphans {
+        let key = OccSymbol::parse(&p.symbol).map_or_else(|| p.symbol.clone(), |o| o.root);
+        let rules = match state.position_rules(&p.bot, &key)? {
+            Some(r) => Some(r),
+            None => step.cfg.rules_of(&p.bot),
+        };
+        let Some(rules) = rules else { continue };
+        let entry = by_bot.entry(p.bot.as_str()).or_default();
+        entry.0.insert(key, rules);
+        entry.1.push(p);
+    }
+    let max_age = step.cfg.bots.optionsbot.as_ref().map_or(60, |o| o.execution.max_quote_age_seconds);
+    Ok(by_bot
+        .into_iter()
+        .map(|(bot, (rules, held))| Keeper::new(bot, rules, &held, step.cfg.timezone.clone(), max_age, step.now))
+        .collect())
+}
+
 /// The latest quotes of every bot's symbols: one request for stocks, one for crypto pairs.
-fn fetch_quotes(broker: &mut dyn Broker, bots: &[Box<dyn Bot>]) -> Result<BySymbol<Quote>, BrokerError> {
+fn fetch_quotes(broker: &mut dyn Broker, bots: &[&dyn Bot]) -> Result<BySymbol<Quote>, BrokerError> {
     let mut stocks = BTreeSet::new();
     let mut pairs = BTreeSet::new();
     for bot in bots {

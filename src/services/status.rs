@@ -226,7 +226,7 @@ impl StatusReport {
         for (p, pnl) in &self.owned {
             let pnl = pnl.map_or("unrealised P&L unknown".to_string(), |v| format!("unrealised {}", signed_money(v)));
             let orphan = if self.is_orphan(p) {
-                "; ORPHAN: its bot or symbol has left the configuration, no bot closes it (close it at the broker, or put the bot back)"
+                "; ORPHAN: its bot or symbol has left the configuration; the daemon closes it by the exit rules it was opened with"
             } else {
                 ""
             };

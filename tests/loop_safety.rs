@@ -928,3 +928,129 @@ fn a_fill_reported_without_its_price_is_booked_once_the_price_comes() {
         assert_eq!((owned.len(), owned[0].qty, owned[0].avg_entry_price), (1, d("3"), d("910.25")), "booked once");
     }
 }
+
+/// The owned quantity at the broker, as the fake shows it, with what open orders hold.
+fn set_position(fake: &FakeAlpaca, symbol: &str, class: &str, qty: &str, available: &str) {
+    let mut st = fake.lock();
+    st.positions.retain(|p| p["symbol"] != symbol);
+    st.positions.push(json!({"symbol": symbol, "asset_class": class, "qty": qty, "qty_available": available,
+        "side": "long", "avg_entry_price": "910", "current_price": "910", "market_value": "0", "unrealized_pl": "0"}));
+}
+
+fn insufficient(requested: &str, available: &str) -> Fault {
+    let body = json!({"code": 40310000, "available": available, "existing_qty": requested, "held_for_orders": "1",
+        "message": format!("insufficient qty available for order (requested: {requested}, available: {available})"),
+        "symbol": "TSLA"})
+    .to_string();
+    Fault::Status { status: 403, body, reset: None }
+}
+
+/// A sell refused because an order holds part of the shares (someone's own resting sell at the
+/// broker): the daemon re-reads the position and sells at once what is free, not the refused
+/// quantity again and again.
+#[test]
+fn an_exit_refused_for_held_shares_sells_what_is_free_at_once() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("heldqty");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
+    own_three_tsla(&mut o, &orders, &fake);
+    set_position(&fake, "TSLA", "us_equity", "3", "2");
+    fake.fault("POST", "/v2/orders", vec![insufficient("3", "2")]);
+    orders.lock().unwrap().exit_all = Some("stop_loss");
+    let s = o.run_iteration();
+    let sells: Vec<_> = posts(&fake).into_iter().filter(|b| b["side"] == "sell").collect();
+    assert_eq!(sells.iter().map(|b| b["qty"].as_str().unwrap()).collect::<Vec<_>>(), vec!["3", "2"], "{sells:?}");
+    assert_eq!(s.orders_submitted, 1, "the free two went out");
+    assert!(s.halts.is_empty(), "{s:?}");
+    // The ledger still owns three (the broker holds three): the last share is sold once free.
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("3"));
+}
+
+/// The crypto bot's coin is 0.1 % short at the broker (the fee was taken in the coin): the sell of
+/// what the ledger holds is refused, so the daemon caps the ledger to what the broker holds and
+/// sells exactly that — never more than is there.
+#[test]
+fn a_coin_short_by_its_fee_is_capped_and_sold_as_held() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("coinfee");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (bot, orders) = TestBot::new("crypto_core", BotKind::Crypto, &["BTC/USD"]);
+    let mut o = Orchestrator::with_bots(
+        config(&db),
+        State::open(&db).unwrap(),
+        Box::new(clock.clone()),
+        alpaca(&fake),
+        vec![Box::new(bot)],
+    );
+    {
+        use support::fake_alpaca::Market;
+        let mut st = fake.lock();
+        let mut m = Market::default();
+        m.quotes.insert("BTC/USD".into(), json!({"t": WEDNESDAY, "bp": 40000.0, "bs": 1.0, "ap": 40010.0, "as": 1.0}));
+        st.market = Some(m);
+    }
+    orders.lock().unwrap().enter = vec![("BTC/USD".into(), 1, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    fake.fill(&support::ids::real(o.state(), "th-crypto_core-20261125-1"), "40010");
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("1"));
+    set_position(&fake, "BTCUSD", "crypto", "0.9975", "0.9975");
+    let body =
+        json!({"code": 40310000, "message": "insufficient qty available for order (requested: 1, available: 0.9975)"})
+            .to_string();
+    fake.fault("POST", "/v2/orders", vec![Fault::Status { status: 403, body, reset: None }]);
+    orders.lock().unwrap().exit_all = Some("stop_loss");
+    let s = o.run_iteration();
+    let sells: Vec<_> = posts(&fake).into_iter().filter(|b| b["side"] == "sell").collect();
+    assert_eq!(sells.iter().map(|b| b["qty"].as_str().unwrap()).collect::<Vec<_>>(), vec!["1", "0.9975"], "{sells:?}");
+    assert_eq!(s.orders_submitted, 1);
+    assert_eq!(o.state().owned_positions().unwrap()[0].qty, d("0.9975"), "capped to what the broker holds");
+    let last = fake.lock().orders.last().unwrap()["client_order_id"].as_str().unwrap().to_string();
+    fake.fill(&last, "39000");
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().is_empty());
+    assert!(fake.lock().min_by_symbol.get("BTCUSD").is_none_or(|m| *m >= 0.0), "never short");
+}
+
+/// A sell refused as a potential wash trade while our own entry buy rests on the symbol: the
+/// daemon cancels that buy (only it), and the sell goes through at the next try.
+#[test]
+fn a_wash_trade_refusal_cancels_our_resting_buy_and_the_sell_goes_next_try() {
+    let fake = fake_at(WEDNESDAY);
+    let db = temp_db("washtrade");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["TSLA"]);
+    own_three_tsla(&mut o, &orders, &fake);
+    // A second entry rests unfilled; the user has a buy of their own on TSLA too.
+    orders.lock().unwrap().enter = vec![("TSLA".into(), 1, None)];
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    orders.lock().unwrap().enter.clear();
+    {
+        let mut st = fake.lock();
+        let mut theirs = st.orders[0].clone();
+        theirs["id"] = "users-own".into();
+        theirs["client_order_id"] = "my-manual-buy".into();
+        theirs["status"] = "new".into();
+        st.orders.push(theirs);
+    }
+    let body = std::fs::read_to_string("tests/fixtures/alpaca/error-403-wash-trade.json").unwrap();
+    fake.fault("POST", "/v2/orders", vec![Fault::Status { status: 403, body, reset: None }]);
+    orders.lock().unwrap().exit_all = Some("stop_loss");
+    o.run_iteration();
+    let deletes: Vec<String> =
+        fake.seen().into_iter().filter(|r| r.method == "DELETE").map(|r| r.path.clone()).collect();
+    let resting = fake.lock().orders.iter().find(|o| o["side"] == "buy" && o["status"] == "canceled").cloned();
+    let resting = resting.expect("our resting buy was cancelled");
+    assert_eq!(deletes, vec![format!("/v2/orders/{}", resting["id"].as_str().unwrap())], "only ours");
+    assert!(resting["client_order_id"].as_str().unwrap().starts_with("th-mom_AAPL-"));
+    let users = fake.lock().orders.iter().find(|o| o["id"] == "users-own").cloned().unwrap();
+    assert_eq!(users["status"], "new", "the user's order is never touched");
+    // After the 5 s wait the sell is sent again and taken.
+    move_to(&fake, &clock, "2026-11-25T15:00:06Z");
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 1, "{s:?}");
+    let sells = posts(&fake).into_iter().filter(|b| b["side"] == "sell").count();
+    assert_eq!(sells, 2, "refused once, then sent once");
+}

@@ -604,6 +604,8 @@ struct RawPosition {
     market_value: Option<Dec>,
     #[serde(default)]
     unrealized_pl: Option<Dec>,
+    #[serde(default)]
+    qty_available: Option<Dec>,
 }
 
 impl From<RawPosition> for Position {
@@ -624,6 +626,7 @@ impl From<RawPosition> for Position {
             current_price: r.current_price,
             market_value: r.market_value,
             unrealized_pl: r.unrealized_pl,
+            qty_available: r.qty_available.map(Dec::abs),
         }
     }
 }

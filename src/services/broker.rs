@@ -86,6 +86,36 @@ pub struct Position {
     pub current_price: Option<Dec>,
     pub market_value: Option<Dec>,
     pub unrealized_pl: Option<Dec>,
+    /// What open orders do not hold (Alpaca's `qty_available`: an open sell holds what it
+    /// covers), unsigned; `None` when the broker did not say.
+    pub qty_available: Option<Dec>,
+}
+
+/// What a broker's refusal of an exit means for the next try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitRefusal {
+    /// Alpaca's 403 "insufficient qty available for order": open orders hold part of the
+    /// position, or the broker holds less than the ledger says (a coin's fee taken in the coin).
+    InsufficientQty,
+    /// Alpaca's 403 "potential wash trade detected": an order of the other side rests on the
+    /// symbol.
+    WashTrade,
+    /// Anything else: the same order later may be taken.
+    Other,
+}
+
+/// Reads Alpaca's refusal (its code 40310000 covers both named cases, so the message tells them
+/// apart; `FACTS.md` §5a, the samples `error-403-insufficient-qty.json`, `error-403-wash-trade.json`).
+pub fn exit_refusal(e: &BrokerError) -> ExitRefusal {
+    let BrokerError::Rejected { status: 403, message, .. } = e else { return ExitRefusal::Other };
+    let m = message.to_ascii_lowercase();
+    if m.contains("insufficient qty") {
+        ExitRefusal::InsufficientQty
+    } else if m.contains("wash trade") {
+        ExitRefusal::WashTrade
+    } else {
+        ExitRefusal::Other
+    }
 }
 
 /// An order as the broker reports it. A multi-leg parent has an empty symbol and no side; its
@@ -368,6 +398,28 @@ fn text_of(d: Option<Dec>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alpacas_refusals_of_an_exit_are_told_apart_by_their_message() {
+        let refused = |status: u16, file: &str| {
+            let body: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(format!("tests/fixtures/alpaca/{file}")).unwrap())
+                    .unwrap();
+            BrokerError::Rejected {
+                endpoint: "POST /v2/orders".into(),
+                status,
+                code: body["code"].as_u64(),
+                message: body["message"].as_str().unwrap().into(),
+            }
+        };
+        assert_eq!(exit_refusal(&refused(403, "error-403-insufficient-qty.json")), ExitRefusal::InsufficientQty);
+        assert_eq!(exit_refusal(&refused(403, "error-403-wash-trade.json")), ExitRefusal::WashTrade);
+        assert_eq!(exit_refusal(&refused(403, "error-403-insufficient-buying-power.json")), ExitRefusal::Other);
+        assert_eq!(exit_refusal(&refused(422, "error-422-sub-penny.json")), ExitRefusal::Other);
+        let transient =
+            BrokerError::Transient { endpoint: "POST /v2/orders".into(), status: Some(503), detail: "x".into() };
+        assert_eq!(exit_refusal(&transient), ExitRefusal::Other);
+    }
 
     fn sent() -> OrderRequest {
         OrderRequest {

@@ -36,7 +36,9 @@ use crate::core::state::{
     BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
 };
 use crate::event;
-use crate::services::broker::{Account, Broker, BrokerError, Order, OrderRequest, order_mismatch};
+use crate::services::broker::{
+    Account, Broker, BrokerError, ExitRefusal, Order, OrderRequest, exit_refusal, order_mismatch,
+};
 use crate::services::portfolio;
 
 /// An order not found at the broker this long after it was recorded was never sent (the process
@@ -355,6 +357,17 @@ fn closes_key(state: &State, spec: &OrderSpec, now: Timestamp) -> (String, jiff:
         }
     }
     (key, clock::trading_date(opened.unwrap_or(now)))
+}
+
+/// Counts a send into the step's report: orders the broker took, and a refusal of the account.
+fn count(report: &mut StepReport, sent: &Sent) {
+    match sent {
+        Sent::Accepted { .. } => report.orders_submitted += 1,
+        Sent::Refused { error: BrokerError::Unauthorized { message, .. }, .. } => {
+            report.account_refused = Some(message.clone())
+        }
+        _ => {}
+    }
 }
 
 /// One `fill` event per position a report moved.
@@ -914,10 +927,10 @@ impl Execution {
             {
                 continue;
             }
-            let sent = self.send(state, broker, &spec, now)?;
-            self.exit_outcome(&spec, &sent, now);
-            if let Sent::Accepted { .. } = sent {
-                n += 1;
+            for sent in self.send_exit(state, broker, &spec, now)? {
+                if let Sent::Accepted { .. } = sent {
+                    n += 1;
+                }
             }
         }
         Ok(n)
@@ -1043,8 +1056,9 @@ impl Execution {
                     continue;
                 }
                 let spec = exit_spec(bot.id(), &exit, &view);
-                let sent = self.send_counted(state, broker, &spec, now, &mut report)?;
-                self.exit_outcome(&spec, &sent, now);
+                for sent in self.send_exit(state, broker, &spec, now)? {
+                    count(&mut report, &sent);
+                }
             }
 
             // Entries need their data: none after a failed fetch, nor once an order conflict
@@ -1086,7 +1100,8 @@ impl Execution {
                     if let Some(rules) = bot.position_rules() {
                         state.put_position_rules(bot.id(), &entry.symbol, &rules, now)?;
                     }
-                    self.send_counted(state, broker, &spec, now, &mut report)?;
+                    let sent = self.send(state, broker, &spec, now)?;
+                    count(&mut report, &sent);
                 }
                 continue;
             };
@@ -1110,23 +1125,91 @@ impl Execution {
         }
     }
 
-    fn send_counted(
+    /// Sends an exit and acts on a refusal: Alpaca's "insufficient qty available" re-reads the
+    /// broker's position and sells at once what is really there and free (the ledger capped to
+    /// what the broker holds: a coin's fee taken in the coin, a position shrunk by hand); a
+    /// wash-trade refusal cancels our own resting orders on the other side, so the next try (after
+    /// the backoff) goes through. Returns what became of each send (one, or two).
+    fn send_exit(
         &mut self,
         state: &mut State,
         broker: &mut dyn Broker,
         spec: &OrderSpec,
         now: Timestamp,
-        report: &mut StepReport,
-    ) -> Result<Sent, ExecError> {
+    ) -> Result<Vec<Sent>, StateError> {
         let sent = self.send(state, broker, spec, now)?;
-        match &sent {
-            Sent::Accepted { .. } => report.orders_submitted += 1,
-            Sent::Refused { error: BrokerError::Unauthorized { message, .. }, .. } => {
-                report.account_refused = Some(message.clone())
+        self.exit_outcome(spec, &sent, now);
+        let Sent::Refused { error, .. } = &sent else { return Ok(vec![sent]) };
+        let smaller = match exit_refusal(error) {
+            ExitRefusal::InsufficientQty => self.sellable(state, broker, spec, now),
+            ExitRefusal::WashTrade => {
+                self.cancel_opposite(state, broker, spec);
+                None
             }
-            _ => {}
+            ExitRefusal::Other => None,
+        };
+        let Some(smaller) = smaller else { return Ok(vec![sent]) };
+        let again = self.send(state, broker, &smaller, now)?;
+        self.exit_outcome(&smaller, &again, now);
+        Ok(vec![sent, again])
+    }
+
+    /// After an "insufficient qty available": the exit of `spec` resized to what the broker holds
+    /// and open orders leave free, if that is something and less than was asked; the ledger's
+    /// position capped to what the broker holds. `None` when there is nothing to sell now (it
+    /// waits out the backoff) or the position could not be read.
+    fn sellable(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        spec: &OrderSpec,
+        now: Timestamp,
+    ) -> Option<OrderSpec> {
+        let Amount::Qty(asked) = spec.amount else { return None };
+        if !spec.legs.is_empty() {
+            return None;
         }
-        Ok(sent)
+        let positions = broker.positions().ok()?;
+        let found = positions.iter().find(|p| p.symbol == spec.symbol);
+        // Only a position on the side we hold counts (an exit sells a long, buys back a short).
+        let held = found.filter(|p| p.qty.is_negative() == (spec.side == Side::Buy)).map_or(Dec::ZERO, |p| p.qty.abs());
+        let free = found.and_then(|p| p.qty_available).unwrap_or(held).min(held);
+        if held < asked {
+            let signed = if spec.side == Side::Buy { Dec::ZERO.checked_sub(held).unwrap_or(Dec::ZERO) } else { held };
+            let detail = format!("the broker holds {held} of the {asked} on record: managed quantity capped");
+            event!(Warn, "reconcile", bot = spec.bot.as_str(), symbol = spec.symbol.as_str(), detail = detail.as_str());
+            if let Err(e) = state.set_owned_qty(&spec.bot, &spec.symbol, signed, now) {
+                self.ledger_failed(&e);
+            }
+        }
+        // Never more than asked, held or free; rounded down, so rounding never sells short.
+        let places = if AssetClass::of(&spec.symbol) == AssetClass::UsOption { 0 } else { 9 };
+        let qty = asked.min(free).round_down(places);
+        if qty.is_zero() || qty.is_negative() || qty >= asked {
+            return None;
+        }
+        event!(
+            Warn,
+            "exit_resized",
+            bot = spec.bot.as_str(),
+            symbol = spec.symbol.as_str(),
+            asked = asked.to_string(),
+            held = held.to_string(),
+            available = free.to_string(),
+            qty = qty.to_string(),
+        );
+        Some(OrderSpec { amount: Amount::Qty(qty), ..spec.clone() })
+    }
+
+    /// After a wash-trade refusal: cancels our own unfinished orders on the exit's symbol that
+    /// stand on the other side (an entry still resting), one by one. Never another's order.
+    fn cancel_opposite(&mut self, state: &State, broker: &mut dyn Broker, spec: &OrderSpec) {
+        let Ok(unfinished) = state.unfinished_orders() else { return };
+        for rec in unfinished.iter().filter(|o| o.symbol == spec.symbol && o.side != spec.side) {
+            if let Some(id) = rec.broker_order_id.as_deref() {
+                let _ = cancel_ours(broker, rec, id, "wash_trade");
+            }
+        }
     }
 
     /// (bot, symbol) pairs with an exit order still in flight: in the ledger, or held unrecorded.

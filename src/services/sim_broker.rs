@@ -987,6 +987,8 @@ impl Broker for SimBroker {
                     current_price: Some(price_dec(price)),
                     market_value: Some(cents(value)),
                     unrealized_pl: Some(cents(pl)),
+                    // The simulated broker holds no quantity for open orders.
+                    qty_available: Some(p.qty.abs()),
                 }
             })
             .collect())

@@ -246,6 +246,7 @@ impl Orchestrator {
             previous_equity: self.previous_equity,
             clock_skew_seconds: self.session.take_skew(),
             stale: &self.stale,
+            market_open: session.is_open,
         };
         // Halts held in memory are stored as soon as the ledger takes writes again.
         let _ = halt::store_held(&self.state, &mut self.held_halts);

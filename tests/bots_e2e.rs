@@ -25,7 +25,12 @@ fn ts(s: &str) -> Timestamp {
 
 /// 55 one-minute bars ending the minute before NOW: flat, then climbing, the last on heavy volume.
 fn rising(start: f64, step: f64, volume: f64) -> Vec<Value> {
-    let end = ts(NOW).as_second() - 60;
+    rising_at(NOW, start, step, volume)
+}
+
+/// The same, ending the minute before `now`.
+fn rising_at(now: &str, start: f64, step: f64, volume: f64) -> Vec<Value> {
+    let end = ts(now).as_second() - 60;
     (0..55)
         .map(|i| {
             let c = if i < 40 { start } else { start + (i - 39) as f64 * step };
@@ -306,4 +311,68 @@ fn raw_posts(fake: &FakeAlpaca) -> Vec<Value> {
         .filter(|r| r.method == "POST" && r.path == "/v2/orders")
         .map(|r| serde_json::from_str(&r.body).unwrap())
         .collect()
+}
+
+/// `system.timezone: Europe/London`, and a momentum bot whose day ends at 20:50 London — 15:50
+/// New York most of the year. On Wednesday 2026-03-18 New York is already on summer time and
+/// London not yet: 20:50 London is 16:50 New York, after the close. The position is still closed
+/// before the close, five minutes before it, by the loop itself.
+#[test]
+fn a_london_zone_bot_is_flat_by_the_close_in_a_week_of_mismatched_daylight_saving() {
+    let t0 = "2026-03-18T15:30:00Z";
+    let close = "2026-03-18T20:00:00Z";
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.clock = json!({"timestamp": t0, "is_open": true, "next_open": "2026-03-19T13:30:00Z", "next_close": close});
+        st.fund_100k();
+        st.positions.clear();
+        st.auto_fill = Some("0".into());
+        let mut m = Market::default();
+        m.bars.insert("AAPL".into(), rising_at(t0, 190.0, 0.2, 20_000.0));
+        m.quotes.insert("AAPL".into(), quote_at(t0, 193.00, 193.02));
+        st.market = Some(m);
+        st.fill_prices.insert("AAPL".into(), "193.02".into());
+    }
+    let dir = std::env::temp_dir().join(format!("th-e2e-london-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = Config::load(Path::new("config")).unwrap();
+    cfg.settings.system.state_db_path = dir.join("state.db");
+    cfg.settings.system.timezone = "Europe/London".into();
+    cfg.timezone = jiff::tz::TimeZone::get("Europe/London").unwrap();
+    cfg.bots.optionsbot.as_mut().unwrap().enabled = false;
+    cfg.bots.cryptobot.as_mut().unwrap().enabled = false;
+    let m = &mut cfg.bots.momentum_bots[0];
+    let hm = |t: &str| trading_hydra::core::clock::HhMm::parse(t).unwrap();
+    m.session.trade_start = hm("14:35");
+    m.session.trade_end = hm("19:30");
+    m.session.manage_until = hm("20:50");
+    m.exits.time_stop_minutes = None;
+    m.exits.flatten_before_close_minutes = None;
+    let clock = Arc::new(ManualClock::new(ts(t0)));
+    let state = State::open(&cfg.settings.system.state_db_path).unwrap();
+    let mut o = Orchestrator::new(cfg, state, Box::new(clock.clone()), Box::new(fake.client()));
+    assert_eq!(o.run_iteration().orders_submitted, 1, "{:?}", raw_posts(&fake));
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap().len(), 1);
+
+    let at = |t: &str| {
+        clock.set(ts(t));
+        let mut st = fake.lock();
+        st.clock["timestamp"] = t.into();
+        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote_at(t, 193.00, 193.02));
+    };
+    // 19:54 UTC: 15:54 New York, 19:54 London — nothing yet.
+    at("2026-03-18T19:54:00Z");
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    // 19:55 UTC: five minutes before the close, long before 20:50 London.
+    at("2026-03-18T19:55:00Z");
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    let sell = raw_posts(&fake).last().cloned().unwrap();
+    assert_eq!((sell["side"].as_str(), sell["qty"].as_str()), (Some("sell"), Some("51")));
+    let rec = o.state().order(sell["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("manage_until"));
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().is_empty(), "flat before the 20:00 UTC close");
 }

@@ -1054,3 +1054,55 @@ fn a_wash_trade_refusal_cancels_our_resting_buy_and_the_sell_goes_next_try() {
     let sells = posts(&fake).into_iter().filter(|b| b["side"] == "sell").count();
     assert_eq!(sells, 2, "refused once, then sent once");
 }
+
+/// A daily-loss halt seen after the close does not send a spread's close into a shut market: the
+/// close waits, and goes out at the next open — even though the halt has lifted by then.
+#[test]
+fn a_daily_loss_flatten_after_the_close_closes_the_spread_at_the_open() {
+    use trading_hydra::core::instrument::{OptionKind, occ_symbol};
+    use trading_hydra::core::order::{Leg, PositionIntent};
+    let db = temp_db("spread-shut");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_sim(&db, &clock, &["SPY"]);
+    let expiry = jiff::civil::date(2026, 12, 18);
+    let short = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(470));
+    let long = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(465));
+    orders.lock().unwrap().spread = Some((
+        "SPY".into(),
+        vec![
+            Leg { symbol: short.clone(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
+            Leg { symbol: long.clone(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
+        ],
+        1,
+    ));
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    orders.lock().unwrap().spread = None;
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap().len(), 2);
+
+    // 17:00 New York, the market shut: the daily-loss halt holds, and nothing is sent.
+    clock.set(ts("2026-11-25T22:00:00Z"));
+    let halt = Halt {
+        reason: HaltReason::DailyLoss,
+        detail: "test".into(),
+        since: ts("2026-11-25T22:00:00Z"),
+        until: Some(ts("2026-11-26T05:00:00Z")),
+    };
+    o.state().set_halt(&halt).unwrap();
+    let s = o.run_iteration();
+    assert!(!s.market_open && s.halts.contains(&HaltReason::DailyLoss), "{s:?}");
+    assert_eq!(s.orders_submitted, 0, "no spread close into a shut market");
+    assert!(support::ids::order(o.state(), "th-mom_AAPL-20261125-2").is_none());
+
+    // The next open (Friday: Thursday is Thanksgiving): the halt has lifted, the close goes out.
+    clock.set(ts("2026-11-27T14:35:00Z"));
+    let s = o.run_iteration();
+    assert!(s.market_open && !s.halts.contains(&HaltReason::DailyLoss), "{s:?}");
+    assert_eq!(s.orders_submitted, 1, "{s:?}");
+    let close = support::ids::order(o.state(), "th-mom_AAPL-20261127-1").unwrap();
+    assert_eq!((close.symbol.as_str(), close.rule.as_deref()), ("SPY", Some("daily_loss_flatten")));
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().is_empty());
+}

@@ -5,7 +5,8 @@
 //! best price since entry, which the execution service keeps in the state database so a restart
 //! keeps it), `take_profit`, `time_stop` (`time_stop_minutes` in the trade),
 //! `flatten_before_close` (`flatten_before_close_minutes` before the broker's close, stocks and
-//! options) and `manage_until` (stocks: the bot's day ends at `session.manage_until`, on the wall
+//! options) and `manage_until` (stocks, and a lone option leg: the bot's day ends at
+//! `session.manage_until`, on the wall
 //! clock of `system.timezone` — and never later than `CLOSE_MARGIN` before the broker's close: in
 //! the weeks when that zone and New York change their clocks on different dates, a
 //! `manage_until` before the close in one week falls after it in another, and a stock must not be
@@ -85,20 +86,26 @@ pub fn triggered(rules: &Exits, p: &Position, m: &Market) -> Option<&'static str
     {
         return Some("flatten_before_close");
     }
-    if let Some((until, tz)) = m.manage_until {
-        let local = m.now.to_zoned_datetime(tz.clone()).time();
-        if local >= until.to_time() {
-            return Some("manage_until");
-        }
-        // Clamped to the close: today's `manage_until` is at or after the broker's close.
-        if let Some(s) = m.session.filter(|s| s.is_open)
-            && crate::core::clock::today_at(m.now, tz, until).is_none_or(|deadline| deadline >= s.next_close)
-            && s.next_close.duration_since(m.now) <= CLOSE_MARGIN
-        {
-            return Some("manage_until");
-        }
+    if let Some((until, tz)) = m.manage_until
+        && day_ended(m.now, m.session, until, tz)
+    {
+        return Some("manage_until");
     }
     None
+}
+
+/// Whether a bot's day, ending at `until` on `tz`'s wall clock, is over at `now` — or, when today
+/// `until` falls at or after the broker's close, whether the close is `CLOSE_MARGIN` away.
+pub fn day_ended(now: Timestamp, session: Option<SessionState>, until: HhMm, tz: &TimeZone) -> bool {
+    let local = now.to_zoned_datetime(tz.clone()).time();
+    if local >= until.to_time() {
+        return true;
+    }
+    // Clamped to the close: today's `manage_until` is at or after the broker's close.
+    session.filter(|s| s.is_open).is_some_and(|s| {
+        crate::core::clock::today_at(now, tz, until).is_none_or(|deadline| deadline >= s.next_close)
+            && s.next_close.duration_since(now) <= CLOSE_MARGIN
+    })
 }
 
 /// The market exit of all of `p` if a rule says so, priced at the quote's midpoint.

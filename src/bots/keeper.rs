@@ -117,6 +117,13 @@ impl Bot for Keeper {
         out.extend(options::spread_exits(view, |legs| {
             let root = OccSymbol::parse(&legs[0].symbol)?.root;
             let r = self.rules.get(&root)?;
+            // A lone leg (a single option) is flat by its stored day's end, like a stock.
+            if legs.len() == 1
+                && let Some(until) = r.manage_until
+                && exits::day_ended(view.now, Some(view.session), until, &self.tz)
+            {
+                return Some("manage_until");
+            }
             let rules = SpreadRules {
                 exits: &r.exits,
                 profit_fraction: None,

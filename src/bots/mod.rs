@@ -183,7 +183,7 @@ pub fn from_config(cfg: &Config) -> Vec<Box<dyn Bot>> {
         }
         out.push(match bot {
             EnabledBot::Momentum(m) => Box::new(momentum::MomentumBot::new(m, sig, cfg.timezone.clone())),
-            EnabledBot::Options(o) => Box::new(options::OptionsBot::new(o, sig)),
+            EnabledBot::Options(o) => Box::new(options::OptionsBot::new(o, sig, cfg.timezone.clone())),
             EnabledBot::Crypto(c) => Box::new(crypto::CryptoBot::new(c, sig)),
         });
     }

@@ -33,7 +33,9 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
+use jiff::tz::TimeZone;
 
+use crate::bots::exits;
 use crate::bots::indicators;
 use crate::bots::signals::{self, Direction};
 use crate::bots::{Bot, BotView, Entry, Exit};
@@ -366,10 +368,12 @@ pub struct OptionsBot {
     width: f64,
     max_quote_age_seconds: u64,
     exit_days_before_expiry: u32,
+    /// `system.timezone`, for `session.manage_until`.
+    tz: TimeZone,
 }
 
 impl OptionsBot {
-    pub fn new(s: &Settings, signal: Signal) -> OptionsBot {
+    pub fn new(s: &Settings, signal: Signal, tz: TimeZone) -> OptionsBot {
         OptionsBot {
             id: s.bot_id.clone(),
             symbols: s.tickers.clone(),
@@ -385,6 +389,7 @@ impl OptionsBot {
             width: s.execution.spread_width,
             max_quote_age_seconds: s.execution.max_quote_age_seconds,
             exit_days_before_expiry: s.execution.exit_days_before_expiry,
+            tz,
         }
     }
 
@@ -505,6 +510,20 @@ pub fn spread_exits(view: &BotView, rule: impl Fn(&[&OwnedPosition]) -> Option<&
     let mut out = Vec::new();
     for (root, legs) in by_root {
         let Some(rule) = rule(&legs) else { continue };
+        // A lone leg closes as a plain order of its own (a multi-leg order takes 2 to 4 legs).
+        if let [p] = legs.as_slice() {
+            out.push(Exit {
+                symbol: p.symbol.clone(),
+                side: if p.qty.is_negative() { Side::Buy } else { Side::Sell },
+                qty: p.qty.abs(),
+                rule,
+                order_type: OrderType::Market,
+                limit_price: None,
+                time_in_force: TimeInForce::Day,
+                legs: Vec::new(),
+            });
+            continue;
+        }
         let Some((count, close)) = closing_legs(&legs) else { continue };
         out.push(Exit {
             symbol: root,
@@ -562,14 +581,19 @@ impl Bot for OptionsBot {
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {
-        spread_exits(view, |legs| self.exit_rule(legs, view))
+        spread_exits(view, |legs| {
+            // A lone leg (a single option) is flat by the day's end, like a stock.
+            let lone =
+                legs.len() == 1 && exits::day_ended(view.now, Some(view.session), self.session.manage_until, &self.tz);
+            if lone { Some("manage_until") } else { self.exit_rule(legs, view) }
+        })
     }
 
     fn position_rules(&self) -> Option<PositionRules> {
         Some(PositionRules {
             kind: BotKind::Options,
             exits: self.exits.clone(),
-            manage_until: None,
+            manage_until: Some(self.session.manage_until),
             exit_days_before_expiry: Some(self.exit_days_before_expiry),
         })
     }
@@ -881,7 +905,7 @@ mod tests {
     fn a_spread_is_closed_only_while_the_market_is_open() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
-        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder);
+        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder, cfg.timezone.clone());
         // Expiring Thursday 2026-11-26; now is Wednesday the 25th.
         let legs = [leg("SPY261126P00470000", -1), leg("SPY261126P00465000", 1)];
         let (none, bars, contracts, options) = (BySymbol::new(), BySymbol::new(), BySymbol::new(), BySymbol::new());
@@ -906,6 +930,40 @@ mod tests {
             [("SPY", "expiry", 2)]
         );
         assert!(bot.exits(&view(false)).is_empty(), "no spread close while the market is shut");
+    }
+
+    /// A lone leg — a single option — is flat by the close: the shipped `manage_until` is 13:00
+    /// Los Angeles, the close itself, so it is clamped to five minutes before.
+    #[test]
+    fn a_lone_option_leg_is_closed_before_the_close() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
+        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder, cfg.timezone.clone());
+        let lone = [leg("SPY261218P00470000", -1)];
+        let (none, bars, contracts, options) = (BySymbol::new(), BySymbol::new(), BySymbol::new(), BySymbol::new());
+        let view = |now: &str| BotView {
+            now: ts(now),
+            market_open: true,
+            session: crate::core::clock::SessionState {
+                is_open: true,
+                next_open: ts(now),
+                next_close: ts("2026-11-25T21:00:00Z"),
+            },
+            owned: lone.iter().collect(),
+            quotes: &none,
+            bars: &bars,
+            spendable: 0.0,
+            contracts: &contracts,
+            options: &options,
+        };
+        let rules = |now: &str| bot.exits(&view(now)).iter().map(|e| e.rule).collect::<Vec<_>>();
+        assert!(!rules("2026-11-25T20:54:00Z").contains(&"manage_until"));
+        let exits = bot.exits(&view("2026-11-25T20:55:00Z"));
+        assert_eq!(
+            exits.iter().map(|e| (e.symbol.as_str(), e.rule, e.side, e.legs.len())).collect::<Vec<_>>(),
+            [("SPY261218P00470000", "manage_until", Side::Buy, 0)],
+            "bought back alone, as a plain order"
+        );
     }
 
     #[test]

@@ -251,6 +251,9 @@ pub struct Execution {
     unrecorded: Vec<Unrecorded>,
     /// The first write the ledger refused since the orchestrator last asked.
     ledger_failure: Option<String>,
+    /// Option positions (bot, underlying) a flatten found while the market was shut, with its
+    /// rule: closed at the open.
+    due_at_open: BTreeMap<(String, String), &'static str>,
 }
 
 /// An exit sent while the ledger took no writes.
@@ -900,11 +903,15 @@ impl Execution {
 
     /// Sends a market exit for each owned position that has no exit in flight. The legs of an
     /// option spread close together, as one multi-leg order, so no short leg is ever left alone.
+    /// Options trade in the regular session only: while the stock market is shut
+    /// (`market_open` false) an option position is not sent but kept due, and closed at the open
+    /// (`close_due_at_open`) — even if the halt that asked has lifted by then.
     pub fn flatten(
         &mut self,
         state: &mut State,
         broker: &mut dyn Broker,
         rule: &'static str,
+        market_open: bool,
         now: Timestamp,
     ) -> Result<u32, StateError> {
         let in_flight = self.exits_in_flight(state)?;
@@ -918,6 +925,10 @@ impl Execution {
             }
         }
         for ((bot, root), legs) in spreads {
+            if !market_open {
+                self.due_at_open.insert((bot, root), rule);
+                continue;
+            }
             specs.extend(close_legs(&bot, &root, &legs, rule));
         }
         let mut n = 0;
@@ -934,6 +945,45 @@ impl Execution {
             }
         }
         Ok(n)
+    }
+
+    /// At the open: closes the option positions a flatten found due while the market was shut
+    /// (those still owned; a spread's legs as one order). Each leaves the list once its close is
+    /// sent or its position is gone; one refused waits out the usual backoff.
+    fn close_due_at_open(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        now: Timestamp,
+        report: &mut StepReport,
+    ) -> Result<(), StateError> {
+        if self.due_at_open.is_empty() {
+            return Ok(());
+        }
+        let owned = state.owned_positions()?;
+        let in_flight = self.exits_in_flight(state)?;
+        for ((bot, root), rule) in std::mem::take(&mut self.due_at_open) {
+            let legs: Vec<&OwnedPosition> = owned
+                .iter()
+                .filter(|p| p.bot == bot && OccSymbol::parse(&p.symbol).is_some_and(|o| o.root == root))
+                .collect();
+            let Some(spec) = close_legs(&bot, &root, &legs, rule) else { continue };
+            if in_flight.contains(&(spec.bot.clone(), spec.symbol.clone())) {
+                continue;
+            }
+            if self.exit_waits(&spec.bot, &spec.symbol, now) {
+                self.due_at_open.insert((bot, root), rule);
+                continue;
+            }
+            let sent = self.send_exit(state, broker, &spec, now)?;
+            if sent.iter().all(|s| matches!(s, Sent::Refused { .. })) {
+                self.due_at_open.insert((bot, root), rule);
+            }
+            for s in &sent {
+                count(report, s);
+            }
+        }
+        Ok(())
     }
 
     /// Step 4: every bot, in order: its exits (always), then — if the preflight passes — its
@@ -1033,6 +1083,9 @@ impl Execution {
                 p.bot == *bot && (p.symbol == *symbol || OccSymbol::parse(&p.symbol).is_some_and(|o| o.root == *symbol))
             })
         });
+        if session.is_open {
+            self.close_due_at_open(state, broker, now, &mut report)?;
+        }
         for bot in bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
             let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();

@@ -37,6 +37,8 @@ pub struct Readings<'a> {
     pub clock_skew_seconds: Option<f64>,
     /// Symbols whose quotes were stale in the last execution step.
     pub stale: &'a [String],
+    /// The stock market is open (options are flattened only then).
+    pub market_open: bool,
 }
 
 /// What ExitBot ends with.
@@ -165,7 +167,7 @@ pub fn run(
         // failed is tried again next iteration (the halt holds, so this runs again).
         let cancelled = exec.cancel_entries(state, broker);
         if cfg.settings.risk.flatten_on_daily_loss {
-            match exec.flatten(state, broker, "daily_loss_flatten", now) {
+            match exec.flatten(state, broker, "daily_loss_flatten", r.market_open, now) {
                 Ok(n) if n > 0 => event!(Warn, "flatten", reason = "daily_loss", orders = n),
                 Ok(_) => {}
                 Err(e) => {

@@ -288,6 +288,16 @@ pub fn today_at(now: Timestamp, tz: &TimeZone, at: HhMm) -> Option<Timestamp> {
 /// York close: never for New York itself, some weeks a year for a zone whose daylight-saving dates
 /// differ (London, most of Europe, the southern hemisphere).
 pub fn weekdays_at_or_after_the_close(tz: &TimeZone, at: HhMm, year: i16) -> usize {
+    weekdays_past_the_close(tz, at, year, true)
+}
+
+/// Like `weekdays_at_or_after_the_close`, counting only the weekdays `at` falls strictly after
+/// the close (an options bot's day may end at the close itself).
+pub fn weekdays_after_the_close(tz: &TimeZone, at: HhMm, year: i16) -> usize {
+    weekdays_past_the_close(tz, at, year, false)
+}
+
+fn weekdays_past_the_close(tz: &TimeZone, at: HhMm, year: i16, at_counts: bool) -> usize {
     let Ok(first) = Date::new(year, 1, 1) else { return 0 };
     let close = Time::new(16, 0, 0, 0).unwrap_or(Time::midnight());
     let mut n = 0;
@@ -296,7 +306,8 @@ pub fn weekdays_at_or_after_the_close(tz: &TimeZone, at: HhMm, year: i16) -> usi
         let weekday = !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday);
         let local = d.to_datetime(at.to_time()).to_zoned_datetime(tz.clone()).ok();
         let in_ny = local.map(|z| z.timestamp().to_zoned_datetime(market_tz()));
-        if weekday && in_ny.is_some_and(|z| z.date() > d || (z.date() == d && z.time() >= close)) {
+        let past = |t: Time| if at_counts { t >= close } else { t > close };
+        if weekday && in_ny.is_some_and(|z| z.date() > d || (z.date() == d && past(z.time()))) {
             n += 1;
         }
         let Ok(next) = d.tomorrow() else { break };
@@ -481,5 +492,9 @@ mod tests {
             "same dates as New York"
         );
         assert_eq!(weekdays_at_or_after_the_close(&la, HhMm::parse("13:00").unwrap(), 2026), 261, "every weekday");
+        // Strictly after: a day that ends at the close itself is not counted (the options bot's
+        // shipped 13:00 Los Angeles), a London 21:00 only in the mismatched weeks.
+        assert_eq!(weekdays_after_the_close(&la, HhMm::parse("13:00").unwrap(), 2026), 0);
+        assert_eq!(weekdays_after_the_close(&london, HhMm::parse("21:00").unwrap(), 2026), 20);
     }
 }

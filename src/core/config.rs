@@ -956,6 +956,17 @@ impl Config {
                 ));
             }
         }
+        // A lone option leg ends its day at the options bot's manage_until, likewise clamped.
+        if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled) {
+            let until = o.session.manage_until;
+            let days = crate::core::clock::weekdays_after_the_close(&self.timezone, until, year);
+            if days > 0 {
+                w.push(format!(
+                    "{}: session.manage_until {until} in {} is after the 16:00 New York close on {days} weekdays of {year}; on those days a lone option leg is closed 5 minutes before the broker's close instead (spreads are held overnight by design)",
+                    o.bot_id, s.system.timezone
+                ));
+            }
+        }
         // Enabled bots whose signal is one of the Python placeholders, which never enter.
         for bot in self.enabled_bots() {
             let mode = match bot {

@@ -61,6 +61,8 @@ fn main() -> ExitCode {
         Command::Backtest(args) => backtest(args),
         Command::Download(args) => download(args),
     };
+    // The log's last lines reach the file, unless the disk holds them up for more than a second.
+    logging::drain(Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

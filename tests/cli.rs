@@ -754,3 +754,25 @@ fn download_follows_pages_and_rides_out_a_429_mid_way() {
     assert_eq!(pages.len(), 4, "page 1, the 429, page 2 again, page 3");
     assert_eq!(pages[2].q("page_token"), Some("mp-1"));
 }
+
+/// A log that cannot be written never holds up the loop: the log file is a FIFO that nobody
+/// reads, so once its 64 KiB buffer is full every write would block. The loop runs its 400
+/// iterations all the same and the daemon exits on time; the ledger has every iteration.
+#[test]
+fn a_log_file_that_blocks_never_holds_up_the_loop() {
+    let s = Scratch::new("blocked-log");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    std::fs::create_dir_all(s.path("logs")).unwrap();
+    let fifo = s.path("logs/app.jsonl");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // A reader that opens the FIFO (so the daemon's open returns) and never reads.
+    let reader = std::thread::spawn(move || std::fs::File::open(fifo).unwrap());
+    let start = Instant::now();
+    let mut child = s.spawn(&["run", "--sim", "--speed", "1000", "--iterations", "400"]);
+    let (code, took) = wait_exit(&mut child, Duration::from_secs(60));
+    let _held_open = reader.join().unwrap();
+    assert_eq!(code, Some(0), "exited in {took:?}");
+    assert!(start.elapsed() < Duration::from_secs(60));
+    let st = s.status_json();
+    assert_eq!(st["last_loop"]["iteration"], 400, "every iteration ran: {st}");
+}

@@ -269,7 +269,7 @@ fn on_a_full_disk_the_stops_go_out_once_no_entry_does_and_the_ledger_catches_up(
     let halts = o.state().active_halts().unwrap();
     assert_eq!(halts.iter().map(|h| h.reason).collect::<Vec<_>>(), vec![HaltReason::StateError], "{halts:?}");
     assert_eq!(sells(&fake).len(), 2);
-    trading_hydra::core::logging::flush();
+    trading_hydra::core::logging::drain(Duration::from_secs(5));
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("\"order_recorded_late\""), "the log took lines again once space returned");
 }

@@ -2,18 +2,23 @@
 //!
 //! Owns: the `event!` macro every event goes through (an event name plus typed key-value fields,
 //! carried by `log`'s key-value support, never formatted into a string), the JSON and text
-//! renderings of a record, and the log file with its size-based rotation and retention.
+//! renderings of a record, and the log file with its size-based rotation and retention, written
+//! by a thread of its own (`write_all`) from a bounded queue: a full, slow or hung disk drops
+//! lines (and says how many once it catches up), never holds up the loop.
 //!
 //! Never: writes a line for ureq's or rustls' wire traces (capped at `Warn`: they would print the
-//! API keys), flushes the file per line (the runner flushes once per iteration, so an SD card sees
-//! one write per iteration; warnings and errors are flushed at once), or lets the file grow
-//! without bound.
+//! API keys), flushes the file per line (the runner asks for a flush once per iteration, so an SD
+//! card sees one write per iteration; warnings and errors are flushed at once), waits on the
+//! disk from the loop, or lets the file grow without bound.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -157,27 +162,107 @@ impl RotatingFile {
     }
 }
 
-static FILE: OnceLock<Mutex<RotatingFile>> = OnceLock::new();
+/// Lines waiting for the writer thread. A full queue drops lines (counted) rather than wait.
+const QUEUE: usize = 4096;
+
+/// What the loop hands the writer thread.
+enum ToWriter {
+    /// One JSON line; `flush`: write it out at once (warnings and errors).
+    Line { text: String, flush: bool },
+    /// Write out what is buffered (once per iteration).
+    Flush,
+    /// Write out everything queued so far, then say so (at exit).
+    Drain(SyncSender<()>),
+}
+
+static WRITER: OnceLock<SyncSender<ToWriter>> = OnceLock::new();
+/// Text lines for stderr, written by their own thread; a full queue drops them.
+static STDERR: OnceLock<SyncSender<ToStderr>> = OnceLock::new();
+
+enum ToStderr {
+    Line(String),
+    Drain(SyncSender<()>),
+}
+/// Lines dropped because the writer was behind (a disk that hangs): told in the file when it
+/// catches up.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Hands a message to the writer; never waits.
+fn to_writer(msg: ToWriter) -> bool {
+    WRITER.get().is_some_and(|w| w.try_send(msg).is_ok())
+}
+
+/// The writer thread: the only code that touches the file, so a disk that is full, slow or hung
+/// holds up this thread and never the loop.
+fn write_all(mut file: RotatingFile, inbox: Receiver<ToWriter>, tz: TimeZone) {
+    for msg in inbox {
+        let dropped = DROPPED.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let note = serde_json::json!({
+                "ts": clock::display_ts(Timestamp::now(), &tz),
+                "level": "WARN",
+                "event": "log_lines_dropped",
+                "count": dropped,
+                "detail": "the log file fell behind (a slow or hung disk); these lines were not written",
+            });
+            file.write_line(&note.to_string());
+        }
+        match msg {
+            ToWriter::Line { text, flush } => {
+                file.write_line(&text);
+                if flush {
+                    file.flush();
+                }
+            }
+            ToWriter::Flush => file.flush(),
+            ToWriter::Drain(done) => {
+                file.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+}
 
 /// Sets up the global logger. Call once, before the first event.
 pub fn init(settings: &LogSettings) -> Result<(), LogError> {
     let file = RotatingFile::open(&settings.path, settings.max_bytes, settings.keep_files)?;
-    FILE.set(Mutex::new(file)).map_err(|_| LogError::AlreadyInitialised)?;
+    let (queue, inbox) = sync_channel(QUEUE);
+    WRITER.set(queue).map_err(|_| LogError::AlreadyInitialised)?;
+    let tz_writer = settings.tz.clone();
+    std::thread::Builder::new()
+        .name("log".into())
+        .spawn(move || write_all(file, inbox, tz_writer))
+        .map_err(|error| LogError::Open { path: settings.path.clone(), error })?;
 
     let tz_file = settings.tz.clone();
     let tz_err = settings.tz.clone();
     let file_level = settings.file_level;
     let to_file = fern::Dispatch::new().level(file_level).chain(fern::Output::call(move |record| {
-        let line = json_line(record, Timestamp::now(), &tz_file);
-        with_file(|f| {
-            f.write_line(&line);
-            if record.level() <= Level::Warn {
-                f.flush();
-            }
-        });
+        let text = json_line(record, Timestamp::now(), &tz_file);
+        if !to_writer(ToWriter::Line { text, flush: record.level() <= Level::Warn }) {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
     }));
+    // stderr (the journal, under systemd) gets a thread of its own: a stalled reader there must
+    // not hold up the loop, nor the file.
+    let (err_queue, err_inbox) = sync_channel::<ToStderr>(QUEUE);
+    std::thread::Builder::new()
+        .name("log-stderr".into())
+        .spawn(move || {
+            for msg in err_inbox {
+                match msg {
+                    // Not `eprintln!`, which panics when stderr is gone.
+                    ToStderr::Line(line) => drop(writeln!(std::io::stderr(), "{line}")),
+                    ToStderr::Drain(done) => drop(done.send(())),
+                }
+            }
+        })
+        .map_err(|error| LogError::Open { path: settings.path.clone(), error })?;
+    let _ = STDERR.set(err_queue);
     let to_stderr = fern::Dispatch::new().level(settings.stderr_level).chain(fern::Output::call(move |record| {
-        eprintln!("{}", text_line(record, Timestamp::now(), &tz_err));
+        if let Some(q) = STDERR.get() {
+            let _ = q.try_send(ToStderr::Line(text_line(record, Timestamp::now(), &tz_err)));
+        }
     }));
     fern::Dispatch::new()
         .level(settings.file_level.max(settings.stderr_level))
@@ -191,17 +276,27 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
         .map_err(|_| LogError::AlreadyInitialised)
 }
 
-fn with_file(f: impl FnOnce(&mut RotatingFile)) {
-    if let Some(m) = FILE.get() {
-        // A poisoned lock means a panic mid-write; the file handle itself is still usable.
-        let mut guard = m.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard);
-    }
+/// Asks the writer to write out the buffered lines (once per iteration); returns at once.
+pub fn flush() {
+    to_writer(ToWriter::Flush);
 }
 
-/// Writes the buffered lines to the file: once per iteration, and at shutdown.
-pub fn flush() {
-    with_file(RotatingFile::flush);
+/// Waits, at most `limit`, until the writers (the file's and stderr's) have written out everything
+/// logged so far: at exit,
+/// so the last lines reach the file when the disk works, and the exit is not held up when not.
+pub fn drain(limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let (done, wait) = sync_channel(2);
+    let mut asked = u32::from(to_writer(ToWriter::Drain(done.clone())));
+    if let Some(q) = STDERR.get() {
+        asked += u32::from(q.try_send(ToStderr::Drain(done)).is_ok());
+    }
+    for _ in 0..asked {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if wait.recv_timeout(left).is_err() {
+            break;
+        }
+    }
 }
 
 /// Collects a record's key-value fields as JSON values, in the order they were written.

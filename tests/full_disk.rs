@@ -7,8 +7,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -70,35 +69,11 @@ impl Drop for Tmpfs {
     }
 }
 
-/// One webhook on 127.0.0.1 for the whole process (the notifier is process-wide), recording
-/// every body it receives; the log goes to the first tmpfs mounted.
+/// One webhook for the whole process (the notifier is process-wide).
 fn webhook() -> Arc<Mutex<Vec<String>>> {
     static SEEN: OnceLock<Arc<Mutex<Vec<String>>>> = OnceLock::new();
     SEEN.get_or_init(|| {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut len = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0; len];
-                let _ = reader.read_exact(&mut body);
-                log.lock().unwrap().push(String::from_utf8_lossy(&body).into_owned());
-                let mut stream = stream;
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            }
-        });
+        let (url, seen) = support::webhook::webhook(support::webhook::Behaviour::Ok);
         // SAFETY: set once, before the notifier starts and before any other thread reads it.
         unsafe { std::env::set_var("TRADING_HYDRA_WEBHOOK_URL", &url) };
         trading_hydra::services::notify::start(trading_hydra::core::config::NotifyFormat::Json);

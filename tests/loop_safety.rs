@@ -527,14 +527,16 @@ fn a_bot_that_lost_its_daily_share_stops_entering() {
     assert_eq!(posts(&fake).len(), 2);
 }
 
-#[test]
-fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
+/// `n` SPY 470/465 put spreads of December 18th, opened by the test bot on the simulated broker
+/// and booked a minute later; returns the (short, long) legs' symbols.
+fn own_put_spreads(
+    o: &mut Orchestrator,
+    orders: &Arc<Mutex<Orders>>,
+    clock: &Arc<ManualClock>,
+    n: i64,
+) -> (String, String) {
     use trading_hydra::core::instrument::{OptionKind, occ_symbol};
     use trading_hydra::core::order::{Leg, PositionIntent};
-    use trading_hydra::core::state::State as S;
-    let db = temp_db("spread");
-    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
-    let (mut o, orders) = on_sim(&db, &clock, &["SPY"]);
     let expiry = jiff::civil::date(2026, 12, 18);
     let short = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(470));
     let long = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(465));
@@ -544,12 +546,22 @@ fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
             Leg { symbol: short.clone(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
             Leg { symbol: long.clone(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
         ],
-        2,
+        n,
     ));
     assert_eq!(o.run_iteration().orders_submitted, 1);
     orders.lock().unwrap().spread = None;
     clock.advance(SignedDuration::from_mins(1));
     o.run_iteration();
+    (short, long)
+}
+
+#[test]
+fn a_spread_is_owned_leg_by_leg_and_flattened_as_one_order() {
+    use trading_hydra::core::state::State as S;
+    let db = temp_db("spread");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_sim(&db, &clock, &["SPY"]);
+    let (short, long) = own_put_spreads(&mut o, &orders, &clock, 2);
     let owned = o.state().owned_positions().unwrap();
     let q = |s: &str| owned.iter().find(|p| p.symbol == s).map(|p| p.qty);
     assert_eq!((q(&short), q(&long)), (Some(d("-2")), Some(d("2"))));
@@ -1059,26 +1071,10 @@ fn a_wash_trade_refusal_cancels_our_resting_buy_and_the_sell_goes_next_try() {
 /// close waits, and goes out at the next open — even though the halt has lifted by then.
 #[test]
 fn a_daily_loss_flatten_after_the_close_closes_the_spread_at_the_open() {
-    use trading_hydra::core::instrument::{OptionKind, occ_symbol};
-    use trading_hydra::core::order::{Leg, PositionIntent};
     let db = temp_db("spread-shut");
     let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
     let (mut o, orders) = on_sim(&db, &clock, &["SPY"]);
-    let expiry = jiff::civil::date(2026, 12, 18);
-    let short = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(470));
-    let long = occ_symbol("SPY", expiry, OptionKind::Put, Dec::from_int(465));
-    orders.lock().unwrap().spread = Some((
-        "SPY".into(),
-        vec![
-            Leg { symbol: short.clone(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
-            Leg { symbol: long.clone(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
-        ],
-        1,
-    ));
-    assert_eq!(o.run_iteration().orders_submitted, 1);
-    orders.lock().unwrap().spread = None;
-    clock.advance(SignedDuration::from_mins(1));
-    o.run_iteration();
+    own_put_spreads(&mut o, &orders, &clock, 1);
     assert_eq!(o.state().owned_positions().unwrap().len(), 2);
 
     // 17:00 New York, the market shut: the daily-loss halt holds, and nothing is sent.

@@ -997,7 +997,8 @@ impl Execution {
         let Step { now, .. } = *step;
         let mut report = StepReport::default();
         // The configured bots, then a keeper for each bot id with orphaned positions.
-        let keepers = keepers(state, step)?;
+        let owned_now = state.owned_positions()?;
+        let keepers = keepers(state, step, &owned_now)?;
         let bots: Vec<&dyn Bot> =
             step.bots.iter().map(|b| b.as_ref()).chain(keepers.iter().map(|k| k as &dyn Bot)).collect();
         let bots = bots.as_slice();
@@ -1024,7 +1025,6 @@ impl Execution {
         if let Err(e) = self.refresh_bars(broker, bots, now) {
             report.data_error.get_or_insert(e.to_string());
         }
-        let owned_now = state.owned_positions()?;
         if let Err(e) = self.refresh_options(broker, bots, &owned_now, now) {
             report.data_error.get_or_insert(e.to_string());
         }
@@ -1642,8 +1642,7 @@ pub fn close_legs(bot: &str, root: &str, legs: &[&OwnedPosition], rule: &'static
 /// rules each was opened with — or, for a position opened before this build stored them, the
 /// rules of that bot id's section if the configuration still has one (disabled, say). An orphan
 /// with neither is left to the daily-loss flatten, and the start-up warning names it.
-fn keepers(state: &State, step: &Step) -> Result<Vec<Keeper>, StateError> {
-    let owned = state.owned_positions()?;
+fn keepers(state: &State, step: &Step, owned: &[OwnedPosition]) -> Result<Vec<Keeper>, StateError> {
     let orphans: Vec<&OwnedPosition> =
         owned.iter().filter(|p| !step.bots.iter().any(|b| b.id() == p.bot && b.watches(&p.symbol))).collect();
     let mut by_bot: BTreeMap<&str, (BTreeMap<String, crate::core::state::PositionRules>, Vec<&OwnedPosition>)> =

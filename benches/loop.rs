@@ -88,6 +88,7 @@ fn order_record_cost() {
         notional: None,
         order_type: trading_hydra::core::order::OrderType::Market,
         limit_price: None,
+        stop_price: None,
         intent: trading_hydra::core::order::Intent::Entry,
         rule: None,
         created_at: START.parse().unwrap(),

@@ -804,6 +804,7 @@ fn the_order_sync_never_adopts_a_stranger_found_under_a_recorded_id() {
             notional: None,
             order_type: trading_hydra::core::order::OrderType::Market,
             limit_price: None,
+            stop_price: None,
             intent: trading_hydra::core::order::Intent::Entry,
             rule: None,
             created_at: ts(WEDNESDAY),

@@ -119,6 +119,10 @@ impl Bot for CryptoBot {
         view.owned.iter().filter_map(|p| exits::exit_for(&self.exits, p, view, None, None, TimeInForce::Gtc)).collect()
     }
 
+    fn broker_stop_pct(&self) -> Option<f64> {
+        self.exits.broker_stop_pct
+    }
+
     fn position_rules(&self) -> Option<PositionRules> {
         Some(PositionRules {
             kind: BotKind::Crypto,

@@ -27,6 +27,7 @@ pub mod indicators;
 pub mod keeper;
 pub mod momentum;
 pub mod options;
+pub mod protection;
 pub mod signals;
 
 /// What a bot sees when it decides.
@@ -113,6 +114,11 @@ pub trait Bot {
         let root = OccSymbol::parse(symbol).map(|o| o.root);
         let traded = root.as_deref().unwrap_or(symbol);
         self.symbols().iter().any(|s| s == traded)
+    }
+    /// How far from the entry its positions rest a protective stop at the broker
+    /// (`exits.broker_stop_pct`; `None`: none, the daemon's watch only).
+    fn broker_stop_pct(&self) -> Option<f64> {
+        None
     }
     /// The exit rules its entries open positions with, stored with each entry so they outlive a
     /// change of the configuration (`None`: nothing stored).

@@ -102,6 +102,10 @@ impl Bot for MomentumBot {
             .collect()
     }
 
+    fn broker_stop_pct(&self) -> Option<f64> {
+        self.exits.broker_stop_pct
+    }
+
     fn position_rules(&self) -> Option<PositionRules> {
         Some(PositionRules {
             kind: BotKind::Momentum,

@@ -521,6 +521,11 @@ pub struct Exits {
     /// Added by this port: a stop that follows the high-water mark since entry.
     #[serde(default)]
     pub trailing_stop_pct: Option<f64>,
+    /// Added by this port: rest a protective stop order at the broker this far below the entry
+    /// (above, for a short), so the position keeps a stop while the daemon is down. Unset: none
+    /// (the daemon's own watch only). Stocks and crypto; a spread cannot rest one.
+    #[serde(default)]
+    pub broker_stop_pct: Option<f64>,
 }
 
 /// Which signal a bot trades on, and its parameters (checked by the signal itself).
@@ -1293,6 +1298,9 @@ fn exits(c: &mut Checks, at: &str, e: &Exits, max_stop: f64, max_take: f64) {
     }
     if let Some(t) = e.trailing_stop_pct {
         c.range(format!("{at}.trailing_stop_pct"), t, 0.0, 100.0, true);
+    }
+    if let Some(b) = e.broker_stop_pct {
+        c.range(format!("{at}.broker_stop_pct"), b, 0.0, max_stop, true);
     }
 }
 

@@ -179,6 +179,9 @@ const MIGRATIONS: &[&str] = &[
          recorded_at                  TEXT NOT NULL,
          PRIMARY KEY (bot, symbol)
      );",
+    // 11: the stop price each order was sent with: a protective stop resting at the broker is
+    // ours only if its stop is the one we sent.
+    "ALTER TABLE orders ADD COLUMN stop_price TEXT;",
 ];
 
 /// The exit rules a bot had when it entered a symbol (`position_rules`): what closes the position
@@ -365,6 +368,7 @@ pub struct OrderRecord {
     pub order_type: OrderType,
     /// As sent (`None` for a market order, and for orders recorded before migration 9).
     pub limit_price: Option<String>,
+    pub stop_price: Option<String>,
     pub intent: Intent,
     pub status: RecordStatus,
     pub broker_order_id: Option<String>,
@@ -386,6 +390,8 @@ pub struct NewOrder {
     pub notional: Option<String>,
     pub order_type: OrderType,
     pub limit_price: Option<String>,
+    /// A stop or stop-limit order's trigger.
+    pub stop_price: Option<String>,
     pub intent: Intent,
     /// For an exit: the rule that asked for it.
     pub rule: Option<String>,
@@ -463,8 +469,8 @@ fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Resul
     let what = "recording an order";
     tx.execute(
         "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, limit_price, intent,
-                             status, filled_qty, created_at, updated_at, rule, trading_date)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12)",
+                             status, filled_qty, created_at, updated_at, rule, trading_date, stop_price)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12, ?13)",
         params![
             id,
             o.bot,
@@ -477,7 +483,8 @@ fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Resul
             o.intent.as_str(),
             clock::db_ts(o.created_at),
             o.rule,
-            o.trading_date.to_string()
+            o.trading_date.to_string(),
+            o.stop_price
         ],
     )
     .map_err(sql(what))?;
@@ -897,6 +904,9 @@ impl State {
                             trailing_stop_pct: r.get(3)?,
                             time_stop_minutes: r.get(4)?,
                             flatten_before_close_minutes: r.get(5)?,
+                            // A stored position's resting stop is followed through its order,
+                            // not its rules.
+                            broker_stop_pct: None,
                         },
                         r.get::<_, Option<String>>(6)?,
                         r.get::<_, Option<u32>>(7)?,
@@ -1112,7 +1122,7 @@ impl State {
     fn read_orders(&self, filter: &str, arg: &str) -> Result<Vec<OrderRecord>, StateError> {
         let query = format!(
             "SELECT client_order_id, bot, symbol, side, qty, notional, order_type, intent, status, broker_order_id,
-                    created_at, trading_date, rule, filled_qty, limit_price
+                    created_at, trading_date, rule, filled_qty, limit_price, stop_price
              FROM orders WHERE {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("reading orders"))?;
@@ -1123,7 +1133,7 @@ impl State {
                     (r.get::<_, Option<String>>(4)?, r.get::<_, Option<String>>(5)?, r.get::<_, String>(6)?),
                     (r.get::<_, String>(7)?, r.get::<_, String>(8)?, r.get::<_, Option<String>>(9)?),
                     (r.get::<_, String>(10)?, r.get::<_, Option<String>>(11)?, r.get::<_, Option<String>>(12)?),
-                    (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?),
+                    (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?, r.get::<_, Option<String>>(15)?),
                 ))
             })
             .map_err(sql("reading orders"))?;
@@ -1134,7 +1144,7 @@ impl State {
                 (qty, notional, order_type),
                 (intent, status, broker_id),
                 (created, date, rule),
-                (filled, limit_price),
+                (filled, limit_price, stop_price),
             ) = row.map_err(sql("reading orders"))?;
             let created_at = clock::parse_ts(&created).map_err(bad_row("orders.created_at"))?;
             let trading_date = match date {
@@ -1159,6 +1169,7 @@ impl State {
                 notional,
                 order_type: OrderType::parse(&order_type).ok_or_else(|| word("orders.order_type", &order_type))?,
                 limit_price,
+                stop_price,
                 intent: Intent::parse(&intent).ok_or_else(|| word("orders.intent", &intent))?,
                 status: RecordStatus::parse(&status),
                 broker_order_id: broker_id,
@@ -1856,6 +1867,7 @@ mod tests {
             notional: None,
             order_type: OrderType::Market,
             limit_price: None,
+            stop_price: None,
             intent: Intent::parse(intent).unwrap(),
             rule: None,
             created_at: ts("2026-11-25T15:00:00Z"),
@@ -1965,6 +1977,7 @@ mod tests {
                 time_stop_minutes: Some(240),
                 flatten_before_close_minutes: None,
                 trailing_stop_pct: Some(0.4),
+                broker_stop_pct: None,
             },
             manage_until: Some(HhMm::parse("15:50").unwrap()),
             exit_days_before_expiry: None,

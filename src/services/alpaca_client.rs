@@ -943,6 +943,11 @@ fn check_request(r: &OrderRequest) -> Result<(), BrokerError> {
         // Never let a missing price turn a limit into a market order.
         return invalid(format!("{}: a {} order needs a limit price", r.client_order_id, r.order_type.as_str()));
     }
+    let needs_stop = matches!(r.order_type, OrderType::Stop | OrderType::StopLimit);
+    if needs_stop && r.stop_price.is_none() {
+        // Nor a missing trigger a stop into a market order.
+        return invalid(format!("{}: a {} order needs a stop price", r.client_order_id, r.order_type.as_str()));
+    }
     if !r.legs.is_empty() && !(2..=4).contains(&r.legs.len()) {
         return invalid(format!("{}: a multi-leg order has 2 to 4 legs, got {}", r.client_order_id, r.legs.len()));
     }

@@ -22,6 +22,7 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::bots::keeper::Keeper;
+use crate::bots::protection::{BROKER_STOP, protection_for};
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::BotKind;
@@ -154,6 +155,8 @@ pub struct OrderSpec {
     pub amount: Amount,
     pub order_type: OrderType,
     pub limit_price: Option<Dec>,
+    /// A stop or stop-limit order's trigger (a protective order's).
+    pub stop_price: Option<Dec>,
     pub time_in_force: TimeInForce,
     pub intent: Intent,
     /// The exit rule, for exits.
@@ -307,6 +310,7 @@ fn new_order(spec: &OrderSpec, now: Timestamp) -> NewOrder {
         notional,
         order_type: spec.order_type,
         limit_price: spec.limit_price.map(|p| p.to_string()),
+        stop_price: spec.stop_price.map(|p| p.to_string()),
         intent: spec.intent,
         rule: spec.rule.map(str::to_string),
         created_at: now,
@@ -333,7 +337,7 @@ fn request(spec: &OrderSpec, client_order_id: &str) -> OrderRequest {
         order_type: spec.order_type,
         time_in_force: spec.time_in_force,
         limit_price: spec.limit_price,
-        stop_price: None,
+        stop_price: spec.stop_price,
         extended_hours: false,
         legs: spec.legs.clone(),
     }
@@ -360,6 +364,11 @@ fn closes_key(state: &State, spec: &OrderSpec, now: Timestamp) -> (String, jiff:
         }
     }
     (key, clock::trading_date(opened.unwrap_or(now)))
+}
+
+/// Whether an order of ours is a position's resting protective stop.
+fn is_protective(o: &OrderRecord) -> bool {
+    o.intent == Intent::Exit && o.rule.as_deref() == Some(BROKER_STOP)
 }
 
 /// Counts a send into the step's report: orders the broker took, and a refusal of the account.
@@ -1086,6 +1095,7 @@ impl Execution {
         if session.is_open {
             self.close_due_at_open(state, broker, now, &mut report)?;
         }
+        self.protect(state, broker, bots, now, &mut report)?;
         for bot in bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
             let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();
@@ -1143,6 +1153,7 @@ impl Execution {
                         amount: entry.amount,
                         order_type: entry.order_type,
                         limit_price: entry.limit_price,
+                        stop_price: None,
                         time_in_force: entry.time_in_force,
                         intent: Intent::Entry,
                         rule: None,
@@ -1190,6 +1201,9 @@ impl Execution {
         spec: &OrderSpec,
         now: Timestamp,
     ) -> Result<Vec<Sent>, StateError> {
+        // One sell at a time: the position's resting protective order goes first.
+        let Some(spec) = self.clear_protection(state, broker, spec, now)? else { return Ok(Vec::new()) };
+        let spec = &spec;
         let sent = self.send(state, broker, spec, now)?;
         self.exit_outcome(spec, &sent, now);
         let Sent::Refused { error, .. } = &sent else { return Ok(vec![sent]) };
@@ -1205,6 +1219,110 @@ impl Execution {
         let again = self.send(state, broker, &smaller, now)?;
         self.exit_outcome(&smaller, &again, now);
         Ok(vec![sent, again])
+    }
+
+    /// Before the daemon sells a position itself: cancels its resting protective order and
+    /// reads it back. `Some` (the exit, capped to what is still owned) once none rests; `None` to
+    /// send nothing now — the cancel is not confirmed yet (tried again next iteration), or the
+    /// stop filled meanwhile and the position is closed already.
+    fn clear_protection(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        spec: &OrderSpec,
+        now: Timestamp,
+    ) -> Result<Option<OrderSpec>, StateError> {
+        if spec.rule == Some(BROKER_STOP) || !spec.legs.is_empty() {
+            return Ok(Some(spec.clone()));
+        }
+        let guards: Vec<OrderRecord> = state
+            .unfinished_orders()?
+            .into_iter()
+            .filter(|o| is_protective(o) && o.bot == spec.bot && o.symbol == spec.symbol)
+            .collect();
+        if guards.is_empty() {
+            return Ok(Some(spec.clone()));
+        }
+        for g in &guards {
+            // Sent, but its answer unknown: wait until it is known.
+            let Some(id) = g.broker_order_id.as_deref() else { return Ok(None) };
+            if cancel_ours(broker, g, id, "before_exit").is_err() {
+                return Ok(None);
+            }
+            let Ok(Some(o)) = broker.order_by_client_id(&g.client_order_id) else { return Ok(None) };
+            // Never book a stranger (the sync marks it a conflict).
+            if not_ours(state, g, &o)?.is_some() {
+                return Ok(None);
+            }
+            log_fills(&record_report(state, &g.client_order_id, &o, now)?, &g.client_order_id);
+            if !o.status.is_final() {
+                return Ok(None);
+            }
+        }
+        let owned = state.owned_positions()?;
+        let left =
+            owned.iter().find(|p| p.bot == spec.bot && p.symbol == spec.symbol).map_or(Dec::ZERO, |p| p.qty.abs());
+        let Amount::Qty(asked) = spec.amount else { return Ok(Some(spec.clone())) };
+        if left.is_zero() {
+            return Ok(None);
+        }
+        Ok(Some(OrderSpec { amount: Amount::Qty(asked.min(left)), ..spec.clone() }))
+    }
+
+    /// Keeps the protective orders of the bots with `exits.broker_stop_pct`: places one for each
+    /// of their positions that has none (recorded before it is sent, like any order), and cancels
+    /// one whose position is gone or whose quantity no longer matches (a partial fill grew, the
+    /// position was capped) — the next iteration places the right one. A position with another
+    /// exit in flight, or waiting after a refusal, is left alone for now.
+    fn protect(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        bots: &[&dyn Bot],
+        now: Timestamp,
+        report: &mut StepReport,
+    ) -> Result<(), StateError> {
+        let guards: Vec<OrderRecord> = state.unfinished_orders()?.into_iter().filter(is_protective).collect();
+        let owned = state.owned_positions()?;
+        for g in &guards {
+            let held = owned.iter().find(|p| p.bot == g.bot && p.symbol == g.symbol).map(|p| p.qty.abs().to_string());
+            if held.as_deref() != g.qty.as_deref()
+                && let Some(id) = g.broker_order_id.as_deref()
+            {
+                let _ = cancel_ours(broker, g, id, "protection_stale");
+            }
+        }
+        let in_flight = self.exits_in_flight(state)?;
+        for bot in bots {
+            let Some(pct) = bot.broker_stop_pct() else { continue };
+            for p in owned.iter().filter(|p| p.bot == bot.id() && bot.watches(&p.symbol)) {
+                let key = (p.bot.clone(), p.symbol.clone());
+                if guards.iter().any(|g| g.bot == p.bot && g.symbol == p.symbol)
+                    || in_flight.contains(&key)
+                    || self.exit_waits(&p.bot, &p.symbol, now)
+                {
+                    continue;
+                }
+                let Some(guard) = protection_for(p, pct) else { continue };
+                let spec = OrderSpec {
+                    bot: p.bot.clone(),
+                    symbol: p.symbol.clone(),
+                    side: guard.side,
+                    amount: Amount::Qty(guard.qty),
+                    order_type: guard.order_type,
+                    limit_price: guard.limit,
+                    stop_price: Some(guard.stop),
+                    time_in_force: guard.time_in_force,
+                    intent: Intent::Exit,
+                    rule: Some(BROKER_STOP),
+                    legs: Vec::new(),
+                };
+                let sent = self.send(state, broker, &spec, now)?;
+                self.exit_outcome(&spec, &sent, now);
+                count(report, &sent);
+            }
+        }
+        Ok(())
     }
 
     /// After an "insufficient qty available": the exit of `spec` resized to what the broker holds
@@ -1267,10 +1385,12 @@ impl Execution {
 
     /// (bot, symbol) pairs with an exit order still in flight: in the ledger, or held unrecorded.
     fn exits_in_flight(&self, state: &State) -> Result<BTreeSet<(String, String)>, StateError> {
+        // A resting protective stop is no exit in flight: an exit of the daemon's own clears it
+        // first (`clear_protection`).
         let mut busy: BTreeSet<(String, String)> = state
             .unfinished_orders()?
             .into_iter()
-            .filter(|o| o.intent == Intent::Exit)
+            .filter(|o| o.intent == Intent::Exit && !is_protective(o))
             .map(|o| (o.bot, o.symbol))
             .collect();
         busy.extend(
@@ -1492,7 +1612,7 @@ fn not_ours(state: &State, rec: &OrderRecord, found: &Order) -> Result<Option<St
         // Not recorded, and not compared.
         time_in_force: TimeInForce::Day,
         limit_price,
-        stop_price: None,
+        stop_price: num("orders.stop_price", &rec.stop_price)?,
         extended_hours: false,
         legs,
     };
@@ -1590,6 +1710,7 @@ fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {
         amount: Amount::Qty(qty),
         order_type: exit.order_type,
         limit_price: exit.limit_price,
+        stop_price: None,
         time_in_force: exit.time_in_force,
         intent: Intent::Exit,
         rule: Some(exit.rule),
@@ -1606,6 +1727,7 @@ fn single_exit(p: &OwnedPosition, rule: &'static str) -> OrderSpec {
         amount: Amount::Qty(p.qty.abs()),
         order_type: OrderType::Market,
         limit_price: None,
+        stop_price: None,
         time_in_force: if AssetClass::of(&p.symbol) == AssetClass::Crypto {
             TimeInForce::Gtc
         } else {
@@ -1631,6 +1753,7 @@ pub fn close_legs(bot: &str, root: &str, legs: &[&OwnedPosition], rule: &'static
         amount: Amount::Qty(count),
         order_type: OrderType::Market,
         limit_price: None,
+        stop_price: None,
         time_in_force: TimeInForce::Day,
         intent: Intent::Exit,
         rule: Some(rule),

@@ -294,6 +294,7 @@ mod tests {
                 notional: None,
                 order_type: crate::core::order::OrderType::Market,
                 limit_price: None,
+                stop_price: None,
                 intent: crate::core::order::Intent::Entry,
                 rule: None,
                 created_at: now,

@@ -70,7 +70,7 @@ pub struct FakeState {
     pub clock: Value,
     /// When set, every latest quote carries this timestamp (so quotes are fresh in a test's time).
     pub quote_time: Option<String>,
-    /// Fill every new order at once, at this price.
+    /// Fill every new order at once, at this price (a stop or stop-limit rests until triggered).
     pub auto_fill: Option<String>,
     /// The clock's `timestamp` and every quote's `t` are the real time of the answer.
     pub live_time: bool,
@@ -86,6 +86,9 @@ pub struct FakeState {
     /// While set, every client order id that arrives is already taken by a copy of this order
     /// (another ledger's, sent earlier under the same id): Alpaca answers 422 "must be unique".
     pub squatter: Option<Value>,
+    /// Alpaca's held quantity: a sell beyond what the position holds less what open sells hold is
+    /// refused (403 "insufficient qty available"). On unless a test turns it off.
+    pub hold_for_orders: bool,
 }
 
 /// Market data a test controls.
@@ -111,6 +114,70 @@ impl Market {
 }
 
 impl FakeState {
+    /// Fills the resting stop and stop-limit orders the market crossed, as Alpaca triggers them: a
+    /// sell once the bid is at or below its stop, at the bid (a stop-limit only while the bid is at
+    /// or above its limit: below, it rests unfilled — a gap through the limit misses); a buy once
+    /// the ask is at or above its stop, at the ask. Run before every answer, and by tests.
+    pub fn trigger_stops(&mut self) {
+        let Some(m) = &self.market else { return };
+        let mut hits = Vec::new();
+        for (i, o) in self.orders.iter().enumerate() {
+            let open = !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected"));
+            let kind = o["type"].as_str().unwrap_or_default();
+            if !open || !matches!(kind, "stop" | "stop_limit") {
+                continue;
+            }
+            let symbol = o["symbol"].as_str().unwrap_or_default();
+            let Some(q) = m.quotes.get(symbol) else { continue };
+            let num = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|t| t.parse().ok()));
+            let (Some(stop), Some(bid), Some(ask)) = (num(&o["stop_price"]), num(&q["bp"]), num(&q["ap"])) else {
+                continue;
+            };
+            let limit = num(&o["limit_price"]);
+            let fill = if o["side"] == "sell" {
+                (bid <= stop && limit.is_none_or(|l| bid >= l)).then_some(bid)
+            } else {
+                (ask >= stop && limit.is_none_or(|l| ask <= l)).then_some(ask)
+            };
+            if let Some(price) = fill {
+                hits.push((i, format!("{price}")));
+            }
+        }
+        for (i, price) in hits {
+            // The trigger price, not a test's fixed fill price.
+            let symbol = self.orders[i]["symbol"].as_str().unwrap_or_default().to_string();
+            let fixed = self.fill_prices.insert(symbol.clone(), price.clone());
+            self.book_fill(i, &price);
+            match fixed {
+                Some(p) => self.fill_prices.insert(symbol, p),
+                None => self.fill_prices.remove(&symbol),
+            };
+        }
+    }
+
+    /// What open sells leave of the long position in `symbol` (Alpaca's `qty_available`).
+    fn available(&self, symbol: &str) -> f64 {
+        let key = symbol.replace('/', "");
+        let held: f64 = self
+            .positions
+            .iter()
+            .find(|p| p["symbol"] == key.as_str())
+            .and_then(|p| p["qty"].as_str()?.parse().ok())
+            .unwrap_or(0.0);
+        let open_sells: f64 = self
+            .orders
+            .iter()
+            .filter(|o| o["side"] == "sell" && o["symbol"].as_str().map(|s| s.replace('/', "")) == Some(key.clone()))
+            .filter(|o| !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected")))
+            .filter_map(|o| {
+                let q: f64 = o["qty"].as_str()?.parse().ok()?;
+                let f: f64 = o["filled_qty"].as_str().and_then(|f| f.parse().ok()).unwrap_or(0.0);
+                Some(q - f)
+            })
+            .sum();
+        (held - open_sells).max(0.0)
+    }
+
     /// Marks order `i` filled at `price` and moves the position (each leg's, for a multi-leg
     /// order, at its own price from `fill_prices`).
     pub fn book_fill(&mut self, i: usize, price: &str) {
@@ -292,6 +359,7 @@ impl FakeAlpaca {
             next_id: 1,
             stock_bar_pages: vec![sample("stock-bars-multi.json")["bars"].clone()],
             clock: sample("clock.json"),
+            hold_for_orders: true,
             ..FakeState::default()
         };
         let fake = FakeAlpaca { url, state: Arc::new(Mutex::new(state)) };
@@ -375,6 +443,7 @@ impl FakeAlpaca {
             return (401, json!({"message": "unauthorized"}));
         }
         let mut st = self.lock();
+        st.trigger_stops();
         let path = r.path.as_str();
         if let Some(m) = &st.market {
             // Live time: every quote (and option quote) is stamped with the time of the answer.
@@ -433,7 +502,16 @@ impl FakeAlpaca {
                 (200, c)
             }
             ("GET", "/v2/calendar") => (200, sample("calendar.json")),
-            ("GET", "/v2/positions") => (200, Value::Array(st.positions.clone())),
+            ("GET", "/v2/positions") => {
+                let mut positions = st.positions.clone();
+                for p in &mut positions {
+                    if p.get("qty_available").is_none() {
+                        let symbol = p["symbol"].as_str().unwrap_or_default().to_string();
+                        p["qty_available"] = format!("{}", st.available(&symbol)).into();
+                    }
+                }
+                (200, Value::Array(positions))
+            }
             ("GET", "/v2/orders") => {
                 let open: Vec<Value> = st
                     .orders
@@ -464,6 +542,21 @@ impl FakeAlpaca {
                 }
                 if st.orders.iter().any(|o| o["client_order_id"] == coid.as_str()) {
                     return (422, sample("error-422-duplicate-client-order-id.json"));
+                }
+                // Held quantity: a sell of a long position beyond what open sells leave.
+                let symbol = body["symbol"].as_str().unwrap_or_default().to_string();
+                let requested: f64 = body["qty"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0.0);
+                let long = st.positions.iter().any(|p| {
+                    p["symbol"] == symbol.replace('/', "").as_str()
+                        && p["qty"].as_str().is_some_and(|q| !q.starts_with('-'))
+                });
+                if st.hold_for_orders && body["side"] == "sell" && long && requested > st.available(&symbol) + 1e-12 {
+                    let available = st.available(&symbol);
+                    return (
+                        403,
+                        json!({"code": 40310000, "available": format!("{available}"), "symbol": symbol,
+                               "message": format!("insufficient qty available for order (requested: {requested}, available: {available})")}),
+                    );
                 }
                 let id = format!("00000000-0000-0000-0000-{:012}", st.next_id);
                 st.next_id += 1;
@@ -499,7 +592,9 @@ impl FakeAlpaca {
                     o.insert("legs".into(), legs.into());
                 }
                 st.orders.push(order.clone());
-                if let Some(price) = st.auto_fill.clone() {
+                // A stop rests until the market crosses it (`trigger_stops`), auto-fill or not.
+                let resting = matches!(body["type"].as_str(), Some("stop" | "stop_limit"));
+                if let Some(price) = st.auto_fill.clone().filter(|_| !resting) {
                     let i = st.orders.len() - 1;
                     st.book_fill(i, &price);
                     return (200, st.orders[i].clone());

@@ -1,0 +1,227 @@
+//! Protective stops resting at the broker (`exits.broker_stop_pct`), against the loopback fake,
+//! which holds the quantity open sells cover and triggers resting stops when its quotes cross
+//! them: each position gets its stop as soon as it is owned; a daemon that is gone while the price
+//! falls through them still has its positions closed, and books those exits when it comes back
+//! without selling anything; alive, its own take-profit cancels the stop first, is never refused
+//! for held quantity, and leaves no protective order behind.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use support::fake_alpaca::{FakeAlpaca, Market};
+use trading_hydra::core::clock::ManualClock;
+use trading_hydra::core::config::Config;
+use trading_hydra::core::state::State;
+use trading_hydra::orchestrator::Orchestrator;
+
+/// Wednesday 2026-11-25, 10:30 New York.
+const NOW: &str = "2026-11-25T15:30:00Z";
+const LATER: &str = "2026-11-25T15:31:00Z";
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+/// 55 one-minute bars ending the minute before NOW: flat, then climbing, the last on heavy volume.
+fn rising(start: f64, step: f64, volume: f64) -> Vec<Value> {
+    let end = ts(NOW).as_second() - 60;
+    (0..55)
+        .map(|i| {
+            let c = if i < 40 { start } else { start + (i - 39) as f64 * step };
+            let t = Timestamp::from_second(end - (54 - i) * 60).unwrap();
+            let v = if i == 54 { volume * 3.0 } else { volume };
+            json!({"t": t.to_string(), "o": c, "h": c + step / 4.0, "l": c - step / 4.0, "c": c, "v": v, "n": 10, "vw": c})
+        })
+        .collect()
+}
+
+fn quote(t: &str, bid: f64, ask: f64) -> Value {
+    json!({"t": t, "bp": bid, "bs": 3, "ap": ask, "as": 3, "ax": "V", "bx": "V", "c": ["R"], "z": "C"})
+}
+
+/// The momentum bot on AAPL and the crypto bot on BTC/USD, each resting a stop 1 % below its
+/// entry (the daemon's own stops are tighter: 0.5 % and 0.75 %).
+fn setup(name: &str) -> (FakeAlpaca, Config, Arc<ManualClock>) {
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.clock = json!({"timestamp": NOW, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
+        st.fund_100k();
+        st.positions.clear();
+        st.auto_fill = Some("0".into());
+        let mut m = Market::default();
+        m.bars.insert("AAPL".into(), rising(190.0, 0.2, 20_000.0));
+        m.bars.insert("BTC/USD".into(), rising(60_000.0, 15.0, 2.0));
+        m.quotes.insert("AAPL".into(), quote(NOW, 193.00, 193.02));
+        m.quotes.insert("BTC/USD".into(), quote(NOW, 60_200.0, 60_210.0));
+        st.market = Some(m);
+        st.fill_prices.insert("AAPL".into(), "193.02".into());
+        st.fill_prices.insert("BTC/USD".into(), "60210".into());
+    }
+    let dir = std::env::temp_dir().join(format!("th-protect-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cfg = Config::load(Path::new("config")).unwrap();
+    cfg.settings.system.state_db_path = dir.join("state.db");
+    cfg.bots.optionsbot.as_mut().unwrap().enabled = false;
+    let crypto = cfg.bots.cryptobot.as_mut().unwrap();
+    crypto.pairs = vec!["BTC/USD".into()];
+    crypto.exits.broker_stop_pct = Some(1.0);
+    cfg.bots.momentum_bots[0].exits.broker_stop_pct = Some(1.0);
+    let clock = Arc::new(ManualClock::new(ts(NOW)));
+    (fake, cfg, clock)
+}
+
+fn open(fake: &FakeAlpaca, cfg: &Config, clock: &Arc<ManualClock>) -> Orchestrator {
+    let state = State::open(&cfg.settings.system.state_db_path).unwrap();
+    Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()), Box::new(fake.client()))
+}
+
+/// Every order body sent, and every answer's status, in order.
+fn posts(fake: &FakeAlpaca) -> Vec<Value> {
+    fake.seen()
+        .into_iter()
+        .filter(|r| r.method == "POST" && r.path == "/v2/orders")
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+fn without_id(mut v: Value) -> Value {
+    v.as_object_mut().unwrap().remove("client_order_id");
+    v
+}
+
+/// Enters both, and sees both stops placed the iteration the fills are booked.
+fn enter_and_protect(fake: &FakeAlpaca, o: &mut Orchestrator) {
+    assert_eq!(o.run_iteration().orders_submitted, 2, "{:?}", posts(fake));
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 2, "the two protective stops: {:?}", posts(fake));
+    let p = posts(fake);
+    assert_eq!(
+        without_id(p[2].clone()),
+        json!({"symbol": "AAPL", "side": "sell", "qty": "51", "type": "stop", "stop_price": "191.08", "time_in_force": "gtc"}),
+        "193.02 less 1 %, rounded down to the cent"
+    );
+    assert_eq!(
+        without_id(p[3].clone()),
+        json!({"symbol": "BTC/USD", "side": "sell", "qty": "0.000829", "type": "stop_limit", "stop_price": "59607.9",
+               "limit_price": "58415.74", "time_in_force": "gtc"}),
+        "60210 less 1 %, the limit 2 % below that"
+    );
+    for b in &p[2..4] {
+        let rec = o.state().order(b["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+        assert_eq!((rec.intent.as_str(), rec.rule.as_deref()), ("exit", Some("broker_stop")), "recorded as ours");
+    }
+    // Placed once: nothing more while they rest.
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+}
+
+#[test]
+fn with_the_daemon_gone_the_resting_stops_close_both_and_the_restart_books_them_and_sells_nothing() {
+    let (fake, cfg, clock) = setup("dead");
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    // The daemon dies (nothing of it runs any more), and the market falls through both stops.
+    drop(o);
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = LATER.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote(LATER, 190.50, 190.52));
+        m.quotes.insert("BTC/USD".into(), quote(LATER, 59_000.0, 59_010.0));
+        st.trigger_stops();
+        assert!(st.positions.is_empty(), "the broker closed both: {:?}", st.positions);
+    }
+    let sent = posts(&fake).len();
+
+    // Back: the fills are booked as the exits they are, and nothing is sold (or bought) again.
+    clock.set(ts(LATER));
+    let mut o = open(&fake, &cfg, &clock);
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 0, "{:?}", posts(&fake));
+    assert_eq!(posts(&fake).len(), sent, "no sell after the restart");
+    assert!(o.state().owned_positions().unwrap().is_empty(), "{:?}", o.state().owned_positions());
+    let stops: Vec<Value> = posts(&fake)[2..4].to_vec();
+    for (b, price) in stops.iter().zip(["190.5", "59000"]) {
+        let rec = o.state().order(b["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+        assert_eq!((rec.status.as_str(), rec.rule.as_deref()), ("filled", Some("broker_stop")));
+        let filled = fake.lock().orders.iter().find(|x| x["client_order_id"] == b["client_order_id"]).cloned().unwrap();
+        assert_eq!(filled["filled_avg_price"], price);
+    }
+    // The bots' cooldowns hold after those exits: no re-entry on the still-rising bars.
+    o.run_iteration();
+    assert_eq!(posts(&fake).len(), sent);
+}
+
+#[test]
+fn alive_its_own_take_profit_cancels_the_stop_first_and_leaves_none_behind() {
+    let (fake, cfg, clock) = setup("alive");
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    let stop_id = posts(&fake)[2]["client_order_id"].as_str().unwrap().to_string();
+    // AAPL up 1.2 %: the momentum bot's take profit (1 %).
+    clock.set(ts(LATER));
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = LATER.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote(LATER, 195.40, 195.42));
+        m.quotes.insert("BTC/USD".into(), quote(LATER, 60_200.0, 60_210.0));
+        st.fill_prices.insert("AAPL".into(), "195.40".into());
+    }
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 1, "{:?}", posts(&fake));
+    let seen = fake.seen();
+    let cancel = seen.iter().position(|r| r.method == "DELETE").expect("the stop was cancelled");
+    let sell = seen
+        .iter()
+        .rposition(|r| r.method == "POST" && r.body.contains("\"AAPL\"") && r.body.contains("\"market\""))
+        .expect("the take-profit sell");
+    assert!(cancel < sell, "cancelled before the sell");
+    let stop = fake.lock().orders.iter().find(|x| x["client_order_id"] == stop_id.as_str()).cloned().unwrap();
+    assert_eq!(stop["status"], "canceled");
+    let last = posts(&fake).last().cloned().unwrap();
+    assert_eq!(
+        (last["side"].as_str(), last["qty"].as_str(), last["type"].as_str()),
+        (Some("sell"), Some("51"), Some("market"))
+    );
+    let rec = o.state().order(last["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("take_profit"));
+    // Filled; nothing refused; no protective order of AAPL left, and none placed again.
+    o.run_iteration();
+    o.run_iteration();
+    let st = fake.lock();
+    let open_aapl: Vec<&Value> = st
+        .orders
+        .iter()
+        .filter(|x| x["symbol"] == "AAPL" && !matches!(x["status"].as_str(), Some("filled" | "canceled")))
+        .collect();
+    assert!(open_aapl.is_empty(), "{open_aapl:?}");
+    assert!(!st.positions.iter().any(|p| p["symbol"] == "AAPL"));
+    drop(st);
+    assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "AAPL"));
+    let refused: Vec<String> = o
+        .state()
+        .all_orders()
+        .unwrap()
+        .into_iter()
+        .filter(|(r, _)| r.status.as_str() == "rejected")
+        .map(|(r, _)| r.client_order_id)
+        .collect();
+    assert!(refused.is_empty(), "never refused for held quantity: {refused:?}");
+    // BTC keeps its stop.
+    let btc_stop = posts(&fake)[3]["client_order_id"].as_str().unwrap().to_string();
+    let btc = fake.lock().orders.iter().find(|x| x["client_order_id"] == btc_stop.as_str()).cloned().unwrap();
+    assert_eq!(btc["status"], "accepted");
+    // Every request the daemon sent — the stops, their cancel — is one Alpaca documents.
+    let specs = support::openapi::Specs::load();
+    for r in fake.seen() {
+        if let Err(why) = specs.check(&r.method, &r.path, &r.query, &r.body) {
+            panic!("{} {} {:?}: {why}", r.method, r.path, r.query);
+        }
+    }
+}

@@ -163,6 +163,18 @@ fn alive_its_own_take_profit_cancels_the_stop_first_and_leaves_none_behind() {
     let mut o = open(&fake, &cfg, &clock);
     enter_and_protect(&fake, &mut o);
     let stop_id = posts(&fake)[2]["client_order_id"].as_str().unwrap().to_string();
+    // `status` shows each position's resting stop.
+    let report = trading_hydra::services::status::gather(o.state(), ts(NOW), 5).unwrap();
+    let json = report.to_json(&jiff::tz::TimeZone::UTC);
+    let aapl = json["positions"].as_array().unwrap().iter().find(|p| p["symbol"] == "AAPL").cloned().unwrap();
+    assert_eq!(
+        (aapl["protection"]["type"].as_str(), aapl["protection"]["stop_price"].as_str()),
+        (Some("stop"), Some("191.08"))
+    );
+    let btc = json["positions"].as_array().unwrap().iter().find(|p| p["symbol"] == "BTC/USD").cloned().unwrap();
+    assert_eq!(btc["protection"]["type"], "stop_limit");
+    let text = report.to_text(&jiff::tz::TimeZone::UTC);
+    assert!(text.contains("AAPL at 193.02") && text.contains("resting stop at 191.08 since"), "{text}");
     // AAPL up 1.2 %: the momentum bot's take profit (1 %).
     clock.set(ts(LATER));
     {

@@ -972,6 +972,15 @@ impl Config {
                 ));
             }
         }
+        // Resting stops for the others, none for the spreads: say so.
+        let protected = b.momentum_bots.iter().any(|m| m.enabled && m.exits.broker_stop_pct.is_some())
+            || b.cryptobot.as_ref().is_some_and(|c| c.enabled && c.exits.broker_stop_pct.is_some());
+        if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled && protected) {
+            w.push(format!(
+                "{}: option spreads cannot rest a stop at Alpaca (multi-leg orders take none): while the daemon is down they have no stop; their protection is the daemon's own watch",
+                o.bot_id
+            ));
+        }
         // Enabled bots whose signal is one of the Python placeholders, which never enter.
         for bot in self.enabled_bots() {
             let mode = match bot {
@@ -1179,6 +1188,13 @@ fn validate_bots(b: &Bots) -> Result<(), Vec<Problem>> {
         c.range("optionsbot.strategies.straddle.profit_target", st.straddle.profit_target, 0.0, 10.0, true);
         // Options exits are percentages of the credit: a 200 % stop is a loss of twice the credit.
         exits(&mut c, "optionsbot.exits", &o.exits, 1000.0, 100.0);
+        if let Some(b) = o.exits.broker_stop_pct {
+            c.fail(
+                "optionsbot.exits.broker_stop_pct",
+                b,
+                "cannot be: a spread cannot rest a stop at Alpaca (multi-leg orders take none); remove it",
+            );
+        }
         let cr = &o.chain_rules;
         if cr.dte_min > cr.dte_max {
             c.fail("optionsbot.chain_rules.dte_min", cr.dte_min, format!("must not exceed dte_max ({})", cr.dte_max));
@@ -1464,6 +1480,25 @@ mod tests {
         let bad = MOM.replace("{mode: placeholder_momentum_v1}", "{mode: ema_roc_volume_v1, params: {fats: 3}}");
         let err = bots(&format!("momentum_bots:\n{bad}")).unwrap_err();
         assert!(err.contains("momentum_bots[0].signal.params.fats"), "{err}");
+    }
+
+    #[test]
+    fn a_broker_stop_is_a_percentage_and_a_spread_cannot_have_one() {
+        let with = |pct: &str| {
+            MOM.replace("take_profit_pct: 1.0}", &format!("take_profit_pct: 1.0, broker_stop_pct: {pct}}}"))
+        };
+        assert!(bots(&format!("momentum_bots:\n{}", with("1.0"))).is_ok());
+        let err = bots(&format!("momentum_bots:\n{}", with("-1"))).unwrap_err();
+        assert!(err.contains("momentum_bots[0].exits.broker_stop_pct"), "{err}");
+        let mut cfg = Config::load(std::path::Path::new("config")).unwrap();
+        cfg.bots.optionsbot.as_mut().unwrap().exits.broker_stop_pct = Some(1.0);
+        let err = validate_bots(&cfg.bots).map_err(|p| format!("{p:?}")).unwrap_err();
+        assert!(err.contains("optionsbot.exits.broker_stop_pct") && err.contains("multi-leg"), "{err}");
+        // With a resting stop elsewhere, start-up says the spreads have none.
+        cfg.bots.optionsbot.as_mut().unwrap().exits.broker_stop_pct = None;
+        assert!(!cfg.warnings().iter().any(|w| w.contains("cannot rest a stop")));
+        cfg.bots.momentum_bots[0].exits.broker_stop_pct = Some(1.0);
+        assert!(cfg.warnings().iter().any(|w| w.starts_with("opt_core: option spreads cannot rest a stop")));
     }
 
     #[test]

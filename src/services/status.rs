@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::core::clock;
 use crate::core::decimal::Dec;
 use crate::core::halt::Halt;
+use crate::core::instrument::OccSymbol;
 use crate::core::state::{BrokerPositionRow, BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError};
 
 /// An iteration older than this many intervals is flagged: the daemon may be stopped or stuck.
@@ -31,6 +32,9 @@ pub struct StatusReport {
     /// Owned positions (bot, symbol) that no enabled bot of the configuration manages any more
     /// (`Config::manages`); filled in by `mark_orphans`.
     pub orphans: Vec<(String, String)>,
+    /// Each owned position's resting protective stop, by (bot, symbol): its type, stop price
+    /// and when it was recorded. A position without one has only the daemon's watch.
+    pub protection: Vec<Protected>,
     /// What the broker holds beyond what the daemon owns: the user's own, never touched.
     pub unmanaged: Vec<BrokerPositionRow>,
     /// When the broker's positions were last read (at reconciliation), if ever.
@@ -41,6 +45,16 @@ pub struct StatusReport {
     /// Seconds since the last iteration started.
     pub last_loop_age_seconds: Option<i64>,
     pub stale: bool,
+}
+
+/// A protective stop resting at the broker for one of our positions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Protected {
+    pub bot: String,
+    pub symbol: String,
+    pub order_type: String,
+    pub stop_price: Option<String>,
+    pub since: Timestamp,
 }
 
 pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Result<StatusReport, StateError> {
@@ -69,6 +83,18 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
         },
         owned: owned.iter().map(|p| (p.clone(), unrealized_pnl(p, &held))).collect(),
         orphans: Vec::new(),
+        protection: state
+            .unfinished_orders()?
+            .into_iter()
+            .filter(|o| o.intent == crate::core::order::Intent::Exit && o.rule.as_deref() == Some("broker_stop"))
+            .map(|o| Protected {
+                bot: o.bot,
+                symbol: o.symbol,
+                order_type: o.order_type.as_str().to_string(),
+                stop_price: o.stop_price,
+                since: o.created_at,
+            })
+            .collect(),
         unmanaged: unmanaged(&held, &owned),
         positions_seen_at: state.broker_positions_seen_at()?,
         open_orders: state.unfinished_orders()?.len(),
@@ -126,6 +152,10 @@ impl StatusReport {
             .collect();
     }
 
+    fn protection_of(&self, p: &OwnedPosition) -> Option<&Protected> {
+        self.protection.iter().find(|g| g.bot == p.bot && g.symbol == p.symbol)
+    }
+
     fn is_orphan(&self, p: &OwnedPosition) -> bool {
         self.orphans.iter().any(|(b, s)| *b == p.bot && *s == p.symbol)
     }
@@ -163,6 +193,9 @@ impl StatusReport {
                 "opened_at": ts(p.opened_at),
                 "unrealized_pnl": pnl,
                 "orphan": self.is_orphan(p),
+                "protection": self.protection_of(p).map(|g| json!({
+                    "type": g.order_type, "stop_price": g.stop_price, "since": ts(g.since),
+                })),
             })).collect::<Vec<_>>(),
             "unmanaged_positions": self.unmanaged.iter().map(|u| json!({
                 "symbol": u.symbol,
@@ -230,10 +263,22 @@ impl StatusReport {
             } else {
                 ""
             };
+            let guard = match self.protection_of(p) {
+                Some(g) => format!(
+                    "; resting {} at {} since {}",
+                    g.order_type,
+                    g.stop_price.as_deref().unwrap_or("?"),
+                    ts(g.since)
+                ),
+                None if OccSymbol::parse(&p.symbol).is_some() => {
+                    "; no stop at the broker (a spread cannot rest one): the daemon's watch only".into()
+                }
+                None => "; no stop at the broker: the daemon's watch only".into(),
+            };
             line(
                 "position",
                 format!(
-                    "{}: {} {} at {} since {}, {pnl}{orphan}",
+                    "{}: {} {} at {} since {}, {pnl}{guard}{orphan}",
                     p.bot,
                     p.qty,
                     p.symbol,

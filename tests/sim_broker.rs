@@ -310,3 +310,69 @@ fn bars_are_session_minutes_for_stocks_and_every_minute_for_crypto() {
     let q = b.crypto_quotes(&["ETH/USD".to_string()]).unwrap()["ETH/USD"];
     assert_eq!(q.t, ts("2026-11-25T15:00:00Z"));
 }
+
+/// One-minute bars of `symbol` from `start`: (open, high, low, close) each.
+fn bars(start: &str, rows: &[(f64, f64, f64, f64)]) -> Vec<trading_hydra::core::market_data::Bar> {
+    rows.iter()
+        .enumerate()
+        .map(|(i, &(open, high, low, close))| trading_hydra::core::market_data::Bar {
+            t: ts(start).checked_add(minutes(i as i64)).unwrap(),
+            open,
+            high,
+            low,
+            close,
+            volume: 1000.0,
+        })
+        .collect()
+}
+
+fn stop_req(coid: &str, symbol: &str, kind: OrderType, stop: &str, limit: Option<&str>, q: Amount) -> OrderRequest {
+    OrderRequest {
+        order_type: kind,
+        stop_price: Some(d(stop)),
+        limit_price: limit.map(d),
+        ..req(coid, symbol, Side::Sell, q, if symbol.contains('/') { TimeInForce::Gtc } else { TimeInForce::Day })
+    }
+}
+
+/// A resting stop sees the inside of each minute: it triggers when a bar's low reaches it, fills at
+/// the stop — or at the open, when the price gapped through it; a stop-limit misses a gap beyond
+/// its limit. (A backtest replays bars the same way.)
+#[test]
+fn resting_stops_trigger_on_the_bars_low_and_gaps_fill_at_the_open() {
+    let (mut b, clock) = sim(3, OPEN_DAY);
+    let mut data = trading_hydra::core::market_data::BySymbol::new();
+    // Flat at 100 until 15:01, which dips to 99.2 inside the bar but closes at 99.9; 15:02 opens
+    // at 97 (a gap through every stop) and closes at 96.
+    let flat = (100.0, 100.1, 99.9, 100.0);
+    let rows = [flat, flat, (100.0, 100.0, 99.2, 99.9), (97.0, 97.2, 95.5, 96.0), (96.0, 96.1, 95.9, 96.0)];
+    data.insert("AAPL".to_string(), bars("2026-11-25T14:59:00Z", &rows));
+    data.insert("BTC/USD".to_string(), bars("2026-11-25T14:59:00Z", &rows));
+    b.replay(data);
+    let buy = |b: &mut SimBroker, coid: &str, symbol: &str, tif| {
+        b.submit_order(&req(coid, symbol, Side::Buy, qty(10), tif)).unwrap()
+    };
+    buy(&mut b, "b1", "AAPL", TimeInForce::Day);
+    buy(&mut b, "b2", "BTC/USD", TimeInForce::Gtc);
+    clock.advance(minutes(1));
+    // Stops at 99.5 (touched inside 15:01) and 98 (gapped through at 15:02); a crypto stop-limit
+    // at 98 with its limit at 97.5, which the gap to 97 skips.
+    let touched = b.submit_order(&stop_req("s1", "AAPL", OrderType::Stop, "99.5", None, qty(4))).unwrap();
+    let gapped = b.submit_order(&stop_req("s2", "AAPL", OrderType::Stop, "98", None, qty(6))).unwrap();
+    let missed = b.submit_order(&stop_req("s3", "BTC/USD", OrderType::StopLimit, "98", Some("97.5"), qty(10))).unwrap();
+    clock.advance(minutes(1));
+    let o = b.order(&touched.id).unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Filled, "the 15:01 low reached 99.5 though the minute closed above");
+    assert!(o.filled_avg_price.unwrap() <= d("99.5") && o.filled_avg_price.unwrap() > d("99.4"), "{o:?}");
+    assert_eq!(b.order(&gapped.id).unwrap().unwrap().status, OrderStatus::Accepted);
+    clock.advance(minutes(1));
+    let o = b.order(&gapped.id).unwrap().unwrap();
+    assert_eq!(o.status, OrderStatus::Filled);
+    assert!(o.filled_avg_price.unwrap() <= d("97") && o.filled_avg_price.unwrap() > d("96.9"), "at the open: {o:?}");
+    let o = b.order(&missed.id).unwrap().unwrap();
+    assert!(o.status != OrderStatus::Filled && o.filled_qty.is_zero(), "a gap beyond the limit misses: {o:?}");
+    // The open sells hold what they cover: Alpaca's qty_available.
+    let p = b.positions().unwrap();
+    let btc = p.iter().find(|p| p.symbol == "BTC/USD").unwrap();
+    assert_eq!((btc.qty, btc.qty_available), (d("10"), Some(d("0"))));
+}

@@ -3,8 +3,9 @@
 //! Owns: a seeded synthetic market (one deterministic minute-by-minute path per symbol, with
 //! trending and mean-reverting stretches), an option chain priced by Black-Scholes around each
 //! underlying, and an account (cash, positions, orders) kept exactly in `Dec`. Market orders fill
-//! at the first minute's price after they arrive, with slippage and fees; limit and stop orders
-//! when the price crosses; multi-leg option orders as one, at their net price. It refuses what
+//! at the first minute's price after they arrive, with slippage and fees; limit orders when the
+//! price crosses; stop and stop-limit orders of stocks and coins inside the minute (its low or
+//! high reaching the stop, a gap filled at the open, a stop-limit missing a gap beyond its limit); multi-leg option orders as one, at their net price. It refuses what
 //! Alpaca refuses (buying power, fractional and option rules, crypto time-in-force and minimum,
 //! duplicate client order ids, selling what is not held) with Alpaca's status codes and words.
 //! Its book lives in the state database, so a restarted `--sim` daemon continues its account.
@@ -206,6 +207,15 @@ impl Market {
     fn bar(&mut self, symbol: &str, m: i64) -> Bar {
         let seed = self.seed;
         self.path(symbol).bar(seed, m)
+    }
+
+    /// The minute whose close is `price(symbol, m)`, as a bar: its open, high and low are what a
+    /// resting stop sees inside it.
+    fn minute_bar(&mut self, symbol: &str, m: i64) -> Option<Bar> {
+        if let Some(bars) = self.replay.get(symbol) {
+            return last_at_or_before(bars, minute_start(m) - jiff::SignedDuration::from_secs(1)).map(|i| bars[i]);
+        }
+        Some(self.bar(symbol, m))
     }
 
     /// Black-Scholes price and delta of an OCC option at minute `m`, with a mild put skew.
@@ -489,6 +499,9 @@ impl SimBroker {
                 let crosses = if buy || !o.legs.is_empty() { price <= limit } else { price >= limit };
                 crosses.then_some(if !o.legs.is_empty() { limit.min(price) } else { price })
             }
+            "stop" | "stop_limit" if o.legs.is_empty() && class != AssetClass::UsOption => {
+                self.stop_fill(&o, buy, m, slip)
+            }
             "stop" | "stop_limit" => {
                 let stop = o.stop_price.map_or(f64::NAN, Dec::to_f64);
                 let triggered = if buy { price >= stop } else { price <= stop };
@@ -513,6 +526,29 @@ impl SimBroker {
         };
         self.apply_fill(i, fill_price, per_unit_mult);
         true
+    }
+
+    /// A resting stop (or stop-limit) of a stock or coin, inside minute `m`: triggered when the
+    /// minute's high (a buy) or low (a sell) reaches the stop — filled at the stop, or at the open
+    /// when the price gapped through it. A stop-limit then fills only at its limit or better: a
+    /// gap beyond the limit misses, unless the minute comes back to the limit.
+    fn stop_fill(&mut self, o: &BookOrder, buy: bool, m: i64, slip: f64) -> Option<f64> {
+        let stop = o.stop_price.map_or(f64::NAN, Dec::to_f64);
+        let bar = self.market.minute_bar(&o.symbol, m)?;
+        let triggered = if buy { bar.high >= stop } else { bar.low <= stop };
+        if !triggered {
+            return None;
+        }
+        let at = if buy { bar.open.max(stop) } else { bar.open.min(stop) };
+        match (o.order_type.as_str(), o.limit_price) {
+            ("stop_limit", Some(l)) => {
+                let l = l.to_f64();
+                let within = if buy { at <= l } else { at >= l };
+                let back = if buy { bar.low <= l } else { bar.high >= l };
+                if within { Some(at) } else { back.then_some(l) }
+            }
+            _ => Some(if buy { at * (1.0 + slip) } else { at * (1.0 - slip) }),
+        }
     }
 
     fn apply_fill(&mut self, i: usize, fill_price: f64, mult: f64) {
@@ -979,6 +1015,7 @@ impl Broker for SimBroker {
                 let mult = Self::multiplier(&symbol).to_f64();
                 let value = p.qty.to_f64() * price * mult;
                 let pl = (price - p.avg_price.to_f64()) * p.qty.to_f64() * mult;
+                let pending = self.pending_sells(&symbol);
                 Position {
                     asset_class: AssetClass::of(&symbol),
                     symbol,
@@ -987,8 +1024,8 @@ impl Broker for SimBroker {
                     current_price: Some(price_dec(price)),
                     market_value: Some(cents(value)),
                     unrealized_pl: Some(cents(pl)),
-                    // The simulated broker holds no quantity for open orders.
-                    qty_available: Some(p.qty.abs()),
+                    // What open sells leave (an open sell holds what it covers).
+                    qty_available: Some(p.qty.abs().checked_sub(pending).unwrap_or(Dec::ZERO).max(Dec::ZERO)),
                 }
             })
             .collect())

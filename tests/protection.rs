@@ -237,3 +237,64 @@ fn alive_its_own_take_profit_cancels_the_stop_first_and_leaves_none_behind() {
         }
     }
 }
+
+/// With a trailing stop, the resting stop follows the best price: replaced (`PATCH`, a new id
+/// recorded first) once the trade is ahead, at most once a minute; the replaced order is final,
+/// the new one is what protects — and what the broker fills while the daemon is gone.
+#[test]
+fn a_trailing_stop_moves_its_resting_order_up_and_that_is_what_fills() {
+    let (fake, mut cfg, clock) = setup("trail");
+    cfg.bots.cryptobot.as_mut().unwrap().exits.trailing_stop_pct = Some(0.5);
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    let first = posts(&fake)[3]["client_order_id"].as_str().unwrap().to_string();
+    // BTC up 1.2 % (under its 1.5 % take profit): the best price is now the mid, 60,935.
+    clock.set(ts(LATER));
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = LATER.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote(LATER, 193.00, 193.02));
+        m.quotes.insert("BTC/USD".into(), quote(LATER, 60_930.0, 60_940.0));
+    }
+    o.run_iteration();
+    let patches: Vec<_> = fake.seen().into_iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 1, "one replace");
+    let old = fake.lock().orders.iter().find(|x| x["client_order_id"] == first.as_str()).cloned().unwrap();
+    assert_eq!(patches[0].path, format!("/v2/orders/{}", old["id"].as_str().unwrap()));
+    let body: Value = serde_json::from_str(&patches[0].body).unwrap();
+    // 60,935 less 0.5 % = 60,630.32 (rounded down), above the fixed 59,607.90; the limit 2 % below.
+    assert_eq!((body["stop_price"].as_str(), body["limit_price"].as_str()), (Some("60630.32"), Some("59417.71")));
+    let new_id = body["client_order_id"].as_str().unwrap().to_string();
+    assert_eq!(o.state().order(&first).unwrap().unwrap().status.as_str(), "replaced");
+    let rec = o.state().order(&new_id).unwrap().unwrap();
+    assert_eq!((rec.rule.as_deref(), rec.stop_price.as_deref()), (Some("broker_stop"), Some("60630.32")));
+    // Not again within the minute, even with a higher best.
+    {
+        let mut st = fake.lock();
+        st.market.as_mut().unwrap().quotes.insert("BTC/USD".into(), quote(LATER, 60_990.0, 61_000.0));
+    }
+    o.run_iteration();
+    assert_eq!(fake.seen().iter().filter(|r| r.method == "PATCH").count(), 1);
+
+    // Gone; BTC falls to 60,500: through the new stop (the old one, at 59,607.90, would not fire).
+    drop(o);
+    {
+        let mut st = fake.lock();
+        st.market.as_mut().unwrap().quotes.insert("BTC/USD".into(), quote(LATER, 60_500.0, 60_510.0));
+        st.trigger_stops();
+        assert!(!st.positions.iter().any(|p| p["symbol"] == "BTCUSD"), "{:?}", st.positions);
+    }
+    let mut o = open(&fake, &cfg, &clock);
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "BTC/USD"));
+    let rec = o.state().order(&new_id).unwrap().unwrap();
+    assert_eq!((rec.status.as_str(), rec.rule.as_deref()), ("filled", Some("broker_stop")));
+    // The replace is one of Alpaca's documented operations, with a body it declares.
+    let specs = support::openapi::Specs::load();
+    for r in fake.seen() {
+        if let Err(why) = specs.check(&r.method, &r.path, &r.query, &r.body) {
+            panic!("{} {} {:?}: {why}", r.method, r.path, r.query);
+        }
+    }
+}

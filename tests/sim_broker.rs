@@ -376,3 +376,26 @@ fn resting_stops_trigger_on_the_bars_low_and_gaps_fill_at_the_open() {
     let btc = p.iter().find(|p| p.symbol == "BTC/USD").unwrap();
     assert_eq!((btc.qty, btc.qty_available), (d("10"), Some(d("0"))));
 }
+
+/// A replace: the old order ends `replaced`, the new one rests under its own client order id at
+/// the new stop; a replaced (final) order cannot be replaced again, nor an id reused.
+#[test]
+fn a_resting_stop_is_replaced_under_a_new_id() {
+    use trading_hydra::services::broker::ReplaceRequest;
+    let (mut b, clock) = sim(5, OPEN_DAY);
+    b.submit_order(&req("buy", "AAPL", Side::Buy, qty(10), TimeInForce::Day)).unwrap();
+    clock.advance(minutes(1));
+    let stop = b.submit_order(&stop_req("s1", "AAPL", OrderType::Stop, "1", None, qty(10))).unwrap();
+    let r = ReplaceRequest { client_order_id: "s2".into(), stop_price: Some(d("2")), limit_price: None };
+    let new = b.replace_order(&stop.id, &r).unwrap();
+    assert_eq!((new.client_order_id.as_str(), new.stop_price, new.qty), ("s2", Some(d("2")), Some(d("10"))));
+    assert_eq!(b.order(&stop.id).unwrap().unwrap().status, OrderStatus::Replaced);
+    assert_eq!(
+        refusal(b.replace_order(&stop.id, &ReplaceRequest { client_order_id: "s3".into(), ..r.clone() })).0,
+        422
+    );
+    assert_eq!(refusal(b.replace_order(&new.id, &r)).0, 422, "s2 is taken");
+    // Only the new one holds the shares.
+    let p = b.positions().unwrap();
+    assert_eq!(p.iter().find(|p| p.symbol == "AAPL").unwrap().qty_available, Some(d("0")));
+}

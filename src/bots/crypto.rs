@@ -123,6 +123,10 @@ impl Bot for CryptoBot {
         self.exits.broker_stop_pct
     }
 
+    fn trailing_stop_pct(&self) -> Option<f64> {
+        self.exits.trailing_stop_pct
+    }
+
     fn position_rules(&self) -> Option<PositionRules> {
         Some(PositionRules {
             kind: BotKind::Crypto,

@@ -120,6 +120,10 @@ pub trait Bot {
     fn broker_stop_pct(&self) -> Option<f64> {
         None
     }
+    /// Its `exits.trailing_stop_pct`, which a resting protective stop follows too.
+    fn trailing_stop_pct(&self) -> Option<f64> {
+        None
+    }
     /// The exit rules its entries open positions with, stored with each entry so they outlive a
     /// change of the configuration (`None`: nothing stored).
     fn position_rules(&self) -> Option<PositionRules> {

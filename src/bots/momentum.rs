@@ -106,6 +106,10 @@ impl Bot for MomentumBot {
         self.exits.broker_stop_pct
     }
 
+    fn trailing_stop_pct(&self) -> Option<f64> {
+        self.exits.trailing_stop_pct
+    }
+
     fn position_rules(&self) -> Option<PositionRules> {
         Some(PositionRules {
             kind: BotKind::Momentum,

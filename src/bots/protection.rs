@@ -5,7 +5,9 @@
 //! (`gtc` for whole shares; fractional positions are day-only at Alpaca, so theirs is placed again
 //! each session), a coin a `stop_limit` `gtc` (Alpaca has no plain crypto stop) with its limit
 //! `CRYPTO_LIMIT_ROOM` beyond the stop so it fills in a fast fall — at `exits.broker_stop_pct`
-//! from the entry, rounded to the broker's price increments away from the market.
+//! from the entry, or `trailing_stop_pct` from the best price once the trade has been ahead
+//! (the execution service moves the resting order up, replacing it), rounded to the broker's
+//! price increments away from the market.
 //!
 //! Never: protects an option. Multi-leg orders take no stop at Alpaca, and the options bot opens
 //! only multi-leg positions: their protection is the daemon's own watch.
@@ -34,9 +36,11 @@ pub struct Protection {
     pub time_in_force: TimeInForce,
 }
 
-/// The protective order for `p` at `pct` percent from its entry, or `None` for what cannot rest
-/// one (an option, an empty position, an unusable price).
-pub fn protection_for(p: &OwnedPosition, pct: f64) -> Option<Protection> {
+/// The protective order for `p` at `pct` percent from its entry — or, with `trail` (the bot's
+/// `trailing_stop_pct`) once the trade has been ahead, `trail` percent from its best price if
+/// that is nearer the market — or `None` for what cannot rest one (an option, an empty position,
+/// an unusable price).
+pub fn protection_for(p: &OwnedPosition, pct: f64, trail: Option<f64>) -> Option<Protection> {
     let class = AssetClass::of(&p.symbol);
     if class == AssetClass::UsOption || p.qty.is_zero() || !(pct > 0.0 && pct < 100.0) {
         return None;
@@ -47,7 +51,15 @@ pub fn protection_for(p: &OwnedPosition, pct: f64) -> Option<Protection> {
         return None;
     }
     let side = if long { Side::Sell } else { Side::Buy };
-    let stop = price(entry * if long { 1.0 - pct / 100.0 } else { 1.0 + pct / 100.0 }, long)?;
+    let mut level = entry * if long { 1.0 - pct / 100.0 } else { 1.0 + pct / 100.0 };
+    if let (Some(t), Some(best)) = (trail.filter(|t| *t > 0.0 && *t < 100.0), p.high_water) {
+        let ahead = if long { best > entry } else { best < entry };
+        let trailed = best * if long { 1.0 - t / 100.0 } else { 1.0 + t / 100.0 };
+        if ahead {
+            level = if long { level.max(trailed) } else { level.min(trailed) };
+        }
+    }
+    let stop = price(level, long)?;
     let qty = p.qty.abs();
     if class == AssetClass::Crypto {
         let room = if long { 1.0 - CRYPTO_LIMIT_ROOM } else { 1.0 + CRYPTO_LIMIT_ROOM };
@@ -98,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_stock_rests_a_gtc_stop_below_its_entry_in_cents_rounded_down() {
-        let p = protection_for(&held("AAPL", "51", "193.02"), 1.0).unwrap();
+        let p = protection_for(&held("AAPL", "51", "193.02"), 1.0, None).unwrap();
         // 193.02 × 0.99 = 191.0898 → 191.08, never 191.09 (closer to the market).
         assert_eq!(
             p,
@@ -112,26 +124,43 @@ mod tests {
             }
         );
         // A fractional position's stop is a day order (Alpaca's rule for fractions).
-        assert_eq!(protection_for(&held("AAPL", "0.5", "193.02"), 1.0).unwrap().time_in_force, TimeInForce::Day);
+        assert_eq!(protection_for(&held("AAPL", "0.5", "193.02"), 1.0, None).unwrap().time_in_force, TimeInForce::Day);
         // A short's stop is a buy above, rounded up; a penny stock's in four decimals.
-        let s = protection_for(&held("TSLA", "-3", "100"), 2.5).unwrap();
+        let s = protection_for(&held("TSLA", "-3", "100"), 2.5, None).unwrap();
         assert_eq!((s.side, s.stop), (Side::Buy, d("102.5")));
-        assert_eq!(protection_for(&held("XYZ", "100", "0.5123"), 1.0).unwrap().stop, d("0.5071"));
+        assert_eq!(protection_for(&held("XYZ", "100", "0.5123"), 1.0, None).unwrap().stop, d("0.5071"));
     }
 
     #[test]
     fn a_coin_rests_a_gtc_stop_limit_with_room_to_fill() {
-        let p = protection_for(&held("BTC/USD", "0.000829", "60210"), 0.75).unwrap();
+        let p = protection_for(&held("BTC/USD", "0.000829", "60210"), 0.75, None).unwrap();
         assert_eq!((p.order_type, p.time_in_force, p.qty), (OrderType::StopLimit, TimeInForce::Gtc, d("0.000829")));
         // 60210 × 0.9925 = 59758.425 → 59758.42; the limit 2 % below: 58563.25.
         assert_eq!((p.stop, p.limit), (d("59758.42"), Some(d("58563.25"))));
     }
 
     #[test]
+    fn a_trailing_stop_lifts_the_resting_stop_once_the_trade_is_ahead() {
+        let mut p = held("AAPL", "10", "100");
+        // Never ahead: the fixed stop, 1 % below the entry.
+        p.high_water = Some(100.0);
+        assert_eq!(protection_for(&p, 1.0, Some(0.5)).unwrap().stop, d("99"));
+        // Best 102: 0.5 % below it (101.49) is above the fixed 99.
+        p.high_water = Some(102.0);
+        assert_eq!(protection_for(&p, 1.0, Some(0.5)).unwrap().stop, d("101.49"));
+        // A wide trail never lowers the stop below the fixed one.
+        assert_eq!(protection_for(&p, 1.0, Some(5.0)).unwrap().stop, d("99"));
+        // A short trails its lowest price, from above.
+        let mut s = held("TSLA", "-3", "100");
+        s.high_water = Some(96.0);
+        assert_eq!(protection_for(&s, 2.0, Some(1.0)).unwrap().stop, d("96.96"));
+    }
+
+    #[test]
     fn options_and_nonsense_rest_nothing() {
-        assert_eq!(protection_for(&held("SPY261218P00470000", "-1", "1.75"), 1.0), None);
-        assert_eq!(protection_for(&held("AAPL", "0", "193"), 1.0), None);
-        assert_eq!(protection_for(&held("AAPL", "5", "0"), 1.0), None);
-        assert_eq!(protection_for(&held("AAPL", "5", "193"), 0.0), None);
+        assert_eq!(protection_for(&held("SPY261218P00470000", "-1", "1.75"), 1.0, None), None);
+        assert_eq!(protection_for(&held("AAPL", "0", "193"), 1.0, None), None);
+        assert_eq!(protection_for(&held("AAPL", "5", "0"), 1.0, None), None);
+        assert_eq!(protection_for(&held("AAPL", "5", "193"), 0.0, None), None);
     }
 }

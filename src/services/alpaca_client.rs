@@ -31,6 +31,7 @@ use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, T
 use crate::event;
 use crate::services::broker::{
     Account, Asset, BorrowStatus, BrokerError, CalendarDay, CallStats, MarketClock, Order, OrderRequest, Position,
+    ReplaceRequest,
 };
 
 pub const PAPER_TRADING_URL: &str = "https://paper-api.alpaca.markets";
@@ -174,6 +175,7 @@ enum Host {
 enum Method {
     Get,
     Post,
+    Patch,
     Delete,
 }
 
@@ -182,6 +184,7 @@ impl Method {
         match self {
             Method::Get => "GET",
             Method::Post => "POST",
+            Method::Patch => "PATCH",
             Method::Delete => "DELETE",
         }
     }
@@ -250,9 +253,9 @@ impl AlpacaClient {
                 }
                 req.call()
             }
-            Method::Post => {
-                let mut req =
-                    self.agent.post(&url).header("APCA-API-KEY-ID", key).header("APCA-API-SECRET-KEY", secret);
+            Method::Post | Method::Patch => {
+                let req = if method == Method::Post { self.agent.post(&url) } else { self.agent.patch(&url) };
+                let mut req = req.header("APCA-API-KEY-ID", key).header("APCA-API-SECRET-KEY", secret);
                 for (k, v) in query {
                     req = req.query(k, v);
                 }
@@ -291,7 +294,8 @@ impl AlpacaClient {
         let endpoint = format!("{} {path}", method.as_str());
         let started = Instant::now();
         let budget = self.settings.retry_budget;
-        let retry_allowed = method != Method::Post;
+        // Sending an order, or replacing one, twice could double it: neither is retried here.
+        let retry_allowed = !matches!(method, Method::Post | Method::Patch);
         let mut attempt_no = 0;
         let outcome = loop {
             attempt_no += 1;
@@ -1070,6 +1074,34 @@ impl crate::services::broker::Broker for AlpacaClient {
                 },
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    fn replace_order(&mut self, id: &str, r: &ReplaceRequest) -> Result<Order, BrokerError> {
+        let endpoint = "PATCH /v2/orders/{order_id}";
+        let path = format!("/v2/orders/{}", path_segment(id));
+        let mut body = json!({ "client_order_id": r.client_order_id });
+        let map = body.as_object_mut().expect("json! of an object literal is an object");
+        if let Some(p) = r.stop_price {
+            map.insert("stop_price".into(), p.to_string().into());
+        }
+        if let Some(p) = r.limit_price {
+            map.insert("limit_price".into(), p.to_string().into());
+        }
+        match self.call(Method::Patch, Host::Trading, &path, &[], Some(&body)) {
+            // Alpaca made the replacing order from our body: ours.
+            Ok((_, text)) => {
+                let raw: RawOrder = self.parse(endpoint, &text)?;
+                raw.into_order(endpoint)
+            }
+            // A lost answer: the replacing order may exist under our new id. Looked up, never
+            // sent again (a resend would replace an order already replaced).
+            Err(e @ BrokerError::Transient { .. }) => match self.order_by_client_id(&r.client_order_id) {
+                Ok(Some(order)) if order.stop_price == r.stop_price => Ok(order),
+                Ok(_) => Err(e),
+                Err(lookup) => Err(lookup_failed(endpoint, &r.client_order_id, &lookup)),
+            },
+            Err(e) => Err(e),
         }
     }
 

@@ -160,6 +160,15 @@ pub struct OrderRequest {
     pub legs: Vec<Leg>,
 }
 
+/// What changes when a resting order is replaced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplaceRequest {
+    /// The replacing order's id: recorded in the state database before the call.
+    pub client_order_id: String,
+    pub stop_price: Option<Dec>,
+    pub limit_price: Option<Dec>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Asset {
     pub symbol: String,
@@ -288,6 +297,10 @@ pub trait Broker {
     /// Sends an order at most once per client order id: an answer lost to a timeout or a 5xx is
     /// resolved by asking for the client order id before any resend.
     fn submit_order(&mut self, request: &OrderRequest) -> Result<Order, BrokerError>;
+    /// Replaces one of our resting orders (Alpaca's `PATCH /v2/orders/{order_id}`) with the same
+    /// order at a new stop (and limit) under a new client order id, recorded before the call;
+    /// the old order becomes `replaced`. Never resent: a lost answer is looked up by the new id.
+    fn replace_order(&mut self, id: &str, request: &ReplaceRequest) -> Result<Order, BrokerError>;
     fn cancel_order(&mut self, id: &str) -> Result<(), BrokerError>;
     /// Closes one position (all of it, or `qty`); returns the closing order.
     fn close_position(&mut self, symbol: &str, qty: Option<Dec>) -> Result<Order, BrokerError>;

@@ -22,7 +22,7 @@ use std::fmt;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::bots::keeper::Keeper;
-use crate::bots::protection::{BROKER_STOP, protection_for};
+use crate::bots::protection::{BROKER_STOP, Protection, protection_for};
 use crate::bots::{Bot, BotView, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::BotKind;
@@ -31,14 +31,16 @@ use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::instrument::{AssetClass, OccSymbol};
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
-use crate::core::order::{Amount, Intent, Leg, OrderType, PositionIntent, RecordStatus, Side, TimeInForce};
+use crate::core::order::{
+    Amount, Intent, Leg, OrderStatus, OrderType, PositionIntent, RecordStatus, Side, TimeInForce,
+};
 use crate::core::risk::Budget;
 use crate::core::state::{
     BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
 };
 use crate::event;
 use crate::services::broker::{
-    Account, Broker, BrokerError, ExitRefusal, Order, OrderRequest, exit_refusal, order_mismatch,
+    Account, Broker, BrokerError, ExitRefusal, Order, OrderRequest, ReplaceRequest, exit_refusal, order_mismatch,
 };
 use crate::services::portfolio;
 
@@ -52,6 +54,11 @@ const EXIT_RETRY_FIRST: SignedDuration = SignedDuration::from_secs(5);
 const EXIT_RETRY_MAX: SignedDuration = SignedDuration::from_secs(60);
 /// An exit still refused this long after its first refusal is notified, once.
 const EXIT_STUCK_AFTER: SignedDuration = SignedDuration::from_secs(60);
+
+/// A trailing protective stop is replaced at most this often, and only by at least this step
+/// (a fraction of its stop): Alpaca counts every replace against the request budget.
+const REPLACE_EVERY: SignedDuration = SignedDuration::from_secs(60);
+const REPLACE_MIN_STEP: f64 = 0.001;
 
 /// A limit price further than this from the last quote is refused as implausible.
 const MAX_LIMIT_DISTANCE: f64 = 0.05;
@@ -257,6 +264,8 @@ pub struct Execution {
     /// Option positions (bot, underlying) a flatten found while the market was shut, with its
     /// rule: closed at the open.
     due_at_open: BTreeMap<(String, String), &'static str>,
+    /// When each position's protective stop was last replaced (a trailing stop moving it).
+    replaced_at: BTreeMap<(String, String), Timestamp>,
 }
 
 /// An exit sent while the ledger took no writes.
@@ -1269,6 +1278,81 @@ impl Execution {
         Ok(Some(OrderSpec { amount: Amount::Qty(asked.min(left)), ..spec.clone() }))
     }
 
+    /// Replaces a resting protective order `g` by `want` (a higher stop): the replacing order is
+    /// numbered and recorded first, then Alpaca's replace is asked for under its id; `g` becomes
+    /// `replaced` once the broker took it. A refused replace leaves `g` as it was; a lost answer
+    /// leaves the new record unknown, looked up like any order.
+    fn replace_guard(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        g: &OrderRecord,
+        want: &Protection,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        let Some(old_id) = g.broker_order_id.as_deref() else { return Ok(()) };
+        let spec = OrderSpec {
+            bot: g.bot.clone(),
+            symbol: g.symbol.clone(),
+            side: want.side,
+            amount: Amount::Qty(want.qty),
+            order_type: want.order_type,
+            limit_price: want.limit,
+            stop_price: Some(want.stop),
+            time_in_force: want.time_in_force,
+            intent: Intent::Exit,
+            rule: Some(BROKER_STOP),
+            legs: Vec::new(),
+        };
+        let id = state.record_order(&new_order(&spec, now))?;
+        let request =
+            ReplaceRequest { client_order_id: id.clone(), stop_price: Some(want.stop), limit_price: want.limit };
+        match broker.replace_order(old_id, &request) {
+            Ok(o) => {
+                record_report(state, &id, &o, now)?;
+                state.update_order_status(
+                    &g.client_order_id,
+                    &RecordStatus::Broker(OrderStatus::Replaced),
+                    None,
+                    now,
+                )?;
+                event!(
+                    Info,
+                    "protection_replaced",
+                    bot = g.bot.as_str(),
+                    symbol = g.symbol.as_str(),
+                    client_order_id = id.as_str(),
+                    replaces = g.client_order_id.as_str(),
+                    stop_price = want.stop.to_string(),
+                );
+            }
+            Err(e @ (BrokerError::Transient { .. } | BrokerError::BadResponse { .. })) => {
+                state.update_order_status(&id, &RecordStatus::Unknown, None, now)?;
+                event!(
+                    Warn,
+                    "order_unknown",
+                    bot = g.bot.as_str(),
+                    symbol = g.symbol.as_str(),
+                    client_order_id = id.as_str(),
+                    detail = e.to_string()
+                );
+            }
+            Err(e) => {
+                state.update_order_status(&id, &RecordStatus::Rejected, None, now)?;
+                event!(
+                    Info,
+                    "order_rejected",
+                    bot = g.bot.as_str(),
+                    symbol = g.symbol.as_str(),
+                    client_order_id = id.as_str(),
+                    intent = "exit",
+                    reason = format!("replacing the protective stop: {e}; it stays as it was"),
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Keeps the protective orders of the bots with `exits.broker_stop_pct`: places one for each
     /// of their positions that has none (recorded before it is sent, like any order), and cancels
     /// one whose position is gone or whose quantity no longer matches (a partial fill grew, the
@@ -1292,6 +1376,27 @@ impl Execution {
                 let _ = cancel_ours(broker, g, id, "protection_stale");
             }
         }
+        // A trailing stop moves its resting order up (down, for a short) as the best price
+        // does: replaced at most once a `REPLACE_EVERY`, and only by a step worth it.
+        for bot in bots {
+            let Some(pct) = bot.broker_stop_pct() else { continue };
+            let Some(trail) = bot.trailing_stop_pct() else { continue };
+            for g in guards.iter().filter(|g| g.bot == bot.id() && g.broker_order_id.is_some()) {
+                let Some(p) = owned.iter().find(|p| p.bot == g.bot && p.symbol == g.symbol) else { continue };
+                let (Some(want), Some(now_at)) = (protection_for(p, pct, Some(trail)), g.stop_price.as_deref()) else {
+                    continue;
+                };
+                let Ok(now_at) = now_at.parse::<Dec>() else { continue };
+                let gain = (want.stop.to_f64() - now_at.to_f64()) / now_at.to_f64();
+                let better = if want.side == Side::Sell { gain } else { -gain };
+                let key = (g.bot.clone(), g.symbol.clone());
+                let due = self.replaced_at.get(&key).is_none_or(|t| now.duration_since(*t) >= REPLACE_EVERY);
+                if better >= REPLACE_MIN_STEP && due && Some(want.qty.to_string()) == g.qty {
+                    self.replaced_at.insert(key, now);
+                    self.replace_guard(state, broker, g, &want, now)?;
+                }
+            }
+        }
         let in_flight = self.exits_in_flight(state)?;
         for bot in bots {
             let Some(pct) = bot.broker_stop_pct() else { continue };
@@ -1303,7 +1408,7 @@ impl Execution {
                 {
                     continue;
                 }
-                let Some(guard) = protection_for(p, pct) else { continue };
+                let Some(guard) = protection_for(p, pct, bot.trailing_stop_pct()) else { continue };
                 let spec = OrderSpec {
                     bot: p.bot.clone(),
                     symbol: p.symbol.clone(),

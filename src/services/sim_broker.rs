@@ -30,7 +30,7 @@ use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, T
 use crate::core::state::{State, StateError};
 use crate::services::broker::{
     Account, Asset, BorrowStatus, Broker, BrokerError, CalendarDay, CallStats, MarketClock, Order, OrderRequest,
-    Position,
+    Position, ReplaceRequest,
 };
 
 /// Minutes of history kept per symbol (about two days).
@@ -1092,6 +1092,42 @@ impl Broker for SimBroker {
                 })
                 .collect(),
         });
+        self.save()?;
+        let placed = self.book.orders.last().map(|o| self.to_order(o));
+        placed.ok_or_else(|| BrokerError::Invalid { detail: "order vanished".into() })
+    }
+
+    fn replace_order(&mut self, id: &str, r: &ReplaceRequest) -> Result<Order, BrokerError> {
+        self.count();
+        self.settle()?;
+        let endpoint = "PATCH /v2/orders/{order_id}";
+        let refuse = |status: u16, code: u64, message: String| BrokerError::Rejected {
+            endpoint: endpoint.into(),
+            status,
+            code: Some(code),
+            message,
+        };
+        if self.book.orders.iter().any(|o| o.client_order_id == r.client_order_id) {
+            return Err(refuse(422, 40010001, "client_order_id must be unique".into()));
+        }
+        let Some(i) = self.book.orders.iter().position(|o| o.id == id) else {
+            return Err(refuse(404, 40410000, "order not found".into()));
+        };
+        if !is_open(&self.book.orders[i].status) {
+            return Err(refuse(422, 42210000, format!("order is already {}", self.book.orders[i].status)));
+        }
+        let now = self.clock.now();
+        let mut new = self.book.orders[i].clone();
+        self.book.orders[i].status = "replaced".into();
+        self.book.orders[i].reserved = Dec::ZERO;
+        new.id = format!("sim-{:08}", self.book.next_id);
+        self.book.next_id += 1;
+        new.client_order_id = r.client_order_id.clone();
+        new.stop_price = r.stop_price.or(new.stop_price);
+        new.limit_price = r.limit_price.or(new.limit_price);
+        new.created_at = now.as_second();
+        new.fill_from_minute = minute_of(now) + 1;
+        self.book.orders.push(new);
         self.save()?;
         let placed = self.book.orders.last().map(|o| self.to_order(o));
         placed.ok_or_else(|| BrokerError::Invalid { detail: "order vanished".into() })

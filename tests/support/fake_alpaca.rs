@@ -122,7 +122,8 @@ impl FakeState {
         let Some(m) = &self.market else { return };
         let mut hits = Vec::new();
         for (i, o) in self.orders.iter().enumerate() {
-            let open = !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected"));
+            let open =
+                !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected" | "replaced"));
             let kind = o["type"].as_str().unwrap_or_default();
             if !open || !matches!(kind, "stop" | "stop_limit") {
                 continue;
@@ -168,7 +169,9 @@ impl FakeState {
             .orders
             .iter()
             .filter(|o| o["side"] == "sell" && o["symbol"].as_str().map(|s| s.replace('/', "")) == Some(key.clone()))
-            .filter(|o| !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected")))
+            .filter(|o| {
+                !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected" | "replaced"))
+            })
             .filter_map(|o| {
                 let q: f64 = o["qty"].as_str()?.parse().ok()?;
                 let f: f64 = o["filled_qty"].as_str().and_then(|f| f.parse().ok()).unwrap_or(0.0);
@@ -516,7 +519,12 @@ impl FakeAlpaca {
                 let open: Vec<Value> = st
                     .orders
                     .iter()
-                    .filter(|o| !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected")))
+                    .filter(|o| {
+                        !matches!(
+                            o["status"].as_str(),
+                            Some("filled" | "canceled" | "expired" | "rejected" | "replaced")
+                        )
+                    })
                     .cloned()
                     .collect();
                 (200, Value::Array(open))
@@ -644,6 +652,34 @@ impl FakeAlpaca {
                         ("DELETE", Some(i)) => {
                             st.orders[i]["status"] = "canceled".into();
                             (204, Value::Null)
+                        }
+                        // A replace: the old order is `replaced`, a new one (new id, the body's
+                        // client order id and prices) takes its place.
+                        ("PATCH", Some(i)) => {
+                            let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+                            if matches!(
+                                st.orders[i]["status"].as_str(),
+                                Some("filled" | "canceled" | "expired" | "replaced")
+                            ) {
+                                return (422, json!({"code": 42210000, "message": "order is not replaceable"}));
+                            }
+                            let coid = body["client_order_id"].as_str().unwrap_or_default().to_string();
+                            if st.orders.iter().any(|o| o["client_order_id"] == coid.as_str()) {
+                                return (422, sample("error-422-duplicate-client-order-id.json"));
+                            }
+                            let mut new = st.orders[i].clone();
+                            st.orders[i]["status"] = "replaced".into();
+                            new["id"] = format!("00000000-0000-0000-0000-{:012}", st.next_id).into();
+                            st.next_id += 1;
+                            new["client_order_id"] = coid.into();
+                            for k in ["stop_price", "limit_price", "qty"] {
+                                if let Some(v) = body.get(k) {
+                                    new[k] = v.clone();
+                                }
+                            }
+                            new["status"] = "accepted".into();
+                            st.orders.push(new.clone());
+                            (200, new)
                         }
                         _ => (404, sample("error-404-order-not-found.json")),
                     };

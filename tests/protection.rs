@@ -298,3 +298,82 @@ fn a_trailing_stop_moves_its_resting_order_up_and_that_is_what_fills() {
         }
     }
 }
+
+/// The real binary, killed with SIGKILL once both stops rest at the fake; the market falls
+/// through them while it is dead; restarted, it books both exits and sends nothing.
+#[test]
+fn the_binary_killed_with_its_stops_resting_books_the_brokers_exits_on_restart() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    use support::fake_alpaca::{live_quote, rising_until_now};
+    const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.live_time = true;
+        st.clock = json!({"timestamp": "", "is_open": true, "next_open": "2099-01-01T14:30:00Z", "next_close": "2099-01-01T21:00:00Z"});
+        st.fund_100k();
+        st.positions.clear();
+        st.auto_fill = Some("0".into());
+        let mut m = Market::default();
+        m.bars.insert("AAPL".into(), rising_until_now(190.0, 0.2, 20_000.0));
+        m.bars.insert("BTC/USD".into(), rising_until_now(60_000.0, 15.0, 2.0));
+        m.quotes.insert("AAPL".into(), live_quote(193.00, 193.02));
+        m.quotes.insert("BTC/USD".into(), live_quote(60_200.0, 60_210.0));
+        st.market = Some(m);
+        st.fill_prices.insert("AAPL".into(), "193.02".into());
+        st.fill_prices.insert("BTC/USD".into(), "60210".into());
+    }
+    let dir = std::env::temp_dir().join(format!("th-protect-bin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let settings = std::fs::read_to_string("config/settings.yaml")
+        .unwrap()
+        .replace("loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    std::fs::write(dir.join("config/settings.yaml"), settings).unwrap();
+    // The shipped bots with their commented broker stops switched on, trading all day; no options.
+    let bots = std::fs::read_to_string("config/bots.yaml")
+        .unwrap()
+        .replace("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0")
+        .replace("# broker_stop_pct: 1.5", "broker_stop_pct: 1.5")
+        .replace("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")
+        .replace("pairs: [\"BTC/USD\", \"ETH/USD\"]", "pairs: [\"BTC/USD\"]")
+        .replace("trade_start: \"06:35\"", "trade_start: \"00:00\"")
+        .replace("trade_end: \"09:30\"", "trade_end: \"23:58\"")
+        .replace("manage_until: \"12:55\"", "manage_until: \"23:59\"");
+    assert!(bots.contains("\n      broker_stop_pct: 1.0") && bots.contains("\n    broker_stop_pct: 1.5"));
+    std::fs::write(dir.join("config/bots.yaml"), bots).unwrap();
+    let run = || {
+        let mut c = Command::new(BIN);
+        fake.point(c.current_dir(&dir).arg("run")).stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    };
+    let resting = |fake: &FakeAlpaca| {
+        fake.lock().orders.iter().filter(|o| matches!(o["type"].as_str(), Some("stop" | "stop_limit"))).count()
+    };
+    let mut child = run().spawn().unwrap();
+    let start = Instant::now();
+    while resting(&fake) < 2 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(resting(&fake), 2, "{:?}", fake.lock().orders);
+    {
+        let mut st = fake.lock();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), live_quote(190.00, 190.02));
+        m.quotes.insert("BTC/USD".into(), live_quote(59_000.0, 59_010.0));
+        st.trigger_stops();
+        assert!(st.positions.is_empty(), "the broker's stops closed both: {:?}", st.positions);
+    }
+    let sent = posts(&fake).len();
+    assert_eq!(run().args(["--iterations", "2"]).status().unwrap().code(), Some(0));
+    assert_eq!(posts(&fake).len(), sent, "nothing sent after the restart: {:?}", &posts(&fake)[sent..]);
+    let state = State::open(&dir.join("state/trading_state.db")).unwrap();
+    assert!(state.owned_positions().unwrap().is_empty(), "{:?}", state.owned_positions());
+    let stops: Vec<_> =
+        state.all_orders().unwrap().into_iter().filter(|(o, _)| o.rule.as_deref() == Some("broker_stop")).collect();
+    assert_eq!(stops.len(), 2);
+    assert!(stops.iter().all(|(o, _)| o.status.as_str() == "filled"), "{stops:?}");
+}

@@ -200,3 +200,39 @@ fn a_hand_checked_data_set_gives_exact_trades_and_pnl() {
     assert_eq!(report["trades"], 2);
     assert_eq!(report["win_rate_pct"], 50.0);
 }
+
+/// A backtest with the momentum bot's broker stop on (`broker_stop_pct: 1.0`): the entry of the
+/// hand-checked day (97 AAPL at 103.00) rests a stop at 101.97. Bar 60 dips to 101.50 inside the
+/// minute but closes at 103.00 again: the daemon's own watch (which sees closes) never fires, the
+/// resting stop does, at its stop. P&L 97 × (101.97 − 103.00) = −99.91.
+#[test]
+fn a_backtest_fills_a_resting_stop_where_a_bar_dips_through_it() {
+    let work = std::env::temp_dir().join(format!("th-backtest-{}-stop", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(work.join("config")).unwrap();
+    std::fs::create_dir_all(work.join("bars")).unwrap();
+    let settings =
+        std::fs::read_to_string("config/settings.yaml").unwrap().replace("slippage_bps: 2", "slippage_bps: 0");
+    std::fs::write(work.join("config/settings.yaml"), settings).unwrap();
+    let bots =
+        std::fs::read_to_string("config/bots.yaml").unwrap().replace("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0");
+    std::fs::write(work.join("config/bots.yaml"), bots).unwrap();
+    // The flat day after the climb, with one wick: bar 60's low at 101.50.
+    let day = day_of_aapl("2026-11-24", 103.0, 389);
+    let mut lines: Vec<String> = day.lines().map(str::to_string).collect();
+    let cols: Vec<String> = lines[60].split(',').map(str::to_string).collect();
+    lines[60] = format!("{},103.00,103.05,101.50,103.00,1000", cols[0]);
+    std::fs::write(work.join("bars/AAPL.csv"), format!("timestamp,open,high,low,close,volume\n{}\n", lines.join("\n")))
+        .unwrap();
+    let out = backtest(&work, "out");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let trades = std::fs::read_to_string(work.join("out/trades.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = trades.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let summary: Vec<(&str, &str, &str, &str, &str, &str)> =
+        rows.iter().filter(|r| r[7] == "filled").map(|r| (r[3], r[4], r[5], r[6], r[7], r[9])).collect();
+    assert_eq!(
+        summary,
+        vec![("buy", "97", "entry", "", "filled", "0.00"), ("sell", "97", "exit", "broker_stop", "filled", "-99.91")],
+        "{trades}"
+    );
+}

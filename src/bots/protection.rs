@@ -78,15 +78,18 @@ pub fn protection_for(p: &OwnedPosition, pct: f64, trail: Option<f64>) -> Option
 }
 
 /// A price in the broker's increments — two decimals from $1 up, four below — rounded away from
-/// the market: down for a long's sell stop, up for a short's buy stop.
+/// the market: down for a long's sell stop, up for a short's buy stop. Through `Dec` first (nine
+/// places), so float noise never costs a cent: 103 × 0.99 is 101.97, not 101.96.
 fn price(x: f64, long: bool) -> Option<Dec> {
     if !(x.is_finite() && x > 0.0) {
         return None;
     }
-    let places = if x >= 1.0 { 2 } else { 4 };
-    let scale = 10f64.powi(places);
-    let rounded = if long { (x * scale).floor() } else { (x * scale).ceil() } / scale;
-    Dec::from_f64(rounded).map(|d| d.round_to(places as u32)).filter(|d| !d.is_zero())
+    let places: u32 = if x >= 1.0 { 2 } else { 4 };
+    let exact = Dec::from_f64(x)?;
+    let down = exact.round_down(places);
+    let rounded =
+        if long || down == exact { down } else { down.checked_add(Dec::from_f64(10f64.powi(-(places as i32)))?)? };
+    Some(rounded).filter(|d| !d.is_zero())
 }
 
 #[cfg(test)]
@@ -129,6 +132,8 @@ mod tests {
         let s = protection_for(&held("TSLA", "-3", "100"), 2.5, None).unwrap();
         assert_eq!((s.side, s.stop), (Side::Buy, d("102.5")));
         assert_eq!(protection_for(&held("XYZ", "100", "0.5123"), 1.0, None).unwrap().stop, d("0.5071"));
+        // An exact level stays exact: 103 less 1 % is 101.97 (the float is 101.96999…).
+        assert_eq!(protection_for(&held("AAPL", "97", "103"), 1.0, None).unwrap().stop, d("101.97"));
     }
 
     #[test]

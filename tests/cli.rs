@@ -644,6 +644,10 @@ fn the_simulated_market_sees_entries_and_exits_from_the_shipped_bots() {
     // The crypto bot holds up to four hours by its shipped time stop; twenty minutes here, so
     // its exits show inside the window too.
     s.edit("config/bots.yaml", "    time_stop_minutes: 240\n  signal:", "    time_stop_minutes: 20\n  signal:");
+    // At 3,000 times real speed the shipped 120-second entry timeout is 40 ms of wall time: on a
+    // loaded machine every limit entry timed out between two iterations (seen once: opt_core
+    // never held a spread). Half an hour of simulated time keeps the test about the bots.
+    s.edit("config/settings.yaml", "entry_order_timeout_seconds: 120", "entry_order_timeout_seconds: 1800");
     // 4,000 iterations of at least 5 simulated seconds: more than five hours of a session, in
     // seconds.
     let out = s.run(&["run", "--sim", "--speed", "3000", "--iterations", "4000"]);

@@ -352,14 +352,21 @@ fn request(spec: &OrderSpec, client_order_id: &str) -> OrderRequest {
     }
 }
 
-/// What an exit closes, for `ClientOrderId::derived`: the bot, the order's symbol, side and
-/// quantity, and each owned position it closes with the instant it was opened; and the trading
+/// What an exit closes, for `ClientOrderId::derived`: the bot, the order's symbol, side,
+/// quantity, type and rule, and each owned position it closes with the instant it was opened; and the trading
 /// date of the earliest of those. Read from the ledger (reads work on a full disk); the same
 /// exit of the same positions gives the same text in any process.
 fn closes_key(state: &State, spec: &OrderSpec, now: Timestamp) -> (String, jiff::civil::Date) {
     let (qty, notional) = amount_text(spec.amount);
-    let mut key =
-        format!("{}|{}|{}|{}", spec.bot, spec.symbol, spec.side.as_str(), qty.or(notional).unwrap_or_default());
+    let mut key = format!(
+        "{}|{}|{}|{}|{}|{}",
+        spec.bot,
+        spec.symbol,
+        spec.side.as_str(),
+        qty.or(notional).unwrap_or_default(),
+        spec.order_type.as_str(),
+        spec.rule.unwrap_or_default()
+    );
     let symbols: BTreeSet<&str> = if spec.legs.is_empty() {
         BTreeSet::from([spec.symbol.as_str()])
     } else {
@@ -517,7 +524,11 @@ impl Execution {
         let new = new_order(spec, now);
         let client_order_id = match state.record_order(&new) {
             Ok(id) => id,
-            Err(e) if spec.intent == Intent::Exit => return Ok(self.send_unrecorded(state, broker, spec, new, e, now)),
+            // (A protective stop is not: it would rest unrecorded, and the daemon's own exits
+            // must not wait on it. It is placed once the ledger takes writes again.)
+            Err(e) if spec.intent == Intent::Exit && spec.rule != Some(BROKER_STOP) => {
+                return Ok(self.send_unrecorded(state, broker, spec, new, e, now));
+            }
             Err(e) => return Err(e),
         };
         self.sent.push_back(now);
@@ -1104,7 +1115,10 @@ impl Execution {
         if session.is_open {
             self.close_due_at_open(state, broker, now, &mut report)?;
         }
-        self.protect(state, broker, bots, now, &mut report)?;
+        // Protection never holds the exits back: a failure here is noted, and they run.
+        if let Err(e) = self.protect(state, broker, bots, now, &mut report) {
+            self.ledger_failed(&e);
+        }
         for bot in bots {
             let market_open = bot.kind() == BotKind::Crypto || session.is_open;
             let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();
@@ -1252,6 +1266,8 @@ impl Execution {
         if guards.is_empty() {
             return Ok(Some(spec.clone()));
         }
+        // Sold by a stop whose fill the ledger could not book (a full disk).
+        let mut unbooked = Dec::ZERO;
         for g in &guards {
             // Sent, but its answer unknown: wait until it is known.
             let Some(id) = g.broker_order_id.as_deref() else { return Ok(None) };
@@ -1263,14 +1279,24 @@ impl Execution {
             if not_ours(state, g, &o)?.is_some() {
                 return Ok(None);
             }
-            log_fills(&record_report(state, &g.client_order_id, &o, now)?, &g.client_order_id);
             if !o.status.is_final() {
                 return Ok(None);
             }
+            // What the stop sold is no longer ours to sell — whether or not the ledger can book
+            // it now (on a full disk the broker's word caps the exit).
+            match record_report(state, &g.client_order_id, &o, now) {
+                Ok(deltas) => log_fills(&deltas, &g.client_order_id),
+                Err(e) => {
+                    self.ledger_failed(&e);
+                    let sold = o.filled_qty.checked_sub(g.filled_qty).unwrap_or(Dec::ZERO).max(Dec::ZERO);
+                    unbooked = unbooked.checked_add(sold).unwrap_or(unbooked);
+                }
+            }
         }
         let owned = state.owned_positions()?;
-        let left =
+        let held =
             owned.iter().find(|p| p.bot == spec.bot && p.symbol == spec.symbol).map_or(Dec::ZERO, |p| p.qty.abs());
+        let left = held.checked_sub(unbooked).unwrap_or(Dec::ZERO).max(Dec::ZERO);
         let Amount::Qty(asked) = spec.amount else { return Ok(Some(spec.clone())) };
         if left.is_zero() {
             return Ok(None);
@@ -1393,7 +1419,9 @@ impl Execution {
                 let due = self.replaced_at.get(&key).is_none_or(|t| now.duration_since(*t) >= REPLACE_EVERY);
                 if better >= REPLACE_MIN_STEP && due && Some(want.qty.to_string()) == g.qty {
                     self.replaced_at.insert(key, now);
-                    self.replace_guard(state, broker, g, &want, now)?;
+                    if let Err(e) = self.replace_guard(state, broker, g, &want, now) {
+                        self.ledger_failed(&e);
+                    }
                 }
             }
         }
@@ -1422,7 +1450,14 @@ impl Execution {
                     rule: Some(BROKER_STOP),
                     legs: Vec::new(),
                 };
-                let sent = self.send(state, broker, &spec, now)?;
+                let sent = match self.send(state, broker, &spec, now) {
+                    Ok(sent) => sent,
+                    // The ledger takes no writes: no stop is placed unrecorded; the exits go on.
+                    Err(e) => {
+                        self.ledger_failed(&e);
+                        continue;
+                    }
+                };
                 self.exit_outcome(&spec, &sent, now);
                 count(report, &sent);
             }

@@ -102,6 +102,9 @@ fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
     cfg.settings.system.state_db_path = dir.join("state.db");
     cfg.bots.optionsbot.as_mut().unwrap().tickers = vec!["SPY".into()];
     cfg.bots.cryptobot.as_mut().unwrap().pairs = vec!["BTC/USD".into()];
+    // The bots' own exits: no resting stops at the broker (`tests/protection.rs` has those).
+    cfg.bots.momentum_bots[0].exits.broker_stop = false;
+    cfg.bots.cryptobot.as_mut().unwrap().exits.broker_stop = false;
     let broker = fake.client();
     let clock = Arc::new(ManualClock::new(ts(NOW)));
     let state = State::open(&cfg.settings.system.state_db_path).unwrap();
@@ -243,6 +246,8 @@ fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with(
         m.enabled = false;
     }
     cfg.bots.optionsbot.as_mut().unwrap().enabled = false;
+    // The keeper's watch by the stored stop (a resting stop at the broker would beat it).
+    cfg.bots.cryptobot.as_mut().unwrap().exits.broker_stop = false;
     let clock = Arc::new(ManualClock::new(ts(NOW)));
     let open = |cfg: &Config| {
         let state = State::open(&cfg.settings.system.state_db_path).unwrap();
@@ -258,6 +263,7 @@ fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with(
     let crypto = cfg.bots.cryptobot.as_mut().unwrap();
     crypto.pairs = vec!["BTC/USD".into()];
     crypto.exits.stop_loss_pct = 10.0;
+    crypto.exits.broker_stop = false;
     let quotes_asked = |fake: &FakeAlpaca| {
         fake.seen()
             .iter()

@@ -123,12 +123,14 @@ fn the_binary_killed_at_random_never_doubles_an_entry_and_keeps_its_books() {
         let coid = o["client_order_id"].as_str().unwrap();
         assert!(state.order(coid).unwrap().is_some(), "{coid} at the broker is unknown to the database (seed {seed})");
     }
-    // One entry per bot and symbol: a restart never sends a purpose again.
+    // One entry per bot and symbol, and one protective stop: a restart never sends a purpose
+    // again.
     let mut purposes = std::collections::BTreeMap::new();
     for o in &st.orders {
         let coid = o["client_order_id"].as_str().unwrap();
         let bot = coid.split('-').nth(1).unwrap().to_string();
-        *purposes.entry((bot, o["symbol"].as_str().unwrap().to_string())).or_insert(0) += 1;
+        let stop = matches!(o["type"].as_str(), Some("stop" | "stop_limit"));
+        *purposes.entry((bot, o["symbol"].as_str().unwrap().to_string(), stop)).or_insert(0) += 1;
     }
     eprintln!("seed {seed}: orders at the broker by (bot, symbol): {purposes:?}");
     assert!(purposes.values().all(|n| *n == 1), "a purpose was sent twice (seed {seed}): {purposes:?}");

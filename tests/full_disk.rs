@@ -172,6 +172,9 @@ fn on_a_full_disk_the_stops_go_out_once_no_entry_does_and_the_ledger_catches_up(
         m.enabled = false;
     }
     cfg.bots.optionsbot.as_mut().unwrap().enabled = false;
+    // The daemon's own stops, on a full disk: no resting stop at the broker to beat them to it
+    // (those are `tests/protection.rs`'s).
+    cfg.bots.cryptobot.as_mut().unwrap().exits.broker_stop = false;
     let clock = Arc::new(ManualClock::new(ts(NOW)));
     let open = |cfg: &Config| {
         let state = State::open(&db).unwrap();

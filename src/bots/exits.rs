@@ -153,6 +153,7 @@ mod tests {
             time_stop_minutes: Some(25),
             flatten_before_close_minutes: Some(5),
             trailing_stop_pct: trailing,
+            broker_stop: false,
             broker_stop_pct: None,
         }
     }

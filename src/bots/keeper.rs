@@ -162,6 +162,7 @@ mod tests {
                 time_stop_minutes: None,
                 flatten_before_close_minutes: None,
                 trailing_stop_pct: None,
+                broker_stop: false,
                 broker_stop_pct: None,
             },
             manage_until: (kind == BotKind::Momentum).then(|| HhMm::parse("15:50").unwrap()),

@@ -103,7 +103,7 @@ impl Bot for MomentumBot {
     }
 
     fn broker_stop_pct(&self) -> Option<f64> {
-        self.exits.broker_stop_pct
+        self.exits.resting_stop_pct()
     }
 
     fn trailing_stop_pct(&self) -> Option<f64> {

@@ -521,11 +521,23 @@ pub struct Exits {
     /// Added by this port: a stop that follows the high-water mark since entry.
     #[serde(default)]
     pub trailing_stop_pct: Option<f64>,
-    /// Added by this port: rest a protective stop order at the broker this far below the entry
-    /// (above, for a short), so the position keeps a stop while the daemon is down. Unset: none
-    /// (the daemon's own watch only). Stocks and crypto; a spread cannot rest one.
+    /// Added by this port: rest a protective stop order at the broker for each position (stocks
+    /// and crypto; a spread cannot rest one), so it keeps a stop while the daemon is down. On
+    /// unless `false`.
+    #[serde(default = "yes")]
+    pub broker_stop: bool,
+    /// Added by this port: how far below the entry (above, for a short) that stop rests; unset,
+    /// at `stop_loss_pct`.
     #[serde(default)]
     pub broker_stop_pct: Option<f64>,
+}
+
+impl Exits {
+    /// Where a position's protective stop rests, in percent from its entry; `None` with
+    /// `broker_stop: false`.
+    pub fn resting_stop_pct(&self) -> Option<f64> {
+        self.broker_stop.then(|| self.broker_stop_pct.unwrap_or(self.stop_loss_pct))
+    }
 }
 
 /// Which signal a bot trades on, and its parameters (checked by the signal itself).
@@ -973,8 +985,8 @@ impl Config {
             }
         }
         // Resting stops for the others, none for the spreads: say so.
-        let protected = b.momentum_bots.iter().any(|m| m.enabled && m.exits.broker_stop_pct.is_some())
-            || b.cryptobot.as_ref().is_some_and(|c| c.enabled && c.exits.broker_stop_pct.is_some());
+        let protected = b.momentum_bots.iter().any(|m| m.enabled && m.exits.resting_stop_pct().is_some())
+            || b.cryptobot.as_ref().is_some_and(|c| c.enabled && c.exits.resting_stop_pct().is_some());
         if let Some(o) = b.optionsbot.as_ref().filter(|o| o.enabled && protected) {
             w.push(format!(
                 "{}: option spreads cannot rest a stop at Alpaca (multi-leg orders take none): while the daemon is down they have no stop; their protection is the daemon's own watch",
@@ -1494,11 +1506,16 @@ mod tests {
         cfg.bots.optionsbot.as_mut().unwrap().exits.broker_stop_pct = Some(1.0);
         let err = validate_bots(&cfg.bots).map_err(|p| format!("{p:?}")).unwrap_err();
         assert!(err.contains("optionsbot.exits.broker_stop_pct") && err.contains("multi-leg"), "{err}");
-        // With a resting stop elsewhere, start-up says the spreads have none.
+        // With resting stops elsewhere (the default), start-up says the spreads have none.
         cfg.bots.optionsbot.as_mut().unwrap().exits.broker_stop_pct = None;
-        assert!(!cfg.warnings().iter().any(|w| w.contains("cannot rest a stop")));
-        cfg.bots.momentum_bots[0].exits.broker_stop_pct = Some(1.0);
         assert!(cfg.warnings().iter().any(|w| w.starts_with("opt_core: option spreads cannot rest a stop")));
+        assert_eq!(cfg.bots.momentum_bots[0].exits.resting_stop_pct(), Some(0.5), "at stop_loss_pct unless set");
+        for m in &mut cfg.bots.momentum_bots {
+            m.exits.broker_stop = false;
+        }
+        cfg.bots.cryptobot.as_mut().unwrap().exits.broker_stop = false;
+        assert!(!cfg.warnings().iter().any(|w| w.contains("cannot rest a stop")));
+        assert_eq!(cfg.bots.momentum_bots[0].exits.resting_stop_pct(), None);
     }
 
     #[test]

@@ -906,6 +906,7 @@ impl State {
                             flatten_before_close_minutes: r.get(5)?,
                             // A stored position's resting stop is followed through its order,
                             // not its rules.
+                            broker_stop: false,
                             broker_stop_pct: None,
                         },
                         r.get::<_, Option<String>>(6)?,
@@ -1977,6 +1978,7 @@ mod tests {
                 time_stop_minutes: Some(240),
                 flatten_before_close_minutes: None,
                 trailing_stop_pct: Some(0.4),
+                broker_stop: false,
                 broker_stop_pct: None,
             },
             manage_until: Some(HhMm::parse("15:50").unwrap()),

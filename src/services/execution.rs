@@ -1379,11 +1379,12 @@ impl Execution {
         Ok(())
     }
 
-    /// Keeps the protective orders of the bots with `exits.broker_stop_pct`: places one for each
-    /// of their positions that has none (recorded before it is sent, like any order), and cancels
-    /// one whose position is gone or whose quantity no longer matches (a partial fill grew, the
-    /// position was capped) — the next iteration places the right one. A position with another
-    /// exit in flight, or waiting after a refusal, is left alone for now.
+    /// Keeps the protective orders of the bots that rest them (`exits.broker_stop`, on by
+    /// default): places one for each of their positions that has none (recorded before it is
+    /// sent, like any order), and cancels one whose position is gone or whose quantity no longer
+    /// matches (the position was capped) — the next iteration places the right one. A position
+    /// with another exit in flight, its entry still working, or waiting after a refusal, is left
+    /// to the daemon's watch for now.
     fn protect(
         &mut self,
         state: &mut State,
@@ -1426,12 +1427,21 @@ impl Execution {
             }
         }
         let in_flight = self.exits_in_flight(state)?;
+        // An entry still working on the symbol: its stop waits for it (Alpaca refuses a resting
+        // sell stop opposite an open buy as a potential wash trade), the daemon's watch meanwhile.
+        let entering: BTreeSet<(String, String)> = state
+            .unfinished_orders()?
+            .into_iter()
+            .filter(|o| o.intent == Intent::Entry)
+            .map(|o| (o.bot, o.symbol))
+            .collect();
         for bot in bots {
             let Some(pct) = bot.broker_stop_pct() else { continue };
             for p in owned.iter().filter(|p| p.bot == bot.id() && bot.watches(&p.symbol)) {
                 let key = (p.bot.clone(), p.symbol.clone());
                 if guards.iter().any(|g| g.bot == p.bot && g.symbol == p.symbol)
                     || in_flight.contains(&key)
+                    || entering.contains(&key)
                     || self.exit_waits(&p.bot, &p.symbol, now)
                 {
                     continue;

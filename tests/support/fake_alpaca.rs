@@ -649,6 +649,15 @@ impl FakeAlpaca {
                     let pos = st.orders.iter().position(|o| o["id"] == id);
                     return match (r.method.as_str(), pos) {
                         ("GET", Some(i)) => (200, st.orders[i].clone()),
+                        // Alpaca refuses to cancel an order that is already done.
+                        ("DELETE", Some(i))
+                            if matches!(
+                                st.orders[i]["status"].as_str(),
+                                Some("filled" | "canceled" | "expired" | "rejected" | "replaced")
+                            ) =>
+                        {
+                            (422, json!({"code": 42210000, "message": "order is not cancelable"}))
+                        }
                         ("DELETE", Some(i)) => {
                             st.orders[i]["status"] = "canceled".into();
                             (204, Value::Null)

@@ -152,6 +152,10 @@ fn with_the_daemon_gone_the_resting_stops_close_both_and_the_restart_books_them_
         let filled = fake.lock().orders.iter().find(|x| x["client_order_id"] == b["client_order_id"]).cloned().unwrap();
         assert_eq!(filled["filled_avg_price"], price);
     }
+    // The daily report counts them by their rule.
+    let date = jiff::civil::date(2026, 11, 25);
+    assert_eq!(o.state().exits_on("mom_AAPL", date).unwrap(), vec![("broker_stop".to_string(), 1)]);
+    assert_eq!(o.state().exits_on("crypto_core", date).unwrap(), vec![("broker_stop".to_string(), 1)]);
     // The bots' cooldowns hold after those exits: no re-entry on the still-rising bars.
     o.run_iteration();
     assert_eq!(posts(&fake).len(), sent);

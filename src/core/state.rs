@@ -2,9 +2,9 @@
 //!
 //! Owns: the schema and its migrations (`PRAGMA user_version`), and every read and write of the
 //! file at `system.state_db_path` — key/value pairs, the day-start equity per trading date, halts,
-//! orders, budgets, loop runs and the exit rules each position was opened with; the numbering of our client order ids (`ClientOrderId`: a
-//! random epoch per process and a counter that only grows), and which writes are fsynced before
-//! they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
+//! orders, budgets, loop runs and the exit rules each position was opened with; the numbering of
+//! our client order ids (`ClientOrderId`: a random epoch per process and a counter that only
+//! grows), and which writes are fsynced before they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
 //! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
 //! them with `sqlite3`.
 //!
@@ -1244,6 +1244,25 @@ impl State {
         let rows =
             stmt.query_map([from, to], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql("counting the day's halts"))?;
         rows.collect::<Result<_, _>>().map_err(sql("counting the day's halts"))
+    }
+
+    /// `bot`'s exits that filled (some or all) during trading date `date`, counted by rule (a
+    /// protective stop's fill is `broker_stop`, whenever it was placed).
+    pub fn exits_on(&self, bot: &str, date: Date) -> Result<Vec<(String, u32)>, StateError> {
+        let from = clock::db_ts(clock::start_of_date(date));
+        let to = clock::db_ts(clock::start_of_date(date.tomorrow().unwrap_or(date)));
+        let what = "counting the day's exits";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(rule, ''), count(*) FROM orders
+                 WHERE bot = ?1 AND intent = 'exit' AND filled_qty IS NOT NULL AND filled_qty <> '0'
+                   AND updated_at >= ?2 AND updated_at < ?3
+                 GROUP BY rule ORDER BY rule",
+            )
+            .map_err(sql(what))?;
+        let rows = stmt.query_map(params![bot, from, to], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql(what))?;
+        rows.collect::<Result<_, _>>().map_err(sql(what))
     }
 
     /// How many halts were ever set, by reason.

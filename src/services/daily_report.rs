@@ -1,5 +1,6 @@
-//! The daily report: one per trading date — equity, the day's P&L, each bot's P&L and trades,
-//! the halts and the failed broker calls of the day — as a `daily_report` event, a row in the
+//! The daily report: one per trading date — equity, the day's P&L, each bot's P&L, trades and
+//! exits by rule (`broker_stop` for a resting stop's), the halts and the failed broker calls of
+//! the day — as a `daily_report` event, a row in the
 //! state database and a notification.
 //!
 //! Owns: deciding when a date's report is due (after the stock close, 16:00 New York, when a
@@ -75,9 +76,11 @@ impl DailyReporter {
         let mut bots = serde_json::Map::new();
         for b in state.budgets(date)? {
             let trades = state.entries_on(&b.bot, date)?;
+            let exits: serde_json::Map<String, serde_json::Value> =
+                state.exits_on(&b.bot, date)?.into_iter().map(|(r, n)| (r, json!(n))).collect();
             bots.insert(
                 b.bot.clone(),
-                json!({"realized_pnl": (b.realized_pnl * 100.0).round() / 100.0, "trades": trades}),
+                json!({"realized_pnl": (b.realized_pnl * 100.0).round() / 100.0, "trades": trades, "exits": exits}),
             );
         }
         let halts: serde_json::Map<String, serde_json::Value> =

@@ -842,7 +842,21 @@ impl Execution {
             self.record_conflict(state, &ours, &o.id, &detail, true, now)?;
             return Ok(());
         }
-        log_fills(&record_report(state, &rec.client_order_id, &o, now)?, &rec.client_order_id);
+        let deltas = record_report(state, &rec.client_order_id, &o, now)?;
+        log_fills(&deltas, &rec.client_order_id);
+        if is_protective(rec) && !deltas.is_empty() {
+            // The position's resting stop did its job: its fill is the position's exit.
+            let qty: Dec = deltas.iter().fold(Dec::ZERO, |a, d| a.checked_add(d.qty.abs()).unwrap_or(a));
+            event!(
+                Warn,
+                "protection_filled",
+                bot = rec.bot.as_str(),
+                symbol = rec.symbol.as_str(),
+                qty = qty.to_string(),
+                price = deltas[0].price.to_f64(),
+                client_order_id = rec.client_order_id.as_str(),
+            );
+        }
         if !unpriced_fill(rec, &o) {
             self.unpriced.remove(&rec.client_order_id);
         } else if self.unpriced.insert(rec.client_order_id.clone()) {

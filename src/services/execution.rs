@@ -842,7 +842,13 @@ impl Execution {
             self.record_conflict(state, &ours, &o.id, &detail, true, now)?;
             return Ok(());
         }
-        let deltas = record_report(state, &rec.client_order_id, &o, now)?;
+        // Nothing new (a protective stop resting for hours, say): no write, so a quiet iteration
+        // stays without one.
+        let unchanged = o.legs.is_empty()
+            && rec.broker_order_id.as_deref() == Some(o.id.as_str())
+            && rec.status == RecordStatus::Broker(o.status.clone())
+            && o.filled_qty == rec.filled_qty;
+        let deltas = if unchanged { Vec::new() } else { record_report(state, &rec.client_order_id, &o, now)? };
         log_fills(&deltas, &rec.client_order_id);
         if is_protective(rec) && !deltas.is_empty() {
             // The position's resting stop did its job: its fill is the position's exit.
@@ -1407,7 +1413,8 @@ impl Execution {
         now: Timestamp,
         report: &mut StepReport,
     ) -> Result<(), StateError> {
-        let guards: Vec<OrderRecord> = state.unfinished_orders()?.into_iter().filter(is_protective).collect();
+        let unfinished = state.unfinished_orders()?;
+        let guards: Vec<OrderRecord> = unfinished.iter().filter(|o| is_protective(o)).cloned().collect();
         let owned = state.owned_positions()?;
         for g in &guards {
             let held = owned.iter().find(|p| p.bot == g.bot && p.symbol == g.symbol).map(|p| p.qty.abs().to_string());
@@ -1440,14 +1447,14 @@ impl Execution {
                 }
             }
         }
-        let in_flight = self.exits_in_flight(state)?;
+        // Other exits in flight (the daemon's own, or one held unrecorded) go first.
+        let in_flight = self.exits_in_flight_of(&unfinished);
         // An entry still working on the symbol: its stop waits for it (Alpaca refuses a resting
         // sell stop opposite an open buy as a potential wash trade), the daemon's watch meanwhile.
-        let entering: BTreeSet<(String, String)> = state
-            .unfinished_orders()?
-            .into_iter()
+        let entering: BTreeSet<(String, String)> = unfinished
+            .iter()
             .filter(|o| o.intent == Intent::Entry)
-            .map(|o| (o.bot, o.symbol))
+            .map(|o| (o.bot.clone(), o.symbol.clone()))
             .collect();
         for bot in bots {
             let Some(pct) = bot.broker_stop_pct() else { continue };
@@ -1549,18 +1556,21 @@ impl Execution {
 
     /// (bot, symbol) pairs with an exit order still in flight: in the ledger, or held unrecorded.
     fn exits_in_flight(&self, state: &State) -> Result<BTreeSet<(String, String)>, StateError> {
-        // A resting protective stop is no exit in flight: an exit of the daemon's own clears it
-        // first (`clear_protection`).
-        let mut busy: BTreeSet<(String, String)> = state
-            .unfinished_orders()?
-            .into_iter()
+        Ok(self.exits_in_flight_of(&state.unfinished_orders()?))
+    }
+
+    /// The same, from the ledger's unfinished orders already read. A resting protective stop is
+    /// no exit in flight: an exit of the daemon's own clears it first (`clear_protection`).
+    fn exits_in_flight_of(&self, unfinished: &[OrderRecord]) -> BTreeSet<(String, String)> {
+        let mut busy: BTreeSet<(String, String)> = unfinished
+            .iter()
             .filter(|o| o.intent == Intent::Exit && !is_protective(o))
-            .map(|o| (o.bot, o.symbol))
+            .map(|o| (o.bot.clone(), o.symbol.clone()))
             .collect();
         busy.extend(
             self.unrecorded.iter().filter(|u| u.in_flight()).map(|u| (u.order.bot.clone(), u.order.symbol.clone())),
         );
-        Ok(busy)
+        busy
     }
 
     /// Whether the exit of `bot`'s `symbol` waits after a refusal.

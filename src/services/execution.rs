@@ -5,16 +5,19 @@
 //! the owned positions), order conflicts (an order found under our id that is not the one we
 //! recorded: marked, halted on, never booked), reconciling owned positions with the broker's,
 //! cancelling our stale entries, flattening what we own, and running the bots: exits first and
-//! always, entries only after the preflight and the risk checks pass; and the exits sent while
-//! the ledger takes no writes (ids derived from what they close, held in memory, recorded once it
-//! takes writes again).
+//! always, entries only after the preflight and the risk checks pass; the exits sent while the
+//! ledger takes no writes (ids derived from what they close, held in memory, recorded once it
+//! takes writes again); each position's protective stop resting at the broker (placed, trailed by
+//! replacing it, cancelled and read back before any sell of the daemon's own); the keepers of
+//! orphaned positions; and what a refused exit means (resized to what is free, or the opposite
+//! resting order of ours cancelled).
 //!
 //! Never: touches or adopts an order or a position the daemon did not open, sends an entry while
 //! halted or unsure (or once the ledger refused a write), re-sends a refused or unknown order (a
 //! refused exit is decided again after a growing wait, as a new order; an unrecorded exit whose
 //! answer was lost goes again under its same derived id, which the broker cannot double), abandons
 //! one on anything but the broker's own "not found", or sends a second exit for a position that
-//! already has one open.
+//! already has one open (a resting protective stop is cleared, and seen cleared, first).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
@@ -380,6 +383,23 @@ fn closes_key(state: &State, spec: &OrderSpec, now: Timestamp) -> (String, jiff:
         }
     }
     (key, clock::trading_date(opened.unwrap_or(now)))
+}
+
+/// The order that rests `guard` for `bot`'s position in `symbol`.
+fn protective_spec(bot: &str, symbol: &str, guard: &Protection) -> OrderSpec {
+    OrderSpec {
+        bot: bot.to_string(),
+        symbol: symbol.to_string(),
+        side: guard.side,
+        amount: Amount::Qty(guard.qty),
+        order_type: guard.order_type,
+        limit_price: guard.limit,
+        stop_price: Some(guard.stop),
+        time_in_force: guard.time_in_force,
+        intent: Intent::Exit,
+        rule: Some(BROKER_STOP),
+        legs: Vec::new(),
+    }
 }
 
 /// Whether an order of ours is a position's resting protective stop.
@@ -1337,19 +1357,7 @@ impl Execution {
         now: Timestamp,
     ) -> Result<(), StateError> {
         let Some(old_id) = g.broker_order_id.as_deref() else { return Ok(()) };
-        let spec = OrderSpec {
-            bot: g.bot.clone(),
-            symbol: g.symbol.clone(),
-            side: want.side,
-            amount: Amount::Qty(want.qty),
-            order_type: want.order_type,
-            limit_price: want.limit,
-            stop_price: Some(want.stop),
-            time_in_force: want.time_in_force,
-            intent: Intent::Exit,
-            rule: Some(BROKER_STOP),
-            legs: Vec::new(),
-        };
+        let spec = protective_spec(&g.bot, &g.symbol, want);
         let id = state.record_order(&new_order(&spec, now))?;
         let request =
             ReplaceRequest { client_order_id: id.clone(), stop_price: Some(want.stop), limit_price: want.limit };
@@ -1468,19 +1476,7 @@ impl Execution {
                     continue;
                 }
                 let Some(guard) = protection_for(p, pct, bot.trailing_stop_pct()) else { continue };
-                let spec = OrderSpec {
-                    bot: p.bot.clone(),
-                    symbol: p.symbol.clone(),
-                    side: guard.side,
-                    amount: Amount::Qty(guard.qty),
-                    order_type: guard.order_type,
-                    limit_price: guard.limit,
-                    stop_price: Some(guard.stop),
-                    time_in_force: guard.time_in_force,
-                    intent: Intent::Exit,
-                    rule: Some(BROKER_STOP),
-                    legs: Vec::new(),
-                };
+                let spec = protective_spec(&p.bot, &p.symbol, &guard);
                 let sent = match self.send(state, broker, &spec, now) {
                     Ok(sent) => sent,
                     // The ledger takes no writes: no stop is placed unrecorded; the exits go on.

@@ -26,8 +26,11 @@
 //!   `stop_loss_pct` of it lost, `risk.profit_target_usd`, `time_stop_minutes`,
 //!   `flatten_before_close_minutes`, and `expiry`: closed `execution.exit_days_before_expiry`
 //!   days before its expiry date at the latest. Without fresh quotes only the time rules decide.
+//!   Closes go out only while the market is open. A lone leg left of a spread (a single option)
+//!   ends its day at `session.manage_until` (clamped to the close) and closes alone, as a plain
+//!   order. `spread_rule` and `spread_exits` are shared with the keeper of orphaned spreads.
 //!
-//! Never: performs I/O, sells an option alone, or holds two spreads on one underlying.
+//! Never: performs I/O, opens an option alone, or holds two spreads on one underlying.
 
 use std::collections::BTreeMap;
 

@@ -9,7 +9,8 @@
 //! order we sent; otherwise it is a conflict).
 //!
 //! Never: retries a POST blindly (a lost answer is resolved by asking for the client order id
-//! first, and resent only on Alpaca's own "not found"), retries a final refusal (4xx), calls
+//! first, and resent only on Alpaca's own "not found"), resends a PATCH (a replace whose answer
+//! was lost is looked up by the replacing order's id), retries a final refusal (4xx), calls
 //! `DELETE /v2/orders` or `DELETE /v2/positions` (which would touch the user's own orders and
 //! positions), or puts a key in a log line, an error or a `Debug` print.
 

@@ -2,7 +2,8 @@
 //! positions, orders as reported, the order request, assets.
 //!
 //! Owns: those objects, the error classification (`BrokerError`), the rule that says whether an
-//! order found at a broker is the one we sent (`order_mismatch`), and the call statistics each
+//! order found at a broker is the one we sent (`order_mismatch`), what a refusal of an exit means
+//! (`exit_refusal`), the replace request of a resting order, and the call statistics each
 //! implementation keeps for the health window. The words they are made of — order words, market
 //! data, instruments — are `core`'s (`core::order`, `core::market_data`, `core::instrument`).
 //!

@@ -464,6 +464,12 @@ fn base36(mut x: u64) -> impl Iterator<Item = char> {
     })
 }
 
+/// A New York trading date as the stored timestamps that bound it: [its start, the next's).
+fn date_bounds(date: Date) -> (String, String) {
+    let next = date.tomorrow().unwrap_or(date);
+    (clock::db_ts(clock::start_of_date(date)), clock::db_ts(clock::start_of_date(next)))
+}
+
 /// Inserts an order and its legs as `recorded`, inside the caller's transaction.
 fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Result<(), StateError> {
     let what = "recording an order";
@@ -1233,8 +1239,7 @@ impl State {
 
     /// Halts set during a New York trading date, by reason.
     pub fn halts_on(&self, date: Date) -> Result<Vec<(String, u32)>, StateError> {
-        let from = clock::db_ts(clock::start_of_date(date));
-        let to = clock::db_ts(clock::start_of_date(date.tomorrow().unwrap_or(date)));
+        let (from, to) = date_bounds(date);
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1249,8 +1254,7 @@ impl State {
     /// `bot`'s exits that filled (some or all) during trading date `date`, counted by rule (a
     /// protective stop's fill is `broker_stop`, whenever it was placed).
     pub fn exits_on(&self, bot: &str, date: Date) -> Result<Vec<(String, u32)>, StateError> {
-        let from = clock::db_ts(clock::start_of_date(date));
-        let to = clock::db_ts(clock::start_of_date(date.tomorrow().unwrap_or(date)));
+        let (from, to) = date_bounds(date);
         let what = "counting the day's exits";
         let mut stmt = self
             .conn

@@ -403,7 +403,7 @@ fn protective_spec(bot: &str, symbol: &str, guard: &Protection) -> OrderSpec {
 }
 
 /// Whether an order of ours is a position's resting protective stop.
-fn is_protective(o: &OrderRecord) -> bool {
+pub fn is_protective(o: &OrderRecord) -> bool {
     o.intent == Intent::Exit && o.rule.as_deref() == Some(BROKER_STOP)
 }
 

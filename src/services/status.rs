@@ -86,7 +86,7 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
         protection: state
             .unfinished_orders()?
             .into_iter()
-            .filter(|o| o.intent == crate::core::order::Intent::Exit && o.rule.as_deref() == Some("broker_stop"))
+            .filter(crate::services::execution::is_protective)
             .map(|o| Protected {
                 bot: o.bot,
                 symbol: o.symbol,

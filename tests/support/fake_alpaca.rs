@@ -122,8 +122,7 @@ impl FakeState {
         let Some(m) = &self.market else { return };
         let mut hits = Vec::new();
         for (i, o) in self.orders.iter().enumerate() {
-            let open =
-                !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected" | "replaced"));
+            let open = !is_done(o);
             let kind = o["type"].as_str().unwrap_or_default();
             if !open || !matches!(kind, "stop" | "stop_limit") {
                 continue;
@@ -169,9 +168,7 @@ impl FakeState {
             .orders
             .iter()
             .filter(|o| o["side"] == "sell" && o["symbol"].as_str().map(|s| s.replace('/', "")) == Some(key.clone()))
-            .filter(|o| {
-                !matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected" | "replaced"))
-            })
+            .filter(|o| !is_done(o))
             .filter_map(|o| {
                 let q: f64 = o["qty"].as_str()?.parse().ok()?;
                 let f: f64 = o["filled_qty"].as_str().and_then(|f| f.parse().ok()).unwrap_or(0.0);
@@ -251,6 +248,12 @@ impl FakeState {
 pub struct FakeAlpaca {
     pub url: String,
     pub state: Arc<Mutex<FakeState>>,
+}
+
+/// Whether an order has ended (Alpaca's final statuses): no longer open, cancelable or
+/// replaceable, and holding nothing.
+fn is_done(o: &Value) -> bool {
+    matches!(o["status"].as_str(), Some("filled" | "canceled" | "expired" | "rejected" | "replaced"))
 }
 
 fn sample(name: &str) -> Value {
@@ -516,17 +519,7 @@ impl FakeAlpaca {
                 (200, Value::Array(positions))
             }
             ("GET", "/v2/orders") => {
-                let open: Vec<Value> = st
-                    .orders
-                    .iter()
-                    .filter(|o| {
-                        !matches!(
-                            o["status"].as_str(),
-                            Some("filled" | "canceled" | "expired" | "rejected" | "replaced")
-                        )
-                    })
-                    .cloned()
-                    .collect();
+                let open: Vec<Value> = st.orders.iter().filter(|o| !is_done(o)).cloned().collect();
                 (200, Value::Array(open))
             }
             ("GET", "/v2/orders:by_client_order_id") => {
@@ -650,12 +643,7 @@ impl FakeAlpaca {
                     return match (r.method.as_str(), pos) {
                         ("GET", Some(i)) => (200, st.orders[i].clone()),
                         // Alpaca refuses to cancel an order that is already done.
-                        ("DELETE", Some(i))
-                            if matches!(
-                                st.orders[i]["status"].as_str(),
-                                Some("filled" | "canceled" | "expired" | "rejected" | "replaced")
-                            ) =>
-                        {
+                        ("DELETE", Some(i)) if is_done(&st.orders[i]) => {
                             (422, json!({"code": 42210000, "message": "order is not cancelable"}))
                         }
                         ("DELETE", Some(i)) => {
@@ -666,10 +654,7 @@ impl FakeAlpaca {
                         // client order id and prices) takes its place.
                         ("PATCH", Some(i)) => {
                             let body: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
-                            if matches!(
-                                st.orders[i]["status"].as_str(),
-                                Some("filled" | "canceled" | "expired" | "replaced")
-                            ) {
+                            if is_done(&st.orders[i]) {
                                 return (422, json!({"code": 42210000, "message": "order is not replaceable"}));
                             }
                             let coid = body["client_order_id"].as_str().unwrap_or_default().to_string();

@@ -473,7 +473,7 @@ fn date_bounds(date: Date) -> (String, String) {
 /// Inserts an order and its legs as `recorded`, inside the caller's transaction.
 fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Result<(), StateError> {
     let what = "recording an order";
-    tx.execute(
+    tx.run(
         "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, limit_price, intent,
                              status, filled_qty, created_at, updated_at, rule, trading_date, stop_price)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12, ?13)",
@@ -495,7 +495,7 @@ fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Resul
     )
     .map_err(sql(what))?;
     for l in &o.legs {
-        tx.execute(
+        tx.run(
             "INSERT INTO order_legs (client_order_id, symbol, ratio, position_intent) VALUES (?1, ?2, ?3, ?4)",
             params![id, l.symbol, l.ratio, l.position_intent],
         )
@@ -583,6 +583,48 @@ pub struct State {
     epoch: Option<String>,
 }
 
+/// Every statement goes through the connection's statement cache: the loop runs the same few
+/// dozen statements every iteration, and preparing one afresh (`query_row`, `execute`) cost more
+/// than running it.
+trait Cached {
+    fn row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize>;
+}
+
+impl Cached for Connection {
+    fn row<T, P: rusqlite::Params>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+
+    fn run<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+}
+
+/// More than the statements the state runs (about 60), so none is ever evicted and re-prepared.
+const STATEMENT_CACHE: usize = 128;
+
+/// What every connection is set to before its first statement: the statement cache, and the query
+/// planner's stability guarantee. The bundled SQLite is built with STAT4, which otherwise marks a
+/// cached statement stale whenever a parameter compared with an indexed column is bound again —
+/// every call — and prepares it afresh: the cache would save nothing.
+fn tune(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map(drop)
+        .map_err(|e| classify_open_error(path, e))
+}
+
 fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StateError {
     move |error| StateError::Sql { what, error }
 }
@@ -599,6 +641,7 @@ impl State {
         }
         check_header(path)?;
         let conn = Connection::open(path).map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
+        tune(&conn, path)?;
         let mut state = State { conn, path: path.to_path_buf(), durable: true, epoch: None };
         // First: a second process opening the same file meanwhile waits instead of failing.
         state.conn.busy_timeout(Duration::from_secs(5)).map_err(sql("setting the busy timeout"))?;
@@ -635,6 +678,18 @@ impl State {
         Ok(state)
     }
 
+    /// A backtest's ledger, in memory: the same schema and statements as the file, no file, no
+    /// locks, no journal on disk. Gone when dropped; its ids carry the fixed epoch `backtest`, so
+    /// the same replay gives the same ids.
+    pub fn open_memory() -> Result<State, StateError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|error| StateError::Open { path: path.clone(), error })?;
+        tune(&conn, &path)?;
+        let mut state = State { conn, path, durable: false, epoch: Some(SCRATCH_EPOCH.to_string()) };
+        state.migrate()?;
+        Ok(state)
+    }
+
     /// Opens an existing database for reading only: `status` uses it while the daemon runs.
     pub fn open_read_only(path: &Path) -> Result<State, StateError> {
         if !path.exists() {
@@ -645,6 +700,7 @@ impl State {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
+        tune(&conn, path)?;
         let state = State { conn, path: path.to_path_buf(), durable: false, epoch: None };
         state.conn.busy_timeout(Duration::from_secs(2)).map_err(sql("setting the busy timeout"))?;
         let found = state.user_version()?;
@@ -690,7 +746,7 @@ impl State {
         if found == 0 {
             let tables: i64 = self
                 .conn
-                .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
+                .row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
                 .map_err(|e| classify_open_error(&self.path, e))?;
             if tables > 0 {
                 return Err(StateError::ForeignDatabase { path: self.path.clone() });
@@ -724,14 +780,14 @@ impl State {
 
     pub fn kv_get(&self, key: &str) -> Result<Option<String>, StateError> {
         self.conn
-            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            .row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
             .optional()
             .map_err(sql("reading a key"))
     }
 
     pub fn kv_set(&self, key: &str, value: &str, now: Timestamp) -> Result<(), StateError> {
         self.conn
-            .execute(
+            .run(
                 "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![key, value, clock::db_ts(now)],
@@ -745,7 +801,7 @@ impl State {
     pub fn day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
         let row: Option<(f64, String)> = self
             .conn
-            .query_row("SELECT equity, source FROM day_start_equity WHERE trading_date = ?1", [date.to_string()], |r| {
+            .row("SELECT equity, source FROM day_start_equity WHERE trading_date = ?1", [date.to_string()], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
@@ -763,7 +819,7 @@ impl State {
         now: Timestamp,
     ) -> Result<DayStart, StateError> {
         self.conn
-            .execute(
+            .run(
                 "INSERT INTO day_start_equity (trading_date, equity, source, recorded_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (trading_date) DO NOTHING",
                 params![date.to_string(), equity, source, clock::db_ts(now)],
@@ -813,14 +869,14 @@ impl State {
         let until = halt.until.map(clock::db_ts);
         self.durably("setting a halt", |tx| {
             let inserted = tx
-                .execute(
+                .run(
                     "INSERT INTO halts (reason, detail, since, until) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (reason) WHERE cleared_at IS NULL DO NOTHING",
                     params![halt.reason.as_str(), halt.detail, clock::db_ts(halt.since), until],
                 )
                 .map_err(sql("setting a halt"))?;
             if inserted == 0 {
-                tx.execute(
+                tx.run(
                     "UPDATE halts SET detail = ?2,
                          until = CASE WHEN until IS NULL OR ?3 IS NULL THEN NULL ELSE max(until, ?3) END
                      WHERE reason = ?1 AND cleared_at IS NULL",
@@ -836,7 +892,7 @@ impl State {
     pub fn clear_halt(&self, reason: HaltReason, by: &str, now: Timestamp) -> Result<bool, StateError> {
         let n = self
             .conn
-            .execute(
+            .run(
                 "UPDATE halts SET cleared_at = ?2, cleared_by = ?3 WHERE reason = ?1 AND cleared_at IS NULL",
                 params![reason.as_str(), clock::db_ts(now), by],
             )
@@ -863,7 +919,7 @@ impl State {
     ) -> Result<(), StateError> {
         let e = &r.exits;
         self.conn
-            .execute(
+            .run(
                 "INSERT INTO position_rules (bot, symbol, kind, stop_loss_pct, take_profit_pct, trailing_stop_pct,
                      time_stop_minutes, flatten_before_close_minutes, manage_until, exit_days_before_expiry, recorded_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -896,7 +952,7 @@ impl State {
         let what = "reading a position's exit rules";
         let row = self
             .conn
-            .query_row(
+            .row(
                 "SELECT kind, stop_loss_pct, take_profit_pct, trailing_stop_pct, time_stop_minutes,
                         flatten_before_close_minutes, manage_until, exit_days_before_expiry
                  FROM position_rules WHERE bot = ?1 AND symbol = ?2",
@@ -972,11 +1028,11 @@ impl State {
         let at = clock::db_ts(o.created_at);
         let client_order_id = self.durably(what, |tx| {
             if fresh {
-                tx.execute("INSERT INTO id_epochs (epoch, started_at) VALUES (?1, ?2)", params![epoch, at])
+                tx.run("INSERT INTO id_epochs (epoch, started_at) VALUES (?1, ?2)", params![epoch, at])
                     .map_err(sql(what))?;
             }
             let n: String = tx
-                .query_row(
+                .row(
                     "INSERT INTO kv (key, value, updated_at) VALUES ('order_seq', '1', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, updated_at = excluded.updated_at
                      RETURNING value",
@@ -1000,7 +1056,7 @@ impl State {
         let what = "recording an order sent while the ledger took no writes";
         self.durably(what, |tx| {
             let known: i64 = tx
-                .query_row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
+                .row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
                 .map_err(sql(what))?;
             if known > 0 {
                 return Ok(false);
@@ -1042,7 +1098,7 @@ impl State {
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
         let row: Option<(String, Option<String>)> = tx
-            .query_row("SELECT bot, trading_date FROM orders WHERE client_order_id = ?1", [client_order_id], |r| {
+            .row("SELECT bot, trading_date FROM orders WHERE client_order_id = ?1", [client_order_id], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .optional()
@@ -1081,7 +1137,7 @@ impl State {
                 complete = false;
                 continue;
             };
-            tx.execute(
+            tx.run(
                 "UPDATE order_legs SET filled_qty = ?3 WHERE client_order_id = ?1 AND symbol = ?2",
                 params![client_order_id, symbol, leg_filled.to_string()],
             )
@@ -1093,7 +1149,7 @@ impl State {
             deltas.push(FillDelta { bot: bot.clone(), symbol, qty: signed, price, realized_pnl: realized });
         }
         if complete {
-            tx.execute(
+            tx.run(
                 "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
                      updated_at = ?5 WHERE client_order_id = ?1",
                 params![client_order_id, status.as_str(), broker_order_id, filled_qty.to_string(), clock::db_ts(now)],
@@ -1117,7 +1173,7 @@ impl State {
     ) -> Result<bool, StateError> {
         let n = self
             .conn
-            .execute(
+            .run(
                 "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), updated_at = ?4
                  WHERE client_order_id = ?1",
                 params![client_order_id, status.as_str(), broker_order_id, clock::db_ts(now)],
@@ -1200,9 +1256,7 @@ impl State {
         for o in orders {
             let pnl: f64 = self
                 .conn
-                .query_row("SELECT realized_pnl FROM orders WHERE client_order_id = ?1", [&o.client_order_id], |r| {
-                    r.get(0)
-                })
+                .row("SELECT realized_pnl FROM orders WHERE client_order_id = ?1", [&o.client_order_id], |r| r.get(0))
                 .map_err(sql("reading an order's P&L"))?;
             out.push((o, pnl));
         }
@@ -1221,7 +1275,7 @@ impl State {
     ) -> Result<bool, StateError> {
         let n = self
             .conn
-            .execute(
+            .run(
                 "INSERT INTO daily_reports (trading_date, equity, day_start, pnl_pct, report, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (trading_date) DO NOTHING",
                 params![date.to_string(), equity, day_start, pnl_pct, report, clock::db_ts(now)],
@@ -1232,7 +1286,7 @@ impl State {
 
     pub fn daily_report(&self, date: Date) -> Result<Option<String>, StateError> {
         self.conn
-            .query_row("SELECT report FROM daily_reports WHERE trading_date = ?1", [date.to_string()], |r| r.get(0))
+            .row("SELECT report FROM daily_reports WHERE trading_date = ?1", [date.to_string()], |r| r.get(0))
             .optional()
             .map_err(sql("reading a daily report"))
     }
@@ -1289,7 +1343,7 @@ impl State {
     /// Entry orders a bot sent (or tried to) on a trading date: its trades of the day.
     pub fn entries_on(&self, bot: &str, date: Date) -> Result<u32, StateError> {
         self.conn
-            .query_row(
+            .row(
                 "SELECT count(*) FROM orders WHERE bot = ?1 AND trading_date = ?2 AND intent = 'entry'
                  AND status NOT IN ('rejected', 'abandoned')",
                 params![bot, date.to_string()],
@@ -1313,7 +1367,7 @@ impl State {
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
         let row: Option<[Option<String>; 6]> = tx
-            .query_row(
+            .row(
                 "SELECT bot, symbol, side, coalesce(filled_qty, '0'), trading_date, intent FROM orders
                  WHERE client_order_id = ?1",
                 [client_order_id],
@@ -1336,7 +1390,7 @@ impl State {
             tx.commit().map_err(sql("recording a fill"))?;
             return Ok(None);
         }
-        tx.execute(
+        tx.run(
             "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
                  updated_at = ?5 WHERE client_order_id = ?1",
             params![
@@ -1406,9 +1460,9 @@ impl State {
     pub fn replace_broker_positions(&mut self, rows: &[BrokerPositionRow], now: Timestamp) -> Result<(), StateError> {
         let what = "recording the broker's positions";
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql(what))?;
-        tx.execute("DELETE FROM broker_positions", []).map_err(sql(what))?;
+        tx.run("DELETE FROM broker_positions", []).map_err(sql(what))?;
         for r in rows {
-            tx.execute(
+            tx.run(
                 "INSERT INTO broker_positions (symbol, qty, avg_entry_price, current_price) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     r.symbol,
@@ -1420,7 +1474,7 @@ impl State {
             .map_err(sql(what))?;
         }
         // Kept apart from the rows: an empty picture still says when the broker was read.
-        tx.execute(
+        tx.run(
             "INSERT INTO kv (key, value, updated_at) VALUES ('broker_positions_seen_at', ?1, ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             [clock::db_ts(now)],
@@ -1474,12 +1528,12 @@ impl State {
     pub fn set_owned_qty(&self, bot: &str, symbol: &str, qty: Dec, now: Timestamp) -> Result<(), StateError> {
         if qty.is_zero() {
             self.conn
-                .execute("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
+                .run("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
                 .map(drop)
                 .map_err(sql("dropping an owned position"))
         } else {
             self.conn
-                .execute(
+                .run(
                     "UPDATE owned_positions SET qty = ?3, updated_at = ?4 WHERE bot = ?1 AND symbol = ?2",
                     params![bot, symbol, qty.to_string(), clock::db_ts(now)],
                 )
@@ -1496,14 +1550,14 @@ impl State {
         } else {
             "UPDATE owned_positions SET high_water = min(coalesce(high_water, ?3), ?3) WHERE bot = ?1 AND symbol = ?2"
         };
-        self.conn.execute(sql_text, params![bot, symbol, price]).map(drop).map_err(sql("recording a best price"))
+        self.conn.run(sql_text, params![bot, symbol, price]).map(drop).map_err(sql("recording a best price"))
     }
 
     /// When a bot's last exit in `symbol` (partly) filled, for its cooldown.
     pub fn last_exit(&self, bot: &str, symbol: &str) -> Result<Option<Timestamp>, StateError> {
         let at: Option<String> = self
             .conn
-            .query_row(
+            .row(
                 "SELECT max(updated_at) FROM orders WHERE bot = ?1 AND symbol = ?2 AND intent = 'exit'
                  AND filled_qty IS NOT NULL AND filled_qty <> '0'",
                 params![bot, symbol],
@@ -1517,7 +1571,7 @@ impl State {
 
     pub fn put_budget(&self, b: &BudgetRow, now: Timestamp) -> Result<(), StateError> {
         self.conn
-            .execute(
+            .run(
                 "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions, realized_pnl, trades, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (trading_date, bot) DO UPDATE SET
@@ -1568,7 +1622,7 @@ impl State {
     /// A bot's realised P&L over the trading dates `from` to `to`, both included.
     pub fn realized_between(&self, bot: &str, from: Date, to: Date) -> Result<f64, StateError> {
         self.conn
-            .query_row(
+            .row(
                 "SELECT coalesce(sum(realized_pnl), 0) FROM budgets WHERE bot = ?1 AND trading_date BETWEEN ?2 AND ?3",
                 params![bot, from.to_string(), to.to_string()],
                 |r| r.get(0),
@@ -1604,7 +1658,7 @@ impl State {
         // Pruning in batches keeps the cost off most iterations.
         if id % 1000 == 0 {
             self.conn
-                .execute("DELETE FROM loop_runs WHERE id <= ?1", [id - LOOP_RUNS_KEPT])
+                .run("DELETE FROM loop_runs WHERE id <= ?1", [id - LOOP_RUNS_KEPT])
                 .map_err(sql("pruning old loop runs"))?;
         }
         Ok(())
@@ -1613,7 +1667,7 @@ impl State {
     pub fn last_loop_run(&self) -> Result<Option<LoopRun>, StateError> {
         let row = self
             .conn
-            .query_row(
+            .row(
                 "SELECT iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted, orders_submitted, requests, error
                  FROM loop_runs ORDER BY id DESC LIMIT 1",
                 [],
@@ -1664,7 +1718,7 @@ impl State {
     }
 
     pub fn loop_run_count(&self) -> Result<i64, StateError> {
-        self.conn.query_row("SELECT count(*) FROM loop_runs", [], |r| r.get(0)).map_err(sql("counting loop runs"))
+        self.conn.row("SELECT count(*) FROM loop_runs", [], |r| r.get(0)).map_err(sql("counting loop runs"))
     }
 }
 
@@ -1681,7 +1735,7 @@ fn move_owned(
     now: Timestamp,
 ) -> Result<Dec, StateError> {
     let row: Option<(String, String)> = tx
-        .query_row(
+        .row(
             "SELECT qty, avg_entry_price FROM owned_positions WHERE bot = ?1 AND symbol = ?2",
             params![bot, symbol],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -1702,11 +1756,11 @@ fn move_owned(
     })?;
     match applied.holding {
         None => {
-            tx.execute("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
+            tx.run("DELETE FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol])
                 .map_err(sql("closing an owned position"))?;
         }
         Some(h) => {
-            tx.execute(
+            tx.run(
                 "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, high_water, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?5)
                  ON CONFLICT (bot, symbol) DO UPDATE SET qty = excluded.qty, avg_entry_price = excluded.avg_entry_price,
@@ -1740,7 +1794,7 @@ fn add_realized(
         return Ok(());
     }
     let date = date.map_or_else(|| clock::trading_date(now).to_string(), str::to_string);
-    tx.execute(
+    tx.run(
         "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions,
                               realized_pnl, trades, updated_at)
          VALUES (?1, ?2, 0, 0, 0, 0, ?3, 0, ?4)
@@ -1758,7 +1812,7 @@ fn learn_broker_id(
     client_order_id: &str,
     broker_order_id: Option<&str>,
 ) -> Result<(), StateError> {
-    tx.execute(
+    tx.run(
         "UPDATE orders SET broker_order_id = coalesce(?2, broker_order_id) WHERE client_order_id = ?1",
         params![client_order_id, broker_order_id],
     )
@@ -1770,7 +1824,7 @@ fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, rea
     if realized.is_zero() {
         return Ok(());
     }
-    tx.execute(
+    tx.run(
         "UPDATE orders SET realized_pnl = round(realized_pnl + ?2, 9) WHERE client_order_id = ?1",
         params![client_order_id, realized.to_f64()],
     )

@@ -6,8 +6,8 @@
 //! `sim.volatility`) and a clock that steps bar by bar; then the report: a summary, `trades.csv`,
 //! `equity.csv`, `report.json` and `equity.svg`. Same inputs, same outputs, byte for byte.
 //!
-//! Never: touches the live state database (the run keeps its state in a throw-away file it
-//! deletes), the network, or a symbol the data does not hold (bots whose symbols have no bars are
+//! Never: touches the live state database (the run keeps its ledger in memory: the same schema
+//! and statements, no file), the network, or a symbol the data does not hold (bots whose symbols have no bars are
 //! left out, and files no bot trades are reported and skipped).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,19 +98,7 @@ pub fn run(
     let bars_total: u64 = data.values().map(|v| v.len() as u64).sum();
 
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let db = throwaway_db()?;
-    cfg.settings.system.state_db_path = db.clone();
-    let result = replay(cfg, data, *first, &minutes, bars_total, skipped, out);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(PathBuf::from(format!("{}{suffix}", db.display())));
-    }
-    result
-}
-
-fn throwaway_db() -> Result<PathBuf, String> {
-    let nanos = Timestamp::now().as_nanosecond();
-    let path = std::env::temp_dir().join(format!("trading-hydra-backtest-{}-{nanos}.db", std::process::id()));
-    Ok(path)
+    replay(cfg, data, *first, &minutes, bars_total, skipped, out)
 }
 
 fn replay(
@@ -124,12 +112,10 @@ fn replay(
 ) -> Result<Summary, String> {
     let err = |e: crate::core::state::StateError| e.to_string();
     let clock = Arc::new(ManualClock::new(first));
-    let db = cfg.settings.system.state_db_path.clone();
-    let mut sim =
-        SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, Some(State::open_scratch(&db).map_err(err)?))
-            .map_err(err)?;
+    // The simulated book lives in memory only: nothing resumes a backtest.
+    let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, None).map_err(err)?;
     sim.replay(data);
-    let mut o = Orchestrator::new(cfg, State::open_scratch(&db).map_err(err)?, Box::new(clock.clone()), Box::new(sim));
+    let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
 
     let progress = std::io::stderr().is_terminal();
     let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());

@@ -42,6 +42,14 @@ Options:
   --from DATE      download, backtest: first New York date (YYYY-MM-DD)
   --to DATE        download, backtest: last New York date
   --out DIR        download: the bar folder (required); backtest: the report (default ./backtest)
+  --sweep KEY=V1,V2,...
+                   backtest: run every combination of these values (repeatable), e.g.
+                   momentum_bots.*.exits.stop_loss_pct=0.5,0.75,1; ranks them, sweep.csv
+  --rank METRIC    backtest --sweep: return (default), drawdown, sharpe or trades
+  --jobs N         backtest --sweep: threads (default: the machine's cores)
+  --walk-forward TRAIN:TEST
+                   backtest --sweep: pick the best on TRAIN trading days, run it on the
+                   next TEST days, window after window; the test windows joined
   -h, --help       print this help
   -V, --version    print the version
 
@@ -79,6 +87,13 @@ pub struct BacktestArgs {
     pub from: Option<jiff::civil::Date>,
     pub to: Option<jiff::civil::Date>,
     pub out: PathBuf,
+    /// `--sweep`: the axes of a parameter grid (none: one plain backtest).
+    pub sweep: Vec<crate::services::sweep::Axis>,
+    pub rank: crate::services::sweep::Rank,
+    /// `--jobs`; `None`: the machine's cores.
+    pub jobs: Option<usize>,
+    /// `--walk-forward TRAIN:TEST`, in trading days.
+    pub walk_forward: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +143,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let mut data: Option<PathBuf> = None;
     let mut from: Option<jiff::civil::Date> = None;
     let mut to: Option<jiff::civil::Date> = None;
+    let mut sweep: Vec<crate::services::sweep::Axis> = Vec::new();
+    let mut rank: Option<crate::services::sweep::Rank> = None;
+    let mut jobs: Option<usize> = None;
+    let mut walk_forward: Option<(usize, usize)> = None;
     let mut out: Option<PathBuf> = None;
     let mut symbols: Option<Vec<String>> = None;
     let mut timeframe: Option<String> = None;
@@ -239,6 +258,39 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 only(&["backtest", "download"])?;
                 out = Some(PathBuf::from(value("--out")?));
             }
+            "--sweep" => {
+                only(&["backtest"])?;
+                sweep.push(crate::services::sweep::Axis::parse(&value("--sweep")?).map_err(usage)?);
+            }
+            "--rank" => {
+                only(&["backtest"])?;
+                let v = value("--rank")?;
+                rank = Some(
+                    crate::services::sweep::Rank::parse(&v)
+                        .ok_or_else(|| usage(format!("--rank takes return, drawdown, sharpe or trades, got {v:?}")))?,
+                );
+            }
+            "--jobs" => {
+                only(&["backtest"])?;
+                let v = value("--jobs")?;
+                jobs = Some(
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1024).contains(n))
+                        .ok_or_else(|| usage(format!("--jobs takes a whole number from 1 to 1024, got {v:?}")))?,
+                );
+            }
+            "--walk-forward" => {
+                only(&["backtest"])?;
+                let v = value("--walk-forward")?;
+                let days = v
+                    .split_once(':')
+                    .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+                    .filter(|(a, b)| *a > 0 && *b > 0);
+                walk_forward = Some(days.ok_or_else(|| {
+                    usage(format!("--walk-forward takes TRAIN_DAYS:TEST_DAYS, two whole numbers above 0, got {v:?}"))
+                })?);
+            }
             other if other.starts_with('-') => return Err(usage(format!("unknown option {other:?}"))),
             other => return Err(usage(format!("unexpected argument {other:?}"))),
         }
@@ -274,12 +326,19 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             if from.zip(to).is_some_and(|(f, t)| f > t) {
                 return Err(usage("--from is after --to"));
             }
+            if sweep.is_empty() && (rank.is_some() || jobs.is_some() || walk_forward.is_some()) {
+                return Err(usage("--rank, --jobs and --walk-forward go with --sweep KEY=V1,V2,..."));
+            }
             Command::Backtest(BacktestArgs {
                 config,
                 data,
                 from,
                 to,
                 out: out.unwrap_or_else(|| PathBuf::from("backtest")),
+                sweep,
+                rank: rank.unwrap_or(crate::services::sweep::Rank::Return),
+                jobs,
+                walk_forward,
             })
         }
         _ => Command::Resume { config },
@@ -364,6 +423,37 @@ mod tests {
         assert!(p("backtest").is_err());
         assert!(p("backtest --data d --from nope").is_err());
         assert!(p("run --data d").is_err());
+    }
+
+    #[test]
+    fn sweep_arguments() {
+        match p("backtest --data d --sweep a.b=1,2 --sweep c.d=x --rank sharpe --jobs 3 --walk-forward 20:5").unwrap() {
+            Command::Backtest(b) => {
+                assert_eq!(b.sweep.len(), 2);
+                assert_eq!(b.sweep[0].values, ["1", "2"]);
+                assert_eq!(b.rank, crate::services::sweep::Rank::Sharpe);
+                assert_eq!(b.jobs, Some(3));
+                assert_eq!(b.walk_forward, Some((20, 5)));
+            }
+            other => panic!("{other:?}"),
+        }
+        match p("backtest --data d --sweep a.b=1").unwrap() {
+            Command::Backtest(b) => assert_eq!((b.rank, b.jobs), (crate::services::sweep::Rank::Return, None)),
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "backtest --data d --sweep a.b",
+            "backtest --data d --sweep a.b=",
+            "backtest --data d --sweep a.b=1 --rank luck",
+            "backtest --data d --sweep a.b=1 --jobs 0",
+            "backtest --data d --sweep a.b=1 --walk-forward 20",
+            "backtest --data d --sweep a.b=1 --walk-forward 0:5",
+            "backtest --data d --walk-forward 20:5",
+            "backtest --data d --rank return",
+            "run --sweep a.b=1",
+        ] {
+            assert!(p(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

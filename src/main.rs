@@ -33,7 +33,7 @@ use trading_hydra::services::notify;
 use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
 use trading_hydra::services::systemd::Notifier;
-use trading_hydra::services::{backtest, bar_files};
+use trading_hydra::services::{backtest, bar_files, sweep};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -307,6 +307,9 @@ fn download(args: cli::DownloadArgs) -> Result<(), Error> {
 }
 
 fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
+    if !args.sweep.is_empty() {
+        return backtest_sweep(args);
+    }
     let cfg = load_config(args.config)?;
     let data = bar_files::read(&args.data).map_err(Error::Usage)?;
     let s = backtest::run(cfg, data, args.from, args.to, &args.out).map_err(Error::Other)?;
@@ -331,6 +334,83 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     }
     for f in &s.skipped {
         println!("skipped            {f}: no configured bot trades it");
+    }
+    println!("report             {}", args.out.display());
+    if let Some(kb) = peak_rss_kb() {
+        println!("peak memory        {kb} KiB");
+    }
+    Ok(())
+}
+
+/// `backtest --sweep`: the grid (refused before anything runs when a key or value does not
+/// work), run on `--jobs` threads and ranked; with `--walk-forward`, window by window.
+fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
+    let dir = Config::resolve_dir(args.config.as_deref());
+    let (settings, bots) = Config::read_texts(&dir)?;
+    // The files as they are must be valid before the sweep edits them.
+    Config::from_texts(&dir, &settings, &bots)?;
+    let combos = sweep::grid(&dir, &settings, &bots, &args.sweep).map_err(Error::Usage)?;
+    let data = backtest::window(bar_files::read(&args.data).map_err(Error::Usage)?, args.from, args.to);
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| Error::Other(format!("cannot create {}: {e}", args.out.display())))?;
+    let jobs = args.jobs.unwrap_or_else(sweep::default_jobs);
+    let bars: usize = data.values().map(Vec::len).sum();
+    let started = std::time::Instant::now();
+    let out = |name: &str| args.out.join(name);
+    match args.walk_forward {
+        None => {
+            let data = std::sync::Arc::new(data);
+            let ranked = sweep::sweep(&args.sweep, &combos, &data, args.rank, jobs, "sweep").map_err(Error::Other)?;
+            backtest::write(out("sweep.csv"), &ranked.csv()).map_err(Error::Other)?;
+            println!(
+                "sweep: {} combinations over {bars} bars, ranked by {} ({:.1} s on {jobs} threads)",
+                combos.len(),
+                args.rank.as_str(),
+                started.elapsed().as_secs_f64()
+            );
+            print!("{}", ranked.table(20));
+            println!("best               {}", ranked.describe(ranked.best()));
+        }
+        Some(days) => {
+            let wf = sweep::walk_forward(&combos, &data, days, args.rank, jobs).map_err(Error::Other)?;
+            // Hindsight, for comparison: the grid over all the test days at once, its best.
+            let (first, last) = (wf.windows[0].test.0, wf.windows[wf.windows.len() - 1].test.1);
+            let span = std::sync::Arc::new(sweep::between(&data, first, last));
+            let ranked = sweep::sweep(&args.sweep, &combos, &span, args.rank, jobs, "in-sample sweep of the test days")
+                .map_err(Error::Other)?;
+            backtest::write(out("walk_forward.csv"), &wf.csv(&args.sweep, &combos)).map_err(Error::Other)?;
+            backtest::write(out("walk_forward_equity.csv"), &backtest::equity_csv(&wf.joined)).map_err(Error::Other)?;
+            backtest::write(out("walk_forward_equity.svg"), &backtest::svg(&wf.joined)).map_err(Error::Other)?;
+            backtest::write(out("sweep.csv"), &ranked.csv()).map_err(Error::Other)?;
+            println!(
+                "walk-forward {}:{}: {} windows of {} combinations over {bars} bars, ranked by {} ({:.1} s on {jobs} threads)",
+                days.0,
+                days.1,
+                wf.windows.len(),
+                combos.len(),
+                args.rank.as_str(),
+                started.elapsed().as_secs_f64()
+            );
+            print!("{}", wf.table(&args.sweep, &combos));
+            let o = &wf.out_of_sample;
+            let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+            println!(
+                "out-of-sample      {first} to {last}, the test windows joined: return {:+.2} %, max drawdown {:.2} %, daily Sharpe {}, trades {}",
+                o.total_return_pct,
+                o.max_drawdown_pct,
+                opt(o.daily_sharpe),
+                wf.trades
+            );
+            let b = &ranked.summaries[ranked.best()];
+            println!(
+                "in-sample best     the same days in hindsight: return {:+.2} %, max drawdown {:.2} %, daily Sharpe {}, trades {}: {}",
+                b.total_return_pct,
+                b.max_drawdown_pct,
+                opt(b.daily_sharpe),
+                b.trades,
+                ranked.describe(ranked.best())
+            );
+        }
     }
     println!("report             {}", args.out.display());
     if let Some(kb) = peak_rss_kb() {

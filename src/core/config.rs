@@ -875,10 +875,23 @@ impl Config {
 
     /// Reads, parses and validates both files of `dir`.
     pub fn load(dir: &Path) -> Result<Config, ConfigError> {
+        let (settings, bots) = Config::read_texts(dir)?;
+        Config::from_texts(dir, &settings, &bots)
+    }
+
+    /// The text of both files of `dir` (settings, bots), unparsed: a backtest sweep edits them
+    /// before `from_texts`.
+    pub fn read_texts(dir: &Path) -> Result<(String, String), ConfigError> {
+        let read = |file: PathBuf| std::fs::read_to_string(&file).map_err(|error| ConfigError::Read { file, error });
+        Ok((read(dir.join(SETTINGS_FILE))?, read(dir.join(BOTS_FILE))?))
+    }
+
+    /// Parses and validates the two files' texts as if read from `dir` (errors name its files).
+    pub fn from_texts(dir: &Path, settings: &str, bots: &str) -> Result<Config, ConfigError> {
         let settings_file = dir.join(SETTINGS_FILE);
         let bots_file = dir.join(BOTS_FILE);
-        let settings: Settings = parse_file(&settings_file)?;
-        let bots: Bots = parse_file(&bots_file)?;
+        let settings: Settings = parse_text(&settings_file, settings)?;
+        let bots: Bots = parse_text(&bots_file, bots)?;
         let timezone =
             validate_settings(&settings).map_err(|problems| ConfigError::Invalid { file: settings_file, problems })?;
         validate_bots(&bots).map_err(|problems| ConfigError::Invalid { file: bots_file, problems })?;
@@ -1015,10 +1028,9 @@ impl Config {
     }
 }
 
-fn parse_file<T: serde::de::DeserializeOwned>(file: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|error| ConfigError::Read { file: file.to_path_buf(), error })?;
+fn parse_text<T: serde::de::DeserializeOwned>(file: &Path, text: &str) -> Result<T, ConfigError> {
     // An empty file is an empty mapping: every section takes its defaults.
-    let text = if text.trim().is_empty() { "{}" } else { text.as_str() };
+    let text = if text.trim().is_empty() { "{}" } else { text };
     serde_yaml::from_str(text).map_err(|e| ConfigError::Parse { file: file.to_path_buf(), detail: e.to_string() })
 }
 

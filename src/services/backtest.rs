@@ -69,15 +69,19 @@ fn fit_config(cfg: &mut Config, data: &BySymbol<Vec<Bar>>) -> Vec<String> {
     data.keys().filter(|s| !traded.contains(*s)).cloned().collect()
 }
 
-/// Runs the backtest of `data` between `from` and `to` (New York dates, both included) and writes
-/// the report's files into `out`.
-pub fn run(
-    mut cfg: Config,
-    mut data: BySymbol<Vec<Bar>>,
-    from: Option<Date>,
-    to: Option<Date>,
-    out: &Path,
-) -> Result<Summary, String> {
+/// One simulation's result: the summary and what the report's files are made of.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub summary: Summary,
+    /// The account's equity after each bar minute.
+    pub equity: Vec<(Timestamp, f64)>,
+    /// Every order of the run with its realised P&L.
+    pub orders: Vec<(crate::core::state::OrderRecord, f64)>,
+}
+
+/// The bars of `data` on the New York dates `from` to `to` (both included), symbols without any
+/// left out.
+pub fn window(mut data: BySymbol<Vec<Bar>>, from: Option<Date>, to: Option<Date>) -> BySymbol<Vec<Bar>> {
     for bars in data.values_mut() {
         bars.retain(|b| {
             let d = clock::trading_date(b.t);
@@ -85,39 +89,47 @@ pub fn run(
         });
     }
     data.retain(|_, bars| !bars.is_empty());
-    let skipped = fit_config(&mut cfg, &data);
-    for s in &skipped {
-        data.remove(s);
-    }
-    let minutes: BTreeSet<Timestamp> = data.values().flatten().map(|b| b.t).collect();
-    let (Some(first), Some(_)) = (minutes.first(), minutes.last()) else {
+    data
+}
+
+/// Runs the backtest of `data` between `from` and `to` (New York dates, both included) and writes
+/// the report's files into `out`.
+pub fn run(
+    cfg: Config,
+    data: BySymbol<Vec<Bar>>,
+    from: Option<Date>,
+    to: Option<Date>,
+    out: &Path,
+) -> Result<Summary, String> {
+    let data = Arc::new(window(data, from, to));
+    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let run = simulate(cfg, &data, std::io::stderr().is_terminal())?;
+    write_files(out, &run.summary, &run.equity, &run.orders)?;
+    Ok(run.summary)
+}
+
+/// Replays `data` through the orchestrator with `cfg`, keeping nothing but the result: the
+/// ledger and the simulated book live in memory, so simulations can run side by side. Bots whose
+/// symbols the data lacks are left out; `progress` prints a progress line on stderr.
+pub fn simulate(mut cfg: Config, data: &Arc<BySymbol<Vec<Bar>>>, progress: bool) -> Result<Run, String> {
+    let skipped = fit_config(&mut cfg, data);
+    let traded = || data.iter().filter(|(s, _)| !skipped.contains(s)).map(|(_, bars)| bars);
+    let mut minutes: Vec<Timestamp> = traded().flatten().map(|b| b.t).collect();
+    minutes.sort_unstable();
+    minutes.dedup();
+    let Some(first) = minutes.first().copied() else {
         return Err(
             "no bars to replay (check --from/--to and that a configured bot trades a symbol of the data)".into()
         );
     };
-    let bars_total: u64 = data.values().map(|v| v.len() as u64).sum();
-
-    std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    replay(cfg, data, *first, &minutes, bars_total, skipped, out)
-}
-
-fn replay(
-    cfg: Config,
-    data: BySymbol<Vec<Bar>>,
-    first: Timestamp,
-    minutes: &BTreeSet<Timestamp>,
-    bars_total: u64,
-    skipped: Vec<String>,
-    out: &Path,
-) -> Result<Summary, String> {
+    let bars_total: u64 = traded().map(|v| v.len() as u64).sum();
     let err = |e: crate::core::state::StateError| e.to_string();
     let clock = Arc::new(ManualClock::new(first));
     // The simulated book lives in memory only: nothing resumes a backtest.
     let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, None).map_err(err)?;
-    sim.replay(data);
+    sim.replay(data.clone());
     let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
 
-    let progress = std::io::stderr().is_terminal();
     let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());
     let mut exposed = 0u64;
     for (i, t) in minutes.iter().enumerate() {
@@ -141,11 +153,10 @@ fn replay(
     let orders = state.all_orders().map_err(err)?;
     let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
     let summary = summarize(&equity, &orders, halts, exposed, minutes.len() as u64, bars_total, skipped);
-    write_files(out, &summary, &equity, &orders)?;
-    Ok(summary)
+    Ok(Run { summary, equity, orders })
 }
 
-fn summarize(
+pub fn summarize(
     equity: &[(Timestamp, f64)],
     orders: &[(crate::core::state::OrderRecord, f64)],
     halts: BTreeMap<String, u32>,
@@ -205,7 +216,7 @@ fn summarize(
     }
 }
 
-fn write(path: PathBuf, text: &str) -> Result<(), String> {
+pub fn write(path: PathBuf, text: &str) -> Result<(), String> {
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
@@ -242,11 +253,7 @@ fn write_files(
         );
     }
     write(out.join("trades.csv"), &trades)?;
-    let mut eq = String::from("timestamp,equity\n");
-    for (t, e) in equity {
-        let _ = writeln!(eq, "{},{:.2}", t.strftime("%Y-%m-%dT%H:%M:%SZ"), e);
-    }
-    write(out.join("equity.csv"), &eq)?;
+    write(out.join("equity.csv"), &equity_csv(equity))?;
     let report = json!({
         "start_equity": round(s.start_equity, 2),
         "end_equity": round(s.end_equity, 2),
@@ -265,6 +272,15 @@ fn write_files(
     });
     write(out.join("report.json"), &format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()))?;
     write(out.join("equity.svg"), &svg(equity))
+}
+
+/// `timestamp,equity`, one row per bar minute.
+pub fn equity_csv(equity: &[(Timestamp, f64)]) -> String {
+    let mut eq = String::from("timestamp,equity\n");
+    for (t, e) in equity {
+        let _ = writeln!(eq, "{},{:.2}", t.strftime("%Y-%m-%dT%H:%M:%SZ"), e);
+    }
+    eq
 }
 
 /// The equity curve, with the drawdown from the running peak shaded, as a standalone SVG.

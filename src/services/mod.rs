@@ -1,7 +1,7 @@
 //! Services the orchestrator calls, the layer that does I/O: the broker (the `Broker` trait, the
 //! Alpaca client, the simulated broker), ExitBot (the kill switch), PortfolioBot (budgets), the
 //! execution service, the market session, notifications, the daily report, the read-only status
-//! report, the backtest and its bar files, and systemd's notify socket. Services import `core`
+//! report, the backtest, its parameter sweeps and walk-forward tests and its bar files, and systemd's notify socket. Services import `core`
 //! and `bots`; neither of those imports a service.
 
 pub mod alpaca_client;
@@ -16,4 +16,5 @@ pub mod notify;
 pub mod portfolio;
 pub mod sim_broker;
 pub mod status;
+pub mod sweep;
 pub mod systemd;

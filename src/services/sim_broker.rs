@@ -179,7 +179,7 @@ struct Market {
     paths: BTreeMap<String, Path>,
     /// Recorded bars replayed instead of the synthetic paths (a backtest), by symbol, oldest
     /// first. A symbol without recorded bars keeps its synthetic path.
-    replay: BySymbol<Vec<Bar>>,
+    replay: Arc<BySymbol<Vec<Bar>>>,
 }
 
 /// The index of the last bar starting at or before `t`.
@@ -360,14 +360,15 @@ impl SimBroker {
             origin: book.origin_minute,
             vol: cfg.volatility,
             paths: BTreeMap::new(),
-            replay: BySymbol::new(),
+            replay: Arc::new(BySymbol::new()),
         };
         Ok(SimBroker { clock, cfg, market, book, store, stats: CallStats::default(), saved_at: i64::MIN })
     }
 
     /// Replays recorded one-minute bars (oldest first) instead of the synthetic market, for the
-    /// symbols given; options on them are priced by Black-Scholes from the recorded prices.
-    pub fn replay(&mut self, bars: BySymbol<Vec<Bar>>) {
+    /// symbols given; options on them are priced by Black-Scholes from the recorded prices. The
+    /// bars are shared: a parameter sweep runs many simulations over one copy.
+    pub fn replay(&mut self, bars: Arc<BySymbol<Vec<Bar>>>) {
         self.market.replay = bars;
     }
 

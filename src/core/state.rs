@@ -581,6 +581,42 @@ pub struct State {
     durable: bool,
     /// The random part of the ids this process issues, once it has recorded one.
     epoch: Option<String>,
+    /// The reads the loop makes many times an iteration, kept until the ledger changes (`Memo`).
+    unfinished: Memo<Vec<OrderRecord>>,
+    owned: Memo<Vec<OwnedPosition>>,
+    budgets: Memo<(Date, Vec<BudgetRow>)>,
+}
+
+/// A read kept with the ledger's version when it was made, and handed out again while the
+/// version is the same. The version is this connection's count of rows it changed (SQLite's
+/// `total_changes`: any insert, update or delete, even one rolled back, moves it) with
+/// `PRAGMA data_version` (which moves when another connection commits): while neither moves, no
+/// row of the file is different, so the read would return the same rows. Only ever too eager to
+/// read again, never too slow.
+struct Memo<T>(std::cell::RefCell<Option<((u64, i64), T)>>);
+
+impl<T: Clone> Memo<T> {
+    fn new() -> Memo<T> {
+        Memo(std::cell::RefCell::new(None))
+    }
+
+    /// The kept value if it was read at `version` and `fits`, else `read()`'s, kept.
+    fn get(
+        &self,
+        version: (u64, i64),
+        fits: impl Fn(&T) -> bool,
+        read: impl FnOnce() -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        if let Some((at, value)) = &*self.0.borrow()
+            && *at == version
+            && fits(value)
+        {
+            return Ok(value.clone());
+        }
+        let value = read()?;
+        *self.0.borrow_mut() = Some((version, value.clone()));
+        Ok(value)
+    }
 }
 
 /// Every statement goes through the connection's statement cache: the loop runs the same few
@@ -634,6 +670,17 @@ fn bad_row(what: &'static str) -> impl FnOnce(String) -> StateError {
 }
 
 impl State {
+    fn with(conn: Connection, path: PathBuf, durable: bool, epoch: Option<String>) -> State {
+        State { conn, path, durable, epoch, unfinished: Memo::new(), owned: Memo::new(), budgets: Memo::new() }
+    }
+
+    /// The ledger's version, for `Memo`.
+    fn version(&self) -> Result<(u64, i64), StateError> {
+        let others: i64 =
+            self.conn.row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql("reading the data version"))?;
+        Ok((self.conn.total_changes(), others))
+    }
+
     /// Opens (creating it and its folder on first run) and migrates the database.
     pub fn open(path: &Path) -> Result<State, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -642,7 +689,7 @@ impl State {
         check_header(path)?;
         let conn = Connection::open(path).map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
         tune(&conn, path)?;
-        let mut state = State { conn, path: path.to_path_buf(), durable: true, epoch: None };
+        let mut state = State::with(conn, path.to_path_buf(), true, None);
         // First: a second process opening the same file meanwhile waits instead of failing.
         state.conn.busy_timeout(Duration::from_secs(5)).map_err(sql("setting the busy timeout"))?;
         state.check_integrity()?;
@@ -685,7 +732,7 @@ impl State {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|error| StateError::Open { path: path.clone(), error })?;
         tune(&conn, &path)?;
-        let mut state = State { conn, path, durable: false, epoch: Some(SCRATCH_EPOCH.to_string()) };
+        let mut state = State::with(conn, path, false, Some(SCRATCH_EPOCH.to_string()));
         state.migrate()?;
         Ok(state)
     }
@@ -701,7 +748,7 @@ impl State {
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
         tune(&conn, path)?;
-        let state = State { conn, path: path.to_path_buf(), durable: false, epoch: None };
+        let state = State::with(conn, path.to_path_buf(), false, None);
         state.conn.busy_timeout(Duration::from_secs(2)).map_err(sql("setting the busy timeout"))?;
         let found = state.user_version()?;
         if found > SCHEMA_VERSION {
@@ -1335,9 +1382,15 @@ impl State {
 
     /// Orders that may still change: not in a final status.
     pub fn unfinished_orders(&self) -> Result<Vec<OrderRecord>, StateError> {
-        let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-        // `?1` is unused but keeps one reader for every filter.
-        self.read_orders(&format!("status NOT IN ({finals}) AND ?1 = ?1"), "")
+        self.unfinished.get(
+            self.version()?,
+            |_| true,
+            || {
+                let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+                // `?1` is unused but keeps one reader for every filter.
+                self.read_orders(&format!("status NOT IN ({finals}) AND ?1 = ?1"), "")
+            },
+        )
     }
 
     /// Entry orders a bot sent (or tried to) on a trading date: its trades of the day.
@@ -1419,6 +1472,10 @@ impl State {
     // --- owned positions --------------------------------------------------------------------
 
     pub fn owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
+        self.owned.get(self.version()?, |_| true, || self.read_owned_positions())
+    }
+
+    fn read_owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1595,6 +1652,11 @@ impl State {
     }
 
     pub fn budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
+        let read = || Ok((date, self.read_budgets(date)?));
+        Ok(self.budgets.get(self.version()?, |(d, _)| *d == date, read)?.1)
+    }
+
+    fn read_budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1891,6 +1953,33 @@ mod tests {
         assert_eq!(s.kv_get("mode").unwrap().as_deref(), Some("paper"));
         let d = s.day_start(jiff::civil::date(2026, 11, 25)).unwrap().unwrap();
         assert_eq!(d.equity, 100_000.0);
+    }
+
+    #[test]
+    fn a_kept_read_is_read_again_after_any_write_of_this_connection_or_another() {
+        let path = temp_db("memo");
+        let now = ts("2026-11-25T15:00:00Z");
+        let s = State::open(&path).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at)
+                 VALUES ('mom_AAPL', 'AAPL', '10', '100', ?1, ?1)",
+                [clock::db_ts(now)],
+            )
+            .unwrap();
+        assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(10));
+        // Kept: the same rows again, no read (a statement that changed nothing keeps it too).
+        s.set_owned_qty("mom_AAPL", "MSFT", Dec::from_int(1), now).unwrap();
+        assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(10));
+        // This connection's write.
+        s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(7), now).unwrap();
+        assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(7));
+        // Another connection's commit (as `halt` or a second process would write).
+        let other = Connection::open(&path).unwrap();
+        other.execute("UPDATE owned_positions SET qty = '3' WHERE symbol = 'AAPL'", []).unwrap();
+        assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(3));
+        other.execute("DELETE FROM owned_positions", []).unwrap();
+        assert!(s.owned_positions().unwrap().is_empty());
     }
 
     #[test]

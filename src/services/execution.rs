@@ -485,7 +485,7 @@ impl Execution {
         if self.snapshots_minute != Some(minute) || self.snapshot_roots != wanted {
             let mut snaps = BySymbol::new();
             for root in &wanted {
-                snaps.extend(broker.option_snapshots(root, today, until)?);
+                snaps.append(&mut broker.option_snapshots(root, today, until)?);
             }
             self.snapshots = snaps;
             self.snapshots_minute = Some(minute);

@@ -218,20 +218,42 @@ impl Market {
         Some(self.bar(symbol, m))
     }
 
-    /// Black-Scholes price and delta of an OCC option at minute `m`, with a mild put skew.
+    /// Black-Scholes price, delta and implied volatility of an OCC option at minute `m`.
     fn option(&mut self, symbol: &str, m: i64) -> Option<(f64, f64, f64)> {
         let OccSymbol { root, expiry, kind, strike } = OccSymbol::parse(symbol)?;
         let spot = self.price(&root, m);
-        let k = strike.to_f64();
-        let expires = expiry_close(expiry);
+        Some(self.price_option(spot, kind, strike.to_f64(), expiry_close(expiry), m))
+    }
+
+    /// The same for a contract of strike `k` expiring at `expires` with the underlying at `spot`,
+    /// with a mild put skew.
+    fn price_option(&self, spot: f64, kind: OptionKind, k: f64, expires: Timestamp, m: i64) -> (f64, f64, f64) {
         let years = (expires.as_second() - minute_start(m).as_second()) as f64 / (365.0 * 86_400.0);
         let iv = self.vol * (1.0 + 0.3 * ((k / spot) - 1.0).abs() + if kind == OptionKind::Put { 0.05 } else { 0.0 });
         let is_call = kind == OptionKind::Call;
         let (price, delta) = black_scholes::price_and_delta(is_call, spot, k, years, RATE, iv);
         // Listed equity options are American: never worth less than exercising them now.
         let intrinsic = if is_call { (spot - k).max(0.0) } else { (k - spot).max(0.0) };
-        Some((price.max(intrinsic), delta, iv))
+        (price.max(intrinsic), delta, iv)
     }
+}
+
+/// One listed contract of the simulated chain, with what pricing it needs.
+struct Listed {
+    contract: OptionContract,
+    strike: f64,
+    expires: Timestamp,
+    /// `symbol_key` of its symbol, for the seeded daily volume.
+    key: u64,
+}
+
+/// A root's chain as last listed: the same dates and centre strike list the same contracts, so
+/// it is built once, not once a minute (in a backtest every step is a new minute).
+struct Chain {
+    from: Date,
+    to: Date,
+    centre: f64,
+    listed: Vec<Listed>,
 }
 
 /// 16:00 New York on the expiry date.
@@ -325,6 +347,8 @@ pub struct SimBroker {
     stats: CallStats,
     /// The simulated second the book was last written at.
     saved_at: i64,
+    /// Each root's option chain as last listed.
+    chains: BTreeMap<String, Chain>,
 }
 
 impl SimBroker {
@@ -362,7 +386,16 @@ impl SimBroker {
             paths: BTreeMap::new(),
             replay: Arc::new(BySymbol::new()),
         };
-        Ok(SimBroker { clock, cfg, market, book, store, stats: CallStats::default(), saved_at: i64::MIN })
+        Ok(SimBroker {
+            clock,
+            cfg,
+            market,
+            book,
+            store,
+            stats: CallStats::default(),
+            saved_at: i64::MIN,
+            chains: BTreeMap::new(),
+        })
     }
 
     /// Replays recorded one-minute bars (oldest first) instead of the synthetic market, for the
@@ -940,6 +973,58 @@ impl SimBroker {
         Ok(out)
     }
 
+    /// `root`'s listed contracts between `from` and `to` at minute `m`: 25 strikes around the
+    /// spot (a step of 0.5 under $50, 1 under $200, else 5) by calls and puts, each Friday.
+    /// Listed again only when the dates or the centre strike change.
+    fn chain(&mut self, root: &str, from: Date, to: Date, m: i64) -> &[Listed] {
+        let spot = self.market.price(root, m);
+        let step = if spot < 50.0 {
+            0.5
+        } else if spot < 200.0 {
+            1.0
+        } else {
+            5.0
+        };
+        let centre = (spot / step).round() * step;
+        let from = from.max(clock::trading_date(minute_start(m)));
+        let fresh = self.chains.get(root).is_some_and(|c| c.from == from && c.to == to && c.centre == centre);
+        if !fresh {
+            let mut listed = Vec::new();
+            for expiry in fridays(from, to) {
+                let expires = expiry_close(expiry);
+                for i in -12i32..=12 {
+                    let k = centre + i as f64 * step;
+                    if k <= 0.0 {
+                        continue;
+                    }
+                    let strike = dec(k);
+                    for kind in [OptionKind::Call, OptionKind::Put] {
+                        let symbol = occ_symbol(root, expiry, kind, strike);
+                        let key = symbol_key(&symbol);
+                        let oi = 100 + hash3(self.market.seed, key, 7) % 5000;
+                        let contract = OptionContract {
+                            symbol,
+                            underlying: root.to_string(),
+                            expiration: expiry,
+                            kind,
+                            strike,
+                            multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
+                            open_interest: Some(oi),
+                            close_price: None,
+                            tradable: true,
+                        };
+                        listed.push(Listed { contract, strike: strike.to_f64(), expires, key });
+                    }
+                }
+            }
+            // In the symbols' order, so the snapshots' map is built in one pass, not insert by
+            // insert (comparing long OCC symbols with common prefixes cost a fifth of a backtest).
+            listed.sort_by(|a, b| a.contract.symbol.cmp(&b.contract.symbol));
+            self.chains.insert(root.to_string(), Chain { from, to, centre, listed });
+        }
+        self.chains.get(root).map_or(&[], |c| &c.listed)
+    }
+
     fn count(&mut self) {
         self.stats.requests += 1;
     }
@@ -1243,43 +1328,10 @@ impl Broker for SimBroker {
         to: Date,
     ) -> Result<Vec<OptionContract>, BrokerError> {
         self.count();
-        let now = self.clock.now();
-        let m = minute_of(now);
+        let m = minute_of(self.clock.now());
         let mut out = Vec::new();
         for root in underlyings {
-            let spot = self.market.price(root, m);
-            let step = if spot < 50.0 {
-                0.5
-            } else if spot < 200.0 {
-                1.0
-            } else {
-                5.0
-            };
-            let centre = (spot / step).round() * step;
-            for expiry in fridays(from.max(clock::trading_date(now)), to) {
-                for i in -12i32..=12 {
-                    let k = centre + i as f64 * step;
-                    if k <= 0.0 {
-                        continue;
-                    }
-                    let strike = dec(k);
-                    for kind in [OptionKind::Call, OptionKind::Put] {
-                        let symbol = occ_symbol(root, expiry, kind, strike);
-                        let oi = 100 + hash3(self.market.seed, symbol_key(&symbol), 7) % 5000;
-                        out.push(OptionContract {
-                            symbol,
-                            underlying: root.clone(),
-                            expiration: expiry,
-                            kind,
-                            strike,
-                            multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
-                            open_interest: Some(oi),
-                            close_price: None,
-                            tradable: true,
-                        });
-                    }
-                }
-            }
+            out.extend(self.chain(root, from, to, m).iter().map(|l| l.contract.clone()));
         }
         Ok(out)
     }
@@ -1290,27 +1342,30 @@ impl Broker for SimBroker {
         from: Date,
         to: Date,
     ) -> Result<BySymbol<OptionSnapshot>, BrokerError> {
-        let contracts = self.option_contracts(&[underlying.to_string()], from, to)?;
+        self.count();
         let now = self.clock.now();
         let m = minute_of(now);
-        let mut out = BySymbol::new();
-        for c in contracts {
-            let Some((price, delta, iv)) = self.market.option(&c.symbol, m) else { continue };
+        let spot = self.market.price(underlying, m);
+        let (seed, day) = (self.market.seed, m.div_euclid(1440));
+        self.chain(underlying, from, to, m);
+        let market = &self.market;
+        let listed = self.chains.get(underlying).map_or(&[][..], |c| &c.listed[..]);
+        let snapshot = |l: &Listed| {
+            let c = &l.contract;
+            let (price, delta, iv) = market.price_option(spot, c.kind, l.strike, l.expires, m);
             let half = (price * 0.02).max(0.01);
             let quote =
                 Quote { t: now, bid: (price - half).max(0.0), ask: price + half, bid_size: 10.0, ask_size: 10.0 };
-            let volume = (hash3(self.market.seed, symbol_key(&c.symbol), m.div_euclid(1440)) % 2000) as f64;
-            out.insert(
-                c.symbol,
-                OptionSnapshot {
-                    quote: Some(quote),
-                    greeks: Some(Greeks { delta, gamma: 0.0, theta: 0.0, vega: 0.0, rho: 0.0 }),
-                    implied_volatility: Some(iv),
-                    volume: Some(volume),
-                },
-            );
-        }
-        Ok(out)
+            let volume = (hash3(seed, l.key, day) % 2000) as f64;
+            let snap = OptionSnapshot {
+                quote: Some(quote),
+                greeks: Some(Greeks { delta, gamma: 0.0, theta: 0.0, vega: 0.0, rho: 0.0 }),
+                implied_volatility: Some(iv),
+                volume: Some(volume),
+            };
+            (c.symbol.clone(), snap)
+        };
+        Ok(listed.iter().map(snapshot).collect())
     }
 
     fn take_call_stats(&mut self) -> CallStats {

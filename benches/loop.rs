@@ -5,6 +5,8 @@
 //!   against the simulated broker (a test clock steps 5 s per iteration, through a session).
 //! - `requests_per_iteration`: HTTP requests per steady-state iteration against the loopback fake
 //!   of Alpaca, same bots and symbols, averaged over simulated minutes.
+//! - `loopback_cpu_per_iteration_us`, `loopback_requests_per_iteration`: the release binary
+//!   against the loopback fake at a 1-second interval (shipped bots), its own CPU once it exited.
 //! - `peak_rss_kb_1000`, `startup_ms`, `log_bytes_per_quiet_iteration`: the release binary,
 //!   `run --sim` with the shipped config (6 symbols), read from its `shutdown` event and log.
 //! - `rss_growth_kb` (with `BENCH_LONG=1`): peak RSS after 100,000 iterations minus after 1,000.
@@ -199,7 +201,7 @@ fn run_binary(name: &str, args: &[&str], config_edit: impl Fn(String) -> String)
     std::fs::write(dir.join("config/settings.yaml"), std::fs::read_to_string("config/settings.yaml").unwrap()).unwrap();
     std::fs::write(dir.join("config/bots.yaml"), config_edit(std::fs::read_to_string("config/bots.yaml").unwrap()))
         .unwrap();
-    let bin = env!("CARGO_BIN_EXE_trading-hydra");
+    let bin = binary();
     let t0 = Instant::now();
     let status =
         Command::new(bin).args(args).current_dir(&dir).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
@@ -298,7 +300,7 @@ fn backtest_throughput(days: usize) {
         }
         std::fs::write(dir.join("bars").join(format!("{t}.csv")), text).unwrap();
     }
-    let bin = env!("CARGO_BIN_EXE_trading-hydra");
+    let bin = binary();
     let t0 = Instant::now();
     let out =
         Command::new(bin).args(["backtest", "--data", "bars", "--out", "out"]).current_dir(&dir).output().unwrap();
@@ -315,16 +317,97 @@ fn backtest_throughput(days: usize) {
     println!("# {bars} bars in {took:.1} s");
 }
 
-fn main() {
-    // `cargo bench` passes `--bench`; nothing else is expected.
-    backtest_throughput(21);
-    if std::env::var("BENCH_LONG").is_ok() {
-        // A year of session bars; BENCH_DAYS=N for another length.
-        let days = std::env::var("BENCH_DAYS").ok().and_then(|d| d.parse().ok()).unwrap_or(252);
-        backtest_throughput(days);
+/// CPU time of this process's children that have been waited for (cutime + cstime), in
+/// microseconds (Linux).
+fn children_cpu_us() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(13)?.parse::<u64>().ok()? + fields.get(14)?.parse::<u64>().ok()?;
+    Some(ticks * 10_000)
+}
+
+/// The release binary against the loopback fake of Alpaca at a one-second interval, the shipped
+/// bots (6 symbols), a market that is open: the daemon's own CPU per iteration (its utime +
+/// stime once it has exited, the fake's threads not counted) and its requests per iteration.
+fn loopback_binary_cost() {
+    let fake = fake_alpaca::FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.live_time = true;
+        st.clock = serde_json::json!({"timestamp": "", "is_open": true, "next_open": "2099-01-01T14:30:00Z", "next_close": "2099-01-01T21:00:00Z"});
     }
-    order_record_cost();
-    live_loop_cost();
-    requests_per_iteration();
-    binary_measurements();
+    let dir = scratch("loopback");
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let settings = std::fs::read_to_string("config/settings.yaml")
+        .unwrap()
+        .replace("loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    std::fs::write(dir.join("config/settings.yaml"), settings).unwrap();
+    std::fs::copy("config/bots.yaml", dir.join("config/bots.yaml")).unwrap();
+    // The CPU and requests of a run of `n` iterations, start-up included.
+    let run = |n: u64| {
+        let _ = std::fs::remove_dir_all(dir.join("state"));
+        let before = children_cpu_us().unwrap_or(0);
+        let seen_before = fake.lock().seen.len();
+        let mut cmd = Command::new(binary());
+        fake.point(cmd.current_dir(&dir).args(["run", "--iterations", &n.to_string()]));
+        let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+        assert!(status.success());
+        (children_cpu_us().unwrap_or(0) - before, fake.lock().seen.len() - seen_before)
+    };
+    // Start-up and the first iteration (reconciliation, the day's contracts) apart: the steady
+    // state is the difference between a long run and a one-iteration run.
+    let iterations = 90;
+    let (cpu_one, req_one) = run(1);
+    let (cpu, requests) = run(iterations + 1);
+    line(
+        "loopback_cpu_per_iteration_us",
+        cpu.saturating_sub(cpu_one) as f64 / iterations as f64,
+        "us/iteration (release binary, loopback fake, 1 s interval, shipped bots; steady state)",
+        "-",
+    );
+    line(
+        "loopback_requests_per_iteration",
+        requests.saturating_sub(req_one) as f64 / iterations as f64,
+        "requests (steady state)",
+        "-",
+    );
+    println!("# start-up and the first iteration: {cpu_one} us of CPU, {req_one} requests");
+}
+
+/// The binary the benchmarks run: this build's, or `BENCH_BIN` (to compare with another build).
+fn binary() -> String {
+    std::env::var("BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_trading-hydra").to_string())
+}
+
+/// Whether `name` runs: all of them unless `BENCH_ONLY` lists some (comma-separated).
+fn wanted(name: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|n| n.trim() == name))
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else is expected. `BENCH_ONLY=backtest,sweep,
+    // order_record,live_loop,requests,loopback,binary` picks some.
+    if wanted("backtest") {
+        backtest_throughput(21);
+        if std::env::var("BENCH_LONG").is_ok() {
+            // A year of session bars; BENCH_DAYS=N for another length.
+            let days = std::env::var("BENCH_DAYS").ok().and_then(|d| d.parse().ok()).unwrap_or(252);
+            backtest_throughput(days);
+        }
+    }
+    if wanted("order_record") {
+        order_record_cost();
+    }
+    if wanted("live_loop") {
+        live_loop_cost();
+    }
+    if wanted("requests") {
+        requests_per_iteration();
+    }
+    if wanted("loopback") {
+        loopback_binary_cost();
+    }
+    if wanted("binary") {
+        binary_measurements();
+    }
 }

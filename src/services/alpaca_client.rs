@@ -202,6 +202,9 @@ enum Attempt {
     NoAnswer(String),
 }
 
+/// Each connection's input and output buffer.
+const IO_BUFFER: usize = 16 * 1024;
+
 pub struct AlpacaClient {
     agent: ureq::Agent,
     credentials: Credentials,
@@ -213,14 +216,25 @@ pub struct AlpacaClient {
 
 impl AlpacaClient {
     pub fn new(credentials: Credentials, settings: ClientSettings) -> AlpacaClient {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .timeout_global(Some(settings.timeout))
             .timeout_connect(Some(settings.timeout.min(Duration::from_secs(3))))
             // Without this a 4xx/5xx arrives as a bare status code and Alpaca's error body is lost.
             .http_status_as_error(false)
             .user_agent(concat!("trading-hydra/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
+            // ureq zero-fills both buffers (128 KiB each by default) for every new connection:
+            // a quarter of a megabyte written and faulted in per request when the server closes
+            // connections. Alpaca's headers fit in a few KiB, our bodies in one or two; a longer
+            // answer streams through the buffer.
+            .input_buffer_size(IO_BUFFER)
+            .output_buffer_size(IO_BUFFER)
+            .build();
+        // ureq's own connector (TLS, the pool), with host lookups kept a minute (`dns_cache`).
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            crate::services::dns_cache::CachedResolver::default(),
+        );
         let limiter = RateLimiter::new(settings.requests_per_minute);
         AlpacaClient { agent, credentials, settings, limiter, jitter: Jitter::new(), stats: CallStats::default() }
     }

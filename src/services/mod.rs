@@ -9,6 +9,7 @@ pub mod backtest;
 pub mod bar_files;
 pub mod broker;
 pub mod daily_report;
+pub mod dns_cache;
 pub mod execution;
 pub mod exitbot;
 pub mod market_session;

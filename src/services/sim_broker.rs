@@ -247,14 +247,18 @@ struct Listed {
     key: u64,
 }
 
-/// A root's chain as last listed: the same dates and centre strike list the same contracts, so
-/// it is built once, not once a minute (in a backtest every step is a new minute).
+/// A root's chains as listed for one span of dates, by centre strike: the same dates and centre
+/// list the same contracts, so each is built once, not once a minute (in a backtest every step is
+/// a new minute, and the spot wanders between a few centres all day).
 struct Chain {
     from: Date,
     to: Date,
-    centre: f64,
-    listed: Vec<Listed>,
+    /// By the centre strike's bits (an `f64` that is a whole multiple of the strike step).
+    by_centre: BTreeMap<u64, Vec<Listed>>,
 }
+
+/// Centres kept per root and span before the oldest listings are dropped.
+const CHAINS_KEPT: usize = 64;
 
 /// 16:00 New York on the expiry date.
 fn expiry_close(d: Date) -> Timestamp {
@@ -975,8 +979,8 @@ impl SimBroker {
 
     /// `root`'s listed contracts between `from` and `to` at minute `m`: 25 strikes around the
     /// spot (a step of 0.5 under $50, 1 under $200, else 5) by calls and puts, each Friday.
-    /// Listed again only when the dates or the centre strike change.
-    fn chain(&mut self, root: &str, from: Date, to: Date, m: i64) -> &[Listed] {
+    /// Listed once per span of dates and centre strike; returns the key to read it by (`listed`).
+    fn chain(&mut self, root: &str, from: Date, to: Date, m: i64) -> u64 {
         let spot = self.market.price(root, m);
         let step = if spot < 50.0 {
             0.5
@@ -987,8 +991,16 @@ impl SimBroker {
         };
         let centre = (spot / step).round() * step;
         let from = from.max(clock::trading_date(minute_start(m)));
-        let fresh = self.chains.get(root).is_some_and(|c| c.from == from && c.to == to && c.centre == centre);
-        if !fresh {
+        let key = centre.to_bits();
+        if !self.chains.get(root).is_some_and(|c| c.from == from && c.to == to) {
+            self.chains.insert(root.to_string(), Chain { from, to, by_centre: BTreeMap::new() });
+        }
+        let seed = self.market.seed;
+        let Some(chain) = self.chains.get_mut(root) else { return key };
+        if chain.by_centre.len() >= CHAINS_KEPT && !chain.by_centre.contains_key(&key) {
+            chain.by_centre.clear();
+        }
+        if let std::collections::btree_map::Entry::Vacant(slot) = chain.by_centre.entry(key) {
             let mut listed = Vec::new();
             for expiry in fridays(from, to) {
                 let expires = expiry_close(expiry);
@@ -1000,8 +1012,8 @@ impl SimBroker {
                     let strike = dec(k);
                     for kind in [OptionKind::Call, OptionKind::Put] {
                         let symbol = occ_symbol(root, expiry, kind, strike);
-                        let key = symbol_key(&symbol);
-                        let oi = 100 + hash3(self.market.seed, key, 7) % 5000;
+                        let symbol_hash = symbol_key(&symbol);
+                        let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;
                         let contract = OptionContract {
                             symbol,
                             underlying: root.to_string(),
@@ -1013,16 +1025,21 @@ impl SimBroker {
                             close_price: None,
                             tradable: true,
                         };
-                        listed.push(Listed { contract, strike: strike.to_f64(), expires, key });
+                        listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
                     }
                 }
             }
             // In the symbols' order, so the snapshots' map is built in one pass, not insert by
             // insert (comparing long OCC symbols with common prefixes cost a fifth of a backtest).
             listed.sort_by(|a, b| a.contract.symbol.cmp(&b.contract.symbol));
-            self.chains.insert(root.to_string(), Chain { from, to, centre, listed });
+            slot.insert(listed);
         }
-        self.chains.get(root).map_or(&[], |c| &c.listed)
+        key
+    }
+
+    /// The contracts `chain` listed for `root` under `key`.
+    fn listed(&self, root: &str, key: u64) -> &[Listed] {
+        self.chains.get(root).and_then(|c| c.by_centre.get(&key)).map_or(&[], |l| &l[..])
     }
 
     fn count(&mut self) {
@@ -1331,7 +1348,8 @@ impl Broker for SimBroker {
         let m = minute_of(self.clock.now());
         let mut out = Vec::new();
         for root in underlyings {
-            out.extend(self.chain(root, from, to, m).iter().map(|l| l.contract.clone()));
+            let key = self.chain(root, from, to, m);
+            out.extend(self.listed(root, key).iter().map(|l| l.contract.clone()));
         }
         Ok(out)
     }
@@ -1347,9 +1365,9 @@ impl Broker for SimBroker {
         let m = minute_of(now);
         let spot = self.market.price(underlying, m);
         let (seed, day) = (self.market.seed, m.div_euclid(1440));
-        self.chain(underlying, from, to, m);
+        let key = self.chain(underlying, from, to, m);
         let market = &self.market;
-        let listed = self.chains.get(underlying).map_or(&[][..], |c| &c.listed[..]);
+        let listed = self.listed(underlying, key);
         let snapshot = |l: &Listed| {
             let c = &l.contract;
             let (price, delta, iv) = market.price_option(spot, c.kind, l.strike, l.expires, m);

@@ -315,6 +315,28 @@ fn backtest_throughput(days: usize) {
     line(&format!("backtest_bars_per_second_{days}d"), bars as f64 / took, "bars/s (10 symbols, one core)", ">=500000");
     line(&format!("backtest_peak_rss_kb_{days}d"), rss, "KiB", "<=65536");
     println!("# {bars} bars in {took:.1} s");
+    if days > 21 {
+        return;
+    }
+    // A sweep of 8 combinations on every core.
+    let t0 = Instant::now();
+    let out = Command::new(binary())
+        .args(["backtest", "--data", "bars", "--out", "sweep"])
+        .args(["--sweep", "momentum_bots.*.exits.stop_loss_pct=0.3,0.5,0.8,1.0"])
+        .args(["--sweep", "momentum_bots.*.exits.take_profit_pct=1,2"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let took = t0.elapsed().as_secs_f64();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    line(
+        &format!("sweep_bars_per_second_{days}d"),
+        8.0 * bars as f64 / took,
+        &format!("bars/s (8 combinations of the same data on {cores} cores)"),
+        "-",
+    );
+    line(&format!("sweep_seconds_per_combination_{days}d"), took / 8.0, "s", "-");
 }
 
 /// CPU time of this process's children that have been waited for (cutime + cstime), in

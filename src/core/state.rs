@@ -504,7 +504,7 @@ fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Resul
     Ok(())
 }
 
-/// The epoch of a throw-away ledger's ids (`State::open_scratch`).
+/// The epoch of a throw-away ledger's ids (`State::open_scratch`, `State::open_memory`).
 const SCRATCH_EPOCH: &str = "backtest";
 
 /// Eight characters of `0-9a-z`, the first never `x` (about 41 bits), from the operating

@@ -257,8 +257,10 @@ struct Chain {
     by_centre: BTreeMap<u64, Vec<Listed>>,
 }
 
-/// Centres kept per root and span before the oldest listings are dropped.
-const CHAINS_KEPT: usize = 64;
+/// Centres kept per root and span; a new one beyond these clears them. Two: a spot that wanders
+/// across one strike boundary keeps both sides listed. (More cost `run --sim` a megabyte of
+/// memory for little speed.)
+const CHAINS_KEPT: usize = 2;
 
 /// 16:00 New York on the expiry date.
 fn expiry_close(d: Date) -> Timestamp {

@@ -6,7 +6,9 @@
 //! our client order ids (`ClientOrderId`: a random epoch per process and a counter that only
 //! grows), and which writes are fsynced before they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
 //! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
-//! them with `sqlite3`.
+//! them with `sqlite3`. Every statement goes through the statement cache (`Cached`), and the reads
+//! the loop repeats most are kept until a row changes (`Memo`). A backtest's ledger is the same
+//! schema in memory (`open_memory`).
 //!
 //! Never: overwrites, "repairs" or migrates a file it does not recognise. A file that is not
 //! SQLite, fails its integrity check, belongs to another program or comes from a newer version of

@@ -3,8 +3,10 @@
 //! Owns: replaying bar files through the unchanged orchestrator, ExitBot, PortfolioBot and bots,
 //! with the simulated broker filling from the recorded prices (market orders at the next bar, with
 //! the configured slippage and fees; options priced by Black-Scholes from the underlying at
-//! `sim.volatility`) and a clock that steps bar by bar; then the report: a summary, `trades.csv`,
-//! `equity.csv`, `report.json` and `equity.svg`. Same inputs, same outputs, byte for byte.
+//! `sim.volatility`) and a clock that steps bar by bar (`simulate`: one run, its own ledger and
+//! book in memory, so a sweep runs many side by side over one shared copy of the bars); then the
+//! report: a summary, `trades.csv`, `equity.csv`, `report.json` and `equity.svg`. Same inputs,
+//! same outputs, byte for byte.
 //!
 //! Never: touches the live state database (the run keeps its ledger in memory: the same schema
 //! and statements, no file), the network, or a symbol the data does not hold (bots whose symbols have no bars are

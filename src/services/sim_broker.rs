@@ -8,7 +8,9 @@
 //! high reaching the stop, a gap filled at the open, a stop-limit missing a gap beyond its limit); multi-leg option orders as one, at their net price. It refuses what
 //! Alpaca refuses (buying power, fractional and option rules, crypto time-in-force and minimum,
 //! duplicate client order ids, selling what is not held) with Alpaca's status codes and words.
-//! Its book lives in the state database, so a restarted `--sim` daemon continues its account.
+//! Its book lives in the state database, so a restarted `--sim` daemon continues its account (a
+//! backtest gives it none: its book lives in memory). Each root's chain is listed once per span of
+//! dates and centre strike (`chain`) and priced from one spot a minute.
 //!
 //! Never: touches the network, or shorts stock (it refuses a sale of more than is held, and a
 //! lone option sold to open; credit spreads are allowed, reserving their maximum loss).

@@ -454,6 +454,7 @@ impl Execution {
         broker: &mut dyn Broker,
         bots: &[&dyn Bot],
         owned: &[OwnedPosition],
+        may_enter: &dyn Fn(&dyn Bot) -> bool,
         now: Timestamp,
     ) -> Result<(), BrokerError> {
         let mut roots = BTreeSet::new();
@@ -465,7 +466,16 @@ impl Execution {
                 max_days = max_days.max(max);
                 let mine: Vec<&OwnedPosition> =
                     owned.iter().filter(|p| p.bot == bot.id() && bot.watches(&p.symbol)).collect();
-                wanted.extend(bot.chains_wanted(&self.bars, &mine));
+                let mut chains = bot.chains_wanted(&self.bars, &mine);
+                if !may_enter(*bot) {
+                    // No entry this iteration whatever the signal (`preflight` refuses it): only
+                    // the chains it holds legs in, for their exits.
+                    let holds = |root: &String| {
+                        mine.iter().any(|p| OccSymbol::parse(&p.symbol).is_some_and(|o| &o.root == root))
+                    };
+                    chains.retain(holds);
+                }
+                wanted.extend(chains);
             }
         }
         if roots.is_empty() {
@@ -1094,7 +1104,15 @@ impl Execution {
         if let Err(e) = self.refresh_bars(broker, bots, now) {
             report.data_error.get_or_insert(e.to_string());
         }
-        if let Err(e) = self.refresh_options(broker, bots, &owned_now, now) {
+        // The first of `preflight`'s refusals, which need no ledger: an options bot that cannot
+        // enter needs no chain it holds nothing in.
+        let may_enter = |bot: &dyn Bot| {
+            let s = bot.session();
+            step.entries_allowed
+                && (bot.kind() == BotKind::Crypto || step.session.is_open)
+                && clock::in_window(now, &step.cfg.timezone, s.trade_start, s.trade_end)
+        };
+        if let Err(e) = self.refresh_options(broker, bots, &owned_now, &may_enter, now) {
             report.data_error.get_or_insert(e.to_string());
         }
         // Lent to the bots' views while `self` keeps sending; given back below.

@@ -197,8 +197,8 @@ fn a_walk_forward_picks_on_the_training_days_and_joins_the_test_days() {
         ]
     );
     assert_eq!(windows[2]["train_return_pct"], "0.2328");
-    // The joined curve: each window starts where the last ended.
-    let joined = 100_000.0 * 1.001164f64.powi(3) * 1.003395;
+    // The joined curve: each window's dollars added on where the last ended.
+    let joined = 100_000.0 + 3.0 * 116.40 + 339.50;
     let curve = std::fs::read_to_string(work.join("wf/walk_forward_equity.csv")).unwrap();
     let last: f64 = curve.lines().last().unwrap().split(',').nth(1).unwrap().parse().unwrap();
     assert!((last - joined).abs() < 0.01, "{last} against {joined}");

@@ -164,6 +164,12 @@ fn a_key_or_value_that_does_not_work_is_refused_before_anything_runs() {
         assert!(err.contains(says), "{sweep}: {err}");
         assert!(!work.join("out").exists(), "{sweep}: nothing runs");
     }
+    // A meaningless key beside a good one: still named.
+    let tp = format!("{TP}=1,3");
+    let out = run(&work, &["--out", "out", "--sweep", &tp, "--sweep", "runner.loop_interval_seconds=5,5"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--sweep runner.loop_interval_seconds: its values 5,5 all give the same"), "{err}");
     let out = run(&work, &["--out", "out", "--walk-forward", "2:1"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("go with --sweep"));

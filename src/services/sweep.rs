@@ -149,22 +149,21 @@ pub fn grid(dir: &Path, settings: &str, bots: &str, axes: &[Axis]) -> Result<Vec
         let cfg = Config::from_texts(dir, &text(&s)?, &text(&b)?).map_err(|e| refused(axes, &values, &e))?;
         out.push(Combination { values, cfg });
     }
-    // A key whose values all give the same configuration is spelled wrong or means nothing here.
-    for (i, a) in axes.iter().enumerate() {
-        if a.values.len() < 2 {
-            continue;
-        }
-        let differs = out.iter().any(|c| {
-            let twin = out.iter().find(|o| o.values.iter().enumerate().all(|(j, v)| j == i || *v == c.values[j]));
-            twin.is_some_and(|t| format!("{:?}", t.cfg) != format!("{:?}", c.cfg))
-        });
-        if !differs {
+    // A key whose values all give the same configuration is spelled wrong or means nothing here:
+    // each combination against its twin with the key's first value (the same other values).
+    let shown: Vec<String> = out.iter().map(|c| format!("{:?}", c.cfg)).collect();
+    let mut stride = 1;
+    for a in axes.iter().rev() {
+        let n = a.values.len();
+        let differs = (0..out.len()).any(|c| shown[c] != shown[c - (c / stride % n) * stride]);
+        if n >= 2 && !differs {
             return Err(format!(
                 "--sweep {}: its values {} all give the same configuration (is the key the one meant?)",
                 a.key,
                 a.values.join(",")
             ));
         }
+        stride *= n;
     }
     Ok(out)
 }

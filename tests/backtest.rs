@@ -6,6 +6,9 @@ use std::process::Command;
 
 use jiff::Timestamp;
 
+#[path = "support/hand_day.rs"]
+mod hand_day;
+
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
 /// A deterministic walk with trending stretches and volume bursts.
@@ -126,26 +129,9 @@ fn bad_data_is_a_usage_error_naming_the_file_and_line() {
 
 /// One AAPL session: 40 flat minutes at 100, a climb of 0.20 a minute to 103.00 whose last bar
 /// trades three times the volume, flat at 103.00, then a jump (day 1) or a crash (day 2).
+/// The hand-worked day: 103.00 from the entry until bar `at`, then `after`.
 fn day_of_aapl(date: &str, after: f64, at: usize) -> String {
-    let open: Timestamp = format!("{date}T14:30:00Z").parse().unwrap();
-    let mut text = String::new();
-    for i in 0..390usize {
-        let c = match i {
-            0..=39 => 100.0,
-            40..=54 => 100.0 + (i - 39) as f64 * 0.2,
-            _ if i < at => 103.0,
-            _ => after,
-        };
-        let v = if i == 54 { 3000 } else { 1000 };
-        let t = open + jiff::SignedDuration::from_mins(i as i64);
-        text.push_str(&format!(
-            "{},{c:.2},{:.2},{:.2},{c:.2},{v}\n",
-            t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            c + 0.05,
-            c - 0.05
-        ));
-    }
-    text
+    hand_day::day(date, &[(at, after)])
 }
 
 /// Worked by hand (no slippage, no fees, the shipped mom_AAPL bot):
@@ -161,14 +147,7 @@ fn day_of_aapl(date: &str, after: f64, at: usize) -> String {
 ///   has nothing left to sell. P&L -1,498.65.
 #[test]
 fn a_hand_checked_data_set_gives_exact_trades_and_pnl() {
-    let work = std::env::temp_dir().join(format!("th-backtest-{}-exact", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(work.join("config")).unwrap();
-    std::fs::create_dir_all(work.join("bars")).unwrap();
-    let settings =
-        std::fs::read_to_string("config/settings.yaml").unwrap().replace("slippage_bps: 2", "slippage_bps: 0");
-    std::fs::write(work.join("config/settings.yaml"), settings).unwrap();
-    std::fs::copy("config/bots.yaml", work.join("config/bots.yaml")).unwrap();
+    let work = hand_day::work("backtest-exact", |bots| bots);
     let data = format!(
         "timestamp,open,high,low,close,volume\n{}{}",
         day_of_aapl("2026-11-24", 104.2, 70),
@@ -211,16 +190,7 @@ fn a_hand_checked_data_set_gives_exact_trades_and_pnl() {
 /// resting stop does, at its stop. P&L 97 × (101.97 − 103.00) = −99.91.
 #[test]
 fn a_backtest_fills_a_resting_stop_where_a_bar_dips_through_it() {
-    let work = std::env::temp_dir().join(format!("th-backtest-{}-stop", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(work.join("config")).unwrap();
-    std::fs::create_dir_all(work.join("bars")).unwrap();
-    let settings =
-        std::fs::read_to_string("config/settings.yaml").unwrap().replace("slippage_bps: 2", "slippage_bps: 0");
-    std::fs::write(work.join("config/settings.yaml"), settings).unwrap();
-    let bots =
-        std::fs::read_to_string("config/bots.yaml").unwrap().replace("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0");
-    std::fs::write(work.join("config/bots.yaml"), bots).unwrap();
+    let work = hand_day::work("backtest-stop", |bots| bots.replace("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0"));
     // The flat day after the climb, with one wick: bar 60's low at 101.50.
     let day = day_of_aapl("2026-11-24", 103.0, 389);
     let mut lines: Vec<String> = day.lines().map(str::to_string).collect();

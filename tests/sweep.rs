@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use jiff::Timestamp;
+#[path = "support/hand_day.rs"]
+mod hand_day;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
@@ -26,39 +27,13 @@ const DAYS: [(&str, bool); 6] = [
     ("2026-11-09", true),
 ];
 
+/// Bar 62 jumps to 104.20; bar 70 climbs to 106.50 on a B day, crashes to 100.00 on an A day.
 fn day(date: &str, b_day: bool) -> String {
-    let open: Timestamp = format!("{date}T14:30:00Z").parse().unwrap();
-    let mut text = String::new();
-    for i in 0..390usize {
-        let c = match i {
-            0..=39 => 100.0,
-            40..=54 => 100.0 + (i - 39) as f64 * 0.2,
-            55..=61 => 103.0,
-            62..=69 => 104.2,
-            _ if b_day => 106.5,
-            _ => 100.0,
-        };
-        let v = if i == 54 { 3000 } else { 1000 };
-        let t = open + jiff::SignedDuration::from_mins(i as i64);
-        text.push_str(&format!(
-            "{},{c:.2},{:.2},{:.2},{c:.2},{v}\n",
-            t.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            c + 0.05,
-            c - 0.05
-        ));
-    }
-    text
+    hand_day::day(date, &[(62, 104.2), (70, if b_day { 106.5 } else { 100.0 })])
 }
 
 fn work(name: &str) -> PathBuf {
-    let work = std::env::temp_dir().join(format!("th-sweep-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(work.join("config")).unwrap();
-    std::fs::create_dir_all(work.join("bars")).unwrap();
-    let settings =
-        std::fs::read_to_string("config/settings.yaml").unwrap().replace("slippage_bps: 2", "slippage_bps: 0");
-    std::fs::write(work.join("config/settings.yaml"), settings).unwrap();
-    std::fs::copy("config/bots.yaml", work.join("config/bots.yaml")).unwrap();
+    let work = hand_day::work(&format!("sweep-{name}"), |bots| bots);
     let mut data = String::from("timestamp,open,high,low,close,volume\n");
     for (d, b) in DAYS {
         data.push_str(&day(d, b));

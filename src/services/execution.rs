@@ -1104,14 +1104,8 @@ impl Execution {
         if let Err(e) = self.refresh_bars(broker, bots, now) {
             report.data_error.get_or_insert(e.to_string());
         }
-        // The first of `preflight`'s refusals, which need no ledger: an options bot that cannot
-        // enter needs no chain it holds nothing in.
-        let may_enter = |bot: &dyn Bot| {
-            let s = bot.session();
-            step.entries_allowed
-                && (bot.kind() == BotKind::Crypto || step.session.is_open)
-                && clock::in_window(now, &step.cfg.timezone, s.trade_start, s.trade_end)
-        };
+        // An options bot that cannot enter this iteration needs no chain it holds nothing in.
+        let may_enter = |bot: &dyn Bot| entry_refused_by_time(step, bot, step.entries_allowed).is_none();
         if let Err(e) = self.refresh_options(broker, bots, &owned_now, &may_enter, now) {
             report.data_error.get_or_insert(e.to_string());
         }
@@ -1213,7 +1207,7 @@ impl Execution {
                 && !self.conflict_seen
                 && self.ledger_failure.is_none()
                 && self.unrecorded.is_empty();
-            let Some(reason) = self.preflight(state, step, *bot, &view, &report.stale, entries_ok)? else {
+            let Some(reason) = self.preflight(state, step, *bot, &report.stale, entries_ok)? else {
                 let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
                     bot: bot.id().into(),
                     daily_loss_limit: 0.0,
@@ -1634,20 +1628,12 @@ impl Execution {
         state: &State,
         step: &Step,
         bot: &dyn Bot,
-        view: &BotView,
         stale: &[String],
         entries_allowed: bool,
     ) -> Result<Option<String>, StateError> {
         let Step { cfg, budgets, now, .. } = *step;
-        if !entries_allowed {
-            return Ok(Some("halted or unsure of state".into()));
-        }
-        let session = bot.session();
-        if !clock::in_window(now, &cfg.timezone, session.trade_start, session.trade_end) {
-            return Ok(Some("outside trade_start..trade_end".into()));
-        }
-        if !view.market_open {
-            return Ok(Some("market closed".into()));
+        if let Some(reason) = entry_refused_by_time(step, bot, entries_allowed) {
+            return Ok(Some(reason.into()));
         }
         if bot.symbols().iter().any(|s| stale.contains(s)) {
             return Ok(Some("stale market data".into()));
@@ -1884,6 +1870,23 @@ fn cancel_ours(
         Err(BrokerError::Rejected { .. }) => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The refusals of an entry that need neither the ledger nor market data, in `preflight`'s
+/// order: entries stopped for the iteration, outside the bot's window, its market shut.
+/// `preflight` starts with them; `refresh_options` fetches no chain for a bot they refuse.
+fn entry_refused_by_time(step: &Step, bot: &dyn Bot, entries_allowed: bool) -> Option<&'static str> {
+    if !entries_allowed {
+        return Some("halted or unsure of state");
+    }
+    let session = bot.session();
+    if !clock::in_window(step.now, &step.cfg.timezone, session.trade_start, session.trade_end) {
+        return Some("outside trade_start..trade_end");
+    }
+    if bot.kind() != BotKind::Crypto && !step.session.is_open {
+        return Some("market closed");
+    }
+    None
 }
 
 fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {

@@ -349,13 +349,10 @@ impl Ranked<'_> {
             for v in &self.combos[*i].values {
                 let _ = write!(out, ",{}", csv_field(v));
             }
+            headline(&mut out, s);
             let _ = writeln!(
                 out,
-                ",{:.4},{:.4},{},{},{},{},{},{:.2},{:.2},{:.2}",
-                s.total_return_pct,
-                s.max_drawdown_pct,
-                opt(s.daily_sharpe, 4),
-                s.trades,
+                ",{},{},{},{:.2},{:.2},{:.2}",
                 opt(s.win_rate_pct, 2),
                 opt(s.avg_win, 2),
                 opt(s.avg_loss, 2),
@@ -406,6 +403,11 @@ impl Ranked<'_> {
 
 fn describe(axes: &[Axis], values: &[String]) -> String {
     axes.iter().zip(values).map(|(a, v)| format!("{}={v}", a.key)).collect::<Vec<_>>().join(" ")
+}
+
+/// `,return,drawdown,sharpe,trades`: the four figures both CSV files give of a run, alike.
+fn headline(out: &mut String, s: &Summary) {
+    let _ = write!(out, ",{:.4},{:.4},{},{}", s.total_return_pct, s.max_drawdown_pct, opt(s.daily_sharpe, 4), s.trades);
 }
 
 fn opt(v: Option<f64>, places: usize) -> String {
@@ -530,14 +532,7 @@ impl WalkForward {
                 let _ = write!(out, ",{}", csv_field(v));
             }
             for s in [&w.train_summary, &w.test_summary] {
-                let _ = write!(
-                    out,
-                    ",{:.4},{:.4},{},{}",
-                    s.total_return_pct,
-                    s.max_drawdown_pct,
-                    opt(s.daily_sharpe, 4),
-                    s.trades
-                );
+                headline(&mut out, s);
             }
             out.push('\n');
         }

@@ -788,18 +788,23 @@ impl State {
     }
 
     fn check_version(&self) -> Result<(), StateError> {
-        let found = self.user_version()?;
+        // The version and the tables in one statement, so one snapshot: read apart, another
+        // process's migration could commit between them (version 0, then tables) and a new
+        // ledger would look like another program's.
+        let (found, tables): (i64, i64) = self
+            .conn
+            .row(
+                "SELECT (SELECT user_version FROM pragma_user_version()),
+                        (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| classify_open_error(&self.path, e))?;
         if found > SCHEMA_VERSION {
             return Err(StateError::TooNew { path: self.path.clone(), found, supported: SCHEMA_VERSION });
         }
-        if found == 0 {
-            let tables: i64 = self
-                .conn
-                .row("SELECT count(*) FROM sqlite_master WHERE type = 'table'", [], |r| r.get(0))
-                .map_err(|e| classify_open_error(&self.path, e))?;
-            if tables > 0 {
-                return Err(StateError::ForeignDatabase { path: self.path.clone() });
-            }
+        if found == 0 && tables > 0 {
+            return Err(StateError::ForeignDatabase { path: self.path.clone() });
         }
         Ok(())
     }

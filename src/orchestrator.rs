@@ -181,7 +181,11 @@ impl Orchestrator {
         // Unsure of state: no entry, whatever `safety.fail_closed` says.
         let mut unsure = false;
 
-        // 1. Initialize.
+        // 1. Initialize. Rows another process committed since the last iteration are read afresh.
+        if let Err(e) = self.state.notice_other_writers() {
+            unsure = true;
+            self.step_failed("initialize", &e, now, &mut errors);
+        }
         let trading_date = clock::trading_date(now);
         let (account, account_error) = match self.broker.account() {
             Ok(a) => (Some(a), None),

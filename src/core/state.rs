@@ -587,14 +587,20 @@ pub struct State {
     unfinished: Memo<Vec<OrderRecord>>,
     owned: Memo<Vec<OwnedPosition>>,
     budgets: Memo<(Date, Vec<BudgetRow>)>,
+    /// `PRAGMA data_version` when other writers were last looked for (`notice_other_writers`).
+    others: std::cell::Cell<i64>,
 }
 
 /// A read kept with the ledger's version when it was made, and handed out again while the
 /// version is the same. The version is this connection's count of rows it changed (SQLite's
 /// `total_changes`: any insert, update or delete, even one rolled back, moves it) with
-/// `PRAGMA data_version` (which moves when another connection commits): while neither moves, no
-/// row of the file is different, so the read would return the same rows. Only ever too eager to
-/// read again, never too slow.
+/// `PRAGMA data_version` as last read by `notice_other_writers` (it moves when another
+/// connection commits). Within this connection's own writes it is never too slow to read again;
+/// another process's commit is seen at the next `notice_other_writers` — the loop asks once an
+/// iteration, not once a read, because on a WAL file every statement outside a transaction takes
+/// and drops the shared-memory locks, and asking on every kept read was a sixth of the loop's CPU.
+/// Only the daemon itself writes the kept tables (orders, owned positions, budgets: `halt` and
+/// `resume` write halts, which are never kept), so nothing waits on that in practice.
 struct Memo<T>(std::cell::RefCell<Option<((u64, i64), T)>>);
 
 impl<T: Clone> Memo<T> {
@@ -673,14 +679,30 @@ fn bad_row(what: &'static str) -> impl FnOnce(String) -> StateError {
 
 impl State {
     fn with(conn: Connection, path: PathBuf, durable: bool, epoch: Option<String>) -> State {
-        State { conn, path, durable, epoch, unfinished: Memo::new(), owned: Memo::new(), budgets: Memo::new() }
+        State {
+            conn,
+            path,
+            durable,
+            epoch,
+            unfinished: Memo::new(),
+            owned: Memo::new(),
+            budgets: Memo::new(),
+            others: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Looks once whether another connection has committed since the last look; if so, every
+    /// kept read (`Memo`) is read again. The loop calls it at the start of each iteration.
+    pub fn notice_other_writers(&self) -> Result<(), StateError> {
+        let others: i64 =
+            self.conn.row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql("reading the data version"))?;
+        self.others.set(others);
+        Ok(())
     }
 
     /// The ledger's version, for `Memo`.
     fn version(&self) -> Result<(u64, i64), StateError> {
-        let others: i64 =
-            self.conn.row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql("reading the data version"))?;
-        Ok((self.conn.total_changes(), others))
+        Ok((self.conn.total_changes(), self.others.get()))
     }
 
     /// Opens (creating it and its folder on first run) and migrates the database.
@@ -1963,7 +1985,7 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_read_is_read_again_after_any_write_of_this_connection_or_another() {
+    fn a_kept_read_is_read_again_after_a_write_of_this_connection_or_once_another_is_noticed() {
         let path = temp_db("memo");
         let now = ts("2026-11-25T15:00:00Z");
         let s = State::open(&path).unwrap();
@@ -1981,12 +2003,20 @@ mod tests {
         // This connection's write.
         s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(7), now).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(7));
-        // Another connection's commit (as `halt` or a second process would write).
+        // Another connection's commit (as `halt` or a second process would write): seen once
+        // the loop looks for other writers, which it does at the start of every iteration.
         let other = Connection::open(&path).unwrap();
         other.execute("UPDATE owned_positions SET qty = '3' WHERE symbol = 'AAPL'", []).unwrap();
+        assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(7));
+        s.notice_other_writers().unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(3));
         other.execute("DELETE FROM owned_positions", []).unwrap();
+        s.notice_other_writers().unwrap();
         assert!(s.owned_positions().unwrap().is_empty());
+        // Looking again with nothing new keeps the read.
+        s.notice_other_writers().unwrap();
+        s.conn.execute("INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at) VALUES ('x', 'X', '1', '1', ?1, ?1)", [clock::db_ts(now)]).unwrap();
+        assert_eq!(s.owned_positions().unwrap().len(), 1, "this connection's own write is seen at once");
     }
 
     #[test]

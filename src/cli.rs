@@ -24,7 +24,8 @@ Commands:
                  (status, halt and resume work on the database of a daemon that has run:
                  run them where it runs, or with its --config)
   download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
-  backtest       replay bar files (--data) through the same bots and the simulated broker
+  backtest       replay bar files (--data) or a seeded synthetic market (--synthetic DAYS)
+                 through the same bots and the simulated broker
 
 Options:
   --config DIR     folder holding settings.yaml and bots.yaml
@@ -32,13 +33,16 @@ Options:
   --once           run: one iteration, then exit
   --iterations N   run: N iterations, then exit
   --sim            run: the embedded simulated broker instead of Alpaca
-  --seed N         run --sim: fix the simulated market
+  --seed N         run --sim, backtest --synthetic: fix the simulated market (default 42)
   --speed X        run --sim: simulated clock speed (times real time)
   --json           status: machine-readable output
   --reason TEXT    halt: why (required; shown by status)
   --symbols LIST   download: comma-separated, e.g. SPY,AAPL,BTC/USD
   --timeframe TF   download: bar size (default 1Min)
   --data PATH      backtest: a bar file, or a folder of them (SPY.csv, BTC-USD.csv, ...)
+  --synthetic DAYS backtest: instead of --data, the simulated market's seeded one-minute bars
+                   of the configured symbols over DAYS weekdays ending on --to (default:
+                   the last weekday before today); needs no keys and no network
   --from DATE      download, backtest: first New York date (YYYY-MM-DD)
   --to DATE        download, backtest: last New York date
   --out DIR        download: the bar folder (required); backtest: the report (default ./backtest)
@@ -83,7 +87,7 @@ pub struct RunArgs {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacktestArgs {
     pub config: Option<PathBuf>,
-    pub data: PathBuf,
+    pub source: BarSource,
     pub from: Option<jiff::civil::Date>,
     pub to: Option<jiff::civil::Date>,
     pub out: PathBuf,
@@ -94,6 +98,15 @@ pub struct BacktestArgs {
     pub jobs: Option<usize>,
     /// `--walk-forward TRAIN:TEST`, in trading days.
     pub walk_forward: Option<(usize, usize)>,
+}
+
+/// Where a backtest's bars come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BarSource {
+    /// `--data PATH`: recorded bar files.
+    Files(PathBuf),
+    /// `--synthetic DAYS [--seed N]`: the simulated market's seeded paths over that many weekdays.
+    Synthetic { days: u32, seed: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +154,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let mut json = false;
     let mut reason: Option<String> = None;
     let mut data: Option<PathBuf> = None;
+    let mut synthetic: Option<u32> = None;
     let mut from: Option<jiff::civil::Date> = None;
     let mut to: Option<jiff::civil::Date> = None;
     let mut sweep: Vec<crate::services::sweep::Axis> = Vec::new();
@@ -198,7 +212,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 run.sim = true;
             }
             "--seed" => {
-                only(&["run"])?;
+                only(&["run", "backtest"])?;
                 let v = value("--seed")?;
                 run.seed = Some(v.parse().map_err(|_| usage(format!("--seed takes a whole number, got {v:?}")))?);
             }
@@ -246,6 +260,14 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             "--data" => {
                 only(&["backtest"])?;
                 data = Some(PathBuf::from(value("--data")?));
+            }
+            "--synthetic" => {
+                only(&["backtest"])?;
+                let v = value("--synthetic")?;
+                synthetic =
+                    Some(v.parse::<u32>().ok().filter(|n| (1..=2520).contains(n)).ok_or_else(|| {
+                        usage(format!("--synthetic takes a number of days from 1 to 2520, got {v:?}"))
+                    })?);
             }
             "--from" | "--to" => {
                 only(&["backtest", "download"])?;
@@ -295,7 +317,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             other => return Err(usage(format!("unexpected argument {other:?}"))),
         }
     }
-    if (run.seed.is_some() || run.speed.is_some()) && !run.sim {
+    if command == "run" && (run.seed.is_some() || run.speed.is_some()) && !run.sim {
         return Err(usage("--seed and --speed go with --sim"));
     }
 
@@ -322,7 +344,20 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             })
         }
         "backtest" => {
-            let data = data.ok_or_else(|| usage("backtest needs --data PATH"))?;
+            let source = match (data, synthetic) {
+                (Some(path), None) if run.seed.is_none() => BarSource::Files(path),
+                (Some(_), None) => return Err(usage("--seed goes with --synthetic DAYS, not --data")),
+                (None, Some(days)) if from.is_none() => {
+                    BarSource::Synthetic { days, seed: run.seed.unwrap_or(DEFAULT_SYNTHETIC_SEED) }
+                }
+                (None, Some(_)) => {
+                    return Err(usage(
+                        "--synthetic DAYS ends on --to (default: the last weekday before today); drop --from",
+                    ));
+                }
+                (Some(_), Some(_)) => return Err(usage("--data and --synthetic are two sources of bars; give one")),
+                (None, None) => return Err(usage("backtest needs --data PATH or --synthetic DAYS")),
+            };
             if from.zip(to).is_some_and(|(f, t)| f > t) {
                 return Err(usage("--from is after --to"));
             }
@@ -331,7 +366,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
             Command::Backtest(BacktestArgs {
                 config,
-                data,
+                source,
                 from,
                 to,
                 out: out.unwrap_or_else(|| PathBuf::from("backtest")),
@@ -344,6 +379,9 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         _ => Command::Resume { config },
     })
 }
+
+/// The `--seed` of `backtest --synthetic` when none is given (the same as `run --sim`'s).
+pub const DEFAULT_SYNTHETIC_SEED: u64 = 42;
 
 /// Alpaca's bar sizes: `[1-59]Min`, `[1-23]Hour`, `1Day`, `1Week`, `[1,2,3,4,6,12]Month`.
 fn valid_timeframe(tf: &str) -> bool {
@@ -423,6 +461,33 @@ mod tests {
         assert!(p("backtest").is_err());
         assert!(p("backtest --data d --from nope").is_err());
         assert!(p("run --data d").is_err());
+    }
+
+    #[test]
+    fn a_backtest_takes_one_source_of_bars() {
+        let source = |args: &str| match p(args) {
+            Ok(Command::Backtest(b)) => Ok(b.source),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.0),
+        };
+        assert_eq!(source("backtest --data d"), Ok(BarSource::Files("d".into())));
+        assert_eq!(source("backtest --synthetic 5"), Ok(BarSource::Synthetic { days: 5, seed: 42 }));
+        assert_eq!(
+            source("backtest --synthetic 5 --seed 7 --to 2026-11-27"),
+            Ok(BarSource::Synthetic { days: 5, seed: 7 })
+        );
+        for (bad, says) in [
+            ("backtest --data d --synthetic 5", "give one"),
+            ("backtest --synthetic 0", "from 1 to 2520"),
+            ("backtest --synthetic x", "from 1 to 2520"),
+            ("backtest --synthetic 5 --from 2026-11-02", "drop --from"),
+            ("backtest --data d --seed 7", "goes with --synthetic"),
+            ("backtest --synthetic 5 --speed 2", "not an option of `backtest`"),
+            ("backtest --seed 7", "--data PATH or --synthetic DAYS"),
+        ] {
+            let e = source(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

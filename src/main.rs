@@ -310,8 +310,8 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     if !args.sweep.is_empty() {
         return backtest_sweep(args);
     }
-    let cfg = load_config(args.config)?;
-    let data = bar_files::read(&args.data).map_err(Error::Usage)?;
+    let cfg = load_config(args.config.clone())?;
+    let data = backtest_bars(&args, &cfg)?;
     let s = backtest::run(cfg, data, args.from, args.to, &args.out).map_err(Error::Other)?;
     let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
     println!("bars replayed      {}", s.bars);
@@ -342,6 +342,24 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     Ok(())
 }
 
+/// A backtest's bars: the files of `--data`, or the synthetic market of `--synthetic` (its symbols
+/// those of `cfg`'s enabled bots, its last day `--to` or the last weekday before today).
+fn backtest_bars(
+    args: &cli::BacktestArgs,
+    cfg: &Config,
+) -> Result<trading_hydra::core::market_data::BySymbol<Vec<trading_hydra::core::market_data::Bar>>, Error> {
+    match &args.source {
+        cli::BarSource::Files(path) => bar_files::read(path).map_err(Error::Usage),
+        cli::BarSource::Synthetic { days, seed } => {
+            let last = match args.to {
+                Some(d) => d,
+                None => clock::trading_date(Timestamp::now()).yesterday().map_err(|e| Error::Other(e.to_string()))?,
+            };
+            backtest::synthetic(cfg, *days, *seed, last).map_err(Error::Usage)
+        }
+    }
+}
+
 /// `backtest --sweep`: the grid (refused before anything runs when a key or value does not
 /// work), run on `--jobs` threads and ranked; with `--walk-forward`, window by window.
 fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
@@ -350,7 +368,8 @@ fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
     // The files as they are must be valid before the sweep edits them.
     Config::from_texts(&dir, &settings, &bots)?;
     let combos = sweep::grid(&dir, &settings, &bots, &args.sweep).map_err(Error::Usage)?;
-    let data = backtest::window(bar_files::read(&args.data).map_err(Error::Usage)?, args.from, args.to);
+    let data =
+        backtest::window(backtest_bars(&args, &Config::from_texts(&dir, &settings, &bots)?)?, args.from, args.to);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::Other(format!("cannot create {}: {e}", args.out.display())))?;
     let jobs = args.jobs.unwrap_or_else(sweep::default_jobs);

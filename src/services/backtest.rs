@@ -94,6 +94,46 @@ pub fn window(mut data: BySymbol<Vec<Bar>>, from: Option<Date>, to: Option<Date>
     data
 }
 
+/// The `days` weekdays ending on `last` (New York dates; the synthetic market knows no holidays).
+pub fn weekdays_ending(last: Date, days: u32) -> Vec<Date> {
+    let mut dates = Vec::with_capacity(days as usize);
+    let mut d = last;
+    while dates.len() < days as usize {
+        if d.weekday().to_monday_one_offset() <= 5 {
+            dates.push(d);
+        }
+        match d.yesterday() {
+            Ok(y) => d = y,
+            Err(_) => break,
+        }
+    }
+    dates.reverse();
+    dates
+}
+
+/// `backtest --synthetic`: the simulated market's seeded one-minute bars of every symbol an
+/// enabled bot trades, over the `days` weekdays ending on `last` — a backtest with no keys and no
+/// data files. Crypto trades the weekends between them too.
+pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySymbol<Vec<Bar>>, String> {
+    let symbols: BTreeSet<String> = cfg.enabled_bots().iter().flat_map(|b| b.symbols()).collect();
+    if symbols.is_empty() {
+        return Err("no enabled bot trades a symbol: nothing to simulate (see bots.yaml)".into());
+    }
+    let dates = weekdays_ending(last, days);
+    let (Some(first), Some(last)) = (dates.first(), dates.last()) else {
+        return Err("--synthetic needs at least one day".into());
+    };
+    let to = clock::start_of_date(last.tomorrow().map_err(|e| e.to_string())?);
+    let symbols: Vec<String> = symbols.into_iter().collect();
+    Ok(crate::services::sim_broker::synthetic_bars(
+        &symbols,
+        seed,
+        cfg.settings.sim.volatility,
+        clock::start_of_date(*first),
+        to,
+    ))
+}
+
 /// Runs the backtest of `data` between `from` and `to` (New York dates, both included) and writes
 /// the report's files into `out`.
 pub fn run(

@@ -10,7 +10,8 @@
 //! duplicate client order ids, selling what is not held) with Alpaca's status codes and words.
 //! Its book lives in the state database, so a restarted `--sim` daemon continues its account (a
 //! backtest gives it none: its book lives in memory). Each root's chain is listed once per span of
-//! dates and centre strike (`chain`) and priced from one spot a minute.
+//! dates and centre strike (`chain`) and priced from one spot a minute. The same market's bars,
+//! generated ahead for a span of dates, are `backtest --synthetic`'s data (`synthetic_bars`).
 //!
 //! Never: touches the network, or shorts stock (it refuses a sale of more than is held, and a
 //! lone option sold to open; credit spreads are allowed, reserving their maximum loss).
@@ -357,6 +358,32 @@ pub struct SimBroker {
     saved_at: i64,
     /// Each root's option chain as last listed.
     chains: BTreeMap<String, Chain>,
+}
+
+/// The simulated market's one-minute bars of `symbols` from `from` until `to`: stocks in the
+/// regular session (the price walks on overnight, so a day opens with a gap), crypto every minute.
+/// Each path starts at `from` from its symbol's base price and draws by its distance from `from`,
+/// so the same seed and symbols give the same prices whatever the dates (`backtest --synthetic`).
+pub fn synthetic_bars(
+    symbols: &[String],
+    seed: u64,
+    annual_vol: f64,
+    from: Timestamp,
+    to: Timestamp,
+) -> BySymbol<Vec<Bar>> {
+    let origin = minute_of(from);
+    let mut market =
+        Market { seed, origin, vol: annual_vol, paths: BTreeMap::new(), replay: Arc::new(BySymbol::new()) };
+    let mut out = BySymbol::new();
+    for symbol in symbols {
+        let stock = !is_crypto(symbol);
+        let bars: Vec<Bar> = (origin..minute_of(to))
+            .filter(|m| !stock || SimBroker::stock_open(minute_start(*m)))
+            .map(|m| market.bar(symbol, m))
+            .collect();
+        out.insert(symbol.clone(), bars);
+    }
+    out
 }
 
 impl SimBroker {

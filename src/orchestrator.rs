@@ -294,12 +294,25 @@ impl Orchestrator {
         // fail-closed, no step failed.
         let fail_closed = self.cfg.settings.safety.fail_closed;
         let entries_allowed = !halted && !unsure && (errors.is_empty() || !fail_closed);
+        let why_stopped = if !halts_known {
+            "the halts cannot be read: unsure of state".to_string()
+        } else if halted {
+            let names: Vec<&str> = halts.iter().map(|h| h.as_str()).collect();
+            format!("halted: {} (see `trading-hydra status`)", names.join(", "))
+        } else if unsure {
+            format!("unsure of state: {}", errors.first().map_or("", String::as_str))
+        } else if !entries_allowed {
+            format!("a step failed (safety.fail_closed): {}", errors.first().map_or("", String::as_str))
+        } else {
+            String::new()
+        };
         let step = Step {
             cfg: &self.cfg,
             bots: &self.bots,
             budgets: &budgets,
             session,
             entries_allowed,
+            why_stopped: &why_stopped,
             account: account.as_ref(),
             now,
         };

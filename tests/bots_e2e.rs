@@ -162,6 +162,13 @@ fn each_bot_enters_on_the_rise_and_exits_by_its_stop_on_the_fall() {
     assert_eq!(q("crypto_core", "BTC/USD").as_deref(), Some("0.000829"));
     assert_eq!(q("opt_core", "SPY261211P00470000").as_deref(), Some("-1"));
     assert_eq!(q("opt_core", "SPY261211P00465000").as_deref(), Some("1"));
+    // Each bot entered on the first iteration, and now says why it enters no more: it holds.
+    let activity = o.state().bot_activity().unwrap();
+    for bot in ["mom_AAPL", "opt_core", "crypto_core"] {
+        let a = activity.iter().find(|a| a.bot == bot).unwrap();
+        assert_eq!(a.causes, vec![trading_hydra::core::idle::Cause::Holding], "{a:?}");
+        assert!(a.reason.as_deref().unwrap().contains("holds a position"), "{a:?}");
+    }
 
     // A minute later, the fall: AAPL -0.6 %, BTC -1.2 %, and the spread's cost to close past
     // twice its credit.

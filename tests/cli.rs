@@ -780,3 +780,57 @@ fn a_log_file_that_blocks_never_holds_up_the_loop() {
     let st = s.status_json();
     assert_eq!(st["last_loop"]["iteration"], 400, "every iteration ran: {st}");
 }
+
+/// "Why isn't it trading?": each bot's reason is one `bot_idle` event when it changes (not one
+/// per iteration) and `status --json`'s `bots[]`, with its causes and since when.
+#[test]
+fn each_bot_says_why_it_is_not_entering_once_per_change_and_in_status() {
+    let s = Scratch::new("why-idle");
+    // The simulated day starts at the 09:30 New York open: before mom_AAPL's 06:35 Pacific
+    // window opens; the crypto bot's breakout has not fired.
+    let out = s.run(&["run", "--sim", "--iterations", "6"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let idle = s.events("bot_idle");
+    let of = |events: &[serde_json::Value], bot: &str| -> Vec<serde_json::Value> {
+        events.iter().filter(|e| e["bot"] == bot).cloned().collect()
+    };
+    let aapl = of(&idle, "mom_AAPL");
+    assert_eq!(aapl.len(), 1, "one event for six iterations of the same cause: {aapl:?}");
+    assert_eq!(aapl[0]["causes"], "outside_window");
+    assert!(aapl[0]["reason"].as_str().unwrap().starts_with("outside its window 06:35–09:30"), "{}", aapl[0]);
+    let crypto = of(&idle, "crypto_core");
+    assert_eq!(crypto.len(), 1, "{crypto:?}");
+    assert_eq!(crypto[0]["causes"], "no_signal");
+    assert!(crypto[0]["reason"].as_str().unwrap().contains("BTC/USD: no signal: "), "{}", crypto[0]);
+
+    let status = s.status_json();
+    let bot = |status: &serde_json::Value, id: &str| -> serde_json::Value {
+        status["bots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["bot"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{status}"))
+    };
+    let a = bot(&status, "mom_AAPL");
+    assert_eq!(a["causes"], serde_json::json!(["outside_window"]));
+    assert_eq!(a["entering"], false);
+    assert_eq!(a["reason"], aapl[0]["reason"]);
+    assert!(a["since"].as_str().unwrap().starts_with(&status["trading_date"].as_str().unwrap()[..4]), "{a}");
+    let text = stdout(&s.run(&["status"]));
+    assert!(text.contains("mom_AAPL: not entering since "), "{text}");
+
+    // Halted by hand: every bot says so, once, with the halt's name.
+    assert_eq!(s.run(&["halt", "--reason", "earnings day"]).status.code(), Some(0));
+    let before = s.events("bot_idle").len();
+    assert_eq!(s.run(&["run", "--sim", "--iterations", "4"]).status.code(), Some(0));
+    let halted: Vec<serde_json::Value> = s.events("bot_idle").into_iter().skip(before).collect();
+    for id in ["mom_AAPL", "opt_core", "crypto_core"] {
+        let mine = of(&halted, id);
+        assert_eq!(mine.len(), 1, "{id}: {mine:?}");
+        assert_eq!(mine[0]["causes"], "entries_stopped", "{id}");
+        assert!(mine[0]["reason"].as_str().unwrap().starts_with("halted: manual"), "{}", mine[0]);
+        assert_eq!(bot(&s.status_json(), id)["causes"], serde_json::json!(["entries_stopped"]));
+    }
+}

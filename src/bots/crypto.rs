@@ -12,10 +12,11 @@
 
 use crate::bots::exits;
 use crate::bots::signals::{self, Direction};
-use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::bots::{Bot, BotView, Entries, Entry, Exit};
 use crate::core::config::BotKind;
 use crate::core::config::{CryptoBot as Settings, CryptoOrderType, CryptoTif, Exits, Session};
 use crate::core::decimal::Dec;
+use crate::core::idle::Cause;
 use crate::core::order::{Amount, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
@@ -136,24 +137,48 @@ impl Bot for CryptoBot {
         })
     }
 
-    fn entries(&self, view: &BotView, _budget: &Budget) -> Vec<Entry> {
-        let mut out = Vec::new();
+    fn entries(&self, view: &BotView, _budget: &Budget) -> Entries {
+        let mut out = Entries::default();
         let mut spendable = view.spendable;
         for symbol in &self.symbols {
             if view.owned.iter().any(|p| &p.symbol == symbol) {
+                out.skip(symbol, Cause::Holding, "holds a position (one per pair)");
                 continue;
             }
-            let (Some(bars), Some(quote)) = (view.bars.get(symbol), view.quotes.get(symbol)) else { continue };
-            if signals::evaluate(&self.signal, bars) != Some(Direction::Long) {
+            let (Some(bars), Some(quote)) = (view.bars.get(symbol), view.quotes.get(symbol)) else {
+                out.skip(symbol, Cause::NoData, "no bars or no quote yet");
                 continue;
+            };
+            match signals::evaluate(&self.signal, bars) {
+                Some(Direction::Long) => {}
+                Some(Direction::Short) => {
+                    out.skip(symbol, Cause::NoSignal, "the signal is short (crypto is long only)");
+                    continue;
+                }
+                None => {
+                    out.idle.push((symbol.clone(), signals::why_none(&self.signal, bars)));
+                    continue;
+                }
             }
             let dollars = self.notional.min(spendable);
             if dollars < self.minimum {
+                out.skip(
+                    symbol,
+                    Cause::TooSmall,
+                    format!("signal long, but {dollars:.2} to spend is below the minimum order of {:.2}", self.minimum),
+                );
                 continue;
             }
-            if let Some(e) = self.order_for(symbol, dollars, quote.ask) {
-                spendable -= dollars;
-                out.push(e);
+            match self.order_for(symbol, dollars, quote.ask) {
+                Some(e) => {
+                    spendable -= dollars;
+                    out.wanted.push(e);
+                }
+                None => out.skip(
+                    symbol,
+                    Cause::TooSmall,
+                    format!("signal long, but {dollars:.2} at the ask {:.2} rounds to no order", quote.ask),
+                ),
             }
         }
         out

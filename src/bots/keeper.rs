@@ -16,9 +16,10 @@ use jiff::tz::TimeZone;
 
 use crate::bots::exits;
 use crate::bots::options::{self, SpreadRules};
-use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::bots::{Bot, BotView, Entries, Exit};
 use crate::core::clock::{self, HhMm};
 use crate::core::config::{BotKind, Session};
+use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::OccSymbol;
 use crate::core::order::TimeInForce;
 use crate::core::risk::Budget;
@@ -136,8 +137,14 @@ impl Bot for Keeper {
         out
     }
 
-    fn entries(&self, _view: &BotView, _budget: &Budget) -> Vec<Entry> {
-        Vec::new()
+    fn never_enters(&self) -> Option<Idle> {
+        Some(Idle::new(
+            Cause::ExitsOnly,
+            "left the configuration: its positions are closed by the exit rules they were opened with, no new entry",
+        ))
+    }
+    fn entries(&self, _view: &BotView, _budget: &Budget) -> Entries {
+        Entries::default()
     }
 }
 
@@ -226,7 +233,9 @@ mod tests {
                     max_positions: 5
                 }
             )
+            .wanted
             .is_empty()
         );
+        assert_eq!(k.never_enters().unwrap().causes, vec![Cause::ExitsOnly]);
     }
 }

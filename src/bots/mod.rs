@@ -14,6 +14,7 @@ use crate::core::clock::SessionState;
 use crate::core::config::BotKind;
 use crate::core::config::{Config, EnabledBot, Session};
 use crate::core::decimal::Dec;
+use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::OccSymbol;
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
@@ -65,6 +66,21 @@ pub struct Entry {
     pub legs: Vec<Leg>,
     /// What the position loses at its stop, in dollars: counted against the open-risk budget.
     pub risk_usd: f64,
+}
+
+/// What a bot wants to open this iteration, and for each of its symbols that it does not, why
+/// (in words with the numbers: `status` and the `bot_idle` event show it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entries {
+    pub wanted: Vec<Entry>,
+    pub idle: Vec<(String, Idle)>,
+}
+
+impl Entries {
+    /// Notes why `symbol` gets no entry.
+    pub fn skip(&mut self, symbol: &str, cause: Cause, detail: impl Into<String>) {
+        self.idle.push((symbol.to_string(), Idle::new(cause, detail)));
+    }
 }
 
 /// A position (or part of one) the bot wants closed, and the rule that says so.
@@ -129,10 +145,15 @@ pub trait Bot {
     fn position_rules(&self) -> Option<PositionRules> {
         None
     }
+    /// Why it never enters, whatever the market (a placeholder signal, a keeper of orphans):
+    /// asked before anything else, and `entries` is then not called.
+    fn never_enters(&self) -> Option<Idle> {
+        None
+    }
     /// Exits for what it owns. Called every iteration, halted or not.
     fn exits(&self, view: &BotView) -> Vec<Exit>;
-    /// Entries. Called only when the preflight passed.
-    fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry>;
+    /// Entries, and why not for the symbols it leaves alone. Called only when the preflight passed.
+    fn entries(&self, view: &BotView, budget: &Budget) -> Entries;
 }
 
 /// A bot whose signal is a Python placeholder: it holds nothing and never enters.
@@ -164,8 +185,11 @@ impl Bot for PlaceholderBot {
     fn exits(&self, _view: &BotView) -> Vec<Exit> {
         Vec::new()
     }
-    fn entries(&self, _view: &BotView, _budget: &Budget) -> Vec<Entry> {
-        Vec::new()
+    fn never_enters(&self) -> Option<Idle> {
+        Some(Idle::new(Cause::Placeholder, "its signal is a placeholder of the Python daemon: it never enters"))
+    }
+    fn entries(&self, _view: &BotView, _budget: &Budget) -> Entries {
+        Entries::default()
     }
 }
 

@@ -12,10 +12,11 @@ use jiff::tz::TimeZone;
 
 use crate::bots::exits;
 use crate::bots::signals::{self, Direction};
-use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::bots::{Bot, BotView, Entries, Entry, Exit};
 use crate::core::config::BotKind;
 use crate::core::config::{EntryOrderType, Exits, MomentumBot as Settings, Session};
 use crate::core::decimal::Dec;
+use crate::core::idle::Cause;
 use crate::core::order::{Amount, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
@@ -119,16 +120,28 @@ impl Bot for MomentumBot {
         })
     }
 
-    fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry> {
+    fn entries(&self, view: &BotView, budget: &Budget) -> Entries {
+        let mut out = Entries::default();
         let symbol = &self.symbols[0];
         if view.owned.iter().any(|p| &p.symbol == symbol) {
-            return Vec::new();
+            out.skip(symbol, Cause::Holding, "holds a position (one at a time)");
+            return out;
         }
-        let (Some(bars), Some(quote)) = (view.bars.get(symbol), view.quotes.get(symbol)) else { return Vec::new() };
+        let (Some(bars), Some(quote)) = (view.bars.get(symbol), view.quotes.get(symbol)) else {
+            out.skip(symbol, Cause::NoData, "no bars or no quote yet");
+            return out;
+        };
         let side = match signals::evaluate(&self.signal, bars) {
             Some(Direction::Long) => Side::Buy,
             Some(Direction::Short) if self.allow_short => Side::Sell,
-            _ => return Vec::new(),
+            Some(Direction::Short) => {
+                out.skip(symbol, Cause::NoSignal, "the signal is short and allow_short is off");
+                return out;
+            }
+            None => {
+                out.idle.push((symbol.clone(), signals::why_none(&self.signal, bars)));
+                return out;
+            }
         };
         // What it would pay: the ask to buy, the bid to sell short.
         let price = if side == Side::Buy { quote.ask } else { quote.bid };
@@ -140,7 +153,19 @@ impl Bot for MomentumBot {
             view.spendable,
             self.fractional,
         ) else {
-            return Vec::new();
+            out.skip(
+                symbol,
+                Cause::TooSmall,
+                format!(
+                    "signal {}, but less than one share fits: price {price:.2}, open-risk budget {:.2} at a {} % stop, max_position_usd {:.2}, spendable {:.2}",
+                    if side == Side::Buy { "long" } else { "short" },
+                    budget.max_open_risk,
+                    self.exits.stop_loss_pct,
+                    self.max_position_usd,
+                    view.spendable
+                ),
+            );
+            return out;
         };
         let limit_price = match self.order_type {
             EntryOrderType::Market => None,
@@ -150,7 +175,7 @@ impl Bot for MomentumBot {
             }
         };
         let order_type = if limit_price.is_some() { OrderType::Limit } else { OrderType::Market };
-        vec![Entry {
+        out.wanted.push(Entry {
             symbol: symbol.clone(),
             side,
             amount: Amount::Qty(qty),
@@ -159,7 +184,8 @@ impl Bot for MomentumBot {
             time_in_force: TimeInForce::Day,
             legs: Vec::new(),
             risk_usd: qty.to_f64() * price * self.exits.stop_loss_pct / 100.0,
-        }]
+        });
+        out
     }
 }
 
@@ -233,7 +259,7 @@ mod tests {
             contracts: &BySymbol::new(),
             options: &BySymbol::new(),
         };
-        (bot.entries(&view, &budget()), bot.exits(&view))
+        (bot.entries(&view, &budget()).wanted, bot.exits(&view))
     }
 
     const TEN: &str = "2026-11-25T15:00:00Z";

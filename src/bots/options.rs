@@ -41,11 +41,12 @@ use jiff::tz::TimeZone;
 use crate::bots::exits;
 use crate::bots::indicators;
 use crate::bots::signals::{self, Direction};
-use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::bots::{Bot, BotView, Entries, Entry, Exit};
 use crate::core::clock;
 use crate::core::config::BotKind;
 use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session, Straddle};
 use crate::core::decimal::Dec;
+use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{OPTION_MULTIPLIER, OccSymbol, OptionKind};
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
@@ -116,8 +117,12 @@ impl Chain<'_> {
     }
 }
 
+fn kind_word(kind: OptionKind) -> &'static str {
+    if kind == OptionKind::Put { "put" } else { "call" }
+}
+
 /// The spread of `kind` (puts for a bull put spread, calls for a bear call spread) the rules pick,
-/// if any.
+/// or why none: the furthest filter any contract reached, with its numbers.
 pub fn select_spread(
     kind: OptionKind,
     underlying: &str,
@@ -126,9 +131,12 @@ pub fn select_spread(
     rules: &ChainRules,
     strategy: &CreditSpread,
     width: f64,
-) -> Option<SpreadPlan> {
+) -> Result<SpreadPlan, Idle> {
     let today = clock::trading_date(chain.now);
     let max_dte = rules.dte_max.min(strategy.max_dte) as i64;
+    // How far the contracts got, for the reason when none fits.
+    let (mut listed, mut in_window, mut in_band, mut quoted, mut paired) = (0u32, 0u32, 0u32, 0u32, 0u32);
+    let mut credits: (f64, f64) = (f64::INFINITY, f64::NEG_INFINITY);
     let dte = |d: Date| (d - today).get_days() as i64;
     let band_mid = (rules.delta_min + rules.delta_max) / 2.0;
     let mut best: Option<(i64, f64, SpreadPlan)> = None;
@@ -138,6 +146,9 @@ pub fn select_spread(
             OptionKind::Put => c.strike.to_f64() < spot,
             OptionKind::Call => c.strike.to_f64() > spot,
         };
+        if c.underlying == underlying && c.kind == kind {
+            listed += 1;
+        }
         if c.underlying != underlying
             || c.kind != kind
             || !c.tradable
@@ -148,12 +159,15 @@ pub fn select_spread(
         {
             continue;
         }
+        in_window += 1;
         let Some(snap) = chain.snapshots.get(&c.symbol) else { continue };
         let Some(delta) = snap.greeks.map(|g| g.delta.abs()) else { continue };
         if delta < rules.delta_min || delta > rules.delta_max || snap.volume.unwrap_or(0.0) < rules.min_volume as f64 {
             continue;
         }
+        in_band += 1;
         let Some(short_q) = chain.fresh_quote(&c.symbol) else { continue };
+        quoted += 1;
         let long_strike = c.strike.to_f64() + if kind == OptionKind::Put { -width } else { width };
         let Some(long) = chain.contracts.values().find(|l| {
             l.underlying == underlying
@@ -165,9 +179,11 @@ pub fn select_spread(
             continue;
         };
         let Some(long_q) = chain.fresh_quote(&long.symbol) else { continue };
+        paired += 1;
         let mid = |q: Quote| (q.bid + q.ask) / 2.0;
         let Some(credit) = Dec::from_f64(mid(short_q) - mid(long_q)).map(|c| c.round_down(2)) else { continue };
         let cr = credit.to_f64();
+        credits = (credits.0.min(cr), credits.1.max(cr));
         if cr < strategy.min_credit || cr > strategy.max_credit || cr >= width {
             continue;
         }
@@ -187,7 +203,53 @@ pub fn select_spread(
             best = Some((key.0, key.1, plan));
         }
     }
-    best.map(|b| b.2)
+    if let Some(b) = best {
+        return Ok(b.2);
+    }
+    let k = kind_word(kind);
+    Err(if in_window == 0 {
+        Idle::new(
+            Cause::NoContract,
+            format!(
+                "no {k} out of the money expiring in {}–{max_dte} days with open interest ≥ {} ({listed} {k}s listed)",
+                rules.dte_min, rules.min_open_interest
+            ),
+        )
+    } else if in_band == 0 {
+        Idle::new(
+            Cause::NoContract,
+            format!(
+                "{in_window} {k}s in the expiry window, none with delta {:.2}–{:.2} and volume ≥ {}",
+                rules.delta_min, rules.delta_max, rules.min_volume
+            ),
+        )
+    } else if quoted == 0 {
+        Idle::new(
+            Cause::NoContract,
+            format!("{in_band} {k}s in the delta band, none quoted in the last {} s", chain.max_quote_age_seconds),
+        )
+    } else if paired == 0 {
+        Idle::new(
+            Cause::NoContract,
+            format!("{quoted} quoted short {k}s, none with a freshly quoted {k} {width} further out to buy"),
+        )
+    } else if credits.0 == credits.1 {
+        Idle::new(
+            Cause::PriceOutOfBand,
+            format!(
+                "credit {:.2} outside min {:.2}..max {:.2} (width {width})",
+                credits.0, strategy.min_credit, strategy.max_credit
+            ),
+        )
+    } else {
+        Idle::new(
+            Cause::PriceOutOfBand,
+            format!(
+                "credits {:.2}–{:.2} of {paired} spreads, none inside min {:.2}..max {:.2} (width {width})",
+                credits.0, credits.1, strategy.min_credit, strategy.max_credit
+            ),
+        )
+    })
 }
 
 /// Bars the straddle's squeeze test reads (an hour of one-minute bars and one).
@@ -223,7 +285,7 @@ pub fn select_condor(
     rules: &ChainRules,
     condor: &CreditSpread,
     width: f64,
-) -> Option<(SpreadPlan, SpreadPlan)> {
+) -> Result<(SpreadPlan, SpreadPlan), Idle> {
     // Each side on its own need only bring some credit; the total is what must fit the band.
     let side = CreditSpread { min_credit: 0.01, ..condor.clone() };
     let put = select_spread(OptionKind::Put, underlying, spot, chain, rules, &side, width)?;
@@ -243,8 +305,18 @@ pub fn select_condor(
             width,
         )?;
     }
-    let total = put.credit.checked_add(call.credit)?.to_f64();
-    (total >= condor.min_credit && total <= condor.max_credit && total < width).then_some((put, call))
+    let total = put.credit.to_f64() + call.credit.to_f64();
+    if total >= condor.min_credit && total <= condor.max_credit && total < width {
+        Ok((put, call))
+    } else {
+        Err(Idle::new(
+            Cause::PriceOutOfBand,
+            format!(
+                "iron condor credit {total:.2} outside min {:.2}..max {:.2} (width {width})",
+                condor.min_credit, condor.max_credit
+            ),
+        ))
+    }
 }
 
 fn days_to(chain: &Chain, d: Date) -> u32 {
@@ -259,7 +331,7 @@ pub fn select_straddle(
     chain: &Chain,
     rules: &ChainRules,
     straddle: &Straddle,
-) -> Option<StraddlePlan> {
+) -> Result<StraddlePlan, Idle> {
     let today = clock::trading_date(chain.now);
     // Per expiry in the window, the call and put pair at the strike nearest the spot.
     let mut atm: BTreeMap<Date, (f64, &OptionContract, &OptionContract)> = BTreeMap::new();
@@ -283,15 +355,30 @@ pub fn select_straddle(
             atm.insert(c.expiration, (distance, c, put));
         }
     }
+    if atm.is_empty() {
+        return Err(Idle::new(
+            Cause::NoContract,
+            format!("no call and put at one strike expiring in {}–{} days", rules.dte_min, rules.dte_max),
+        ));
+    }
     // The nearest expiry whose pair is quoted and affordable.
-    atm.values().find_map(|(_, call, put)| {
-        let (cq, pq) = (chain.fresh_quote(&call.symbol)?, chain.fresh_quote(&put.symbol)?);
-        let debit = Dec::from_f64(cq.ask + pq.ask)?.round_to(2);
-        (debit > Dec::ZERO && debit.to_f64() <= straddle.max_cost).then(|| StraddlePlan {
-            call: call.symbol.clone(),
-            put: put.symbol.clone(),
-            debit,
-        })
+    let mut cheapest: Option<f64> = None;
+    for (_, call, put) in atm.values() {
+        let (Some(cq), Some(pq)) = (chain.fresh_quote(&call.symbol), chain.fresh_quote(&put.symbol)) else { continue };
+        let Some(debit) = Dec::from_f64(cq.ask + pq.ask).map(|d| d.round_to(2)) else { continue };
+        if debit > Dec::ZERO && debit.to_f64() <= straddle.max_cost {
+            return Ok(StraddlePlan { call: call.symbol.clone(), put: put.symbol.clone(), debit });
+        }
+        cheapest = Some(cheapest.map_or(debit.to_f64(), |c: f64| c.min(debit.to_f64())));
+    }
+    Err(match cheapest {
+        Some(d) => {
+            Idle::new(Cause::PriceOutOfBand, format!("straddle debit {d:.2} above max_cost {:.2}", straddle.max_cost))
+        }
+        None => Idle::new(
+            Cause::NoContract,
+            format!("no straddle pair quoted in the last {} s", chain.max_quote_age_seconds),
+        ),
     })
 }
 
@@ -601,15 +688,19 @@ impl Bot for OptionsBot {
         })
     }
 
-    fn entries(&self, view: &BotView, budget: &Budget) -> Vec<Entry> {
+    fn entries(&self, view: &BotView, budget: &Budget) -> Entries {
         let held = Self::spreads(view);
-        let mut out = Vec::new();
+        let mut out = Entries::default();
         let mut room = self.risk.max_position_size_usd.min(budget.max_open_risk);
         for root in &self.symbols {
             if held.contains_key(root) {
+                out.skip(root, Cause::Holding, "holds a position on it (one per underlying)");
                 continue;
             }
-            let (Some(bars), Some(quote)) = (view.bars.get(root), view.quotes.get(root)) else { continue };
+            let (Some(bars), Some(quote)) = (view.bars.get(root), view.quotes.get(root)) else {
+                out.skip(root, Cause::NoData, "no bars or no quote yet");
+                continue;
+            };
             let chain = Chain {
                 contracts: view.contracts,
                 snapshots: view.options,
@@ -617,7 +708,8 @@ impl Bot for OptionsBot {
                 max_quote_age_seconds: self.max_quote_age_seconds,
             };
             let spot = (quote.bid + quote.ask) / 2.0;
-            let plan = match signals::evaluate(&self.signal, bars) {
+            let signal = signals::evaluate(&self.signal, bars);
+            let plan = match signal {
                 Some(Direction::Long) if self.bull_put.enabled => {
                     select_spread(OptionKind::Put, root, spot, &chain, &self.rules, &self.bull_put, self.width)
                         .map(Plan::Vertical)
@@ -626,6 +718,8 @@ impl Bot for OptionsBot {
                     select_spread(OptionKind::Call, root, spot, &chain, &self.rules, &self.bear_call, self.width)
                         .map(Plan::Vertical)
                 }
+                Some(Direction::Long) => Err(Idle::new(Cause::NoSignal, "signal up, and bull_put is disabled")),
+                Some(Direction::Short) => Err(Idle::new(Cause::NoSignal, "signal down, and bear_call is disabled")),
                 // No direction: a range-bound market for an iron condor, or a coiled one for a straddle.
                 None if self.iron_condor.enabled => {
                     select_condor(root, spot, &chain, &self.rules, &self.iron_condor, self.width)
@@ -634,16 +728,43 @@ impl Bot for OptionsBot {
                 None if self.straddle.enabled && squeezed(bars) => {
                     select_straddle(root, spot, &chain, &self.rules, &self.straddle).map(Plan::Straddle)
                 }
-                _ => None,
+                None => {
+                    let why = signals::why_none(&self.signal, bars);
+                    let tail = if self.straddle.enabled { "; no squeeze for a straddle" } else { "" };
+                    Err(Idle { detail: format!("{}{tail}", why.detail), ..why })
+                }
             };
-            let Some(plan) = plan else { continue };
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(mut why) => {
+                    let said = match signal {
+                        Some(Direction::Long) => "signal up, ",
+                        Some(Direction::Short) => "signal down, ",
+                        None if why.causes != [Cause::NoSignal] && why.causes != [Cause::NoData] => "no direction, ",
+                        None => "",
+                    };
+                    if !why.detail.starts_with("signal") {
+                        why.detail = format!("{said}{}", why.detail);
+                    }
+                    out.idle.push((root.clone(), why));
+                    continue;
+                }
+            };
             let max_loss = plan.max_loss();
             let n = (room / max_loss).floor();
             if n < 1.0 {
+                out.skip(
+                    root,
+                    Cause::TooSmall,
+                    format!(
+                        "one unit can lose {max_loss:.2}, more than the {room:.2} left (max_position_size_usd {:.2}, open-risk budget {:.2})",
+                        self.risk.max_position_size_usd, budget.max_open_risk
+                    ),
+                );
                 continue;
             }
             room -= n * max_loss;
-            out.push(Entry {
+            out.wanted.push(Entry {
                 symbol: root.clone(),
                 side: Side::Sell,
                 amount: Amount::Qty(Dec::from_int(n as i64)),
@@ -743,7 +864,11 @@ mod tests {
         CreditSpread { enabled: true, min_credit: 0.50, max_credit: 3.00, profit_target: 0.5, max_dte: 45 }
     }
 
-    fn pick(c: &BySymbol<OptionContract>, s: &BySymbol<OptionSnapshot>, rules: &ChainRules) -> Option<SpreadPlan> {
+    fn pick(
+        c: &BySymbol<OptionContract>,
+        s: &BySymbol<OptionSnapshot>,
+        rules: &ChainRules,
+    ) -> Result<SpreadPlan, Idle> {
         let chain = Chain { contracts: c, snapshots: s, now: ts(NOW), max_quote_age_seconds: 960 };
         select_spread(OptionKind::Put, "SPY", 480.0, &chain, rules, &strategy(), 5.0)
     }
@@ -765,14 +890,38 @@ mod tests {
     }
 
     #[test]
-    fn none_suitable_means_no_spread() {
+    fn none_suitable_means_no_spread_and_says_which_filter_stopped_it() {
         let near = jiff::civil::date(2026, 12, 11);
         let (c, s) = chain(&[near]);
-        // Too soon (dte_min 20), too illiquid, or a band nothing sits in: nothing.
-        assert_eq!(pick(&c, &s, &ChainRules { dte_min: 20, ..rules() }), None);
-        assert_eq!(pick(&c, &s, &ChainRules { min_open_interest: 5000, ..rules() }), None);
-        assert_eq!(pick(&c, &s, &ChainRules { min_volume: 1000, ..rules() }), None);
-        assert_eq!(pick(&c, &s, &ChainRules { delta_min: 0.50, delta_max: 0.60, ..rules() }), None);
+        let why = |r: Result<SpreadPlan, Idle>| {
+            let idle = r.unwrap_err();
+            (idle.causes[0], idle.detail)
+        };
+        // Too soon (dte_min 20), too illiquid, or a band nothing sits in: nothing, and why.
+        assert_eq!(
+            why(pick(&c, &s, &ChainRules { dte_min: 20, ..rules() })),
+            (
+                Cause::NoContract,
+                "no put out of the money expiring in 20–45 days with open interest ≥ 100 (8 puts listed)".into()
+            )
+        );
+        assert_eq!(why(pick(&c, &s, &ChainRules { min_open_interest: 5000, ..rules() })).0, Cause::NoContract);
+        assert_eq!(
+            why(pick(&c, &s, &ChainRules { min_volume: 1000, ..rules() })),
+            (Cause::NoContract, "8 puts in the expiry window, none with delta 0.10–0.40 and volume ≥ 1000".into())
+        );
+        assert!(
+            why(pick(&c, &s, &ChainRules { delta_min: 0.50, delta_max: 0.60, ..rules() }))
+                .1
+                .contains("delta 0.50–0.60")
+        );
+        // Credits the band refuses: the credits found, and the band.
+        let rich = CreditSpread { min_credit: 1.0, ..strategy() };
+        let chain_view = Chain { contracts: &c, snapshots: &s, now: ts(NOW), max_quote_age_seconds: 960 };
+        let (cause, detail) = why(select_spread(OptionKind::Put, "SPY", 480.0, &chain_view, &rules(), &rich, 5.0));
+        assert_eq!(cause, Cause::PriceOutOfBand);
+        assert!(detail.starts_with("credits 0.30–0.50 of "), "{detail}");
+        assert!(detail.ends_with("none inside min 1.00..max 3.00 (width 5)"), "{detail}");
         // Stale quotes (an hour old): nothing.
         let old: BySymbol<OptionSnapshot> = s
             .iter()
@@ -782,7 +931,10 @@ mod tests {
                 (k.clone(), v)
             })
             .collect();
-        assert_eq!(pick(&c, &old, &rules()), None);
+        assert_eq!(
+            why(pick(&c, &old, &rules())),
+            (Cause::NoContract, "4 puts in the delta band, none quoted in the last 960 s".into())
+        );
     }
 
     /// Puts and calls every $5 from 440 to 520 around SPY at 480, one expiry; |delta| falls by
@@ -855,7 +1007,8 @@ mod tests {
         assert_eq!(legs.iter().filter(|l| l.position_intent == PositionIntent::SellToOpen).count(), 2);
         // A band the total cannot reach: none.
         let greedy = CreditSpread { min_credit: 2.0, ..condor };
-        assert!(select_condor("SPY", 480.0, &chain, &rules(), &greedy, 5.0).is_none());
+        let refused = select_condor("SPY", 480.0, &chain, &rules(), &greedy, 5.0).unwrap_err();
+        assert_eq!(refused.detail, "iron condor credit 1.00 outside min 2.00..max 4.00 (width 5)");
     }
 
     #[test]
@@ -869,7 +1022,11 @@ mod tests {
         // Asks 2.27 + 2.27.
         assert_eq!(plan.debit, "4.54".parse().unwrap());
         assert_eq!(Plan::Straddle(plan.clone()).limit_price(), plan.debit, "a debit is a positive limit");
-        assert!(select_straddle("SPY", 481.0, &chain, &rules(), &Straddle { max_cost: 4.0, ..st }).is_none());
+        let dear = select_straddle("SPY", 481.0, &chain, &rules(), &Straddle { max_cost: 4.0, ..st }).unwrap_err();
+        assert_eq!(
+            (dear.causes[0], dear.detail.as_str()),
+            (Cause::PriceOutOfBand, "straddle debit 4.54 above max_cost 4.00")
+        );
     }
 
     #[test]

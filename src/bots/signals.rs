@@ -17,6 +17,7 @@
 //!   which never enter (kept so a migrated config does not start trading by surprise).
 
 use crate::bots::indicators;
+use crate::core::idle::{Cause, Idle};
 use crate::core::market_data::Bar;
 use crate::core::signal::Signal;
 
@@ -51,6 +52,77 @@ pub fn evaluate(signal: &Signal, bars: &[Bar]) -> Option<Direction> {
             let high = indicators::highest_high_before_last(bars, lookback)?;
             let trend = indicators::ema(bars, trend_ema)?;
             (last.close > high && last.close > trend).then_some(Direction::Long)
+        }
+    }
+}
+
+/// Why `evaluate` gave no direction, in words with the numbers: too few bars, or the conditions
+/// that failed at the last bar.
+pub fn why_none(signal: &Signal, bars: &[Bar]) -> Idle {
+    let need = signal.bars_needed();
+    if bars.len() < need {
+        return Idle::new(Cause::NoData, format!("{} of the {need} bars its signal needs", bars.len()));
+    }
+    let no_signal = |failed: Vec<String>| {
+        let detail =
+            if failed.is_empty() { "no signal".to_string() } else { format!("no signal: {}", failed.join(", ")) };
+        Idle::new(Cause::NoSignal, detail)
+    };
+    match *signal {
+        Signal::Placeholder => {
+            Idle::new(Cause::Placeholder, "its signal is a placeholder of the Python daemon: it never enters")
+        }
+        Signal::EmaRocVolume { fast, slow, roc_bars, min_roc_pct, volume_bars, min_volume_ratio } => {
+            let (Some(last), Some(f), Some(s), Some(r), Some(v)) = (
+                bars.last(),
+                indicators::ema(bars, fast),
+                indicators::ema(bars, slow),
+                indicators::roc(bars, roc_bars),
+                indicators::volume_avg_before_last(bars, volume_bars),
+            ) else {
+                return no_signal(vec!["its indicators cannot be computed from these bars".into()]);
+            };
+            let mut failed = Vec::new();
+            if f > s {
+                if last.close <= f {
+                    failed.push(format!("close {:.2} not above EMA{fast} {f:.2}", last.close));
+                }
+                if r < min_roc_pct {
+                    failed.push(format!("ROC{roc_bars} {r:.2} % below {min_roc_pct:.2} %"));
+                }
+            } else if f < s {
+                if last.close >= f {
+                    failed.push(format!("close {:.2} not below EMA{fast} {f:.2}", last.close));
+                }
+                if r > -min_roc_pct {
+                    failed.push(format!("ROC{roc_bars} {r:.2} % above -{min_roc_pct:.2} %"));
+                }
+            } else {
+                failed.push(format!("EMA{fast} equals EMA{slow} ({f:.2}): no trend"));
+            }
+            let ratio = if v > 0.0 { last.volume / v } else { 0.0 };
+            if last.volume < min_volume_ratio * v {
+                failed.push(format!("volume {ratio:.2}× its {volume_bars}-bar average, below {min_volume_ratio:.2}×"));
+            }
+            if failed.is_empty() {
+                failed.push(format!("EMA{fast} not yet turning the trend's way"));
+            }
+            no_signal(failed)
+        }
+        Signal::Breakout { lookback, trend_ema } => {
+            let (Some(last), Some(high), Some(trend)) =
+                (bars.last(), indicators::highest_high_before_last(bars, lookback), indicators::ema(bars, trend_ema))
+            else {
+                return no_signal(vec!["its indicators cannot be computed from these bars".into()]);
+            };
+            let mut failed = Vec::new();
+            if last.close <= high {
+                failed.push(format!("close {:.2} not above the {lookback}-bar high {high:.2}", last.close));
+            }
+            if last.close <= trend {
+                failed.push(format!("close {:.2} not above EMA{trend_ema} {trend:.2}", last.close));
+            }
+            no_signal(failed)
         }
     }
 }
@@ -111,6 +183,25 @@ mod tests {
         let mut down: Vec<Bar> = (0..30).map(|i| bar(130.0 - i as f64, 1.0)).collect();
         down.push(bar(101.5, 1.0));
         assert_eq!(evaluate(&s, &down), None);
+    }
+
+    #[test]
+    fn no_signal_says_which_conditions_failed_with_their_numbers() {
+        let s = stock();
+        let quiet = why_none(&s, &rising(1000.0));
+        assert_eq!(quiet.causes, vec![Cause::NoSignal]);
+        assert!(quiet.detail.contains("volume 1.00× its"), "{}", quiet.detail);
+        assert!(!quiet.detail.contains("ROC"), "the trend and momentum held: {}", quiet.detail);
+        let short = why_none(&s, &rising(2000.0)[40..]);
+        assert_eq!(short.causes, vec![Cause::NoData]);
+        assert_eq!(short.detail, format!("15 of the {} bars its signal needs", s.bars_needed()));
+        let flat: Vec<Bar> = (0..60).map(|_| bar(100.0, 5000.0)).collect();
+        assert!(why_none(&s, &flat).detail.contains("no trend"), "{}", why_none(&s, &flat).detail);
+        let b = parse(BREAKOUT, &params("{lookback: 10, trend_ema: 20}")).unwrap();
+        let range: Vec<Bar> = (0..30).map(|i| bar(100.0 + (i % 3) as f64 * 0.1, 1.0)).collect();
+        assert!(why_none(&b, &range).detail.starts_with("no signal: close 100.20 not above the 10-bar high 100.25"));
+        let p = parse(PLACEHOLDER_MOMENTUM, &params("{}")).unwrap();
+        assert_eq!(why_none(&p, &rising(9999.0)).causes, vec![Cause::Placeholder]);
     }
 
     #[test]

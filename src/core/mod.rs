@@ -1,6 +1,6 @@
 //! The daemon's foundation, the bottom layer: the shared words (orders, market data, instruments,
 //! signals, exact decimals), configuration, the state database with its lock and the ledger's
-//! arithmetic, logging, time, risk arithmetic and budgets, health, halts. It imports neither
+//! arithmetic, logging, time, risk arithmetic and budgets, health, halts, why a bot is idle. It imports neither
 //! `bots` nor `services`.
 //! Nothing here talks to a broker.
 
@@ -10,6 +10,7 @@ pub mod config;
 pub mod decimal;
 pub mod halt;
 pub mod health;
+pub mod idle;
 pub mod instrument;
 pub mod ledger;
 pub mod ledger_lock;

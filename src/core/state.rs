@@ -2,7 +2,8 @@
 //!
 //! Owns: the schema and its migrations (`PRAGMA user_version`), and every read and write of the
 //! file at `system.state_db_path` — key/value pairs, the day-start equity per trading date, halts,
-//! orders, budgets, loop runs and the exit rules each position was opened with; the numbering of
+//! orders, budgets, loop runs, the exit rules each position was opened with and why each bot is
+//! not entering (`bot_activity`); the numbering of
 //! our client order ids (`ClientOrderId`: a random epoch per process and a counter that only
 //! grows), and which writes are fsynced before they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
 //! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
@@ -28,6 +29,7 @@ use crate::core::clock::{self, HhMm};
 use crate::core::config::{BotKind, Exits};
 use crate::core::decimal::Dec;
 use crate::core::halt::{Halt, HaltReason};
+use crate::core::idle::{Cause, Idle};
 use crate::core::instrument;
 use crate::core::ledger::{self, Fill, Holding};
 use crate::core::order::{Intent, OrderStatus, OrderType, RecordStatus, Side};
@@ -184,6 +186,15 @@ const MIGRATIONS: &[&str] = &[
     // 11: the stop price each order was sent with: a protective stop resting at the broker is
     // ours only if its stop is the one we sent.
     "ALTER TABLE orders ADD COLUMN stop_price TEXT;",
+    // 12: why each bot is not entering, as the loop last noted it (`core::idle`), for `status`.
+    // Written when the causes change, the detail's numbers refreshed now and then.
+    "CREATE TABLE bot_activity (
+         bot        TEXT PRIMARY KEY,
+         causes     TEXT,                -- `no_signal,price_out_of_band`; NULL: it entered
+         reason     TEXT,                -- the detail in words; NULL: it entered
+         since      TEXT NOT NULL,       -- when these causes began
+         updated_at TEXT NOT NULL
+     );",
 ];
 
 /// The exit rules a bot had when it entered a symbol (`position_rules`): what closes the position
@@ -573,6 +584,16 @@ pub struct LoopRun {
     pub orders_submitted: u32,
     pub requests: u32,
     pub error: Option<String>,
+}
+
+/// Why a bot was not entering when the loop last noted it (`reason` `None`: it had just entered).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BotActivity {
+    pub bot: String,
+    pub causes: Vec<Cause>,
+    pub reason: Option<String>,
+    pub since: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 pub struct State {
@@ -1651,6 +1672,64 @@ impl State {
             )
             .map_err(sql("reading the last exit"))?;
         at.as_deref().map(clock::parse_ts).transpose().map_err(bad_row("orders.updated_at"))
+    }
+
+    // --- bot activity -----------------------------------------------------------------------
+
+    /// Notes why `bot` is not entering (`None`: it sent an entry) since `since`.
+    pub fn put_bot_activity(
+        &self,
+        bot: &str,
+        idle: Option<&Idle>,
+        since: Timestamp,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        self.conn
+            .run(
+                "INSERT INTO bot_activity (bot, causes, reason, since, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (bot) DO UPDATE SET causes = excluded.causes, reason = excluded.reason,
+                     since = excluded.since, updated_at = excluded.updated_at",
+                params![
+                    bot,
+                    idle.map(Idle::causes_text),
+                    idle.map(|i| i.detail.as_str()),
+                    clock::db_ts(since),
+                    clock::db_ts(now)
+                ],
+            )
+            .map(drop)
+            .map_err(sql("writing a bot's activity"))
+    }
+
+    /// Every bot's last noted activity, by bot id.
+    pub fn bot_activity(&self) -> Result<Vec<BotActivity>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT bot, causes, reason, since, updated_at FROM bot_activity ORDER BY bot")
+            .map_err(sql("reading the bots' activity"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(sql("reading the bots' activity"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (bot, causes, reason, since, updated_at) = row.map_err(sql("reading the bots' activity"))?;
+            out.push(BotActivity {
+                bot,
+                causes: causes.as_deref().map(Idle::parse_causes).unwrap_or_default(),
+                reason,
+                since: clock::parse_ts(&since).map_err(bad_row("bot_activity.since"))?,
+                updated_at: clock::parse_ts(&updated_at).map_err(bad_row("bot_activity.updated_at"))?,
+            });
+        }
+        Ok(out)
     }
 
     // --- budgets ----------------------------------------------------------------------------

@@ -26,12 +26,13 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::bots::keeper::Keeper;
 use crate::bots::protection::{BROKER_STOP, Protection, protection_for};
-use crate::bots::{Bot, BotView, Entry, Exit};
+use crate::bots::{Bot, BotView, Entries, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::BotKind;
 use crate::core::config::Config;
 use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
+use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{AssetClass, OccSymbol};
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{
@@ -129,6 +130,25 @@ enum Refusal {
     Unsure(String),
 }
 
+impl Refusal {
+    /// The cause `status` and `bot_idle` give for this refusal.
+    fn cause(&self) -> Cause {
+        match self {
+            Refusal::InFlight => Cause::InFlight,
+            Refusal::MaxPositions => Cause::MaxPositions,
+            Refusal::MaxTrades => Cause::MaxTrades,
+            Refusal::MaxOrdersPerMinute => Cause::MaxOrdersPerMinute,
+            Refusal::CoolingDown { .. } => Cause::CoolingDown,
+            Refusal::NoQuote | Refusal::UnusableQuote => Cause::NoQuote,
+            Refusal::LimitTooFar { .. } => Cause::LimitTooFar,
+            Refusal::CashReserve { .. } => Cause::CashReserve,
+            Refusal::BuyingPower { .. } | Refusal::BuyingPowerUnknown => Cause::BuyingPower,
+            Refusal::OpenRisk { .. } => Cause::OpenRisk,
+            Refusal::AccountUnknown | Refusal::Unsure(_) => Cause::Unsure,
+        }
+    }
+}
+
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -155,6 +175,19 @@ impl fmt::Display for Refusal {
         }
     }
 }
+
+/// A bot's reason for not entering as `note_idle` last saw it: its causes (`None`: it entered),
+/// since when, and when and with which detail the ledger's row was last written (`None`: not
+/// yet, or the write failed).
+#[derive(Debug, Clone)]
+struct Noted {
+    causes: Option<Vec<Cause>>,
+    since: Timestamp,
+    written: Option<(Timestamp, Option<String>)>,
+}
+
+/// How often the same causes with new numbers rewrite a bot's `bot_activity` row at most.
+const IDLE_REFRESH: SignedDuration = SignedDuration::from_mins(5);
 
 /// An order to send for a bot.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,6 +251,8 @@ pub struct Step<'a> {
     pub budgets: &'a [Budget],
     pub session: SessionState,
     pub entries_allowed: bool,
+    /// Why entries are not allowed, in words (`status`, `bot_idle`); empty while they are.
+    pub why_stopped: &'a str,
     pub account: Option<&'a Account>,
     pub now: Timestamp,
 }
@@ -253,6 +288,8 @@ pub struct Execution {
     /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
     /// refused for the same reason each time, and the log says so once.
     refusals: BTreeMap<(String, String), String>,
+    /// Each bot's reason for not entering as last noted (`note_idle`).
+    idle: BTreeMap<String, Noted>,
     /// An order conflict was found this iteration: no further entry, even before the halt it
     /// set is read back (and even if it could not be stored).
     conflict_seen: bool,
@@ -1207,7 +1244,16 @@ impl Execution {
                 && !self.conflict_seen
                 && self.ledger_failure.is_none()
                 && self.unrecorded.is_empty();
-            let Some(reason) = self.preflight(state, step, *bot, &report.stale, entries_ok)? else {
+            if let Some(never) = bot.never_enters() {
+                self.note_idle(state, bot.id(), Some(never), now);
+                continue;
+            }
+            if let Some(reason) = self.preflight(state, step, *bot, &report.stale, entries_ok)? {
+                event!(Debug, "entries_skipped", bot = bot.id(), reason = reason.detail.as_str());
+                self.note_idle(state, bot.id(), Some(reason), now);
+                continue;
+            }
+            {
                 let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
                     bot: bot.id().into(),
                     daily_loss_limit: 0.0,
@@ -1215,11 +1261,15 @@ impl Execution {
                     max_trades: 0,
                     max_positions: 0,
                 });
-                for entry in bot.entries(&view, &budget) {
+                let Entries { wanted, mut idle } = bot.entries(&view, &budget);
+                let mut entered = false;
+                for entry in wanted {
                     if let Err(why) = self.risk_check(state, step, *bot, &budget, &view, &entry) {
+                        idle.push((entry.symbol.clone(), Idle::new(why.cause(), why.to_string())));
                         self.log_refusal(bot.id(), &entry.symbol, why);
                         continue;
                     }
+                    entered = true;
                     self.refusals.remove(&(bot.id().to_string(), entry.symbol.clone()));
                     let spec = OrderSpec {
                         bot: bot.id().into(),
@@ -1242,11 +1292,49 @@ impl Execution {
                     let sent = self.send(state, broker, &spec, now)?;
                     count(&mut report, &sent);
                 }
-                continue;
-            };
-            event!(Debug, "entries_skipped", bot = bot.id(), reason = reason.as_str());
+                // A bot that sent an entry is not idle; one that wanted nothing and said
+                // nothing has no signal.
+                let idle = match Idle::of_symbols(idle) {
+                    _ if entered => None,
+                    Some(idle) => Some(idle),
+                    None => Some(Idle::new(Cause::NoSignal, "no signal")),
+                };
+                self.note_idle(state, bot.id(), idle, now);
+            }
         }
         Ok(report)
+    }
+
+    /// Notes why `bot` is not entering (`None`: it just sent an entry). A change of its causes
+    /// is a `bot_idle` event and a ledger row at once; the same causes with new numbers refresh
+    /// the row every `IDLE_REFRESH` at most, so `status` stays current without a write per
+    /// iteration. A row the ledger refuses is tried again next iteration; it never stops a trade.
+    fn note_idle(&mut self, state: &State, bot: &str, idle: Option<Idle>, now: Timestamp) {
+        let causes = idle.as_ref().map(|i| i.causes.clone());
+        let detail = idle.as_ref().map(|i| i.detail.clone());
+        let before = self.idle.get(bot);
+        let changed = before.is_none_or(|n| n.causes != causes);
+        if changed && let Some(i) = &idle {
+            event!(Info, "bot_idle", bot = bot, causes = i.causes_text().as_str(), reason = i.detail.as_str());
+        }
+        let mut noted = match before {
+            Some(n) if !changed => n.clone(),
+            _ => Noted { causes, since: now, written: None },
+        };
+        let due = match &noted.written {
+            None => true,
+            Some((at, written)) => *written != detail && now.duration_since(*at) >= IDLE_REFRESH,
+        };
+        if due {
+            noted.written = match state.put_bot_activity(bot, idle.as_ref(), noted.since, now) {
+                Ok(()) => Some((now, detail)),
+                Err(e) => {
+                    event!(Debug, "bot_activity_unwritten", bot = bot, error = e.to_string().as_str());
+                    None
+                }
+            };
+        }
+        self.idle.insert(bot.to_string(), noted);
     }
 
     /// `order_rejected` for a risk check's refusal, once per reason while it lasts. Waiting for
@@ -1630,28 +1718,51 @@ impl Execution {
         bot: &dyn Bot,
         stale: &[String],
         entries_allowed: bool,
-    ) -> Result<Option<String>, StateError> {
+    ) -> Result<Option<Idle>, StateError> {
         let Step { cfg, budgets, now, .. } = *step;
-        if let Some(reason) = entry_refused_by_time(step, bot, entries_allowed) {
-            return Ok(Some(reason.into()));
+        if let Some(cause) = entry_refused_by_time(step, bot, entries_allowed) {
+            return Ok(Some(describe_time_refusal(cause, step, bot)));
         }
-        if bot.symbols().iter().any(|s| stale.contains(s)) {
-            return Ok(Some("stale market data".into()));
+        let stale: Vec<&str> = bot.symbols().iter().filter(|s| stale.contains(s)).map(String::as_str).collect();
+        if !stale.is_empty() {
+            return Ok(Some(Idle::new(
+                Cause::StaleData,
+                format!(
+                    "stale market data for {} (no quote in the last {} s)",
+                    stale.join(", "),
+                    cfg.settings.health.max_price_staleness_seconds
+                ),
+            )));
         }
         // No budget, no entries: a budget is never invented (see `safety.allow_budget_fallback`).
         let Some(budget) = budgets.iter().find(|b| b.bot == bot.id()) else {
-            return Ok(Some("no budget for today".into()));
+            return Ok(Some(Idle::new(
+                Cause::NoBudget,
+                "no budget for today (the day-start equity is not known yet, or PortfolioBot failed)",
+            )));
         };
         let date = clock::trading_date(now);
         let realized = state.budgets(date)?.into_iter().find(|b| b.bot == bot.id()).map_or(0.0, |b| b.realized_pnl);
         if portfolio::loss_limit_reached(budget, realized) {
-            return Ok(Some(format!("daily loss share used: {realized:.2} of {:.2}", budget.daily_loss_limit)));
+            return Ok(Some(Idle::new(
+                Cause::LossShareUsed,
+                format!("its daily loss share is used: {realized:.2} of -{:.2}", budget.daily_loss_limit),
+            )));
         }
-        if state.entries_on(bot.id(), date)? >= budget.max_trades {
-            return Ok(Some("max_trades_per_day reached".into()));
+        let trades = state.entries_on(bot.id(), date)?;
+        if trades >= budget.max_trades {
+            return Ok(Some(Idle::new(
+                Cause::MaxTrades,
+                format!("trades today {trades}/{} (max_trades_per_day)", budget.max_trades),
+            )));
         }
-        if self.orders_last_minute(now) >= cfg.settings.risk.max_orders_per_minute as usize {
-            return Ok(Some("max_orders_per_minute reached".into()));
+        let sent = self.orders_last_minute(now);
+        let most = cfg.settings.risk.max_orders_per_minute as usize;
+        if sent >= most {
+            return Ok(Some(Idle::new(
+                Cause::MaxOrdersPerMinute,
+                format!("{sent} orders in the last minute, max_orders_per_minute {most}"),
+            )));
         }
         Ok(None)
     }
@@ -1875,18 +1986,37 @@ fn cancel_ours(
 /// The refusals of an entry that need neither the ledger nor market data, in `preflight`'s
 /// order: entries stopped for the iteration, outside the bot's window, its market shut.
 /// `preflight` starts with them; `refresh_options` fetches no chain for a bot they refuse.
-fn entry_refused_by_time(step: &Step, bot: &dyn Bot, entries_allowed: bool) -> Option<&'static str> {
+fn entry_refused_by_time(step: &Step, bot: &dyn Bot, entries_allowed: bool) -> Option<Cause> {
     if !entries_allowed {
-        return Some("halted or unsure of state");
+        return Some(Cause::EntriesStopped);
     }
     let session = bot.session();
     if !clock::in_window(step.now, &step.cfg.timezone, session.trade_start, session.trade_end) {
-        return Some("outside trade_start..trade_end");
+        return Some(Cause::OutsideWindow);
     }
     if bot.kind() != BotKind::Crypto && !step.session.is_open {
-        return Some("market closed");
+        return Some(Cause::MarketClosed);
     }
     None
+}
+
+/// `entry_refused_by_time`'s refusal in words, with the window, the next open or what stopped
+/// entries.
+fn describe_time_refusal(cause: Cause, step: &Step, bot: &dyn Bot) -> Idle {
+    let tz = &step.cfg.timezone;
+    let detail = match cause {
+        Cause::EntriesStopped if step.why_stopped.is_empty() => "entries are stopped".to_string(),
+        Cause::EntriesStopped => step.why_stopped.to_string(),
+        Cause::OutsideWindow => {
+            let s = bot.session();
+            format!("outside its window {}–{} ({})", s.trade_start, s.trade_end, step.cfg.settings.system.timezone)
+        }
+        Cause::MarketClosed => {
+            format!("the stock market is closed; it opens {}", clock::display_ts(step.session.next_open, tz))
+        }
+        _ => cause.as_str().to_string(),
+    };
+    Idle::new(cause, detail)
 }
 
 fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {

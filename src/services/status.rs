@@ -13,7 +13,9 @@ use crate::core::clock;
 use crate::core::decimal::Dec;
 use crate::core::halt::Halt;
 use crate::core::instrument::OccSymbol;
-use crate::core::state::{BrokerPositionRow, BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError};
+use crate::core::state::{
+    BotActivity, BrokerPositionRow, BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError,
+};
 
 /// An iteration older than this many intervals is flagged: the daemon may be stopped or stuck.
 pub const STALE_AFTER_INTERVALS: u64 = 3;
@@ -42,6 +44,8 @@ pub struct StatusReport {
     /// Our orders still in flight.
     pub open_orders: usize,
     pub last_loop: Option<LoopRun>,
+    /// Why each bot is not entering, as the loop last noted it (`reason` `None`: it just entered).
+    pub bots: Vec<BotActivity>,
     /// Seconds since the last iteration started.
     pub last_loop_age_seconds: Option<i64>,
     pub stale: bool,
@@ -99,6 +103,7 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
         positions_seen_at: state.broker_positions_seen_at()?,
         open_orders: state.unfinished_orders()?.len(),
         last_loop,
+        bots: state.bot_activity()?,
         last_loop_age_seconds: age,
         stale,
     })
@@ -143,7 +148,12 @@ fn signed_money(v: f64) -> String {
 
 impl StatusReport {
     /// Notes which owned positions the configuration `cfg` no longer manages.
+    /// Also leaves out the activity of bots that have left it and hold nothing (the last words
+    /// of a bot that is gone would only mislead).
     pub fn mark_orphans(&mut self, cfg: &crate::core::config::Config) {
+        let enabled: Vec<String> = cfg.enabled_bots().iter().map(|b| b.id().to_string()).collect();
+        let owned = &self.owned;
+        self.bots.retain(|a| enabled.contains(&a.bot) || owned.iter().any(|(p, _)| p.bot == a.bot));
         self.orphans = self
             .owned
             .iter()
@@ -203,6 +213,14 @@ impl StatusReport {
                 "avg_entry_price": u.avg_entry_price.to_string(),
                 "current_price": u.current_price.map(|c| c.to_string()),
             })).collect::<Vec<_>>(),
+            "bots": self.bots.iter().map(|a| json!({
+                "bot": a.bot,
+                "entering": a.reason.is_none(),
+                "causes": a.causes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "reason": a.reason,
+                "since": ts(a.since),
+                "updated_at": ts(a.updated_at),
+            })).collect::<Vec<_>>(),
             "positions_seen_at": self.positions_seen_at.map(ts),
             "open_orders": self.open_orders,
             "last_loop": self.last_loop.as_ref().map(|r| json!({
@@ -252,6 +270,16 @@ impl StatusReport {
                 }
             }
             None => line("last iteration", "none recorded".into()),
+        }
+        for a in &self.bots {
+            let text = match &a.reason {
+                None => format!("{}: entered at {}", a.bot, ts(a.since)),
+                Some(r) => {
+                    let causes: Vec<&str> = a.causes.iter().map(|c| c.as_str()).collect();
+                    format!("{}: not entering since {} ({}): {r}", a.bot, ts(a.since), causes.join(", "))
+                }
+            };
+            line("bot", text);
         }
         if self.owned.is_empty() {
             line("positions", "none owned by the daemon".into());

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use trading_hydra::bots::{Bot, BotView, Entry, Exit};
+use trading_hydra::bots::{Bot, BotView, Entries, Entry, Exit};
 use trading_hydra::core::clock::HhMm;
 use trading_hydra::core::config::BotKind;
 use trading_hydra::core::config::Session;
@@ -81,21 +81,24 @@ impl Bot for TestBot {
             })
             .collect()
     }
-    fn entries(&self, _view: &BotView, _budget: &Budget) -> Vec<Entry> {
+    fn entries(&self, _view: &BotView, _budget: &Budget) -> Entries {
         let orders = self.orders.lock().unwrap();
         if let Some((root, legs, n)) = &orders.spread {
-            return vec![Entry {
-                symbol: root.clone(),
-                side: Side::Sell,
-                amount: Amount::Qty(Dec::from_int(*n)),
-                order_type: OrderType::Market,
-                limit_price: None,
-                time_in_force: TimeInForce::Day,
-                legs: legs.clone(),
-                risk_usd: 10.0,
-            }];
+            return Entries {
+                wanted: vec![Entry {
+                    symbol: root.clone(),
+                    side: Side::Sell,
+                    amount: Amount::Qty(Dec::from_int(*n)),
+                    order_type: OrderType::Market,
+                    limit_price: None,
+                    time_in_force: TimeInForce::Day,
+                    legs: legs.clone(),
+                    risk_usd: 10.0,
+                }],
+                idle: Vec::new(),
+            };
         }
-        orders
+        let wanted = orders
             .enter
             .iter()
             .map(|(symbol, qty, limit)| Entry {
@@ -108,6 +111,7 @@ impl Bot for TestBot {
                 legs: Vec::new(),
                 risk_usd: 10.0,
             })
-            .collect()
+            .collect();
+        Entries { wanted, idle: Vec::new() }
     }
 }

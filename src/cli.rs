@@ -7,8 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-pub const USAGE_LINE: &str =
-    "usage: trading-hydra [run|check-config|status|halt|resume|download|backtest] [--config DIR] [options]; see --help";
+pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|download|backtest] [--config DIR] [options]; see --help";
 
 pub const HELP: &str = "\
 trading-hydra — a fail-closed trading daemon for an Alpaca account
@@ -21,6 +20,8 @@ Commands:
   status         show the state database (no network): halts, day-start equity, last loop
   halt           stop new entries until `resume` (exits of open positions go on)
   resume         lift a manual halt, and any other halt whose time is up
+  reload         validate settings.yaml and bots.yaml, then have the running daemon
+                 take them between two iterations (exit 2 and nothing changes if invalid)
                  (status, halt and resume work on the database of a daemon that has run:
                  run them where it runs, or with its --config)
   download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
@@ -68,6 +69,7 @@ pub enum Command {
     Status { config: Option<PathBuf>, json: bool },
     Halt { config: Option<PathBuf>, reason: String },
     Resume { config: Option<PathBuf> },
+    Reload { config: Option<PathBuf> },
     Backtest(BacktestArgs),
     Download(DownloadArgs),
     Help,
@@ -146,7 +148,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         }
         _ => "run",
     };
-    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume" | "backtest" | "download") {
+    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume" | "reload" | "backtest" | "download") {
         return Err(usage(format!("unknown command {command:?}")));
     }
 
@@ -325,6 +327,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     Ok(match command {
         "run" => Command::Run(run),
         "check-config" => Command::CheckConfig { config },
+        "reload" => Command::Reload { config },
         "status" => Command::Status { config, json },
         "halt" => Command::Halt { config, reason: reason.ok_or_else(|| usage("halt needs --reason TEXT"))? },
         "download" => {
@@ -436,6 +439,8 @@ mod tests {
         assert_eq!(p("status --json").unwrap(), Command::Status { config: None, json: true });
         assert_eq!(p("check-config --config x").unwrap(), Command::CheckConfig { config: Some("x".into()) });
         assert_eq!(p("resume").unwrap(), Command::Resume { config: None });
+        assert_eq!(p("reload --config /etc/th").unwrap(), Command::Reload { config: Some("/etc/th".into()) });
+        assert!(p("reload --once").is_err());
         let v: Vec<String> = ["halt", "--reason", "earnings day"].map(String::from).to_vec();
         assert_eq!(parse(&v).unwrap(), Command::Halt { config: None, reason: "earnings day".into() });
         assert_eq!(p("status --help").unwrap(), Command::Help);

@@ -26,7 +26,7 @@ use trading_hydra::core::logging::{self, LogSettings};
 use trading_hydra::core::state::State;
 use trading_hydra::error::Error;
 use trading_hydra::event;
-use trading_hydra::orchestrator::Orchestrator;
+use trading_hydra::orchestrator::{CONFIG_DIR_KEY, Orchestrator, RELOAD_REQUEST_KEY, RELOAD_RESULT_KEY};
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
 use trading_hydra::services::broker::{Broker, BrokerError};
 use trading_hydra::services::notify;
@@ -57,6 +57,7 @@ fn main() -> ExitCode {
         Command::Status { config, json } => show_status(config, json),
         Command::Halt { config, reason } => set_manual_halt(config, &reason),
         Command::Resume { config } => resume(config),
+        Command::Reload { config } => reload(config),
         Command::Run(args) => run(args),
         Command::Backtest(args) => backtest(args),
         Command::Download(args) => download(args),
@@ -97,11 +98,17 @@ fn init_logging(cfg: &Config, stderr_level: LevelFilter) -> Result<(), Error> {
 /// hanging webhook costs at most this).
 const CLI_NOTIFY_LIMIT: Duration = Duration::from_secs(3);
 
+/// How often a sleeping loop looks for a `reload` request.
+const RELOAD_LOOK: Duration = Duration::from_secs(1);
+
 /// The `--seed` of a simulated market when none is given: the same market every time.
 const DEFAULT_SIM_SEED: u64 = 42;
 
 fn run(args: RunArgs) -> Result<(), Error> {
-    let cfg = load_config(args.config.clone())?;
+    let dir = Config::resolve_dir(args.config.as_deref());
+    // The texts are kept: a `reload` logs what changed against them.
+    let (settings_text, bots_text) = Config::read_texts(&dir)?;
+    let cfg = Config::from_texts(&dir, &settings_text, &bots_text)?;
     let paper = std::env::var("ALPACA_PAPER").ok();
     let mode = config::trading_mode(args.sim, paper.as_deref(), cfg.settings.alpaca.live_trading_confirmed)
         .map_err(Error::Usage)?;
@@ -131,6 +138,8 @@ fn run(args: RunArgs) -> Result<(), Error> {
         }
     };
     state.kv_set("mode", mode.as_str(), clock.now())?;
+    let absolute = std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
+    state.kv_set(CONFIG_DIR_KEY, &absolute.display().to_string(), clock.now())?;
     event!(
         Info,
         "startup",
@@ -155,6 +164,7 @@ fn run(args: RunArgs) -> Result<(), Error> {
     // In a simulation the market runs `speed` times faster, and so does the loop.
     let interval = Duration::from_secs(interval_secs).div_f64(speed);
     let mut orchestrator = Orchestrator::new(cfg, state, clock, broker);
+    orchestrator.keep_texts(settings_text, bots_text);
     let systemd = Notifier::from_env();
     systemd.ready();
     notify::start(orchestrator.config().settings.notify.format);
@@ -182,10 +192,11 @@ fn run(args: RunArgs) -> Result<(), Error> {
         // systemd's watchdog (`WATCHDOG_USEC`) is slept in pieces, the watchdog fed after each
         // while the last iteration completed: a healthy daemon with `loop_interval_seconds: 3600`
         // is not killed by `WatchdogSec=60`, a hung or panicking one still is.
+        // The sleep also wakes every second to look for a `reload` (one cheap statement).
         let next = started + interval;
         loop {
             let left = next.saturating_duration_since(Instant::now());
-            let piece = systemd.watchdog_period().map_or(left, |p| left.min(p));
+            let piece = systemd.watchdog_period().map_or(left, |p| left.min(p)).min(RELOAD_LOOK);
             match rx.recv_timeout(piece) {
                 Ok(()) => break 'run "signal",
                 Err(RecvTimeoutError::Disconnected) => break 'run "signal_handler_gone",
@@ -194,6 +205,8 @@ fn run(args: RunArgs) -> Result<(), Error> {
                     if healthy {
                         systemd.watchdog();
                     }
+                    orchestrator.between_iterations();
+                    logging::flush();
                 }
             }
         }
@@ -510,6 +523,68 @@ fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
     }
     println!("lift it with `trading-hydra resume`.");
     Ok(())
+}
+
+/// `reload`: the files validated here first (an error exits 2 naming the file and the key, and
+/// the daemon is not asked), then the request written to the daemon's ledger; the daemon reads and
+/// validates the files again between two iterations and writes back what it did, which is
+/// printed: exit 0 applied, 2 refused (the files changed meanwhile, or a change needs a restart),
+/// 1 no daemon running or no answer in time.
+fn reload(flag: Option<PathBuf>) -> Result<(), Error> {
+    let cfg = load_config(flag)?;
+    let db = cfg.settings.system.state_db_path.clone();
+    let state = State::open_existing(&db)?;
+    // A daemon holds the ledger's lock; if this command can take it, none runs. (Held for an
+    // instant: a `run` starting in that instant is refused and restarted by systemd.)
+    match LedgerLock::acquire(&db) {
+        Ok(lock) => {
+            drop(lock);
+            return Err(Error::Other(format!(
+                "no daemon is running on {} (its lock is free): nothing to reload; the next `run` reads the files anyway",
+                db.display()
+            )));
+        }
+        Err(trading_hydra::core::state::StateError::InUse { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mine = std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone()).display().to_string();
+    if let Some(theirs) = state.kv_get(CONFIG_DIR_KEY)?
+        && theirs != mine
+    {
+        return Err(Error::Usage(format!(
+            "the running daemon reads its configuration from {theirs}, not {mine}: run `trading-hydra reload --config {theirs}`"
+        )));
+    }
+    let now = Timestamp::now();
+    let request = format!("{}-{}", now.as_nanosecond(), std::process::id());
+    state.kv_set(RELOAD_REQUEST_KEY, &request, now)?;
+    println!("configuration in {mine} is valid; asked the daemon to reload it");
+    // The daemon looks every second while it sleeps, and before each iteration; an iteration
+    // itself may take most of an interval (a broker retrying).
+    let interval = cfg.settings.runner.loop_interval_seconds;
+    let limit = Duration::from_secs(interval.saturating_add(10).clamp(15, 85));
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(text) = state.kv_get(RELOAD_RESULT_KEY)? else { continue };
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if answer["request"] != request.as_str() {
+            continue;
+        }
+        let detail = answer["detail"].as_str().unwrap_or("").to_string();
+        if answer["applied"] != true {
+            return Err(Error::Usage(format!("the daemon refused the reload: {detail}")));
+        }
+        println!("reloaded: {detail}");
+        for change in answer["changes"].as_array().into_iter().flatten() {
+            println!("  {}", change.as_str().unwrap_or(""));
+        }
+        return Ok(());
+    }
+    Err(Error::Other(format!(
+        "the daemon has not answered within {} s; it applies the request before its next iteration (see `config_reloaded` or `reload_refused` in its log)",
+        limit.as_secs()
+    )))
 }
 
 fn resume(flag: Option<PathBuf>) -> Result<(), Error> {

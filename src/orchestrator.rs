@@ -24,6 +24,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::bots::Bot;
 use crate::core::clock::{self, Clock};
 use crate::core::config::Config;
+use crate::core::config_diff;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::health::FailureWindow;
 use crate::core::risk;
@@ -86,7 +87,18 @@ pub struct Orchestrator {
     /// Halts the ledger could not store (disk full, read-only, I/O error): they stop entries
     /// like stored ones, and are stored once the ledger takes writes again.
     held_halts: Vec<Halt>,
+    /// The texts of `settings.yaml` and `bots.yaml` the configuration was read from, for the
+    /// changes a `reload` logs (`keep_texts`).
+    texts: Option<(String, String)>,
+    /// The last `reload` request seen in the ledger (`None`: not looked yet).
+    reload_seen: Option<Option<String>>,
 }
+
+/// The ledger's kv keys of `reload`: the request the command writes, the answer the daemon
+/// writes back, and the configuration folder the daemon reads (for the command to compare).
+pub const RELOAD_REQUEST_KEY: &str = "reload_request";
+pub const RELOAD_RESULT_KEY: &str = "reload_result";
+pub const CONFIG_DIR_KEY: &str = "config_dir";
 
 impl Orchestrator {
     /// With the bots of the configuration.
@@ -123,7 +135,119 @@ impl Orchestrator {
             reporter: DailyReporter::new(),
             failures: 0,
             held_halts: Vec::new(),
+            texts: None,
+            reload_seen: None,
         }
+    }
+
+    /// Keeps the texts the configuration was read from, so a `reload` can log what changed.
+    pub fn keep_texts(&mut self, settings: String, bots: String) {
+        self.texts = Some((settings, bots));
+    }
+
+    /// Between iterations: another process's commit is noticed (kept reads are read afresh), and
+    /// a `reload` it asked for is applied or refused. Cheap when nothing was written: one
+    /// `PRAGMA data_version`.
+    pub fn between_iterations(&mut self) {
+        if let Err(e) = self.look_for_other_writers() {
+            event!(
+                Warn,
+                "iteration_error",
+                iteration = self.iteration,
+                step = "reload",
+                error = e.to_string().as_str()
+            );
+        }
+    }
+
+    fn look_for_other_writers(&mut self) -> Result<(), StateError> {
+        if self.state.notice_other_writers()? || self.reload_seen.is_none() {
+            let request = self.state.kv_get(RELOAD_REQUEST_KEY)?;
+            match &self.reload_seen {
+                // The first look: a request older than this process is not ours to answer (the
+                // files were just read anyway).
+                None => self.reload_seen = Some(request),
+                Some(seen) if *seen != request => {
+                    self.reload_seen = Some(request.clone());
+                    if let Some(id) = request {
+                        self.reload(&id);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// `reload`: the configuration folder read and validated again; applied whole when it is
+    /// valid and changes nothing that needs a restart, else refused whole (logged, notified, the
+    /// running configuration kept). The answer goes back to the command through the ledger.
+    fn reload(&mut self, request: &str) {
+        let now = self.clock.now();
+        let dir = self.cfg.dir.clone();
+        let read = Config::read_texts(&dir).and_then(|(s, b)| Ok((Config::from_texts(&dir, &s, &b)?, s, b)));
+        let (applied, detail, changes) = match read {
+            Err(e) => (false, format!("{e}; nothing was reloaded, the running configuration is kept"), Vec::new()),
+            Ok((new, s, b)) => {
+                let restart = self.cfg.restart_needed(&new);
+                if restart.is_empty() {
+                    let changes = match &self.texts {
+                        Some((old_s, old_b)) => {
+                            let mut c = config_diff::changes("settings.yaml", old_s, &s);
+                            c.extend(config_diff::changes("bots.yaml", old_b, &b));
+                            c
+                        }
+                        None => vec!["(the files read at start-up were not kept: what changed is not known)".into()],
+                    };
+                    self.apply_config(new);
+                    self.texts = Some((s, b));
+                    (true, format!("{} change(s), in force from the next iteration", changes.len()), changes)
+                } else {
+                    let what = restart.join(", ");
+                    let detail = format!(
+                        "{what} changed, which a running daemon cannot take: restart it for that (systemctl restart trading-hydra); nothing was reloaded, the running configuration is kept"
+                    );
+                    (false, detail, Vec::new())
+                }
+            }
+        };
+        if applied {
+            event!(
+                Info,
+                "config_reloaded",
+                changes = changes.join("; "),
+                count = changes.len(),
+                detail = detail.as_str()
+            );
+            // A bot or symbol that left is now an orphan: exits only, by its stored rules.
+            self.warn_of_orphans();
+        } else {
+            event!(Error, "reload_refused", detail = detail.as_str());
+            notify::send(notify::Note {
+                event: "reload_refused",
+                title: "Trading Hydra: reload refused".into(),
+                text: detail.clone(),
+            });
+        }
+        let answer = serde_json::json!({"request": request, "applied": applied, "detail": detail, "changes": changes});
+        if let Err(e) = self.state.kv_set(RELOAD_RESULT_KEY, &answer.to_string(), now) {
+            event!(
+                Warn,
+                "iteration_error",
+                iteration = self.iteration,
+                step = "reload",
+                error = e.to_string().as_str()
+            );
+        }
+    }
+
+    /// Puts a reloaded configuration in force: its bots (a bot or symbol that left keeps its
+    /// positions under the keeper, exits only), and today's budgets again by its rules (the
+    /// day's realised P&L and trades are the ledger's, kept).
+    fn apply_config(&mut self, new: Config) {
+        self.bots = crate::bots::from_config(&new);
+        self.cfg = new;
+        self.budgets = None;
     }
 
     pub fn config(&self) -> &Config {
@@ -181,8 +305,9 @@ impl Orchestrator {
         // Unsure of state: no entry, whatever `safety.fail_closed` says.
         let mut unsure = false;
 
-        // 1. Initialize. Rows another process committed since the last iteration are read afresh.
-        if let Err(e) = self.state.notice_other_writers() {
+        // 1. Initialize. Rows another process committed since the last iteration are read afresh
+        // (and a `reload` it asked for is applied first).
+        if let Err(e) = self.look_for_other_writers() {
             unsure = true;
             self.step_failed("initialize", &e, now, &mut errors);
         }

@@ -834,3 +834,70 @@ fn each_bot_says_why_it_is_not_entering_once_per_change_and_in_status() {
         assert_eq!(bot(&s.status_json(), id)["causes"], serde_json::json!(["entries_stopped"]));
     }
 }
+
+/// `reload`: a bad file exits 2 before the daemon is asked; a good change is in force from the
+/// next iteration and logged; a change that needs a restart, or a file that turned bad after
+/// the command checked it, is refused by the daemon, which trades on with its configuration.
+#[test]
+fn reload_takes_a_good_change_at_the_next_iteration_and_refuses_a_bad_one() {
+    let s = Scratch::new("reload");
+    // No daemon yet: nothing to reload.
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
+    let alone = s.run(&["reload"]);
+    assert_eq!(alone.status.code(), Some(1), "{}", stderr(&alone));
+    assert!(stderr(&alone).contains("no daemon is running"), "{}", stderr(&alone));
+
+    // The simulated clock 5x: an iteration a second.
+    let mut child = s.spawn(&["run", "--sim", "--speed", "5"]);
+    let summaries = || s.events("loop_summary").len();
+    assert!(wait_until(Duration::from_secs(20), || summaries() >= 3), "the daemon does not run");
+
+    // A bad value: exit 2 naming the file and the key; the daemon is never asked.
+    s.edit("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: lots");
+    let bad = s.run(&["reload"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(stderr(&bad).contains("bots.yaml") && stderr(&bad).contains("stop_loss_pct"), "{}", stderr(&bad));
+    s.edit("config/bots.yaml", "stop_loss_pct: lots", "stop_loss_pct: 0.50");
+
+    // A good change: mom_AAPL's window opens at the simulated open instead of five minutes later.
+    s.edit("config/bots.yaml", "trade_start: \"06:35\"", "trade_start: \"06:30\"");
+    let good = s.run(&["reload"]);
+    assert_eq!(good.status.code(), Some(0), "{}\n{}", stdout(&good), stderr(&good));
+    assert!(
+        stdout(&good).contains("bots.yaml momentum_bots.mom_AAPL.session.trade_start: 06:35 -> 06:30"),
+        "{}",
+        stdout(&good)
+    );
+    let reloaded = s.events("config_reloaded");
+    assert_eq!(reloaded.len(), 1);
+    assert!(reloaded[0]["changes"].as_str().unwrap().contains("trade_start: 06:35 -> 06:30"), "{}", reloaded[0]);
+    // In force from the next iteration: the bot is no longer outside its window.
+    let in_window = || s.events("bot_idle").iter().any(|e| e["bot"] == "mom_AAPL" && e["causes"] != "outside_window");
+    assert!(wait_until(Duration::from_secs(10), in_window), "{:?}", s.events("bot_idle"));
+
+    // A change a running daemon cannot take: refused whole, exit 2, the daemon trades on.
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 7");
+    s.edit("config/bots.yaml", "max_trades_per_day: 3", "max_trades_per_day: 2");
+    let restart = s.run(&["reload"]);
+    assert_eq!(restart.status.code(), Some(2), "{}", stderr(&restart));
+    assert!(stderr(&restart).contains("runner.loop_interval_seconds changed"), "{}", stderr(&restart));
+    assert_eq!(s.events("reload_refused").len(), 1);
+    s.edit("config/settings.yaml", "loop_interval_seconds: 7", "loop_interval_seconds: 5");
+
+    // A file that turned bad after the command had checked it (the request written as `reload`
+    // writes it): the daemon validates again, refuses, and keeps its configuration.
+    s.edit("config/bots.yaml", "stop_loss_pct: 0.50", "stop_loss_pct: -3");
+    {
+        let state = State::open_existing(&s.path("state/trading_state.db")).unwrap();
+        state.kv_set("reload_request", "by-hand-1", Timestamp::now()).unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(10), || s.events("reload_refused").len() == 2));
+    let refused = &s.events("reload_refused")[1];
+    assert!(refused["detail"].as_str().unwrap().contains("stop_loss_pct"), "{refused}");
+    let before = summaries();
+    assert!(wait_until(Duration::from_secs(10), || summaries() >= before + 2), "the daemon trades on");
+    assert_eq!(s.events("config_reloaded").len(), 1, "nothing else was applied");
+
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).0, Some(0));
+}

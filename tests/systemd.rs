@@ -107,6 +107,14 @@ fn a_long_interval_keeps_the_watchdog_fed_while_a_healthy_loop_sleeps() {
 }
 
 #[test]
+fn both_units_reload_with_the_reload_command() {
+    for file in ["trading-hydra.service", "trading-hydra@.service"] {
+        let unit = std::fs::read_to_string(Path::new("deploy").join(file)).unwrap();
+        assert!(unit.contains("\nExecReload=/usr/local/bin/trading-hydra reload\n"), "{file}");
+    }
+}
+
+#[test]
 fn the_unit_files_pass_systemd_analyze_verify() {
     if Command::new("systemd-analyze").arg("--version").output().is_err() {
         eprintln!("systemd-analyze is not installed here: skipping the unit-file check");

@@ -953,6 +953,42 @@ impl Config {
         momentum.chain(options).chain(crypto).collect()
     }
 
+    /// The settings `reload` cannot change in a running daemon, by name, that differ in `new`:
+    /// where the ledger and the log are, the broker and its mode, the loop's pace, the
+    /// notifications, the API-failure window and the simulator are set up once at start-up.
+    /// Everything else — risk, safety, the rest of health and the whole of `bots.yaml` — is
+    /// reloaded.
+    pub fn restart_needed(&self, new: &Config) -> Vec<&'static str> {
+        let (a, b) = (&self.settings, &new.settings);
+        let differs = |x: &dyn std::fmt::Debug, y: &dyn std::fmt::Debug| format!("{x:?}") != format!("{y:?}");
+        let mut out = Vec::new();
+        if differs(&a.system, &b.system) {
+            out.push("system");
+        }
+        if differs(&a.alpaca, &b.alpaca) {
+            out.push("alpaca");
+        }
+        if (a.health.api_failure_window_seconds, a.health.max_api_failures_in_window)
+            != (b.health.api_failure_window_seconds, b.health.max_api_failures_in_window)
+        {
+            // The window's count of recent failures would start again from nothing.
+            out.push("health.api_failure_window_seconds/max_api_failures_in_window");
+        }
+        if a.runner.loop_interval_seconds != b.runner.loop_interval_seconds {
+            out.push("runner.loop_interval_seconds");
+        }
+        if differs(&a.logging, &b.logging) {
+            out.push("logging");
+        }
+        if differs(&a.notify, &b.notify) {
+            out.push("notify");
+        }
+        if differs(&a.sim, &b.sim) {
+            out.push("sim");
+        }
+        out
+    }
+
     /// Non-fatal oddities an operator should see at start-up.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();

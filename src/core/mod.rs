@@ -7,6 +7,7 @@
 pub mod black_scholes;
 pub mod clock;
 pub mod config;
+pub mod config_diff;
 pub mod decimal;
 pub mod halt;
 pub mod health;

@@ -714,11 +714,11 @@ impl State {
 
     /// Looks once whether another connection has committed since the last look; if so, every
     /// kept read (`Memo`) is read again. The loop calls it at the start of each iteration.
-    pub fn notice_other_writers(&self) -> Result<(), StateError> {
+    /// Whether anything moved since the last look.
+    pub fn notice_other_writers(&self) -> Result<bool, StateError> {
         let others: i64 =
             self.conn.row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql("reading the data version"))?;
-        self.others.set(others);
-        Ok(())
+        Ok(self.others.replace(others) != others)
     }
 
     /// The ledger's version, for `Memo`.

@@ -7,6 +7,7 @@
 //! (`Orchestrator::run_iteration_guarded`): a panic becomes an `internal_error` halt and an event,
 //! not a dead daemon with open positions.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use trading_hydra::cli::{self, Command, RunArgs};
 
 use trading_hydra::core::clock::{self, Clock, ScaledClock, SystemClock};
-use trading_hydra::core::config::{self, Config, TradingMode};
+use trading_hydra::core::config::{self, Config, Console, TradingMode};
 use trading_hydra::core::halt::{self, Halt, HaltReason};
 use trading_hydra::core::ledger_lock::LedgerLock;
 use trading_hydra::core::logging::{self, LogSettings};
@@ -81,6 +82,11 @@ fn load_config(flag: Option<PathBuf>) -> Result<Config, Error> {
 /// `stderr_level`: the daemon shows its events; one-shot commands only their errors (they print
 /// their own answer).
 fn init_logging(cfg: &Config, stderr_level: LevelFilter) -> Result<(), Error> {
+    init_logging_with(cfg, stderr_level, false)
+}
+
+/// `quiet_summaries`: a person's console (`logging.console`), without each iteration's summary.
+fn init_logging_with(cfg: &Config, stderr_level: LevelFilter, quiet_summaries: bool) -> Result<(), Error> {
     let s = &cfg.settings;
     let file_level = if s.development.enhanced_logging { LevelFilter::Debug } else { LevelFilter::Info };
     logging::init(&LogSettings {
@@ -90,6 +96,7 @@ fn init_logging(cfg: &Config, stderr_level: LevelFilter) -> Result<(), Error> {
         tz: cfg.timezone.clone(),
         file_level,
         stderr_level,
+        quiet_summaries,
     })?;
     Ok(())
 }
@@ -97,6 +104,9 @@ fn init_logging(cfg: &Config, stderr_level: LevelFilter) -> Result<(), Error> {
 /// How long `halt` and `resume` wait for their notification to be posted before they exit (a
 /// hanging webhook costs at most this).
 const CLI_NOTIFY_LIMIT: Duration = Duration::from_secs(3);
+
+/// How often a person's console gets a heartbeat line (`logging.console: events`).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
 
 /// How often a sleeping loop looks for a `reload` request.
 const RELOAD_LOOK: Duration = Duration::from_secs(1);
@@ -118,7 +128,12 @@ fn run(args: RunArgs) -> Result<(), Error> {
     // One daemon per ledger, for this process's whole life: a second `run` is refused here, at
     // once and before it writes anything (its log included).
     let _ledger = LedgerLock::acquire(&db)?;
-    init_logging(&cfg, LevelFilter::Info)?;
+    let console = match cfg.settings.logging.console {
+        Console::Auto if std::io::stderr().is_terminal() => Console::Events,
+        Console::Auto => Console::Full,
+        other => other,
+    };
+    init_logging_with(&cfg, LevelFilter::Info, console == Console::Events)?;
     let state = State::open(&db)?;
 
     let interval_secs = cfg.settings.runner.loop_interval_seconds;
@@ -174,13 +189,24 @@ fn run(args: RunArgs) -> Result<(), Error> {
         text: format!("mode {}, loop every {interval_secs} s", mode.as_str()),
     });
     let mut done: u64 = 0;
+    let mut heartbeat_at: Option<Instant> = None;
     let reason = 'run: loop {
         let started = Instant::now();
         // A completed iteration feeds systemd's watchdog; a panicked one does not, and a loop that
         // keeps panicking or hangs is restarted by systemd (WatchdogSec).
-        let healthy = orchestrator.run_iteration_guarded().is_some();
+        let summary = orchestrator.run_iteration_guarded();
+        let healthy = summary.is_some();
         if healthy {
             systemd.watchdog();
+        }
+        // A person's console: one heartbeat line after the first iteration, then one a minute.
+        if console == Console::Events
+            && let Some(s) = &summary
+            && heartbeat_at.is_none_or(|at: Instant| at.elapsed() >= HEARTBEAT_EVERY)
+        {
+            let positions = orchestrator.state().owned_positions().map(|p| p.len()).ok();
+            logging::console_line(s.heartbeat(positions, &orchestrator.config().timezone));
+            heartbeat_at = Some(Instant::now());
         }
         logging::flush();
         done += 1;

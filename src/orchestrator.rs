@@ -63,6 +63,39 @@ pub struct LoopSummary {
     pub error: Option<String>,
 }
 
+impl LoopSummary {
+    /// The console's heartbeat line (`logging.console: events`), stamped like the events (the
+    /// wall clock) with the market's time in it (simulated in `--sim`): `2026-12-02 07:31:00
+    /// heartbeat  equity $100012.34  day +0.01 % (+$12.34)  positions 2  halts none  market open
+    /// 07:31  #612`.
+    pub fn heartbeat(&self, positions: Option<usize>, tz: &jiff::tz::TimeZone) -> String {
+        let when = self.started_at.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S");
+        let market_at = self.market_time.to_zoned_datetime(tz.clone()).strftime("%H:%M");
+        let equity = self.equity.map_or("unknown".to_string(), |e| format!("${e:.2}"));
+        let day = match (self.equity, self.day_start_equity, self.daily_pnl_pct) {
+            (Some(e), Some(d), Some(p)) => {
+                let cents = ((e - d) * 100.0).round() / 100.0;
+                let money = if cents < 0.0 { format!("-${:.2}", -cents) } else { format!("+${cents:.2}") };
+                format!("{p:+.2} % ({money})")
+            }
+            _ => "unknown".to_string(),
+        };
+        let positions = positions.map_or("?".to_string(), |n| n.to_string());
+        let halts = if self.halts.is_empty() && !self.halted {
+            "none".to_string()
+        } else if self.halts.is_empty() {
+            "unknown (halted)".to_string()
+        } else {
+            self.halts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(",")
+        };
+        let market = if self.market_open { "open" } else { "closed" };
+        format!(
+            "{when} heartbeat  equity {equity}  day {day}  positions {positions}  halts {halts}  market {market} {market_at}  #{}",
+            self.iteration
+        )
+    }
+}
+
 pub struct Orchestrator {
     cfg: Config,
     state: State,
@@ -708,5 +741,52 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "a panic without a message".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> LoopSummary {
+        LoopSummary {
+            iteration: 612,
+            market_time: "2026-11-25T15:31:00Z".parse().unwrap(),
+            started_at: "2026-11-25T15:31:02Z".parse().unwrap(),
+            equity: Some(100_012.34),
+            day_start_equity: Some(100_000.0),
+            daily_pnl_pct: Some(0.012_34),
+            halts: Vec::new(),
+            halted: false,
+            market_open: true,
+            entries_allowed: true,
+            orders_submitted: 0,
+            requests: 2,
+            duration_ms: 3,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_heartbeat_line_says_equity_day_pnl_to_the_cent_positions_and_halts() {
+        let tz = clock::time_zone("America/New_York").unwrap();
+        assert_eq!(
+            summary().heartbeat(Some(2), &tz),
+            "2026-11-25 10:31:02 heartbeat  equity $100012.34  day +0.01 % (+$12.34)  positions 2  halts none  market open 10:31  #612"
+        );
+        let down = LoopSummary {
+            equity: Some(99_750.5),
+            daily_pnl_pct: Some(-0.2495),
+            halts: vec![HaltReason::DailyLoss, HaltReason::Manual],
+            halted: true,
+            market_open: false,
+            ..summary()
+        };
+        let line = down.heartbeat(None, &tz);
+        assert!(line.contains("day -0.25 % (-$249.50)  positions ?  halts daily_loss,manual  market closed"), "{line}");
+        let blind = LoopSummary { equity: None, halts: Vec::new(), halted: true, ..summary() };
+        assert!(
+            blind.heartbeat(Some(0), &tz).contains("equity unknown  day unknown  positions 0  halts unknown (halted)")
+        );
     }
 }

@@ -901,3 +901,26 @@ fn reload_takes_a_good_change_at_the_next_iteration_and_refuses_a_bad_one() {
     signal(&child, "-TERM");
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).0, Some(0));
 }
+
+/// `logging.console: events` (what a terminal gets by default): the events that matter and a
+/// heartbeat line instead of every iteration's `loop_summary`; the file keeps every summary.
+/// Off a terminal the default is every line, as before.
+#[test]
+fn a_persons_console_shows_events_and_a_heartbeat_not_every_iteration() {
+    let s = Scratch::new("console");
+    let full = s.run(&["run", "--sim", "--iterations", "5"]);
+    assert_eq!(full.status.code(), Some(0));
+    assert_eq!(stderr(&full).matches(" loop_summary ").count(), 5, "{}", stderr(&full));
+    assert!(!stderr(&full).contains("heartbeat"));
+
+    s.edit("config/settings.yaml", "console: auto", "console: events");
+    let events = s.run(&["run", "--sim", "--iterations", "5"]);
+    assert_eq!(events.status.code(), Some(0));
+    let text = stderr(&events);
+    assert_eq!(text.matches(" loop_summary ").count(), 0, "{text}");
+    let beats: Vec<&str> = text.lines().filter(|l| l.contains(" heartbeat ")).collect();
+    assert_eq!(beats.len(), 1, "one after the first iteration, then one a minute: {text}");
+    assert!(beats[0].contains("equity $100000.00  day +0.00 % (+$0.00)  positions 0  halts none"), "{}", beats[0]);
+    assert!(text.contains(" startup ") && text.contains(" bot_idle ") && text.contains(" shutdown "), "{text}");
+    assert_eq!(s.events("loop_summary").len(), 10, "the file has every iteration of both runs");
+}

@@ -153,6 +153,7 @@ fn on_a_full_disk_the_stops_go_out_once_no_entry_does_and_the_ledger_catches_up(
         tz: jiff::tz::TimeZone::UTC,
         file_level: log::LevelFilter::Info,
         stderr_level: log::LevelFilter::Off,
+        quiet_summaries: false,
     });
     let fake = fake();
     {

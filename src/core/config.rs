@@ -393,12 +393,28 @@ pub struct Logging {
     pub max_file_mb: u64,
     /// How many rotated files (`app.jsonl.1` …) are kept; older ones are deleted.
     pub keep_files: u32,
+    /// What `run` prints on stderr (the JSONL file always has everything).
+    pub console: Console,
 }
 
 impl Default for Logging {
     fn default() -> Logging {
-        Logging { max_file_mb: 10, keep_files: 5 }
+        Logging { max_file_mb: 10, keep_files: 5, console: Console::Auto }
     }
+}
+
+/// `logging.console`: what `run` prints on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Console {
+    /// `events` on a terminal, `full` otherwise (the journal under systemd).
+    #[default]
+    Auto,
+    /// The events that matter as they happen, and a heartbeat line a minute instead of every
+    /// iteration's `loop_summary`.
+    Events,
+    /// Every event, each iteration's `loop_summary` included.
+    Full,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,7 +50,13 @@ pub struct LogSettings {
     pub tz: TimeZone,
     pub file_level: LevelFilter,
     pub stderr_level: LevelFilter,
+    /// Leave every iteration's `loop_summary` out of stderr (a person's console: the daemon
+    /// prints a heartbeat line instead, `console_line`). The file keeps them all.
+    pub quiet_summaries: bool,
 }
+
+/// The events a person's console leaves out (`LogSettings::quiet_summaries`).
+const NOT_ON_THE_CONSOLE: &[&str] = &["loop_summary"];
 
 #[derive(Debug)]
 pub enum LogError {
@@ -259,7 +265,11 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
         })
         .map_err(|error| LogError::Open { path: settings.path.clone(), error })?;
     let _ = STDERR.set(err_queue);
+    let quiet = settings.quiet_summaries;
     let to_stderr = fern::Dispatch::new().level(settings.stderr_level).chain(fern::Output::call(move |record| {
+        if quiet && NOT_ON_THE_CONSOLE.contains(&event_of(record).0.as_str()) {
+            return;
+        }
         if let Some(q) = STDERR.get() {
             let _ = q.try_send(ToStderr::Line(text_line(record, Timestamp::now(), &tz_err)));
         }
@@ -274,6 +284,14 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
         .chain(to_stderr)
         .apply()
         .map_err(|_| LogError::AlreadyInitialised)
+}
+
+/// A line for the person at the console (the heartbeat), on stderr only, through the same queue
+/// as the events; never waits.
+pub fn console_line(line: String) {
+    if let Some(q) = STDERR.get() {
+        let _ = q.try_send(ToStderr::Line(line));
+    }
 }
 
 /// Asks the writer to write out the buffered lines (once per iteration); returns at once.

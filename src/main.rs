@@ -351,7 +351,11 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     }
     let cfg = load_config(args.config.clone())?;
     let data = backtest_bars(&args, &cfg)?;
-    let s = backtest::run(cfg, data, args.from, args.to, &args.out).map_err(Error::Other)?;
+    let source = match &args.source {
+        cli::BarSource::Files(path) => format!("bars from {}", path.display()),
+        cli::BarSource::Synthetic { days, seed } => format!("the synthetic market, seed {seed}, {days} weekdays"),
+    };
+    let s = backtest::run(cfg, data, args.from, args.to, &args.out, &source).map_err(Error::Other)?;
     let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
     println!("bars replayed      {}", s.bars);
     println!("equity             ${:.2} -> ${:.2} ({:+.2} %)", s.start_equity, s.end_equity, s.total_return_pct);

@@ -103,7 +103,7 @@ fn a_backtest_reports_and_repeats_itself_byte_for_byte() {
 
     let second = backtest(&work, "out2");
     assert_eq!(second.status.code(), Some(0));
-    for f in ["trades.csv", "equity.csv", "report.json", "equity.svg"] {
+    for f in ["trades.csv", "equity.csv", "report.json", "equity.svg", "report.html"] {
         let a = std::fs::read(work.join("out1").join(f)).unwrap();
         let b = std::fs::read(work.join("out2").join(f)).unwrap();
         assert!(a == b, "{f} differs between two runs on the same data");
@@ -246,4 +246,110 @@ fn a_synthetic_backtest_needs_no_keys_and_repeats_itself_by_seed() {
     let read = |d: &str| std::fs::read(work.join(d).join("trades.csv")).unwrap();
     assert!(read("a") == read("b"), "the same seed gives the same trades");
     assert!(read("a") != read("c"), "another seed gives another market");
+}
+
+/// Checks that `html` is well-formed: every element closed in order (void elements written
+/// `<x/>`), no raw `<` in text, every `&` an entity.
+fn well_formed(html: &str) -> Result<(), String> {
+    let mut stack: Vec<String> = Vec::new();
+    let mut rest = html.strip_prefix("<!DOCTYPE html>").ok_or("no doctype")?;
+    while let Some(open) = rest.find(['<', '&']) {
+        let (text, tail) = rest.split_at(open);
+        if text.contains('>') {
+            return Err(format!("a raw '>' in text: {:?}", &text[..text.len().min(80)]));
+        }
+        if tail.starts_with('&') {
+            let entity = tail.split_once(';').map(|(e, _)| e).unwrap_or(tail);
+            if !["&amp", "&lt", "&gt", "&quot", "&#39"].contains(&entity) {
+                return Err(format!("a bare '&': {:?}", &tail[..tail.len().min(40)]));
+            }
+            rest = &tail[entity.len() + 1..];
+            continue;
+        }
+        let close = tail.find('>').ok_or("an unclosed tag")?;
+        let tag = &tail[1..close];
+        rest = &tail[close + 1..];
+        if let Some(name) = tag.strip_prefix('/') {
+            match stack.pop() {
+                Some(top) if top == name => {}
+                other => return Err(format!("</{name}> closes {other:?}")),
+            }
+        } else if !tag.ends_with('/') {
+            let name = tag.split_whitespace().next().unwrap_or("").to_string();
+            if name.is_empty() || tag.contains('<') {
+                return Err(format!("a bad tag: <{tag}>"));
+            }
+            // Style and pre content are text: skip to their end tag.
+            if name == "style" {
+                let end = rest.find("</style>").ok_or("an unclosed style")?;
+                rest = &rest[end..];
+            }
+            stack.push(name);
+        }
+    }
+    if stack.is_empty() { Ok(()) } else { Err(format!("left open: {stack:?}")) }
+}
+
+#[test]
+fn the_report_page_is_well_formed_self_contained_and_renders() {
+    let work = scratch("report-page");
+    let out = backtest(&work, "out");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let path = work.join("out/report.html");
+    let html = std::fs::read_to_string(&path).unwrap();
+    well_formed(&html).unwrap();
+    // Nothing from the network: no script, and no address but the SVG namespace.
+    assert!(!html.contains("<script"), "no script");
+    assert_eq!(html.matches("http").count(), html.matches("http://www.w3.org/2000/svg").count(), "no remote resource");
+    for section in [
+        "<h2>Equity</h2>",
+        "<h2>Drawdown</h2>",
+        "<h2>Monthly returns</h2>",
+        "<h2>By bot</h2>",
+        "<h2>Orders (",
+        "<h3>bots.yaml</h3>",
+    ] {
+        assert!(html.contains(section), "{section}");
+    }
+    assert!(html.contains("buy and hold of AAPL, BTC/USD, SPY"), "the benchmark names the traded symbols");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("out/report.json")).unwrap()).unwrap();
+    assert!(html.contains(&format!("<b>{}</b>", report["trades"])), "the trades card is report.json's figure");
+    let orders = std::fs::read_to_string(work.join("out/trades.csv")).unwrap().lines().count() - 1;
+    assert!(html.contains(&format!("<h2>Orders ({orders})</h2>")));
+    assert!(html.contains("ticker: AAPL"), "the configuration the run used");
+    // A checker that did not fail on a broken page would prove nothing.
+    assert!(well_formed(&html.replacen("</table>", "", 1)).is_err());
+    assert!(well_formed(&html.replacen("&amp;", "&", 1)).is_err());
+
+    // Rendered where a headless browser is installed (Debian's chromium).
+    let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+    else {
+        eprintln!("no chromium here: the page was checked but not rendered");
+        return;
+    };
+    let dom = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", path.display()))
+        .output()
+        .unwrap();
+    assert!(dom.status.success(), "{}", String::from_utf8_lossy(&dom.stderr));
+    let rendered = String::from_utf8_lossy(&dom.stdout);
+    assert!(rendered.contains("Backtest report") && rendered.contains("<polyline"), "{rendered:.500}");
+    let shot = work.join("out/shot.png");
+    let png = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1000,1600"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", path.display()))
+        .output()
+        .unwrap();
+    assert!(png.status.success(), "{}", String::from_utf8_lossy(&png.stderr));
+    let bytes = std::fs::read(&shot).unwrap();
+    assert!(
+        bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000,
+        "a screenshot with something on it: {} bytes",
+        bytes.len()
+    );
 }

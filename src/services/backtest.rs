@@ -5,8 +5,8 @@
 //! the configured slippage and fees; options priced by Black-Scholes from the underlying at
 //! `sim.volatility`) and a clock that steps bar by bar (`simulate`: one run, its own ledger and
 //! book in memory, so a sweep runs many side by side over one shared copy of the bars); then the
-//! report: a summary, `trades.csv`, `equity.csv`, `report.json` and `equity.svg`. Same inputs,
-//! same outputs, byte for byte.
+//! report: a summary, `trades.csv`, `equity.csv`, `report.json`, `equity.svg` and `report.html`
+//! (`report_page`). Same inputs, same outputs, byte for byte.
 //!
 //! Never: touches the live state database (the run keeps its ledger in memory: the same schema
 //! and statements, no file), the network, or a symbol the data does not hold (bots whose symbols have no bars are
@@ -28,6 +28,7 @@ use crate::core::market_data::{Bar, BySymbol};
 use crate::core::order::Intent;
 use crate::core::state::State;
 use crate::orchestrator::Orchestrator;
+use crate::services::report_page;
 use crate::services::sim_broker::SimBroker;
 
 /// The market the backtest's simulated broker is seeded with (only option open interest and
@@ -135,18 +136,33 @@ pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySym
 }
 
 /// Runs the backtest of `data` between `from` and `to` (New York dates, both included) and writes
-/// the report's files into `out`.
+/// the report's files into `out`; `source` says where the bars came from (for `report.html`).
 pub fn run(
     cfg: Config,
     data: BySymbol<Vec<Bar>>,
     from: Option<Date>,
     to: Option<Date>,
     out: &Path,
+    source: &str,
 ) -> Result<Summary, String> {
     let data = Arc::new(window(data, from, to));
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    // The files as they were read, for the report (the run itself uses `cfg`).
+    let texts = Config::read_texts(&cfg.dir).ok();
     let run = simulate(cfg, &data, std::io::stderr().is_terminal())?;
     write_files(out, &run.summary, &run.equity, &run.orders)?;
+    let symbols: Vec<String> = data.keys().filter(|s| !run.summary.skipped.contains(s)).cloned().collect();
+    let benchmark = report_page::buy_and_hold(&data, &symbols, run.summary.start_equity, &run.equity);
+    let page = report_page::Page {
+        summary: &run.summary,
+        equity: &run.equity,
+        benchmark: &benchmark,
+        benchmark_symbols: &symbols,
+        orders: &run.orders,
+        source,
+        config: texts.as_ref().map(|(s, b)| (s.as_str(), b.as_str())),
+    };
+    write(out.join("report.html"), &report_page::render(&page))?;
     Ok(run.summary)
 }
 

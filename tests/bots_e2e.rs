@@ -389,3 +389,115 @@ fn a_london_zone_bot_is_flat_by_the_close_in_a_week_of_mismatched_daylight_savin
     o.run_iteration();
     assert!(o.state().owned_positions().unwrap().is_empty(), "flat before the 20:00 UTC close");
 }
+
+/// `reload` of a pair's removal while it is held: in force from the next iteration, the pair's
+/// position is kept by the keeper (`exits_only` in the bot activity), closed by the stop it was
+/// opened with even though the reloaded file widened it, and never entered again; the log names
+/// the change.
+#[test]
+fn a_pair_removed_by_reload_while_held_is_kept_by_its_stored_stop_and_never_entered_again() {
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.clock = json!({"timestamp": NOW, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
+        st.fund_100k();
+        st.positions.clear();
+        st.auto_fill = Some("0".into());
+        let mut m = Market::default();
+        m.bars.insert("BTC/USD".into(), rising(60_000.0, 15.0, 2.0));
+        m.bars.insert("ETH/USD".into(), rising(3_000.0, 1.0, 20.0));
+        m.quotes.insert("BTC/USD".into(), quote(60_200.0, 60_210.0));
+        m.quotes.insert("ETH/USD".into(), quote(3_015.0, 3_015.5));
+        st.market = Some(m);
+        st.fill_prices.insert("BTC/USD".into(), "60210".into());
+        st.fill_prices.insert("ETH/USD".into(), "3015.5".into());
+    }
+    // The configuration as files, since a reload reads them: crypto only, the daemon's own stop.
+    let dir = std::env::temp_dir().join(format!("th-e2e-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("config")).unwrap();
+    let edit = |file: &str, edits: &[(&str, &str)]| {
+        let path = dir.join("config").join(file);
+        let mut text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| std::fs::read_to_string(Path::new("config").join(file)).unwrap());
+        for (from, to) in edits {
+            assert!(text.contains(from), "{file} has no {from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(path, text).unwrap();
+    };
+    let db = dir.join("state.db");
+    edit("settings.yaml", &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {}", db.display()))]);
+    edit(
+        "bots.yaml",
+        &[
+            ("  - bot_id: mom_AAPL\n    enabled: true", "  - bot_id: mom_AAPL\n    enabled: false"),
+            ("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false"),
+            ("    # broker_stop: false     # added", "    broker_stop: false     # added"),
+        ],
+    );
+    let cfg = Config::load(&dir.join("config")).unwrap();
+    let clock = Arc::new(ManualClock::new(ts(NOW)));
+    let state = State::open(&db).unwrap();
+    let mut o = Orchestrator::new(cfg, state, Box::new(clock.clone()), Box::new(fake.client()));
+    let (s, b) = trading_hydra::core::config::Config::read_texts(&dir.join("config")).unwrap();
+    o.keep_texts(s, b);
+    assert_eq!(o.run_iteration().orders_submitted, 2, "{:?}", raw_posts(&fake));
+    o.run_iteration();
+    assert_eq!(o.state().owned_positions().unwrap().len(), 2);
+
+    // The operator drops ETH/USD and widens the stop to 10 %, then runs `reload` (its request, as
+    // the command writes it into the ledger from another process).
+    edit(
+        "bots.yaml",
+        &[("pairs: [\"BTC/USD\", \"ETH/USD\"]", "pairs: [\"BTC/USD\"]"), ("stop_loss_pct: 0.75", "stop_loss_pct: 10")],
+    );
+    State::open(&db).unwrap().kv_set("reload_request", "r1", ts(NOW)).unwrap();
+    o.between_iterations();
+    let answer: Value = serde_json::from_str(&o.state().kv_get("reload_result").unwrap().unwrap()).unwrap();
+    assert_eq!(answer["applied"], true, "{answer}");
+    assert_eq!(
+        answer["changes"],
+        json!([
+            "bots.yaml cryptobot.exits.stop_loss_pct: 0.75 -> 10",
+            "bots.yaml cryptobot.pairs: [BTC/USD, ETH/USD] -> [BTC/USD]"
+        ])
+    );
+    assert_eq!(o.config().bots.cryptobot.as_ref().unwrap().pairs, vec!["BTC/USD".to_string()]);
+    o.run_iteration();
+    assert_eq!(raw_posts(&fake).len(), 2, "nothing sold yet, nothing entered");
+    // The configured bot speaks for its id (it holds BTC/USD), not the keeper of its orphan.
+    let activity = o.state().bot_activity().unwrap();
+    let crypto = activity.iter().find(|a| a.bot == "crypto_core").unwrap();
+    assert_eq!(crypto.causes, vec![trading_hydra::core::idle::Cause::Holding], "{crypto:?}");
+
+    // ETH falls 1 %: past the 0.75 % stop it was opened with, well inside the reloaded 10 %.
+    let later = "2026-11-25T15:31:00Z";
+    clock.set(ts(later));
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = later.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("BTC/USD".into(), quote_at(later, 60_200.0, 60_210.0));
+        m.quotes.insert("ETH/USD".into(), quote_at(later, 2_985.0, 2_985.5));
+        m.bars.insert("ETH/USD".into(), rising(2_900.0, 1.0, 20.0));
+        st.fill_prices.insert("ETH/USD".into(), "2985".into());
+    }
+    assert_eq!(o.run_iteration().orders_submitted, 1, "{:?}", raw_posts(&fake));
+    let sell = raw_posts(&fake).last().cloned().unwrap();
+    assert_eq!((sell["symbol"].as_str(), sell["side"].as_str()), (Some("ETH/USD"), Some("sell")));
+    assert_eq!(
+        o.state().order(sell["client_order_id"].as_str().unwrap()).unwrap().unwrap().rule.as_deref(),
+        Some("stop_loss")
+    );
+    for _ in 0..3 {
+        o.run_iteration();
+    }
+    assert_eq!(
+        raw_posts(&fake).iter().filter(|b| b["symbol"] == "ETH/USD").count(),
+        2,
+        "one buy, one sell, never again"
+    );
+    let owned = o.state().owned_positions().unwrap();
+    assert_eq!(owned.iter().map(|p| p.symbol.as_str()).collect::<Vec<_>>(), vec!["BTC/USD"]);
+}

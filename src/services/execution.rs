@@ -104,6 +104,7 @@ enum Refusal {
     MaxOrdersPerMinute,
     CoolingDown {
         since_exit: Timestamp,
+        until: Timestamp,
     },
     NoQuote,
     UnusableQuote,
@@ -156,9 +157,12 @@ impl fmt::Display for Refusal {
             Refusal::MaxPositions => f.write_str("max_concurrent_positions reached"),
             Refusal::MaxTrades => f.write_str("max_trades_per_day reached"),
             Refusal::MaxOrdersPerMinute => f.write_str("max_orders_per_minute reached"),
-            Refusal::CoolingDown { since_exit } => {
-                write!(f, "cooling down after the exit at {}", clock::db_ts(*since_exit))
-            }
+            Refusal::CoolingDown { since_exit, until } => write!(
+                f,
+                "cooling down until {} (cooldown_minutes after the exit at {})",
+                clock::db_ts(*until),
+                clock::db_ts(*since_exit)
+            ),
             Refusal::NoQuote => f.write_str("no quote for the symbol"),
             Refusal::UnusableQuote => f.write_str("no usable quote"),
             Refusal::LimitTooFar { limit, distance_pct, mid } => {
@@ -1245,7 +1249,10 @@ impl Execution {
                 && self.ledger_failure.is_none()
                 && self.unrecorded.is_empty();
             if let Some(never) = bot.never_enters() {
-                self.note_idle(state, bot.id(), Some(never), now);
+                // A keeper of a configured bot's orphans shares its id: that bot speaks for it.
+                if !step.bots.iter().any(|b| b.id() == bot.id() && b.never_enters().is_none()) {
+                    self.note_idle(state, bot.id(), Some(never), now);
+                }
                 continue;
             }
             if let Some(reason) = self.preflight(state, step, *bot, &report.stale, entries_ok)? {
@@ -1812,7 +1819,10 @@ impl Execution {
         if let Some(exit) = state.last_exit(bot.id(), &entry.symbol).map_err(|e| Refusal::Unsure(e.to_string()))?
             && now.duration_since(exit) < cooldown
         {
-            return Err(Refusal::CoolingDown { since_exit: exit });
+            return Err(Refusal::CoolingDown {
+                since_exit: exit,
+                until: exit.saturating_add(cooldown).unwrap_or(exit),
+            });
         }
         let Some(quote) = view.quotes.get(&entry.symbol) else {
             return Err(Refusal::NoQuote);

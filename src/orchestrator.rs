@@ -183,14 +183,14 @@ impl Orchestrator {
     /// `PRAGMA data_version`.
     pub fn between_iterations(&mut self) {
         if let Err(e) = self.look_for_other_writers() {
-            event!(
-                Warn,
-                "iteration_error",
-                iteration = self.iteration,
-                step = "reload",
-                error = e.to_string().as_str()
-            );
+            self.reload_failed(&e);
         }
+    }
+
+    /// A ledger error while looking for or answering a `reload`: logged; the loop goes on (the
+    /// next look tries again, and the command says it had no answer).
+    fn reload_failed(&self, e: &StateError) {
+        event!(Warn, "iteration_error", iteration = self.iteration, step = "reload", error = e.to_string().as_str());
     }
 
     fn look_for_other_writers(&mut self) -> Result<(), StateError> {
@@ -264,13 +264,7 @@ impl Orchestrator {
         }
         let answer = serde_json::json!({"request": request, "applied": applied, "detail": detail, "changes": changes});
         if let Err(e) = self.state.kv_set(RELOAD_RESULT_KEY, &answer.to_string(), now) {
-            event!(
-                Warn,
-                "iteration_error",
-                iteration = self.iteration,
-                step = "reload",
-                error = e.to_string().as_str()
-            );
+            self.reload_failed(&e);
         }
     }
 

@@ -223,11 +223,8 @@ fn each_bot_enters_on_the_rise_and_exits_by_its_stop_on_the_fall() {
     }
 }
 
-/// A pair removed from `cryptobot.pairs` while held — even with the configuration's stop widened
-/// meanwhile — is still watched (its quotes fetched) and closed by the stop it was opened with;
-/// no entry is ever sent for it again.
-#[test]
-fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with() {
+/// The fake at NOW, funded, filling at once: BTC/USD and ETH/USD rising on volume.
+fn two_pairs_rising() -> FakeAlpaca {
     let fake = FakeAlpaca::start();
     {
         let mut st = fake.lock();
@@ -244,6 +241,30 @@ fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with(
         st.fill_prices.insert("BTC/USD".into(), "60210".into());
         st.fill_prices.insert("ETH/USD".into(), "3015.5".into());
     }
+    fake
+}
+
+/// A minute later ETH/USD is 1 % lower (BTC/USD unchanged): past a 0.75 % stop.
+fn eth_falls_one_percent(fake: &FakeAlpaca, clock: &ManualClock) {
+    let later = "2026-11-25T15:31:00Z";
+    clock.set(ts(later));
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = later.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("BTC/USD".into(), quote_at(later, 60_200.0, 60_210.0));
+        m.quotes.insert("ETH/USD".into(), quote_at(later, 2_985.0, 2_985.5));
+        m.bars.insert("ETH/USD".into(), rising(2_900.0, 1.0, 20.0));
+        st.fill_prices.insert("ETH/USD".into(), "2985".into());
+    }
+}
+
+/// A pair removed from `cryptobot.pairs` while held — even with the configuration's stop widened
+/// meanwhile — is still watched (its quotes fetched) and closed by the stop it was opened with;
+/// no entry is ever sent for it again.
+#[test]
+fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with() {
+    let fake = two_pairs_rising();
     let dir = std::env::temp_dir().join(format!("th-e2e-orphan-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -284,17 +305,7 @@ fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with(
     assert_eq!(raw_posts(&fake).len(), 2, "nothing sold yet, nothing entered");
 
     // ETH falls 1 %: past the 0.75 % stop it was opened with, well inside the new 10 %.
-    let later = "2026-11-25T15:31:00Z";
-    clock.set(ts(later));
-    {
-        let mut st = fake.lock();
-        st.clock["timestamp"] = later.into();
-        let m = st.market.as_mut().unwrap();
-        m.quotes.insert("BTC/USD".into(), quote_at(later, 60_200.0, 60_210.0));
-        m.quotes.insert("ETH/USD".into(), quote_at(later, 2_985.0, 2_985.5));
-        m.bars.insert("ETH/USD".into(), rising(2_900.0, 1.0, 20.0));
-        st.fill_prices.insert("ETH/USD".into(), "2985".into());
-    }
+    eth_falls_one_percent(&fake, &clock);
     let s = o.run_iteration();
     assert_eq!(s.orders_submitted, 1, "{:?}", raw_posts(&fake));
     let sell = raw_posts(&fake).last().cloned().unwrap();
@@ -396,22 +407,7 @@ fn a_london_zone_bot_is_flat_by_the_close_in_a_week_of_mismatched_daylight_savin
 /// the change.
 #[test]
 fn a_pair_removed_by_reload_while_held_is_kept_by_its_stored_stop_and_never_entered_again() {
-    let fake = FakeAlpaca::start();
-    {
-        let mut st = fake.lock();
-        st.clock = json!({"timestamp": NOW, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
-        st.fund_100k();
-        st.positions.clear();
-        st.auto_fill = Some("0".into());
-        let mut m = Market::default();
-        m.bars.insert("BTC/USD".into(), rising(60_000.0, 15.0, 2.0));
-        m.bars.insert("ETH/USD".into(), rising(3_000.0, 1.0, 20.0));
-        m.quotes.insert("BTC/USD".into(), quote(60_200.0, 60_210.0));
-        m.quotes.insert("ETH/USD".into(), quote(3_015.0, 3_015.5));
-        st.market = Some(m);
-        st.fill_prices.insert("BTC/USD".into(), "60210".into());
-        st.fill_prices.insert("ETH/USD".into(), "3015.5".into());
-    }
+    let fake = two_pairs_rising();
     // The configuration as files, since a reload reads them: crypto only, the daemon's own stop.
     let dir = std::env::temp_dir().join(format!("th-e2e-reload-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -472,17 +468,7 @@ fn a_pair_removed_by_reload_while_held_is_kept_by_its_stored_stop_and_never_ente
     assert_eq!(crypto.causes, vec![trading_hydra::core::idle::Cause::Holding], "{crypto:?}");
 
     // ETH falls 1 %: past the 0.75 % stop it was opened with, well inside the reloaded 10 %.
-    let later = "2026-11-25T15:31:00Z";
-    clock.set(ts(later));
-    {
-        let mut st = fake.lock();
-        st.clock["timestamp"] = later.into();
-        let m = st.market.as_mut().unwrap();
-        m.quotes.insert("BTC/USD".into(), quote_at(later, 60_200.0, 60_210.0));
-        m.quotes.insert("ETH/USD".into(), quote_at(later, 2_985.0, 2_985.5));
-        m.bars.insert("ETH/USD".into(), rising(2_900.0, 1.0, 20.0));
-        st.fill_prices.insert("ETH/USD".into(), "2985".into());
-    }
+    eth_falls_one_percent(&fake, &clock);
     assert_eq!(o.run_iteration().orders_submitted, 1, "{:?}", raw_posts(&fake));
     let sell = raw_posts(&fake).last().cloned().unwrap();
     assert_eq!((sell["symbol"].as_str(), sell["side"].as_str()), (Some("ETH/USD"), Some("sell")));

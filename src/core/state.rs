@@ -608,8 +608,15 @@ pub struct State {
     unfinished: Memo<Vec<OrderRecord>>,
     owned: Memo<Vec<OwnedPosition>>,
     budgets: Memo<(Date, Vec<BudgetRow>)>,
+    /// Entries per bot on a trading date (`entries_on`), counted for all bots at once.
+    entries: Memo<(Date, std::collections::BTreeMap<String, u32>)>,
     /// `PRAGMA data_version` when other writers were last looked for (`notice_other_writers`).
     others: std::cell::Cell<i64>,
+    /// Rows this connection changed in tables no `Memo` keeps (`run_unkept`): the loop's own
+    /// bookkeeping (a loop-run row, kv, bot activity, the day start) leaves the kept reads valid.
+    unkept: std::cell::Cell<u64>,
+    /// The day start of the last date asked (never replaced within its date, `record_day_start`).
+    day_start_kept: std::cell::RefCell<Option<DayStart>>,
 }
 
 /// A read kept with the ledger's version when it was made, and handed out again while the
@@ -708,7 +715,10 @@ impl State {
             unfinished: Memo::new(),
             owned: Memo::new(),
             budgets: Memo::new(),
+            entries: Memo::new(),
             others: std::cell::Cell::new(0),
+            unkept: std::cell::Cell::new(0),
+            day_start_kept: std::cell::RefCell::new(None),
         }
     }
 
@@ -721,9 +731,19 @@ impl State {
         Ok(self.others.replace(others) != others)
     }
 
-    /// The ledger's version, for `Memo`.
+    /// The ledger's version, for `Memo`: rows changed in the kept tables, and others' commits.
     fn version(&self) -> Result<(u64, i64), StateError> {
-        Ok((self.conn.total_changes(), self.others.get()))
+        Ok((self.conn.total_changes() - self.unkept.get(), self.others.get()))
+    }
+
+    /// A write to a table no `Memo` reads (kv, loop_runs, bot_activity, day_start_equity): the
+    /// rows it changes are not counted against the kept reads. Only for statements that touch
+    /// nothing else; any other write goes through `Cached::run` and counts.
+    fn run_unkept<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        let before = self.conn.total_changes();
+        let result = self.conn.run(sql, params);
+        self.unkept.set(self.unkept.get() + (self.conn.total_changes() - before));
+        result
     }
 
     /// Opens (creating it and its folder on first run) and migrates the database.
@@ -742,10 +762,29 @@ impl State {
         // WAL lets `status` read while the daemon writes. NORMAL is durable across a process
         // crash; what must also survive a power cut (an order recorded before it is sent, a
         // halt) is committed with FULL (`durably`).
-        state.conn.pragma_update(None, "journal_mode", "WAL").map_err(sql("switching to WAL"))?;
+        state.switch_to_wal()?;
         state.conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql("setting synchronous"))?;
         state.migrate()?;
         Ok(state)
+    }
+
+    /// The switch to WAL takes the file for itself for a moment. When another process opens a new
+    /// file at the same instant, SQLite can answer "database is locked" at once instead of
+    /// waiting (its busy handler does not wait while this connection holds a read lock that
+    /// the other's lock would deadlock with): tried again, for as long as the busy timeout.
+    fn switch_to_wal(&self) -> Result<(), StateError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match self.conn.pragma_update(None, "journal_mode", "WAL") {
+                Ok(()) => return Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(error) => return Err(StateError::Sql { what: "switching to WAL", error }),
+            }
+        }
     }
 
     /// Opens a ledger that must already exist (`halt`, `resume`): a missing or empty file is
@@ -883,14 +922,13 @@ impl State {
     }
 
     pub fn kv_set(&self, key: &str, value: &str, now: Timestamp) -> Result<(), StateError> {
-        self.conn
-            .run(
-                "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
+        self.run_unkept(
+            "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                params![key, value, clock::db_ts(now)],
-            )
-            .map(drop)
-            .map_err(sql("writing a key"))
+            params![key, value, clock::db_ts(now)],
+        )
+        .map(drop)
+        .map_err(sql("writing a key"))
     }
 
     // --- day-start equity -------------------------------------------------------------------
@@ -915,17 +953,22 @@ impl State {
         source: &str,
         now: Timestamp,
     ) -> Result<DayStart, StateError> {
-        self.conn
-            .run(
-                "INSERT INTO day_start_equity (trading_date, equity, source, recorded_at) VALUES (?1, ?2, ?3, ?4)
+        // Never replaced within its date: once read, the loop's every iteration needs no statement.
+        if let Some(kept) = self.day_start_kept.borrow().as_ref().filter(|d| d.trading_date == date) {
+            return Ok(kept.clone());
+        }
+        self.run_unkept(
+            "INSERT INTO day_start_equity (trading_date, equity, source, recorded_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (trading_date) DO NOTHING",
-                params![date.to_string(), equity, source, clock::db_ts(now)],
-            )
-            .map_err(sql("recording the day-start equity"))?;
-        self.day_start(date)?.ok_or_else(|| StateError::BadRow {
+            params![date.to_string(), equity, source, clock::db_ts(now)],
+        )
+        .map_err(sql("recording the day-start equity"))?;
+        let stored = self.day_start(date)?.ok_or_else(|| StateError::BadRow {
             what: "day_start_equity",
             detail: "the row just written is missing".into(),
-        })
+        })?;
+        *self.day_start_kept.borrow_mut() = Some(stored.clone());
+        Ok(stored)
     }
 
     // --- halts ------------------------------------------------------------------------------
@@ -1445,14 +1488,22 @@ impl State {
 
     /// Entry orders a bot sent (or tried to) on a trading date: its trades of the day.
     pub fn entries_on(&self, bot: &str, date: Date) -> Result<u32, StateError> {
-        self.conn
-            .row(
-                "SELECT count(*) FROM orders WHERE bot = ?1 AND trading_date = ?2 AND intent = 'entry'
-                 AND status NOT IN ('rejected', 'abandoned')",
-                params![bot, date.to_string()],
-                |r| r.get(0),
-            )
-            .map_err(sql("counting entries"))
+        let read = || {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT bot, count(*) FROM orders WHERE trading_date = ?1 AND intent = 'entry'
+                     AND status NOT IN ('rejected', 'abandoned') GROUP BY bot",
+                )
+                .map_err(sql("counting entries"))?;
+            let rows = stmt
+                .query_map([date.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+                .map_err(sql("counting entries"))?;
+            let counts = rows.collect::<Result<_, _>>().map_err(sql("counting entries"))?;
+            Ok((date, counts))
+        };
+        let (_, counts) = self.entries.get(self.version()?, |(d, _)| *d == date, read)?;
+        Ok(counts.get(bot).copied().unwrap_or(0))
     }
 
     /// Records a broker's report on one of our orders and, in the same transaction, moves the
@@ -1652,10 +1703,13 @@ impl State {
     /// Records a price seen while holding: the best since entry is kept (the highest for a long,
     /// the lowest for a short), for trailing stops.
     pub fn record_best_price(&self, bot: &str, symbol: &str, price: f64, long: bool) -> Result<(), StateError> {
+        // Only a better price changes the row: a price that is not keeps the kept reads valid.
         let sql_text = if long {
-            "UPDATE owned_positions SET high_water = max(coalesce(high_water, ?3), ?3) WHERE bot = ?1 AND symbol = ?2"
+            "UPDATE owned_positions SET high_water = ?3
+             WHERE bot = ?1 AND symbol = ?2 AND (high_water IS NULL OR high_water < ?3)"
         } else {
-            "UPDATE owned_positions SET high_water = min(coalesce(high_water, ?3), ?3) WHERE bot = ?1 AND symbol = ?2"
+            "UPDATE owned_positions SET high_water = ?3
+             WHERE bot = ?1 AND symbol = ?2 AND (high_water IS NULL OR high_water > ?3)"
         };
         self.conn.run(sql_text, params![bot, symbol, price]).map(drop).map_err(sql("recording a best price"))
     }
@@ -1684,21 +1738,20 @@ impl State {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<(), StateError> {
-        self.conn
-            .run(
-                "INSERT INTO bot_activity (bot, causes, reason, since, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+        self.run_unkept(
+            "INSERT INTO bot_activity (bot, causes, reason, since, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (bot) DO UPDATE SET causes = excluded.causes, reason = excluded.reason,
                      since = excluded.since, updated_at = excluded.updated_at",
-                params![
-                    bot,
-                    idle.map(Idle::causes_text),
-                    idle.map(|i| i.detail.as_str()),
-                    clock::db_ts(since),
-                    clock::db_ts(now)
-                ],
-            )
-            .map(drop)
-            .map_err(sql("writing a bot's activity"))
+            params![
+                bot,
+                idle.map(Idle::causes_text),
+                idle.map(|i| i.detail.as_str()),
+                clock::db_ts(since),
+                clock::db_ts(now)
+            ],
+        )
+        .map(drop)
+        .map_err(sql("writing a bot's activity"))
     }
 
     /// Every bot's last noted activity, by bot id.
@@ -1803,15 +1856,11 @@ impl State {
     // --- loop runs --------------------------------------------------------------------------
 
     pub fn insert_loop_run(&self, run: &LoopRun) -> Result<(), StateError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "INSERT INTO loop_runs (iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted,
+        self.run_unkept(
+            "INSERT INTO loop_runs (iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted,
                                         orders_submitted, requests, error)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            )
-            .map_err(sql("recording a loop run"))?;
-        stmt.execute(params![
+            params![
             run.iteration as i64,
             clock::db_ts(run.started_at),
             run.duration_ms as i64,
@@ -1822,13 +1871,13 @@ impl State {
             run.orders_submitted,
             run.requests,
             run.error
-        ])
+            ],
+        )
         .map_err(sql("recording a loop run"))?;
         let id = self.conn.last_insert_rowid();
         // Pruning in batches keeps the cost off most iterations.
         if id % 1000 == 0 {
-            self.conn
-                .run("DELETE FROM loop_runs WHERE id <= ?1", [id - LOOP_RUNS_KEPT])
+            self.run_unkept("DELETE FROM loop_runs WHERE id <= ?1", [id - LOOP_RUNS_KEPT])
                 .map_err(sql("pruning old loop runs"))?;
         }
         Ok(())
@@ -2096,6 +2145,51 @@ mod tests {
         s.notice_other_writers().unwrap();
         s.conn.execute("INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at) VALUES ('x', 'X', '1', '1', ?1, ?1)", [clock::db_ts(now)]).unwrap();
         assert_eq!(s.owned_positions().unwrap().len(), 1, "this connection's own write is seen at once");
+    }
+
+    #[test]
+    fn the_loops_own_bookkeeping_keeps_the_kept_reads_and_a_kept_table_write_does_not() {
+        let path = temp_db("unkept");
+        let now = ts("2026-11-25T15:00:00Z");
+        let s = State::open(&path).unwrap();
+        s.conn
+            .execute(
+                "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at)
+                 VALUES ('mom_AAPL', 'AAPL', '10', '100', ?1, ?1)",
+                [clock::db_ts(now)],
+            )
+            .unwrap();
+        let v0 = s.version().unwrap();
+        s.kv_set("mode", "sim", now).unwrap();
+        s.put_bot_activity("mom_AAPL", None, now, now).unwrap();
+        s.record_day_start(jiff::civil::date(2026, 11, 25), 1000.0, "first_seen", now).unwrap();
+        s.insert_loop_run(&LoopRun {
+            iteration: 1,
+            started_at: now,
+            duration_ms: 1,
+            equity: None,
+            day_start_equity: None,
+            daily_pnl_pct: None,
+            halted: false,
+            orders_submitted: 0,
+            requests: 0,
+            error: None,
+        })
+        .unwrap();
+        assert_eq!(s.version().unwrap(), v0, "bookkeeping of tables no read keeps");
+        // A best price that is no better changes no row; a better one does.
+        s.record_best_price("mom_AAPL", "AAPL", 101.0, true).unwrap();
+        let v1 = s.version().unwrap();
+        assert_ne!(v1, v0);
+        s.record_best_price("mom_AAPL", "AAPL", 100.5, true).unwrap();
+        assert_eq!(s.version().unwrap(), v1);
+        assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(101.0));
+        s.record_best_price("mom_AAPL", "AAPL", 102.0, true).unwrap();
+        assert_ne!(s.version().unwrap(), v1);
+        assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(102.0));
+        // Entries are counted afresh once an order is recorded.
+        let date = jiff::civil::date(2026, 11, 25);
+        assert_eq!(s.entries_on("mom_AAPL", date).unwrap(), 0);
     }
 
     #[test]

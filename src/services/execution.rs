@@ -1190,10 +1190,12 @@ impl Execution {
         }
         // The best price since entry, for trailing stops.
         // (A ledger that takes no writes keeps the old best: the stops still run.)
+        // Only a better price is written: most iterations write nothing here.
         for p in state.owned_positions()? {
-            if let Some(q) = quotes.get(&p.symbol)
-                && let Err(e) = state.record_best_price(&p.bot, &p.symbol, (q.bid + q.ask) / 2.0, !p.qty.is_negative())
-            {
+            let Some(q) = quotes.get(&p.symbol) else { continue };
+            let (mid, long) = ((q.bid + q.ask) / 2.0, !p.qty.is_negative());
+            let better = p.high_water.is_none_or(|best| if long { mid > best } else { mid < best });
+            if better && let Err(e) = state.record_best_price(&p.bot, &p.symbol, mid, long) {
                 self.ledger_failed(&e);
             }
         }

@@ -19,6 +19,7 @@ use trading_hydra::core::config::BotKind;
 use trading_hydra::core::config::{Config, Sim};
 use trading_hydra::core::decimal::Dec;
 use trading_hydra::core::halt::{Halt, HaltReason};
+use trading_hydra::core::idle::Cause;
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
 use trading_hydra::services::alpaca_client::AlpacaClient;
@@ -378,10 +379,18 @@ fn budgets_are_stored_and_a_bot_that_lost_its_share_stops_entering() {
     let crypto = budgets.iter().find(|b| b.bot == "crypto_core").unwrap();
     assert_eq!(crypto.daily_loss_limit, 250.0);
 
-    // The test bot has no budget of its own (it is not in the config): it never enters.
+    // The test bot has no budget of its own (it is not in the config): it never enters, and
+    // says why.
     orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
     assert_eq!(o.run_iteration().orders_submitted, 0);
     assert!(posts(&fake).is_empty());
+    assert_eq!(activity(&o, "test_bot").0, vec![Cause::NoBudget]);
+}
+
+/// A bot's last noted reason for not entering: its causes and words (`None`: it entered).
+fn activity(o: &Orchestrator, bot: &str) -> (Vec<Cause>, Option<String>) {
+    let a = o.state().bot_activity().unwrap().into_iter().find(|a| a.bot == bot).expect("noted");
+    (a.causes, a.reason)
 }
 
 #[test]
@@ -394,16 +403,22 @@ fn a_risk_check_that_cannot_be_made_refuses_the_trade() {
     // No quote for MSFT: the price cannot be checked, so the entry is refused.
     orders.lock().unwrap().enter = vec![("MSFT".into(), 1, None)];
     assert_eq!(o.run_iteration().orders_submitted, 0);
+    assert_eq!(activity(&o, "mom_AAPL"), (vec![Cause::NoQuote], Some("MSFT: no quote for the symbol".into())));
     // A limit 20 % away from the quote: refused as implausible.
     orders.lock().unwrap().enter = vec![("AAPL".into(), 1, Some(d("140")))];
     assert_eq!(o.run_iteration().orders_submitted, 0);
+    assert_eq!(activity(&o, "mom_AAPL").0, vec![Cause::LimitTooFar]);
     // More than the cash outside the 30 % reserve: refused.
     orders.lock().unwrap().enter = vec![("AAPL".into(), 500, None)];
     assert_eq!(o.run_iteration().orders_submitted, 0);
+    let (causes, reason) = activity(&o, "mom_AAPL");
+    assert_eq!(causes, vec![Cause::CashReserve]);
+    assert!(reason.unwrap().contains("would spend into the cash reserve"));
     assert!(posts(&fake).is_empty());
-    // A sane one goes out, with our client order id.
+    // A sane one goes out, with our client order id: the bot is entering, no reason.
     orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
     assert_eq!(o.run_iteration().orders_submitted, 1);
+    assert_eq!(activity(&o, "mom_AAPL"), (Vec::new(), None));
     assert_eq!(support::ids::named_bodies(posts(&fake))[0]["client_order_id"], "th-mom_AAPL-20261125-1");
 }
 

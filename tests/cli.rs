@@ -821,6 +821,11 @@ fn each_bot_says_why_it_is_not_entering_once_per_change_and_in_status() {
     let text = stdout(&s.run(&["status"]));
     assert!(text.contains("mom_AAPL: not entering since "), "{text}");
 
+    // A restart with the same cause goes on from when it began.
+    let since = a["since"].clone();
+    assert_eq!(s.run(&["run", "--sim", "--iterations", "2"]).status.code(), Some(0));
+    assert_eq!(bot(&s.status_json(), "mom_AAPL")["since"], since, "since is kept across a restart");
+
     // Halted by hand: every bot says so, once, with the halt's name.
     assert_eq!(s.run(&["halt", "--reason", "earnings day"]).status.code(), Some(0));
     let before = s.events("bot_idle").len();

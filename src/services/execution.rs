@@ -1315,7 +1315,8 @@ impl Execution {
     }
 
     /// Notes why `bot` is not entering (`None`: it just sent an entry). A change of its causes
-    /// is a `bot_idle` event and a ledger row at once; the same causes with new numbers refresh
+    /// (and the first note after start-up, which keeps the ledger's `since` when the causes are
+    /// the same) is a `bot_idle` event and a ledger row at once; the same causes with new numbers refresh
     /// the row every `IDLE_REFRESH` at most, so `status` stays current without a write per
     /// iteration. A row the ledger refuses is tried again next iteration; it never stops a trade.
     fn note_idle(&mut self, state: &State, bot: &str, idle: Option<Idle>, now: Timestamp) {
@@ -1328,7 +1329,16 @@ impl Execution {
         }
         let mut noted = match before {
             Some(n) if !changed => n.clone(),
-            _ => Noted { causes, since: now, written: None },
+            Some(_) => Noted { causes, since: now, written: None },
+            // The first note since start-up: the same causes as the ledger holds go on from
+            // when they began, across the restart.
+            None => {
+                let stored = state.bot_activity().ok().and_then(|rows| rows.into_iter().find(|a| a.bot == bot));
+                let since = stored
+                    .filter(|a| a.reason.is_some() == causes.is_some() && Some(&a.causes) == causes.as_ref())
+                    .map_or(now, |a| a.since);
+                Noted { causes, since, written: None }
+            }
         };
         let due = match &noted.written {
             None => true,

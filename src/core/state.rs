@@ -615,13 +615,27 @@ pub struct State {
     /// Rows this connection changed in tables no `Memo` keeps (`run_unkept`): the loop's own
     /// bookkeeping (a loop-run row, kv, bot activity, the day start) leaves the kept reads valid.
     unkept: std::cell::Cell<u64>,
+    /// Rows this connection changed by writes declared to touch one kept table only
+    /// (`run_only`), by `Kept`: they leave the reads of the other kept tables valid.
+    only: [std::cell::Cell<u64>; 3],
     /// The day start of the last date asked (never replaced within its date, `record_day_start`).
     day_start_kept: std::cell::RefCell<Option<DayStart>>,
 }
 
+/// The tables whose reads are kept (`Memo`), each versioned on its own (`State::version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// `orders` (and `order_legs`): unfinished orders, entries per bot.
+    Orders = 0,
+    OwnedPositions = 1,
+    Budgets = 2,
+}
+
 /// A read kept with the ledger's version when it was made, and handed out again while the
 /// version is the same. The version is this connection's count of rows it changed (SQLite's
-/// `total_changes`: any insert, update or delete, even one rolled back, moves it) with
+/// `total_changes`: any insert, update or delete, even one rolled back, moves it) — less the
+/// rows of writes declared to touch no kept table (`run_unkept`) or only another one
+/// (`run_only`): every other write counts for every kept table — with
 /// `PRAGMA data_version` as last read by `notice_other_writers` (it moves when another
 /// connection commits). Within this connection's own writes it is never too slow to read again;
 /// another process's commit is seen at the next `notice_other_writers` — the loop asks once an
@@ -718,6 +732,7 @@ impl State {
             entries: Memo::new(),
             others: std::cell::Cell::new(0),
             unkept: std::cell::Cell::new(0),
+            only: Default::default(),
             day_start_kept: std::cell::RefCell::new(None),
         }
     }
@@ -731,9 +746,23 @@ impl State {
         Ok(self.others.replace(others) != others)
     }
 
-    /// The ledger's version, for `Memo`: rows changed in the kept tables, and others' commits.
-    fn version(&self) -> Result<(u64, i64), StateError> {
-        Ok((self.conn.total_changes() - self.unkept.get(), self.others.get()))
+    /// The version of what a `Memo` of `of` read, for `Memo`: the rows this connection changed
+    /// that may be in that table (all but the bookkeeping and the writes declared to touch only
+    /// another kept table), and others' commits.
+    fn version(&self, of: Kept) -> Result<(u64, i64), StateError> {
+        let elsewhere: u64 =
+            self.only.iter().enumerate().filter(|(t, _)| *t != of as usize).map(|(_, c)| c.get()).sum();
+        Ok((self.conn.total_changes() - self.unkept.get() - elsewhere, self.others.get()))
+    }
+
+    /// A write that touches the kept table `table` and no other (a best price, a budget row): it
+    /// leaves the kept reads of the other tables valid. Anything wider goes through `Cached::run`.
+    fn run_only<P: rusqlite::Params>(&self, table: Kept, sql: &str, params: P) -> rusqlite::Result<usize> {
+        let before = self.conn.total_changes();
+        let result = self.conn.run(sql, params);
+        let c = &self.only[table as usize];
+        c.set(c.get() + (self.conn.total_changes() - before));
+        result
     }
 
     /// A write to a table no `Memo` reads (kv, loop_runs, bot_activity, day_start_equity): the
@@ -1476,7 +1505,7 @@ impl State {
     /// Orders that may still change: not in a final status.
     pub fn unfinished_orders(&self) -> Result<Vec<OrderRecord>, StateError> {
         self.unfinished.get(
-            self.version()?,
+            self.version(Kept::Orders)?,
             |_| true,
             || {
                 let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
@@ -1502,7 +1531,7 @@ impl State {
             let counts = rows.collect::<Result<_, _>>().map_err(sql("counting entries"))?;
             Ok((date, counts))
         };
-        let (_, counts) = self.entries.get(self.version()?, |(d, _)| *d == date, read)?;
+        let (_, counts) = self.entries.get(self.version(Kept::Orders)?, |(d, _)| *d == date, read)?;
         Ok(counts.get(bot).copied().unwrap_or(0))
     }
 
@@ -1573,7 +1602,7 @@ impl State {
     // --- owned positions --------------------------------------------------------------------
 
     pub fn owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
-        self.owned.get(self.version()?, |_| true, || self.read_owned_positions())
+        self.owned.get(self.version(Kept::OwnedPositions)?, |_| true, || self.read_owned_positions())
     }
 
     fn read_owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
@@ -1711,7 +1740,9 @@ impl State {
             "UPDATE owned_positions SET high_water = ?3
              WHERE bot = ?1 AND symbol = ?2 AND (high_water IS NULL OR high_water > ?3)"
         };
-        self.conn.run(sql_text, params![bot, symbol, price]).map(drop).map_err(sql("recording a best price"))
+        self.run_only(Kept::OwnedPositions, sql_text, params![bot, symbol, price])
+            .map(drop)
+            .map_err(sql("recording a best price"))
     }
 
     /// When a bot's last exit in `symbol` (partly) filled, for its cooldown.
@@ -1788,8 +1819,8 @@ impl State {
     // --- budgets ----------------------------------------------------------------------------
 
     pub fn put_budget(&self, b: &BudgetRow, now: Timestamp) -> Result<(), StateError> {
-        self.conn
-            .run(
+        self.run_only(
+                Kept::Budgets,
                 "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions, realized_pnl, trades, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (trading_date, bot) DO UPDATE SET
@@ -1814,7 +1845,7 @@ impl State {
 
     pub fn budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
         let read = || Ok((date, self.read_budgets(date)?));
-        Ok(self.budgets.get(self.version()?, |(d, _)| *d == date, read)?.1)
+        Ok(self.budgets.get(self.version(Kept::Budgets)?, |(d, _)| *d == date, read)?.1)
     }
 
     fn read_budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
@@ -2148,7 +2179,7 @@ mod tests {
     }
 
     #[test]
-    fn the_loops_own_bookkeeping_keeps_the_kept_reads_and_a_kept_table_write_does_not() {
+    fn the_loops_own_bookkeeping_keeps_the_kept_reads_and_a_write_of_one_table_keeps_the_others() {
         let path = temp_db("unkept");
         let now = ts("2026-11-25T15:00:00Z");
         let s = State::open(&path).unwrap();
@@ -2159,7 +2190,8 @@ mod tests {
                 [clock::db_ts(now)],
             )
             .unwrap();
-        let v0 = s.version().unwrap();
+        let v0 = s.version(Kept::OwnedPositions).unwrap();
+        let orders_v0 = s.version(Kept::Orders).unwrap();
         s.kv_set("mode", "sim", now).unwrap();
         s.put_bot_activity("mom_AAPL", None, now, now).unwrap();
         s.record_day_start(jiff::civil::date(2026, 11, 25), 1000.0, "first_seen", now).unwrap();
@@ -2176,17 +2208,22 @@ mod tests {
             error: None,
         })
         .unwrap();
-        assert_eq!(s.version().unwrap(), v0, "bookkeeping of tables no read keeps");
+        assert_eq!(s.version(Kept::OwnedPositions).unwrap(), v0, "bookkeeping of tables no read keeps");
         // A best price that is no better changes no row; a better one does.
         s.record_best_price("mom_AAPL", "AAPL", 101.0, true).unwrap();
-        let v1 = s.version().unwrap();
+        let v1 = s.version(Kept::OwnedPositions).unwrap();
         assert_ne!(v1, v0);
         s.record_best_price("mom_AAPL", "AAPL", 100.5, true).unwrap();
-        assert_eq!(s.version().unwrap(), v1);
+        assert_eq!(s.version(Kept::OwnedPositions).unwrap(), v1);
         assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(101.0));
         s.record_best_price("mom_AAPL", "AAPL", 102.0, true).unwrap();
-        assert_ne!(s.version().unwrap(), v1);
+        assert_ne!(s.version(Kept::OwnedPositions).unwrap(), v1);
         assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(102.0));
+        // A best price touches owned positions only: the kept reads of orders stay valid; a
+        // write of both (an order's fill) moves every version.
+        assert_eq!(s.version(Kept::Orders).unwrap(), orders_v0);
+        s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(4), now).unwrap();
+        assert_ne!(s.version(Kept::Orders).unwrap(), orders_v0, "an unscoped write counts for every table");
         // Entries are counted afresh once an order is recorded.
         let date = jiff::civil::date(2026, 11, 25);
         assert_eq!(s.entries_on("mom_AAPL", date).unwrap(), 0);

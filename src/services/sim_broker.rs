@@ -377,10 +377,9 @@ pub fn synthetic_bars(
     let mut out = BySymbol::new();
     for symbol in symbols {
         let stock = !is_crypto(symbol);
-        let bars: Vec<Bar> = (origin..minute_of(to))
-            .filter(|m| !stock || SimBroker::stock_open(minute_start(*m)))
-            .map(|m| market.bar(symbol, m))
-            .collect();
+        let mut open = SimBroker::session_minutes();
+        let bars: Vec<Bar> =
+            (origin..minute_of(to)).filter(|m| !stock || open(*m)).map(|m| market.bar(symbol, m)).collect();
         out.insert(symbol.clone(), bars);
     }
     out
@@ -465,6 +464,22 @@ impl SimBroker {
 
     fn stock_open(now: Timestamp) -> bool {
         RegularSession.session_at(now).is_open
+    }
+
+    /// `stock_open` for minute after minute, oldest first: one session computed per open or
+    /// closed stretch instead of one per minute (a time-zone conversion each).
+    fn session_minutes() -> impl FnMut(i64) -> bool {
+        let mut known: Option<(bool, i64)> = None;
+        move |m| match known {
+            Some((open, until)) if m < until => open,
+            _ => {
+                let s = RegularSession.session_at(minute_start(m));
+                let (open, until) = if s.is_open { (true, s.next_close) } else { (false, s.next_open) };
+                // The stretch ends at the minute its boundary falls in (the session's are whole minutes).
+                known = Some((open, minute_of(until).max(m + 1)));
+                open
+            }
+        }
     }
 
     /// The price of a position's symbol (an option's Black-Scholes value).
@@ -985,8 +1000,9 @@ impl SimBroker {
         for symbol in symbols {
             let mut bars: Vec<Bar> = Vec::new();
             let mut m = first - first.rem_euclid(step);
+            let mut open = Self::session_minutes();
             while m + step - 1 <= last {
-                if stocks && !Self::stock_open(minute_start(m)) {
+                if stocks && !open(m) {
                     m += step;
                     continue;
                 }
@@ -1453,4 +1469,24 @@ fn fridays(from: Date, to: Date) -> Vec<Date> {
         d = d.tomorrow().unwrap_or(Date::MAX);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_minutes_agree_with_stock_open_minute_by_minute_over_a_week() {
+        // Friday before a weekend, through the daylight-saving change of 2026-11-01, to Tuesday.
+        let from = minute_of("2026-10-30T00:00:00Z".parse().unwrap());
+        let to = minute_of("2026-11-04T00:00:00Z".parse().unwrap());
+        let mut open = SimBroker::session_minutes();
+        let mut opened = 0;
+        for m in from..to {
+            let expected = SimBroker::stock_open(minute_start(m));
+            assert_eq!(open(m), expected, "minute {}", minute_start(m));
+            opened += usize::from(expected);
+        }
+        assert_eq!(opened, 3 * 390, "Friday, Monday, Tuesday");
+    }
 }

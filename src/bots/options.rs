@@ -137,6 +137,15 @@ pub fn select_spread(
     // How far the contracts got, for the reason when none fits.
     let (mut listed, mut in_window, mut in_band, mut quoted, mut paired) = (0u32, 0u32, 0u32, 0u32, 0u32);
     let mut credits: (f64, f64) = (f64::INFINITY, f64::NEG_INFINITY);
+    // The tradable contracts of this kind by expiry and strike (in thousandths), so each short
+    // finds the long leg a width away at once instead of by a scan of the whole chain.
+    let milli = |strike: f64| (strike * 1000.0).round() as i64;
+    // (The first in symbol order wins, as a scan would find it: an adjusted contract can share
+    // an underlying, expiry and strike with the standard one.)
+    let mut by_strike: BTreeMap<(Date, i64), &OptionContract> = BTreeMap::new();
+    for l in chain.contracts.values().filter(|l| l.underlying == underlying && l.kind == kind && l.tradable) {
+        by_strike.entry((l.expiration, milli(l.strike.to_f64()))).or_insert(l);
+    }
     let dte = |d: Date| (d - today).get_days() as i64;
     let band_mid = (rules.delta_min + rules.delta_max) / 2.0;
     let mut best: Option<(i64, f64, SpreadPlan)> = None;
@@ -169,15 +178,7 @@ pub fn select_spread(
         let Some(short_q) = chain.fresh_quote(&c.symbol) else { continue };
         quoted += 1;
         let long_strike = c.strike.to_f64() + if kind == OptionKind::Put { -width } else { width };
-        let Some(long) = chain.contracts.values().find(|l| {
-            l.underlying == underlying
-                && l.kind == kind
-                && l.expiration == c.expiration
-                && l.tradable
-                && (l.strike.to_f64() - long_strike).abs() < 0.001
-        }) else {
-            continue;
-        };
+        let Some(long) = by_strike.get(&(c.expiration, milli(long_strike))) else { continue };
         let Some(long_q) = chain.fresh_quote(&long.symbol) else { continue };
         paired += 1;
         let mid = |q: Quote| (q.bid + q.ask) / 2.0;

@@ -2143,11 +2143,8 @@ mod tests {
         assert_eq!(d.equity, 100_000.0);
     }
 
-    #[test]
-    fn a_kept_read_is_read_again_after_a_write_of_this_connection_or_once_another_is_noticed() {
-        let path = temp_db("memo");
-        let now = ts("2026-11-25T15:00:00Z");
-        let s = State::open(&path).unwrap();
+    /// mom_AAPL owns 10 AAPL at 100, written straight into the table.
+    fn own_ten_aapl(s: &State, now: Timestamp) {
         s.conn
             .execute(
                 "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at)
@@ -2155,6 +2152,14 @@ mod tests {
                 [clock::db_ts(now)],
             )
             .unwrap();
+    }
+
+    #[test]
+    fn a_kept_read_is_read_again_after_a_write_of_this_connection_or_once_another_is_noticed() {
+        let path = temp_db("memo");
+        let now = ts("2026-11-25T15:00:00Z");
+        let s = State::open(&path).unwrap();
+        own_ten_aapl(&s, now);
         assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(10));
         // Kept: the same rows again, no read (a statement that changed nothing keeps it too).
         s.set_owned_qty("mom_AAPL", "MSFT", Dec::from_int(1), now).unwrap();
@@ -2172,8 +2177,8 @@ mod tests {
         other.execute("DELETE FROM owned_positions", []).unwrap();
         s.notice_other_writers().unwrap();
         assert!(s.owned_positions().unwrap().is_empty());
-        // Looking again with nothing new keeps the read.
-        s.notice_other_writers().unwrap();
+        // Looking again with nothing new is no change; this connection's own write is seen at once.
+        assert!(!s.notice_other_writers().unwrap());
         s.conn.execute("INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at) VALUES ('x', 'X', '1', '1', ?1, ?1)", [clock::db_ts(now)]).unwrap();
         assert_eq!(s.owned_positions().unwrap().len(), 1, "this connection's own write is seen at once");
     }
@@ -2183,13 +2188,7 @@ mod tests {
         let path = temp_db("unkept");
         let now = ts("2026-11-25T15:00:00Z");
         let s = State::open(&path).unwrap();
-        s.conn
-            .execute(
-                "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at)
-                 VALUES ('mom_AAPL', 'AAPL', '10', '100', ?1, ?1)",
-                [clock::db_ts(now)],
-            )
-            .unwrap();
+        own_ten_aapl(&s, now);
         let v0 = s.version(Kept::OwnedPositions).unwrap();
         let orders_v0 = s.version(Kept::Orders).unwrap();
         s.kv_set("mode", "sim", now).unwrap();

@@ -349,13 +349,17 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     if !args.sweep.is_empty() {
         return backtest_sweep(args);
     }
-    let cfg = load_config(args.config.clone())?;
+    let dir = Config::resolve_dir(args.config.as_deref());
+    // The texts go into report.html: the configuration exactly as this run read it.
+    let (settings, bots) = Config::read_texts(&dir)?;
+    let cfg = Config::from_texts(&dir, &settings, &bots)?;
     let data = backtest_bars(&args, &cfg)?;
     let source = match &args.source {
         cli::BarSource::Files(path) => format!("bars from {}", path.display()),
         cli::BarSource::Synthetic { days, seed } => format!("the synthetic market, seed {seed}, {days} weekdays"),
     };
-    let s = backtest::run(cfg, data, args.from, args.to, &args.out, &source).map_err(Error::Other)?;
+    let s =
+        backtest::run(cfg, (&settings, &bots), data, args.from, args.to, &args.out, &source).map_err(Error::Other)?;
     let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
     println!("bars replayed      {}", s.bars);
     println!("equity             ${:.2} -> ${:.2} ({:+.2} %)", s.start_equity, s.end_equity, s.total_return_pct);
@@ -409,10 +413,9 @@ fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
     let dir = Config::resolve_dir(args.config.as_deref());
     let (settings, bots) = Config::read_texts(&dir)?;
     // The files as they are must be valid before the sweep edits them.
-    Config::from_texts(&dir, &settings, &bots)?;
+    let cfg = Config::from_texts(&dir, &settings, &bots)?;
     let combos = sweep::grid(&dir, &settings, &bots, &args.sweep).map_err(Error::Usage)?;
-    let data =
-        backtest::window(backtest_bars(&args, &Config::from_texts(&dir, &settings, &bots)?)?, args.from, args.to);
+    let data = backtest::window(backtest_bars(&args, &cfg)?, args.from, args.to);
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::Other(format!("cannot create {}: {e}", args.out.display())))?;
     let jobs = args.jobs.unwrap_or_else(sweep::default_jobs);

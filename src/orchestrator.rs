@@ -73,11 +73,7 @@ impl LoopSummary {
         let market_at = self.market_time.to_zoned_datetime(tz.clone()).strftime("%H:%M");
         let equity = self.equity.map_or("unknown".to_string(), |e| format!("${e:.2}"));
         let day = match (self.equity, self.day_start_equity, self.daily_pnl_pct) {
-            (Some(e), Some(d), Some(p)) => {
-                let cents = ((e - d) * 100.0).round() / 100.0;
-                let money = if cents < 0.0 { format!("-${:.2}", -cents) } else { format!("+${cents:.2}") };
-                format!("{p:+.2} % ({money})")
-            }
+            (Some(e), Some(d), Some(p)) => format!("{p:+.2} % ({})", crate::services::status::signed_money(e - d)),
             _ => "unknown".to_string(),
         };
         let positions = positions.map_or("?".to_string(), |n| n.to_string());

@@ -709,15 +709,19 @@ impl Bot for OptionsBot {
                 max_quote_age_seconds: self.max_quote_age_seconds,
             };
             let spot = (quote.bid + quote.ask) / 2.0;
-            let signal = signals::evaluate(&self.signal, bars);
-            let plan = match signal {
+            // What the signal said leads the reason a selection gives for finding nothing.
+            let said =
+                |prefix: &'static str| move |why: Idle| Idle { detail: format!("{prefix}{}", why.detail), ..why };
+            let plan = match signals::evaluate(&self.signal, bars) {
                 Some(Direction::Long) if self.bull_put.enabled => {
                     select_spread(OptionKind::Put, root, spot, &chain, &self.rules, &self.bull_put, self.width)
                         .map(Plan::Vertical)
+                        .map_err(said("signal up, "))
                 }
                 Some(Direction::Short) if self.bear_call.enabled => {
                     select_spread(OptionKind::Call, root, spot, &chain, &self.rules, &self.bear_call, self.width)
                         .map(Plan::Vertical)
+                        .map_err(said("signal down, "))
                 }
                 Some(Direction::Long) => Err(Idle::new(Cause::NoSignal, "signal up, and bull_put is disabled")),
                 Some(Direction::Short) => Err(Idle::new(Cause::NoSignal, "signal down, and bear_call is disabled")),
@@ -725,9 +729,12 @@ impl Bot for OptionsBot {
                 None if self.iron_condor.enabled => {
                     select_condor(root, spot, &chain, &self.rules, &self.iron_condor, self.width)
                         .map(|(p, c)| Plan::Condor(p, c))
+                        .map_err(said("no direction, "))
                 }
                 None if self.straddle.enabled && squeezed(bars) => {
-                    select_straddle(root, spot, &chain, &self.rules, &self.straddle).map(Plan::Straddle)
+                    select_straddle(root, spot, &chain, &self.rules, &self.straddle)
+                        .map(Plan::Straddle)
+                        .map_err(said("no direction, "))
                 }
                 None => {
                     let why = signals::why_none(&self.signal, bars);
@@ -737,16 +744,7 @@ impl Bot for OptionsBot {
             };
             let plan = match plan {
                 Ok(plan) => plan,
-                Err(mut why) => {
-                    let said = match signal {
-                        Some(Direction::Long) => "signal up, ",
-                        Some(Direction::Short) => "signal down, ",
-                        None if why.causes != [Cause::NoSignal] && why.causes != [Cause::NoData] => "no direction, ",
-                        None => "",
-                    };
-                    if !why.detail.starts_with("signal") {
-                        why.detail = format!("{said}{}", why.detail);
-                    }
+                Err(why) => {
                     out.idle.push((root.clone(), why));
                     continue;
                 }
@@ -1058,6 +1056,59 @@ mod tests {
         let (c, p) = (leg("SPY261218C00480000", 1), leg("SPY261218P00480000", 1));
         assert_eq!(strategy_of(&[&c, &p]), Some(Strategy::Straddle));
         assert_eq!(strategy_of(&[&ps]), None);
+    }
+
+    /// With nothing to sell, each underlying says why, led by what its signal said.
+    #[test]
+    fn an_underlying_without_a_spread_says_what_the_signal_said_and_what_the_chain_lacked() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
+        let signal = crate::core::signal::parse(crate::core::signal::EMA_ROC_VOLUME, &Default::default()).unwrap();
+        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), signal, cfg.timezone.clone());
+        // SPY flat, then climbing on a busy last bar: a long signal; no chain listed at all.
+        let bar = |close: f64, volume: f64| Bar {
+            t: ts(NOW),
+            open: close,
+            high: close + 0.05,
+            low: close - 0.05,
+            close,
+            volume,
+        };
+        let mut rising: Vec<Bar> = (0..40).map(|_| bar(480.0, 1000.0)).collect();
+        rising.extend((1..=15).map(|i| bar(480.0 + f64::from(i) * 0.5, if i == 15 { 2000.0 } else { 1000.0 })));
+        let mut bars = BySymbol::new();
+        bars.insert("SPY".to_string(), rising);
+        let mut quotes = BySymbol::new();
+        quotes.insert("SPY".to_string(), Quote { t: ts(NOW), bid: 487.4, ask: 487.6, bid_size: 1.0, ask_size: 1.0 });
+        let (contracts, options) = (BySymbol::new(), BySymbol::new());
+        let view = BotView {
+            now: ts(NOW),
+            market_open: true,
+            session: crate::core::clock::SessionState {
+                is_open: true,
+                next_open: ts(NOW),
+                next_close: ts("2026-11-25T21:00:00Z"),
+            },
+            owned: Vec::new(),
+            quotes: &quotes,
+            bars: &bars,
+            spendable: 1e6,
+            contracts: &contracts,
+            options: &options,
+        };
+        let budget = Budget {
+            bot: "opt_core".into(),
+            daily_loss_limit: 250.0,
+            max_open_risk: 500.0,
+            max_trades: 3,
+            max_positions: 3,
+        };
+        let e = bot.entries(&view, &budget);
+        assert!(e.wanted.is_empty());
+        let (symbol, spy) = &e.idle[0];
+        assert_eq!((symbol.as_str(), spy.causes.as_slice()), ("SPY", [Cause::NoContract].as_slice()));
+        assert!(spy.detail.starts_with("signal up, no put out of the money expiring in "), "{}", spy.detail);
+        assert_eq!(e.idle[1].1.causes, [Cause::NoData], "QQQ has no bars");
     }
 
     /// A spread one day from its expiry is closed by the `expiry` rule — while the market is open;

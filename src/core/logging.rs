@@ -267,7 +267,13 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
     let _ = STDERR.set(err_queue);
     let quiet = settings.quiet_summaries;
     let to_stderr = fern::Dispatch::new().level(settings.stderr_level).chain(fern::Output::call(move |record| {
-        if quiet && NOT_ON_THE_CONSOLE.contains(&event_of(record).0.as_str()) {
+        // Only the `event` field is looked up, not every field rendered.
+        if quiet
+            && record
+                .key_values()
+                .get(Key::from("event"))
+                .is_some_and(|v| v.to_borrowed_str().is_some_and(|name| NOT_ON_THE_CONSOLE.contains(&name)))
+        {
             return;
         }
         if let Some(q) = STDERR.get() {

@@ -737,9 +737,9 @@ impl State {
         }
     }
 
-    /// Looks once whether another connection has committed since the last look; if so, every
-    /// kept read (`Memo`) is read again. The loop calls it at the start of each iteration.
-    /// Whether anything moved since the last look.
+    /// Looks once whether another connection has committed since the last look, and says so; if
+    /// one has, every kept read (`Memo`) is read again. The loop calls it at the start of each
+    /// iteration and while it sleeps.
     pub fn notice_other_writers(&self) -> Result<bool, StateError> {
         let others: i64 =
             self.conn.row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql("reading the data version"))?;
@@ -758,20 +758,26 @@ impl State {
     /// A write that touches the kept table `table` and no other (a best price, a budget row): it
     /// leaves the kept reads of the other tables valid. Anything wider goes through `Cached::run`.
     fn run_only<P: rusqlite::Params>(&self, table: Kept, sql: &str, params: P) -> rusqlite::Result<usize> {
-        let before = self.conn.total_changes();
-        let result = self.conn.run(sql, params);
-        let c = &self.only[table as usize];
-        c.set(c.get() + (self.conn.total_changes() - before));
-        result
+        self.run_counted(&self.only[table as usize], sql, params)
     }
 
     /// A write to a table no `Memo` reads (kv, loop_runs, bot_activity, day_start_equity): the
     /// rows it changes are not counted against the kept reads. Only for statements that touch
     /// nothing else; any other write goes through `Cached::run` and counts.
     fn run_unkept<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
+        self.run_counted(&self.unkept, sql, params)
+    }
+
+    /// Runs a write and adds the rows it changed to `counter` (`run_only`, `run_unkept`).
+    fn run_counted<P: rusqlite::Params>(
+        &self,
+        counter: &std::cell::Cell<u64>,
+        sql: &str,
+        params: P,
+    ) -> rusqlite::Result<usize> {
         let before = self.conn.total_changes();
         let result = self.conn.run(sql, params);
-        self.unkept.set(self.unkept.get() + (self.conn.total_changes() - before));
+        counter.set(counter.get() + (self.conn.total_changes() - before));
         result
     }
 
@@ -2143,6 +2149,22 @@ mod tests {
         assert_eq!(d.equity, 100_000.0);
     }
 
+    /// An iteration that knew nothing and did nothing, at `at`.
+    fn quiet_run(at: Timestamp) -> LoopRun {
+        LoopRun {
+            iteration: 0,
+            started_at: at,
+            duration_ms: 3,
+            equity: None,
+            day_start_equity: None,
+            daily_pnl_pct: None,
+            halted: false,
+            orders_submitted: 0,
+            requests: 0,
+            error: None,
+        }
+    }
+
     /// mom_AAPL owns 10 AAPL at 100, written straight into the table.
     fn own_ten_aapl(s: &State, now: Timestamp) {
         s.conn
@@ -2194,19 +2216,7 @@ mod tests {
         s.kv_set("mode", "sim", now).unwrap();
         s.put_bot_activity("mom_AAPL", None, now, now).unwrap();
         s.record_day_start(jiff::civil::date(2026, 11, 25), 1000.0, "first_seen", now).unwrap();
-        s.insert_loop_run(&LoopRun {
-            iteration: 1,
-            started_at: now,
-            duration_ms: 1,
-            equity: None,
-            day_start_equity: None,
-            daily_pnl_pct: None,
-            halted: false,
-            orders_submitted: 0,
-            requests: 0,
-            error: None,
-        })
-        .unwrap();
+        s.insert_loop_run(&quiet_run(now)).unwrap();
         assert_eq!(s.version(Kept::OwnedPositions).unwrap(), v0, "bookkeeping of tables no read keeps");
         // A best price that is no better changes no row; a better one does.
         s.record_best_price("mom_AAPL", "AAPL", 101.0, true).unwrap();
@@ -2680,18 +2690,7 @@ mod tests {
     fn loop_runs_are_pruned() {
         let path = temp_db("prune");
         let s = State::open(&path).unwrap();
-        let run = LoopRun {
-            iteration: 0,
-            started_at: ts("2026-11-25T15:00:00Z"),
-            duration_ms: 3,
-            equity: None,
-            day_start_equity: None,
-            daily_pnl_pct: None,
-            halted: false,
-            orders_submitted: 0,
-            requests: 0,
-            error: None,
-        };
+        let run = quiet_run(ts("2026-11-25T15:00:00Z"));
         s.conn.execute_batch("BEGIN").unwrap();
         for i in 0..(LOOP_RUNS_KEPT as u64 + 2000) {
             s.insert_loop_run(&LoopRun { iteration: i, ..run.clone() }).unwrap();

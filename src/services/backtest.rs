@@ -136,9 +136,11 @@ pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySym
 }
 
 /// Runs the backtest of `data` between `from` and `to` (New York dates, both included) and writes
-/// the report's files into `out`; `source` says where the bars came from (for `report.html`).
+/// the report's files into `out`; `texts` are the `settings.yaml` and `bots.yaml` `cfg` was read
+/// from, and `source` says where the bars came from (both for `report.html`).
 pub fn run(
     cfg: Config,
+    texts: (&str, &str),
     data: BySymbol<Vec<Bar>>,
     from: Option<Date>,
     to: Option<Date>,
@@ -147,8 +149,6 @@ pub fn run(
 ) -> Result<Summary, String> {
     let data = Arc::new(window(data, from, to));
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    // The files as they were read, for the report (the run itself uses `cfg`).
-    let texts = Config::read_texts(&cfg.dir).ok();
     let run = simulate(cfg, &data, std::io::stderr().is_terminal())?;
     write_files(out, &run.summary, &run.equity, &run.orders)?;
     let symbols: Vec<String> = data.keys().filter(|s| !run.summary.skipped.contains(s)).cloned().collect();
@@ -160,7 +160,7 @@ pub fn run(
         benchmark_symbols: &symbols,
         orders: &run.orders,
         source,
-        config: texts.as_ref().map(|(s, b)| (s.as_str(), b.as_str())),
+        config: texts,
     };
     write(out.join("report.html"), &report_page::render(&page))?;
     Ok(run.summary)

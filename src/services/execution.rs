@@ -1262,54 +1262,49 @@ impl Execution {
                 self.note_idle(state, bot.id(), Some(reason), now);
                 continue;
             }
-            {
-                let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
-                    bot: bot.id().into(),
-                    daily_loss_limit: 0.0,
-                    max_open_risk: 0.0,
-                    max_trades: 0,
-                    max_positions: 0,
-                });
-                let Entries { wanted, mut idle } = bot.entries(&view, &budget);
-                let mut entered = false;
-                for entry in wanted {
-                    if let Err(why) = self.risk_check(state, step, *bot, &budget, &view, &entry) {
-                        idle.push((entry.symbol.clone(), Idle::new(why.cause(), why.to_string())));
-                        self.log_refusal(bot.id(), &entry.symbol, why);
-                        continue;
-                    }
-                    entered = true;
-                    self.refusals.remove(&(bot.id().to_string(), entry.symbol.clone()));
-                    let spec = OrderSpec {
-                        bot: bot.id().into(),
-                        symbol: entry.symbol.clone(),
-                        side: entry.side,
-                        amount: entry.amount,
-                        order_type: entry.order_type,
-                        limit_price: entry.limit_price,
-                        stop_price: None,
-                        time_in_force: entry.time_in_force,
-                        intent: Intent::Entry,
-                        rule: None,
-                        legs: entry.legs.clone(),
-                    };
-                    // The rules this position opens with, kept in case the bot or the symbol
-                    // leaves the configuration while it is held. No rules stored, no entry.
-                    if let Some(rules) = bot.position_rules() {
-                        state.put_position_rules(bot.id(), &entry.symbol, &rules, now)?;
-                    }
-                    let sent = self.send(state, broker, &spec, now)?;
-                    count(&mut report, &sent);
+            let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
+                bot: bot.id().into(),
+                daily_loss_limit: 0.0,
+                max_open_risk: 0.0,
+                max_trades: 0,
+                max_positions: 0,
+            });
+            let Entries { wanted, mut idle } = bot.entries(&view, &budget);
+            let mut entered = false;
+            for entry in wanted {
+                if let Err(why) = self.risk_check(state, step, *bot, &budget, &view, &entry) {
+                    idle.push((entry.symbol.clone(), Idle::new(why.cause(), why.to_string())));
+                    self.log_refusal(bot.id(), &entry.symbol, why);
+                    continue;
                 }
-                // A bot that sent an entry is not idle; one that wanted nothing and said
-                // nothing has no signal.
-                let idle = match Idle::of_symbols(idle) {
-                    _ if entered => None,
-                    Some(idle) => Some(idle),
-                    None => Some(Idle::new(Cause::NoSignal, "no signal")),
+                entered = true;
+                self.refusals.remove(&(bot.id().to_string(), entry.symbol.clone()));
+                let spec = OrderSpec {
+                    bot: bot.id().into(),
+                    symbol: entry.symbol.clone(),
+                    side: entry.side,
+                    amount: entry.amount,
+                    order_type: entry.order_type,
+                    limit_price: entry.limit_price,
+                    stop_price: None,
+                    time_in_force: entry.time_in_force,
+                    intent: Intent::Entry,
+                    rule: None,
+                    legs: entry.legs.clone(),
                 };
-                self.note_idle(state, bot.id(), idle, now);
+                // The rules this position opens with, kept in case the bot or the symbol
+                // leaves the configuration while it is held. No rules stored, no entry.
+                if let Some(rules) = bot.position_rules() {
+                    state.put_position_rules(bot.id(), &entry.symbol, &rules, now)?;
+                }
+                let sent = self.send(state, broker, &spec, now)?;
+                count(&mut report, &sent);
             }
+            // A bot that sent an entry is not idle; one that wanted nothing and said
+            // nothing has no signal.
+            let idle =
+                (!entered).then(|| Idle::of_symbols(idle).unwrap_or_else(|| Idle::new(Cause::NoSignal, "no signal")));
+            self.note_idle(state, bot.id(), idle, now);
         }
         Ok(report)
     }

@@ -33,7 +33,7 @@ pub struct Page<'a> {
     /// Where the bars came from, in words.
     pub source: &'a str,
     /// `settings.yaml` and `bots.yaml` as the run read them.
-    pub config: Option<(&'a str, &'a str)>,
+    pub config: (&'a str, &'a str),
 }
 
 /// The trades list shows at most this many orders (all of them are in `trades.csv`).
@@ -416,17 +416,13 @@ pub fn render(p: &Page) -> String {
 
     // The configuration.
     out.push_str("<h2>Configuration</h2>\n");
-    match p.config {
-        Some((settings, bots)) => {
-            let _ = writeln!(
-                out,
-                "<h3>settings.yaml</h3>\n<pre>{}</pre>\n<h3>bots.yaml</h3>\n<pre>{}</pre>",
-                esc(settings),
-                esc(bots)
-            );
-        }
-        None => out.push_str("<p class=\"muted\">The configuration files could not be read.</p>\n"),
-    }
+    let (settings, bots) = p.config;
+    let _ = writeln!(
+        out,
+        "<h3>settings.yaml</h3>\n<pre>{}</pre>\n<h3>bots.yaml</h3>\n<pre>{}</pre>",
+        esc(settings),
+        esc(bots)
+    );
     out.push_str("</body>\n</html>\n");
     out
 }

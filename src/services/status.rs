@@ -142,7 +142,8 @@ fn loss_left(b: &BudgetRow) -> f64 {
     (b.daily_loss_limit + b.realized_pnl).max(0.0)
 }
 
-fn signed_money(v: f64) -> String {
+/// Signed dollars to the cent: `+$12.34`, `-$249.50` (also the console's heartbeat).
+pub fn signed_money(v: f64) -> String {
     if v < 0.0 { format!("-${:.2}", -v) } else { format!("+${v:.2}") }
 }
 

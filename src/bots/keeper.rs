@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 
 use crate::bots::exits;
 use crate::bots::options::{self, SpreadRules};
-use crate::bots::{Bot, BotView, Entries, Exit};
+use crate::bots::{Bot, BotView, ChainWant, Entries, Exit};
 use crate::core::clock::{self, HhMm};
 use crate::core::config::{BotKind, Session};
 use crate::core::idle::{Cause, Idle};
@@ -95,11 +95,18 @@ impl Bot for Keeper {
         &self,
         _bars: &crate::core::market_data::BySymbol<Vec<crate::core::market_data::Bar>>,
         owned: &[&OwnedPosition],
-    ) -> Vec<String> {
-        let mut roots: Vec<String> = owned.iter().filter_map(|p| OccSymbol::parse(&p.symbol)).map(|o| o.root).collect();
-        roots.sort();
-        roots.dedup();
-        roots
+        _today: jiff::civil::Date,
+    ) -> Vec<ChainWant> {
+        let mut by_root: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for p in owned {
+            if let Some(o) = OccSymbol::parse(&p.symbol) {
+                by_root.entry(o.root).or_default().push(&p.symbol);
+            }
+        }
+        by_root
+            .into_iter()
+            .map(|(root, legs)| ChainWant { held: ChainWant::expiries_of(legs.into_iter()), entry: None, root })
+            .collect()
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {

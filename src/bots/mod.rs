@@ -9,6 +9,7 @@
 //! and sends.
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 
 use crate::core::clock::SessionState;
 use crate::core::config::BotKind;
@@ -30,6 +31,36 @@ pub mod momentum;
 pub mod options;
 pub mod protection;
 pub mod signals;
+
+/// The expiry dates of one underlying's option chain a bot will read this minute, both ends
+/// included: `held` for the exits of the legs it holds, `entry` for the entry its signal calls
+/// for. The execution service asks the broker for `held` alone when the bot may not enter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainWant {
+    pub root: String,
+    pub held: Option<(Date, Date)>,
+    pub entry: Option<(Date, Date)>,
+}
+
+impl ChainWant {
+    /// The dates to fetch: `held`, and `entry` too when the bot may enter (one span from the
+    /// earliest to the latest); `None` when that leaves nothing.
+    pub fn span(&self, may_enter: bool) -> Option<(Date, Date)> {
+        let entry = self.entry.filter(|_| may_enter);
+        match (self.held, entry) {
+            (Some(h), Some(e)) => Some((h.0.min(e.0), h.1.max(e.1))),
+            (h, e) => h.or(e),
+        }
+    }
+
+    /// The span of the expiries of `legs` (OCC symbols; anything else is left out).
+    pub fn expiries_of<'s>(legs: impl Iterator<Item = &'s str>) -> Option<(Date, Date)> {
+        legs.filter_map(OccSymbol::parse).map(|o| o.expiry).fold(None, |span, d| match span {
+            None => Some((d, d)),
+            Some((a, b)) => Some((a.min(d), b.max(d))),
+        })
+    }
+}
 
 /// What a bot sees when it decides.
 #[derive(Debug)]
@@ -118,9 +149,11 @@ pub trait Bot {
     fn option_days(&self) -> Option<(u32, u32)> {
         None
     }
-    /// For an options bot, the underlyings whose option snapshots it will read now, from its bars
-    /// and what it holds (fetching a chain nobody reads costs a request a minute).
-    fn chains_wanted(&self, _bars: &BySymbol<Vec<Bar>>, _owned: &[&OwnedPosition]) -> Vec<String> {
+    /// For an options bot, the underlyings whose option snapshots it will read now, and on which
+    /// expiry dates, from its bars and what it holds (`today`: the trading date). A chain nobody
+    /// reads costs a request a minute, and every expiry in it a price (450 contracts a root over
+    /// 60 days, against 50 for the one expiry a held spread needs).
+    fn chains_wanted(&self, _bars: &BySymbol<Vec<Bar>>, _owned: &[&OwnedPosition], _today: Date) -> Vec<ChainWant> {
         Vec::new()
     }
     /// Whether its exit rules watch its positions in `symbol` (a ticker, a pair, or an option

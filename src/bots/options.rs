@@ -41,7 +41,7 @@ use jiff::tz::TimeZone;
 use crate::bots::exits;
 use crate::bots::indicators;
 use crate::bots::signals::{self, Direction};
-use crate::bots::{Bot, BotView, Entries, Entry, Exit};
+use crate::bots::{Bot, BotView, ChainWant, Entries, Entry, Exit};
 use crate::core::clock;
 use crate::core::config::BotKind;
 use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session, Straddle};
@@ -484,6 +484,21 @@ impl OptionsBot {
         }
     }
 
+    /// The days to expiry an entry on an underlying with these `bars` would read now: the window
+    /// of the strategy its signal calls for, as `entries` picks it (`None`: it calls for none).
+    /// Kept in step with `entries` and the selections' own filters by a test.
+    fn entry_days(&self, bars: &[Bar]) -> Option<(u32, u32)> {
+        let spread = |s: &CreditSpread| (self.rules.dte_min, self.rules.dte_max.min(s.max_dte));
+        match signals::evaluate(&self.signal, bars) {
+            Some(Direction::Long) => self.bull_put.enabled.then(|| spread(&self.bull_put)),
+            Some(Direction::Short) => self.bear_call.enabled.then(|| spread(&self.bear_call)),
+            None if self.iron_condor.enabled => Some(spread(&self.iron_condor)),
+            None if self.straddle.enabled && squeezed(bars) => Some((self.rules.dte_min, self.rules.dte_max)),
+            None => None,
+        }
+        .filter(|(min, max)| min <= max)
+    }
+
     /// Its legs grouped by underlying.
     fn spreads<'a>(view: &BotView<'a>) -> BTreeMap<String, Vec<&'a OwnedPosition>> {
         let mut out: BTreeMap<String, Vec<&OwnedPosition>> = BTreeMap::new();
@@ -655,19 +670,28 @@ impl Bot for OptionsBot {
         Some((self.rules.dte_min, self.rules.dte_max))
     }
 
-    fn chains_wanted(&self, bars: &BySymbol<Vec<Bar>>, owned: &[&OwnedPosition]) -> Vec<String> {
+    fn chains_wanted(&self, bars: &BySymbol<Vec<Bar>>, owned: &[&OwnedPosition], today: Date) -> Vec<ChainWant> {
         self.symbols
             .iter()
-            .filter(|root| {
-                let held = owned.iter().any(|p| OccSymbol::parse(&p.symbol).is_some_and(|o| &o.root == *root));
-                let entering = bars.get(*root).is_some_and(|b| match signals::evaluate(&self.signal, b) {
-                    Some(Direction::Long) => self.bull_put.enabled,
-                    Some(Direction::Short) => self.bear_call.enabled,
-                    None => self.iron_condor.enabled || (self.straddle.enabled && squeezed(b)),
-                });
-                held || entering
+            .filter_map(|root| {
+                let held = ChainWant::expiries_of(
+                    owned
+                        .iter()
+                        .filter(|p| OccSymbol::parse(&p.symbol).is_some_and(|o| &o.root == root))
+                        .map(|p| p.symbol.as_str()),
+                );
+                // One spread per underlying: a held root is not entered (`entries`), so its
+                // held legs are all it reads.
+                let entry = if held.is_some() {
+                    None
+                } else {
+                    bars.get(root).and_then(|b| self.entry_days(b)).and_then(|(min, max)| {
+                        let day = |n: u32| today.checked_add(jiff::Span::new().days(i64::from(n))).ok();
+                        Some((day(min)?, day(max)?))
+                    })
+                };
+                (held.is_some() || entry.is_some()).then(|| ChainWant { root: root.clone(), held, entry })
             })
-            .cloned()
             .collect()
     }
 
@@ -783,6 +807,7 @@ mod tests {
     use super::*;
     use crate::core::instrument::occ_symbol;
     use crate::core::market_data::Greeks;
+    use jiff::civil::date;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -1109,6 +1134,57 @@ mod tests {
         assert_eq!((symbol.as_str(), spy.causes.as_slice()), ("SPY", [Cause::NoContract].as_slice()));
         assert!(spy.detail.starts_with("signal up, no put out of the money expiring in "), "{}", spy.detail);
         assert_eq!(e.idle[1].1.causes, [Cause::NoData], "QQQ has no bars");
+    }
+
+    /// The chains asked for each minute: a held underlying's legs' expiry alone, an unheld one's
+    /// entry window when its signal calls for a spread (bull put: `dte_min`..the strategy's
+    /// `max_dte`), nothing when it calls for none; and a selection from only those dates finds
+    /// what it finds in the whole chain.
+    #[test]
+    fn the_chains_wanted_are_the_held_legs_expiry_and_the_signals_entry_window() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
+        let signal = crate::core::signal::parse(crate::core::signal::EMA_ROC_VOLUME, &Default::default()).unwrap();
+        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), signal, cfg.timezone.clone());
+        let (dte_min, max_dte) = (bot.rules.dte_min, bot.rules.dte_max.min(bot.bull_put.max_dte));
+        assert!(dte_min < max_dte && max_dte < bot.rules.dte_max, "the shipped windows differ: {dte_min} {max_dte}");
+        let bar = |close: f64, volume: f64| Bar { t: ts(NOW), open: close, high: close, low: close, close, volume };
+        let mut rising: Vec<Bar> = (0..40).map(|_| bar(480.0, 1000.0)).collect();
+        rising.extend((1..=15).map(|i| bar(480.0 + f64::from(i) * 0.5, if i == 15 { 2000.0 } else { 1000.0 })));
+        let mut bars = BySymbol::new();
+        bars.insert("SPY".to_string(), rising);
+        bars.insert("IWM".to_string(), (0..55).map(|_| bar(200.0, 1000.0)).collect());
+        let today = date(2026, 11, 25);
+        let day = |n: u32| today.checked_add(jiff::Span::new().days(i64::from(n))).unwrap();
+        let qqq = [leg("QQQ261218P00400000", -1), leg("QQQ261218P00395000", 1)];
+        let owned: Vec<&OwnedPosition> = qqq.iter().collect();
+        let wants = bot.chains_wanted(&bars, &owned, today);
+        assert_eq!(
+            wants,
+            [
+                ChainWant { root: "SPY".into(), held: None, entry: Some((day(dte_min), day(max_dte))) },
+                ChainWant { root: "QQQ".into(), held: Some((date(2026, 12, 18), date(2026, 12, 18))), entry: None },
+            ],
+            "IWM is flat (no signal, no condor or straddle enabled): not asked for"
+        );
+        assert_eq!(wants[0].span(false), None, "not entering: nothing of SPY");
+        assert_eq!(wants[1].span(false), wants[1].held);
+        let both = ChainWant { root: "SPY".into(), held: Some((day(1), day(1))), entry: wants[0].entry };
+        assert_eq!(both.span(true), Some((day(1), day(max_dte))));
+
+        // Puts on the days just outside and just inside the window: the window's snapshots alone
+        // give the same pick as the whole chain's.
+        let (c, all) = chain(&[day(dte_min - 1), day(dte_min), day(max_dte), day(max_dte + 1)]);
+        let (from, to) = wants[0].entry.unwrap();
+        let only: BySymbol<OptionSnapshot> = all
+            .iter()
+            .filter(|(sym, _)| OccSymbol::parse(sym).is_some_and(|o| o.expiry >= from && o.expiry <= to))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        assert!(only.len() < all.len());
+        let in_window = pick(&c, &only, &rules()).unwrap();
+        assert_eq!(in_window, pick(&c, &all, &rules()).unwrap());
+        assert_eq!(in_window.expiry, day(dte_min));
     }
 
     /// A spread one day from its expiry is closed by the `expiry` rule — while the market is open;

@@ -22,6 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::bots::keeper::Keeper;
@@ -288,7 +289,7 @@ pub struct Execution {
     /// Their option snapshots, fetched once per new minute.
     snapshots: BySymbol<OptionSnapshot>,
     snapshots_minute: Option<i64>,
-    snapshot_roots: BTreeSet<String>,
+    snapshot_roots: BTreeMap<String, (Date, Date)>,
     /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
     /// refused for the same reason each time, and the log says so once.
     refusals: BTreeMap<(String, String), String>,
@@ -488,8 +489,9 @@ impl Execution {
     }
 
     /// Fetches the options bots' chains: contracts once per trading date (one request for all
-    /// underlyings), snapshots once per new minute (one request per underlying), from today to the
-    /// furthest expiry a bot reads, so held legs nearer than `dte_min` stay priced.
+    /// underlyings, from today to the furthest expiry a bot reads), snapshots once per new minute
+    /// (one request per underlying), of the expiry dates the bots will read: the held legs' for
+    /// their exits, and the entry window their signal calls for when they may enter.
     fn refresh_options(
         &mut self,
         broker: &mut dyn Broker,
@@ -498,8 +500,9 @@ impl Execution {
         may_enter: &dyn Fn(&dyn Bot) -> bool,
         now: Timestamp,
     ) -> Result<(), BrokerError> {
+        let today = clock::trading_date(now);
         let mut roots = BTreeSet::new();
-        let mut wanted = BTreeSet::new();
+        let mut wanted: BTreeMap<String, (Date, Date)> = BTreeMap::new();
         let mut max_days = 0;
         for bot in bots {
             if let Some((_, max)) = bot.option_days() {
@@ -507,22 +510,19 @@ impl Execution {
                 max_days = max_days.max(max);
                 let mine: Vec<&OwnedPosition> =
                     owned.iter().filter(|p| p.bot == bot.id() && bot.watches(&p.symbol)).collect();
-                let mut chains = bot.chains_wanted(&self.bars, &mine);
-                if !may_enter(*bot) {
-                    // No entry this iteration whatever the signal (`preflight` refuses it): only
-                    // the chains it holds legs in, for their exits.
-                    let holds = |root: &String| {
-                        mine.iter().any(|p| OccSymbol::parse(&p.symbol).is_some_and(|o| &o.root == root))
-                    };
-                    chains.retain(holds);
+                // A bot that may not enter this iteration whatever its signal (`preflight`
+                // refuses it) reads only the dates of the legs it holds.
+                let enter = may_enter(*bot);
+                for want in bot.chains_wanted(&self.bars, &mine, today) {
+                    let Some((from, to)) = want.span(enter) else { continue };
+                    let span = wanted.entry(want.root).or_insert((from, to));
+                    *span = (span.0.min(from), span.1.max(to));
                 }
-                wanted.extend(chains);
             }
         }
         if roots.is_empty() {
             return Ok(());
         }
-        let today = clock::trading_date(now);
         let until = today.checked_add(jiff::Span::new().days(i64::from(max_days))).unwrap_or(today);
         let roots: Vec<String> = roots.into_iter().collect();
         if self.contracts_date != Some(today) {
@@ -535,8 +535,8 @@ impl Execution {
         let minute = now.as_second().div_euclid(60);
         if self.snapshots_minute != Some(minute) || self.snapshot_roots != wanted {
             let mut snaps = BySymbol::new();
-            for root in &wanted {
-                snaps.append(&mut broker.option_snapshots(root, today, until)?);
+            for (root, (from, to)) in &wanted {
+                snaps.append(&mut broker.option_snapshots(root, *from, *to)?);
             }
             self.snapshots = snaps;
             self.snapshots_minute = Some(minute);

@@ -265,6 +265,10 @@ struct Chain {
 /// memory for little speed.)
 const CHAINS_KEPT: usize = 2;
 
+/// Spans of dates kept per root: a bot that holds a spread reads its expiry alone, and one that
+/// enters reads its whole window, so a root is asked for two spans in turn.
+const SPANS_KEPT: usize = 2;
+
 /// 16:00 New York on the expiry date.
 fn expiry_close(d: Date) -> Timestamp {
     d.to_datetime(RegularSession::CLOSE.to_time())
@@ -357,7 +361,7 @@ pub struct SimBroker {
     /// The simulated second the book was last written at.
     saved_at: i64,
     /// Each root's option chain as last listed.
-    chains: BTreeMap<String, Chain>,
+    chains: BTreeMap<String, Vec<Chain>>,
 }
 
 /// The simulated market's one-minute bars of `symbols` from `from` until `to`: stocks in the
@@ -1024,11 +1028,18 @@ impl SimBroker {
         Ok(out)
     }
 
-    /// `root`'s listed contracts between `from` and `to` at minute `m`: 25 strikes around the
-    /// spot (a step of 0.5 under $50, 1 under $200, else 5) by calls and puts, each Friday.
-    /// Listed once per span of dates and centre strike; returns the key to read it by (`listed`).
-    fn chain(&mut self, root: &str, from: Date, to: Date, m: i64) -> u64 {
-        let spot = self.market.price(root, m);
+    /// `root`'s listed contracts between `from` and `to` at minute `m`, when it trades at `spot`
+    /// (in the market seeded with `seed`): 25 strikes around the spot (a step of 0.5 under $50,
+    /// 1 under $200, else 5) by calls and puts, each Friday.
+    /// Listed once per span of dates and centre strike, and kept (`SPANS_KEPT`, `CHAINS_KEPT`).
+    fn chain<'c>(
+        chains: &'c mut BTreeMap<String, Vec<Chain>>,
+        (spot, seed): (f64, u64),
+        root: &str,
+        from: Date,
+        to: Date,
+        m: i64,
+    ) -> &'c [Listed] {
         let step = if spot < 50.0 {
             0.5
         } else if spot < 200.0 {
@@ -1039,15 +1050,23 @@ impl SimBroker {
         let centre = (spot / step).round() * step;
         let from = from.max(clock::trading_date(minute_start(m)));
         let key = centre.to_bits();
-        if !self.chains.get(root).is_some_and(|c| c.from == from && c.to == to) {
-            self.chains.insert(root.to_string(), Chain { from, to, by_centre: BTreeMap::new() });
+        let spans = chains.entry(root.to_string()).or_default();
+        let i = match spans.iter().position(|c| c.from == from && c.to == to) {
+            Some(i) => i,
+            None => {
+                if spans.len() >= SPANS_KEPT {
+                    spans.remove(0);
+                }
+                spans.push(Chain { from, to, by_centre: BTreeMap::new() });
+                spans.len() - 1
+            }
+        };
+        let chain = &mut spans[i];
+        let chain = &mut chain.by_centre;
+        if chain.len() >= CHAINS_KEPT && !chain.contains_key(&key) {
+            chain.clear();
         }
-        let seed = self.market.seed;
-        let Some(chain) = self.chains.get_mut(root) else { return key };
-        if chain.by_centre.len() >= CHAINS_KEPT && !chain.by_centre.contains_key(&key) {
-            chain.by_centre.clear();
-        }
-        if let std::collections::btree_map::Entry::Vacant(slot) = chain.by_centre.entry(key) {
+        chain.entry(key).or_insert_with(|| {
             let mut listed = Vec::new();
             for expiry in fridays(from, to) {
                 let expires = expiry_close(expiry);
@@ -1079,14 +1098,8 @@ impl SimBroker {
             // In the symbols' order, so the snapshots' map is built in one pass, not insert by
             // insert (comparing long OCC symbols with common prefixes cost a fifth of a backtest).
             listed.sort_by(|a, b| a.contract.symbol.cmp(&b.contract.symbol));
-            slot.insert(listed);
-        }
-        key
-    }
-
-    /// The contracts `chain` listed for `root` under `key`.
-    fn listed(&self, root: &str, key: u64) -> &[Listed] {
-        self.chains.get(root).and_then(|c| c.by_centre.get(&key)).map_or(&[], |l| &l[..])
+            listed
+        })
     }
 
     fn count(&mut self) {
@@ -1395,8 +1408,8 @@ impl Broker for SimBroker {
         let m = minute_of(self.clock.now());
         let mut out = Vec::new();
         for root in underlyings {
-            let key = self.chain(root, from, to, m);
-            out.extend(self.listed(root, key).iter().map(|l| l.contract.clone()));
+            let at = (self.market.price(root, m), self.market.seed);
+            out.extend(Self::chain(&mut self.chains, at, root, from, to, m).iter().map(|l| l.contract.clone()));
         }
         Ok(out)
     }
@@ -1412,9 +1425,8 @@ impl Broker for SimBroker {
         let m = minute_of(now);
         let spot = self.market.price(underlying, m);
         let (seed, day) = (self.market.seed, m.div_euclid(1440));
-        let key = self.chain(underlying, from, to, m);
+        let listed = Self::chain(&mut self.chains, (spot, seed), underlying, from, to, m);
         let market = &self.market;
-        let listed = self.listed(underlying, key);
         let snapshot = |l: &Listed| {
             let c = &l.contract;
             let (price, delta, iv) = market.price_option(spot, c.kind, l.strike, l.expires, m);

@@ -19,6 +19,7 @@
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -609,8 +610,8 @@ pub struct State {
     /// The random part of the ids this process issues, once it has recorded one.
     epoch: Option<String>,
     /// The reads the loop makes many times an iteration, kept until the ledger changes (`Memo`).
-    unfinished: Memo<Vec<OrderRecord>>,
-    owned: Memo<Vec<OwnedPosition>>,
+    unfinished: Memo<Rc<[OrderRecord]>>,
+    owned: Memo<Rc<[OwnedPosition]>>,
     budgets: Memo<(Date, Vec<BudgetRow>)>,
     /// Entries per bot on a trading date (`entries_on`), counted for all bots at once.
     entries: Memo<(Date, std::collections::BTreeMap<String, u32>)>,
@@ -661,15 +662,27 @@ impl<T: Clone> Memo<T> {
         fits: impl Fn(&T) -> bool,
         read: impl FnOnce() -> Result<T, StateError>,
     ) -> Result<T, StateError> {
+        self.with(version, fits, read, T::clone)
+    }
+
+    /// `look` at the kept value (read again as `get` would), without a copy of all of it.
+    fn with<R>(
+        &self,
+        version: (u64, i64),
+        fits: impl Fn(&T) -> bool,
+        read: impl FnOnce() -> Result<T, StateError>,
+        look: impl FnOnce(&T) -> R,
+    ) -> Result<R, StateError> {
         if let Some((at, value)) = &*self.0.borrow()
             && *at == version
             && fits(value)
         {
-            return Ok(value.clone());
+            return Ok(look(value));
         }
         let value = read()?;
-        *self.0.borrow_mut() = Some((version, value.clone()));
-        Ok(value)
+        let seen = look(&value);
+        *self.0.borrow_mut() = Some((version, value));
+        Ok(seen)
     }
 }
 
@@ -1513,14 +1526,14 @@ impl State {
     }
 
     /// Orders that may still change: not in a final status.
-    pub fn unfinished_orders(&self) -> Result<Vec<OrderRecord>, StateError> {
+    pub fn unfinished_orders(&self) -> Result<Rc<[OrderRecord]>, StateError> {
         self.unfinished.get(
             self.version(Kept::Orders)?,
             |_| true,
             || {
                 let finals = FINAL_ORDER_STATUSES.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
                 // `?1` is unused but keeps one reader for every filter.
-                self.read_orders(&format!("status NOT IN ({finals}) AND ?1 = ?1"), "")
+                Ok(self.read_orders(&format!("status NOT IN ({finals}) AND ?1 = ?1"), "")?.into())
             },
         )
     }
@@ -1541,8 +1554,8 @@ impl State {
             let counts = rows.collect::<Result<_, _>>().map_err(sql("counting entries"))?;
             Ok((date, counts))
         };
-        let (_, counts) = self.entries.get(self.version(Kept::Orders)?, |(d, _)| *d == date, read)?;
-        Ok(counts.get(bot).copied().unwrap_or(0))
+        let count = |(_, counts): &(Date, std::collections::BTreeMap<String, u32>)| counts.get(bot).copied();
+        Ok(self.entries.with(self.version(Kept::Orders)?, |(d, _)| *d == date, read, count)?.unwrap_or(0))
     }
 
     /// Records a broker's report on one of our orders and, in the same transaction, moves the
@@ -1611,8 +1624,8 @@ impl State {
 
     // --- owned positions --------------------------------------------------------------------
 
-    pub fn owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
-        self.owned.get(self.version(Kept::OwnedPositions)?, |_| true, || self.read_owned_positions())
+    pub fn owned_positions(&self) -> Result<Rc<[OwnedPosition]>, StateError> {
+        self.owned.get(self.version(Kept::OwnedPositions)?, |_| true, || Ok(self.read_owned_positions()?.into()))
     }
 
     fn read_owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {

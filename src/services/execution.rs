@@ -418,7 +418,7 @@ fn closes_key(state: &State, spec: &OrderSpec, now: Timestamp) -> (String, jiff:
         spec.legs.iter().map(|l| l.symbol.as_str()).collect()
     };
     let mut opened = None::<Timestamp>;
-    for p in state.owned_positions().unwrap_or_default() {
+    for p in state.owned_positions().unwrap_or_default().iter() {
         if p.bot == spec.bot && symbols.contains(p.symbol.as_str()) {
             key.push_str(&format!("|{}:{}:{}", p.symbol, p.qty, clock::db_ts(p.opened_at)));
             opened = Some(opened.map_or(p.opened_at, |o| o.min(p.opened_at)));
@@ -865,8 +865,8 @@ impl Execution {
         let open: BTreeMap<String, _> =
             broker.open_orders()?.into_iter().map(|o| (o.client_order_id.clone(), o)).collect();
         let entry_timeout = SignedDuration::from_secs(cfg.settings.risk.entry_order_timeout_seconds as i64);
-        for rec in unfinished {
-            match self.follow(state, broker, &rec, open.get(&rec.client_order_id), entry_timeout, now) {
+        for rec in unfinished.iter() {
+            match self.follow(state, broker, rec, open.get(&rec.client_order_id), entry_timeout, now) {
                 Ok(()) => {}
                 Err(e @ ExecError::State(_)) => return Err(failed.unwrap_or(e)),
                 Err(e @ ExecError::Broker(_)) => {
@@ -976,13 +976,13 @@ impl Execution {
         let held: BTreeMap<String, Dec> = positions.into_iter().map(|p| (p.symbol, p.qty)).collect();
         // Positions with orders in flight wait; a multi-leg order keeps all its legs waiting.
         let mut busy: BTreeSet<(String, String)> = BTreeSet::new();
-        for o in state.unfinished_orders()? {
+        for o in state.unfinished_orders()?.iter() {
             for leg in state.order_legs(&o.client_order_id)? {
                 busy.insert((o.bot.clone(), leg.symbol));
             }
-            busy.insert((o.bot, o.symbol));
+            busy.insert((o.bot.clone(), o.symbol.clone()));
         }
-        for p in owned {
+        for p in owned.iter() {
             if busy.contains(&(p.bot.clone(), p.symbol.clone())) {
                 continue;
             }
@@ -1008,9 +1008,9 @@ impl Execution {
     pub fn cancel_entries(&mut self, state: &mut State, broker: &mut dyn Broker) -> Result<u32, ExecError> {
         let mut n = 0;
         let mut failed = None;
-        for rec in state.unfinished_orders()?.into_iter().filter(|o| o.intent == Intent::Entry) {
+        for rec in state.unfinished_orders()?.iter().filter(|o| o.intent == Intent::Entry) {
             let Some(id) = rec.broker_order_id.as_deref() else { continue };
-            match cancel_ours(broker, &rec, id, "halt") {
+            match cancel_ours(broker, rec, id, "halt") {
                 Ok(true) => n += 1,
                 Ok(false) => {}
                 Err(e) => {
@@ -1038,7 +1038,7 @@ impl Execution {
         let owned = state.owned_positions()?;
         let mut spreads: BTreeMap<(String, String), Vec<&OwnedPosition>> = BTreeMap::new();
         let mut specs = Vec::new();
-        for p in &owned {
+        for p in owned.iter() {
             match OccSymbol::parse(&p.symbol) {
                 Some(OccSymbol { root, .. }) => spreads.entry((p.bot.clone(), root)).or_default().push(p),
                 None => specs.push(single_exit(p, rule)),
@@ -1191,7 +1191,7 @@ impl Execution {
         // The best price since entry, for trailing stops.
         // (A ledger that takes no writes keeps the old best: the stops still run.)
         // Only a better price is written: most iterations write nothing here.
-        for p in state.owned_positions()? {
+        for p in state.owned_positions()?.iter() {
             let Some(q) = quotes.get(&p.symbol) else { continue };
             let (mid, long) = ((q.bid + q.ask) / 2.0, !p.qty.is_negative());
             let better = p.high_water.is_none_or(|best| if long { mid > best } else { mid < best });
@@ -1414,8 +1414,9 @@ impl Execution {
         }
         let guards: Vec<OrderRecord> = state
             .unfinished_orders()?
-            .into_iter()
+            .iter()
             .filter(|o| is_protective(o) && o.bot == spec.bot && o.symbol == spec.symbol)
+            .cloned()
             .collect();
         if guards.is_empty() {
             return Ok(Some(spec.clone()));
@@ -1798,9 +1799,9 @@ impl Execution {
         let in_flight: BTreeSet<String> = state
             .unfinished_orders()
             .map_err(|e| Refusal::Unsure(e.to_string()))?
-            .into_iter()
+            .iter()
             .filter(|o| o.bot == bot.id() && o.intent == Intent::Entry)
-            .map(|o| o.symbol)
+            .map(|o| o.symbol.clone())
             .collect();
         if in_flight.contains(&entry.symbol) {
             return Err(Refusal::InFlight);

@@ -257,10 +257,12 @@ struct Chain {
     from: Date,
     to: Date,
     /// By the centre strike's bits (an `f64` that is a whole multiple of the strike step).
-    by_centre: BTreeMap<u64, Vec<Listed>>,
+    /// The least recently read first.
+    by_centre: Vec<(u64, Vec<Listed>)>,
 }
 
-/// Centres kept per root and span; a new one beyond these clears them. Two: a spot that wanders
+/// Centres kept per root and span; a new one beyond these takes the place of the least recently
+/// read. Two: a spot that wanders
 /// across one strike boundary keeps both sides listed. (More cost `run --sim` a megabyte of
 /// memory for little speed.)
 const CHAINS_KEPT: usize = 2;
@@ -362,6 +364,10 @@ pub struct SimBroker {
     saved_at: i64,
     /// Each root's option chain as last listed.
     chains: BTreeMap<String, Vec<Chain>>,
+    /// No order of the book before this index is open (orders open only when added, at the
+    /// end), so the open ones are looked for from here: the book keeps 500 orders and is
+    /// searched for open ones several times a call.
+    open_from: usize,
 }
 
 /// The simulated market's one-minute bars of `symbols` from `from` until `to`: stocks in the
@@ -433,6 +439,7 @@ impl SimBroker {
             stats: CallStats::default(),
             saved_at: i64::MIN,
             chains: BTreeMap::new(),
+            open_from: 0,
         })
     }
 
@@ -509,11 +516,7 @@ impl SimBroker {
     }
 
     fn reserved(&self) -> Dec {
-        self.book
-            .orders
-            .iter()
-            .filter(|o| is_open(&o.status))
-            .fold(Dec::ZERO, |a, o| a.checked_add(o.reserved).unwrap_or(a))
+        self.maybe_open().filter(|o| is_open(&o.status)).fold(Dec::ZERO, |a, o| a.checked_add(o.reserved).unwrap_or(a))
     }
 
     fn buying_power(&self) -> Dec {
@@ -533,7 +536,7 @@ impl SimBroker {
             changed = true;
         }
         self.book.sim_time = now.as_second();
-        for i in 0..self.book.orders.len() {
+        for i in self.open_from..self.book.orders.len() {
             if !is_open(&self.book.orders[i].status) || m < self.book.orders[i].fill_from_minute {
                 continue;
             }
@@ -542,6 +545,7 @@ impl SimBroker {
         if changed {
             self.trim_orders();
         }
+        self.move_open_from();
         // The book is written when it changed, and otherwise once a simulated minute (so a
         // restart resumes its clock): writing it on every call cost most of a backtest's time.
         if changed || now.as_second().saturating_sub(self.saved_at) >= 60 {
@@ -716,9 +720,26 @@ impl SimBroker {
         }
     }
 
+    /// The orders from the first that may be open (`open_from`).
+    fn maybe_open(&self) -> impl Iterator<Item = &BookOrder> {
+        self.book.orders.get(self.open_from..).unwrap_or_default().iter()
+    }
+
+    /// Moves `open_from` past the orders that are no longer open.
+    fn move_open_from(&mut self) {
+        let orders = &self.book.orders;
+        let mut i = self.open_from.min(orders.len());
+        while i < orders.len() && !is_open(&orders[i].status) {
+            i += 1;
+        }
+        self.open_from = i;
+    }
+
     fn trim_orders(&mut self) {
         let excess = self.book.orders.len().saturating_sub(KEEP_ORDERS);
         if excess > 0 {
+            // The indices move: look for the first open order again from the start.
+            self.open_from = 0;
             let mut dropped = 0;
             self.book.orders.retain(|o| {
                 if dropped < excess && !is_open(&o.status) {
@@ -737,9 +758,7 @@ impl SimBroker {
 
     /// Quantity already promised to open sell orders of `symbol`.
     fn pending_sells(&self, symbol: &str) -> Dec {
-        self.book
-            .orders
-            .iter()
+        self.maybe_open()
             .filter(|o| is_open(&o.status) && o.symbol == symbol && o.side == "sell")
             .fold(Dec::ZERO, |a, o| a.checked_add(o.qty.unwrap_or(Dec::ZERO)).unwrap_or(a))
     }
@@ -1028,6 +1047,10 @@ impl SimBroker {
         Ok(out)
     }
 
+    fn count(&mut self) {
+        self.stats.requests += 1;
+    }
+
     /// `root`'s listed contracts between `from` and `to` at minute `m`, when it trades at `spot`
     /// (in the market seeded with `seed`): 25 strikes around the spot (a step of 0.5 under $50,
     /// 1 under $200, else 5) by calls and puts, each Friday.
@@ -1057,54 +1080,64 @@ impl SimBroker {
                 if spans.len() >= SPANS_KEPT {
                     spans.remove(0);
                 }
-                spans.push(Chain { from, to, by_centre: BTreeMap::new() });
+                spans.push(Chain { from, to, by_centre: Vec::new() });
                 spans.len() - 1
             }
         };
         let chain = &mut spans[i];
         let chain = &mut chain.by_centre;
-        if chain.len() >= CHAINS_KEPT && !chain.contains_key(&key) {
-            chain.clear();
-        }
-        chain.entry(key).or_insert_with(|| {
-            let mut listed = Vec::new();
-            for expiry in fridays(from, to) {
-                let expires = expiry_close(expiry);
-                for i in -12i32..=12 {
-                    let k = centre + i as f64 * step;
-                    if k <= 0.0 {
-                        continue;
-                    }
-                    let strike = dec(k);
-                    for kind in [OptionKind::Call, OptionKind::Put] {
-                        let symbol = occ_symbol(root, expiry, kind, strike);
-                        let symbol_hash = symbol_key(&symbol);
-                        let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;
-                        let contract = OptionContract {
-                            symbol,
-                            underlying: root.to_string(),
-                            expiration: expiry,
-                            kind,
-                            strike,
-                            multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
-                            open_interest: Some(oi),
-                            close_price: None,
-                            tradable: true,
-                        };
-                        listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
-                    }
-                }
+        // The least recently read centre makes room for a new one.
+        match chain.iter().position(|(k, _)| *k == key) {
+            Some(i) => {
+                let hit = chain.remove(i);
+                chain.push(hit);
             }
-            // In the symbols' order, so the snapshots' map is built in one pass, not insert by
-            // insert (comparing long OCC symbols with common prefixes cost a fifth of a backtest).
-            listed.sort_by(|a, b| a.contract.symbol.cmp(&b.contract.symbol));
-            listed
-        })
+            None => {
+                if chain.len() >= CHAINS_KEPT {
+                    chain.remove(0);
+                }
+                chain.push((key, list(root, from, to, centre, step, seed)));
+            }
+        }
+        chain.last().map_or(&[], |(_, l)| &l[..])
     }
+}
 
-    fn count(&mut self) {
-        self.stats.requests += 1;
+/// `root`'s contracts on each Friday from `from` to `to`: 25 strikes `step` apart around
+/// `centre`, a call and a put at each, in the symbols' order.
+fn list(root: &str, from: Date, to: Date, centre: f64, step: f64, seed: u64) -> Vec<Listed> {
+    let mut listed = Vec::new();
+    for expiry in fridays(from, to) {
+        let expires = expiry_close(expiry);
+        for i in -12i32..=12 {
+            let k = centre + i as f64 * step;
+            if k <= 0.0 {
+                continue;
+            }
+            let strike = dec(k);
+            for kind in [OptionKind::Call, OptionKind::Put] {
+                let symbol = occ_symbol(root, expiry, kind, strike);
+                let symbol_hash = symbol_key(&symbol);
+                let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;
+                let contract = OptionContract {
+                    symbol,
+                    underlying: root.to_string(),
+                    expiration: expiry,
+                    kind,
+                    strike,
+                    multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
+                    open_interest: Some(oi),
+                    close_price: None,
+                    tradable: true,
+                };
+                listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
+            }
+        }
     }
+    // In the symbols' order, so the snapshots' map is built in one pass, not insert by
+    // insert (comparing long OCC symbols with common prefixes cost a fifth of a backtest).
+    listed.sort_by(|a, b| a.contract.symbol.cmp(&b.contract.symbol));
+    listed
 }
 
 fn is_open(status: &str) -> bool {
@@ -1197,7 +1230,7 @@ impl Broker for SimBroker {
     fn open_orders(&mut self) -> Result<Vec<Order>, BrokerError> {
         self.count();
         self.settle()?;
-        Ok(self.book.orders.iter().filter(|o| is_open(&o.status)).map(|o| self.to_order(o)).collect())
+        Ok(self.maybe_open().filter(|o| is_open(&o.status)).map(|o| self.to_order(o)).collect())
     }
 
     fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError> {

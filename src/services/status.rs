@@ -89,13 +89,13 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
         orphans: Vec::new(),
         protection: state
             .unfinished_orders()?
-            .into_iter()
-            .filter(crate::services::execution::is_protective)
+            .iter()
+            .filter(|o| crate::services::execution::is_protective(o))
             .map(|o| Protected {
-                bot: o.bot,
-                symbol: o.symbol,
+                bot: o.bot.clone(),
+                symbol: o.symbol.clone(),
                 order_type: o.order_type.as_str().to_string(),
-                stop_price: o.stop_price,
+                stop_price: o.stop_price.clone(),
                 since: o.created_at,
             })
             .collect(),

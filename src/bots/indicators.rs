@@ -29,6 +29,20 @@ pub fn ema(bars: &[Bar], period: usize) -> Option<f64> {
     finite(value)
 }
 
+/// `ema` of all the bars but the last, and of all of them, from one pass: the same two numbers,
+/// to the bit, as two calls (the second call's fold is the first's plus one step). Needs at least
+/// `period + 1` bars.
+pub fn ema_last_two(bars: &[Bar], period: usize) -> Option<(f64, f64)> {
+    if period == 0 || bars.len() < period + 1 {
+        return None;
+    }
+    let alpha = 2.0 / (period as f64 + 1.0);
+    let seed: f64 = bars[..period].iter().map(|b| b.close).sum::<f64>() / period as f64;
+    let before = bars[period..bars.len() - 1].iter().fold(seed, |acc, b| acc + alpha * (b.close - acc));
+    let last = before + alpha * (bars[bars.len() - 1].close - before);
+    Some((finite(before)?, finite(last)?))
+}
+
 /// Rate of change in percent over `n` bars: last close against the close `n` bars earlier.
 pub fn roc(bars: &[Bar], n: usize) -> Option<f64> {
     if n == 0 || bars.len() <= n {
@@ -81,6 +95,31 @@ mod tests {
     use jiff::Timestamp;
 
     use super::*;
+
+    #[test]
+    fn the_last_two_emas_from_one_pass_are_the_two_emas_to_the_bit() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let closes: Vec<f64> = (0..200)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                100.0 + (x % 10_000) as f64 / 997.0
+            })
+            .collect();
+        let b = bars(&closes);
+        for period in [1, 3, 9, 21] {
+            for n in [period, period + 1, period + 2, 60, 200] {
+                let two = ema_last_two(&b[..n], period);
+                let apart = ema(&b[..n - 1], period).zip(ema(&b[..n], period));
+                assert_eq!(
+                    two.map(|(a, z)| (a.to_bits(), z.to_bits())),
+                    apart.map(|(a, z)| (a.to_bits(), z.to_bits())),
+                    "period {period}, {n} bars"
+                );
+            }
+        }
+    }
 
     fn bars(closes: &[f64]) -> Vec<Bar> {
         closes

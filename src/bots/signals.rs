@@ -33,8 +33,7 @@ pub fn evaluate(signal: &Signal, bars: &[Bar]) -> Option<Direction> {
         Signal::Placeholder => None,
         Signal::EmaRocVolume { fast, slow, roc_bars, min_roc_pct, volume_bars, min_volume_ratio } => {
             let last = bars.last()?;
-            let f = indicators::ema(bars, fast)?;
-            let f_before = indicators::ema(&bars[..bars.len() - 1], fast)?;
+            let (f_before, f) = indicators::ema_last_two(bars, fast)?;
             let s = indicators::ema(bars, slow)?;
             let r = indicators::roc(bars, roc_bars)?;
             let v = indicators::volume_avg_before_last(bars, volume_bars)?;

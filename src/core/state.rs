@@ -196,10 +196,13 @@ const MIGRATIONS: &[&str] = &[
          since      TEXT NOT NULL,       -- when these causes began
          updated_at TEXT NOT NULL
      );",
-    // 13: the day's entries of every bot at once (`entries_on`, every iteration), found by date
-    // instead of by a scan of every order ever sent: the scan grew with the ledger, so a year's
-    // backtest (or a year of a daemon) slowed down as it went.
-    "CREATE INDEX orders_by_date ON orders(trading_date, intent);",
+    // 13: the day's entries of every bot at once (`entries_on`, every iteration), found by date,
+    // and a bot's last exit of a symbol (`last_exit`, for its cooldown) found at the end of its
+    // exits by time, instead of by scans of every order (or every exit) ever sent: the scans grew
+    // with the ledger, so a year's backtest (or a year of a daemon) slowed down as it went.
+    "CREATE INDEX orders_by_date ON orders(trading_date, intent);
+     DROP INDEX orders_by_bot_symbol;
+     CREATE INDEX orders_by_bot_symbol ON orders(bot, symbol, intent, updated_at);",
 ];
 
 /// The exit rules a bot had when it entered a symbol (`position_rules`): what closes the position
@@ -1773,11 +1776,14 @@ impl State {
         let at: Option<String> = self
             .conn
             .row(
-                "SELECT max(updated_at) FROM orders WHERE bot = ?1 AND symbol = ?2 AND intent = 'exit'
-                 AND filled_qty IS NOT NULL AND filled_qty <> '0'",
+                // Newest first down the index, to the first that filled: not `max()`, which
+                // reads every exit of the pair.
+                "SELECT updated_at FROM orders WHERE bot = ?1 AND symbol = ?2 AND intent = 'exit'
+                 AND filled_qty IS NOT NULL AND filled_qty <> '0' ORDER BY updated_at DESC LIMIT 1",
                 params![bot, symbol],
                 |r| r.get(0),
             )
+            .optional()
             .map_err(sql("reading the last exit"))?;
         at.as_deref().map(clock::parse_ts).transpose().map_err(bad_row("orders.updated_at"))
     }
@@ -2513,6 +2519,40 @@ mod tests {
             s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101")), now).unwrap().is_none()
         );
         assert_eq!(s.owned_positions().unwrap()[0].avg_entry_price, d("101"));
+    }
+
+    /// The cooldown's clock: the newest exit of the bot and symbol that filled; an exit that
+    /// filled nothing, or another symbol's, does not count.
+    #[test]
+    fn the_last_exit_is_the_newest_that_filled_of_that_bot_and_symbol() {
+        let path = temp_db("last-exit");
+        let mut s = State::open(&path).unwrap();
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        let e = s.record_order(&order("buy", "10", "entry")).unwrap();
+        s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("100")), ts("2026-11-25T15:00:00Z"))
+            .unwrap();
+        assert_eq!(s.last_exit("mom_AAPL", "AAPL").unwrap(), None);
+        for (n, (qty, at)) in [("4", "2026-11-25T15:10:00Z"), ("6", "2026-11-25T15:30:00Z")].into_iter().enumerate() {
+            let x = s.record_order(&order("sell", qty, "exit")).unwrap();
+            let id = format!("b{}", n + 2);
+            s.apply_order_report(&x, &OrderStatus::Filled, Some(&id), d(qty), Some(d("101")), ts(at)).unwrap();
+        }
+        let unfilled = s.record_order(&order("sell", "1", "exit")).unwrap();
+        s.apply_order_report(&unfilled, &OrderStatus::Canceled, Some("b9"), d("0"), None, ts("2026-11-25T15:40:00Z"))
+            .unwrap();
+        let other = s.record_order(&NewOrder { symbol: "MSFT".into(), ..order("sell", "1", "exit") }).unwrap();
+        s.apply_order_report(
+            &other,
+            &OrderStatus::Filled,
+            Some("b8"),
+            d("1"),
+            Some(d("300")),
+            ts("2026-11-25T15:50:00Z"),
+        )
+        .unwrap();
+        assert_eq!(s.last_exit("mom_AAPL", "AAPL").unwrap(), Some(ts("2026-11-25T15:30:00Z")));
+        assert_eq!(s.last_exit("mom_AAPL", "MSFT").unwrap(), Some(ts("2026-11-25T15:50:00Z")));
+        assert_eq!(s.last_exit("mom_MSFT", "AAPL").unwrap(), None);
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
 //! them with `sqlite3`. Every statement goes through the statement cache (`Cached`), and the reads
 //! the loop repeats most are kept until a row changes (`Memo`). A backtest's ledger is the same
-//! schema in memory (`open_memory`).
+//! schema in memory (`open_memory`), without what only `status` reads: it writes no loop-run rows
+//! and no bot activity (a third of its statements a minute, for a ledger nobody will look at).
 //!
 //! Never: overwrites, "repairs" or migrates a file it does not recognise. A file that is not
 //! SQLite, fails its integrity check, belongs to another program or comes from a newer version of
@@ -628,6 +629,9 @@ pub struct State {
     only: [std::cell::Cell<u64>; 3],
     /// The day start of the last date asked (never replaced within its date, `record_day_start`).
     day_start_kept: std::cell::RefCell<Option<DayStart>>,
+    /// Whether the rows only `status` reads are written (loop runs, bot activity): not in a
+    /// backtest's ledger in memory, which nobody can open.
+    for_status: bool,
 }
 
 /// The tables whose reads are kept (`Memo`), each versioned on its own (`State::version`).
@@ -754,6 +758,7 @@ impl State {
             unkept: std::cell::Cell::new(0),
             only: Default::default(),
             day_start_kept: std::cell::RefCell::new(None),
+            for_status: true,
         }
     }
 
@@ -872,6 +877,7 @@ impl State {
         let conn = Connection::open_in_memory().map_err(|error| StateError::Open { path: path.clone(), error })?;
         tune(&conn, &path)?;
         let mut state = State::with(conn, path, false, Some(SCRATCH_EPOCH.to_string()));
+        state.for_status = false;
         state.migrate()?;
         Ok(state)
     }
@@ -1798,6 +1804,9 @@ impl State {
         since: Timestamp,
         now: Timestamp,
     ) -> Result<(), StateError> {
+        if !self.for_status {
+            return Ok(());
+        }
         self.run_unkept(
             "INSERT INTO bot_activity (bot, causes, reason, since, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (bot) DO UPDATE SET causes = excluded.causes, reason = excluded.reason,
@@ -1916,6 +1925,9 @@ impl State {
     // --- loop runs --------------------------------------------------------------------------
 
     pub fn insert_loop_run(&self, run: &LoopRun) -> Result<(), StateError> {
+        if !self.for_status {
+            return Ok(());
+        }
         self.run_unkept(
             "INSERT INTO loop_runs (iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted,
                                         orders_submitted, requests, error)
@@ -2755,6 +2767,21 @@ mod tests {
         s.conn.execute_batch("COMMIT").unwrap();
         assert_eq!(s.loop_run_count().unwrap(), LOOP_RUNS_KEPT);
         assert_eq!(s.last_loop_run().unwrap().unwrap().iteration, LOOP_RUNS_KEPT as u64 + 1999);
+    }
+
+    /// What only `status` reads is written to a file, and not to a backtest's ledger in memory.
+    #[test]
+    fn a_ledger_in_memory_keeps_no_loop_runs_or_bot_activity() {
+        let at = ts("2026-11-25T15:00:00Z");
+        let idle = Idle::new(crate::core::idle::Cause::NoSignal, "no signal");
+        let file = State::open(&temp_db("for-status")).unwrap();
+        let memory = State::open_memory().unwrap();
+        for s in [&file, &memory] {
+            s.insert_loop_run(&quiet_run(at)).unwrap();
+            s.put_bot_activity("mom_AAPL", Some(&idle), at, at).unwrap();
+        }
+        assert_eq!((file.loop_run_count().unwrap(), file.bot_activity().unwrap().len()), (1, 1));
+        assert_eq!((memory.loop_run_count().unwrap(), memory.bot_activity().unwrap().len()), (0, 0));
     }
 
     #[test]

@@ -1083,13 +1083,18 @@ mod tests {
         assert_eq!(strategy_of(&[&ps]), None);
     }
 
-    /// With nothing to sell, each underlying says why, led by what its signal said.
-    #[test]
-    fn an_underlying_without_a_spread_says_what_the_signal_said_and_what_the_chain_lacked() {
+    /// The shipped options bot, its signal (`ema_roc_volume_v1`, default parameters) parsed here.
+    fn shipped_bot() -> OptionsBot {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
         let signal = crate::core::signal::parse(crate::core::signal::EMA_ROC_VOLUME, &Default::default()).unwrap();
-        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), signal, cfg.timezone.clone());
+        OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), signal, cfg.timezone.clone())
+    }
+
+    /// With nothing to sell, each underlying says why, led by what its signal said.
+    #[test]
+    fn an_underlying_without_a_spread_says_what_the_signal_said_and_what_the_chain_lacked() {
+        let bot = shipped_bot();
         // SPY flat, then climbing on a busy last bar: a long signal; no chain listed at all.
         let bar = |close: f64, volume: f64| Bar {
             t: ts(NOW),
@@ -1142,10 +1147,7 @@ mod tests {
     /// what it finds in the whole chain.
     #[test]
     fn the_chains_wanted_are_the_held_legs_expiry_and_the_signals_entry_window() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
-        let signal = crate::core::signal::parse(crate::core::signal::EMA_ROC_VOLUME, &Default::default()).unwrap();
-        let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), signal, cfg.timezone.clone());
+        let bot = shipped_bot();
         let (dte_min, max_dte) = (bot.rules.dte_min, bot.rules.dte_max.min(bot.bull_put.max_dte));
         assert!(dte_min < max_dte && max_dte < bot.rules.dte_max, "the shipped windows differ: {dte_min} {max_dte}");
         let bar = |close: f64, volume: f64| Bar { t: ts(NOW), open: close, high: close, low: close, close, volume };

@@ -149,14 +149,14 @@ impl Bot for CryptoBot {
                 out.skip(symbol, Cause::NoData, "no bars or no quote yet");
                 continue;
             };
-            match signals::evaluate(&self.signal, bars) {
-                Some(Direction::Long) => {}
-                Some(Direction::Short) => {
+            match signals::read(&self.signal, bars) {
+                Ok(Direction::Long) => {}
+                Ok(Direction::Short) => {
                     out.skip(symbol, Cause::NoSignal, "the signal is short (crypto is long only)");
                     continue;
                 }
-                None => {
-                    out.idle.push((symbol.clone(), signals::why_none(&self.signal, bars)));
+                Err(why) => {
+                    out.idle.push((symbol.clone(), why));
                     continue;
                 }
             }

@@ -131,15 +131,15 @@ impl Bot for MomentumBot {
             out.skip(symbol, Cause::NoData, "no bars or no quote yet");
             return out;
         };
-        let side = match signals::evaluate(&self.signal, bars) {
-            Some(Direction::Long) => Side::Buy,
-            Some(Direction::Short) if self.allow_short => Side::Sell,
-            Some(Direction::Short) => {
+        let side = match signals::read(&self.signal, bars) {
+            Ok(Direction::Long) => Side::Buy,
+            Ok(Direction::Short) if self.allow_short => Side::Sell,
+            Ok(Direction::Short) => {
                 out.skip(symbol, Cause::NoSignal, "the signal is short and allow_short is off");
                 return out;
             }
-            None => {
-                out.idle.push((symbol.clone(), signals::why_none(&self.signal, bars)));
+            Err(why) => {
+                out.idle.push((symbol.clone(), why));
                 return out;
             }
         };

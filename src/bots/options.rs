@@ -736,32 +736,31 @@ impl Bot for OptionsBot {
             // What the signal said leads the reason a selection gives for finding nothing.
             let said =
                 |prefix: &'static str| move |why: Idle| Idle { detail: format!("{prefix}{}", why.detail), ..why };
-            let plan = match signals::evaluate(&self.signal, bars) {
-                Some(Direction::Long) if self.bull_put.enabled => {
+            let plan = match signals::read(&self.signal, bars) {
+                Ok(Direction::Long) if self.bull_put.enabled => {
                     select_spread(OptionKind::Put, root, spot, &chain, &self.rules, &self.bull_put, self.width)
                         .map(Plan::Vertical)
                         .map_err(said("signal up, "))
                 }
-                Some(Direction::Short) if self.bear_call.enabled => {
+                Ok(Direction::Short) if self.bear_call.enabled => {
                     select_spread(OptionKind::Call, root, spot, &chain, &self.rules, &self.bear_call, self.width)
                         .map(Plan::Vertical)
                         .map_err(said("signal down, "))
                 }
-                Some(Direction::Long) => Err(Idle::new(Cause::NoSignal, "signal up, and bull_put is disabled")),
-                Some(Direction::Short) => Err(Idle::new(Cause::NoSignal, "signal down, and bear_call is disabled")),
+                Ok(Direction::Long) => Err(Idle::new(Cause::NoSignal, "signal up, and bull_put is disabled")),
+                Ok(Direction::Short) => Err(Idle::new(Cause::NoSignal, "signal down, and bear_call is disabled")),
                 // No direction: a range-bound market for an iron condor, or a coiled one for a straddle.
-                None if self.iron_condor.enabled => {
+                Err(_) if self.iron_condor.enabled => {
                     select_condor(root, spot, &chain, &self.rules, &self.iron_condor, self.width)
                         .map(|(p, c)| Plan::Condor(p, c))
                         .map_err(said("no direction, "))
                 }
-                None if self.straddle.enabled && squeezed(bars) => {
+                Err(_) if self.straddle.enabled && squeezed(bars) => {
                     select_straddle(root, spot, &chain, &self.rules, &self.straddle)
                         .map(Plan::Straddle)
                         .map_err(said("no direction, "))
                 }
-                None => {
-                    let why = signals::why_none(&self.signal, bars);
+                Err(why) => {
                     let tail = if self.straddle.enabled { "; no squeeze for a straddle" } else { "" };
                     Err(Idle { detail: format!("{}{tail}", why.detail), ..why })
                 }

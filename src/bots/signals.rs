@@ -29,57 +29,38 @@ pub enum Direction {
 
 /// The direction the bars call for, if any.
 pub fn evaluate(signal: &Signal, bars: &[Bar]) -> Option<Direction> {
-    match *signal {
-        Signal::Placeholder => None,
-        Signal::EmaRocVolume { fast, slow, roc_bars, min_roc_pct, volume_bars, min_volume_ratio } => {
-            let last = bars.last()?;
-            let (f_before, f) = indicators::ema_last_two(bars, fast)?;
-            let s = indicators::ema(bars, slow)?;
-            let r = indicators::roc(bars, roc_bars)?;
-            let v = indicators::volume_avg_before_last(bars, volume_bars)?;
-            let busy = last.volume >= min_volume_ratio * v;
-            if busy && last.close > f && f > s && f > f_before && r >= min_roc_pct {
-                Some(Direction::Long)
-            } else if busy && last.close < f && f < s && f < f_before && r <= -min_roc_pct {
-                Some(Direction::Short)
-            } else {
-                None
-            }
-        }
-        Signal::Breakout { lookback, trend_ema } => {
-            let last = bars.last()?;
-            let high = indicators::highest_high_before_last(bars, lookback)?;
-            let trend = indicators::ema(bars, trend_ema)?;
-            (last.close > high && last.close > trend).then_some(Direction::Long)
-        }
-    }
+    read(signal, bars).ok()
 }
 
-/// Why `evaluate` gave no direction, in words with the numbers: too few bars, or the conditions
-/// that failed at the last bar.
-pub fn why_none(signal: &Signal, bars: &[Bar]) -> Idle {
-    let need = signal.bars_needed();
-    if bars.len() < need {
-        return Idle::new(Cause::NoData, format!("{} of the {need} bars its signal needs", bars.len()));
-    }
-    let no_signal = |failed: Vec<String>| {
-        let detail =
-            if failed.is_empty() { "no signal".to_string() } else { format!("no signal: {}", failed.join(", ")) };
-        Idle::new(Cause::NoSignal, detail)
-    };
+/// The direction the bars call for, or why none in words with the numbers (too few bars, or the
+/// conditions that failed at the last bar), from one reading of the indicators: a bot without a
+/// signal says why every minute.
+pub fn read(signal: &Signal, bars: &[Bar]) -> Result<Direction, Idle> {
     match *signal {
-        Signal::Placeholder => {
+        Signal::Placeholder => Err(not_yet(signal, bars).unwrap_or_else(|| {
             Idle::new(Cause::Placeholder, "its signal is a placeholder of the Python daemon: it never enters")
-        }
+        })),
         Signal::EmaRocVolume { fast, slow, roc_bars, min_roc_pct, volume_bars, min_volume_ratio } => {
-            let (Some(last), Some(f), Some(s), Some(r), Some(v)) = (
-                bars.last(),
-                indicators::ema(bars, fast),
-                indicators::ema(bars, slow),
-                indicators::roc(bars, roc_bars),
-                indicators::volume_avg_before_last(bars, volume_bars),
-            ) else {
-                return no_signal(vec!["its indicators cannot be computed from these bars".into()]);
+            let last = bars.last();
+            let pair = indicators::ema_last_two(bars, fast);
+            let f = pair.map(|(_, f)| f).or_else(|| indicators::ema(bars, fast));
+            let s = indicators::ema(bars, slow);
+            let r = indicators::roc(bars, roc_bars);
+            let v = indicators::volume_avg_before_last(bars, volume_bars);
+            if let (Some(last), Some((f_before, f)), Some(s), Some(r), Some(v)) = (last, pair, s, r, v) {
+                let busy = last.volume >= min_volume_ratio * v;
+                if busy && last.close > f && f > s && f > f_before && r >= min_roc_pct {
+                    return Ok(Direction::Long);
+                }
+                if busy && last.close < f && f < s && f < f_before && r <= -min_roc_pct {
+                    return Ok(Direction::Short);
+                }
+            }
+            if let Some(short) = not_yet(signal, bars) {
+                return Err(short);
+            }
+            let (Some(last), Some(f), Some(s), Some(r), Some(v)) = (last, f, s, r, v) else {
+                return Err(no_signal(vec!["its indicators cannot be computed from these bars".into()]));
             };
             let mut failed = Vec::new();
             if f > s {
@@ -106,13 +87,23 @@ pub fn why_none(signal: &Signal, bars: &[Bar]) -> Idle {
             if failed.is_empty() {
                 failed.push(format!("EMA{fast} not yet turning the trend's way"));
             }
-            no_signal(failed)
+            Err(no_signal(failed))
         }
         Signal::Breakout { lookback, trend_ema } => {
-            let (Some(last), Some(high), Some(trend)) =
-                (bars.last(), indicators::highest_high_before_last(bars, lookback), indicators::ema(bars, trend_ema))
-            else {
-                return no_signal(vec!["its indicators cannot be computed from these bars".into()]);
+            let last = bars.last();
+            let high = indicators::highest_high_before_last(bars, lookback);
+            let trend = indicators::ema(bars, trend_ema);
+            if let (Some(last), Some(high), Some(trend)) = (last, high, trend)
+                && last.close > high
+                && last.close > trend
+            {
+                return Ok(Direction::Long);
+            }
+            if let Some(short) = not_yet(signal, bars) {
+                return Err(short);
+            }
+            let (Some(last), Some(high), Some(trend)) = (last, high, trend) else {
+                return Err(no_signal(vec!["its indicators cannot be computed from these bars".into()]));
             };
             let mut failed = Vec::new();
             if last.close <= high {
@@ -121,9 +112,20 @@ pub fn why_none(signal: &Signal, bars: &[Bar]) -> Idle {
             if last.close <= trend {
                 failed.push(format!("close {:.2} not above EMA{trend_ema} {trend:.2}", last.close));
             }
-            no_signal(failed)
+            Err(no_signal(failed))
         }
     }
+}
+
+/// Fewer bars than the signal needs, said with the count; `None` when there are enough.
+fn not_yet(signal: &Signal, bars: &[Bar]) -> Option<Idle> {
+    let need = signal.bars_needed();
+    (bars.len() < need).then(|| Idle::new(Cause::NoData, format!("{} of the {need} bars its signal needs", bars.len())))
+}
+
+fn no_signal(failed: Vec<String>) -> Idle {
+    let detail = if failed.is_empty() { "no signal".to_string() } else { format!("no signal: {}", failed.join(", ")) };
+    Idle::new(Cause::NoSignal, detail)
 }
 
 #[cfg(test)]
@@ -139,6 +141,11 @@ mod tests {
 
     fn params(yaml: &str) -> serde_yaml::Mapping {
         serde_yaml::from_str(yaml).unwrap()
+    }
+
+    /// Why `read` gave no direction.
+    fn why(signal: &Signal, bars: &[Bar]) -> Idle {
+        read(signal, bars).unwrap_err()
     }
 
     fn stock() -> Signal {
@@ -187,20 +194,20 @@ mod tests {
     #[test]
     fn no_signal_says_which_conditions_failed_with_their_numbers() {
         let s = stock();
-        let quiet = why_none(&s, &rising(1000.0));
+        let quiet = why(&s, &rising(1000.0));
         assert_eq!(quiet.causes, vec![Cause::NoSignal]);
         assert!(quiet.detail.contains("volume 1.00× its"), "{}", quiet.detail);
         assert!(!quiet.detail.contains("ROC"), "the trend and momentum held: {}", quiet.detail);
-        let short = why_none(&s, &rising(2000.0)[40..]);
+        let short = why(&s, &rising(2000.0)[40..]);
         assert_eq!(short.causes, vec![Cause::NoData]);
         assert_eq!(short.detail, format!("15 of the {} bars its signal needs", s.bars_needed()));
         let flat: Vec<Bar> = (0..60).map(|_| bar(100.0, 5000.0)).collect();
-        assert!(why_none(&s, &flat).detail.contains("no trend"), "{}", why_none(&s, &flat).detail);
+        assert!(why(&s, &flat).detail.contains("no trend"), "{}", why(&s, &flat).detail);
         let b = parse(BREAKOUT, &params("{lookback: 10, trend_ema: 20}")).unwrap();
         let range: Vec<Bar> = (0..30).map(|i| bar(100.0 + (i % 3) as f64 * 0.1, 1.0)).collect();
-        assert!(why_none(&b, &range).detail.starts_with("no signal: close 100.20 not above the 10-bar high 100.25"));
+        assert!(why(&b, &range).detail.starts_with("no signal: close 100.20 not above the 10-bar high 100.25"));
         let p = parse(PLACEHOLDER_MOMENTUM, &params("{}")).unwrap();
-        assert_eq!(why_none(&p, &rising(9999.0)).causes, vec![Cause::Placeholder]);
+        assert_eq!(why(&p, &rising(9999.0)).causes, vec![Cause::Placeholder]);
     }
 
     #[test]

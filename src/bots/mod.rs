@@ -46,20 +46,18 @@ impl ChainWant {
     /// The dates to fetch: `held`, and `entry` too when the bot may enter (one span from the
     /// earliest to the latest); `None` when that leaves nothing.
     pub fn span(&self, may_enter: bool) -> Option<(Date, Date)> {
-        let entry = self.entry.filter(|_| may_enter);
-        match (self.held, entry) {
-            (Some(h), Some(e)) => Some((h.0.min(e.0), h.1.max(e.1))),
-            (h, e) => h.or(e),
-        }
+        [self.held, self.entry.filter(|_| may_enter)].into_iter().flatten().reduce(widen)
     }
+}
 
-    /// The span of the expiries of `legs` (OCC symbols; anything else is left out).
-    pub fn expiries_of<'s>(legs: impl Iterator<Item = &'s str>) -> Option<(Date, Date)> {
-        legs.filter_map(OccSymbol::parse).map(|o| o.expiry).fold(None, |span, d| match span {
-            None => Some((d, d)),
-            Some((a, b)) => Some((a.min(d), b.max(d))),
-        })
-    }
+/// The smallest span of dates (both ends included) that holds both.
+pub fn widen(a: (Date, Date), b: (Date, Date)) -> (Date, Date) {
+    (a.0.min(b.0), a.1.max(b.1))
+}
+
+/// The span from the earliest of `dates` to the latest; `None` when there are none.
+pub fn span_of(dates: impl IntoIterator<Item = Date>) -> Option<(Date, Date)> {
+    dates.into_iter().map(|d| (d, d)).reduce(widen)
 }
 
 /// What a bot sees when it decides.

@@ -41,7 +41,7 @@ use jiff::tz::TimeZone;
 use crate::bots::exits;
 use crate::bots::indicators;
 use crate::bots::signals::{self, Direction};
-use crate::bots::{Bot, BotView, ChainWant, Entries, Entry, Exit};
+use crate::bots::{self, Bot, BotView, ChainWant, Entries, Entry, Exit};
 use crate::core::clock;
 use crate::core::config::BotKind;
 use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session, Straddle};
@@ -674,11 +674,12 @@ impl Bot for OptionsBot {
         self.symbols
             .iter()
             .filter_map(|root| {
-                let held = ChainWant::expiries_of(
+                let held = bots::span_of(
                     owned
                         .iter()
-                        .filter(|p| OccSymbol::parse(&p.symbol).is_some_and(|o| &o.root == root))
-                        .map(|p| p.symbol.as_str()),
+                        .filter_map(|p| OccSymbol::parse(&p.symbol))
+                        .filter(|o| &o.root == root)
+                        .map(|o| o.expiry),
                 );
                 // One spread per underlying: a held root is not entered (`entries`), so its
                 // held legs are all it reads.

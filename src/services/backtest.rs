@@ -215,9 +215,9 @@ pub fn simulate(mut cfg: Config, data: &Arc<BySymbol<Vec<Bar>>>, progress: bool)
 }
 
 /// Every minute at which one of `series` (each oldest first, as bar files are checked to be)
-/// has a bar, oldest first, once: the
-/// steps of the replay. Merged a bar at a time rather than collected and sorted, which held a
-/// copy of every bar's time (16 MB for a year of ten symbols) through the whole run.
+/// has a bar, oldest first, once: the steps of the replay. Merged a bar at a time rather than
+/// collected and sorted, which held a copy of every bar's time (16 MB for a year of ten symbols)
+/// through the whole run.
 fn merged_minutes(series: Vec<&[Bar]>) -> Vec<Timestamp> {
     let mut next = vec![0usize; series.len()];
     let mut out: Vec<Timestamp> = Vec::with_capacity(series.iter().map(|s| s.len()).max().unwrap_or(0));

@@ -27,7 +27,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::bots::keeper::Keeper;
 use crate::bots::protection::{BROKER_STOP, Protection, protection_for};
-use crate::bots::{Bot, BotView, Entries, Entry, Exit};
+use crate::bots::{self, Bot, BotView, Entries, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::BotKind;
 use crate::core::config::Config;
@@ -514,9 +514,8 @@ impl Execution {
                 // refuses it) reads only the dates of the legs it holds.
                 let enter = may_enter(*bot);
                 for want in bot.chains_wanted(&self.bars, &mine, today) {
-                    let Some((from, to)) = want.span(enter) else { continue };
-                    let span = wanted.entry(want.root).or_insert((from, to));
-                    *span = (span.0.min(from), span.1.max(to));
+                    let Some(span) = want.span(enter) else { continue };
+                    wanted.entry(want.root).and_modify(|s| *s = bots::widen(*s, span)).or_insert(span);
                 }
             }
         }

@@ -250,26 +250,40 @@ struct Listed {
     key: u64,
 }
 
-/// A root's chains as listed for one span of dates, by centre strike: the same dates and centre
-/// list the same contracts, so each is built once, not once a minute (in a backtest every step is
-/// a new minute, and the spot wanders between a few centres all day).
-struct Chain {
-    from: Date,
-    to: Date,
-    /// By the centre strike's bits (an `f64` that is a whole multiple of the strike step).
-    /// The least recently read first.
-    by_centre: Vec<(u64, Vec<Listed>)>,
-}
+/// A root's chains as listed, by span of dates and then by centre strike (the strike's `f64`
+/// bits, a whole multiple of the strike step), each list the least recently read first (`kept`):
+/// the same dates and centre list the same contracts, so each is built once, not once a minute
+/// (in a backtest every step is a new minute, and the spot wanders between a few centres all day).
+type Chains = Vec<((Date, Date), Vec<(u64, Vec<Listed>)>)>;
 
 /// Centres kept per root and span; a new one beyond these takes the place of the least recently
-/// read. Two: a spot that wanders
-/// across one strike boundary keeps both sides listed. (More cost `run --sim` a megabyte of
-/// memory for little speed.)
+/// read. Two: a spot that wanders across one strike boundary keeps both sides listed. (More cost
+/// `run --sim` a megabyte of memory for little speed.)
 const CHAINS_KEPT: usize = 2;
 
 /// Spans of dates kept per root: a bot that holds a spread reads its expiry alone, and one that
 /// enters reads its whole window, so a root is asked for two spans in turn.
 const SPANS_KEPT: usize = 2;
+
+/// The value under `key` in `items` (the least recently read first), made by `make` when it is
+/// missing; beyond `cap` items the least recently read gives its place.
+fn kept<K: PartialEq, V>(items: &mut Vec<(K, V)>, key: K, cap: usize, make: impl FnOnce() -> V) -> &mut V {
+    match items.iter().position(|(k, _)| *k == key) {
+        Some(i) => {
+            let hit = items.remove(i);
+            items.push(hit);
+        }
+        None => {
+            if items.len() >= cap {
+                items.remove(0);
+            }
+            items.push((key, make()));
+        }
+    }
+    // Not empty: an item was just pushed.
+    let last = items.len() - 1;
+    &mut items[last].1
+}
 
 /// 16:00 New York on the expiry date.
 fn expiry_close(d: Date) -> Timestamp {
@@ -363,7 +377,7 @@ pub struct SimBroker {
     /// The simulated second the book was last written at.
     saved_at: i64,
     /// Each root's option chain as last listed.
-    chains: BTreeMap<String, Vec<Chain>>,
+    chains: BTreeMap<String, Chains>,
     /// No order of the book before this index is open (orders open only when added, at the
     /// end), so the open ones are looked for from here: the book keeps 500 orders and is
     /// searched for open ones several times a call.
@@ -1056,7 +1070,7 @@ impl SimBroker {
     /// 1 under $200, else 5) by calls and puts, each Friday.
     /// Listed once per span of dates and centre strike, and kept (`SPANS_KEPT`, `CHAINS_KEPT`).
     fn chain<'c>(
-        chains: &'c mut BTreeMap<String, Vec<Chain>>,
+        chains: &'c mut BTreeMap<String, Chains>,
         (spot, seed): (f64, u64),
         root: &str,
         from: Date,
@@ -1074,32 +1088,8 @@ impl SimBroker {
         let from = from.max(clock::trading_date(minute_start(m)));
         let key = centre.to_bits();
         let spans = chains.entry(root.to_string()).or_default();
-        let i = match spans.iter().position(|c| c.from == from && c.to == to) {
-            Some(i) => i,
-            None => {
-                if spans.len() >= SPANS_KEPT {
-                    spans.remove(0);
-                }
-                spans.push(Chain { from, to, by_centre: Vec::new() });
-                spans.len() - 1
-            }
-        };
-        let chain = &mut spans[i];
-        let chain = &mut chain.by_centre;
-        // The least recently read centre makes room for a new one.
-        match chain.iter().position(|(k, _)| *k == key) {
-            Some(i) => {
-                let hit = chain.remove(i);
-                chain.push(hit);
-            }
-            None => {
-                if chain.len() >= CHAINS_KEPT {
-                    chain.remove(0);
-                }
-                chain.push((key, list(root, from, to, centre, step, seed)));
-            }
-        }
-        chain.last().map_or(&[], |(_, l)| &l[..])
+        let centres = kept(spans, (from, to), SPANS_KEPT, Vec::new);
+        kept(centres, key, CHAINS_KEPT, || list(root, from, to, centre, step, seed))
     }
 }
 

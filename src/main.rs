@@ -353,13 +353,21 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     // The texts go into report.html: the configuration exactly as this run read it.
     let (settings, bots) = Config::read_texts(&dir)?;
     let cfg = Config::from_texts(&dir, &settings, &bots)?;
-    let data = backtest_bars(&args, &cfg)?;
+    // Bar files are read through once here (a bad one is refused before anything runs), then
+    // streamed by the replay; the synthetic market's bars are made in memory.
+    let bars = match &args.source {
+        cli::BarSource::Files(path) => {
+            backtest::Bars::Files(bar_files::check(path, args.from, args.to).map_err(Error::Usage)?)
+        }
+        cli::BarSource::Synthetic { .. } => {
+            backtest::Bars::Held(std::sync::Arc::new(backtest::window(backtest_bars(&args, &cfg)?, args.from, args.to)))
+        }
+    };
     let source = match &args.source {
         cli::BarSource::Files(path) => format!("bars from {}", path.display()),
         cli::BarSource::Synthetic { days, seed } => format!("the synthetic market, seed {seed}, {days} weekdays"),
     };
-    let s =
-        backtest::run(cfg, (&settings, &bots), data, args.from, args.to, &args.out, &source).map_err(Error::Other)?;
+    let s = backtest::run(cfg, (&settings, &bots), &bars, &args.out, &source).map_err(Error::Other)?;
     let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
     println!("bars replayed      {}", s.bars);
     println!("equity             ${:.2} -> ${:.2} ({:+.2} %)", s.start_equity, s.end_equity, s.total_return_pct);

@@ -353,3 +353,47 @@ fn the_report_page_is_well_formed_self_contained_and_renders() {
         bytes.len()
     );
 }
+
+#[test]
+fn bar_files_streamed_give_the_same_report_as_the_same_bars_held_in_memory() {
+    use std::sync::Arc;
+    use trading_hydra::core::config::Config;
+    use trading_hydra::services::{backtest, bar_files};
+    // Thursday to Tuesday: the weekend is longer than the window the stream keeps, crypto trades
+    // through it, and the momentum and options bots trade each session.
+    let work = scratch("streamed");
+    let bars = work.join("bars-long");
+    std::fs::create_dir_all(&bars).unwrap();
+    let days = ["2026-11-19", "2026-11-20", "2026-11-23", "2026-11-24"];
+    let session: Vec<Timestamp> = days
+        .iter()
+        .flat_map(|d| {
+            let open: Timestamp = format!("{d}T14:30:00Z").parse().unwrap();
+            (0..390).map(move |m| open + jiff::SignedDuration::from_mins(m))
+        })
+        .collect();
+    let start: Timestamp = "2026-11-19T05:00:00Z".parse().unwrap();
+    let all_day: Vec<Timestamp> = (0..6 * 1440).map(|m| start + jiff::SignedDuration::from_mins(m)).collect();
+    write_bars(&bars, "AAPL", &session, 190.0, 7);
+    write_bars(&bars, "SPY", &session, 480.0, 11);
+    write_bars(&bars, "BTC/USD", &all_day, 60_000.0, 13);
+    let config = work.join("config");
+    let (settings, bots) = Config::read_texts(&config).unwrap();
+    let from = Some("2026-11-20".parse().unwrap());
+    let held = backtest::Bars::Held(Arc::new(backtest::window(bar_files::read(&bars).unwrap(), from, None)));
+    let streamed = backtest::Bars::Files(bar_files::check(&bars, from, None).unwrap());
+    let mut reports = Vec::new();
+    for (name, data) in [("held", &held), ("streamed", &streamed)] {
+        let cfg = Config::from_texts(&config, &settings, &bots).unwrap();
+        let summary = backtest::run(cfg, (&settings, &bots), data, &work.join(name), "bars").unwrap();
+        assert!(summary.trades >= 3, "{summary:?}");
+        assert_eq!(summary.bars, 3 * 390 * 2 + 5 * 1440, "{summary:?}");
+        reports.push(summary);
+    }
+    assert_eq!(reports[0], reports[1]);
+    for f in ["trades.csv", "equity.csv", "report.json", "equity.svg", "report.html"] {
+        let a = std::fs::read(work.join("held").join(f)).unwrap();
+        let b = std::fs::read(work.join("streamed").join(f)).unwrap();
+        assert!(a == b, "{f} differs between the held and the streamed replay");
+    }
+}

@@ -4,7 +4,8 @@
 //! with the simulated broker filling from the recorded prices (market orders at the next bar, with
 //! the configured slippage and fees; options priced by Black-Scholes from the underlying at
 //! `sim.volatility`) and a clock that steps bar by bar (`simulate`: one run, its own ledger and
-//! book in memory, so a sweep runs many side by side over one shared copy of the bars); then the
+//! book in memory, so a sweep runs many side by side over one shared copy of the bars, while a
+//! single backtest streams its bar files: `Bars`, `replay`); then the
 //! report: a summary, `trades.csv`, `equity.csv`, `report.json`, `equity.svg` and `report.html`
 //! (`report_page`). Same inputs, same outputs, byte for byte.
 //!
@@ -28,8 +29,9 @@ use crate::core::market_data::{Bar, BySymbol};
 use crate::core::order::Intent;
 use crate::core::state::State;
 use crate::orchestrator::Orchestrator;
-use crate::services::report_page;
+use crate::services::replay::Replay;
 use crate::services::sim_broker::SimBroker;
+use crate::services::{bar_files, report_page};
 
 /// The market the backtest's simulated broker is seeded with (only option open interest and
 /// volume come from it: prices come from the data).
@@ -53,9 +55,74 @@ pub struct Summary {
     pub skipped: Vec<String>,
 }
 
+/// A backtest's bars, on the dates it replays.
+pub enum Bars {
+    /// In memory: the synthetic market's, or a sweep's copy shared by its simulations.
+    Held(Arc<BySymbol<Vec<Bar>>>),
+    /// Bar files read through once by `bar_files::check`, then streamed as the replay reaches
+    /// them: a year of ten symbols is never in memory at once.
+    Files(bar_files::Checked),
+}
+
+impl Bars {
+    /// The symbols with bars.
+    fn symbols(&self) -> Vec<String> {
+        match self {
+            Bars::Held(data) => data.keys().cloned().collect(),
+            Bars::Files(checked) => checked.files.keys().cloned().collect(),
+        }
+    }
+
+    /// The replay's steps over the `traded` symbols, and how many bars they have.
+    fn minutes(&self, traded: &[String]) -> (Vec<Timestamp>, u64) {
+        match self {
+            Bars::Held(data) => {
+                let series: Vec<&[Bar]> = traded.iter().filter_map(|s| data.get(s)).map(|v| &v[..]).collect();
+                let bars = series.iter().map(|s| s.len() as u64).sum();
+                (merged_minutes(series, |b| b.t), bars)
+            }
+            Bars::Files(checked) => {
+                let series: Vec<&[Timestamp]> =
+                    traded.iter().filter_map(|s| checked.files.get(s)).map(|(_, times)| &times[..]).collect();
+                let bars = series.iter().map(|s| s.len() as u64).sum();
+                (merged_minutes(series, |t| *t), bars)
+            }
+        }
+    }
+
+    fn replay(&self) -> Result<Replay, String> {
+        match self {
+            Bars::Held(data) => Ok(Replay::held(data.clone())),
+            Bars::Files(checked) => Replay::streamed(checked),
+        }
+    }
+
+    /// Buy-and-hold of `symbols` at the `equity` curve's minutes (`report_page::buy_and_hold`).
+    fn buy_and_hold(&self, symbols: &[String], start: f64, equity: &[(Timestamp, f64)]) -> Result<Curve, String> {
+        match self {
+            Bars::Held(data) => {
+                let series = symbols.iter().filter_map(|s| data.get(s)).map(|v| v.iter().map(|b| Ok(*b)));
+                report_page::buy_and_hold(series.collect(), start, equity)
+            }
+            Bars::Files(checked) => {
+                let mut series = Vec::new();
+                for (path, _) in symbols.iter().filter_map(|s| checked.files.get(s)) {
+                    let (from, to) = (checked.from, checked.to);
+                    let bars = bar_files::Reader::open(path)?;
+                    series.push(bars.filter(move |b| b.as_ref().map_or(true, |b| bar_files::within(b, from, to))));
+                }
+                report_page::buy_and_hold(series, start, equity)
+            }
+        }
+    }
+}
+
+/// A curve of values by minute.
+type Curve = Vec<(Timestamp, f64)>;
+
 /// Keeps only the bots whose symbols the data holds; returns the files no bot trades.
-fn fit_config(cfg: &mut Config, data: &BySymbol<Vec<Bar>>) -> Vec<String> {
-    let has = |s: &str| data.contains_key(s);
+fn fit_config(cfg: &mut Config, symbols: &[String]) -> Vec<String> {
+    let has = |s: &str| symbols.iter().any(|x| x == s);
     let b = &mut cfg.bots;
     for m in &mut b.momentum_bots {
         m.enabled &= has(&m.ticker);
@@ -69,7 +136,7 @@ fn fit_config(cfg: &mut Config, data: &BySymbol<Vec<Bar>>) -> Vec<String> {
         c.enabled &= !c.pairs.is_empty();
     }
     let traded: BTreeSet<String> = cfg.enabled_bots().iter().flat_map(|b| b.symbols()).collect();
-    data.keys().filter(|s| !traded.contains(*s)).cloned().collect()
+    symbols.iter().filter(|s| !traded.contains(*s)).cloned().collect()
 }
 
 /// One simulation's result: the summary and what the report's files are made of.
@@ -137,24 +204,15 @@ pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySym
     ))
 }
 
-/// Runs the backtest of `data` between `from` and `to` (New York dates, both included) and writes
-/// the report's files into `out`; `texts` are the `settings.yaml` and `bots.yaml` `cfg` was read
-/// from, and `source` says where the bars came from (both for `report.html`).
-pub fn run(
-    cfg: Config,
-    texts: (&str, &str),
-    data: BySymbol<Vec<Bar>>,
-    from: Option<Date>,
-    to: Option<Date>,
-    out: &Path,
-    source: &str,
-) -> Result<Summary, String> {
-    let data = Arc::new(window(data, from, to));
+/// Runs the backtest of `bars` and writes the report's files into `out`; `texts` are the
+/// `settings.yaml` and `bots.yaml` `cfg` was read from, and `source` says where the bars came
+/// from (both for `report.html`).
+pub fn run(cfg: Config, texts: (&str, &str), bars: &Bars, out: &Path, source: &str) -> Result<Summary, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let run = simulate(cfg, &data, std::io::stderr().is_terminal())?;
+    let run = simulate(cfg, bars, std::io::stderr().is_terminal())?;
+    let symbols: Vec<String> = bars.symbols().into_iter().filter(|s| !run.summary.skipped.contains(s)).collect();
+    let benchmark = bars.buy_and_hold(&symbols, run.summary.start_equity, &run.equity)?;
     write_files(out, &run.summary, &run.equity, &run.orders)?;
-    let symbols: Vec<String> = data.keys().filter(|s| !run.summary.skipped.contains(s)).cloned().collect();
-    let benchmark = report_page::buy_and_hold(&data, &symbols, run.summary.start_equity, &run.equity);
     let page = report_page::Page {
         summary: &run.summary,
         equity: &run.equity,
@@ -168,24 +226,26 @@ pub fn run(
     Ok(run.summary)
 }
 
-/// Replays `data` through the orchestrator with `cfg`, keeping nothing but the result: the
+/// Replays `bars` through the orchestrator with `cfg`, keeping nothing but the result: the
 /// ledger and the simulated book live in memory, so simulations can run side by side. Bots whose
 /// symbols the data lacks are left out; `progress` prints a progress line on stderr.
-pub fn simulate(mut cfg: Config, data: &Arc<BySymbol<Vec<Bar>>>, progress: bool) -> Result<Run, String> {
-    let skipped = fit_config(&mut cfg, data);
-    let traded = || data.iter().filter(|(s, _)| !skipped.contains(s)).map(|(_, bars)| bars);
-    let minutes = merged_minutes(traded().map(|bars| &bars[..]).collect());
+pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, String> {
+    let symbols = bars.symbols();
+    let skipped = fit_config(&mut cfg, &symbols);
+    let traded: Vec<String> = symbols.into_iter().filter(|s| !skipped.contains(s)).collect();
+    let (minutes, bars_total) = bars.minutes(&traded);
     let Some(first) = minutes.first().copied() else {
         return Err(
             "no bars to replay (check --from/--to and that a configured bot trades a symbol of the data)".into()
         );
     };
-    let bars_total: u64 = traded().map(|v| v.len() as u64).sum();
     let err = |e: crate::core::state::StateError| e.to_string();
     let clock = Arc::new(ManualClock::new(first));
     // The simulated book lives in memory only: nothing resumes a backtest.
     let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, None).map_err(err)?;
-    sim.replay(data.clone());
+    let replay = bars.replay()?;
+    let failure = replay.failure();
+    sim.replay(replay);
     let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
 
     let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());
@@ -207,6 +267,9 @@ pub fn simulate(mut cfg: Config, data: &Arc<BySymbol<Vec<Bar>>>, progress: bool)
     if progress {
         eprintln!("\rbacktest: {0}/{0} bar minutes (100 %)     ", minutes.len());
     }
+    if let Some(why) = failure.get() {
+        return Err(format!("the replay of the bar files failed, so no report was written: {why}"));
+    }
     let state = o.state();
     let orders = state.all_orders().map_err(err)?;
     let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
@@ -215,18 +278,18 @@ pub fn simulate(mut cfg: Config, data: &Arc<BySymbol<Vec<Bar>>>, progress: bool)
 }
 
 /// Every minute at which one of `series` (each oldest first, as bar files are checked to be)
-/// has a bar, oldest first, once: the steps of the replay. Merged a bar at a time rather than
-/// collected and sorted, which held a copy of every bar's time (16 MB for a year of ten symbols)
-/// through the whole run.
-fn merged_minutes(series: Vec<&[Bar]>) -> Vec<Timestamp> {
+/// has a bar (at `time`), oldest first, once: the steps of the replay. Merged a bar at a time
+/// rather than collected and sorted, which held a copy of every bar's time (16 MB for a year of
+/// ten symbols) through the whole run.
+fn merged_minutes<T>(series: Vec<&[T]>, time: impl Fn(&T) -> Timestamp) -> Vec<Timestamp> {
     let mut next = vec![0usize; series.len()];
     let mut out: Vec<Timestamp> = Vec::with_capacity(series.iter().map(|s| s.len()).max().unwrap_or(0));
     loop {
-        let earliest = series.iter().zip(&next).filter_map(|(s, &i)| s.get(i).map(|b| b.t)).min();
+        let earliest = series.iter().zip(&next).filter_map(|(s, &i)| s.get(i).map(&time)).min();
         let Some(t) = earliest else { break };
         out.push(t);
         for (s, i) in series.iter().zip(next.iter_mut()) {
-            while s.get(*i).is_some_and(|b| b.t <= t) {
+            while s.get(*i).is_some_and(|b| time(b) <= t) {
                 *i += 1;
             }
         }
@@ -442,12 +505,12 @@ mod tests {
     #[test]
     fn the_replays_steps_are_every_minute_any_series_has_once_in_order() {
         let (a, b, c) = (bars(&[0, 1, 2, 5, 9]), bars(&[1, 3, 5, 6]), bars(&[]));
-        let steps = merged_minutes(vec![&a, &b, &c]);
+        let steps = merged_minutes(vec![&a, &b, &c], |b| b.t);
         let mut expected: Vec<Timestamp> = a.iter().chain(&b).map(|x| x.t).collect();
         expected.sort();
         expected.dedup();
         assert_eq!(steps, expected);
         assert_eq!(steps.len(), 7);
-        assert!(merged_minutes(vec![&c]).is_empty());
+        assert!(merged_minutes(vec![&c], |b| b.t).is_empty());
     }
 }

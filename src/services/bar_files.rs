@@ -1,14 +1,20 @@
 //! Bar files: one CSV per symbol, `timestamp,open,high,low,close,volume`, timestamps in UTC
 //! RFC 3339, named after the symbol with `/` written as `-` (`SPY.csv`, `BTC-USD.csv`).
 //!
-//! Owns: reading and writing that format. Never: guesses — a file with another header, a line
-//! that does not parse, or bars out of order is an error naming the file and the line.
+//! Owns: reading and writing that format, whole (`read`) or a bar at a time (`Reader`, which
+//! `read` is built on: one parser), and `check`, the pass that proves a folder's files good before
+//! a backtest streams them. Never: guesses — a file with another header, a line that does not
+//! parse, or bars out of order is an error naming the file and the line.
 
 use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 
+use crate::core::clock;
 use crate::core::market_data::{Bar, BySymbol};
 
 pub const HEADER: &str = "timestamp,open,high,low,close,volume";
@@ -24,8 +30,8 @@ pub fn file_name(symbol: &str) -> String {
     format!("{}.csv", symbol.replace('/', "-"))
 }
 
-/// Reads one file, or every `.csv` file of a folder.
-pub fn read(path: &Path) -> Result<BySymbol<Vec<Bar>>, String> {
+/// The bar files of `path` by symbol: the file itself, or every `.csv` file of a folder.
+pub fn files(path: &Path) -> Result<BySymbol<PathBuf>, String> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let mut v: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| format!("cannot read the folder {}: {e}", path.display()))?
@@ -40,7 +46,7 @@ pub fn read(path: &Path) -> Result<BySymbol<Vec<Bar>>, String> {
     let mut out = BySymbol::new();
     for f in files {
         let symbol = symbol_of(&f).ok_or_else(|| format!("{}: not a .csv file named after a symbol", f.display()))?;
-        out.insert(symbol, read_file(&f)?);
+        out.insert(symbol, f);
     }
     if out.is_empty() {
         return Err(format!("{}: no .csv bar files", path.display()));
@@ -48,44 +54,136 @@ pub fn read(path: &Path) -> Result<BySymbol<Vec<Bar>>, String> {
     Ok(out)
 }
 
-fn read_file(path: &Path) -> Result<Vec<Bar>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h)) if h.trim() == HEADER => {}
-        other => {
-            return Err(format!(
-                "{}: line 1 must be {HEADER:?}, got {:?}",
-                path.display(),
-                other.map(|(_, l)| l).unwrap_or("")
-            ));
-        }
+/// Reads one file, or every `.csv` file of a folder, whole.
+pub fn read(path: &Path) -> Result<BySymbol<Vec<Bar>>, String> {
+    let mut out = BySymbol::new();
+    for (symbol, f) in files(path)? {
+        let mut bars = Reader::open(&f)?.collect::<Result<Vec<Bar>, String>>()?;
+        // A year of minutes is big: give back what the vector grew past.
+        bars.shrink_to_fit();
+        out.insert(symbol, bars);
     }
-    let mut bars: Vec<Bar> = Vec::new();
-    for (i, line) in lines {
-        if line.trim().is_empty() {
-            continue;
+    Ok(out)
+}
+
+/// A bar file read a bar at a time, oldest first: each item a bar, or the error that ends it
+/// (the file, the line, and what is wrong with it).
+pub struct Reader {
+    path: PathBuf,
+    lines: std::io::Lines<BufReader<File>>,
+    line_no: usize,
+    last: Option<Timestamp>,
+    done: bool,
+}
+
+impl Reader {
+    /// Opens `path` and checks its header.
+    pub fn open(path: &Path) -> Result<Reader, String> {
+        let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut lines = BufReader::with_capacity(64 * 1024, file).lines();
+        match lines.next().transpose() {
+            Ok(Some(h)) if h.trim() == HEADER => {}
+            Ok(other) => {
+                return Err(format!(
+                    "{}: line 1 must be {HEADER:?}, got {:?}",
+                    path.display(),
+                    other.unwrap_or_default()
+                ));
+            }
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         }
-        let bad = |why: &str| format!("{} line {}: {why}: {line:?}", path.display(), i + 1);
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
-        if f.len() != 6 {
+        Ok(Reader { path: path.to_path_buf(), lines, line_no: 1, last: None, done: false })
+    }
+
+    fn parse(&mut self, line: &str) -> Result<Bar, String> {
+        let bad = |why: &str| format!("{} line {}: {why}: {line:?}", self.path.display(), self.line_no);
+        let mut fields = [""; 6];
+        let mut n = 0;
+        for (i, field) in line.split(',').enumerate() {
+            if let Some(slot) = fields.get_mut(i) {
+                *slot = field.trim();
+            }
+            n = i + 1;
+        }
+        if n != 6 {
             return Err(bad("expected 6 fields"));
         }
-        let t: Timestamp = f[0].parse().map_err(|_| bad("bad timestamp"))?;
+        let t: Timestamp = fields[0].parse().map_err(|_| bad("bad timestamp"))?;
         let num = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
         let (Some(open), Some(high), Some(low), Some(close), Some(volume)) =
-            (num(f[1]), num(f[2]), num(f[3]), num(f[4]), num(f[5]))
+            (num(fields[1]), num(fields[2]), num(fields[3]), num(fields[4]), num(fields[5]))
         else {
             return Err(bad("prices and volume must be numbers, not negative"));
         };
-        if bars.last().is_some_and(|b| b.t >= t) {
+        if self.last.is_some_and(|last| last >= t) {
             return Err(bad("timestamps must increase"));
         }
-        bars.push(Bar { t, open, high, low, close, volume });
+        self.last = Some(t);
+        Ok(Bar { t, open, high, low, close, volume })
     }
-    // A year of minutes is big: give back what the vector grew past.
-    bars.shrink_to_fit();
-    Ok(bars)
+}
+
+impl Iterator for Reader {
+    type Item = Result<Bar, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let line = match self.lines.next()? {
+                Ok(line) => line,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(format!("cannot read {}: {e}", self.path.display())));
+                }
+            };
+            self.line_no += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let bar = self.parse(&line);
+            // An error ends the file: nothing after a bad line is trusted.
+            self.done = bar.is_err();
+            return Some(bar);
+        }
+        None
+    }
+}
+
+/// Whether a bar falls on the New York dates `from` to `to` (both included; `None` is open).
+pub fn within(b: &Bar, from: Option<Date>, to: Option<Date>) -> bool {
+    if from.is_none() && to.is_none() {
+        return true;
+    }
+    let d = clock::trading_date(b.t);
+    from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t)
+}
+
+/// Bar files proven good by `check`, each with the times of its bars on the chosen dates (the
+/// replay's steps are merged from them); files with no bar on those dates are left out.
+#[derive(Debug)]
+pub struct Checked {
+    pub files: BySymbol<(PathBuf, Vec<Timestamp>)>,
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+}
+
+/// Reads every bar file of `path` through once, before anything runs: a bad file is refused
+/// here, as `read` refuses it, without holding its bars.
+pub fn check(path: &Path, from: Option<Date>, to: Option<Date>) -> Result<Checked, String> {
+    let mut out = BySymbol::new();
+    for (symbol, f) in files(path)? {
+        let mut times = Vec::new();
+        for bar in Reader::open(&f)? {
+            let bar = bar?;
+            if within(&bar, from, to) {
+                times.push(bar.t);
+            }
+        }
+        if !times.is_empty() {
+            times.shrink_to_fit();
+            out.insert(symbol, (f, times));
+        }
+    }
+    Ok(Checked { files: out, from, to })
 }
 
 /// One line of the file for a bar.

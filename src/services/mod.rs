@@ -15,6 +15,7 @@ pub mod exitbot;
 pub mod market_session;
 pub mod notify;
 pub mod portfolio;
+pub mod replay;
 pub mod report_page;
 pub mod sim_broker;
 pub mod status;

@@ -15,7 +15,7 @@ use jiff::Timestamp;
 
 use crate::core::clock;
 use crate::core::decimal::Dec;
-use crate::core::market_data::{Bar, BySymbol};
+use crate::core::market_data::Bar;
 use crate::core::order::Intent;
 use crate::core::state::OrderRecord;
 use crate::services::backtest::Summary;
@@ -44,32 +44,41 @@ const MAX_POINTS: usize = 1200;
 /// Equal dollars in each of `symbols` at its first bar's close, held: its value at each of
 /// `minutes` (each symbol at its last close at or before that minute; before its first bar, the
 /// cash set aside for it).
-pub fn buy_and_hold(
-    data: &BySymbol<Vec<Bar>>,
-    symbols: &[String],
+pub fn buy_and_hold<I>(
+    series: Vec<I>,
     start: f64,
     minutes: &[(Timestamp, f64)],
-) -> Vec<(Timestamp, f64)> {
-    let held: Vec<&Vec<Bar>> = symbols.iter().filter_map(|s| data.get(s)).filter(|b| !b.is_empty()).collect();
+) -> Result<Vec<(Timestamp, f64)>, String>
+where
+    I: Iterator<Item = Result<Bar, String>>,
+{
+    // `series` are the symbols' bars, oldest first, each read once: a symbol's value is added to
+    // every minute before the next symbol's, in the same order for each minute (so the sums are
+    // the same to the bit whether the bars are in memory or read from their files).
+    let mut held = Vec::new();
+    for mut bars in series {
+        if let Some(first) = bars.next().transpose()? {
+            held.push((first, bars));
+        }
+    }
     if held.is_empty() {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let each = start / held.len() as f64;
-    let mut cursor = vec![0usize; held.len()];
-    minutes
-        .iter()
-        .map(|(t, _)| {
-            let mut value = 0.0;
-            for (k, bars) in held.iter().enumerate() {
-                while cursor[k] + 1 < bars.len() && bars[cursor[k] + 1].t < *t {
-                    cursor[k] += 1;
-                }
-                let first = bars[0].close;
-                value += if bars[0].t >= *t || first <= 0.0 { each } else { each * bars[cursor[k]].close / first };
+    let mut values = vec![0.0; minutes.len()];
+    for (first, mut rest) in held {
+        // The last bar that began before the minute (the first until one has).
+        let mut last = first;
+        let mut next = rest.next().transpose()?;
+        for ((t, _), value) in minutes.iter().zip(values.iter_mut()) {
+            while let Some(b) = next.filter(|b| b.t < *t) {
+                last = b;
+                next = rest.next().transpose()?;
             }
-            (*t, value)
-        })
-        .collect()
+            *value += if first.t >= *t || first.close <= 0.0 { each } else { each * last.close / first.close };
+        }
+    }
+    Ok(minutes.iter().zip(values).map(|((t, _), v)| (*t, v)).collect())
 }
 
 /// Escapes text for HTML (element content and attribute values).
@@ -450,14 +459,15 @@ mod tests {
 
     #[test]
     fn buy_and_hold_splits_the_cash_equally_and_follows_each_close() {
-        let mut data = BySymbol::new();
+        let mut data = crate::core::market_data::BySymbol::new();
         data.insert("A".to_string(), vec![bar("2026-11-25T14:30:00Z", 10.0), bar("2026-11-25T14:31:00Z", 12.0)]);
         data.insert("B".to_string(), vec![bar("2026-11-25T14:31:00Z", 50.0), bar("2026-11-25T14:32:00Z", 25.0)]);
         let minutes: Vec<(Timestamp, f64)> = ["2026-11-25T14:31:00Z", "2026-11-25T14:32:00Z", "2026-11-25T14:33:00Z"]
             .iter()
             .map(|m| (t(m), 0.0))
             .collect();
-        let v = buy_and_hold(&data, &["A".into(), "B".into()], 1000.0, &minutes);
+        let series = ["A", "B"].iter().map(|s| data[*s].iter().map(|b| Ok(*b))).collect();
+        let v = buy_and_hold(series, 1000.0, &minutes).unwrap();
         // 14:31: A's first bar closed (10: 500 held), B has not begun (its 500 in cash).
         // 14:32: A at 12 (600), B at 50 (500). 14:33: A 600, B at 25 (250).
         assert_eq!(v.iter().map(|p| p.1).collect::<Vec<_>>(), vec![1000.0, 1100.0, 850.0]);

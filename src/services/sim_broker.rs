@@ -35,6 +35,7 @@ use crate::services::broker::{
     Account, Asset, BorrowStatus, Broker, BrokerError, CalendarDay, CallStats, MarketClock, Order, OrderRequest,
     Position, ReplaceRequest,
 };
+use crate::services::replay::Replay;
 
 /// Minutes of history kept per symbol (about two days).
 const KEEP_MINUTES: usize = 3000;
@@ -180,14 +181,9 @@ struct Market {
     origin: i64,
     vol: f64,
     paths: BTreeMap<String, Path>,
-    /// Recorded bars replayed instead of the synthetic paths (a backtest), by symbol, oldest
-    /// first. A symbol without recorded bars keeps its synthetic path.
-    replay: Arc<BySymbol<Vec<Bar>>>,
-}
-
-/// The index of the last bar starting at or before `t`.
-fn last_at_or_before(bars: &[Bar], t: Timestamp) -> Option<usize> {
-    bars.partition_point(|b| b.t <= t).checked_sub(1)
+    /// Recorded bars replayed instead of the synthetic paths (a backtest). A symbol without
+    /// recorded bars keeps its synthetic path.
+    replay: Replay,
 }
 
 impl Market {
@@ -199,9 +195,11 @@ impl Market {
     /// The price of a stock or crypto pair at minute `m`: a recorded bar's close (the last bar
     /// that began before the minute did), or the synthetic path's.
     fn price(&mut self, symbol: &str, m: i64) -> f64 {
-        if let Some(bars) = self.replay.get(symbol) {
-            return last_at_or_before(bars, minute_start(m) - jiff::SignedDuration::from_secs(1))
-                .map_or(f64::NAN, |i| bars[i].close);
+        if self.replay.has(symbol) {
+            return self
+                .replay
+                .last_at_or_before(symbol, minute_start(m) - jiff::SignedDuration::from_secs(1))
+                .map_or(f64::NAN, |b| b.close);
         }
         let seed = self.seed;
         self.path(symbol).close(seed, m)
@@ -215,8 +213,8 @@ impl Market {
     /// The minute whose close is `price(symbol, m)`, as a bar: its open, high and low are what a
     /// resting stop sees inside it.
     fn minute_bar(&mut self, symbol: &str, m: i64) -> Option<Bar> {
-        if let Some(bars) = self.replay.get(symbol) {
-            return last_at_or_before(bars, minute_start(m) - jiff::SignedDuration::from_secs(1)).map(|i| bars[i]);
+        if self.replay.has(symbol) {
+            return self.replay.last_at_or_before(symbol, minute_start(m) - jiff::SignedDuration::from_secs(1));
         }
         Some(self.bar(symbol, m))
     }
@@ -396,8 +394,7 @@ pub fn synthetic_bars(
     to: Timestamp,
 ) -> BySymbol<Vec<Bar>> {
     let origin = minute_of(from);
-    let mut market =
-        Market { seed, origin, vol: annual_vol, paths: BTreeMap::new(), replay: Arc::new(BySymbol::new()) };
+    let mut market = Market { seed, origin, vol: annual_vol, paths: BTreeMap::new(), replay: Replay::none() };
     let mut out = BySymbol::new();
     for symbol in symbols {
         let stock = !is_crypto(symbol);
@@ -442,7 +439,7 @@ impl SimBroker {
             origin: book.origin_minute,
             vol: cfg.volatility,
             paths: BTreeMap::new(),
-            replay: Arc::new(BySymbol::new()),
+            replay: Replay::none(),
         };
         Ok(SimBroker {
             clock,
@@ -458,9 +455,9 @@ impl SimBroker {
     }
 
     /// Replays recorded one-minute bars (oldest first) instead of the synthetic market, for the
-    /// symbols given; options on them are priced by Black-Scholes from the recorded prices. The
+    /// symbols given; options on them are priced by Black-Scholes from the recorded prices. Held
     /// bars are shared: a parameter sweep runs many simulations over one copy.
-    pub fn replay(&mut self, bars: Arc<BySymbol<Vec<Bar>>>) {
+    pub fn replay(&mut self, bars: Replay) {
         self.market.replay = bars;
     }
 
@@ -1018,15 +1015,16 @@ impl SimBroker {
             }
         };
         let now = self.clock.now();
-        if step == 1 && symbols.iter().all(|s| self.market.replay.contains_key(s)) {
+        if step == 1 && symbols.iter().all(|s| self.market.replay.has(s)) {
             // Recorded bars: those that began at or after `start` and have closed by now.
             let mut out = BySymbol::new();
             for symbol in symbols {
-                let bars = &self.market.replay[symbol];
-                let from = bars.partition_point(|b| b.t < start);
-                let to = bars
-                    .partition_point(|b| b.t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(b.t) <= now);
-                out.insert(symbol.clone(), bars[from..to.max(from)].to_vec());
+                let bars = self
+                    .market
+                    .replay
+                    .closed_between(symbol, start, now)
+                    .map_err(|detail| BrokerError::Invalid { detail })?;
+                out.insert(symbol.clone(), bars);
             }
             return Ok(out);
         }

@@ -1,0 +1,269 @@
+//! Recorded bars as the simulated broker replays them: for each symbol, the last bar at or before
+//! a time, and the bars that began since a start and have closed by now.
+//!
+//! Owns: where those bars live. `Replay::held` answers from one copy in memory, shared by every
+//! simulation of a sweep; `Replay::streamed` reads each file as the clock reaches it and keeps only
+//! a window of recent bars, so a year of ten symbols is never in memory at once (a backtest of
+//! bar files, which `bar_files::check` has read through first). Both give the same answers to the
+//! same questions, bit for bit: the window keeps at least `KEEP_MINUTES` behind the clock and
+//! everything since the earliest start asked of a symbol's latest request.
+//!
+//! Never: answers from bars it no longer holds or guesses past the end of a file. A question the
+//! window cannot answer (only possible if the clock went back) or a file that changed since it was
+//! checked is recorded as the replay's failure, which the backtest turns into its error: such a run
+//! writes no report.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::core::market_data::{Bar, BySymbol};
+use crate::services::bar_files::{self, Checked, Reader};
+
+/// How far behind the clock a streamed symbol keeps its bars at least (the synthetic market's own
+/// history is as long).
+pub const KEEP_MINUTES: i64 = 3000;
+
+/// The failure of a streamed replay, set once; `None` while it has none.
+pub type Failure = Arc<OnceLock<String>>;
+
+pub struct Replay {
+    source: Source,
+    failure: Failure,
+}
+
+enum Source {
+    Held(Arc<BySymbol<Vec<Bar>>>),
+    Streamed(BySymbol<Stream>),
+}
+
+/// One file's bars from the one after the last dropped to the last read.
+struct Stream {
+    reader: Option<Reader>,
+    /// The next bar of the file, read but not yet reached by the clock.
+    next: Option<Bar>,
+    kept: VecDeque<Bar>,
+    /// The time of the newest bar dropped from `kept`.
+    dropped: Option<Timestamp>,
+    /// The start of the symbol's latest bar request: kept bars reach back to it.
+    asked_from: Option<Timestamp>,
+    /// The New York dates replayed (bars outside are skipped).
+    dates: (Option<jiff::civil::Date>, Option<jiff::civil::Date>),
+}
+
+fn minutes(n: i64) -> SignedDuration {
+    SignedDuration::from_mins(n)
+}
+
+impl Replay {
+    /// No recorded bars: the simulated market's own.
+    pub fn none() -> Replay {
+        Replay::held(Arc::new(BySymbol::new()))
+    }
+
+    /// Bars held in memory, shared.
+    pub fn held(bars: Arc<BySymbol<Vec<Bar>>>) -> Replay {
+        Replay { source: Source::Held(bars), failure: Failure::default() }
+    }
+
+    /// The checked files' bars, read as the clock reaches them.
+    pub fn streamed(checked: &Checked) -> Result<Replay, String> {
+        let mut streams = BySymbol::new();
+        for (symbol, (path, _)) in &checked.files {
+            streams.insert(symbol.clone(), Stream::open(path, (checked.from, checked.to))?);
+        }
+        Ok(Replay { source: Source::Streamed(streams), failure: Failure::default() })
+    }
+
+    /// Where the replay's failure, if it has one, will be: the caller keeps a clone.
+    pub fn failure(&self) -> Failure {
+        self.failure.clone()
+    }
+
+    /// Whether the replay has bars of `symbol` (otherwise the synthetic market prices it).
+    pub fn has(&self, symbol: &str) -> bool {
+        match &self.source {
+            Source::Held(bars) => bars.contains_key(symbol),
+            Source::Streamed(streams) => streams.contains_key(symbol),
+        }
+    }
+
+    /// The last bar of `symbol` that began at or before `t` (`None` when none has yet).
+    pub fn last_at_or_before(&mut self, symbol: &str, t: Timestamp) -> Option<Bar> {
+        match &mut self.source {
+            Source::Held(bars) => {
+                let bars = bars.get(symbol)?;
+                bars.partition_point(|b| b.t <= t).checked_sub(1).map(|i| bars[i])
+            }
+            Source::Streamed(streams) => {
+                let s = streams.get_mut(symbol)?;
+                s.reach(t, &self.failure);
+                let i = s.kept.partition_point(|b| b.t <= t).checked_sub(1);
+                if i.is_none() && s.dropped.is_some() {
+                    fail(&self.failure, format!("{symbol}: asked for the bar at {t}, older than the replay keeps"));
+                }
+                i.map(|i| s.kept[i])
+            }
+        }
+    }
+
+    /// The bars of `symbol` that began at or after `start` and have closed by `now`, oldest first.
+    pub fn closed_between(&mut self, symbol: &str, start: Timestamp, now: Timestamp) -> Result<Vec<Bar>, String> {
+        let closed = |b: &Bar| b.t.saturating_add(minutes(1)).unwrap_or(b.t) <= now;
+        match &mut self.source {
+            Source::Held(bars) => {
+                let Some(bars) = bars.get(symbol) else { return Ok(Vec::new()) };
+                let from = bars.partition_point(|b| b.t < start);
+                let to = bars.partition_point(closed);
+                Ok(bars[from..to.max(from)].to_vec())
+            }
+            Source::Streamed(streams) => {
+                let Some(s) = streams.get_mut(symbol) else { return Ok(Vec::new()) };
+                if s.dropped.is_some_and(|d| d >= start) {
+                    let why = format!("{symbol}: asked for bars from {start}, older than the replay keeps");
+                    fail(&self.failure, why.clone());
+                    return Err(why);
+                }
+                s.asked_from = Some(start);
+                s.reach(now, &self.failure);
+                let from = s.kept.partition_point(|b| b.t < start);
+                let to = s.kept.partition_point(closed);
+                Ok(s.kept.range(from..to.max(from)).copied().collect())
+            }
+        }
+    }
+}
+
+/// Records the replay's first failure (later ones follow from it).
+fn fail(failure: &Failure, why: String) {
+    let _ = failure.set(why);
+}
+
+impl Stream {
+    fn open(path: &Path, dates: (Option<jiff::civil::Date>, Option<jiff::civil::Date>)) -> Result<Stream, String> {
+        let reader = Reader::open(path)?;
+        Ok(Stream { reader: Some(reader), next: None, kept: VecDeque::new(), dropped: None, asked_from: None, dates })
+    }
+
+    /// Reads on until every bar that began at or before `t` is kept, then drops what is older than
+    /// both `KEEP_MINUTES` before `t` and the latest request's start — always keeping the last
+    /// bar before them, which a price at any later time may still need.
+    fn reach(&mut self, t: Timestamp, failure: &Failure) {
+        loop {
+            if self.next.is_none() {
+                self.next = self.read(failure);
+            }
+            match self.next {
+                Some(b) if b.t <= t => {
+                    self.kept.push_back(b);
+                    self.next = None;
+                }
+                _ => break,
+            }
+        }
+        let mut keep_from = t.saturating_sub(minutes(KEEP_MINUTES)).unwrap_or(t);
+        if let Some(asked) = self.asked_from {
+            keep_from = keep_from.min(asked);
+        }
+        while self.kept.get(1).is_some_and(|b| b.t < keep_from) {
+            self.dropped = self.kept.pop_front().map(|b| b.t);
+        }
+    }
+
+    /// The file's next bar on the replayed dates, `None` at its end.
+    fn read(&mut self, failure: &Failure) -> Option<Bar> {
+        let reader = self.reader.as_mut()?;
+        for bar in reader.by_ref() {
+            match bar {
+                Ok(b) if bar_files::within(&b, self.dates.0, self.dates.1) => return Some(b),
+                Ok(b) if self.dates.1.is_some_and(|to| crate::core::clock::trading_date(b.t) > to) => break,
+                Ok(_) => continue,
+                Err(e) => {
+                    fail(failure, format!("{e} (the file changed since the backtest checked it)"));
+                    break;
+                }
+            }
+        }
+        self.reader = None;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bar(m: i64, close: f64) -> Bar {
+        let t = Timestamp::from_second(1_735_000_000 + 60 * m).unwrap_or(Timestamp::UNIX_EPOCH);
+        Bar { t, open: close, high: close, low: close, close, volume: 1.0 }
+    }
+
+    fn at(m: i64) -> Timestamp {
+        bar(m, 0.0).t
+    }
+
+    /// Both replays of the same bars, the streamed one from a file in a fresh folder.
+    fn both(name: &str, bars: &[Bar]) -> (Replay, Replay) {
+        let dir = std::env::temp_dir().join(format!("th-replay-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut text = format!("{}\n", bar_files::HEADER);
+        for b in bars {
+            text.push_str(&bar_files::line(b));
+            text.push('\n');
+        }
+        std::fs::write(dir.join("SPY.csv"), text).unwrap();
+        let checked = bar_files::check(&dir, None, None).unwrap();
+        let mut held = BySymbol::new();
+        held.insert("SPY".to_string(), bars.to_vec());
+        (Replay::held(Arc::new(held)), Replay::streamed(&checked).unwrap())
+    }
+
+    #[test]
+    fn the_streamed_replay_answers_as_the_held_one_while_the_clock_goes_forward() {
+        // Two sessions a day apart, with a gap longer than the window kept.
+        let bars: Vec<Bar> = (0..400).chain(4000..4400).map(|m| bar(m, 100.0 + m as f64 / 100.0)).collect();
+        let (mut held, mut streamed) = both("forward", &bars);
+        for now in (-5..4500).step_by(7) {
+            for r in [&mut held, &mut streamed] {
+                assert!(r.has("SPY") && !r.has("QQQ"));
+            }
+            let price_at = at(now) - SignedDuration::from_secs(1);
+            assert_eq!(held.last_at_or_before("SPY", price_at), streamed.last_at_or_before("SPY", price_at), "{now}");
+            let start = at(now - 250);
+            let a = held.closed_between("SPY", start, at(now)).unwrap();
+            assert_eq!(a, streamed.closed_between("SPY", start, at(now)).unwrap(), "{now}");
+        }
+        assert!(streamed.failure().get().is_none());
+        // Only a window is held: the first session is gone, its last bar kept for prices.
+        let Source::Streamed(s) = &streamed.source else { panic!("streamed") };
+        assert!(s["SPY"].kept.len() < 420, "{}", s["SPY"].kept.len());
+    }
+
+    #[test]
+    fn a_question_older_than_the_window_is_the_replays_failure_not_a_wrong_answer() {
+        let bars: Vec<Bar> = (0..5000).map(|m| bar(m, 100.0)).collect();
+        let (_, mut streamed) = both("back", &bars);
+        assert_eq!(streamed.closed_between("SPY", at(4700), at(4800)).unwrap().len(), 100);
+        let err = streamed.closed_between("SPY", at(10), at(4800)).unwrap_err();
+        assert!(err.contains("older than the replay keeps"), "{err}");
+        assert!(streamed.failure().get().is_some_and(|f| f.contains("SPY")));
+    }
+
+    #[test]
+    fn a_file_that_changed_since_it_was_checked_fails_the_replay() {
+        let bars: Vec<Bar> = (0..10).map(|m| bar(m, 100.0)).collect();
+        let (_, mut streamed) = both("changed", &bars);
+        let dir = std::env::temp_dir().join(format!("th-replay-changed-{}", std::process::id()));
+        // The reader is open on the file: rewrite it with a bad line after the header.
+        let Source::Streamed(s) = &mut streamed.source else { panic!("streamed") };
+        let path = dir.join("SPY.csv");
+        std::fs::write(&path, format!("{}\nnot a bar\n", bar_files::HEADER)).unwrap();
+        s.insert("SPY".into(), Stream::open(&path, (None, None)).unwrap());
+        assert_eq!(streamed.last_at_or_before("SPY", at(5)), None);
+        let failure = streamed.failure();
+        assert!(failure.get().is_some_and(|f| f.contains("line 2") && f.contains("changed")), "{failure:?}");
+    }
+}

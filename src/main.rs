@@ -357,7 +357,7 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     // streamed by the replay; the synthetic market's bars are made in memory.
     let bars = match &args.source {
         cli::BarSource::Files(path) => {
-            backtest::Bars::Files(bar_files::check(path, args.from, args.to).map_err(Error::Usage)?)
+            backtest::Bars::Files(bar_files::check(path, clock::Dates::new(args.from, args.to)).map_err(Error::Usage)?)
         }
         cli::BarSource::Synthetic { .. } => {
             backtest::Bars::Held(std::sync::Arc::new(backtest::window(backtest_bars(&args, &cfg)?, args.from, args.to)))

@@ -381,7 +381,8 @@ fn bar_files_streamed_give_the_same_report_as_the_same_bars_held_in_memory() {
     let (settings, bots) = Config::read_texts(&config).unwrap();
     let from = Some("2026-11-20".parse().unwrap());
     let held = backtest::Bars::Held(Arc::new(backtest::window(bar_files::read(&bars).unwrap(), from, None)));
-    let streamed = backtest::Bars::Files(bar_files::check(&bars, from, None).unwrap());
+    let streamed =
+        backtest::Bars::Files(bar_files::check(&bars, trading_hydra::core::clock::Dates::new(from, None)).unwrap());
     let mut reports = Vec::new();
     for (name, data) in [("held", &held), ("streamed", &streamed)] {
         let cfg = Config::from_texts(&config, &settings, &bots).unwrap();

@@ -51,6 +51,36 @@ pub fn trading_date(now: Timestamp) -> Date {
     now.to_zoned_datetime(market_tz()).date()
 }
 
+/// The trading dates `from` to `to` (both included; `None` leaves that end open) as the instants
+/// they span: whether an instant's trading date is among them, without working out its date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dates {
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+    start: Timestamp,
+    end: Timestamp,
+}
+
+impl Dates {
+    pub fn new(from: Option<Date>, to: Option<Date>) -> Dates {
+        // New York midnight starts each date (it never falls in a DST change, which happens at
+        // 2:00), so dates compare as the instants of their midnights.
+        let start = from.map_or(Timestamp::MIN, start_of_date);
+        let end = to.and_then(|d| d.tomorrow().ok()).map_or(Timestamp::MAX, start_of_date);
+        Dates { from, to, start, end }
+    }
+
+    /// Whether `t`'s trading date is one of these.
+    pub fn contains(&self, t: Timestamp) -> bool {
+        t >= self.start && t < self.end
+    }
+
+    /// Whether `t`'s trading date is after the last of these.
+    pub fn ended_by(&self, t: Timestamp) -> bool {
+        t >= self.end
+    }
+}
+
 /// Midnight in New York that starts the trading date after `now`'s: when a daily-loss halt ends.
 ///
 /// Crypto trades every day, so a Saturday is a trading date too; stocks simply stay closed.
@@ -333,6 +363,32 @@ pub fn parse_ts(text: &str) -> Result<Timestamp, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn dates_contain_the_instants_whose_trading_date_they_hold() {
+        let d = |s: &str| -> Date { s.parse().unwrap() };
+        // Around the two DST changes of 2026 and a plain week; from and to open or set.
+        let spans = [
+            Dates::new(Some(d("2026-03-08")), Some(d("2026-03-09"))),
+            Dates::new(Some(d("2026-11-01")), None),
+            Dates::new(None, Some(d("2026-11-01"))),
+            Dates::new(Some(d("2026-11-24")), Some(d("2026-11-24"))),
+            Dates::new(None, None),
+        ];
+        for first in ["2026-03-07T00:00:00Z", "2026-10-31T00:00:00Z", "2026-11-23T00:00:00Z"] {
+            let first: Timestamp = first.parse().unwrap();
+            for m in 0..4 * 1440 {
+                let t = first + SignedDuration::from_mins(m);
+                let date = trading_date(t);
+                for s in &spans {
+                    let held = s.from.is_none_or(|f| date >= f) && s.to.is_none_or(|to| date <= to);
+                    assert_eq!(s.contains(t), held, "{t} {s:?}");
+                    assert_eq!(s.ended_by(t), s.to.is_some_and(|to| date > to), "{t} {s:?}");
+                }
+            }
+        }
+    }
+
     use super::*;
 
     fn ts(s: &str) -> Timestamp {

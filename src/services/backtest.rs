@@ -74,18 +74,20 @@ impl Bars {
     }
 
     /// The replay's steps over the `traded` symbols, and how many bars they have.
-    fn minutes(&self, traded: &[String]) -> (Vec<Timestamp>, u64) {
+    fn minutes(&self, traded: &[String]) -> Result<(Vec<Timestamp>, u64), String> {
         match self {
             Bars::Held(data) => {
-                let series: Vec<&[Bar]> = traded.iter().filter_map(|s| data.get(s)).map(|v| &v[..]).collect();
-                let bars = series.iter().map(|s| s.len() as u64).sum();
-                (merged_minutes(series, |b| b.t), bars)
+                let held: Vec<&Vec<Bar>> = traded.iter().filter_map(|s| data.get(s)).collect();
+                let bars = held.iter().map(|v| v.len() as u64).sum();
+                Ok((merged_minutes(held.iter().map(|v| v.iter().map(|b| Ok(b.t))).collect())?, bars))
             }
             Bars::Files(checked) => {
-                let series: Vec<&[Timestamp]> =
-                    traded.iter().filter_map(|s| checked.files.get(s)).map(|(_, times)| &times[..]).collect();
-                let bars = series.iter().map(|s| s.len() as u64).sum();
-                (merged_minutes(series, |t| *t), bars)
+                let mut series = Vec::new();
+                for symbol in traded {
+                    series.push(checked.open(symbol)?.map(|b| b.map(|b| b.t)));
+                }
+                let bars = traded.iter().filter_map(|s| checked.files.get(s)).map(|(_, n)| n).sum();
+                Ok((merged_minutes(series)?, bars))
             }
         }
     }
@@ -106,10 +108,8 @@ impl Bars {
             }
             Bars::Files(checked) => {
                 let mut series = Vec::new();
-                for (path, _) in symbols.iter().filter_map(|s| checked.files.get(s)) {
-                    let (from, to) = (checked.from, checked.to);
-                    let bars = bar_files::Reader::open(path)?;
-                    series.push(bars.filter(move |b| b.as_ref().map_or(true, |b| bar_files::within(b, from, to))));
+                for symbol in symbols {
+                    series.push(checked.open(symbol)?);
                 }
                 report_page::buy_and_hold(series, start, equity)
             }
@@ -152,11 +152,9 @@ pub struct Run {
 /// The bars of `data` on the New York dates `from` to `to` (both included), symbols without any
 /// left out.
 pub fn window(mut data: BySymbol<Vec<Bar>>, from: Option<Date>, to: Option<Date>) -> BySymbol<Vec<Bar>> {
+    let dates = clock::Dates::new(from, to);
     for bars in data.values_mut() {
-        bars.retain(|b| {
-            let d = clock::trading_date(b.t);
-            from.is_none_or(|f| d >= f) && to.is_none_or(|t| d <= t)
-        });
+        bars.retain(|b| dates.contains(b.t));
     }
     data.retain(|_, bars| !bars.is_empty());
     // A window of a long file keeps only its own bars' memory.
@@ -233,7 +231,7 @@ pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, Str
     let symbols = bars.symbols();
     let skipped = fit_config(&mut cfg, &symbols);
     let traded: Vec<String> = symbols.into_iter().filter(|s| !skipped.contains(s)).collect();
-    let (minutes, bars_total) = bars.minutes(&traded);
+    let (minutes, bars_total) = bars.minutes(&traded)?;
     let Some(first) = minutes.first().copied() else {
         return Err(
             "no bars to replay (check --from/--to and that a configured bot trades a symbol of the data)".into()
@@ -278,23 +276,27 @@ pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, Str
 }
 
 /// Every minute at which one of `series` (each oldest first, as bar files are checked to be)
-/// has a bar (at `time`), oldest first, once: the steps of the replay. Merged a bar at a time
-/// rather than collected and sorted, which held a copy of every bar's time (16 MB for a year of
-/// ten symbols) through the whole run.
-fn merged_minutes<T>(series: Vec<&[T]>, time: impl Fn(&T) -> Timestamp) -> Vec<Timestamp> {
-    let mut next = vec![0usize; series.len()];
-    let mut out: Vec<Timestamp> = Vec::with_capacity(series.iter().map(|s| s.len()).max().unwrap_or(0));
-    loop {
-        let earliest = series.iter().zip(&next).filter_map(|(s, &i)| s.get(i).map(&time)).min();
-        let Some(t) = earliest else { break };
+/// has a bar, oldest first, once: the steps of the replay. Merged a bar at a time, from the bars
+/// in memory or read again from their files, rather than collected and sorted (which held a copy
+/// of every bar's time, 16 MB for a year of ten symbols, through the whole run).
+fn merged_minutes<I>(series: Vec<I>) -> Result<Vec<Timestamp>, String>
+where
+    I: Iterator<Item = Result<Timestamp, String>>,
+{
+    let mut heads = Vec::with_capacity(series.len());
+    for mut s in series {
+        heads.push((s.next().transpose()?, s));
+    }
+    let mut out: Vec<Timestamp> = Vec::new();
+    while let Some(t) = heads.iter().filter_map(|h| h.0).min() {
         out.push(t);
-        for (s, i) in series.iter().zip(next.iter_mut()) {
-            while s.get(*i).is_some_and(|b| time(b) <= t) {
-                *i += 1;
+        for (head, rest) in heads.iter_mut() {
+            while head.is_some_and(|h| h <= t) {
+                *head = rest.next().transpose()?;
             }
         }
     }
-    out
+    Ok(out)
 }
 
 pub fn summarize(
@@ -441,23 +443,30 @@ pub fn svg(equity: &[(Timestamp, f64)]) -> String {
     let n = (equity.len() - 1) as f64;
     let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / n;
     let y = |v: f64| h - pad - (h - 2.0 * pad) * (v - lo) / span;
-    // Drawdown: the area between the running peak and the curve.
+    // Each point written straight into the page: a year's curve is 100,000 of them.
+    let point = |out: &mut String, i: usize, v: f64| {
+        let _ = write!(out, "{:.1},{:.1}", x(i), y(v));
+    };
+    // Drawdown: the area between the running peak and the curve, along the peak and back.
+    out.push_str("<polygon fill=\"#f4c7c3\" stroke=\"none\" points=\"");
     let mut peak = f64::MIN;
-    let mut top = Vec::with_capacity(equity.len());
-    let mut curve = Vec::with_capacity(equity.len());
     for (i, (_, e)) in equity.iter().enumerate() {
         peak = peak.max(*e);
-        top.push(format!("{:.1},{:.1}", x(i), y(peak)));
-        curve.push(format!("{:.1},{:.1}", x(i), y(*e)));
+        point(&mut out, i, peak);
+        out.push(' ');
     }
-    let back: Vec<String> = curve.iter().rev().cloned().collect();
-    let _ =
-        writeln!(out, "<polygon fill=\"#f4c7c3\" stroke=\"none\" points=\"{} {}\"/>", top.join(" "), back.join(" "));
-    let _ = writeln!(
-        out,
-        "<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"{}\"/>",
-        curve.join(" ")
-    );
+    for (i, (_, e)) in equity.iter().enumerate().rev() {
+        point(&mut out, i, *e);
+        out.push(if i > 0 { ' ' } else { '"' });
+    }
+    out.push_str("/>\n<polyline fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\" points=\"");
+    for (i, (_, e)) in equity.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        point(&mut out, i, *e);
+    }
+    out.push_str("\"/>\n");
     let label = |v: f64| format!("{v:.0}");
     let _ = writeln!(
         out,
@@ -505,12 +514,15 @@ mod tests {
     #[test]
     fn the_replays_steps_are_every_minute_any_series_has_once_in_order() {
         let (a, b, c) = (bars(&[0, 1, 2, 5, 9]), bars(&[1, 3, 5, 6]), bars(&[]));
-        let steps = merged_minutes(vec![&a, &b, &c], |b| b.t);
+        let merged = |v: Vec<&Vec<Bar>>| merged_minutes(v.iter().map(|s| s.iter().map(|b| Ok(b.t))).collect());
+        let steps = merged(vec![&a, &b, &c]).unwrap();
         let mut expected: Vec<Timestamp> = a.iter().chain(&b).map(|x| x.t).collect();
         expected.sort();
         expected.dedup();
         assert_eq!(steps, expected);
         assert_eq!(steps.len(), 7);
-        assert!(merged_minutes(vec![&c], |b| b.t).is_empty());
+        assert!(merged(vec![&c]).unwrap().is_empty());
+        let failing = vec![Ok(steps[0]), Err("SPY.csv line 3: bad timestamp".to_string())].into_iter();
+        assert_eq!(merged_minutes(vec![failing]).unwrap_err(), "SPY.csv line 3: bad timestamp");
     }
 }

@@ -14,13 +14,12 @@
 //! writes no report.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
 
 use crate::core::market_data::{Bar, BySymbol};
-use crate::services::bar_files::{self, Checked, Reader};
+use crate::services::bar_files::{Checked, OnDates};
 
 /// How far behind the clock a streamed symbol keeps its bars at least (the synthetic market's own
 /// history is as long).
@@ -41,7 +40,7 @@ enum Source {
 
 /// One file's bars from the one after the last dropped to the last read.
 struct Stream {
-    reader: Option<Reader>,
+    bars: Option<OnDates>,
     /// The next bar of the file, read but not yet reached by the clock.
     next: Option<Bar>,
     kept: VecDeque<Bar>,
@@ -49,8 +48,6 @@ struct Stream {
     dropped: Option<Timestamp>,
     /// The start of the symbol's latest bar request: kept bars reach back to it.
     asked_from: Option<Timestamp>,
-    /// The New York dates replayed (bars outside are skipped).
-    dates: (Option<jiff::civil::Date>, Option<jiff::civil::Date>),
 }
 
 fn minutes(n: i64) -> SignedDuration {
@@ -71,8 +68,8 @@ impl Replay {
     /// The checked files' bars, read as the clock reaches them.
     pub fn streamed(checked: &Checked) -> Result<Replay, String> {
         let mut streams = BySymbol::new();
-        for (symbol, (path, _)) in &checked.files {
-            streams.insert(symbol.clone(), Stream::open(path, (checked.from, checked.to))?);
+        for symbol in checked.files.keys() {
+            streams.insert(symbol.clone(), Stream::new(checked.open(symbol)?));
         }
         Ok(Replay { source: Source::Streamed(streams), failure: Failure::default() })
     }
@@ -142,9 +139,8 @@ fn fail(failure: &Failure, why: String) {
 }
 
 impl Stream {
-    fn open(path: &Path, dates: (Option<jiff::civil::Date>, Option<jiff::civil::Date>)) -> Result<Stream, String> {
-        let reader = Reader::open(path)?;
-        Ok(Stream { reader: Some(reader), next: None, kept: VecDeque::new(), dropped: None, asked_from: None, dates })
+    fn new(bars: OnDates) -> Stream {
+        Stream { bars: Some(bars), next: None, kept: VecDeque::new(), dropped: None, asked_from: None }
     }
 
     /// Reads on until every bar that began at or before `t` is kept, then drops what is older than
@@ -174,19 +170,12 @@ impl Stream {
 
     /// The file's next bar on the replayed dates, `None` at its end.
     fn read(&mut self, failure: &Failure) -> Option<Bar> {
-        let reader = self.reader.as_mut()?;
-        for bar in reader.by_ref() {
-            match bar {
-                Ok(b) if bar_files::within(&b, self.dates.0, self.dates.1) => return Some(b),
-                Ok(b) if self.dates.1.is_some_and(|to| crate::core::clock::trading_date(b.t) > to) => break,
-                Ok(_) => continue,
-                Err(e) => {
-                    fail(failure, format!("{e} (the file changed since the backtest checked it)"));
-                    break;
-                }
-            }
+        match self.bars.as_mut()?.next() {
+            Some(Ok(b)) => return Some(b),
+            Some(Err(e)) => fail(failure, format!("{e} (the file changed since the backtest checked it)")),
+            None => {}
         }
-        self.reader = None;
+        self.bars = None;
         None
     }
 }
@@ -194,6 +183,8 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::clock::Dates;
+    use crate::services::bar_files;
 
     fn bar(m: i64, close: f64) -> Bar {
         let t = Timestamp::from_second(1_735_000_000 + 60 * m).unwrap_or(Timestamp::UNIX_EPOCH);
@@ -215,7 +206,7 @@ mod tests {
             text.push('\n');
         }
         std::fs::write(dir.join("SPY.csv"), text).unwrap();
-        let checked = bar_files::check(&dir, None, None).unwrap();
+        let checked = bar_files::check(&dir, Dates::new(None, None)).unwrap();
         let mut held = BySymbol::new();
         held.insert("SPY".to_string(), bars.to_vec());
         (Replay::held(Arc::new(held)), Replay::streamed(&checked).unwrap())
@@ -254,16 +245,25 @@ mod tests {
 
     #[test]
     fn a_file_that_changed_since_it_was_checked_fails_the_replay() {
-        let bars: Vec<Bar> = (0..10).map(|m| bar(m, 100.0)).collect();
-        let (_, mut streamed) = both("changed", &bars);
         let dir = std::env::temp_dir().join(format!("th-replay-changed-{}", std::process::id()));
-        // The reader is open on the file: rewrite it with a bad line after the header.
-        let Source::Streamed(s) = &mut streamed.source else { panic!("streamed") };
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("SPY.csv");
-        std::fs::write(&path, format!("{}\nnot a bar\n", bar_files::HEADER)).unwrap();
-        s.insert("SPY".into(), Stream::open(&path, (None, None)).unwrap());
-        assert_eq!(streamed.last_at_or_before("SPY", at(5)), None);
+        let good = format!(
+            "{}\n{}\n{}\n",
+            bar_files::HEADER,
+            bar_files::line(&bar(0, 100.0)),
+            bar_files::line(&bar(1, 101.0))
+        );
+        std::fs::write(&path, good).unwrap();
+        let checked = bar_files::check(&dir, Dates::new(None, None)).unwrap();
+        // Rewritten between the check and the replay: its second bar no longer reads.
+        let bad = format!("{}\n{}\nnot a bar\n", bar_files::HEADER, bar_files::line(&bar(0, 100.0)));
+        std::fs::write(&path, bad).unwrap();
+        let mut streamed = Replay::streamed(&checked).unwrap();
+        // The first bar is still answered; reading on to the next one finds the change.
+        assert_eq!(streamed.last_at_or_before("SPY", at(5)).map(|b| b.close), Some(100.0));
         let failure = streamed.failure();
-        assert!(failure.get().is_some_and(|f| f.contains("line 2") && f.contains("changed")), "{failure:?}");
+        assert!(failure.get().is_some_and(|f| f.contains("SPY.csv line 3") && f.contains("changed")), "{failure:?}");
     }
 }

@@ -312,15 +312,23 @@ fn download(args: cli::DownloadArgs) -> Result<(), Error> {
     let progress = std::io::stderr().is_terminal();
     for symbol in &args.symbols {
         let path = args.out.join(bar_files::file_name(symbol));
-        // Resume after the last bar already written.
-        let last = bar_files::read(&path).ok().and_then(|b| b.into_values().next()).and_then(|b| b.last().map(|b| b.t));
+        // Resume after the last bar already written; a file with a bad line is refused (exit 2)
+        // rather than appended to, and a line cut off by an interrupted download is removed.
+        let resume = bar_files::resume(&path).map_err(Error::Usage)?;
+        if let Some(cut) = &resume.cut {
+            println!(
+                "{symbol}: removed the cut-off last line of {} (an interrupted download): {cut:?}",
+                path.display()
+            );
+        }
+        let last = resume.last;
         let from = last.map_or(start, |t| t.max(start));
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| Error::Other(format!("cannot open {}: {e}", path.display())))?;
-        if last.is_none() {
+        if resume.header {
             writeln!(file, "{}", bar_files::HEADER).map_err(|e| Error::Other(e.to_string()))?;
         }
         let mut written = 0u64;

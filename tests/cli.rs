@@ -710,13 +710,26 @@ fn download_writes_one_csv_per_symbol_and_resumes_after_the_last_bar() {
     let spy = std::fs::read_to_string(s.path("bars/SPY.csv")).unwrap();
     assert_eq!(spy.lines().count(), 3, "header and the 24th's two bars: {spy}");
     assert!(s.path("bars/BTC-USD.csv").exists());
+    // An earlier download cut off mid-line (a power cut, a full disk): the line is removed.
+    let mut torn = std::fs::OpenOptions::new().append(true).open(s.path("bars/SPY.csv")).unwrap();
+    std::io::Write::write_all(&mut torn, b"2026-11-25T14:30:00Z,482,48").unwrap();
     // Again, a day further: only the new bars are appended.
     let out = run("2026-11-25");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("SPY: 1 new bars"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("SPY: removed the cut-off last line"), "{}", stdout(&out));
     let bars = trading_hydra::services::bar_files::read(&s.path("bars")).unwrap();
     assert_eq!(bars["SPY"].len(), 3);
+    assert_eq!(bars["SPY"][2].close, 482.0);
     assert_eq!(bars["BTC/USD"].len(), 2);
+    // A bad whole line is not buried under new bars: exit 2 naming it, the file untouched.
+    let bad =
+        format!("{}2026-11-25T07:00:00Z,1,1,1,oops,1\n", std::fs::read_to_string(s.path("bars/BTC-USD.csv")).unwrap());
+    std::fs::write(s.path("bars/BTC-USD.csv"), &bad).unwrap();
+    let out = run("2026-11-25");
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("BTC-USD.csv line 4"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(s.path("bars/BTC-USD.csv")).unwrap(), bad);
     // Every request was one Alpaca documents.
     let specs = support::openapi::Specs::load();
     for r in fake.seen() {

@@ -74,6 +74,12 @@ pub struct Reader {
     /// The line being read, its buffer reused line after line.
     line: String,
     line_no: usize,
+    /// Where the line being read starts in the file, and where the next one will.
+    line_start: u64,
+    offset: u64,
+    /// Whether the last line read had no line end: the file ends inside it, with `torn_line`.
+    torn: bool,
+    torn_line: String,
     last: Option<Timestamp>,
     done: bool,
 }
@@ -87,6 +93,10 @@ impl Reader {
             input: BufReader::with_capacity(64 * 1024, file),
             line: String::with_capacity(128),
             line_no: 0,
+            line_start: 0,
+            offset: 0,
+            torn: false,
+            torn_line: String::new(),
             last: None,
             done: false,
         };
@@ -103,6 +113,14 @@ impl Reader {
         self.line.clear();
         let n =
             self.input.read_line(&mut self.line).map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        if n > 0 {
+            self.line_start = self.offset;
+            self.offset += n as u64;
+            self.torn = !self.line.ends_with('\n');
+            if self.torn {
+                self.torn_line.clone_from(&self.line);
+            }
+        }
         if self.line.ends_with('\n') {
             self.line.pop();
             if self.line.ends_with('\r') {
@@ -223,6 +241,67 @@ fn fast_timestamp(s: &str) -> Option<Timestamp> {
     Timestamp::from_second(days * 86_400 + h * 3600 + mi * 60 + sec).ok()
 }
 
+/// Where `download` goes on in a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resume {
+    /// The file is new (or empty): it needs the header first.
+    pub header: bool,
+    /// The last bar already there.
+    pub last: Option<Timestamp>,
+    /// A last line cut off mid-write that was removed (a power cut or a full disk during an
+    /// earlier download: `download` writes whole lines only).
+    pub cut: Option<String>,
+}
+
+/// Reads `path` (if it exists) through to where `download` goes on. A last line without its line
+/// end is removed from the file, even if it reads as a bar (its last digits may be missing): the
+/// download fetches that bar again. Any other bad line is an error naming it, since appending
+/// after it would bury it.
+pub fn resume(path: &Path) -> Result<Resume, String> {
+    match std::fs::metadata(path).map(|m| m.len()) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Resume { header: true, last: None, cut: None });
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        Ok(0) => return Ok(Resume { header: true, last: None, cut: None }),
+        Ok(_) => {}
+    }
+    let mut reader = Reader::open(path)?;
+    if reader.torn {
+        // The header alone, without its line end: start the file again.
+        cut_at(path, 0)?;
+        return Ok(Resume { header: true, last: None, cut: Some(reader.torn_line) });
+    }
+    let mut last = None;
+    loop {
+        let bar = reader.next();
+        if reader.torn {
+            cut_at(path, reader.line_start)?;
+            return Ok(Resume { header: false, last, cut: Some(reader.torn_line) });
+        }
+        match bar {
+            None => return Ok(Resume { header: false, last, cut: None }),
+            Some(Ok(b)) => last = Some(b.t),
+            Some(Err(e)) => {
+                return Err(format!(
+                    "{e}: download appends after the last bar, so it will not write after a bad line (fix or remove it, or the file)"
+                ));
+            }
+        }
+    }
+}
+
+/// Shortens `path` to its first `len` bytes, durably.
+fn cut_at(path: &Path, len: u64) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {} to remove its cut-off last line: {e}", path.display()))?;
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot remove the cut-off last line of {}: {e}", path.display()))
+}
+
 /// Bar files proven good by `check`, each with how many bars it has on the chosen dates; files
 /// with none are left out.
 #[derive(Debug)]
@@ -332,6 +411,41 @@ mod tests {
             assert_eq!(fast_timestamp(s), None, "{s}");
             assert_eq!(timestamp(s), s.parse::<Timestamp>().ok(), "{s}");
         }
+    }
+
+    #[test]
+    fn a_download_resumes_after_the_last_whole_line_and_refuses_a_bad_one() {
+        let dir = std::env::temp_dir().join(format!("th-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("SPY.csv");
+        let t = |s: &str| -> Timestamp { s.parse().unwrap() };
+        let (a, b) = ("2026-11-25T14:30:00Z,1,1,1,1,10\n", "2026-11-25T14:31:00Z,1,1,1,1,10\n");
+        let fresh = Resume { header: true, last: None, cut: None };
+        assert_eq!(resume(&path).unwrap(), fresh, "no file yet");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(resume(&path).unwrap(), fresh, "an empty file");
+        std::fs::write(&path, format!("{HEADER}\n")).unwrap();
+        assert_eq!(resume(&path).unwrap(), Resume { header: false, last: None, cut: None });
+        std::fs::write(&path, format!("{HEADER}\n{a}{b}")).unwrap();
+        let whole = Resume { header: false, last: Some(t("2026-11-25T14:31:00Z")), cut: None };
+        assert_eq!(resume(&path).unwrap(), whole);
+        // Cut off mid-line: bad, or still reading as a bar with a shorter volume. Either way the
+        // line is removed and the bar before it is where the download goes on.
+        for torn in ["2026-11-25T14:32:0", "2026-11-25T14:32:00Z,1,1,1,1,1", "  "] {
+            std::fs::write(&path, format!("{HEADER}\n{a}{b}{torn}")).unwrap();
+            assert_eq!(resume(&path).unwrap(), Resume { cut: Some(torn.to_string()), ..whole.clone() }, "{torn:?}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{HEADER}\n{a}{b}"));
+        }
+        std::fs::write(&path, HEADER).unwrap();
+        assert_eq!(resume(&path).unwrap(), Resume { cut: Some(HEADER.to_string()), ..fresh.clone() });
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        // A bad whole line is not appended after: the error names it, the file is left as it is.
+        let bad = format!("{HEADER}\n{a}2026-11-25T14:31:00Z,1,x,1,1,10\n{b}");
+        std::fs::write(&path, &bad).unwrap();
+        let err = resume(&path).unwrap_err();
+        assert!(err.contains("SPY.csv line 3") && err.contains("will not write after a bad line"), "{err}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), bad);
     }
 
     #[test]

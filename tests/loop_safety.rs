@@ -532,8 +532,14 @@ fn a_bot_that_lost_its_daily_share_stops_entering() {
     // Sold at 800: (800 - 910) x 3 = -$330, more than its $250 share of the day's risk.
     fake.fill(&support::ids::real(o.state(), "th-mom_AAPL-20261125-2"), "800");
     o.run_iteration();
-    let budget =
-        o.state().budgets(jiff::civil::date(2026, 11, 25)).unwrap().into_iter().find(|b| b.bot == "mom_AAPL").unwrap();
+    let budget = o
+        .state()
+        .budgets(jiff::civil::date(2026, 11, 25))
+        .unwrap()
+        .iter()
+        .find(|b| b.bot == "mom_AAPL")
+        .unwrap()
+        .clone();
     assert!((budget.realized_pnl + 330.0).abs() < 1e-9, "{}", budget.realized_pnl);
     orders.lock().unwrap().enter = vec![("TSLA".into(), 1, None)];
     let s = o.run_iteration();
@@ -729,7 +735,7 @@ fn a_scripted_day_ends_with_one_daily_report() {
     o.run_iteration();
     o.run_iteration();
     let report: serde_json::Value = serde_json::from_str(&o.state().daily_report(date).unwrap().unwrap()).unwrap();
-    let realized = o.state().budgets(date).unwrap().into_iter().find(|b| b.bot == "mom_AAPL").unwrap().realized_pnl;
+    let realized = o.state().budgets(date).unwrap().iter().find(|b| b.bot == "mom_AAPL").unwrap().realized_pnl;
     assert_eq!(report["trading_date"], "2026-11-25");
     assert_eq!(report["bots"]["mom_AAPL"]["trades"], 1);
     assert_eq!(report["bots"]["mom_AAPL"]["realized_pnl"], (realized * 100.0).round() / 100.0);

@@ -629,7 +629,7 @@ pub struct State {
     /// The reads the loop makes many times an iteration, kept until the ledger changes (`Memo`).
     unfinished: Memo<Rc<[OrderRecord]>>,
     owned: Memo<Rc<[OwnedPosition]>>,
-    budgets: Memo<(Date, Vec<BudgetRow>)>,
+    budgets: Memo<(Date, Rc<[BudgetRow]>)>,
     /// Entries per bot on a trading date (`entries_on`), counted for all bots at once.
     entries: Memo<(Date, std::collections::BTreeMap<String, u32>)>,
     /// `PRAGMA data_version` when other writers were last looked for (`notice_other_writers`).
@@ -1893,8 +1893,8 @@ impl State {
             .map_err(sql("writing a budget"))
     }
 
-    pub fn budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
-        let read = || Ok((date, self.read_budgets(date)?));
+    pub fn budgets(&self, date: Date) -> Result<Rc<[BudgetRow]>, StateError> {
+        let read = || Ok((date, self.read_budgets(date)?.into()));
         Ok(self.budgets.get(self.version(Kept::Budgets)?, |(d, _)| *d == date, read)?.1)
     }
 
@@ -2649,7 +2649,7 @@ mod tests {
             s.apply_order_report(&x1, &OrderStatus::Filled, Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
         assert_eq!(delta.realized_pnl, d("12.8"), "exactly, not 12.800000000000011");
         assert!(s.owned_positions().unwrap().is_empty());
-        let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap();
+        let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap().to_vec();
         assert_eq!(budgets[0].realized_pnl, 12.8, "the stored sum reads back without float noise");
     }
 
@@ -2789,7 +2789,7 @@ mod tests {
             trades: 1,
         };
         s.put_budget(&b, ts("2026-11-25T15:00:00Z")).unwrap();
-        assert_eq!(s.budgets(date).unwrap(), vec![b]);
+        assert_eq!(s.budgets(date).unwrap().to_vec(), vec![b]);
         assert!(s.budgets(jiff::civil::date(2026, 11, 26)).unwrap().is_empty());
     }
 

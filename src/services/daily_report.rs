@@ -74,7 +74,7 @@ impl DailyReporter {
         }
         let pnl_pct = equity.zip(day_start).and_then(|(e, d)| crate::core::risk::daily_pnl_pct(e, d));
         let mut bots = serde_json::Map::new();
-        for b in state.budgets(date)? {
+        for b in state.budgets(date)?.iter() {
             let trades = state.entries_on(&b.bot, date)?;
             let exits: serde_json::Map<String, serde_json::Value> =
                 state.exits_on(&b.bot, date)?.into_iter().map(|(r, n)| (r, json!(n))).collect();

@@ -1756,7 +1756,7 @@ impl Execution {
             )));
         };
         let date = clock::trading_date(now);
-        let realized = state.budgets(date)?.into_iter().find(|b| b.bot == bot.id()).map_or(0.0, |b| b.realized_pnl);
+        let realized = state.budgets(date)?.iter().find(|b| b.bot == bot.id()).map_or(0.0, |b| b.realized_pnl);
         if portfolio::loss_limit_reached(budget, realized) {
             return Ok(Some(Idle::new(
                 Cause::LossShareUsed,

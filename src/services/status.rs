@@ -79,7 +79,7 @@ pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Resu
         day_start: state.day_start(trading_date)?,
         budgets: {
             // The trades of the day are the entries recorded so far, not the stored count.
-            let mut budgets = state.budgets(trading_date)?;
+            let mut budgets = state.budgets(trading_date)?.to_vec();
             for b in &mut budgets {
                 b.trades = state.entries_on(&b.bot, trading_date)?;
             }

@@ -1140,7 +1140,6 @@ impl Execution {
                 }
             }
         }
-        let quotes = self.quotes.clone();
         if let Err(e) = self.refresh_bars(broker, bots, now) {
             report.data_error.get_or_insert(e.to_string());
         }
@@ -1151,12 +1150,13 @@ impl Execution {
         }
         // Lent to the bots' views while `self` keeps sending; given back below.
         let data = MarketData {
-            quotes,
+            quotes: std::mem::take(&mut self.quotes),
             bars: std::mem::take(&mut self.bars),
             contracts: std::mem::take(&mut self.contracts),
             snapshots: std::mem::take(&mut self.snapshots),
         };
         let result = self.decide_and_send(state, broker, step, bots, &data, report);
+        self.quotes = data.quotes;
         self.bars = data.bars;
         self.contracts = data.contracts;
         self.snapshots = data.snapshots;

@@ -5,8 +5,9 @@
 //! simulation of a sweep; `Replay::streamed` reads each file as the clock reaches it and keeps only
 //! a window of recent bars, so a year of ten symbols is never in memory at once (a backtest of
 //! bar files, which `bar_files::check` has read through first). Both give the same answers to the
-//! same questions, bit for bit: the window keeps at least `KEEP_MINUTES` behind the clock and
-//! everything since the earliest start asked of a symbol's latest request.
+//! same questions, bit for bit, while the clock goes forward: the window keeps every bar of the
+//! last `KEEP_MINUTES` and every bar since the start of the symbol's latest bar request, and the
+//! last bar before them (a price between sessions is the last close).
 //!
 //! Never: answers from bars it no longer holds or guesses past the end of a file. A question the
 //! window cannot answer (only possible if the clock went back) or a file that changed since it was

@@ -5,9 +5,9 @@
 //! the configured slippage and fees; options priced by Black-Scholes from the underlying at
 //! `sim.volatility`) and a clock that steps bar by bar (`simulate`: one run, its own ledger and
 //! book in memory, so a sweep runs many side by side over one shared copy of the bars, while a
-//! single backtest streams its bar files: `Bars`, `replay`); then the
-//! report: a summary, `trades.csv`, `equity.csv`, `report.json`, `equity.svg` and `report.html`
-//! (`report_page`). Same inputs, same outputs, byte for byte.
+//! single backtest streams its bar files: `Bars`, `replay`); then the report: a summary,
+//! `trades.csv`, `equity.csv`, `report.json`, `equity.svg` and `report.html` (`report_page`).
+//! Same inputs, same outputs, byte for byte.
 //!
 //! Never: touches the live state database (the run keeps its ledger in memory: the same schema
 //! and statements, no file), the network, or a symbol the data does not hold (bots whose symbols have no bars are

@@ -2,9 +2,10 @@
 //! RFC 3339, named after the symbol with `/` written as `-` (`SPY.csv`, `BTC-USD.csv`).
 //!
 //! Owns: reading and writing that format, whole (`read`) or a bar at a time (`Reader`, which
-//! `read` is built on: one parser; `OnDates`, the bars of some trading dates), and `check`, the
-//! pass that proves a folder's files good before a backtest streams them. Never: guesses — a file with another header, a line that does not
-//! parse, or bars out of order is an error naming the file and the line.
+//! `read` is built on: one parser; `OnDates`, the bars of some trading dates); `check`, the pass
+//! that proves a folder's files good before a backtest streams them; and `resume`, where
+//! `download` goes on in a file. Never: guesses — a file with another header, a line that does
+//! not parse, or bars out of order is an error naming the file and the line.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -311,14 +312,15 @@ pub struct Checked {
 }
 
 /// Reads every bar file of `path` through once, before anything runs: a bad file is refused
-/// here, as `read` refuses it, without holding its bars.
+/// here, as `read` refuses it (a bad line outside `dates` too), without holding its bars.
 pub fn check(path: &Path, dates: Dates) -> Result<Checked, String> {
     let mut out = BySymbol::new();
     for (symbol, f) in files(path)? {
         let mut count = 0u64;
-        for bar in (OnDates { reader: Reader::open(&f)?, dates }) {
-            bar?;
-            count += 1;
+        for bar in Reader::open(&f)? {
+            if dates.contains(bar?.t) {
+                count += 1;
+            }
         }
         if count > 0 {
             out.insert(symbol, (f, count));
@@ -477,6 +479,12 @@ mod tests {
         std::fs::write(dir.join("BAD.csv"), format!("{HEADER}\n2026-11-25T14:30:00Z,1,1,1,x,1\n")).unwrap();
         let err = read(&dir).unwrap_err();
         assert!(err.contains("BAD.csv line 2"), "{err}");
+        // A bad line after the dates a backtest replays is refused all the same.
+        let late =
+            format!("{HEADER}\n{}\n2026-11-26T14:30:00Z,1,1,1,1,1\n2026-11-26T14:31:00Z,1,1,1,x,1\n", line(&bars[0]));
+        std::fs::write(dir.join("BAD.csv"), late).unwrap();
+        let to = Dates::new(None, Some("2026-11-25".parse().unwrap()));
+        assert!(check(&dir, to).unwrap_err().contains("BAD.csv line 4"));
         std::fs::write(dir.join("BAD.csv"), "time,o,h,l,c,v\n").unwrap();
         assert!(read(&dir).unwrap_err().contains("line 1"));
         let cases = [

@@ -41,9 +41,10 @@ const MAX_TRADE_ROWS: usize = 2000;
 /// A curve is drawn through at most this many points (a year of minutes would be 100,000).
 const MAX_POINTS: usize = 1200;
 
-/// Equal dollars in each of `symbols` at its first bar's close, held: its value at each of
-/// `minutes` (each symbol at its last close at or before that minute; before its first bar, the
-/// cash set aside for it).
+/// Equal dollars in each symbol of `series` (its bars, oldest first; a symbol without any is left
+/// out) at its first bar's close, held: its value at each of `minutes` (each symbol at the close
+/// of its last bar that began before that minute; before its first bar, the cash set aside for
+/// it). An error reading a series is the result.
 pub fn buy_and_hold<I>(
     series: Vec<I>,
     start: f64,

@@ -191,6 +191,21 @@ struct Noted {
     written: Option<(Timestamp, Option<String>)>,
 }
 
+/// The sorted, distinct symbols of some bots, kept from one minute to the next: a list that has
+/// not changed (it changes only with the configuration) is not copied again each minute.
+#[derive(Debug, Default)]
+struct SymbolList(Vec<String>);
+
+impl SymbolList {
+    fn update<'a>(&mut self, wanted: impl IntoIterator<Item = &'a str>) -> &[String] {
+        let wanted: BTreeSet<&str> = wanted.into_iter().collect();
+        if !self.0.iter().map(String::as_str).eq(wanted.iter().copied()) {
+            self.0 = wanted.into_iter().map(str::to_string).collect();
+        }
+        &self.0
+    }
+}
+
 /// How often the same causes with new numbers rewrite a bot's `bot_activity` row at most.
 const IDLE_REFRESH: SignedDuration = SignedDuration::from_mins(5);
 
@@ -283,6 +298,9 @@ pub struct Execution {
     /// One-minute bars of every bot's symbols, fetched once per new minute.
     bars: BySymbol<Vec<Bar>>,
     bars_minute: Option<i64>,
+    /// The symbols asked for quotes and bars (stocks, crypto pairs), kept between minutes.
+    quote_symbols: [SymbolList; 2],
+    bar_symbols: [SymbolList; 2],
     /// Option contracts of the options bots' underlyings, fetched once per trading date.
     contracts: BySymbol<OptionContract>,
     contracts_date: Option<jiff::civil::Date>,
@@ -551,22 +569,22 @@ impl Execution {
         if self.bars_minute == Some(minute) {
             return Ok(());
         }
-        let mut stocks = (BTreeSet::new(), 0usize);
-        let mut pairs = (BTreeSet::new(), 0usize);
-        for bot in bots.iter().filter(|b| b.bars_needed() > 0) {
-            let set = if bot.kind() == BotKind::Crypto { &mut pairs } else { &mut stocks };
-            set.0.extend(bot.symbols().iter().cloned());
-            set.1 = set.1.max(bot.bars_needed());
-        }
+        let wanted = || bots.iter().filter(|b| b.bars_needed() > 0);
+        let need = |crypto: bool| {
+            wanted().filter(|b| (b.kind() == BotKind::Crypto) == crypto).map(|b| b.bars_needed()).max().unwrap_or(0)
+        };
+        let [stock_list, pair_list] = &mut self.bar_symbols;
+        let stocks = stock_list.update(symbols_of(wanted(), false));
+        let pairs = pair_list.update(symbols_of(wanted(), true));
         let mut bars = BySymbol::new();
-        if !stocks.0.is_empty() {
+        if !stocks.is_empty() {
             // Stocks only have bars in session: look back far enough to span a night.
-            let start = now.saturating_sub(SignedDuration::from_mins(stocks.1 as i64 * 2 + 60)).unwrap_or(now);
-            bars.extend(broker.stock_bars(&stocks.0.into_iter().collect::<Vec<_>>(), "1Min", start)?);
+            let start = now.saturating_sub(SignedDuration::from_mins(need(false) as i64 * 2 + 60)).unwrap_or(now);
+            bars.extend(broker.stock_bars(stocks, "1Min", start)?);
         }
-        if !pairs.0.is_empty() {
-            let start = now.saturating_sub(SignedDuration::from_mins(pairs.1 as i64 + 10)).unwrap_or(now);
-            bars.extend(broker.crypto_bars(&pairs.0.into_iter().collect::<Vec<_>>(), "1Min", start)?);
+        if !pairs.is_empty() {
+            let start = now.saturating_sub(SignedDuration::from_mins(need(true) as i64 + 10)).unwrap_or(now);
+            bars.extend(broker.crypto_bars(pairs, "1Min", start)?);
         }
         self.bars = bars;
         self.bars_minute = Some(minute);
@@ -1128,7 +1146,7 @@ impl Execution {
         let period =
             SignedDuration::from_secs((step.cfg.settings.health.max_price_staleness_seconds / 3).max(1) as i64);
         if self.quotes_at.is_none_or(|at| now.duration_since(at) >= period || now < at) {
-            match fetch_quotes(broker, bots) {
+            match fetch_quotes(broker, bots, &mut self.quote_symbols) {
                 Ok(q) => {
                     self.quotes = q;
                     self.quotes_at = Some(now);
@@ -1314,40 +1332,43 @@ impl Execution {
     /// the row every `IDLE_REFRESH` at most, so `status` stays current without a write per
     /// iteration. A row the ledger refuses is tried again next iteration; it never stops a trade.
     fn note_idle(&mut self, state: &State, bot: &str, idle: Option<Idle>, now: Timestamp) {
-        let causes = idle.as_ref().map(|i| i.causes.clone());
-        let detail = idle.as_ref().map(|i| i.detail.clone());
-        let before = self.idle.get(bot);
-        let changed = before.is_none_or(|n| n.causes != causes);
-        if changed && let Some(i) = &idle {
-            event!(Info, "bot_idle", bot = bot, causes = i.causes_text().as_str(), reason = i.detail.as_str());
-        }
-        let mut noted = match before {
-            Some(n) if !changed => n.clone(),
-            Some(_) => Noted { causes, since: now, written: None },
-            // The first note since start-up: the same causes as the ledger holds go on from
-            // when they began, across the restart.
-            None => {
-                let stored = state.bot_activity().ok().and_then(|rows| rows.into_iter().find(|a| a.bot == bot));
-                let since = stored
-                    .filter(|a| a.reason.is_some() == causes.is_some() && Some(&a.causes) == causes.as_ref())
-                    .map_or(now, |a| a.since);
-                Noted { causes, since, written: None }
+        // Updated in place: this runs for every bot every minute, and a quiet minute copies
+        // nothing (a backtest's minutes are mostly quiet).
+        let causes = idle.as_ref().map(|i| i.causes.as_slice());
+        let before = self.idle.get(bot).map(|n| n.causes.as_deref() == causes);
+        if before != Some(true) {
+            if let Some(i) = &idle {
+                event!(Info, "bot_idle", bot = bot, causes = i.causes_text().as_str(), reason = i.detail.as_str());
             }
-        };
+            let since = match before {
+                Some(_) => now,
+                // The first note since start-up: the same causes as the ledger holds go on from
+                // when they began, across the restart.
+                None => {
+                    let stored = state.bot_activity().ok().and_then(|rows| rows.into_iter().find(|a| a.bot == bot));
+                    stored
+                        .filter(|a| a.reason.is_some() == causes.is_some() && Some(a.causes.as_slice()) == causes)
+                        .map_or(now, |a| a.since)
+                }
+            };
+            let noted = Noted { causes: causes.map(<[Cause]>::to_vec), since, written: None };
+            self.idle.insert(bot.to_string(), noted);
+        }
+        let Some(noted) = self.idle.get_mut(bot) else { return };
+        let detail = idle.as_ref().map(|i| i.detail.as_str());
         let due = match &noted.written {
             None => true,
-            Some((at, written)) => *written != detail && now.duration_since(*at) >= IDLE_REFRESH,
+            Some((at, written)) => written.as_deref() != detail && now.duration_since(*at) >= IDLE_REFRESH,
         };
         if due {
             noted.written = match state.put_bot_activity(bot, idle.as_ref(), noted.since, now) {
-                Ok(()) => Some((now, detail)),
+                Ok(()) => Some((now, detail.map(str::to_string))),
                 Err(e) => {
                     event!(Debug, "bot_activity_unwritten", bot = bot, error = e.to_string().as_str());
                     None
                 }
             };
         }
-        self.idle.insert(bot.to_string(), noted);
     }
 
     /// `order_rejected` for a risk check's refusal, once per reason while it lasts. Waiting for
@@ -2127,19 +2148,24 @@ fn keepers(state: &State, step: &Step, owned: &[OwnedPosition]) -> Result<Vec<Ke
 }
 
 /// The latest quotes of every bot's symbols: one request for stocks, one for crypto pairs.
-fn fetch_quotes(broker: &mut dyn Broker, bots: &[&dyn Bot]) -> Result<BySymbol<Quote>, BrokerError> {
-    let mut stocks = BTreeSet::new();
-    let mut pairs = BTreeSet::new();
-    for bot in bots {
-        let set = if bot.kind() == BotKind::Crypto { &mut pairs } else { &mut stocks };
-        set.extend(bot.symbols().iter().cloned());
-    }
+fn fetch_quotes(
+    broker: &mut dyn Broker,
+    bots: &[&dyn Bot],
+    [stock_list, pair_list]: &mut [SymbolList; 2],
+) -> Result<BySymbol<Quote>, BrokerError> {
+    let stocks = stock_list.update(symbols_of(bots.iter(), false));
+    let pairs = pair_list.update(symbols_of(bots.iter(), true));
     let mut quotes = BySymbol::new();
     if !stocks.is_empty() {
-        quotes.extend(broker.stock_quotes(&stocks.into_iter().collect::<Vec<_>>())?);
+        quotes.extend(broker.stock_quotes(stocks)?);
     }
     if !pairs.is_empty() {
-        quotes.extend(broker.crypto_quotes(&pairs.into_iter().collect::<Vec<_>>())?);
+        quotes.extend(broker.crypto_quotes(pairs)?);
     }
     Ok(quotes)
+}
+
+/// The symbols of `bots` that are crypto pairs (`crypto`) or stocks.
+fn symbols_of<'a, 'b: 'a>(bots: impl Iterator<Item = &'a &'b dyn Bot>, crypto: bool) -> impl Iterator<Item = &'a str> {
+    bots.filter(move |b| (b.kind() == BotKind::Crypto) == crypto).flat_map(|b| b.symbols().iter().map(String::as_str))
 }

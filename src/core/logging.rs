@@ -169,8 +169,9 @@ impl RotatingFile {
 }
 
 /// Lines waiting for the writer thread. A full queue drops lines (counted) rather than wait.
-/// An iteration logs a handful, so 1,024 outlast minutes of a hung disk; each queue's slots are
-/// allocated and touched up front (40 bytes each), so 4,096 cost 288 KiB of the daemon's memory.
+/// An iteration logs a handful, so 1,024 outlast minutes of a hung disk. Each queue's slots are
+/// allocated and written up front (40 bytes a line to the file, 32 to stderr): at 4,096 the two
+/// queues cost 288 KiB of the daemon's memory.
 const QUEUE: usize = 1024;
 
 /// What the loop hands the writer thread.

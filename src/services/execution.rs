@@ -569,13 +569,11 @@ impl Execution {
         if self.bars_minute == Some(minute) {
             return Ok(());
         }
-        let wanted = || bots.iter().filter(|b| b.bars_needed() > 0);
-        let need = |crypto: bool| {
-            wanted().filter(|b| (b.kind() == BotKind::Crypto) == crypto).map(|b| b.bars_needed()).max().unwrap_or(0)
-        };
+        let wanted = |crypto| of_kind(bots.iter().filter(|b| b.bars_needed() > 0), crypto);
+        let need = |crypto| wanted(crypto).map(|b| b.bars_needed()).max().unwrap_or(0);
         let [stock_list, pair_list] = &mut self.bar_symbols;
-        let stocks = stock_list.update(symbols_of(wanted(), false));
-        let pairs = pair_list.update(symbols_of(wanted(), true));
+        let stocks = stock_list.update(symbols_of(wanted(false)));
+        let pairs = pair_list.update(symbols_of(wanted(true)));
         let mut bars = BySymbol::new();
         if !stocks.is_empty() {
             // Stocks only have bars in session: look back far enough to span a night.
@@ -1335,12 +1333,13 @@ impl Execution {
         // Updated in place: this runs for every bot every minute, and a quiet minute copies
         // nothing (a backtest's minutes are mostly quiet).
         let causes = idle.as_ref().map(|i| i.causes.as_slice());
-        let before = self.idle.get(bot).map(|n| n.causes.as_deref() == causes);
-        if before != Some(true) {
+        // Whether the causes are those last noted (`None`: nothing noted since start-up).
+        let same = self.idle.get(bot).map(|n| n.causes.as_deref() == causes);
+        if same != Some(true) {
             if let Some(i) = &idle {
                 event!(Info, "bot_idle", bot = bot, causes = i.causes_text().as_str(), reason = i.detail.as_str());
             }
-            let since = match before {
+            let since = match same {
                 Some(_) => now,
                 // The first note since start-up: the same causes as the ledger holds go on from
                 // when they began, across the restart.
@@ -2153,8 +2152,8 @@ fn fetch_quotes(
     bots: &[&dyn Bot],
     [stock_list, pair_list]: &mut [SymbolList; 2],
 ) -> Result<BySymbol<Quote>, BrokerError> {
-    let stocks = stock_list.update(symbols_of(bots.iter(), false));
-    let pairs = pair_list.update(symbols_of(bots.iter(), true));
+    let stocks = stock_list.update(symbols_of(of_kind(bots.iter(), false)));
+    let pairs = pair_list.update(symbols_of(of_kind(bots.iter(), true)));
     let mut quotes = BySymbol::new();
     if !stocks.is_empty() {
         quotes.extend(broker.stock_quotes(stocks)?);
@@ -2165,7 +2164,33 @@ fn fetch_quotes(
     Ok(quotes)
 }
 
-/// The symbols of `bots` that are crypto pairs (`crypto`) or stocks.
-fn symbols_of<'a, 'b: 'a>(bots: impl Iterator<Item = &'a &'b dyn Bot>, crypto: bool) -> impl Iterator<Item = &'a str> {
-    bots.filter(move |b| (b.kind() == BotKind::Crypto) == crypto).flat_map(|b| b.symbols().iter().map(String::as_str))
+/// Those of `bots` that trade crypto pairs (`crypto`) or stocks.
+fn of_kind<'a, 'b: 'a>(
+    bots: impl Iterator<Item = &'a &'b dyn Bot>,
+    crypto: bool,
+) -> impl Iterator<Item = &'a &'b dyn Bot> {
+    bots.filter(move |b| (b.kind() == BotKind::Crypto) == crypto)
+}
+
+/// The symbols of `bots`, as they name them.
+fn symbols_of<'a, 'b: 'a>(bots: impl Iterator<Item = &'a &'b dyn Bot>) -> impl Iterator<Item = &'a str> {
+    bots.flat_map(|b| b.symbols().iter().map(String::as_str))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symbol_list_is_sorted_and_distinct_and_follows_a_change_of_symbols() {
+        let mut list = SymbolList::default();
+        assert_eq!(list.update(["QQQ", "AAPL", "QQQ"]), ["AAPL", "QQQ"]);
+        let kept = list.0.as_ptr();
+        assert_eq!(list.update(["AAPL", "QQQ"]), ["AAPL", "QQQ"]);
+        assert_eq!(list.0.as_ptr(), kept, "the same symbols are not copied again");
+        // A reload that adds or removes a symbol is asked for at the next minute.
+        assert_eq!(list.update(["AAPL", "QQQ", "SPY"]), ["AAPL", "QQQ", "SPY"]);
+        assert_eq!(list.update(["SPY"]), ["SPY"]);
+        assert!(list.update([]).is_empty());
+    }
 }

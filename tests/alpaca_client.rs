@@ -141,9 +141,18 @@ fn exercise_every_method(fake: &FakeAlpaca) {
     assert_eq!(contracts.len(), 2, "both pages followed");
     assert_eq!((contracts[1].kind, contracts[1].strike), (OptionKind::Put, d("165")));
     assert_eq!(contracts[0].multiplier, d("100"));
-    let snaps = c.option_snapshots("AAPL", from, to).unwrap();
+    let snaps = c.option_snapshots("AAPL", from, to, None).unwrap();
     let s = &snaps["AAPL240503P00155000"];
     assert!(s.greeks.unwrap().delta < 0.0 && s.implied_volatility.unwrap() > 0.0);
+    // One kind alone is Alpaca's `type` filter; both kinds send none.
+    c.option_snapshots("AAPL", from, to, Some(OptionKind::Put)).unwrap();
+    let asked: Vec<Option<String>> = fake
+        .seen()
+        .iter()
+        .filter(|s| s.path == "/v1beta1/options/snapshots/AAPL")
+        .map(|s| s.q("type").map(str::to_string))
+        .collect();
+    assert_eq!(asked, [None, Some("put".to_string())]);
 
     let stats = c.take_call_stats();
     assert!(stats.requests >= 20);

@@ -198,8 +198,15 @@ fn alpacas_refusals() {
 fn option_prices_are_sane() {
     let (mut b, _clock) = sim(6, OPEN_DAY);
     let spot = b.stock_quotes(&["SPY".to_string()]).unwrap()["SPY"].ask;
-    let snaps = b.option_snapshots("SPY", jiff::civil::date(2026, 11, 26), jiff::civil::date(2027, 1, 15)).unwrap();
+    let (from, to) = (jiff::civil::date(2026, 11, 26), jiff::civil::date(2027, 1, 15));
+    let snaps = b.option_snapshots("SPY", from, to, None).unwrap();
     assert!(snaps.len() > 100, "{}", snaps.len());
+    // One kind alone: exactly that kind's half of the chain, priced as in the whole.
+    let puts = b.option_snapshots("SPY", from, to, Some(OptionKind::Put)).unwrap();
+    let kind = |s: &str| trading_hydra::core::instrument::OccSymbol::parse(s).unwrap().kind;
+    let whole_puts: Vec<_> = snaps.iter().filter(|(s, _)| kind(s) == OptionKind::Put).collect();
+    assert_eq!(puts.iter().collect::<Vec<_>>(), whole_puts);
+    assert_eq!(puts.len() * 2, snaps.len());
     for (symbol, s) in &snaps {
         let trading_hydra::core::instrument::OccSymbol { kind, strike, .. } =
             trading_hydra::core::instrument::OccSymbol::parse(symbol).unwrap();

@@ -16,7 +16,7 @@ use jiff::tz::TimeZone;
 
 use crate::bots::exits;
 use crate::bots::options::{self, SpreadRules};
-use crate::bots::{self, Bot, BotView, ChainWant, Entries, Exit};
+use crate::bots::{Bot, BotView, ChainSpan, ChainWant, Entries, Exit};
 use crate::core::clock::{self, HhMm};
 use crate::core::config::{BotKind, Session};
 use crate::core::idle::{Cause, Idle};
@@ -97,12 +97,14 @@ impl Bot for Keeper {
         owned: &[&OwnedPosition],
         _today: jiff::civil::Date,
     ) -> Vec<ChainWant> {
-        let mut by_root: BTreeMap<String, (jiff::civil::Date, jiff::civil::Date)> = BTreeMap::new();
+        let mut by_root: BTreeMap<String, Vec<OccSymbol>> = BTreeMap::new();
         for o in owned.iter().filter_map(|p| OccSymbol::parse(&p.symbol)) {
-            let day = (o.expiry, o.expiry);
-            by_root.entry(o.root).and_modify(|span| *span = bots::widen(*span, day)).or_insert(day);
+            by_root.entry(o.root.clone()).or_default().push(o);
         }
-        by_root.into_iter().map(|(root, held)| ChainWant { root, held: Some(held), entry: None }).collect()
+        by_root
+            .into_iter()
+            .map(|(root, legs)| ChainWant { root, held: ChainSpan::of_legs(&legs), entry: None })
+            .collect()
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {

@@ -16,7 +16,7 @@ use crate::core::config::BotKind;
 use crate::core::config::{Config, EnabledBot, Session};
 use crate::core::decimal::Dec;
 use crate::core::idle::{Cause, Idle};
-use crate::core::instrument::OccSymbol;
+use crate::core::instrument::{OccSymbol, OptionKind};
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
@@ -33,31 +33,49 @@ pub mod protection;
 pub mod signals;
 
 /// The expiry dates of one underlying's option chain a bot will read this minute, both ends
-/// included: `held` for the exits of the legs it holds, `entry` for the entry its signal calls
-/// for. The execution service asks the broker for `held` alone when the bot may not enter.
+/// included, and the kind of contract: `held` for the exits of the legs it holds, `entry` for the
+/// entry its signal calls for. The execution service asks the broker for `held` alone when the bot
+/// may not enter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainWant {
     pub root: String,
-    pub held: Option<(Date, Date)>,
-    pub entry: Option<(Date, Date)>,
+    pub held: Option<ChainSpan>,
+    pub entry: Option<ChainSpan>,
 }
 
 impl ChainWant {
-    /// The dates to fetch: `held`, and `entry` too when the bot may enter (one span from the
-    /// earliest to the latest); `None` when that leaves nothing.
-    pub fn span(&self, may_enter: bool) -> Option<(Date, Date)> {
-        [self.held, self.entry.filter(|_| may_enter)].into_iter().flatten().reduce(widen)
+    /// What to fetch: `held`, and `entry` too when the bot may enter (one span from the earliest
+    /// to the latest); `None` when that leaves nothing.
+    pub fn span(&self, may_enter: bool) -> Option<ChainSpan> {
+        [self.held, self.entry.filter(|_| may_enter)].into_iter().flatten().reduce(ChainSpan::widen)
     }
 }
 
-/// The smallest span of dates (both ends included) that holds both.
-pub fn widen(a: (Date, Date), b: (Date, Date)) -> (Date, Date) {
-    (a.0.min(b.0), a.1.max(b.1))
+/// Expiry dates from `from` to `to` (both included) of the contracts of one `kind`, or of both
+/// kinds (`None`). A vertical spread reads one kind alone: half the chain, half the prices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainSpan {
+    pub from: Date,
+    pub to: Date,
+    pub kind: Option<OptionKind>,
 }
 
-/// The span from the earliest of `dates` to the latest; `None` when there are none.
-pub fn span_of(dates: impl IntoIterator<Item = Date>) -> Option<(Date, Date)> {
-    dates.into_iter().map(|d| (d, d)).reduce(widen)
+impl ChainSpan {
+    pub fn new(from: Date, to: Date, kind: Option<OptionKind>) -> ChainSpan {
+        ChainSpan { from, to, kind }
+    }
+
+    /// The smallest span that holds both: from the earlier date to the later, of both kinds
+    /// unless both read the same one.
+    pub fn widen(self, other: ChainSpan) -> ChainSpan {
+        let kind = if self.kind == other.kind { self.kind } else { None };
+        ChainSpan { from: self.from.min(other.from), to: self.to.max(other.to), kind }
+    }
+
+    /// The span of the contracts `legs` (OCC symbols that parse); `None` when there are none.
+    pub fn of_legs<'a>(legs: impl IntoIterator<Item = &'a OccSymbol>) -> Option<ChainSpan> {
+        legs.into_iter().map(|o| ChainSpan::new(o.expiry, o.expiry, Some(o.kind))).reduce(ChainSpan::widen)
+    }
 }
 
 /// What a bot sees when it decides.

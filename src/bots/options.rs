@@ -41,7 +41,7 @@ use jiff::tz::TimeZone;
 use crate::bots::exits;
 use crate::bots::indicators;
 use crate::bots::signals::{self, Direction};
-use crate::bots::{self, Bot, BotView, ChainWant, Entries, Entry, Exit};
+use crate::bots::{Bot, BotView, ChainSpan, ChainWant, Entries, Entry, Exit};
 use crate::core::clock;
 use crate::core::config::BotKind;
 use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Settings, OptionsRisk, Session, Straddle};
@@ -115,10 +115,6 @@ impl Chain<'_> {
         let fresh = self.now.duration_since(q.t).as_secs() <= self.max_quote_age_seconds as i64;
         (fresh && q.bid >= 0.0 && q.ask > 0.0 && q.ask >= q.bid).then_some(q)
     }
-}
-
-fn kind_word(kind: OptionKind) -> &'static str {
-    if kind == OptionKind::Put { "put" } else { "call" }
 }
 
 /// The spread of `kind` (puts for a bull put spread, calls for a bear call spread) the rules pick,
@@ -207,7 +203,7 @@ pub fn select_spread(
     if let Some(b) = best {
         return Ok(b.2);
     }
-    let k = kind_word(kind);
+    let k = kind.word();
     Err(if in_window == 0 {
         Idle::new(
             Cause::NoContract,
@@ -484,19 +480,26 @@ impl OptionsBot {
         }
     }
 
-    /// The days to expiry an entry on an underlying with these `bars` would read now: the window
-    /// of the strategy its signal calls for, as `entries` picks it (`None`: it calls for none).
+    /// The days to expiry an entry on an underlying with these `bars` would read now, and the kind
+    /// of contract: the window of the strategy its signal calls for, as `entries` picks it (puts
+    /// for a bull put spread, calls for a bear call spread, both for a condor or a straddle;
+    /// `None`: it calls for none).
     /// Kept in step with `entries` and the selections' own filters by a test.
-    fn entry_days(&self, bars: &[Bar]) -> Option<(u32, u32)> {
+    fn entry_days(&self, bars: &[Bar]) -> Option<(u32, u32, Option<OptionKind>)> {
         let spread = |s: &CreditSpread| (self.rules.dte_min, self.rules.dte_max.min(s.max_dte));
+        let with = |kind: Option<OptionKind>| move |(min, max): (u32, u32)| (min, max, kind);
         match signals::evaluate(&self.signal, bars) {
-            Some(Direction::Long) => self.bull_put.enabled.then(|| spread(&self.bull_put)),
-            Some(Direction::Short) => self.bear_call.enabled.then(|| spread(&self.bear_call)),
-            None if self.iron_condor.enabled => Some(spread(&self.iron_condor)),
-            None if self.straddle.enabled && squeezed(bars) => Some((self.rules.dte_min, self.rules.dte_max)),
+            Some(Direction::Long) => {
+                self.bull_put.enabled.then(|| spread(&self.bull_put)).map(with(Some(OptionKind::Put)))
+            }
+            Some(Direction::Short) => {
+                self.bear_call.enabled.then(|| spread(&self.bear_call)).map(with(Some(OptionKind::Call)))
+            }
+            None if self.iron_condor.enabled => Some(spread(&self.iron_condor)).map(with(None)),
+            None if self.straddle.enabled && squeezed(bars) => Some((self.rules.dte_min, self.rules.dte_max, None)),
             None => None,
         }
-        .filter(|(min, max)| min <= max)
+        .filter(|(min, max, _)| min <= max)
     }
 
     /// Its legs grouped by underlying.
@@ -674,21 +677,17 @@ impl Bot for OptionsBot {
         self.symbols
             .iter()
             .filter_map(|root| {
-                let held = bots::span_of(
-                    owned
-                        .iter()
-                        .filter_map(|p| OccSymbol::parse(&p.symbol))
-                        .filter(|o| &o.root == root)
-                        .map(|o| o.expiry),
-                );
+                let legs: Vec<OccSymbol> =
+                    owned.iter().filter_map(|p| OccSymbol::parse(&p.symbol)).filter(|o| &o.root == root).collect();
+                let held = ChainSpan::of_legs(&legs);
                 // One spread per underlying: a held root is not entered (`entries`), so its
                 // held legs are all it reads.
                 let entry = if held.is_some() {
                     None
                 } else {
-                    bars.get(root).and_then(|b| self.entry_days(b)).and_then(|(min, max)| {
+                    bars.get(root).and_then(|b| self.entry_days(b)).and_then(|(min, max, kind)| {
                         let day = |n: u32| today.checked_add(jiff::Span::new().days(i64::from(n))).ok();
-                        Some((day(min)?, day(max)?))
+                        Some(ChainSpan::new(day(min)?, day(max)?, kind))
                     })
                 };
                 (held.is_some() || entry.is_some()).then(|| ChainWant { root: root.clone(), held, entry })
@@ -1164,23 +1163,48 @@ mod tests {
         assert_eq!(
             wants,
             [
-                ChainWant { root: "SPY".into(), held: None, entry: Some((day(dte_min), day(max_dte))) },
-                ChainWant { root: "QQQ".into(), held: Some((date(2026, 12, 18), date(2026, 12, 18))), entry: None },
+                ChainWant {
+                    root: "SPY".into(),
+                    held: None,
+                    entry: Some(ChainSpan::new(day(dte_min), day(max_dte), Some(OptionKind::Put)))
+                },
+                ChainWant {
+                    root: "QQQ".into(),
+                    held: Some(ChainSpan::new(date(2026, 12, 18), date(2026, 12, 18), Some(OptionKind::Put))),
+                    entry: None
+                },
             ],
             "IWM is flat (no signal, no condor or straddle enabled): not asked for"
         );
         assert_eq!(wants[0].span(false), None, "not entering: nothing of SPY");
         assert_eq!(wants[1].span(false), wants[1].held);
-        let both = ChainWant { root: "SPY".into(), held: Some((day(1), day(1))), entry: wants[0].entry };
-        assert_eq!(both.span(true), Some((day(1), day(max_dte))));
+        // Held puts and an entry on puts read puts; held calls and an entry on puts read both.
+        let both = ChainWant {
+            root: "SPY".into(),
+            held: Some(ChainSpan::new(day(1), day(1), Some(OptionKind::Put))),
+            ..wants[0].clone()
+        };
+        assert_eq!(both.span(true), Some(ChainSpan::new(day(1), day(max_dte), Some(OptionKind::Put))));
+        let mixed = ChainWant { held: Some(ChainSpan { kind: Some(OptionKind::Call), ..both.held.unwrap() }), ..both };
+        assert_eq!(mixed.span(true), Some(ChainSpan::new(day(1), day(max_dte), None)));
+        assert_eq!(mixed.span(false), mixed.held);
 
-        // Puts on the days just outside and just inside the window: the window's snapshots alone
-        // give the same pick as the whole chain's.
-        let (c, all) = chain(&[day(dte_min - 1), day(dte_min), day(max_dte), day(max_dte + 1)]);
-        let (from, to) = wants[0].entry.unwrap();
+        // Puts on the days just outside and just inside the window, and a call beside each put:
+        // the window's puts alone give the same pick as the whole chain.
+        let (mut c, mut all) = chain(&[day(dte_min - 1), day(dte_min), day(max_dte), day(max_dte + 1)]);
+        let puts: Vec<(OptionContract, OptionSnapshot)> =
+            c.values().map(|p| (p.clone(), all[&p.symbol].clone())).collect();
+        for (put, snap) in puts {
+            let symbol = occ_symbol("SPY", put.expiration, OptionKind::Call, put.strike);
+            c.insert(symbol.clone(), OptionContract { symbol: symbol.clone(), kind: OptionKind::Call, ..put });
+            all.insert(symbol, snap);
+        }
+        let ChainSpan { from, to, kind } = wants[0].entry.unwrap();
         let only: BySymbol<OptionSnapshot> = all
             .iter()
-            .filter(|(sym, _)| OccSymbol::parse(sym).is_some_and(|o| o.expiry >= from && o.expiry <= to))
+            .filter(|(sym, _)| {
+                OccSymbol::parse(sym).is_some_and(|o| o.expiry >= from && o.expiry <= to && Some(o.kind) == kind)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         assert!(only.len() < all.len());

@@ -69,6 +69,16 @@ pub enum OptionKind {
     Put,
 }
 
+impl OptionKind {
+    /// `call` or `put`, as Alpaca's option endpoints spell it.
+    pub fn word(self) -> &'static str {
+        match self {
+            OptionKind::Call => "call",
+            OptionKind::Put => "put",
+        }
+    }
+}
+
 /// An OCC option symbol's parts: root + `YYMMDD` + `C`/`P` + strike × 1000 on eight digits
 /// (`SPY261218P00480000` = SPY, 2026-12-18, put, 480).
 #[derive(Debug, Clone, PartialEq, Eq)]

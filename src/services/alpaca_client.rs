@@ -1249,6 +1249,7 @@ impl crate::services::broker::Broker for AlpacaClient {
         underlying: &str,
         from: Date,
         to: Date,
+        kind: Option<OptionKind>,
     ) -> Result<BySymbol<OptionSnapshot>, BrokerError> {
         let path = format!("/v1beta1/options/snapshots/{}", path_segment(underlying));
         let e = "GET /v1beta1/options/snapshots/{underlying_symbol}";
@@ -1258,6 +1259,9 @@ impl crate::services::broker::Broker for AlpacaClient {
             ("expiration_date_lte", to.to_string()),
             ("limit", "1000".to_string()),
         ];
+        if let Some(kind) = kind {
+            query.push(("type", kind.word().to_string()));
+        }
         let mut out = BySymbol::new();
         for _ in 0..MAX_PAGES {
             let page: SnapshotsPage = self.get(Host::Data, &path, &query)?;

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 
 use crate::core::decimal::Dec;
-use crate::core::instrument::AssetClass;
+use crate::core::instrument::{AssetClass, OptionKind};
 use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 
@@ -327,11 +327,14 @@ pub trait Broker {
         from: Date,
         to: Date,
     ) -> Result<Vec<OptionContract>, BrokerError>;
+    /// Snapshots of `underlying`'s contracts expiring from `from` to `to`, of one `kind` (calls
+    /// or puts) or of both (`None`).
     fn option_snapshots(
         &mut self,
         underlying: &str,
         from: Date,
         to: Date,
+        kind: Option<OptionKind>,
     ) -> Result<BySymbol<OptionSnapshot>, BrokerError>;
     /// Drains the call statistics gathered since the last call.
     fn take_call_stats(&mut self) -> CallStats;

@@ -22,12 +22,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 
-use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::bots::keeper::Keeper;
 use crate::bots::protection::{BROKER_STOP, Protection, protection_for};
-use crate::bots::{self, Bot, BotView, Entries, Entry, Exit};
+use crate::bots::{Bot, BotView, ChainSpan, Entries, Entry, Exit};
 use crate::core::clock::{self, SessionState};
 use crate::core::config::BotKind;
 use crate::core::config::Config;
@@ -307,7 +306,7 @@ pub struct Execution {
     /// Their option snapshots, fetched once per new minute.
     snapshots: BySymbol<OptionSnapshot>,
     snapshots_minute: Option<i64>,
-    snapshot_roots: BTreeMap<String, (Date, Date)>,
+    snapshot_roots: BTreeMap<String, ChainSpan>,
     /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
     /// refused for the same reason each time, and the log says so once.
     refusals: BTreeMap<(String, String), String>,
@@ -520,7 +519,7 @@ impl Execution {
     ) -> Result<(), BrokerError> {
         let today = clock::trading_date(now);
         let mut roots = BTreeSet::new();
-        let mut wanted: BTreeMap<String, (Date, Date)> = BTreeMap::new();
+        let mut wanted: BTreeMap<String, ChainSpan> = BTreeMap::new();
         let mut max_days = 0;
         for bot in bots {
             if let Some((_, max)) = bot.option_days() {
@@ -533,7 +532,7 @@ impl Execution {
                 let enter = may_enter(*bot);
                 for want in bot.chains_wanted(&self.bars, &mine, today) {
                     let Some(span) = want.span(enter) else { continue };
-                    wanted.entry(want.root).and_modify(|s| *s = bots::widen(*s, span)).or_insert(span);
+                    wanted.entry(want.root).and_modify(|s| *s = s.widen(span)).or_insert(span);
                 }
             }
         }
@@ -552,8 +551,8 @@ impl Execution {
         let minute = now.as_second().div_euclid(60);
         if self.snapshots_minute != Some(minute) || self.snapshot_roots != wanted {
             let mut snaps = BySymbol::new();
-            for (root, (from, to)) in &wanted {
-                snaps.append(&mut broker.option_snapshots(root, *from, *to)?);
+            for (root, span) in &wanted {
+                snaps.append(&mut broker.option_snapshots(root, span.from, span.to, span.kind)?);
             }
             self.snapshots = snaps;
             self.snapshots_minute = Some(minute);

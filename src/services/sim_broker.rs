@@ -1440,6 +1440,7 @@ impl Broker for SimBroker {
         underlying: &str,
         from: Date,
         to: Date,
+        kind: Option<OptionKind>,
     ) -> Result<BySymbol<OptionSnapshot>, BrokerError> {
         self.count();
         let now = self.clock.now();
@@ -1463,7 +1464,7 @@ impl Broker for SimBroker {
             };
             (c.symbol.clone(), snap)
         };
-        Ok(listed.iter().map(snapshot).collect())
+        Ok(listed.iter().filter(|l| kind.is_none_or(|k| l.contract.kind == k)).map(snapshot).collect())
     }
 
     fn take_call_stats(&mut self) -> CallStats {

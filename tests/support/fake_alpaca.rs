@@ -491,8 +491,19 @@ impl FakeAlpaca {
                     return (200, json!({"option_contracts": m.contracts, "next_page_token": null}));
                 }
                 ("GET", p) if p.starts_with("/v1beta1/options/snapshots/") => {
-                    let snaps: BTreeMap<String, Value> =
-                        m.snapshots.iter().map(|(k, v)| (k.clone(), stamp(v.clone(), Some("latestQuote")))).collect();
+                    // Alpaca's `type` filter: an OCC symbol's kind is the letter after its date.
+                    let letter = match r.q("type") {
+                        Some("call") => Some('C'),
+                        Some("put") => Some('P'),
+                        _ => None,
+                    };
+                    let kind_of = |k: &str| k.len().checked_sub(9).and_then(|i| k[i..].chars().next());
+                    let snaps: BTreeMap<String, Value> = m
+                        .snapshots
+                        .iter()
+                        .filter(|(k, _)| letter.is_none() || kind_of(k) == letter)
+                        .map(|(k, v)| (k.clone(), stamp(v.clone(), Some("latestQuote"))))
+                        .collect();
                     return (200, json!({"snapshots": snaps, "next_page_token": null}));
                 }
                 _ => {}

@@ -118,7 +118,37 @@ impl OccSymbol {
         let cp = if self.kind == OptionKind::Call { 'C' } else { 'P' };
         let milli = (self.strike.to_f64() * 1000.0).round().max(0.0) as u64;
         let e = self.expiry;
-        format!("{}{:02}{:02}{:02}{cp}{milli:08}", self.root, e.year() % 100, e.month(), e.day())
+        // By hand rather than `format!`: a simulated chain names thousands of contracts a day
+        // (3 % of a backtest went to the formatter). The same digits as `{:02}` and `{:08}`.
+        let mut text = String::with_capacity(self.root.len() + 15);
+        text.push_str(&self.root);
+        let year = i64::from(e.year()).rem_euclid(100) as u64;
+        for (n, width) in [(year, 2), (e.month() as u64, 2), (e.day() as u64, 2)] {
+            push_padded(&mut text, n, width);
+        }
+        text.push(cp);
+        push_padded(&mut text, milli, 8);
+        text
+    }
+}
+
+/// `n` in decimal, with leading zeros to `width` digits (more digits when it needs them).
+fn push_padded(text: &mut String, n: u64, width: usize) {
+    let mut digits = [0u8; 20];
+    let (mut i, mut rest) = (digits.len(), n);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for _ in (digits.len() - i)..width {
+        text.push('0');
+    }
+    for &d in &digits[i..] {
+        text.push(char::from(d));
     }
 }
 
@@ -158,6 +188,26 @@ mod tests {
         assert_eq!(OccSymbol::parse(&occ_symbol("AAPL", d, OptionKind::Call, half)).unwrap().strike, half);
         assert_eq!(OccSymbol::parse("AAPL"), None);
         assert_eq!(OccSymbol::parse("SPY261218X00480000"), None);
+    }
+
+    #[test]
+    fn the_symbol_text_pads_as_the_formatter_does() {
+        for (y, m, d, strike) in
+            [(2026, 1, 2, "0.5"), (2030, 12, 31, "480"), (2100, 7, 9, "123456.789"), (2009, 3, 4, "0")]
+        {
+            let o = OccSymbol {
+                root: "QQQ".into(),
+                expiry: jiff::civil::date(y, m, d),
+                kind: OptionKind::Call,
+                strike: strike.parse().unwrap(),
+            };
+            let milli = (o.strike.to_f64() * 1000.0).round() as u64;
+            assert_eq!(o.text(), format!("QQQ{:02}{m:02}{d:02}C{milli:08}", y % 100));
+        }
+        // A strike beyond eight digits keeps every digit, as `{:08}` would.
+        let big =
+            OccSymbol { strike: "123456.789".parse().unwrap(), ..OccSymbol::parse("SPY261218P00480000").unwrap() };
+        assert_eq!(big.text(), "SPY261218P123456789");
     }
 
     #[test]

@@ -98,6 +98,11 @@ impl Replay {
             Source::Streamed(streams) => {
                 let s = streams.get_mut(symbol)?;
                 s.reach(t, &self.failure);
+                // Most questions are about now, whose answer is the newest bar kept (the times
+                // strictly increase, as `bar_files` checked): no search.
+                if let Some(newest) = s.kept.back().filter(|b| b.t <= t) {
+                    return Some(*newest);
+                }
                 let i = s.kept.partition_point(|b| b.t <= t).checked_sub(1);
                 if i.is_none() && s.dropped.is_some() {
                     fail(&self.failure, format!("{symbol}: asked for the bar at {t}, older than the replay keeps"));

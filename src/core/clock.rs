@@ -9,6 +9,7 @@
 //! `system.timezone` for market hours (the Python daemon put 09:30–16:00 in Los Angeles time and
 //! traded three hours off). Market hours and the trading date are always New York's.
 
+use std::cell::Cell;
 use std::fmt;
 use std::sync::{Mutex, OnceLock};
 
@@ -48,7 +49,23 @@ pub fn market_tz() -> TimeZone {
 /// The trading date of an instant: its calendar date in New York (not UTC, not the configured
 /// zone). A day-start equity, a daily-loss halt and a day's budgets all belong to one.
 pub fn trading_date(now: Timestamp) -> Date {
-    now.to_zoned_datetime(market_tz()).date()
+    // Asked many times a minute by every step: the last date's span of instants is kept (per
+    // thread, so a sweep's simulations never share it) and answers without the zone's rules.
+    thread_local! {
+        static LAST: Cell<Option<(Timestamp, Timestamp, Date)>> = const { Cell::new(None) };
+    }
+    LAST.with(|last| {
+        if let Some((start, end, date)) = last.get()
+            && start <= now
+            && now < end
+        {
+            return date;
+        }
+        let date = market_tz().to_datetime(now).date();
+        let end = date.tomorrow().map_or(Timestamp::MAX, start_of_date);
+        last.set(Some((start_of_date(date), end, date)));
+        date
+    })
 }
 
 /// The trading dates `from` to `to` (both included; `None` leaves that end open) as the instants
@@ -397,6 +414,25 @@ mod tests {
 
     fn hm(s: &str) -> HhMm {
         HhMm::parse(s).unwrap()
+    }
+
+    /// The kept span answers as the zone does: every 7 minutes across two years (both daylight
+    /// saving changes of each), forwards and back, and at each New York midnight's edges.
+    #[test]
+    fn the_trading_date_kept_between_calls_is_the_zones_date() {
+        let plain = |t: Timestamp| t.to_zoned_datetime(market_tz()).date();
+        let start = ts("2025-01-01T00:00:00Z").as_second();
+        let times: Vec<Timestamp> =
+            (0..2 * 366 * 24 * 60 / 7).map(|i| Timestamp::from_second(start + i * 7 * 60).unwrap()).collect();
+        for t in times.iter().chain(times.iter().rev()) {
+            assert_eq!(trading_date(*t), plain(*t), "{t}");
+        }
+        for d in [jiff::civil::date(2025, 3, 9), jiff::civil::date(2025, 3, 10), jiff::civil::date(2025, 11, 3)] {
+            let midnight = start_of_date(d);
+            for t in [midnight - SignedDuration::from_secs(1), midnight, midnight + SignedDuration::from_secs(1)] {
+                assert_eq!(trading_date(t), plain(t), "{t}");
+            }
+        }
     }
 
     #[test]

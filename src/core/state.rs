@@ -883,12 +883,16 @@ impl State {
     }
 
     /// A backtest's ledger, in memory: the same schema and statements as the file, no file, no
-    /// locks, no journal on disk. Gone when dropped; its ids carry the fixed epoch `backtest`, so
+    /// locks, no journal on disk, pages of 1 KiB. Gone when dropped; its ids carry the fixed epoch `backtest`, so
     /// the same replay gives the same ids.
     pub fn open_memory() -> Result<State, StateError> {
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|error| StateError::Open { path: path.clone(), error })?;
         tune(&conn, &path)?;
+        // Small pages, set before the schema makes any: every page a transaction changes is first
+        // copied whole into the in-memory rollback journal, and the ledger's rows are small (4 KiB
+        // pages: 4.5 % of a backtest's instructions went to those copies; 1 KiB: 3.6 % fewer).
+        conn.pragma_update(None, "page_size", 1024).map_err(|error| StateError::Open { path: path.clone(), error })?;
         let mut state = State::with(conn, path, false, Some(SCRATCH_EPOCH.to_string()));
         state.for_status = false;
         state.migrate()?;
@@ -2820,6 +2824,10 @@ mod tests {
         }
         assert_eq!((file.loop_run_count().unwrap(), file.bot_activity().unwrap().len()), (1, 1));
         assert_eq!((memory.loop_run_count().unwrap(), memory.bot_activity().unwrap().len()), (0, 0));
+        // Its pages are small (each changed page is copied whole into the journal); the file's
+        // are SQLite's default.
+        let page = |s: &State| s.conn.row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!((page(&file), page(&memory)), (4096, 1024));
     }
 
     #[test]

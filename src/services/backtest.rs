@@ -82,11 +82,17 @@ impl Bars {
                 Ok((merged_minutes(held.iter().map(|v| v.iter().map(|b| Ok(b.t))).collect())?, bars))
             }
             Bars::Files(checked) => {
+                let bars = traded.iter().filter_map(|s| checked.files.get(s)).map(|(_, n)| n).sum();
+                // From the minutes `check` noted, when it could note every traded file's;
+                // otherwise from the files read again.
+                let noted: Option<Vec<&bar_files::Minutes>> = traded.iter().map(|s| checked.minutes.get(s)).collect();
+                if let Some(sets) = noted {
+                    return Ok((bar_files::Minutes::merged(&sets), bars));
+                }
                 let mut series = Vec::new();
                 for symbol in traded {
                     series.push(checked.open(symbol)?.map(|b| b.map(|b| b.t)));
                 }
-                let bars = traded.iter().filter_map(|s| checked.files.get(s)).map(|(_, n)| n).sum();
                 Ok((merged_minutes(series)?, bars))
             }
         }

@@ -3,7 +3,8 @@
 //!
 //! Owns: reading and writing that format, whole (`read`) or a bar at a time (`Reader`, which
 //! `read` is built on: one parser; `OnDates`, the bars of some trading dates); `check`, the pass
-//! that proves a folder's files good before a backtest streams them; and `resume`, where
+//! that proves a folder's files good before a backtest streams them, noting the minutes their bars
+//! begin at (`Minutes`, a bit a minute: the replay's steps without a second pass); and `resume`, where
 //! `download` goes on in a file. Never: guesses — a file with another header, a line that does
 //! not parse, or bars out of order is an error naming the file and the line.
 
@@ -304,29 +305,104 @@ fn cut_at(path: &Path, len: u64) -> Result<(), String> {
 }
 
 /// Bar files proven good by `check`, each with how many bars it has on the chosen dates; files
-/// with none are left out.
+/// with none are left out. `minutes`: the minutes at which each has bars on those dates, for the
+/// files whose bars all begin on a whole minute within `Minutes::MAX_SPAN` of each other.
 #[derive(Debug)]
 pub struct Checked {
     pub files: BySymbol<(PathBuf, u64)>,
+    pub minutes: BySymbol<Minutes>,
     pub dates: Dates,
 }
 
 /// Reads every bar file of `path` through once, before anything runs: a bad file is refused
-/// here, as `read` refuses it (a bad line outside `dates` too), without holding its bars.
+/// here, as `read` refuses it (a bad line outside `dates` too), without holding its bars — only
+/// the minutes they begin at, a bit each, from which the replay's steps are merged without a
+/// second pass over the files.
 pub fn check(path: &Path, dates: Dates) -> Result<Checked, String> {
-    let mut out = BySymbol::new();
+    let (mut out, mut minutes) = (BySymbol::new(), BySymbol::new());
     for (symbol, f) in files(path)? {
         let mut count = 0u64;
+        let mut kept = Some(Minutes::default());
         for bar in Reader::open(&f)? {
-            if dates.contains(bar?.t) {
+            let t = bar?.t;
+            if dates.contains(t) {
                 count += 1;
+                if kept.as_mut().is_some_and(|m| !m.insert(t)) {
+                    kept = None;
+                }
             }
         }
         if count > 0 {
+            if let Some(m) = kept {
+                minutes.insert(symbol.clone(), m);
+            }
             out.insert(symbol, (f, count));
         }
     }
-    Ok(Checked { files: out, dates })
+    Ok(Checked { files: out, minutes, dates })
+}
+
+/// The minutes at which one file's bars begin, one bit a minute counted from a whole word of 64
+/// minutes since the epoch (so the sets of several files line up word for word).
+#[derive(Debug, Default)]
+pub struct Minutes {
+    /// The first word's number (minutes since the epoch / 64).
+    first_word: i64,
+    words: Vec<u64>,
+}
+
+impl Minutes {
+    /// Four years of minutes, 256 KiB of bits: a longer file is read again for its steps.
+    pub const MAX_SPAN: i64 = 4 * 366 * 24 * 60;
+
+    /// Notes a bar that begins at `t`, later than those noted before; false when the set cannot
+    /// hold it (`t` is not on a whole minute, or beyond `MAX_SPAN` of the first), and the set is
+    /// then of no use.
+    fn insert(&mut self, t: Timestamp) -> bool {
+        if t.subsec_nanosecond() != 0 || t.as_second().rem_euclid(60) != 0 {
+            return false;
+        }
+        let minute = t.as_second().div_euclid(60);
+        if self.words.is_empty() {
+            self.first_word = minute.div_euclid(64);
+        }
+        let Ok(word) = usize::try_from(minute.div_euclid(64) - self.first_word) else { return false };
+        if word as i64 * 64 > Self::MAX_SPAN {
+            return false;
+        }
+        if word >= self.words.len() {
+            self.words.resize(word + 1, 0);
+        }
+        self.words[word] |= 1 << minute.rem_euclid(64);
+        true
+    }
+
+    /// Every minute at which one of `sets` has a bar, oldest first, once.
+    pub fn merged(sets: &[&Minutes]) -> Vec<Timestamp> {
+        let used = || sets.iter().filter(|m| !m.words.is_empty());
+        let (Some(from), Some(to)) =
+            (used().map(|m| m.first_word).min(), used().map(|m| m.first_word + m.words.len() as i64).max())
+        else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for word in from..to {
+            let mut bits = 0u64;
+            for m in used() {
+                let i = usize::try_from(word - m.first_word).ok();
+                bits |= i.and_then(|i| m.words.get(i)).copied().unwrap_or(0);
+            }
+            while bits != 0 {
+                let minute = word * 64 + i64::from(bits.trailing_zeros());
+                // A minute of a bar that parsed: a representable instant.
+                if let Ok(t) = Timestamp::from_second(minute * 60) {
+                    out.push(t);
+                }
+                bits &= bits - 1;
+            }
+        }
+        out
+    }
 }
 
 impl Checked {
@@ -448,6 +524,49 @@ mod tests {
         let err = resume(&path).unwrap_err();
         assert!(err.contains("SPY.csv line 3") && err.contains("will not write after a bad line"), "{err}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), bad);
+    }
+
+    /// The steps merged from the minutes `check` noted are every bar's time, oldest first, once,
+    /// across files that start, pause and end at different minutes (words of 64 not lined up with
+    /// any of them); a file with a bar off a whole minute, or longer than the span kept, notes
+    /// none (its steps are read from the file again).
+    #[test]
+    fn the_minutes_check_notes_merge_into_every_bars_time_once() {
+        let dir = std::env::temp_dir().join(format!("th-minutes-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = 1_735_000_000 / 60 * 60 + 17 * 60;
+        let at = |m: i64| Timestamp::from_second(base + 60 * m).unwrap();
+        let write = |name: &str, times: &[Timestamp]| {
+            let mut text = format!("{HEADER}\n");
+            for t in times {
+                text.push_str(&line(&Bar { t: *t, open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 1.0 }));
+                text.push('\n');
+            }
+            std::fs::write(dir.join(name), text).unwrap();
+        };
+        let spy: Vec<Timestamp> = (0..390).chain(1440..1830).map(at).collect();
+        let qqq: Vec<Timestamp> = (5..200).step_by(3).chain(1500..1501).chain(5000..5063).map(at).collect();
+        write("SPY.csv", &spy);
+        write("QQQ.csv", &qqq);
+        write("IWM.csv", &[at(10), at(11) + jiff::SignedDuration::from_secs(30)]);
+        write("DIA.csv", &[at(0), at(Minutes::MAX_SPAN + 128)]);
+        let checked = check(&dir, Dates::new(None, None)).unwrap();
+        assert_eq!(checked.minutes.keys().collect::<Vec<_>>(), ["QQQ", "SPY"], "IWM and DIA note none");
+        let mut want: Vec<Timestamp> = spy.iter().chain(&qqq).copied().collect();
+        want.sort();
+        want.dedup();
+        let sets: Vec<&Minutes> = checked.minutes.values().collect();
+        assert_eq!(Minutes::merged(&sets), want);
+        assert_eq!(Minutes::merged(&sets[..1]), qqq);
+        assert_eq!(Minutes::merged(&[]), Vec::<Timestamp>::new());
+        // Only the chosen dates are noted.
+        let day = crate::core::clock::trading_date(at(1500));
+        let one = check(&dir, Dates::new(Some(day), Some(day))).unwrap();
+        let on_day: Vec<Timestamp> =
+            want.iter().copied().filter(|t| crate::core::clock::trading_date(*t) == day).collect();
+        assert_eq!(Minutes::merged(&one.minutes.values().collect::<Vec<_>>()), on_day);
+        assert!(!on_day.is_empty() && on_day.len() < want.len());
     }
 
     #[test]

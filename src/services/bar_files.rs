@@ -306,7 +306,8 @@ fn cut_at(path: &Path, len: u64) -> Result<(), String> {
 
 /// Bar files proven good by `check`, each with how many bars it has on the chosen dates; files
 /// with none are left out. `minutes`: the minutes at which each has bars on those dates, for the
-/// files whose bars all begin on a whole minute within `Minutes::MAX_SPAN` of each other.
+/// files whose bars all begin on a whole minute within `Minutes::MAX_SPAN` of each other, while
+/// they fit in `Minutes::WORDS_KEPT`.
 #[derive(Debug)]
 pub struct Checked {
     pub files: BySymbol<(PathBuf, u64)>,
@@ -319,7 +320,13 @@ pub struct Checked {
 /// the minutes they begin at, a bit each, from which the replay's steps are merged without a
 /// second pass over the files.
 pub fn check(path: &Path, dates: Dates) -> Result<Checked, String> {
+    check_noting(path, dates, Minutes::WORDS_KEPT)
+}
+
+/// `check`, keeping at most `words_budget` words of minutes.
+fn check_noting(path: &Path, dates: Dates, words_budget: usize) -> Result<Checked, String> {
     let (mut out, mut minutes) = (BySymbol::new(), BySymbol::new());
+    let mut words_kept = 0usize;
     for (symbol, f) in files(path)? {
         let mut count = 0u64;
         let mut kept = Some(Minutes::default());
@@ -333,7 +340,8 @@ pub fn check(path: &Path, dates: Dates) -> Result<Checked, String> {
             }
         }
         if count > 0 {
-            if let Some(m) = kept {
+            if let Some(m) = kept.filter(|m| words_kept + m.words.len() <= words_budget) {
+                words_kept += m.words.len();
                 minutes.insert(symbol.clone(), m);
             }
             out.insert(symbol, (f, count));
@@ -354,6 +362,11 @@ pub struct Minutes {
 impl Minutes {
     /// Four years of minutes, 256 KiB of bits: a longer file is read again for its steps.
     pub const MAX_SPAN: i64 = 4 * 366 * 24 * 60;
+
+    /// The bits kept for all the files together: 8 MiB, a year of 128 files (a folder of many
+    /// more files than a configuration trades would otherwise hold a year's bits for each). The
+    /// files beyond it are read again for their steps.
+    pub const WORDS_KEPT: usize = 1 << 20;
 
     /// Notes a bar that begins at `t`, later than those noted before; false when the set cannot
     /// hold it (`t` is not on a whole minute, or beyond `MAX_SPAN` of the first), and the set is
@@ -567,6 +580,13 @@ mod tests {
             want.iter().copied().filter(|t| crate::core::clock::trading_date(*t) == day).collect();
         assert_eq!(Minutes::merged(&one.minutes.values().collect::<Vec<_>>()), on_day);
         assert!(!on_day.is_empty() && on_day.len() < want.len());
+        // Beyond the budget of bits kept, the files go without (QQQ's 80 words fit, then SPY's
+        // 29 do not): their steps come from reading them again.
+        let words = |m: &Minutes| m.words.len();
+        assert_eq!((words(&checked.minutes["QQQ"]), words(&checked.minutes["SPY"])), (80, 29));
+        let tight = check_noting(&dir, Dates::new(None, None), 100).unwrap();
+        assert_eq!(tight.minutes.keys().collect::<Vec<_>>(), ["QQQ"]);
+        assert_eq!(tight.files.len(), 4, "every file is still checked and counted");
     }
 
     #[test]

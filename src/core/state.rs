@@ -8,7 +8,8 @@
 //! grows), and which writes are fsynced before they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
 //! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
 //! them with `sqlite3`. Every statement goes through the statement cache (`Cached`), and the reads
-//! the loop repeats most are kept until a row changes (`Memo`). A backtest's ledger is the same
+//! the loop repeats most are kept until a row changes (`Memo`; a better price brings the kept
+//! owned positions up to date in place). A backtest's ledger is the same
 //! schema in memory (`open_memory`), without what only `status` reads: it writes no loop-run rows
 //! and no bot activity (a third of its statements a minute, for a ledger nobody will look at).
 //!
@@ -683,6 +684,18 @@ impl<T: Clone> Memo<T> {
         read: impl FnOnce() -> Result<T, StateError>,
     ) -> Result<T, StateError> {
         self.with(version, fits, read, T::clone)
+    }
+
+    /// Replaces the kept value with `change(kept)` at `now` if it was kept at `was`: for a write
+    /// whose effect on the read is known exactly. Otherwise nothing kept changes.
+    fn patch(&self, was: (u64, i64), now: (u64, i64), change: impl FnOnce(&T) -> T) {
+        let mut kept = self.0.borrow_mut();
+        if let Some((at, value)) = kept.as_mut()
+            && *at == was
+        {
+            *value = change(value);
+            *at = now;
+        }
     }
 
     /// `look` at the kept value (read again as `get` would), without a copy of all of it.
@@ -1788,9 +1801,25 @@ impl State {
             "UPDATE owned_positions SET high_water = ?3
              WHERE bot = ?1 AND symbol = ?2 AND (high_water IS NULL OR high_water > ?3)"
         };
-        self.run_only(Kept::OwnedPositions, sql_text, params![bot, symbol, price])
-            .map(drop)
-            .map_err(sql("recording a best price"))
+        let before = self.version(Kept::OwnedPositions)?;
+        let changed = self
+            .run_only(Kept::OwnedPositions, sql_text, params![bot, symbol, price])
+            .map_err(sql("recording a best price"))?;
+        // The one row changed is known: the kept read, if it was current, is brought up to date
+        // instead of read again (a held position's best price moves most minutes). The price
+        // reads back as the same double (a REAL column is one).
+        if changed == 1 {
+            let after = self.version(Kept::OwnedPositions)?;
+            self.owned.patch(before, after, |rows| {
+                rows.iter()
+                    .map(|p| {
+                        let mine = p.bot == bot && p.symbol == symbol;
+                        OwnedPosition { high_water: if mine { Some(price) } else { p.high_water }, ..p.clone() }
+                    })
+                    .collect()
+            });
+        }
+        Ok(())
     }
 
     /// When a bot's last exit in `symbol` (partly) filled, for its cooldown.
@@ -2676,6 +2705,45 @@ mod tests {
         let z = s.record_order(&order("sell", "2", "entry")).unwrap();
         s.apply_order_report(&z, &OrderStatus::Filled, None, d("2"), Some(d("50")), now).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, d("-2"));
+    }
+
+    /// A better price brings the kept read of owned positions up to date in place: what it then
+    /// answers is what reading the table again gives, for the position moved and the others,
+    /// whether or not the read was kept when the price came.
+    #[test]
+    fn a_best_price_updates_the_kept_owned_positions_as_a_fresh_read_would() {
+        let now = ts("2026-11-25T15:00:00Z");
+        let s = State::open_memory().unwrap();
+        own_ten_aapl(&s, now);
+        s.conn
+            .execute(
+                "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, high_water, updated_at)
+                 VALUES ('mom_MSFT', 'MSFT', '-4', '300', ?1, 310.0, ?1)",
+                [clock::db_ts(now)],
+            )
+            .unwrap();
+        let fresh = || s.read_owned_positions().unwrap();
+        for (bot, symbol, price, long) in [
+            ("mom_AAPL", "AAPL", 100.25, true),
+            ("mom_MSFT", "MSFT", 299.125, false),
+            ("mom_AAPL", "AAPL", 99.0, true),
+            ("mom_AAPL", "AAPL", 0.1 + 0.2 + 100.0, true),
+            ("mom_MSFT", "MSFT", 305.0, false),
+        ] {
+            let kept = s.owned_positions().unwrap();
+            s.record_best_price(bot, symbol, price, long).unwrap();
+            // Kept at the version after the write: patched, not left to be read again.
+            let at = s.owned.0.borrow().as_ref().map(|(at, _)| *at);
+            assert_eq!(at, Some(s.version(Kept::OwnedPositions).unwrap()), "{symbol} {price}");
+            assert_eq!(*s.owned_positions().unwrap(), *fresh(), "{symbol} {price}");
+            assert_eq!(kept.len(), 2);
+        }
+        assert_eq!(fresh().iter().map(|p| p.high_water).collect::<Vec<_>>(), [Some(0.1 + 0.2 + 100.0), Some(299.125)]);
+        // Not kept when the price came (a write in between): read again, the same.
+        s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(5), now).unwrap();
+        s.record_best_price("mom_AAPL", "AAPL", 120.0, true).unwrap();
+        assert_eq!(*s.owned_positions().unwrap(), *fresh());
+        assert_eq!(fresh()[0].high_water, Some(120.0));
     }
 
     #[test]

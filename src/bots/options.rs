@@ -146,17 +146,18 @@ pub fn select_spread(
     let band_mid = (rules.delta_min + rules.delta_max) / 2.0;
     let mut best: Option<(i64, f64, SpreadPlan)> = None;
     for c in chain.contracts.values() {
+        // The chain holds every underlying's contracts of both kinds: those of others are passed
+        // over before any date arithmetic.
+        if c.underlying != underlying || c.kind != kind {
+            continue;
+        }
+        listed += 1;
         let days = dte(c.expiration);
         let otm = match kind {
             OptionKind::Put => c.strike.to_f64() < spot,
             OptionKind::Call => c.strike.to_f64() > spot,
         };
-        if c.underlying == underlying && c.kind == kind {
-            listed += 1;
-        }
-        if c.underlying != underlying
-            || c.kind != kind
-            || !c.tradable
+        if !c.tradable
             || !otm
             || days < rules.dte_min as i64
             || days > max_dte

@@ -197,7 +197,11 @@ struct SymbolList(Vec<String>);
 
 impl SymbolList {
     fn update<'a>(&mut self, wanted: impl IntoIterator<Item = &'a str>) -> &[String] {
-        let wanted: BTreeSet<&str> = wanted.into_iter().collect();
+        // Sorted and made distinct in a vector: a handful of symbols, asked for several times a
+        // minute, for which a set's tree costs more than a sort (0.4 % of a backtest).
+        let mut wanted: Vec<&str> = wanted.into_iter().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
         if !self.0.iter().map(String::as_str).eq(wanted.iter().copied()) {
             self.0 = wanted.into_iter().map(str::to_string).collect();
         }

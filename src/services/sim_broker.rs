@@ -1464,7 +1464,11 @@ impl Broker for SimBroker {
             };
             (c.symbol.clone(), snap)
         };
-        Ok(listed.iter().filter(|l| kind.is_none_or(|k| l.contract.kind == k)).map(snapshot).collect())
+        // Gathered at its full size first: a map collected from a filtered iterator grows its
+        // buffer of (symbol, snapshot) pairs by doubling, copying them each time.
+        let mut snaps = Vec::with_capacity(listed.len());
+        snaps.extend(listed.iter().filter(|l| kind.is_none_or(|k| l.contract.kind == k)).map(snapshot));
+        Ok(snaps.into_iter().collect())
     }
 
     fn take_call_stats(&mut self) -> CallStats {

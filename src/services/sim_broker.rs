@@ -1094,16 +1094,19 @@ impl SimBroker {
 /// `root`'s contracts on each Friday from `from` to `to`: 25 strikes `step` apart around
 /// `centre`, a call and a put at each, in the symbols' order.
 fn list(root: &str, from: Date, to: Date, centre: f64, step: f64, seed: u64) -> Vec<Listed> {
-    let mut listed = Vec::new();
-    for expiry in fridays(from, to) {
+    let expiries = fridays(from, to);
+    let mut listed = Vec::with_capacity(expiries.len() * 50);
+    // By expiry, then calls before puts, then strike: the symbols' own order (`YYMMDD`, `C`/`P`,
+    // the strike on eight digits), so the sort below finds them sorted.
+    for expiry in expiries {
         let expires = expiry_close(expiry);
-        for i in -12i32..=12 {
-            let k = centre + i as f64 * step;
-            if k <= 0.0 {
-                continue;
-            }
-            let strike = dec(k);
-            for kind in [OptionKind::Call, OptionKind::Put] {
+        for kind in [OptionKind::Call, OptionKind::Put] {
+            for i in -12i32..=12 {
+                let k = centre + i as f64 * step;
+                if k <= 0.0 {
+                    continue;
+                }
+                let strike = dec(k);
                 let symbol = occ_symbol(root, expiry, kind, strike);
                 let symbol_hash = symbol_key(&symbol);
                 let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;

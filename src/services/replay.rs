@@ -90,10 +90,16 @@ impl Replay {
 
     /// The last bar of `symbol` that began at or before `t` (`None` when none has yet).
     pub fn last_at_or_before(&mut self, symbol: &str, t: Timestamp) -> Option<Bar> {
+        self.recorded(symbol, t).flatten()
+    }
+
+    /// `last_at_or_before`, telling apart a symbol without recorded bars (`None`: the synthetic
+    /// market prices it) from one with no bar yet (`Some(None)`), in one look-up.
+    pub fn recorded(&mut self, symbol: &str, t: Timestamp) -> Option<Option<Bar>> {
         match &mut self.source {
             Source::Held(bars) => {
                 let bars = bars.get(symbol)?;
-                bars.partition_point(|b| b.t <= t).checked_sub(1).map(|i| bars[i])
+                Some(bars.partition_point(|b| b.t <= t).checked_sub(1).map(|i| bars[i]))
             }
             Source::Streamed(streams) => {
                 let s = streams.get_mut(symbol)?;
@@ -101,13 +107,13 @@ impl Replay {
                 // Most questions are about now, whose answer is the newest bar kept (the times
                 // strictly increase, as `bar_files` checked): no search.
                 if let Some(newest) = s.kept.back().filter(|b| b.t <= t) {
-                    return Some(*newest);
+                    return Some(Some(*newest));
                 }
                 let i = s.kept.partition_point(|b| b.t <= t).checked_sub(1);
                 if i.is_none() && s.dropped.is_some() {
                     fail(&self.failure, format!("{symbol}: asked for the bar at {t}, older than the replay keeps"));
                 }
-                i.map(|i| s.kept[i])
+                Some(i.map(|i| s.kept[i]))
             }
         }
     }

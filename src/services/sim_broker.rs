@@ -195,11 +195,8 @@ impl Market {
     /// The price of a stock or crypto pair at minute `m`: a recorded bar's close (the last bar
     /// that began before the minute did), or the synthetic path's.
     fn price(&mut self, symbol: &str, m: i64) -> f64 {
-        if self.replay.has(symbol) {
-            return self
-                .replay
-                .last_at_or_before(symbol, minute_start(m) - jiff::SignedDuration::from_secs(1))
-                .map_or(f64::NAN, |b| b.close);
+        if let Some(bar) = self.replay.recorded(symbol, minute_start(m) - jiff::SignedDuration::from_secs(1)) {
+            return bar.map_or(f64::NAN, |b| b.close);
         }
         let seed = self.seed;
         self.path(symbol).close(seed, m)
@@ -213,8 +210,8 @@ impl Market {
     /// The minute whose close is `price(symbol, m)`, as a bar: its open, high and low are what a
     /// resting stop sees inside it.
     fn minute_bar(&mut self, symbol: &str, m: i64) -> Option<Bar> {
-        if self.replay.has(symbol) {
-            return self.replay.last_at_or_before(symbol, minute_start(m) - jiff::SignedDuration::from_secs(1));
+        if let Some(bar) = self.replay.recorded(symbol, minute_start(m) - jiff::SignedDuration::from_secs(1)) {
+            return bar;
         }
         Some(self.bar(symbol, m))
     }

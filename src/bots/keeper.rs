@@ -97,14 +97,12 @@ impl Bot for Keeper {
         owned: &[&OwnedPosition],
         _today: jiff::civil::Date,
     ) -> Vec<ChainWant> {
-        let mut by_root: BTreeMap<String, Vec<OccSymbol>> = BTreeMap::new();
+        let mut by_root: BTreeMap<String, ChainSpan> = BTreeMap::new();
         for o in owned.iter().filter_map(|p| OccSymbol::parse(&p.symbol)) {
-            by_root.entry(o.root.clone()).or_default().push(o);
+            let leg = ChainSpan::of_leg(&o);
+            by_root.entry(o.root).and_modify(|span| *span = span.widen(leg)).or_insert(leg);
         }
-        by_root
-            .into_iter()
-            .map(|(root, legs)| ChainWant { root, held: ChainSpan::of_legs(&legs), entry: None })
-            .collect()
+        by_root.into_iter().map(|(root, held)| ChainWant { root, held: Some(held), entry: None }).collect()
     }
 
     fn exits(&self, view: &BotView) -> Vec<Exit> {

@@ -72,9 +72,14 @@ impl ChainSpan {
         ChainSpan { from: self.from.min(other.from), to: self.to.max(other.to), kind }
     }
 
-    /// The span of the contracts `legs` (OCC symbols that parse); `None` when there are none.
-    pub fn of_legs<'a>(legs: impl IntoIterator<Item = &'a OccSymbol>) -> Option<ChainSpan> {
-        legs.into_iter().map(|o| ChainSpan::new(o.expiry, o.expiry, Some(o.kind))).reduce(ChainSpan::widen)
+    /// The span of one contract: its expiry, its kind.
+    pub fn of_leg(leg: &OccSymbol) -> ChainSpan {
+        ChainSpan::new(leg.expiry, leg.expiry, Some(leg.kind))
+    }
+
+    /// The span of the contracts `legs`; `None` when there are none.
+    pub fn of_legs(legs: impl IntoIterator<Item = OccSymbol>) -> Option<ChainSpan> {
+        legs.into_iter().map(|o| ChainSpan::of_leg(&o)).reduce(ChainSpan::widen)
     }
 }
 

@@ -487,16 +487,11 @@ impl OptionsBot {
     /// `None`: it calls for none).
     /// Kept in step with `entries` and the selections' own filters by a test.
     fn entry_days(&self, bars: &[Bar]) -> Option<(u32, u32, Option<OptionKind>)> {
-        let spread = |s: &CreditSpread| (self.rules.dte_min, self.rules.dte_max.min(s.max_dte));
-        let with = |kind: Option<OptionKind>| move |(min, max): (u32, u32)| (min, max, kind);
+        let spread = |s: &CreditSpread, kind| (self.rules.dte_min, self.rules.dte_max.min(s.max_dte), kind);
         match signals::evaluate(&self.signal, bars) {
-            Some(Direction::Long) => {
-                self.bull_put.enabled.then(|| spread(&self.bull_put)).map(with(Some(OptionKind::Put)))
-            }
-            Some(Direction::Short) => {
-                self.bear_call.enabled.then(|| spread(&self.bear_call)).map(with(Some(OptionKind::Call)))
-            }
-            None if self.iron_condor.enabled => Some(spread(&self.iron_condor)).map(with(None)),
+            Some(Direction::Long) => self.bull_put.enabled.then(|| spread(&self.bull_put, Some(OptionKind::Put))),
+            Some(Direction::Short) => self.bear_call.enabled.then(|| spread(&self.bear_call, Some(OptionKind::Call))),
+            None if self.iron_condor.enabled => Some(spread(&self.iron_condor, None)),
             None if self.straddle.enabled && squeezed(bars) => Some((self.rules.dte_min, self.rules.dte_max, None)),
             None => None,
         }
@@ -678,9 +673,9 @@ impl Bot for OptionsBot {
         self.symbols
             .iter()
             .filter_map(|root| {
-                let legs: Vec<OccSymbol> =
-                    owned.iter().filter_map(|p| OccSymbol::parse(&p.symbol)).filter(|o| &o.root == root).collect();
-                let held = ChainSpan::of_legs(&legs);
+                let held = ChainSpan::of_legs(
+                    owned.iter().filter_map(|p| OccSymbol::parse(&p.symbol)).filter(|o| &o.root == root),
+                );
                 // One spread per underlying: a held root is not entered (`entries`), so its
                 // held legs are all it reads.
                 let entry = if held.is_some() {

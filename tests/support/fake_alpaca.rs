@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use trading_hydra::core::config::DataFeed;
+use trading_hydra::core::instrument::OccSymbol;
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
 
 pub const KEY: &str = "PKTESTKEY0000000001";
@@ -491,17 +492,13 @@ impl FakeAlpaca {
                     return (200, json!({"option_contracts": m.contracts, "next_page_token": null}));
                 }
                 ("GET", p) if p.starts_with("/v1beta1/options/snapshots/") => {
-                    // Alpaca's `type` filter: an OCC symbol's kind is the letter after its date.
-                    let letter = match r.q("type") {
-                        Some("call") => Some('C'),
-                        Some("put") => Some('P'),
-                        _ => None,
-                    };
-                    let kind_of = |k: &str| k.len().checked_sub(9).and_then(|i| k[i..].chars().next());
+                    // Alpaca's `type` filter: only contracts of that kind.
+                    let wanted =
+                        |k: &str| r.q("type").is_none_or(|t| OccSymbol::parse(k).is_some_and(|o| o.kind.word() == t));
                     let snaps: BTreeMap<String, Value> = m
                         .snapshots
                         .iter()
-                        .filter(|(k, _)| letter.is_none() || kind_of(k) == letter)
+                        .filter(|(k, _)| wanted(k))
                         .map(|(k, v)| (k.clone(), stamp(v.clone(), Some("latestQuote"))))
                         .collect();
                     return (200, json!({"snapshots": snaps, "next_page_token": null}));

@@ -139,7 +139,13 @@ impl Replay {
                 s.reach(now, &self.failure);
                 let from = s.kept.partition_point(|b| b.t < start);
                 let to = s.kept.partition_point(closed);
-                Ok(s.kept.range(from..to.max(from)).copied().collect())
+                // Copied slice by slice: the window is most of what a bot reads every minute.
+                let (front, back) = s.kept.as_slices();
+                let (to, split) = (to.max(from), front.len());
+                let mut out = Vec::with_capacity(to - from);
+                out.extend_from_slice(&front[from.min(split)..to.min(split)]);
+                out.extend_from_slice(&back[from.max(split) - split..to.max(split) - split]);
+                Ok(out)
             }
         }
     }
@@ -243,6 +249,28 @@ mod tests {
         // Only a window is held: the first session is gone, its last bar kept for prices.
         let Source::Streamed(s) = &streamed.source else { panic!("streamed") };
         assert!(s["SPY"].kept.len() < 420, "{}", s["SPY"].kept.len());
+    }
+
+    #[test]
+    fn a_window_that_wraps_around_the_kept_ring_is_copied_whole_and_in_order() {
+        // Bars pushed at the back and dropped at the front wrap the ring's storage: a window
+        // then lies in two slices, and the copy must join them.
+        let bars: Vec<Bar> = (0..12_000).map(|m| bar(m, 100.0 + m as f64 / 100.0)).collect();
+        let (mut held, mut streamed) = both("wrap", &bars);
+        let mut split = 0;
+        for now in 3000..12_000 {
+            let start = at(now - 160);
+            let a = held.closed_between("SPY", start, at(now)).unwrap();
+            assert_eq!(a, streamed.closed_between("SPY", start, at(now)).unwrap(), "{now}");
+            assert_eq!(a.len(), 160, "{now}");
+            let Source::Streamed(s) = &streamed.source else { panic!("streamed") };
+            let (front, back) = s["SPY"].kept.as_slices();
+            let from = s["SPY"].kept.partition_point(|b| b.t < start);
+            if !back.is_empty() && from < front.len() && from + 160 > front.len() {
+                split += 1;
+            }
+        }
+        assert!(split > 0, "no window straddled the two slices");
     }
 
     #[test]

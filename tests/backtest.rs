@@ -398,3 +398,55 @@ fn bar_files_streamed_give_the_same_report_as_the_same_bars_held_in_memory() {
         assert!(a == b, "{f} differs between the held and the streamed replay");
     }
 }
+
+#[test]
+fn the_benchmark_read_during_the_run_equals_buy_and_hold_over_the_whole_files() {
+    use std::sync::Arc;
+    use trading_hydra::core::config::Config;
+    use trading_hydra::services::{backtest, bar_files, report_page};
+    // SPY begins a day late and AAPL misses an hour: a symbol before its first bar is its cash,
+    // and a gap holds the last close.
+    let work = scratch("benchmark");
+    let bars = work.join("bars-late");
+    std::fs::create_dir_all(&bars).unwrap();
+    let session = |days: &[&str]| -> Vec<Timestamp> {
+        days.iter()
+            .flat_map(|d| {
+                let open: Timestamp = format!("{d}T14:30:00Z").parse().unwrap();
+                (0..390).map(move |m| open + jiff::SignedDuration::from_mins(m))
+            })
+            .collect()
+    };
+    let aapl: Vec<Timestamp> = session(&["2026-11-19", "2026-11-20", "2026-11-23"])
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !(500..560).contains(i))
+        .map(|(_, t)| t)
+        .collect();
+    write_bars(&bars, "AAPL", &aapl, 190.0, 7);
+    write_bars(&bars, "SPY", &session(&["2026-11-20", "2026-11-23"]), 480.0, 11);
+    let start: Timestamp = "2026-11-19T05:00:00Z".parse().unwrap();
+    let all_day: Vec<Timestamp> = (0..5 * 1440).map(|m| start + jiff::SignedDuration::from_mins(m)).collect();
+    write_bars(&bars, "BTC/USD", &all_day, 60_000.0, 13);
+    let config = work.join("config");
+    let (settings, bots) = Config::read_texts(&config).unwrap();
+    let all = bar_files::read(&bars).unwrap();
+    let held = backtest::Bars::Held(Arc::new(all.clone()));
+    let streamed =
+        backtest::Bars::Files(bar_files::check(&bars, trading_hydra::core::clock::Dates::new(None, None)).unwrap());
+    for data in [&held, &streamed] {
+        let cfg = Config::from_texts(&config, &settings, &bots).unwrap();
+        let run = backtest::simulate(cfg, data, false).unwrap();
+        let series: Vec<_> = all
+            .iter()
+            .filter(|(s, _)| !run.summary.skipped.contains(s))
+            .map(|(_, v)| v.iter().map(|b| Ok::<_, String>(*b)))
+            .collect();
+        assert_eq!(series.len(), 3, "{:?}", run.summary.skipped);
+        let expected = report_page::buy_and_hold(series, run.summary.start_equity, &run.equity).unwrap();
+        assert_eq!(run.benchmark.len(), run.equity.len());
+        assert!(run.benchmark == expected, "the benchmark read during the run differs from the files'");
+        // It moved: SPY's cash before its first bar, then all three symbols' closes.
+        assert!(run.benchmark.windows(2).any(|w| w[0].1 != w[1].1));
+    }
+}

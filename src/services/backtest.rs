@@ -105,20 +105,11 @@ impl Bars {
         }
     }
 
-    /// Buy-and-hold of `symbols` at the `equity` curve's minutes (`report_page::buy_and_hold`).
-    fn buy_and_hold(&self, symbols: &[String], start: f64, equity: &[(Timestamp, f64)]) -> Result<Curve, String> {
+    /// Whether `symbol` has a bar on the replayed dates.
+    fn has_bars(&self, symbol: &str) -> bool {
         match self {
-            Bars::Held(data) => {
-                let series = symbols.iter().filter_map(|s| data.get(s)).map(|v| v.iter().map(|b| Ok(*b)));
-                report_page::buy_and_hold(series.collect(), start, equity)
-            }
-            Bars::Files(checked) => {
-                let mut series = Vec::new();
-                for symbol in symbols {
-                    series.push(checked.open(symbol)?);
-                }
-                report_page::buy_and_hold(series, start, equity)
-            }
+            Bars::Held(data) => data.get(symbol).is_some_and(|v| !v.is_empty()),
+            Bars::Files(checked) => checked.files.get(symbol).is_some_and(|(_, n)| *n > 0),
         }
     }
 }
@@ -153,6 +144,36 @@ pub struct Run {
     pub equity: Vec<(Timestamp, f64)>,
     /// Every order of the run with its realised P&L.
     pub orders: Vec<(crate::core::state::OrderRecord, f64)>,
+    /// Buy-and-hold of the traded symbols at the same minutes (`BuyAndHold`).
+    pub benchmark: Curve,
+}
+
+/// Equal dollars in each traded symbol with bars, bought at its first bar's close and held: its
+/// value at each minute is each symbol at the close of its last bar that began before the minute
+/// (before its first bar, the cash set aside for it). Read from the replay as the run goes, so
+/// the bar files are not read a third time; the same values, to the bit, as
+/// `report_page::buy_and_hold` over the whole files (tested).
+struct BuyAndHold {
+    symbols: Vec<String>,
+    /// The start equity's share of each symbol, from the first minute.
+    each: Option<f64>,
+    curve: Curve,
+}
+
+impl BuyAndHold {
+    fn at(&mut self, replay: &Replay, t: Timestamp, start: f64) {
+        let each = *self.each.get_or_insert(start / self.symbols.len().max(1) as f64);
+        // Added in the symbols' order, from zero, at every minute alike.
+        let mut value = 0.0;
+        for symbol in &self.symbols {
+            let last = replay.last_before(symbol, t);
+            value += match (replay.first(symbol), last) {
+                (Some(first), Some(last)) if first.t < t && first.close > 0.0 => each * last.close / first.close,
+                _ => each,
+            };
+        }
+        self.curve.push((t, value));
+    }
 }
 
 /// The bars of `data` on the New York dates `from` to `to` (both included), symbols without any
@@ -215,12 +236,11 @@ pub fn run(cfg: Config, texts: (&str, &str), bars: &Bars, out: &Path, source: &s
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let run = simulate(cfg, bars, std::io::stderr().is_terminal())?;
     let symbols: Vec<String> = bars.symbols().into_iter().filter(|s| !run.summary.skipped.contains(s)).collect();
-    let benchmark = bars.buy_and_hold(&symbols, run.summary.start_equity, &run.equity)?;
     write_files(out, &run.summary, &run.equity, &run.orders)?;
     let page = report_page::Page {
         summary: &run.summary,
         equity: &run.equity,
-        benchmark: &benchmark,
+        benchmark: &run.benchmark,
         benchmark_symbols: &symbols,
         orders: &run.orders,
         source,
@@ -249,7 +269,9 @@ pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, Str
     let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, None).map_err(err)?;
     let replay = bars.replay()?;
     let failure = replay.failure();
-    sim.replay(replay);
+    sim.replay(replay.clone());
+    let held: Vec<String> = traded.iter().filter(|s| bars.has_bars(s)).cloned().collect();
+    let mut benchmark = BuyAndHold { symbols: held, each: None, curve: Vec::with_capacity(minutes.len()) };
     let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
 
     let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());
@@ -260,6 +282,9 @@ pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, Str
         let s = o.run_iteration();
         if let Some(e) = s.equity {
             equity.push((s.market_time, e));
+            if !benchmark.symbols.is_empty() {
+                benchmark.at(&replay, s.market_time, equity[0].1);
+            }
         }
         if !o.state().owned_positions().map_err(err)?.is_empty() {
             exposed += 1;
@@ -278,7 +303,7 @@ pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, Str
     let orders = state.all_orders().map_err(err)?;
     let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
     let summary = summarize(&equity, &orders, halts, exposed, minutes.len() as u64, bars_total, skipped);
-    Ok(Run { summary, equity, orders })
+    Ok(Run { summary, equity, orders, benchmark: benchmark.curve })
 }
 
 /// Every minute at which one of `series` (each oldest first, as bar files are checked to be)

@@ -1,7 +1,9 @@
 //! Recorded bars as the simulated broker replays them: for each symbol, the last bar at or before
 //! a time, and the bars that began since a start and have closed by now.
 //!
-//! Owns: where those bars live. `Replay::held` answers from one copy in memory, shared by every
+//! Owns: where those bars live. A `Replay` is a handle: its clones read the same bars (the
+//! simulated broker prices from it while the backtest reads the buy-and-hold benchmark from it,
+//! on one thread). `Replay::held` answers from one copy in memory, shared by every
 //! simulation of a sweep; `Replay::streamed` reads each file as the clock reaches it and keeps only
 //! a window of recent bars, so a year of ten symbols is never in memory at once (a backtest of
 //! bar files, which `bar_files::check` has read through first). Both give the same answers to the
@@ -14,7 +16,9 @@
 //! checked is recorded as the replay's failure, which the backtest turns into its error: such a run
 //! writes no report.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use jiff::{SignedDuration, Timestamp};
@@ -29,8 +33,10 @@ pub const KEEP_MINUTES: i64 = 3000;
 /// The failure of a streamed replay, set once; `None` while it has none.
 pub type Failure = Arc<OnceLock<String>>;
 
+#[derive(Clone)]
 pub struct Replay {
-    source: Source,
+    /// Borrowed mutably only inside one method call here, which calls no other: never twice.
+    source: Rc<RefCell<Source>>,
     failure: Failure,
 }
 
@@ -42,6 +48,8 @@ enum Source {
 /// One file's bars from the one after the last dropped to the last read.
 struct Stream {
     bars: Option<OnDates>,
+    /// The first bar read from the file.
+    first: Option<Bar>,
     /// The next bar of the file, read but not yet reached by the clock.
     next: Option<Bar>,
     kept: VecDeque<Bar>,
@@ -63,7 +71,7 @@ impl Replay {
 
     /// Bars held in memory, shared.
     pub fn held(bars: Arc<BySymbol<Vec<Bar>>>) -> Replay {
-        Replay { source: Source::Held(bars), failure: Failure::default() }
+        Replay { source: Rc::new(RefCell::new(Source::Held(bars))), failure: Failure::default() }
     }
 
     /// The checked files' bars, read as the clock reaches them.
@@ -72,7 +80,7 @@ impl Replay {
         for symbol in checked.files.keys() {
             streams.insert(symbol.clone(), Stream::new(checked.open(symbol)?));
         }
-        Ok(Replay { source: Source::Streamed(streams), failure: Failure::default() })
+        Ok(Replay { source: Rc::new(RefCell::new(Source::Streamed(streams))), failure: Failure::default() })
     }
 
     /// Where the replay's failure, if it has one, will be: the caller keeps a clone.
@@ -82,21 +90,35 @@ impl Replay {
 
     /// Whether the replay has bars of `symbol` (otherwise the synthetic market prices it).
     pub fn has(&self, symbol: &str) -> bool {
-        match &self.source {
+        match &*self.source.borrow() {
             Source::Held(bars) => bars.contains_key(symbol),
             Source::Streamed(streams) => streams.contains_key(symbol),
         }
     }
 
     /// The last bar of `symbol` that began at or before `t` (`None` when none has yet).
-    pub fn last_at_or_before(&mut self, symbol: &str, t: Timestamp) -> Option<Bar> {
+    pub fn last_at_or_before(&self, symbol: &str, t: Timestamp) -> Option<Bar> {
         self.recorded(symbol, t).flatten()
+    }
+
+    /// The last bar of `symbol` that began strictly before `t`.
+    pub fn last_before(&self, symbol: &str, t: Timestamp) -> Option<Bar> {
+        self.last_at_or_before(symbol, t.checked_sub(SignedDuration::from_nanos(1)).ok()?)
+    }
+
+    /// The first bar of `symbol` on the replayed dates, once the clock has reached it (`None`
+    /// before, and for a symbol without bars).
+    pub fn first(&self, symbol: &str) -> Option<Bar> {
+        match &*self.source.borrow() {
+            Source::Held(bars) => bars.get(symbol)?.first().copied(),
+            Source::Streamed(streams) => streams.get(symbol)?.first,
+        }
     }
 
     /// `last_at_or_before`, telling apart a symbol without recorded bars (`None`: the synthetic
     /// market prices it) from one with no bar yet (`Some(None)`), in one look-up.
-    pub fn recorded(&mut self, symbol: &str, t: Timestamp) -> Option<Option<Bar>> {
-        match &mut self.source {
+    pub fn recorded(&self, symbol: &str, t: Timestamp) -> Option<Option<Bar>> {
+        match &mut *self.source.borrow_mut() {
             Source::Held(bars) => {
                 let bars = bars.get(symbol)?;
                 Some(bars.partition_point(|b| b.t <= t).checked_sub(1).map(|i| bars[i]))
@@ -119,9 +141,9 @@ impl Replay {
     }
 
     /// The bars of `symbol` that began at or after `start` and have closed by `now`, oldest first.
-    pub fn closed_between(&mut self, symbol: &str, start: Timestamp, now: Timestamp) -> Result<Vec<Bar>, String> {
+    pub fn closed_between(&self, symbol: &str, start: Timestamp, now: Timestamp) -> Result<Vec<Bar>, String> {
         let closed = |b: &Bar| b.t.saturating_add(minutes(1)).unwrap_or(b.t) <= now;
-        match &mut self.source {
+        match &mut *self.source.borrow_mut() {
             Source::Held(bars) => {
                 let Some(bars) = bars.get(symbol) else { return Ok(Vec::new()) };
                 let from = bars.partition_point(|b| b.t < start);
@@ -158,7 +180,7 @@ fn fail(failure: &Failure, why: String) {
 
 impl Stream {
     fn new(bars: OnDates) -> Stream {
-        Stream { bars: Some(bars), next: None, kept: VecDeque::new(), dropped: None, asked_from: None }
+        Stream { bars: Some(bars), first: None, next: None, kept: VecDeque::new(), dropped: None, asked_from: None }
     }
 
     /// Reads on until every bar that began at or before `t` is kept, then drops what is older than
@@ -171,6 +193,7 @@ impl Stream {
             }
             match self.next {
                 Some(b) if b.t <= t => {
+                    self.first.get_or_insert(b);
                     self.kept.push_back(b);
                     self.next = None;
                 }
@@ -247,7 +270,7 @@ mod tests {
         }
         assert!(streamed.failure().get().is_none());
         // Only a window is held: the first session is gone, its last bar kept for prices.
-        let Source::Streamed(s) = &streamed.source else { panic!("streamed") };
+        let Source::Streamed(s) = &*streamed.source.borrow() else { panic!("streamed") };
         assert!(s["SPY"].kept.len() < 420, "{}", s["SPY"].kept.len());
     }
 
@@ -256,14 +279,14 @@ mod tests {
         // Bars pushed at the back and dropped at the front wrap the ring's storage: a window
         // then lies in two slices, and the copy must join them.
         let bars: Vec<Bar> = (0..12_000).map(|m| bar(m, 100.0 + m as f64 / 100.0)).collect();
-        let (mut held, mut streamed) = both("wrap", &bars);
+        let (held, streamed) = both("wrap", &bars);
         let mut split = 0;
         for now in 3000..12_000 {
             let start = at(now - 160);
             let a = held.closed_between("SPY", start, at(now)).unwrap();
             assert_eq!(a, streamed.closed_between("SPY", start, at(now)).unwrap(), "{now}");
             assert_eq!(a.len(), 160, "{now}");
-            let Source::Streamed(s) = &streamed.source else { panic!("streamed") };
+            let Source::Streamed(s) = &*streamed.source.borrow() else { panic!("streamed") };
             let (front, back) = s["SPY"].kept.as_slices();
             let from = s["SPY"].kept.partition_point(|b| b.t < start);
             if !back.is_empty() && from < front.len() && from + 160 > front.len() {
@@ -276,7 +299,7 @@ mod tests {
     #[test]
     fn a_question_older_than_the_window_is_the_replays_failure_not_a_wrong_answer() {
         let bars: Vec<Bar> = (0..5000).map(|m| bar(m, 100.0)).collect();
-        let (_, mut streamed) = both("back", &bars);
+        let (_, streamed) = both("back", &bars);
         assert_eq!(streamed.closed_between("SPY", at(4700), at(4800)).unwrap().len(), 100);
         let err = streamed.closed_between("SPY", at(10), at(4800)).unwrap_err();
         assert!(err.contains("older than the replay keeps"), "{err}");
@@ -300,7 +323,7 @@ mod tests {
         // Rewritten between the check and the replay: its second bar no longer reads.
         let bad = format!("{}\n{}\nnot a bar\n", bar_files::HEADER, bar_files::line(&bar(0, 100.0)));
         std::fs::write(&path, bad).unwrap();
-        let mut streamed = Replay::streamed(&checked).unwrap();
+        let streamed = Replay::streamed(&checked).unwrap();
         // The first bar is still answered; reading on to the next one finds the change.
         assert_eq!(streamed.last_at_or_before("SPY", at(5)).map(|b| b.close), Some(100.0));
         let failure = streamed.failure();

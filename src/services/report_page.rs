@@ -3,7 +3,8 @@
 //! Owns: the page — the headline figures, the equity curve against buy-and-hold of the traded
 //! symbols, the drawdown, monthly returns, each bot's P&L, trades and win rate, the trades, and
 //! the configuration the run used — as well-formed HTML with inline SVG and CSS, and the
-//! buy-and-hold curve it is compared with (`buy_and_hold`).
+//! buy-and-hold curve over whole series (`buy_and_hold`: the reference the backtest's own
+//! benchmark, read from the replay during the run, is tested against).
 //!
 //! Never: loads anything from the network (no script, font or stylesheet from elsewhere: it opens
 //! offline), or computes a figure of its own that `backtest::summarize` already gives.

@@ -16,6 +16,8 @@
 //! - `placeholder_momentum_v1` / `placeholder_crypto_momo_v1`: the Python daemon's placeholders,
 //!   which never enter (kept so a migrated config does not start trading by surprise).
 
+use std::fmt::Write as _;
+
 use crate::bots::indicators;
 use crate::core::idle::{Cause, Idle};
 use crate::core::market_data::Bar;
@@ -60,34 +62,38 @@ pub fn read(signal: &Signal, bars: &[Bar]) -> Result<Direction, Idle> {
                 return Err(short);
             }
             let (Some(last), Some(f), Some(s), Some(r), Some(v)) = (last, f, s, r, v) else {
-                return Err(no_signal(vec!["its indicators cannot be computed from these bars".into()]));
+                return Err(Misses::new()
+                    .with(format_args!("its indicators cannot be computed from these bars"))
+                    .idle());
             };
-            let mut failed = Vec::new();
+            let mut failed = Misses::new();
             if f > s {
                 if last.close <= f {
-                    failed.push(format!("close {:.2} not above EMA{fast} {f:.2}", last.close));
+                    failed.push(format_args!("close {:.2} not above EMA{fast} {f:.2}", last.close));
                 }
                 if r < min_roc_pct {
-                    failed.push(format!("ROC{roc_bars} {r:.2} % below {min_roc_pct:.2} %"));
+                    failed.push(format_args!("ROC{roc_bars} {r:.2} % below {min_roc_pct:.2} %"));
                 }
             } else if f < s {
                 if last.close >= f {
-                    failed.push(format!("close {:.2} not below EMA{fast} {f:.2}", last.close));
+                    failed.push(format_args!("close {:.2} not below EMA{fast} {f:.2}", last.close));
                 }
                 if r > -min_roc_pct {
-                    failed.push(format!("ROC{roc_bars} {r:.2} % above -{min_roc_pct:.2} %"));
+                    failed.push(format_args!("ROC{roc_bars} {r:.2} % above -{min_roc_pct:.2} %"));
                 }
             } else {
-                failed.push(format!("EMA{fast} equals EMA{slow} ({f:.2}): no trend"));
+                failed.push(format_args!("EMA{fast} equals EMA{slow} ({f:.2}): no trend"));
             }
             let ratio = if v > 0.0 { last.volume / v } else { 0.0 };
             if last.volume < min_volume_ratio * v {
-                failed.push(format!("volume {ratio:.2}× its {volume_bars}-bar average, below {min_volume_ratio:.2}×"));
+                failed.push(format_args!(
+                    "volume {ratio:.2}× its {volume_bars}-bar average, below {min_volume_ratio:.2}×"
+                ));
             }
             if failed.is_empty() {
-                failed.push(format!("EMA{fast} not yet turning the trend's way"));
+                failed.push(format_args!("EMA{fast} not yet turning the trend's way"));
             }
-            Err(no_signal(failed))
+            Err(failed.idle())
         }
         Signal::Breakout { lookback, trend_ema } => {
             let last = bars.last();
@@ -103,16 +109,18 @@ pub fn read(signal: &Signal, bars: &[Bar]) -> Result<Direction, Idle> {
                 return Err(short);
             }
             let (Some(last), Some(high), Some(trend)) = (last, high, trend) else {
-                return Err(no_signal(vec!["its indicators cannot be computed from these bars".into()]));
+                return Err(Misses::new()
+                    .with(format_args!("its indicators cannot be computed from these bars"))
+                    .idle());
             };
-            let mut failed = Vec::new();
+            let mut failed = Misses::new();
             if last.close <= high {
-                failed.push(format!("close {:.2} not above the {lookback}-bar high {high:.2}", last.close));
+                failed.push(format_args!("close {:.2} not above the {lookback}-bar high {high:.2}", last.close));
             }
             if last.close <= trend {
-                failed.push(format!("close {:.2} not above EMA{trend_ema} {trend:.2}", last.close));
+                failed.push(format_args!("close {:.2} not above EMA{trend_ema} {trend:.2}", last.close));
             }
-            Err(no_signal(failed))
+            Err(failed.idle())
         }
     }
 }
@@ -123,9 +131,37 @@ fn not_yet(signal: &Signal, bars: &[Bar]) -> Option<Idle> {
     (bars.len() < need).then(|| Idle::new(Cause::NoData, format!("{} of the {need} bars its signal needs", bars.len())))
 }
 
-fn no_signal(failed: Vec<String>) -> Idle {
-    let detail = if failed.is_empty() { "no signal".to_string() } else { format!("no signal: {}", failed.join(", ")) };
-    Idle::new(Cause::NoSignal, detail)
+/// The conditions that failed, written into one text as they are found ("no signal: A, B"):
+/// a bot without a signal says so every minute, and a vector of texts joined afterwards cost
+/// an allocation per condition.
+struct Misses {
+    text: String,
+    any: bool,
+}
+
+impl Misses {
+    fn new() -> Misses {
+        Misses { text: String::from("no signal"), any: false }
+    }
+
+    fn push(&mut self, condition: std::fmt::Arguments) {
+        self.text.push_str(if self.any { ", " } else { ": " });
+        self.any = true;
+        let _ = self.text.write_fmt(condition);
+    }
+
+    fn with(mut self, condition: std::fmt::Arguments) -> Misses {
+        self.push(condition);
+        self
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.any
+    }
+
+    fn idle(self) -> Idle {
+        Idle::new(Cause::NoSignal, self.text)
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +239,11 @@ mod tests {
         assert_eq!(short.detail, format!("15 of the {} bars its signal needs", s.bars_needed()));
         let flat: Vec<Bar> = (0..60).map(|_| bar(100.0, 5000.0)).collect();
         assert!(why(&s, &flat).detail.contains("no trend"), "{}", why(&s, &flat).detail);
+        // Each failed condition, joined by commas after one "no signal: ".
+        assert_eq!(
+            why(&s, &flat).detail,
+            "no signal: EMA9 equals EMA21 (100.00): no trend, volume 1.00× its 20-bar average, below 1.20×"
+        );
         let b = parse(BREAKOUT, &params("{lookback: 10, trend_ema: 20}")).unwrap();
         let range: Vec<Bar> = (0..30).map(|i| bar(100.0 + (i % 3) as f64 * 0.1, 1.0)).collect();
         assert!(why(&b, &range).detail.starts_with("no signal: close 100.20 not above the 10-bar high 100.25"));

@@ -436,7 +436,7 @@ fn the_benchmark_read_during_the_run_equals_buy_and_hold_over_the_whole_files() 
         backtest::Bars::Files(bar_files::check(&bars, trading_hydra::core::clock::Dates::new(None, None)).unwrap());
     for data in [&held, &streamed] {
         let cfg = Config::from_texts(&config, &settings, &bots).unwrap();
-        let run = backtest::simulate(cfg, data, false).unwrap();
+        let run = backtest::simulate(cfg, data, true, false).unwrap();
         let series: Vec<_> = all
             .iter()
             .filter(|(s, _)| !run.summary.skipped.contains(s))

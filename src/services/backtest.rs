@@ -5,7 +5,8 @@
 //! the configured slippage and fees; options priced by Black-Scholes from the underlying at
 //! `sim.volatility`) and a clock that steps bar by bar (`simulate`: one run, its own ledger and
 //! book in memory, so a sweep runs many side by side over one shared copy of the bars, while a
-//! single backtest streams its bar files: `Bars`, `replay`); then the report: a summary,
+//! single backtest streams its bar files: `Bars`, `replay`), with the buy-and-hold benchmark read
+//! from the same replay as the run goes (`BuyAndHold`); then the report: a summary,
 //! `trades.csv`, `equity.csv`, `report.json`, `equity.svg` and `report.html` (`report_page`).
 //! Same inputs, same outputs, byte for byte.
 //!
@@ -144,7 +145,8 @@ pub struct Run {
     pub equity: Vec<(Timestamp, f64)>,
     /// Every order of the run with its realised P&L.
     pub orders: Vec<(crate::core::state::OrderRecord, f64)>,
-    /// Buy-and-hold of the traded symbols at the same minutes (`BuyAndHold`).
+    /// Buy-and-hold of the traded symbols at the same minutes (`BuyAndHold`); empty when
+    /// `simulate` was not asked for it.
     pub benchmark: Curve,
 }
 
@@ -154,15 +156,18 @@ pub struct Run {
 /// the bar files are not read a third time; the same values, to the bit, as
 /// `report_page::buy_and_hold` over the whole files (tested).
 struct BuyAndHold {
+    /// The symbols bought (none: no curve).
     symbols: Vec<String>,
-    /// The start equity's share of each symbol, from the first minute.
-    each: Option<f64>,
     curve: Curve,
 }
 
 impl BuyAndHold {
+    /// The value at `t` of `start` (the first minute's equity) bought into the symbols.
     fn at(&mut self, replay: &Replay, t: Timestamp, start: f64) {
-        let each = *self.each.get_or_insert(start / self.symbols.len().max(1) as f64);
+        if self.symbols.is_empty() {
+            return;
+        }
+        let each = start / self.symbols.len() as f64;
         // Added in the symbols' order, from zero, at every minute alike.
         let mut value = 0.0;
         for symbol in &self.symbols {
@@ -234,7 +239,7 @@ pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySym
 /// from (both for `report.html`).
 pub fn run(cfg: Config, texts: (&str, &str), bars: &Bars, out: &Path, source: &str) -> Result<Summary, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let run = simulate(cfg, bars, std::io::stderr().is_terminal())?;
+    let run = simulate(cfg, bars, true, std::io::stderr().is_terminal())?;
     let symbols: Vec<String> = bars.symbols().into_iter().filter(|s| !run.summary.skipped.contains(s)).collect();
     write_files(out, &run.summary, &run.equity, &run.orders)?;
     let page = report_page::Page {
@@ -252,8 +257,9 @@ pub fn run(cfg: Config, texts: (&str, &str), bars: &Bars, out: &Path, source: &s
 
 /// Replays `bars` through the orchestrator with `cfg`, keeping nothing but the result: the
 /// ledger and the simulated book live in memory, so simulations can run side by side. Bots whose
-/// symbols the data lacks are left out; `progress` prints a progress line on stderr.
-pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, String> {
+/// symbols the data lacks are left out; `benchmark` adds the buy-and-hold curve (the report
+/// shows it; a sweep's combinations do not need it); `progress` prints a progress line on stderr.
+pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -> Result<Run, String> {
     let symbols = bars.symbols();
     let skipped = fit_config(&mut cfg, &symbols);
     let traded: Vec<String> = symbols.into_iter().filter(|s| !skipped.contains(s)).collect();
@@ -270,8 +276,10 @@ pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, Str
     let replay = bars.replay()?;
     let failure = replay.failure();
     sim.replay(replay.clone());
-    let held: Vec<String> = traded.iter().filter(|s| bars.has_bars(s)).cloned().collect();
-    let mut benchmark = BuyAndHold { symbols: held, each: None, curve: Vec::with_capacity(minutes.len()) };
+    let symbols: Vec<String> =
+        if benchmark { traded.iter().filter(|s| bars.has_bars(s)).cloned().collect() } else { Vec::new() };
+    let curve = Vec::with_capacity(if symbols.is_empty() { 0 } else { minutes.len() });
+    let mut benchmark = BuyAndHold { symbols, curve };
     let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
 
     let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());
@@ -282,9 +290,7 @@ pub fn simulate(mut cfg: Config, bars: &Bars, progress: bool) -> Result<Run, Str
         let s = o.run_iteration();
         if let Some(e) = s.equity {
             equity.push((s.market_time, e));
-            if !benchmark.symbols.is_empty() {
-                benchmark.at(&replay, s.market_time, equity[0].1);
-            }
+            benchmark.at(&replay, s.market_time, equity[0].1);
         }
         if !o.state().owned_positions().map_err(err)?.is_empty() {
             exposed += 1;

@@ -266,7 +266,7 @@ pub fn run_all(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(cfg) = configs.get(i) else { break };
-                    let result = backtest::simulate((*cfg).clone(), &backtest::Bars::Held(data.clone()), false)
+                    let result = backtest::simulate((*cfg).clone(), &backtest::Bars::Held(data.clone()), false, false)
                         .map(|r| r.summary);
                     if tx.send((i, result)).is_err() {
                         break;
@@ -494,7 +494,7 @@ pub fn walk_forward(
         let summaries = run_all(&configs, &train_data, jobs, &label)?;
         let chosen = rank.order(&summaries)[0];
         let test_data = Arc::new(between(data, te.0, te.1));
-        let run = backtest::simulate(combos[chosen].cfg.clone(), &backtest::Bars::Held(test_data), false)
+        let run = backtest::simulate(combos[chosen].cfg.clone(), &backtest::Bars::Held(test_data), false, false)
             .map_err(|e| format!("walk-forward window {} (test {} to {}): {e}", n + 1, te.0, te.1))?;
         // Each test window starts with the starting cash: its gains and losses in dollars go on
         // from where the joined curve stands. Added, not compounded: the bots size by dollar

@@ -17,7 +17,7 @@ use crate::core::config::{Config, EnabledBot, Session};
 use crate::core::decimal::Dec;
 use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{OccSymbol, OptionKind};
-use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Contracts, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
@@ -99,8 +99,8 @@ pub struct BotView<'a> {
     /// Dollars it may spend on an entry: cash outside the reserve, within its asset class's
     /// buying power.
     pub spendable: f64,
-    /// Option contracts of its underlyings (options bots only), by OCC symbol.
-    pub contracts: &'a BySymbol<OptionContract>,
+    /// Option contracts of its underlyings (options bots only), by underlying and kind.
+    pub contracts: &'a Contracts,
     /// Option snapshots (quote, greeks) of its underlyings' chains, by OCC symbol.
     pub options: &'a BySymbol<OptionSnapshot>,
 }

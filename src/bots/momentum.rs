@@ -256,7 +256,7 @@ mod tests {
             quotes: &q,
             bars: &b,
             spendable: 70_000.0,
-            contracts: &BySymbol::new(),
+            contracts: &crate::core::market_data::Contracts::default(),
             options: &BySymbol::new(),
         };
         (bot.entries(&view, &budget()).wanted, bot.exits(&view))

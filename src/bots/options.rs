@@ -48,7 +48,7 @@ use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Setting
 use crate::core::decimal::Dec;
 use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{OPTION_MULTIPLIER, OccSymbol, OptionKind};
-use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Contracts, OptionContract, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
@@ -103,7 +103,7 @@ pub struct SpreadPlan {
 
 /// What the chain looks like to the selection.
 pub struct Chain<'a> {
-    pub contracts: &'a BySymbol<OptionContract>,
+    pub contracts: &'a Contracts,
     pub snapshots: &'a BySymbol<OptionSnapshot>,
     pub now: Timestamp,
     pub max_quote_age_seconds: u64,
@@ -133,24 +133,11 @@ pub fn select_spread(
     // How far the contracts got, for the reason when none fits.
     let (mut listed, mut in_window, mut in_band, mut quoted, mut paired) = (0u32, 0u32, 0u32, 0u32, 0u32);
     let mut credits: (f64, f64) = (f64::INFINITY, f64::NEG_INFINITY);
-    // The tradable contracts of this kind by expiry and strike (in thousandths), so each short
-    // finds the long leg a width away at once instead of by a scan of the whole chain.
-    let milli = |strike: f64| (strike * 1000.0).round() as i64;
-    // (The first in symbol order wins, as a scan would find it: an adjusted contract can share
-    // an underlying, expiry and strike with the standard one.)
-    let mut by_strike: BTreeMap<(Date, i64), &OptionContract> = BTreeMap::new();
-    for l in chain.contracts.values().filter(|l| l.underlying == underlying && l.kind == kind && l.tradable) {
-        by_strike.entry((l.expiration, milli(l.strike.to_f64()))).or_insert(l);
-    }
     let dte = |d: Date| (d - today).get_days() as i64;
     let band_mid = (rules.delta_min + rules.delta_max) / 2.0;
     let mut best: Option<(i64, f64, SpreadPlan)> = None;
-    for c in chain.contracts.values() {
-        // The chain holds every underlying's contracts of both kinds: those of others are passed
-        // over before any date arithmetic.
-        if c.underlying != underlying || c.kind != kind {
-            continue;
-        }
+    // This underlying's contracts of this kind, in symbol order.
+    for c in chain.contracts.of(underlying, kind) {
         listed += 1;
         let days = dte(c.expiration);
         let otm = match kind {
@@ -175,7 +162,8 @@ pub fn select_spread(
         let Some(short_q) = chain.fresh_quote(&c.symbol) else { continue };
         quoted += 1;
         let long_strike = c.strike.to_f64() + if kind == OptionKind::Put { -width } else { width };
-        let Some(long) = by_strike.get(&(c.expiration, milli(long_strike))) else { continue };
+        // The first tradable one in symbol order, as a scan of the chain would find it.
+        let Some(long) = chain.contracts.at_strike(underlying, kind, c.expiration, long_strike) else { continue };
         let Some(long_q) = chain.fresh_quote(&long.symbol) else { continue };
         paired += 1;
         let mid = |q: Quote| (q.bid + q.ask) / 2.0;
@@ -333,19 +321,17 @@ pub fn select_straddle(
     let today = clock::trading_date(chain.now);
     // Per expiry in the window, the call and put pair at the strike nearest the spot.
     let mut atm: BTreeMap<Date, (f64, &OptionContract, &OptionContract)> = BTreeMap::new();
-    for c in chain.contracts.values().filter(|c| c.underlying == underlying && c.kind == OptionKind::Call && c.tradable)
-    {
+    for c in chain.contracts.of(underlying, OptionKind::Call).iter().filter(|c| c.tradable) {
         let days = (c.expiration - today).get_days() as i64;
         if days < rules.dte_min as i64 || days > rules.dte_max as i64 {
             continue;
         }
-        let Some(put) = chain.contracts.values().find(|p| {
-            p.underlying == underlying
-                && p.kind == OptionKind::Put
-                && p.expiration == c.expiration
-                && p.strike == c.strike
-                && p.tradable
-        }) else {
+        let Some(put) = chain
+            .contracts
+            .of(underlying, OptionKind::Put)
+            .iter()
+            .find(|p| p.expiration == c.expiration && p.strike == c.strike && p.tradable)
+        else {
             continue;
         };
         let distance = (c.strike.to_f64() - spot).abs();
@@ -551,7 +537,7 @@ pub fn spread_rule(r: &SpreadRules, legs: &[&OwnedPosition], view: &BotView) -> 
     let opened = legs.iter().map(|p| p.opened_at).min()?;
     // The credit received and what closing costs now, per share, from fresh quotes only.
     let chain = Chain {
-        contracts: &BySymbol::new(),
+        contracts: &Contracts::default(),
         snapshots: view.options,
         now: view.now,
         max_quote_age_seconds: r.max_quote_age_seconds,
@@ -888,7 +874,8 @@ mod tests {
         s: &BySymbol<OptionSnapshot>,
         rules: &ChainRules,
     ) -> Result<SpreadPlan, Idle> {
-        let chain = Chain { contracts: c, snapshots: s, now: ts(NOW), max_quote_age_seconds: 960 };
+        let c: Contracts = c.values().cloned().collect();
+        let chain = Chain { contracts: &c, snapshots: s, now: ts(NOW), max_quote_age_seconds: 960 };
         select_spread(OptionKind::Put, "SPY", 480.0, &chain, rules, &strategy(), 5.0)
     }
 
@@ -936,7 +923,8 @@ mod tests {
         );
         // Credits the band refuses: the credits found, and the band.
         let rich = CreditSpread { min_credit: 1.0, ..strategy() };
-        let chain_view = Chain { contracts: &c, snapshots: &s, now: ts(NOW), max_quote_age_seconds: 960 };
+        let listed: Contracts = c.values().cloned().collect();
+        let chain_view = Chain { contracts: &listed, snapshots: &s, now: ts(NOW), max_quote_age_seconds: 960 };
         let (cause, detail) = why(select_spread(OptionKind::Put, "SPY", 480.0, &chain_view, &rules(), &rich, 5.0));
         assert_eq!(cause, Cause::PriceOutOfBand);
         assert!(detail.starts_with("credits 0.30–0.50 of "), "{detail}");
@@ -1010,6 +998,7 @@ mod tests {
     fn an_iron_condor_sells_both_sides_on_one_expiry_for_one_credit() {
         let expiry = jiff::civil::date(2026, 12, 11);
         let (c, s) = both_sides(expiry);
+        let c: Contracts = c.into_values().collect();
         let chain = Chain { contracts: &c, snapshots: &s, now: ts(NOW), max_quote_age_seconds: 960 };
         let condor =
             CreditSpread { enabled: true, min_credit: 1.00, max_credit: 4.00, profit_target: 0.25, max_dte: 60 };
@@ -1034,6 +1023,7 @@ mod tests {
     fn a_straddle_buys_the_call_and_put_nearest_the_money_within_its_cost() {
         let expiry = jiff::civil::date(2026, 12, 11);
         let (c, s) = both_sides(expiry);
+        let c: Contracts = c.into_values().collect();
         let chain = Chain { contracts: &c, snapshots: &s, now: ts(NOW), max_quote_age_seconds: 960 };
         let st = Straddle { enabled: true, max_cost: 10.0, profit_target: 0.3 };
         let plan = select_straddle("SPY", 481.0, &chain, &rules(), &st).unwrap();
@@ -1105,7 +1095,7 @@ mod tests {
         bars.insert("SPY".to_string(), rising);
         let mut quotes = BySymbol::new();
         quotes.insert("SPY".to_string(), Quote { t: ts(NOW), bid: 487.4, ask: 487.6, bid_size: 1.0, ask_size: 1.0 });
-        let (contracts, options) = (BySymbol::new(), BySymbol::new());
+        let (contracts, options) = (Contracts::default(), BySymbol::new());
         let view = BotView {
             now: ts(NOW),
             market_open: true,
@@ -1218,7 +1208,8 @@ mod tests {
         let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder, cfg.timezone.clone());
         // Expiring Thursday 2026-11-26; now is Wednesday the 25th.
         let legs = [leg("SPY261126P00470000", -1), leg("SPY261126P00465000", 1)];
-        let (none, bars, contracts, options) = (BySymbol::new(), BySymbol::new(), BySymbol::new(), BySymbol::new());
+        let (none, bars, contracts, options) =
+            (BySymbol::new(), BySymbol::new(), Contracts::default(), BySymbol::new());
         let view = |open: bool| BotView {
             now: ts(NOW),
             market_open: open,
@@ -1250,7 +1241,8 @@ mod tests {
         let cfg = crate::core::config::Config::load(&root.join("config")).unwrap();
         let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder, cfg.timezone.clone());
         let lone = [leg("SPY261218P00470000", -1)];
-        let (none, bars, contracts, options) = (BySymbol::new(), BySymbol::new(), BySymbol::new(), BySymbol::new());
+        let (none, bars, contracts, options) =
+            (BySymbol::new(), BySymbol::new(), Contracts::default(), BySymbol::new());
         let view = |now: &str| BotView {
             now: ts(now),
             market_open: true,

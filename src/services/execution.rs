@@ -34,7 +34,7 @@ use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{AssetClass, OccSymbol};
-use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Contracts, OptionSnapshot, Quote};
 use crate::core::order::{
     Amount, Intent, Leg, OrderStatus, OrderType, PositionIntent, RecordStatus, Side, TimeInForce,
 };
@@ -284,7 +284,7 @@ pub struct Step<'a> {
 struct MarketData {
     quotes: BySymbol<Quote>,
     bars: BySymbol<Vec<Bar>>,
-    contracts: BySymbol<OptionContract>,
+    contracts: Contracts,
     snapshots: BySymbol<OptionSnapshot>,
 }
 
@@ -305,7 +305,7 @@ pub struct Execution {
     quote_symbols: [SymbolList; 2],
     bar_symbols: [SymbolList; 2],
     /// Option contracts of the options bots' underlyings, fetched once per trading date.
-    contracts: BySymbol<OptionContract>,
+    contracts: Contracts,
     contracts_date: Option<jiff::civil::Date>,
     /// Their option snapshots, fetched once per new minute.
     snapshots: BySymbol<OptionSnapshot>,
@@ -546,8 +546,7 @@ impl Execution {
         let until = today.checked_add(jiff::Span::new().days(i64::from(max_days))).unwrap_or(today);
         let roots: Vec<String> = roots.into_iter().collect();
         if self.contracts_date != Some(today) {
-            self.contracts =
-                broker.option_contracts(&roots, today, until)?.into_iter().map(|c| (c.symbol.clone(), c)).collect();
+            self.contracts = broker.option_contracts(&roots, today, until)?.into_iter().collect();
             self.contracts_date = Some(today);
         }
         // Snapshots only of the chains a bot will read this minute (it holds legs there, or its

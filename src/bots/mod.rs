@@ -15,7 +15,7 @@ use crate::core::clock::SessionState;
 use crate::core::config::BotKind;
 use crate::core::config::{Config, EnabledBot, Session};
 use crate::core::decimal::Dec;
-use crate::core::idle::{Cause, Idle};
+use crate::core::idle::{Cause, Detail, Idle};
 use crate::core::instrument::{OccSymbol, OptionKind};
 use crate::core::market_data::{Bar, BySymbol, Contracts, OptionSnapshot, Quote};
 use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
@@ -130,7 +130,7 @@ pub struct Entries {
 
 impl Entries {
     /// Notes why `symbol` gets no entry.
-    pub fn skip(&mut self, symbol: &str, cause: Cause, detail: impl Into<String>) {
+    pub fn skip(&mut self, symbol: &str, cause: Cause, detail: impl Into<Detail>) {
         self.idle.push((symbol.to_string(), Idle::new(cause, detail)));
     }
 }

@@ -716,8 +716,7 @@ impl Bot for OptionsBot {
             };
             let spot = (quote.bid + quote.ask) / 2.0;
             // What the signal said leads the reason a selection gives for finding nothing.
-            let said =
-                |prefix: &'static str| move |why: Idle| Idle { detail: format!("{prefix}{}", why.detail), ..why };
+            let said = |prefix: &'static str| move |why: Idle| Idle { detail: why.detail.within(prefix, ""), ..why };
             let plan = match signals::read(&self.signal, bars) {
                 Ok(Direction::Long) if self.bull_put.enabled => {
                     select_spread(OptionKind::Put, root, spot, &chain, &self.rules, &self.bull_put, self.width)
@@ -744,7 +743,7 @@ impl Bot for OptionsBot {
                 }
                 Err(why) => {
                     let tail = if self.straddle.enabled { "; no squeeze for a straddle" } else { "" };
-                    Err(Idle { detail: format!("{}{tail}", why.detail), ..why })
+                    Err(Idle { detail: why.detail.within("", tail), ..why })
                 }
             };
             let plan = match plan {
@@ -901,7 +900,7 @@ mod tests {
         let (c, s) = chain(&[near]);
         let why = |r: Result<SpreadPlan, Idle>| {
             let idle = r.unwrap_err();
-            (idle.causes[0], idle.detail)
+            (idle.causes[0], idle.detail.to_string())
         };
         // Too soon (dte_min 20), too illiquid, or a band nothing sits in: nothing, and why.
         assert_eq!(
@@ -1016,7 +1015,7 @@ mod tests {
         // A band the total cannot reach: none.
         let greedy = CreditSpread { min_credit: 2.0, ..condor };
         let refused = select_condor("SPY", 480.0, &chain, &rules(), &greedy, 5.0).unwrap_err();
-        assert_eq!(refused.detail, "iron condor credit 1.00 outside min 2.00..max 4.00 (width 5)");
+        assert_eq!(refused.detail.to_string(), "iron condor credit 1.00 outside min 2.00..max 4.00 (width 5)");
     }
 
     #[test]
@@ -1033,7 +1032,7 @@ mod tests {
         assert_eq!(Plan::Straddle(plan.clone()).limit_price(), plan.debit, "a debit is a positive limit");
         let dear = select_straddle("SPY", 481.0, &chain, &rules(), &Straddle { max_cost: 4.0, ..st }).unwrap_err();
         assert_eq!(
-            (dear.causes[0], dear.detail.as_str()),
+            (dear.causes[0], dear.detail.to_string().as_str()),
             (Cause::PriceOutOfBand, "straddle debit 4.54 above max_cost 4.00")
         );
     }
@@ -1122,7 +1121,11 @@ mod tests {
         assert!(e.wanted.is_empty());
         let (symbol, spy) = &e.idle[0];
         assert_eq!((symbol.as_str(), spy.causes.as_slice()), ("SPY", [Cause::NoContract].as_slice()));
-        assert!(spy.detail.starts_with("signal up, no put out of the money expiring in "), "{}", spy.detail);
+        assert!(
+            spy.detail.to_string().starts_with("signal up, no put out of the money expiring in "),
+            "{}",
+            spy.detail
+        );
         assert_eq!(e.idle[1].1.causes, [Cause::NoData], "QQQ has no bars");
     }
 

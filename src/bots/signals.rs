@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 
 use crate::bots::indicators;
-use crate::core::idle::{Cause, Idle};
+use crate::core::idle::{Cause, Detail, Idle};
 use crate::core::market_data::Bar;
 use crate::core::signal::Signal;
 
@@ -62,38 +62,39 @@ pub fn read(signal: &Signal, bars: &[Bar]) -> Result<Direction, Idle> {
                 return Err(short);
             }
             let (Some(last), Some(f), Some(s), Some(r), Some(v)) = (last, f, s, r, v) else {
-                return Err(Misses::new()
-                    .with(format_args!("its indicators cannot be computed from these bars"))
-                    .idle());
+                return Err(Misses::idle(|failed| {
+                    failed.push(format_args!("its indicators cannot be computed from these bars"))
+                }));
             };
-            let mut failed = Misses::new();
-            if f > s {
-                if last.close <= f {
-                    failed.push(format_args!("close {:.2} not above EMA{fast} {f:.2}", last.close));
+            let (close, volume) = (last.close, last.volume);
+            Err(Misses::idle(move |failed| {
+                if f > s {
+                    if close <= f {
+                        failed.push(format_args!("close {close:.2} not above EMA{fast} {f:.2}"));
+                    }
+                    if r < min_roc_pct {
+                        failed.push(format_args!("ROC{roc_bars} {r:.2} % below {min_roc_pct:.2} %"));
+                    }
+                } else if f < s {
+                    if close >= f {
+                        failed.push(format_args!("close {close:.2} not below EMA{fast} {f:.2}"));
+                    }
+                    if r > -min_roc_pct {
+                        failed.push(format_args!("ROC{roc_bars} {r:.2} % above -{min_roc_pct:.2} %"));
+                    }
+                } else {
+                    failed.push(format_args!("EMA{fast} equals EMA{slow} ({f:.2}): no trend"));
                 }
-                if r < min_roc_pct {
-                    failed.push(format_args!("ROC{roc_bars} {r:.2} % below {min_roc_pct:.2} %"));
+                let ratio = if v > 0.0 { volume / v } else { 0.0 };
+                if volume < min_volume_ratio * v {
+                    failed.push(format_args!(
+                        "volume {ratio:.2}× its {volume_bars}-bar average, below {min_volume_ratio:.2}×"
+                    ));
                 }
-            } else if f < s {
-                if last.close >= f {
-                    failed.push(format_args!("close {:.2} not below EMA{fast} {f:.2}", last.close));
+                if failed.is_empty() {
+                    failed.push(format_args!("EMA{fast} not yet turning the trend's way"));
                 }
-                if r > -min_roc_pct {
-                    failed.push(format_args!("ROC{roc_bars} {r:.2} % above -{min_roc_pct:.2} %"));
-                }
-            } else {
-                failed.push(format_args!("EMA{fast} equals EMA{slow} ({f:.2}): no trend"));
-            }
-            let ratio = if v > 0.0 { last.volume / v } else { 0.0 };
-            if last.volume < min_volume_ratio * v {
-                failed.push(format_args!(
-                    "volume {ratio:.2}× its {volume_bars}-bar average, below {min_volume_ratio:.2}×"
-                ));
-            }
-            if failed.is_empty() {
-                failed.push(format_args!("EMA{fast} not yet turning the trend's way"));
-            }
-            Err(failed.idle())
+            }))
         }
         Signal::Breakout { lookback, trend_ema } => {
             let last = bars.last();
@@ -109,39 +110,54 @@ pub fn read(signal: &Signal, bars: &[Bar]) -> Result<Direction, Idle> {
                 return Err(short);
             }
             let (Some(last), Some(high), Some(trend)) = (last, high, trend) else {
-                return Err(Misses::new()
-                    .with(format_args!("its indicators cannot be computed from these bars"))
-                    .idle());
+                return Err(Misses::idle(|failed| {
+                    failed.push(format_args!("its indicators cannot be computed from these bars"))
+                }));
             };
-            let mut failed = Misses::new();
-            if last.close <= high {
-                failed.push(format_args!("close {:.2} not above the {lookback}-bar high {high:.2}", last.close));
-            }
-            if last.close <= trend {
-                failed.push(format_args!("close {:.2} not above EMA{trend_ema} {trend:.2}", last.close));
-            }
-            Err(failed.idle())
+            let close = last.close;
+            Err(Misses::idle(move |failed| {
+                if close <= high {
+                    failed.push(format_args!("close {close:.2} not above the {lookback}-bar high {high:.2}"));
+                }
+                if close <= trend {
+                    failed.push(format_args!("close {close:.2} not above EMA{trend_ema} {trend:.2}"));
+                }
+            }))
         }
     }
 }
 
 /// Fewer bars than the signal needs, said with the count; `None` when there are enough.
 fn not_yet(signal: &Signal, bars: &[Bar]) -> Option<Idle> {
-    let need = signal.bars_needed();
-    (bars.len() < need).then(|| Idle::new(Cause::NoData, format!("{} of the {need} bars its signal needs", bars.len())))
+    let (need, have) = (signal.bars_needed(), bars.len());
+    (have < need).then(|| {
+        Idle::new(
+            Cause::NoData,
+            Detail::later(move |out| {
+                let _ = write!(out, "{have} of the {need} bars its signal needs");
+            }),
+        )
+    })
 }
 
-/// The conditions that failed, written into one text as they are found ("no signal: A, B"):
-/// a bot without a signal says so every minute, and a vector of texts joined afterwards cost
-/// an allocation per condition.
-struct Misses {
-    text: String,
+/// The conditions that failed, written one after another into one text ("no signal: A, B") when
+/// the text is read (`Detail::later`): a bot without a signal says so every minute, and the loop
+/// reads the text only when the causes change or a few minutes have passed.
+struct Misses<'a> {
+    text: &'a mut String,
     any: bool,
 }
 
-impl Misses {
-    fn new() -> Misses {
-        Misses { text: String::from("no signal"), any: false }
+impl Misses<'_> {
+    /// A `NoSignal` idle whose detail `find` writes, condition by condition.
+    fn idle(find: impl Fn(&mut Misses) + Send + Sync + 'static) -> Idle {
+        Idle::new(
+            Cause::NoSignal,
+            Detail::later(move |text| {
+                text.push_str("no signal");
+                find(&mut Misses { text, any: false });
+            }),
+        )
     }
 
     fn push(&mut self, condition: std::fmt::Arguments) {
@@ -150,17 +166,8 @@ impl Misses {
         let _ = self.text.write_fmt(condition);
     }
 
-    fn with(mut self, condition: std::fmt::Arguments) -> Misses {
-        self.push(condition);
-        self
-    }
-
     fn is_empty(&self) -> bool {
         !self.any
-    }
-
-    fn idle(self) -> Idle {
-        Idle::new(Cause::NoSignal, self.text)
     }
 }
 
@@ -232,21 +239,23 @@ mod tests {
         let s = stock();
         let quiet = why(&s, &rising(1000.0));
         assert_eq!(quiet.causes, vec![Cause::NoSignal]);
-        assert!(quiet.detail.contains("volume 1.00× its"), "{}", quiet.detail);
-        assert!(!quiet.detail.contains("ROC"), "the trend and momentum held: {}", quiet.detail);
+        assert!(quiet.detail.to_string().contains("volume 1.00× its"), "{}", quiet.detail);
+        assert!(!quiet.detail.to_string().contains("ROC"), "the trend and momentum held: {}", quiet.detail);
         let short = why(&s, &rising(2000.0)[40..]);
         assert_eq!(short.causes, vec![Cause::NoData]);
-        assert_eq!(short.detail, format!("15 of the {} bars its signal needs", s.bars_needed()));
+        assert_eq!(short.detail.to_string(), format!("15 of the {} bars its signal needs", s.bars_needed()));
         let flat: Vec<Bar> = (0..60).map(|_| bar(100.0, 5000.0)).collect();
-        assert!(why(&s, &flat).detail.contains("no trend"), "{}", why(&s, &flat).detail);
+        assert!(why(&s, &flat).detail.to_string().contains("no trend"), "{}", why(&s, &flat).detail);
         // Each failed condition, joined by commas after one "no signal: ".
         assert_eq!(
-            why(&s, &flat).detail,
+            why(&s, &flat).detail.to_string(),
             "no signal: EMA9 equals EMA21 (100.00): no trend, volume 1.00× its 20-bar average, below 1.20×"
         );
         let b = parse(BREAKOUT, &params("{lookback: 10, trend_ema: 20}")).unwrap();
         let range: Vec<Bar> = (0..30).map(|i| bar(100.0 + (i % 3) as f64 * 0.1, 1.0)).collect();
-        assert!(why(&b, &range).detail.starts_with("no signal: close 100.20 not above the 10-bar high 100.25"));
+        assert!(
+            why(&b, &range).detail.to_string().starts_with("no signal: close 100.20 not above the 10-bar high 100.25")
+        );
         let p = parse(PLACEHOLDER_MOMENTUM, &params("{}")).unwrap();
         assert_eq!(why(&p, &rising(9999.0)).causes, vec![Cause::Placeholder]);
     }

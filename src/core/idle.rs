@@ -3,11 +3,14 @@
 //! Owns: the causes (`Cause`, a word that changes only when the situation does: the loop logs
 //! `bot_idle` when a bot's causes change, not every iteration) and `Idle`, those causes with the
 //! detail in plain words and numbers ("AAPL: no signal: ROC 0.04 % below 0.20 %"). The names are
-//! the text `status --json` and the ledger's `bot_activity` table show.
+//! the text `status --json` and the ledger's `bot_activity` table show. The detail (`Detail`) may
+//! be written only when it is read: a bot without a signal says why every minute, and the log and
+//! the ledger read it when the causes change or every few minutes.
 //!
 //! Never: decides anything. The bots and the execution service say why; this only names it.
 
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Cause {
@@ -115,37 +118,119 @@ impl fmt::Display for Cause {
     }
 }
 
+/// The detail of an `Idle` in words: a text, or the numbers it is written from and how, written
+/// when someone reads it (`Display`). Formatting the numbers of every bot's reason every minute
+/// was a twentieth of a backtest, for a text the loop reads when the causes change or a few
+/// minutes have passed. Two details are equal when they read the same.
+#[derive(Clone)]
+pub struct Detail(Text);
+
+#[derive(Clone)]
+enum Text {
+    Fixed(&'static str),
+    Owned(String),
+    /// Writes the text onto the end of a string. A pure function of values it was given.
+    Later(Arc<dyn Fn(&mut String) + Send + Sync>),
+}
+
+impl Detail {
+    /// The text `write` writes, written only when it is read.
+    pub fn later(write: impl Fn(&mut String) + Send + Sync + 'static) -> Detail {
+        Detail(Text::Later(Arc::new(write)))
+    }
+
+    /// Writes the text onto the end of `out`.
+    pub fn write_to(&self, out: &mut String) {
+        match &self.0 {
+            Text::Fixed(s) => out.push_str(s),
+            Text::Owned(s) => out.push_str(s),
+            Text::Later(write) => write(out),
+        }
+    }
+
+    /// This text between `before` and `after`.
+    pub fn within(self, before: &'static str, after: &'static str) -> Detail {
+        Detail::later(move |out| {
+            out.push_str(before);
+            self.write_to(out);
+            out.push_str(after);
+        })
+    }
+}
+
+impl From<&'static str> for Detail {
+    fn from(s: &'static str) -> Detail {
+        Detail(Text::Fixed(s))
+    }
+}
+
+impl From<String> for Detail {
+    fn from(s: String) -> Detail {
+        Detail(Text::Owned(s))
+    }
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Text::Fixed(s) => f.write_str(s),
+            Text::Owned(s) => f.write_str(s),
+            Text::Later(write) => {
+                let mut s = String::new();
+                write(&mut s);
+                f.write_str(&s)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string(), f)
+    }
+}
+
+impl PartialEq for Detail {
+    fn eq(&self, other: &Detail) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
 /// Why a bot did not enter this iteration: its causes (distinct, in the order met) and the detail.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Idle {
     pub causes: Vec<Cause>,
-    pub detail: String,
+    pub detail: Detail,
 }
 
 impl Idle {
-    pub fn new(cause: Cause, detail: impl Into<String>) -> Idle {
+    pub fn new(cause: Cause, detail: impl Into<Detail>) -> Idle {
         Idle { causes: vec![cause], detail: detail.into() }
     }
 
     /// One `Idle` for a bot of several symbols, each with its own reason: "SPY: …; QQQ: …".
     /// `None` when no symbol has one.
     pub fn of_symbols(per_symbol: Vec<(String, Idle)>) -> Option<Idle> {
-        let mut causes: Vec<Cause> = Vec::new();
-        let mut detail = String::new();
-        for (symbol, idle) in &per_symbol {
-            for c in &idle.causes {
-                if !causes.contains(c) {
-                    causes.push(*c);
-                }
-            }
-            if !detail.is_empty() {
-                detail.push_str("; ");
-            }
-            detail.push_str(symbol);
-            detail.push_str(": ");
-            detail.push_str(&idle.detail);
+        if per_symbol.is_empty() {
+            return None;
         }
-        (!per_symbol.is_empty()).then_some(Idle { causes, detail })
+        let mut causes: Vec<Cause> = Vec::new();
+        for c in per_symbol.iter().flat_map(|(_, idle)| &idle.causes) {
+            if !causes.contains(c) {
+                causes.push(*c);
+            }
+        }
+        let detail = Detail::later(move |out| {
+            for (i, (symbol, idle)) in per_symbol.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("; ");
+                }
+                out.push_str(symbol);
+                out.push_str(": ");
+                idle.detail.write_to(out);
+            }
+        });
+        Some(Idle { causes, detail })
     }
 
     /// The causes as the ledger and the log write them: `no_signal,price_out_of_band`.
@@ -181,9 +266,27 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(idle.causes, vec![Cause::NoSignal, Cause::PriceOutOfBand]);
-        assert_eq!(idle.detail, "SPY: no direction; QQQ: credit 0.42 below min 0.50; IWM: no direction");
+        assert_eq!(idle.detail.to_string(), "SPY: no direction; QQQ: credit 0.42 below min 0.50; IWM: no direction");
         assert_eq!(idle.causes_text(), "no_signal,price_out_of_band");
         assert_eq!(Idle::parse_causes("no_signal,from_the_future,price_out_of_band"), idle.causes);
         assert_eq!(Idle::of_symbols(Vec::new()), None);
+    }
+
+    #[test]
+    fn a_detail_written_later_reads_as_the_same_text_written_at_once() {
+        let (close, ema) = (100.125_f64, 100.5_f64);
+        let later = Detail::later(move |out| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "close {close:.2} not above EMA9 {ema:.2}");
+        });
+        assert_eq!(later.to_string(), "close 100.12 not above EMA9 100.50");
+        assert_eq!(later, Detail::from(format!("close {close:.2} not above EMA9 {ema:.2}")));
+        assert_eq!(format!("{later:?}"), format!("{:?}", "close 100.12 not above EMA9 100.50"));
+        assert_ne!(later, Detail::from("close 100.12"));
+        let within = later.clone().within("signal up, ", "; no squeeze");
+        assert_eq!(within.to_string(), "signal up, close 100.12 not above EMA9 100.50; no squeeze");
+        let mut out = String::from("AAPL: ");
+        Detail::from("fixed").write_to(&mut out);
+        assert_eq!(out, "AAPL: fixed");
     }
 }

@@ -1852,17 +1852,12 @@ impl State {
         if !self.for_status {
             return Ok(());
         }
+        let reason = idle.map(|i| i.detail.to_string());
         self.run_unkept(
             "INSERT INTO bot_activity (bot, causes, reason, since, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (bot) DO UPDATE SET causes = excluded.causes, reason = excluded.reason,
                      since = excluded.since, updated_at = excluded.updated_at",
-            params![
-                bot,
-                idle.map(Idle::causes_text),
-                idle.map(|i| i.detail.as_str()),
-                clock::db_ts(since),
-                clock::db_ts(now)
-            ],
+            params![bot, idle.map(Idle::causes_text), reason, clock::db_ts(since), clock::db_ts(now)],
         )
         .map(drop)
         .map_err(sql("writing a bot's activity"))

@@ -1275,7 +1275,7 @@ impl Execution {
                 continue;
             }
             if let Some(reason) = self.preflight(state, step, *bot, &report.stale, entries_ok)? {
-                event!(Debug, "entries_skipped", bot = bot.id(), reason = reason.detail.as_str());
+                event!(Debug, "entries_skipped", bot = bot.id(), reason = reason.detail.to_string().as_str());
                 self.note_idle(state, bot.id(), Some(reason), now);
                 continue;
             }
@@ -1339,7 +1339,13 @@ impl Execution {
         let same = self.idle.get(bot).map(|n| n.causes.as_deref() == causes);
         if same != Some(true) {
             if let Some(i) = &idle {
-                event!(Info, "bot_idle", bot = bot, causes = i.causes_text().as_str(), reason = i.detail.as_str());
+                event!(
+                    Info,
+                    "bot_idle",
+                    bot = bot,
+                    causes = i.causes_text().as_str(),
+                    reason = i.detail.to_string().as_str()
+                );
             }
             let since = match same {
                 Some(_) => now,
@@ -1356,14 +1362,14 @@ impl Execution {
             self.idle.insert(bot.to_string(), noted);
         }
         let Some(noted) = self.idle.get_mut(bot) else { return };
-        let detail = idle.as_ref().map(|i| i.detail.as_str());
-        let due = match &noted.written {
-            None => true,
-            Some((at, written)) => written.as_deref() != detail && now.duration_since(*at) >= IDLE_REFRESH,
-        };
-        if due {
+        if noted.written.as_ref().is_some_and(|(at, _)| now.duration_since(*at) < IDLE_REFRESH) {
+            return;
+        }
+        // The detail is written out only here, when the row may be due: not every minute.
+        let detail = idle.as_ref().map(|i| i.detail.to_string());
+        if noted.written.as_ref().is_none_or(|(_, written)| *written != detail) {
             noted.written = match state.put_bot_activity(bot, idle.as_ref(), noted.since, now) {
-                Ok(()) => Some((now, detail.map(str::to_string))),
+                Ok(()) => Some((now, detail)),
                 Err(e) => {
                     event!(Debug, "bot_activity_unwritten", bot = bot, error = e.to_string().as_str());
                     None

@@ -1841,6 +1841,12 @@ impl State {
 
     // --- bot activity -----------------------------------------------------------------------
 
+    /// Whether this ledger keeps the rows only `status` reads (loop runs, bot activity): not a
+    /// backtest's ledger in memory. A caller need not prepare what would not be written.
+    pub fn keeps_status_rows(&self) -> bool {
+        self.for_status
+    }
+
     /// Notes why `bot` is not entering (`None`: it sent an entry) since `since`.
     pub fn put_bot_activity(
         &self,
@@ -2887,6 +2893,7 @@ mod tests {
         }
         assert_eq!((file.loop_run_count().unwrap(), file.bot_activity().unwrap().len()), (1, 1));
         assert_eq!((memory.loop_run_count().unwrap(), memory.bot_activity().unwrap().len()), (0, 0));
+        assert_eq!((file.keeps_status_rows(), memory.keeps_status_rows()), (true, false), "and says so");
         // Its pages are small (each changed page is copied whole into the journal); the file's
         // are SQLite's default.
         let page = |s: &State| s.conn.row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap();

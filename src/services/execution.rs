@@ -1362,7 +1362,10 @@ impl Execution {
             self.idle.insert(bot.to_string(), noted);
         }
         let Some(noted) = self.idle.get_mut(bot) else { return };
-        if noted.written.as_ref().is_some_and(|(at, _)| now.duration_since(*at) < IDLE_REFRESH) {
+        // A ledger that keeps no bot activity (a backtest's) needs no text written out for it.
+        if !state.keeps_status_rows()
+            || noted.written.as_ref().is_some_and(|(at, _)| now.duration_since(*at) < IDLE_REFRESH)
+        {
             return;
         }
         // The detail is written out only here, when the row may be due: not every minute.

@@ -1262,15 +1262,17 @@ impl State {
                 tx.run("INSERT INTO id_epochs (epoch, started_at) VALUES (?1, ?2)", params![epoch, at])
                     .map_err(sql(what))?;
             }
-            let n: String = tx
-                .row(
-                    "INSERT INTO kv (key, value, updated_at) VALUES ('order_seq', '1', ?1)
-                     ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, updated_at = excluded.updated_at
-                     RETURNING value",
-                    [&at],
-                    |r| r.get(0),
-                )
-                .map_err(sql(what))?;
+            // Counted, then read back, in this transaction. (Not `RETURNING value`: SQLite
+            // gathers returned rows in a temporary table of their own, which cost as much as
+            // recording the order itself.)
+            tx.run(
+                "INSERT INTO kv (key, value, updated_at) VALUES ('order_seq', '1', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1, updated_at = excluded.updated_at",
+                [&at],
+            )
+            .map_err(sql(what))?;
+            let n: String =
+                tx.row("SELECT value FROM kv WHERE key = 'order_seq'", [], |r| r.get(0)).map_err(sql(what))?;
             let n: u64 = n.parse().map_err(|_| StateError::BadRow { what: "kv.order_seq", detail: n.clone() })?;
             let id = ClientOrderId { bot: o.bot.clone(), date: o.trading_date, epoch: epoch.clone(), n }.text();
             insert_order(tx, &id, o)?;

@@ -203,8 +203,11 @@ mod tests {
         quotes
             .insert("ETH/USD".to_string(), Quote { t: now, bid: 2_970.0, ask: 2_970.0, bid_size: 1.0, ask_size: 1.0 });
         quotes.insert("AAPL".to_string(), Quote { t: now, bid: 200.0, ask: 200.0, bid_size: 1.0, ask_size: 1.0 });
-        let (bars, contracts, options) =
-            (BySymbol::new(), crate::core::market_data::Contracts::default(), BySymbol::new());
+        let (bars, contracts, options) = (
+            BySymbol::new(),
+            crate::core::market_data::Contracts::default(),
+            crate::core::market_data::Snapshots::new(),
+        );
         let view = |now: &str| BotView {
             now: ts(now),
             market_open: true,

@@ -17,7 +17,7 @@ use crate::core::config::{Config, EnabledBot, Session};
 use crate::core::decimal::Dec;
 use crate::core::idle::{Cause, Detail, Idle};
 use crate::core::instrument::{OccSymbol, OptionKind};
-use crate::core::market_data::{Bar, BySymbol, Contracts, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Contracts, Quote, Snapshots};
 use crate::core::order::{Amount, Leg, OrderType, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
@@ -102,7 +102,7 @@ pub struct BotView<'a> {
     /// Option contracts of its underlyings (options bots only), by underlying and kind.
     pub contracts: &'a Contracts,
     /// Option snapshots (quote, greeks) of its underlyings' chains, by OCC symbol.
-    pub options: &'a BySymbol<OptionSnapshot>,
+    pub options: &'a Snapshots,
 }
 
 /// A new position the bot wants.

@@ -257,7 +257,7 @@ mod tests {
             bars: &b,
             spendable: 70_000.0,
             contracts: &crate::core::market_data::Contracts::default(),
-            options: &BySymbol::new(),
+            options: &crate::core::market_data::Snapshots::new(),
         };
         (bot.entries(&view, &budget()).wanted, bot.exits(&view))
     }

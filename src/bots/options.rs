@@ -48,7 +48,7 @@ use crate::core::config::{ChainRules, CreditSpread, Exits, OptionsBot as Setting
 use crate::core::decimal::Dec;
 use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{OPTION_MULTIPLIER, OccSymbol, OptionKind};
-use crate::core::market_data::{Bar, BySymbol, Contracts, OptionContract, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Contracts, OptionContract, Quote, Snapshots};
 use crate::core::order::{Amount, Leg, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::risk::Budget;
 use crate::core::signal::Signal;
@@ -104,7 +104,7 @@ pub struct SpreadPlan {
 /// What the chain looks like to the selection.
 pub struct Chain<'a> {
     pub contracts: &'a Contracts,
-    pub snapshots: &'a BySymbol<OptionSnapshot>,
+    pub snapshots: &'a Snapshots,
     pub now: Timestamp,
     pub max_quote_age_seconds: u64,
 }
@@ -153,7 +153,7 @@ pub fn select_spread(
             continue;
         }
         in_window += 1;
-        let Some(snap) = chain.snapshots.get(&c.symbol) else { continue };
+        let Some(snap) = chain.snapshots.get(c.symbol.as_str()) else { continue };
         let Some(delta) = snap.greeks.map(|g| g.delta.abs()) else { continue };
         if delta < rules.delta_min || delta > rules.delta_max || snap.volume.unwrap_or(0.0) < rules.min_volume as f64 {
             continue;
@@ -786,7 +786,7 @@ impl Bot for OptionsBot {
 mod tests {
     use super::*;
     use crate::core::instrument::occ_symbol;
-    use crate::core::market_data::Greeks;
+    use crate::core::market_data::{Greeks, OptionSnapshot};
     use jiff::civil::date;
 
     fn ts(s: &str) -> Timestamp {
@@ -809,9 +809,9 @@ mod tests {
 
     /// SPY at 480: puts every $5 from 440 to 475 on two expiries, with deltas falling away from
     /// the money, all liquid and freshly quoted.
-    fn chain(expiries: &[Date]) -> (BySymbol<OptionContract>, BySymbol<OptionSnapshot>) {
+    fn chain(expiries: &[Date]) -> (BySymbol<OptionContract>, Snapshots) {
         let mut contracts = BySymbol::new();
-        let mut snaps = BySymbol::new();
+        let mut snaps = Snapshots::new();
         for &e in expiries {
             for k in (440..=475).step_by(5) {
                 let strike = Dec::from_int(k);
@@ -841,7 +841,7 @@ mod tests {
                     },
                 );
                 snaps.insert(
-                    symbol,
+                    symbol.into(),
                     OptionSnapshot {
                         quote: Some(Quote {
                             t: ts(NOW),
@@ -868,11 +868,7 @@ mod tests {
         CreditSpread { enabled: true, min_credit: 0.50, max_credit: 3.00, profit_target: 0.5, max_dte: 45 }
     }
 
-    fn pick(
-        c: &BySymbol<OptionContract>,
-        s: &BySymbol<OptionSnapshot>,
-        rules: &ChainRules,
-    ) -> Result<SpreadPlan, Idle> {
+    fn pick(c: &BySymbol<OptionContract>, s: &Snapshots, rules: &ChainRules) -> Result<SpreadPlan, Idle> {
         let c: Contracts = c.values().cloned().collect();
         let chain = Chain { contracts: &c, snapshots: s, now: ts(NOW), max_quote_age_seconds: 960 };
         select_spread(OptionKind::Put, "SPY", 480.0, &chain, rules, &strategy(), 5.0)
@@ -929,7 +925,7 @@ mod tests {
         assert!(detail.starts_with("credits 0.30–0.50 of "), "{detail}");
         assert!(detail.ends_with("none inside min 1.00..max 3.00 (width 5)"), "{detail}");
         // Stale quotes (an hour old): nothing.
-        let old: BySymbol<OptionSnapshot> = s
+        let old: Snapshots = s
             .iter()
             .map(|(k, v)| {
                 let mut v = v.clone();
@@ -945,9 +941,9 @@ mod tests {
 
     /// Puts and calls every $5 from 440 to 520 around SPY at 480, one expiry; |delta| falls by
     /// 0.1 a strike away from the money (from 0.45), mid = 5 × |delta|.
-    fn both_sides(expiry: Date) -> (BySymbol<OptionContract>, BySymbol<OptionSnapshot>) {
+    fn both_sides(expiry: Date) -> (BySymbol<OptionContract>, Snapshots) {
         let mut contracts = BySymbol::new();
-        let mut snaps = BySymbol::new();
+        let mut snaps = Snapshots::new();
         for k in (440..=520).step_by(5) {
             for kind in [OptionKind::Put, OptionKind::Call] {
                 let away = match kind {
@@ -974,7 +970,7 @@ mod tests {
                 let mid = delta * 5.0;
                 let signed = if kind == OptionKind::Put { -delta } else { delta };
                 snaps.insert(
-                    symbol,
+                    symbol.into(),
                     OptionSnapshot {
                         quote: Some(Quote {
                             t: ts(NOW),
@@ -1094,7 +1090,7 @@ mod tests {
         bars.insert("SPY".to_string(), rising);
         let mut quotes = BySymbol::new();
         quotes.insert("SPY".to_string(), Quote { t: ts(NOW), bid: 487.4, ask: 487.6, bid_size: 1.0, ask_size: 1.0 });
-        let (contracts, options) = (Contracts::default(), BySymbol::new());
+        let (contracts, options) = (Contracts::default(), Snapshots::new());
         let view = BotView {
             now: ts(NOW),
             market_open: true,
@@ -1182,14 +1178,14 @@ mod tests {
         // the window's puts alone give the same pick as the whole chain.
         let (mut c, mut all) = chain(&[day(dte_min - 1), day(dte_min), day(max_dte), day(max_dte + 1)]);
         let puts: Vec<(OptionContract, OptionSnapshot)> =
-            c.values().map(|p| (p.clone(), all[&p.symbol].clone())).collect();
+            c.values().map(|p| (p.clone(), all[p.symbol.as_str()].clone())).collect();
         for (put, snap) in puts {
             let symbol = occ_symbol("SPY", put.expiration, OptionKind::Call, put.strike);
             c.insert(symbol.clone(), OptionContract { symbol: symbol.clone(), kind: OptionKind::Call, ..put });
-            all.insert(symbol, snap);
+            all.insert(symbol.into(), snap);
         }
         let ChainSpan { from, to, kind } = wants[0].entry.unwrap();
-        let only: BySymbol<OptionSnapshot> = all
+        let only: Snapshots = all
             .iter()
             .filter(|(sym, _)| {
                 OccSymbol::parse(sym).is_some_and(|o| o.expiry >= from && o.expiry <= to && Some(o.kind) == kind)
@@ -1212,7 +1208,7 @@ mod tests {
         // Expiring Thursday 2026-11-26; now is Wednesday the 25th.
         let legs = [leg("SPY261126P00470000", -1), leg("SPY261126P00465000", 1)];
         let (none, bars, contracts, options) =
-            (BySymbol::new(), BySymbol::new(), Contracts::default(), BySymbol::new());
+            (BySymbol::new(), BySymbol::new(), Contracts::default(), Snapshots::new());
         let view = |open: bool| BotView {
             now: ts(NOW),
             market_open: open,
@@ -1245,7 +1241,7 @@ mod tests {
         let bot = OptionsBot::new(cfg.bots.optionsbot.as_ref().unwrap(), Signal::Placeholder, cfg.timezone.clone());
         let lone = [leg("SPY261218P00470000", -1)];
         let (none, bars, contracts, options) =
-            (BySymbol::new(), BySymbol::new(), Contracts::default(), BySymbol::new());
+            (BySymbol::new(), BySymbol::new(), Contracts::default(), Snapshots::new());
         let view = |now: &str| BotView {
             now: ts(now),
             market_open: true,

@@ -1,5 +1,5 @@
 //! The market-data words: bars, quotes, option contracts and their snapshots (with greeks), the
-//! by-symbol map they come in, and `Contracts`, a chain's contracts grouped as the options bot
+//! by-symbol maps they come in, and `Contracts`, a chain's contracts grouped as the options bot
 //! reads them.
 //!
 //! Owns: these types. Prices here are `f64`: they feed signals and indicators, never an order
@@ -8,6 +8,7 @@
 //! Never: fetches anything.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -68,6 +69,11 @@ pub struct OptionSnapshot {
 
 /// Symbol → its bars (oldest first), quotes or snapshots.
 pub type BySymbol<T> = BTreeMap<String, T>;
+
+/// OCC symbol → the contract's snapshot. Its keys are shared (`Arc<str>`, read with a `&str`):
+/// an options bot's chains are read again every minute, and a copy of each symbol for each
+/// minute's map was a tenth of a backtest's allocations.
+pub type Snapshots = BTreeMap<Arc<str>, OptionSnapshot>;
 
 /// The option contracts of some underlyings, grouped by underlying and kind, each group in the
 /// contracts' symbol order, with its tradable contracts by expiry and strike (`at_strike`). An

@@ -27,7 +27,7 @@ use crate::core::clock;
 use crate::core::config::DataFeed;
 use crate::core::decimal::Dec;
 use crate::core::instrument::{AssetClass, OptionKind, crypto_pair_symbol};
-use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnapshot, Quote, Snapshots};
 use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::event;
 use crate::services::broker::{
@@ -1250,7 +1250,7 @@ impl crate::services::broker::Broker for AlpacaClient {
         from: Date,
         to: Date,
         kind: Option<OptionKind>,
-    ) -> Result<BySymbol<OptionSnapshot>, BrokerError> {
+    ) -> Result<Snapshots, BrokerError> {
         let path = format!("/v1beta1/options/snapshots/{}", path_segment(underlying));
         let e = "GET /v1beta1/options/snapshots/{underlying_symbol}";
         let mut query = vec![
@@ -1262,7 +1262,7 @@ impl crate::services::broker::Broker for AlpacaClient {
         if let Some(kind) = kind {
             query.push(("type", kind.word().to_string()));
         }
-        let mut out = BySymbol::new();
+        let mut out = Snapshots::new();
         for _ in 0..MAX_PAGES {
             let page: SnapshotsPage = self.get(Host::Data, &path, &query)?;
             for (symbol, s) in page.snapshots {
@@ -1275,7 +1275,7 @@ impl crate::services::broker::Broker for AlpacaClient {
                     rho: g.rho,
                 });
                 out.insert(
-                    symbol,
+                    symbol.into(),
                     OptionSnapshot {
                         quote,
                         greeks,

@@ -17,7 +17,7 @@ use jiff::civil::Date;
 
 use crate::core::decimal::Dec;
 use crate::core::instrument::{AssetClass, OptionKind};
-use crate::core::market_data::{Bar, BySymbol, OptionContract, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, OptionContract, Quote, Snapshots};
 use crate::core::order::{Amount, Leg, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 
 /// The account, with only what the daemon needs; every other field Alpaca sends is ignored.
@@ -335,7 +335,7 @@ pub trait Broker {
         from: Date,
         to: Date,
         kind: Option<OptionKind>,
-    ) -> Result<BySymbol<OptionSnapshot>, BrokerError>;
+    ) -> Result<Snapshots, BrokerError>;
     /// Drains the call statistics gathered since the last call.
     fn take_call_stats(&mut self) -> CallStats;
 }

@@ -34,7 +34,7 @@ use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{AssetClass, OccSymbol};
-use crate::core::market_data::{Bar, BySymbol, Contracts, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Contracts, Quote, Snapshots};
 use crate::core::order::{
     Amount, Intent, Leg, OrderStatus, OrderType, PositionIntent, RecordStatus, Side, TimeInForce,
 };
@@ -285,7 +285,7 @@ struct MarketData {
     quotes: BySymbol<Quote>,
     bars: BySymbol<Vec<Bar>>,
     contracts: Contracts,
-    snapshots: BySymbol<OptionSnapshot>,
+    snapshots: Snapshots,
 }
 
 /// What the execution service keeps between iterations.
@@ -308,7 +308,7 @@ pub struct Execution {
     contracts: Contracts,
     contracts_date: Option<jiff::civil::Date>,
     /// Their option snapshots, fetched once per new minute.
-    snapshots: BySymbol<OptionSnapshot>,
+    snapshots: Snapshots,
     snapshots_minute: Option<i64>,
     snapshot_roots: BTreeMap<String, ChainSpan>,
     /// The last refusal logged per (bot, symbol): a signal that holds for many iterations is
@@ -553,7 +553,7 @@ impl Execution {
         // signal calls for a spread): one request each, and none on a quiet minute.
         let minute = now.as_second().div_euclid(60);
         if self.snapshots_minute != Some(minute) || self.snapshot_roots != wanted {
-            let mut snaps = BySymbol::new();
+            let mut snaps = Snapshots::new();
             for (root, span) in &wanted {
                 snaps.append(&mut broker.option_snapshots(root, span.from, span.to, span.kind)?);
             }

@@ -28,7 +28,7 @@ use crate::core::clock::{self, Clock, MarketCalendar, RegularSession};
 use crate::core::config::Sim;
 use crate::core::decimal::Dec;
 use crate::core::instrument::{AssetClass, OccSymbol, OptionKind, crypto_pair_symbol, occ_symbol};
-use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnapshot, Quote};
+use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnapshot, Quote, Snapshots};
 use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::state::{State, StateError};
 use crate::services::broker::{
@@ -243,6 +243,8 @@ struct Listed {
     expires: Timestamp,
     /// `symbol_key` of its symbol, for the seeded daily volume.
     key: u64,
+    /// Its symbol as the snapshots' maps key it, shared by every minute's map.
+    shared: Arc<str>,
 }
 
 /// A root's chains as listed, by span of dates and then by centre strike (the strike's `f64`
@@ -1118,7 +1120,8 @@ fn list(root: &str, from: Date, to: Date, centre: f64, step: f64, seed: u64) -> 
                     close_price: None,
                     tradable: true,
                 };
-                listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
+                let shared = Arc::from(contract.symbol.as_str());
+                listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash, shared });
             }
         }
     }
@@ -1441,7 +1444,7 @@ impl Broker for SimBroker {
         from: Date,
         to: Date,
         kind: Option<OptionKind>,
-    ) -> Result<BySymbol<OptionSnapshot>, BrokerError> {
+    ) -> Result<Snapshots, BrokerError> {
         self.count();
         let now = self.clock.now();
         let m = minute_of(now);
@@ -1462,7 +1465,7 @@ impl Broker for SimBroker {
                 implied_volatility: Some(iv),
                 volume: Some(volume),
             };
-            (c.symbol.clone(), snap)
+            (l.shared.clone(), snap)
         };
         // Gathered at its full size first: a map collected from a filtered iterator grows its
         // buffer of (symbol, snapshot) pairs by doubling, copying them each time.

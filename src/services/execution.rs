@@ -1279,17 +1279,25 @@ impl Execution {
                 self.note_idle(state, bot.id(), Some(reason), now);
                 continue;
             }
-            let budget = budgets.iter().find(|b| b.bot == bot.id()).cloned().unwrap_or(Budget {
-                bot: bot.id().into(),
-                daily_loss_limit: 0.0,
-                max_open_risk: 0.0,
-                max_trades: 0,
-                max_positions: 0,
-            });
-            let Entries { wanted, mut idle } = bot.entries(&view, &budget);
+            // A bot without a budget today gets none to spend (made only then: not a copy a minute).
+            let unbudgeted;
+            let budget = match budgets.iter().find(|b| b.bot == bot.id()) {
+                Some(b) => b,
+                None => {
+                    unbudgeted = Budget {
+                        bot: bot.id().into(),
+                        daily_loss_limit: 0.0,
+                        max_open_risk: 0.0,
+                        max_trades: 0,
+                        max_positions: 0,
+                    };
+                    &unbudgeted
+                }
+            };
+            let Entries { wanted, mut idle } = bot.entries(&view, budget);
             let mut entered = false;
             for entry in wanted {
-                if let Err(why) = self.risk_check(state, step, *bot, &budget, &view, &entry) {
+                if let Err(why) = self.risk_check(state, step, *bot, budget, &view, &entry) {
                     idle.push((entry.symbol.clone(), Idle::new(why.cause(), why.to_string())));
                     self.log_refusal(bot.id(), &entry.symbol, why);
                     continue;

@@ -686,14 +686,14 @@ impl<T: Clone> Memo<T> {
         self.with(version, fits, read, T::clone)
     }
 
-    /// Replaces the kept value with `change(kept)` at `now` if it was kept at `was`: for a write
-    /// whose effect on the read is known exactly. Otherwise nothing kept changes.
-    fn patch(&self, was: (u64, i64), now: (u64, i64), change: impl FnOnce(&T) -> T) {
+    /// Changes the kept value with `change` and keeps it at `now` if it was kept at `was`: for a
+    /// write whose effect on the read is known exactly. Otherwise nothing kept changes.
+    fn patch(&self, was: (u64, i64), now: (u64, i64), change: impl FnOnce(&mut T)) {
         let mut kept = self.0.borrow_mut();
         if let Some((at, value)) = kept.as_mut()
             && *at == was
         {
-            *value = change(value);
+            change(value);
             *at = now;
         }
     }
@@ -1812,13 +1812,11 @@ impl State {
         // reads back as the same double (a REAL column is one).
         if changed == 1 {
             let after = self.version(Kept::OwnedPositions)?;
+            // In place when no reader still holds the kept rows (`make_mut` copies them if one does).
             self.owned.patch(before, after, |rows| {
-                rows.iter()
-                    .map(|p| {
-                        let mine = p.bot == bot && p.symbol == symbol;
-                        OwnedPosition { high_water: if mine { Some(price) } else { p.high_water }, ..p.clone() }
-                    })
-                    .collect()
+                for p in Rc::make_mut(rows).iter_mut().filter(|p| p.bot == bot && p.symbol == symbol) {
+                    p.high_water = Some(price);
+                }
             });
         }
         Ok(())
@@ -2734,14 +2732,21 @@ mod tests {
             ("mom_MSFT", "MSFT", 305.0, false),
         ] {
             let kept = s.owned_positions().unwrap();
+            let seen: Vec<Option<f64>> = kept.iter().map(|p| p.high_water).collect();
             s.record_best_price(bot, symbol, price, long).unwrap();
             // Kept at the version after the write: patched, not left to be read again.
             let at = s.owned.0.borrow().as_ref().map(|(at, _)| *at);
             assert_eq!(at, Some(s.version(Kept::OwnedPositions).unwrap()), "{symbol} {price}");
             assert_eq!(*s.owned_positions().unwrap(), *fresh(), "{symbol} {price}");
-            assert_eq!(kept.len(), 2);
+            // A reader still holding the rows keeps what it read: the patch copied them.
+            assert_eq!(kept.iter().map(|p| p.high_water).collect::<Vec<_>>(), seen, "{symbol} {price}");
         }
-        assert_eq!(fresh().iter().map(|p| p.high_water).collect::<Vec<_>>(), [Some(0.1 + 0.2 + 100.0), Some(299.125)]);
+        // With no reader holding them, the kept rows are patched in place, to the same effect.
+        s.owned_positions().unwrap();
+        s.record_best_price("mom_AAPL", "AAPL", 110.0, true).unwrap();
+        assert_eq!(*s.owned_positions().unwrap(), *fresh());
+        assert_eq!(fresh()[0].high_water, Some(110.0));
+        assert_eq!(fresh().iter().map(|p| p.high_water).collect::<Vec<_>>(), [Some(110.0), Some(299.125)]);
         // Not kept when the price came (a write in between): read again, the same.
         s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(5), now).unwrap();
         s.record_best_price("mom_AAPL", "AAPL", 120.0, true).unwrap();

@@ -109,8 +109,8 @@ pub struct Orchestrator {
     previous_equity: Option<f64>,
     /// Symbols whose quotes were stale in the last execution step.
     stale: Vec<String>,
-    /// Today's budgets, computed once per trading date.
-    /// Today's budgets, shared with each iteration's step 4 (no copy a minute).
+    /// Today's budgets, computed once per trading date and shared with each iteration's step 4
+    /// (not copied every minute).
     budgets: Option<(Date, Rc<[Budget]>)>,
     reporter: DailyReporter,
     /// Failed broker calls of this iteration, for the daily report.

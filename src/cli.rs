@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|download|backtest] [--config DIR] [options]; see --help";
+pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|sim-reset|download|backtest] [--config DIR] [options]; see --help";
 
 pub const HELP: &str = "\
 trading-hydra — a fail-closed trading daemon for an Alpaca account
@@ -24,6 +24,8 @@ Commands:
                  take them between two iterations (exit 2 and nothing changes if invalid)
                  (status, halt and resume work on the database of a daemon that has run:
                  run them where it runs, or with its --config)
+  sim-reset      start the simulated account over: its ledger is set aside (renamed,
+                 kept), and the next `run --sim` (or a broker's `run`) starts a new one
   download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
   backtest       replay bar files (--data) or a seeded synthetic market (--synthetic DAYS)
                  through the same bots and the simulated broker
@@ -70,6 +72,7 @@ pub enum Command {
     Halt { config: Option<PathBuf>, reason: String },
     Resume { config: Option<PathBuf> },
     Reload { config: Option<PathBuf> },
+    SimReset { config: Option<PathBuf> },
     Backtest(BacktestArgs),
     Download(DownloadArgs),
     Help,
@@ -148,7 +151,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         }
         _ => "run",
     };
-    if !matches!(command, "run" | "check-config" | "status" | "halt" | "resume" | "reload" | "backtest" | "download") {
+    if !matches!(
+        command,
+        "run" | "check-config" | "status" | "halt" | "resume" | "reload" | "sim-reset" | "backtest" | "download"
+    ) {
         return Err(usage(format!("unknown command {command:?}")));
     }
 
@@ -328,6 +334,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "run" => Command::Run(run),
         "check-config" => Command::CheckConfig { config },
         "reload" => Command::Reload { config },
+        "sim-reset" => Command::SimReset { config },
         "status" => Command::Status { config, json },
         "halt" => Command::Halt { config, reason: reason.ok_or_else(|| usage("halt needs --reason TEXT"))? },
         "download" => {
@@ -441,6 +448,8 @@ mod tests {
         assert_eq!(p("resume").unwrap(), Command::Resume { config: None });
         assert_eq!(p("reload --config /etc/th").unwrap(), Command::Reload { config: Some("/etc/th".into()) });
         assert!(p("reload --once").is_err());
+        assert_eq!(p("sim-reset --config c").unwrap(), Command::SimReset { config: Some("c".into()) });
+        assert!(p("sim-reset --sim").is_err());
         let v: Vec<String> = ["halt", "--reason", "earnings day"].map(String::from).to_vec();
         assert_eq!(parse(&v).unwrap(), Command::Halt { config: None, reason: "earnings day".into() });
         assert_eq!(p("status --help").unwrap(), Command::Help);

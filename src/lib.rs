@@ -20,6 +20,8 @@ pub mod core;
 pub mod error;
 pub mod orchestrator;
 pub mod services;
+#[cfg(test)]
+pub(crate) mod test_dir;
 
 /// The version printed by `--version` and logged by `startup`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

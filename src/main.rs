@@ -22,14 +22,17 @@ use trading_hydra::cli::{self, Command, RunArgs};
 use trading_hydra::core::clock::{self, Clock, ScaledClock, SystemClock};
 use trading_hydra::core::config::{self, Config, Console, TradingMode};
 use trading_hydra::core::halt::{self, Halt, HaltReason};
+use trading_hydra::core::ledger_account::{self, LedgerAccount};
 use trading_hydra::core::ledger_lock::LedgerLock;
 use trading_hydra::core::logging::{self, LogSettings};
 use trading_hydra::core::state::State;
 use trading_hydra::error::Error;
 use trading_hydra::event;
-use trading_hydra::orchestrator::{CONFIG_DIR_KEY, Orchestrator, RELOAD_REQUEST_KEY, RELOAD_RESULT_KEY};
+use trading_hydra::orchestrator::{
+    CONFIG_DIR_KEY, Orchestrator, RELOAD_REQUEST_KEY, RELOAD_RESULT_KEY, heartbeat_due, heartbeat_pace,
+};
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
-use trading_hydra::services::broker::{Broker, BrokerError};
+use trading_hydra::services::broker::{Account, Broker, BrokerError};
 use trading_hydra::services::notify;
 use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
@@ -59,6 +62,7 @@ fn main() -> ExitCode {
         Command::Halt { config, reason } => set_manual_halt(config, &reason),
         Command::Resume { config } => resume(config),
         Command::Reload { config } => reload(config),
+        Command::SimReset { config } => sim_reset(config),
         Command::Run(args) => run(args),
         Command::Backtest(args) => backtest(args),
         Command::Download(args) => download(args),
@@ -105,9 +109,6 @@ fn init_logging_with(cfg: &Config, stderr_level: LevelFilter, quiet_summaries: b
 /// hanging webhook costs at most this).
 const CLI_NOTIFY_LIMIT: Duration = Duration::from_secs(3);
 
-/// How often a person's console gets a heartbeat line (`logging.console: events`).
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(60);
-
 /// How often a sleeping loop looks for a `reload` request.
 const RELOAD_LOOK: Duration = Duration::from_secs(1);
 
@@ -136,23 +137,42 @@ fn run(args: RunArgs) -> Result<(), Error> {
     init_logging_with(&cfg, LevelFilter::Info, console == Console::Events)?;
     let state = State::open(&db)?;
 
+    // A ledger keeps one account's orders and positions: a run for another account is refused
+    // (exit 2) before anything is sent. The simulated account's is claimed here; a broker's
+    // account by its id, read below at start-up or by the loop's first account read that works.
+    // A simulated account's ledger refuses a broker's run before the broker is asked anything.
+    let ledger = ledger_account::recorded(&state)?;
+    match (&ledger, args.sim) {
+        (Some(theirs), true) if !theirs.is_simulated() => {
+            return Err(Error::Usage(ledger_account::refusal(&db, theirs, &LedgerAccount::Simulated.to_string())));
+        }
+        (Some(theirs), false) if theirs.is_simulated() => {
+            let running = format!("the Alpaca {} account of ALPACA_KEY", mode.as_str());
+            return Err(Error::Usage(ledger_account::refusal(&db, theirs, &running)));
+        }
+        _ => {}
+    }
     let interval_secs = cfg.settings.runner.loop_interval_seconds;
-    let (broker, clock, speed): (Box<dyn Broker>, Box<dyn Clock>, f64) = match credentials {
-        None => {
-            let store = State::open(&db)?;
-            let start = SimBroker::stored_time(&store)?.unwrap_or_else(|| clock::sim_start(Timestamp::now()));
-            let speed = args.speed.unwrap_or(cfg.settings.sim.speed);
-            let clock = Arc::new(ScaledClock::new(start, speed));
-            let seed = args.seed.unwrap_or(DEFAULT_SIM_SEED);
-            let sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), seed, Some(store))?;
-            (Box::new(sim), Box::new(clock), speed)
-        }
-        Some(credentials) => {
-            let client = alpaca_client(&cfg, mode, credentials)?;
-            (Box::new(client), Box::new(SystemClock), 1.0)
-        }
-    };
-    state.kv_set("mode", mode.as_str(), clock.now())?;
+    let (broker, clock, speed, first_account): (Box<dyn Broker>, Box<dyn Clock>, f64, Option<Account>) =
+        match credentials {
+            None => {
+                let store = State::open(&db)?;
+                let start = SimBroker::stored_time(&store)?.unwrap_or_else(|| clock::sim_start(Timestamp::now()));
+                let speed = args.speed.unwrap_or(cfg.settings.sim.speed);
+                let clock = Arc::new(ScaledClock::new(start, speed));
+                // The console and the log speak the simulated clock too: one clock.
+                logging::stamp_with(clock.clone());
+                let seed = args.seed.unwrap_or(DEFAULT_SIM_SEED);
+                let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), seed, Some(store))?;
+                let account = sim.account().ok();
+                (Box::new(sim), Box::new(clock), speed, account)
+            }
+            Some(credentials) => {
+                let (client, account) = alpaca_client(&cfg, mode, credentials)?;
+                (Box::new(client), Box::new(SystemClock), 1.0, account)
+            }
+        };
+    state.kv_set(ledger_account::MODE_KEY, mode.as_str(), clock.now())?;
     let absolute = std::path::absolute(&cfg.dir).unwrap_or_else(|_| cfg.dir.clone());
     state.kv_set(CONFIG_DIR_KEY, &absolute.display().to_string(), clock.now())?;
     event!(
@@ -162,7 +182,9 @@ fn run(args: RunArgs) -> Result<(), Error> {
         mode = mode.as_str(),
         loop_interval_seconds = interval_secs,
         config = cfg.dir.display().to_string(),
-        speed = speed
+        speed = speed,
+        clock = if args.sim { "simulated" } else { "wall" },
+        wall_ts = clock::display_ts(Timestamp::now(), &cfg.timezone)
     );
     for warning in cfg.warnings() {
         event!(Warn, "config_warning", detail = warning.as_str());
@@ -180,6 +202,10 @@ fn run(args: RunArgs) -> Result<(), Error> {
     let interval = Duration::from_secs(interval_secs).div_f64(speed);
     let mut orchestrator = Orchestrator::new(cfg, state, clock, broker);
     orchestrator.keep_texts(settings_text, bots_text);
+    if let Some(account) = &first_account {
+        let now = orchestrator.now();
+        orchestrator.confirm_account(account, now).map_err(Error::Usage)?;
+    }
     let systemd = Notifier::from_env();
     systemd.ready();
     notify::start(orchestrator.config().settings.notify.format);
@@ -189,7 +215,11 @@ fn run(args: RunArgs) -> Result<(), Error> {
         text: format!("mode {}, loop every {interval_secs} s", mode.as_str()),
     });
     let mut done: u64 = 0;
-    let mut heartbeat_at: Option<Instant> = None;
+    let mut refused: Option<String> = None;
+    // A person's console: one heartbeat line after the first iteration, then one a step of the
+    // daemon's own clock (a minute live; a simulated hour at 60× and faster).
+    let pace = heartbeat_pace(speed);
+    let mut heartbeat_at: Option<Timestamp> = None;
     let reason = 'run: loop {
         let started = Instant::now();
         // A completed iteration feeds systemd's watchdog; a panicked one does not, and a loop that
@@ -199,17 +229,23 @@ fn run(args: RunArgs) -> Result<(), Error> {
         if healthy {
             systemd.watchdog();
         }
-        // A person's console: one heartbeat line after the first iteration, then one a minute.
         if console == Console::Events
             && let Some(s) = &summary
-            && heartbeat_at.is_none_or(|at: Instant| at.elapsed() >= HEARTBEAT_EVERY)
+            && heartbeat_due(heartbeat_at, s.market_time, pace)
         {
             let positions = orchestrator.state().owned_positions().map(|p| p.len()).ok();
-            logging::console_line(s.heartbeat(positions, &orchestrator.config().timezone));
-            heartbeat_at = Some(Instant::now());
+            let tz = &orchestrator.config().timezone;
+            logging::console_line(s.heartbeat(logging::now(), positions, tz, args.sim));
+            heartbeat_at = Some(s.market_time);
         }
         logging::flush();
         done += 1;
+        // A ledger found to be another account's (at the first account read that worked): stop,
+        // having sent nothing.
+        if let Some(why) = orchestrator.refused() {
+            refused = Some(why.to_string());
+            break "ledger_of_another_account";
+        }
         if args.iterations.is_some_and(|n| done >= n) {
             break "iterations_done";
         }
@@ -256,7 +292,10 @@ fn run(args: RunArgs) -> Result<(), Error> {
     logging::flush();
     // Dropping the orchestrator closes the database.
     drop(orchestrator);
-    Ok(())
+    match refused {
+        Some(why) => Err(Error::Usage(why)),
+        None => Ok(()),
+    }
 }
 
 /// The process's peak resident memory in KiB (Linux's `VmHWM`), for the `shutdown` event: memory
@@ -268,8 +307,13 @@ fn peak_rss_kb() -> Option<u64> {
 }
 
 /// The Alpaca client for paper or live, checked once: keys the broker refuses end the start-up
-/// (exit 1) instead of failing every few seconds for months.
-fn alpaca_client(cfg: &Config, mode: TradingMode, credentials: Credentials) -> Result<AlpacaClient, Error> {
+/// (exit 1) instead of failing every few seconds for months. With the account it read (`None`
+/// when the read failed otherwise: the loop reads it again).
+fn alpaca_client(
+    cfg: &Config,
+    mode: TradingMode,
+    credentials: Credentials,
+) -> Result<(AlpacaClient, Option<Account>), Error> {
     let a = &cfg.settings.alpaca;
     let (trading_url, data_url) = ClientSettings::base_urls(
         mode == TradingMode::Live,
@@ -291,8 +335,9 @@ fn alpaca_client(cfg: &Config, mode: TradingMode, credentials: Credentials) -> R
     let mut client = AlpacaClient::new(credentials, settings);
     match client.account() {
         Err(e @ BrokerError::Unauthorized { .. }) => Err(Error::Other(e.to_string())),
+        Ok(account) => Ok((client, Some(account))),
         // Any other failure is the loop's to handle (fail-closed, counted by the health window).
-        _ => Ok(client),
+        Err(_) => Ok((client, None)),
     }
 }
 
@@ -304,7 +349,7 @@ fn download(args: cli::DownloadArgs) -> Result<(), Error> {
     let paper = std::env::var("ALPACA_PAPER").ok();
     let mode = config::trading_mode(false, paper.as_deref(), cfg.settings.alpaca.live_trading_confirmed)
         .map_err(Error::Usage)?;
-    let mut client = alpaca_client(&cfg, mode, credentials)?;
+    let (mut client, _) = alpaca_client(&cfg, mode, credentials)?;
     std::fs::create_dir_all(&args.out)
         .map_err(|e| Error::Other(format!("cannot create {}: {e}", args.out.display())))?;
     let start = clock::start_of_date(args.from);
@@ -557,7 +602,9 @@ fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
     // The daemon's existing ledger or nothing: a halt written to a new one would halt nothing.
     let state = State::open_existing(&cfg.settings.system.state_db_path)?;
     init_logging(&cfg, LevelFilter::Error)?;
-    let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since: Timestamp::now(), until: None };
+    // The ledger's own clock: a simulated account's halt starts at its simulated time.
+    let since = ledger_account::now(&state, Timestamp::now())?.now;
+    let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since, until: None };
     notify::start(cfg.settings.notify.format);
     let change = halt::set(&state, &halt)?;
     let new = change.is_some();
@@ -604,9 +651,9 @@ fn reload(flag: Option<PathBuf>) -> Result<(), Error> {
             "the running daemon reads its configuration from {theirs}, not {mine}: run `trading-hydra reload --config {theirs}`"
         )));
     }
-    let now = Timestamp::now();
-    let request = format!("{}-{}", now.as_nanosecond(), std::process::id());
-    state.kv_set(RELOAD_REQUEST_KEY, &request, now)?;
+    let wall = Timestamp::now();
+    let request = format!("{}-{}", wall.as_nanosecond(), std::process::id());
+    state.kv_set(RELOAD_REQUEST_KEY, &request, ledger_account::now(&state, wall)?.now)?;
     println!("configuration in {mine} is valid; asked the daemon to reload it");
     // The daemon looks every second while it sleeps, and before each iteration; an iteration
     // itself may take most of an interval (a broker retrying).
@@ -636,18 +683,76 @@ fn reload(flag: Option<PathBuf>) -> Result<(), Error> {
     )))
 }
 
+/// `sim-reset`: the simulated account starts over. Its ledger is set aside — closed (which
+/// folds its `-wal` into the file) and renamed `<ledger>.sim-<UTC time>`, kept whole — so the next
+/// `run` starts a new ledger: `run --sim` a new simulated account, or a broker's `run` its own.
+/// Refused (exit 2, nothing changed) for a ledger that is not the simulated account's; exit 1
+/// while a daemon holds it, or where there is none.
+fn sim_reset(flag: Option<PathBuf>) -> Result<(), Error> {
+    let cfg = load_config(flag)?;
+    let db = cfg.settings.system.state_db_path.clone();
+    let state = State::open_existing(&db)?;
+    // No daemon may be writing it while it is moved (exit 1 names the one that holds it).
+    let _lock = LedgerLock::acquire(&db)?;
+    let absolute = std::path::absolute(&db).unwrap_or_else(|_| db.clone());
+    match ledger_account::recorded(&state)? {
+        Some(LedgerAccount::Simulated) => {}
+        Some(other) => {
+            return Err(Error::Usage(format!(
+                "the ledger {} belongs to {other}, not the simulated account: sim-reset sets aside only a simulated \
+                 account's ledger; nothing was changed",
+                absolute.display()
+            )));
+        }
+        None => {
+            return Err(Error::Usage(format!(
+                "the ledger {} belongs to no account yet (no run has claimed it): nothing to reset; nothing was changed",
+                absolute.display()
+            )));
+        }
+    }
+    drop(state);
+    let stamp = Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let mut name = absolute.clone().into_os_string();
+    name.push(format!(".sim-{stamp}"));
+    let aside = PathBuf::from(name);
+    if aside.exists() {
+        return Err(Error::Other(format!("{} exists already: try again in a second", aside.display())));
+    }
+    std::fs::rename(&absolute, &aside)
+        .map_err(|e| Error::Other(format!("cannot rename {} to {}: {e}", absolute.display(), aside.display())))?;
+    // Closing the last connection folded the `-wal` into the file and removed it; a `-wal` or
+    // `-shm` still there (a crashed reader's) goes with the file it belongs to.
+    for suffix in ["-wal", "-shm"] {
+        let mut from = absolute.clone().into_os_string();
+        from.push(suffix);
+        let mut to = aside.clone().into_os_string();
+        to.push(suffix);
+        if std::path::Path::new(&from).exists() {
+            std::fs::rename(&from, &to).map_err(|e| Error::Other(format!("cannot move {from:?} aside: {e}")))?;
+        }
+    }
+    println!(
+        "set the simulated account's ledger aside as {} (kept whole; rename it back to return to it)",
+        aside.display()
+    );
+    println!("the next `run --sim` starts a new simulated account; a `run` against Alpaca starts its own ledger");
+    Ok(())
+}
+
 fn resume(flag: Option<PathBuf>) -> Result<(), Error> {
     let cfg = load_config(flag)?;
     let state = State::open_existing(&cfg.settings.system.state_db_path)?;
     init_logging(&cfg, LevelFilter::Error)?;
-    let now = Timestamp::now();
+    // The ledger's own clock: a simulated account's daily-loss halt ends at its simulated midnight.
+    let now = ledger_account::now(&state, Timestamp::now())?.now;
     let active = state.active_halts()?;
     if active.is_empty() {
         println!("no halt is active.");
     }
     notify::start(cfg.settings.notify.format);
     for h in &active {
-        match halt::resume_allowed(h, now) {
+        match halt::resume_allowed(h, now, &cfg.timezone) {
             Ok(()) => {
                 notify::announce(halt::clear(&state, h.reason, "operator", now)?);
                 println!("lifted: {}", h.reason);

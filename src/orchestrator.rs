@@ -10,7 +10,9 @@
 //!
 //! Owns: all the loop's state between iterations (the one place that does), and the fail-closed
 //! rule: an iteration in which a step failed sends no entry when `safety.fail_closed` is set, and
-//! an iteration unsure of its halts, orders or positions sends none whatever the setting.
+//! an iteration unsure of its halts, orders or positions sends none whatever the setting; and the
+//! check that the ledger is the broker account's (`confirm_account`): until it is known, an
+//! iteration reads the account and does nothing else.
 //!
 //! Never: sleeps, handles signals or decides how often it runs (that is the runner's), and never
 //! lets an error escape an iteration: errors become events, halts and a summary.
@@ -28,17 +30,19 @@ use crate::core::config::Config;
 use crate::core::config_diff;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::health::FailureWindow;
+use crate::core::ledger_account::{self, Claim, LedgerAccount};
 use crate::core::risk;
 use crate::core::risk::Budget;
 use crate::core::state::{BudgetRow, DayStart, LoopRun, State, StateError};
 use crate::event;
-use crate::services::broker::Broker;
+use crate::services::broker::{Account, Broker};
 use crate::services::daily_report::DailyReporter;
 use crate::services::execution::{ExecError, Execution, Step};
 use crate::services::exitbot::{self, Readings};
 use crate::services::market_session::BrokerSession;
 use crate::services::notify;
 use crate::services::portfolio;
+use crate::services::sim_broker::SIM_ACCOUNT_ID;
 
 /// What one iteration did; also what step 5 logs and records.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,13 +69,18 @@ pub struct LoopSummary {
 }
 
 impl LoopSummary {
-    /// The console's heartbeat line (`logging.console: events`), stamped like the events (the
-    /// wall clock) with the market's time in it (simulated in `--sim`): `2026-12-02 07:31:00
-    /// heartbeat  equity $100012.34  day +0.01 % (+$12.34)  positions 2  halts none  market open
-    /// 07:31  #612`.
-    pub fn heartbeat(&self, positions: Option<usize>, tz: &jiff::tz::TimeZone) -> String {
-        let when = self.started_at.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S");
-        let market_at = self.market_time.to_zoned_datetime(tz.clone()).strftime("%H:%M");
+    /// The console's heartbeat line (`logging.console: events`), stamped `at` like the events
+    /// around it (`logging::now`: the clock the daemon trades by; a simulation adds the wall
+    /// time): `2026-12-02 07:31:00 heartbeat  equity $100012.34  day +0.01 % (+$12.34)  positions
+    /// 2  halts none  market open  #612`.
+    pub fn heartbeat(
+        &self,
+        at: Timestamp,
+        positions: Option<usize>,
+        tz: &jiff::tz::TimeZone,
+        simulated: bool,
+    ) -> String {
+        let when = at.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S");
         let equity = self.equity.map_or("unknown".to_string(), |e| format!("${e:.2}"));
         let day = match (self.equity, self.day_start_equity, self.daily_pnl_pct) {
             (Some(e), Some(d), Some(p)) => format!("{p:+.2} % ({})", crate::services::status::signed_money(e - d)),
@@ -86,11 +95,35 @@ impl LoopSummary {
             self.halts.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(",")
         };
         let market = if self.market_open { "open" } else { "closed" };
+        let wall = if simulated {
+            format!("  (simulated; wall {})", self.started_at.to_zoned_datetime(tz.clone()).strftime("%H:%M:%S"))
+        } else {
+            String::new()
+        };
         format!(
-            "{when} heartbeat  equity {equity}  day {day}  positions {positions}  halts {halts}  market {market} {market_at}  #{}",
+            "{when} heartbeat  equity {equity}  day {day}  positions {positions}  halts {halts}  market {market}  #{}{wall}",
             self.iteration
         )
     }
+}
+
+/// How far apart a person's console gets its heartbeat lines, in the clock the daemon trades by:
+/// a minute of the wall clock's time (a simulation's `speed` minutes of its own), rounded down to
+/// a whole step of 1, 2, 5, 10, 15, 30 or 60 minutes and never more than an hour. So a simulation
+/// at 60× beats once a simulated hour (once a real minute), and one at 3600× still once a
+/// simulated hour (once a real second) rather than once in sixty simulated hours.
+pub fn heartbeat_pace(speed: f64) -> SignedDuration {
+    let wanted = 60.0 * speed.max(1.0);
+    let step = [60, 30, 15, 10, 5, 2, 1].into_iter().find(|m| f64::from(*m) * 60.0 <= wanted).unwrap_or(1);
+    SignedDuration::from_mins(i64::from(step))
+}
+
+/// Whether the heartbeat is due at `now`: the first line, then the first iteration past each whole
+/// step of `pace` (on the clock's own boundaries: :00, :15, … of its time), so the lines keep a
+/// fixed pace in that clock, however the iterations fall.
+pub fn heartbeat_due(last: Option<Timestamp>, now: Timestamp, pace: SignedDuration) -> bool {
+    let step = pace.as_secs().max(1);
+    last.is_none_or(|last| now.as_second().div_euclid(step) > last.as_second().div_euclid(step))
 }
 
 pub struct Orchestrator {
@@ -123,6 +156,21 @@ pub struct Orchestrator {
     texts: Option<(String, String)>,
     /// The last `reload` request seen in the ledger (`None`: not looked yet).
     reload_seen: Option<Option<String>>,
+    /// Whether the ledger is known to be the broker account's (`ledger_account::claim`).
+    account: AccountCheck,
+}
+
+/// Whether the ledger belongs to the account the broker trades (`Orchestrator::confirm_account`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AccountCheck {
+    /// Not yet known (the account could not be read so far): an iteration reads the account and
+    /// nothing else, so nothing is followed, cancelled, reconciled or sent in a ledger that may be
+    /// another account's.
+    Unconfirmed,
+    /// The ledger is this account's.
+    Confirmed,
+    /// The ledger is another account's: the runner stops (exit 2) with this message.
+    Refused(String),
 }
 
 /// The ledger's kv keys of `reload`: the request the command writes, the answer the daemon
@@ -168,6 +216,7 @@ impl Orchestrator {
             held_halts: Vec::new(),
             texts: None,
             reload_seen: None,
+            account: AccountCheck::Unconfirmed,
         }
     }
 
@@ -279,6 +328,54 @@ impl Orchestrator {
         &self.cfg
     }
 
+    /// Claims the ledger for the broker's account `a` (`ledger_account::claim`), once per process:
+    /// at start-up, or at the first account read that succeeds. `Err` (the ledger is another
+    /// account's, nothing written) carries the operator's message; the runner exits 2 with it.
+    pub fn confirm_account(&mut self, a: &Account, now: Timestamp) -> Result<(), String> {
+        if self.account == AccountCheck::Confirmed {
+            return Ok(());
+        }
+        let running = if a.id == SIM_ACCOUNT_ID {
+            LedgerAccount::Simulated
+        } else {
+            LedgerAccount::Broker { id: a.id.clone(), number: a.number.clone() }
+        };
+        match ledger_account::claim(&self.state, &running, now) {
+            Ok(Claim::Other(ledger)) => {
+                let why = ledger_account::refusal(self.state.path(), &ledger, &running.to_string());
+                self.account = AccountCheck::Refused(why.clone());
+                Err(why)
+            }
+            Ok(claim) => {
+                if claim != Claim::Same {
+                    let how = if claim == Claim::Adopted { "adopted" } else { "new" };
+                    event!(Info, "ledger_account", account = running.to_string().as_str(), claim = how);
+                }
+                self.account = AccountCheck::Confirmed;
+                Ok(())
+            }
+            // Not known yet: the next account read tries again (nothing is sent until then).
+            Err(e) => {
+                event!(
+                    Error,
+                    "iteration_error",
+                    iteration = self.iteration,
+                    step = "initialize",
+                    error = e.to_string()
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// The message of a ledger found to be another account's: the runner stops with it.
+    pub fn refused(&self) -> Option<&str> {
+        match &self.account {
+            AccountCheck::Refused(why) => Some(why),
+            _ => None,
+        }
+    }
+
     pub fn state(&self) -> &State {
         &self.state
     }
@@ -344,6 +441,16 @@ impl Orchestrator {
                 (None, Some(e))
             }
         };
+        // The ledger must be this account's before anything is read into it or sent: confirmed
+        // at start-up, or here by the first account read that succeeds. Until then (and once it
+        // is found to be another account's) an iteration ends at the account read.
+        if let Some(a) = &account {
+            // A refusal is kept in `self.account`: the runner reads it and stops.
+            let _ = self.confirm_account(a, now);
+        }
+        if self.account != AccountCheck::Confirmed {
+            return self.unconfirmed(started, wall, now, errors);
+        }
         let equity = account.as_ref().map(|a| a.equity.to_f64());
         let day_start = match &account {
             // Alpaca's previous close when it gives one, else the first equity seen; never
@@ -552,6 +659,41 @@ impl Orchestrator {
         summary
     }
 
+    /// An iteration whose broker account is not confirmed as the ledger's: the failed account
+    /// read is counted (the health window, `api_error`, the notification of repeated errors) and
+    /// the summary written; nothing is followed, cancelled, reconciled or sent.
+    fn unconfirmed(&mut self, started: Instant, wall: Timestamp, now: Timestamp, errors: Vec<String>) -> LoopSummary {
+        let why = match &self.account {
+            AccountCheck::Refused(_) => "the ledger belongs to another account: nothing is sent".to_string(),
+            _ => {
+                "the broker's account could not be read yet, so whether the ledger is its is unknown: nothing is sent \
+                  until it is"
+                    .to_string()
+            }
+        };
+        let requests = self.collect_call_stats();
+        self.notify_repeated_api_errors(now);
+        let summary = LoopSummary {
+            iteration: self.iteration,
+            market_time: now,
+            started_at: wall,
+            equity: None,
+            day_start_equity: None,
+            daily_pnl_pct: None,
+            halts: Vec::new(),
+            // Unsure of state: fail closed.
+            halted: true,
+            market_open: false,
+            entries_allowed: false,
+            orders_submitted: 0,
+            requests,
+            duration_ms: started.elapsed().as_millis() as u64,
+            error: Some(errors.into_iter().next().unwrap_or(why)),
+        };
+        self.finalize(&summary);
+        summary
+    }
+
     /// Today's budgets: computed and stored at the first iteration of a trading date.
     fn budgets_for(&mut self, date: Date, day_start: f64, now: Timestamp) -> Result<Rc<[Budget]>, StateError> {
         if let Some((d, b)) = &self.budgets
@@ -689,6 +831,7 @@ impl Orchestrator {
         let run = LoopRun {
             iteration: s.iteration,
             started_at: s.started_at,
+            market_time: Some(s.market_time),
             duration_ms: s.duration_ms,
             equity: s.equity,
             day_start_equity: s.day_start_equity,
@@ -761,11 +904,46 @@ mod tests {
     }
 
     #[test]
+    fn the_heartbeat_keeps_a_fixed_pace_in_the_daemons_own_clock() {
+        let mins = |m: i64| SignedDuration::from_mins(m);
+        assert_eq!(heartbeat_pace(1.0), mins(1));
+        assert_eq!(heartbeat_pace(10.0), mins(10));
+        assert_eq!(heartbeat_pace(20.0), mins(15));
+        assert_eq!(heartbeat_pace(60.0), mins(60));
+        assert_eq!(heartbeat_pace(3600.0), mins(60), "never more than an hour apart");
+        assert_eq!(heartbeat_pace(0.5), mins(1));
+        // At 3600× an iteration every 5 simulated seconds: one line per simulated hour, on the hour.
+        let start: Timestamp = "2026-12-07T14:30:00Z".parse().unwrap();
+        let mut last = None;
+        let mut beats = Vec::new();
+        for i in 0..(6 * 720) {
+            let now = start + SignedDuration::from_secs(5 * i);
+            if heartbeat_due(last, now, mins(60)) {
+                beats.push(now);
+                last = Some(now);
+            }
+        }
+        assert_eq!(beats.len(), 7, "the first, then one past each of six whole hours: {beats:?}");
+        assert!(beats[1..].iter().all(|t| t.as_second() % 3600 == 0), "{beats:?}");
+    }
+
+    #[test]
     fn the_heartbeat_line_says_equity_day_pnl_to_the_cent_positions_and_halts() {
         let tz = clock::time_zone("America/New_York").unwrap();
         assert_eq!(
-            summary().heartbeat(Some(2), &tz),
-            "2026-11-25 10:31:02 heartbeat  equity $100012.34  day +0.01 % (+$12.34)  positions 2  halts none  market open 10:31  #612"
+            summary().heartbeat(summary().market_time, Some(2), &tz, false),
+            "2026-11-25 10:31:00 heartbeat  equity $100012.34  day +0.01 % (+$12.34)  positions 2  halts none  market open  #612"
+        );
+        // A simulation's line is stamped by its clock, with the wall time after it.
+        assert!(
+            summary()
+                .heartbeat(summary().market_time, Some(2), &tz, true)
+                .starts_with("2026-11-25 10:31:00 heartbeat ")
+                && summary()
+                    .heartbeat(summary().market_time, Some(2), &tz, true)
+                    .ends_with("#612  (simulated; wall 10:31:02)"),
+            "{}",
+            summary().heartbeat(summary().market_time, Some(2), &tz, true)
         );
         let down = LoopSummary {
             equity: Some(99_750.5),
@@ -775,11 +953,13 @@ mod tests {
             market_open: false,
             ..summary()
         };
-        let line = down.heartbeat(None, &tz);
+        let line = down.heartbeat(down.market_time, None, &tz, false);
         assert!(line.contains("day -0.25 % (-$249.50)  positions ?  halts daily_loss,manual  market closed"), "{line}");
         let blind = LoopSummary { equity: None, halts: Vec::new(), halted: true, ..summary() };
         assert!(
-            blind.heartbeat(Some(0), &tz).contains("equity unknown  day unknown  positions 0  halts unknown (halted)")
+            blind
+                .heartbeat(blind.market_time, Some(0), &tz, false)
+                .contains("equity unknown  day unknown  positions 0  halts unknown (halted)")
         );
     }
 }

@@ -1,13 +1,15 @@
 //! The backtest command: recorded bars through the same bots, the report's files, and the same
 //! outputs for the same inputs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use jiff::Timestamp;
 
 #[path = "support/hand_day.rs"]
 mod hand_day;
+#[path = "../src/test_dir.rs"]
+mod test_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
@@ -69,9 +71,8 @@ fn backtest(work: &Path, out: &str) -> std::process::Output {
         .unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("th-backtest-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn scratch(name: &str) -> test_dir::TestDir {
+    let dir = test_dir::TestDir::new(&format!("backtest-{name}"));
     std::fs::create_dir_all(dir.join("config")).unwrap();
     for f in ["settings.yaml", "bots.yaml"] {
         std::fs::copy(Path::new("config").join(f), dir.join("config").join(f)).unwrap();

@@ -72,7 +72,8 @@ fn spy_chain(market: &mut Market, short_mid: f64, long_mid: f64) {
     }
 }
 
-fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
+/// The scratch folder comes first: dropped last, after the ledger in it is closed.
+fn setup() -> (support::test_dir::TestDir, FakeAlpaca, Orchestrator, Arc<ManualClock>) {
     let fake = FakeAlpaca::start();
     {
         let mut st = fake.lock();
@@ -95,9 +96,8 @@ fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
             st.fill_prices.insert(sym.into(), px.into());
         }
     }
-    let dir = std::env::temp_dir().join(format!("th-e2e-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = support::test_dir::TestDir::new("e2e");
+    let dir = scratch.path().to_path_buf();
     let mut cfg = Config::load(Path::new("config")).unwrap();
     cfg.settings.system.state_db_path = dir.join("state.db");
     cfg.bots.optionsbot.as_mut().unwrap().tickers = vec!["SPY".into()];
@@ -109,7 +109,7 @@ fn setup() -> (FakeAlpaca, Orchestrator, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(ts(NOW)));
     let state = State::open(&cfg.settings.system.state_db_path).unwrap();
     let o = Orchestrator::new(cfg, state, Box::new(clock.clone()), Box::new(broker));
-    (fake, o, clock)
+    (scratch, fake, o, clock)
 }
 
 /// The order bodies sent, each `client_order_id` by its name (`support::ids`).
@@ -125,7 +125,7 @@ fn posts(fake: &FakeAlpaca) -> Vec<Value> {
 
 #[test]
 fn each_bot_enters_on_the_rise_and_exits_by_its_stop_on_the_fall() {
-    let (fake, mut o, clock) = setup();
+    let (_scratch, fake, mut o, clock) = setup();
 
     // The rise: each bot opens exactly one position, in the form Alpaca accepts.
     let s = o.run_iteration();
@@ -265,9 +265,8 @@ fn eth_falls_one_percent(fake: &FakeAlpaca, clock: &ManualClock) {
 #[test]
 fn a_pair_removed_from_the_config_while_held_is_sold_by_the_stop_it_opened_with() {
     let fake = two_pairs_rising();
-    let dir = std::env::temp_dir().join(format!("th-e2e-orphan-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = support::test_dir::TestDir::new("e2e-orphan");
+    let dir = scratch.path().to_path_buf();
     let mut cfg = Config::load(Path::new("config")).unwrap();
     cfg.settings.system.state_db_path = dir.join("state.db");
     for m in &mut cfg.bots.momentum_bots {
@@ -358,9 +357,8 @@ fn a_london_zone_bot_is_flat_by_the_close_in_a_week_of_mismatched_daylight_savin
         st.market = Some(m);
         st.fill_prices.insert("AAPL".into(), "193.02".into());
     }
-    let dir = std::env::temp_dir().join(format!("th-e2e-london-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = support::test_dir::TestDir::new("e2e-london");
+    let dir = scratch.path().to_path_buf();
     let mut cfg = Config::load(Path::new("config")).unwrap();
     cfg.settings.system.state_db_path = dir.join("state.db");
     cfg.settings.system.timezone = "Europe/London".into();
@@ -409,8 +407,8 @@ fn a_london_zone_bot_is_flat_by_the_close_in_a_week_of_mismatched_daylight_savin
 fn a_pair_removed_by_reload_while_held_is_kept_by_its_stored_stop_and_never_entered_again() {
     let fake = two_pairs_rising();
     // The configuration as files, since a reload reads them: crypto only, the daemon's own stop.
-    let dir = std::env::temp_dir().join(format!("th-e2e-reload-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = support::test_dir::TestDir::new("e2e-reload");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(dir.join("config")).unwrap();
     let edit = |file: &str, edits: &[(&str, &str)]| {
         let path = dir.join("config").join(file);

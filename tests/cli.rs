@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 use trading_hydra::core::halt::{Halt, HaltReason};
+use trading_hydra::core::ledger_account;
 use trading_hydra::core::state::State;
 
 use support::fake_alpaca::{FakeAlpaca, Fault, KEY, SECRET};
@@ -18,13 +19,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 /// A scratch folder with `config/` copied from the repository; the daemon runs inside it, so its
 /// relative `./state` and `./logs` land there too.
 struct Scratch {
-    dir: PathBuf,
+    dir: support::test_dir::TestDir,
 }
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("th-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = support::test_dir::TestDir::new(&format!("cli-{name}"));
         std::fs::create_dir_all(dir.join("config")).unwrap();
         for f in ["settings.yaml", "bots.yaml"] {
             std::fs::copy(Path::new("config").join(f), dir.join("config").join(f)).unwrap();
@@ -347,6 +347,16 @@ fn iterations_run_at_the_interval_then_exit() {
     assert!(budgets.iter().all(|b| b["daily_loss_limit"] == 250.0));
     assert_eq!(st["mode"], "sim");
     assert_eq!(st["stale"], false);
+    // Read by the simulated account's own clock, whatever day the wall clock says (on a weekend
+    // the simulation trades the next Monday): its date, its day start, its budgets above.
+    assert_eq!(st["account"]["kind"], "simulated");
+    assert_eq!(st["clock"], "simulated");
+    let sim_time: Timestamp = st["simulated_time"].as_str().unwrap().parse().unwrap();
+    assert_eq!(st["trading_date"], trading_hydra::core::clock::trading_date(sim_time).to_string());
+    assert_eq!(st["day_start"]["equity"], 100000.0);
+    let text = stdout(&s.run(&["status"]));
+    assert!(text.contains("simulated time") && text.contains("the simulated account"), "{text}");
+    assert!(!text.contains("not recorded yet today") && !text.contains("none recorded today"), "{text}");
 }
 
 #[test]
@@ -385,8 +395,9 @@ fn resume_does_not_lift_a_daily_loss_halt_before_the_next_trading_date() {
     assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
     assert_eq!(s.run(&["halt", "--reason", "manual too"]).status.code(), Some(0));
     {
+        // In the ledger's own clock (the simulated account's), as the daemon would have set it.
         let state = State::open(&s.path("state/trading_state.db")).unwrap();
-        let now = Timestamp::now();
+        let now = ledger_account::now(&state, Timestamp::now()).unwrap().now;
         let until = Some(now + SignedDuration::from_hours(6));
         state.set_halt(&Halt { reason: HaltReason::DailyLoss, detail: "-1.2 %".into(), since: now, until }).unwrap();
     }
@@ -604,11 +615,9 @@ fn repeated_api_failures_halt_entries_and_are_logged() {
     s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
     s.edit("config/settings.yaml", "max_api_failures_in_window: 5", "max_api_failures_in_window: 2");
     let body = r#"{"message":"internal server error"}"#.to_string();
-    fake.fault(
-        "GET",
-        "/v2/account",
-        (0..100).map(|_| Fault::Status { status: 500, body: body.clone(), reset: None }).collect(),
-    );
+    // The start-up's read works (the ledger is claimed for the account), then every read fails.
+    let failing = (0..100).map(|_| Fault::Status { status: 500, body: body.clone(), reset: None });
+    fake.fault("GET", "/v2/account", std::iter::once(Fault::Pass).chain(failing).collect());
     let mut cmd = s.command(&["run", "--iterations", "3"]);
     against(&fake, &mut cmd, KEY, SECRET);
     let out = cmd.output().unwrap();
@@ -617,8 +626,9 @@ fn repeated_api_failures_halt_entries_and_are_logged() {
     assert!(errors.len() >= 2);
     assert_eq!(errors[0]["endpoint"], "GET /v2/account");
     assert_eq!(errors[0]["status"], 500);
+    // (The fake's fixed clock sets an anomaly halt too, in the first iteration.)
     let halts = s.events("halt");
-    assert_eq!(halts[0]["reason"], "api_failures");
+    assert!(halts.iter().any(|h| h["reason"] == "api_failures"), "{halts:?}");
     let last = s.events("loop_summary").pop().unwrap();
     assert_eq!((last["halted"].as_bool(), last["entries_allowed"].as_bool()), (Some(true), Some(false)));
     assert!(last["equity"].is_null());
@@ -941,4 +951,173 @@ fn a_persons_console_shows_events_and_a_heartbeat_not_every_iteration() {
     assert!(beats[0].contains("equity $100000.00  day +0.00 % (+$0.00)  positions 0  halts none"), "{}", beats[0]);
     assert!(text.contains(" startup ") && text.contains(" bot_idle ") && text.contains(" shutdown "), "{text}");
     assert_eq!(s.events("loop_summary").len(), 10, "the file has every iteration of both runs");
+}
+
+/// `run` against the fake Alpaca in `s`, with `args` after `run`.
+fn run_against(s: &Scratch, fake: &FakeAlpaca, args: &[&str]) -> Output {
+    let mut all = vec!["run"];
+    all.extend_from_slice(args);
+    let mut cmd = s.command(&all);
+    against(fake, &mut cmd, KEY, SECRET);
+    cmd.output().unwrap()
+}
+
+/// The README's own next step after `run --sim` is "drop --sim": on the simulated account's
+/// ledger that is refused, exit 2, before a single request reaches the broker, naming both
+/// accounts and the way to start afresh; the ledger is left as it was.
+#[test]
+fn a_broker_run_on_the_simulated_accounts_ledger_exits_2_without_a_request() {
+    let s = Scratch::new("sim-then-paper");
+    assert_eq!(s.run(&["run", "--sim", "--iterations", "2"]).status.code(), Some(0));
+    let before = s.status_json();
+    let fake = FakeAlpaca::start();
+    let out = run_against(&s, &fake, &["--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("belongs to the simulated account"), "{err}");
+    assert!(err.contains("Alpaca paper account") && err.contains("Nothing was sent"), "{err}");
+    assert!(err.contains("trading-hydra sim-reset"), "{err}");
+    assert!(fake.seen().is_empty(), "no request at all: {:?}", fake.seen().iter().map(|r| &r.path).collect::<Vec<_>>());
+    let after = s.status_json();
+    assert_eq!(after["last_loop"], before["last_loop"]);
+    assert_eq!(after["mode"], "sim");
+    assert_eq!(after["account"]["kind"], "simulated");
+}
+
+/// The reverse: a broker account's ledger refuses `run --sim` (exit 2), and gains no simulated
+/// book; and the ledger names the broker's account by its id.
+#[test]
+fn a_simulated_run_on_a_broker_accounts_ledger_exits_2() {
+    let s = Scratch::new("paper-then-sim");
+    let fake = FakeAlpaca::start();
+    let out = run_against(&s, &fake, &["--once"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let st = s.status_json();
+    assert_eq!(st["account"]["kind"], "broker");
+    assert_eq!(st["account"]["id"], fake.lock().account["id"]);
+    assert_eq!(st["clock"], "wall");
+    assert!(st["simulated_time"].is_null());
+    let out = s.run(&["run", "--sim", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("belongs to Alpaca account") && err.contains("the simulated account"), "{err}");
+    let state = State::open_read_only(&s.path("state/trading_state.db")).unwrap();
+    assert_eq!(state.kv_get("sim_book").unwrap(), None, "nothing of the simulation was written");
+    // sim-reset sets aside only the simulated account's ledger.
+    let out = s.run(&["sim-reset"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not the simulated account"), "{}", stderr(&out));
+    assert!(s.path("state/trading_state.db").exists());
+}
+
+/// Another broker account on a ledger (new keys, the old folder): its id is read, nothing else
+/// is asked and nothing sent, exit 2 naming both; also when the start-up could not read the
+/// account and the loop's first read that works finds it.
+#[test]
+fn another_broker_accounts_run_reads_the_account_and_sends_nothing() {
+    let s = Scratch::new("two-accounts");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 1");
+    let first = FakeAlpaca::start();
+    assert_eq!(run_against(&s, &first, &["--once"]).status.code(), Some(0));
+
+    let other = FakeAlpaca::start();
+    other.lock().account["id"] = "11111111-2222-3333-4444-555555555555".into();
+    other.lock().account["account_number"] = "PA0THER".into();
+    let out = run_against(&s, &other, &["--iterations", "3"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("this run is for Alpaca account PA0THER (id 11111111-"), "{err}");
+    let asked: Vec<String> = other.seen().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(asked, ["GET /v2/account"], "the account's id only");
+
+    // The start-up's read fails (a 503 and its retries): the loop reads the account before
+    // anything else, and stops at the first read that works.
+    let late = FakeAlpaca::start();
+    late.lock().account["id"] = "11111111-2222-3333-4444-555555555555".into();
+    let body = r#"{"message":"service unavailable"}"#.to_string();
+    late.fault("GET", "/v2/account", vec![Fault::Status { status: 503, body, reset: None }; 6]);
+    let out = run_against(&s, &late, &["--iterations", "20"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("this run is for Alpaca account 010203ABCD (id 11111111-"), "{}", stderr(&out));
+    let asked: Vec<String> = late.seen().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert!(asked.len() > 1 && asked.iter().all(|a| a == "GET /v2/account"), "{asked:?}");
+    let shutdown = s.events("shutdown").pop().unwrap();
+    assert_eq!(shutdown["reason"], "ledger_of_another_account");
+    assert_eq!(shutdown["iterations"], s.events("loop_summary").last().unwrap()["iteration"]);
+    // The first account is still the ledger's.
+    assert_eq!(s.status_json()["account"]["id"], first.lock().account["id"]);
+}
+
+/// `sim-reset` starts the simulated account over: the old ledger is kept, renamed, whole; the
+/// next `run --sim` starts a new account from `sim.starting_cash`; a running daemon's ledger is
+/// not moved (exit 1), and where there is no ledger it says so (exit 1).
+#[test]
+fn sim_reset_sets_the_simulated_ledger_aside_and_a_new_account_starts() {
+    let s = Scratch::new("sim-reset");
+    let out = s.run(&["sim-reset"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no state database"), "{}", stderr(&out));
+    assert_eq!(s.run(&["run", "--sim", "--iterations", "3"]).status.code(), Some(0));
+
+    let mut child = s.spawn(&["run", "--sim", "--speed", "1"]);
+    assert!(wait_until(Duration::from_secs(15), || s.events("loop_summary").len() > 3), "the daemon runs");
+    let out = s.run(&["sim-reset"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("in use by another trading-hydra run"), "{}", stderr(&out));
+    signal(&child, "-INT");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)).0, Some(0));
+
+    let out = s.run(&["sim-reset"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!s.path("state/trading_state.db").exists());
+    let aside: Vec<PathBuf> = std::fs::read_dir(s.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("trading_state.db.sim-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(stdout(&out).contains(&aside[0].display().to_string()), "{}", stdout(&out));
+    let old = State::open_read_only(&aside[0]).unwrap();
+    assert!(old.loop_run_count().unwrap() >= 4, "kept whole: both runs' iterations");
+
+    assert_eq!(s.run(&["run", "--sim", "--once"]).status.code(), Some(0));
+    let st = s.status_json();
+    assert_eq!(st["last_loop"]["iteration"], 1, "a new ledger");
+    assert_eq!(st["day_start"]["equity"], 100000.0);
+}
+
+/// A person's console at `--speed 3600` speaks the simulated clock: every line stamped with the
+/// simulated date and time, a heartbeat on each simulated hour (not every real minute, which
+/// would be sixty simulated hours), and a bot's `bot_idle` line only when its causes change.
+#[test]
+fn the_console_of_a_fast_simulation_speaks_its_clock_and_repeats_no_cause() {
+    let s = Scratch::new("console-3600");
+    s.edit("config/settings.yaml", "console: auto", "console: events");
+    s.edit("config/settings.yaml", "loop_interval_seconds: 5", "loop_interval_seconds: 60");
+    let out = s.run(&["run", "--sim", "--speed", "3600", "--iterations", "200"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stderr(&out);
+    let st = s.status_json();
+    let sim_end: Timestamp = st["simulated_time"].as_str().unwrap().parse().unwrap();
+    let tz = trading_hydra::core::clock::time_zone("America/Los_Angeles").unwrap();
+    let sim_date = sim_end.to_zoned_datetime(tz).date().to_string();
+    for line in text.lines() {
+        assert!(line.starts_with(&sim_date), "stamped by the simulated clock ({sim_date}): {line}");
+    }
+    let beats: Vec<&str> = text.lines().filter(|l| l.contains(" heartbeat ")).collect();
+    assert!((3..=5).contains(&beats.len()), "one a simulated hour over 200 minutes: {beats:?}");
+    for b in &beats[1..] {
+        // The first iteration past the hour (stamped when printed: a debug build's iteration
+        // takes a few simulated seconds at 3600×).
+        assert_eq!(&b[13..15], ":0", "on the simulated hour: {b}");
+        assert!(b.contains("(simulated; wall "), "{b}");
+    }
+    let mut last: std::collections::BTreeMap<String, String> = Default::default();
+    for line in text.lines().filter(|l| l.contains(" bot_idle ")) {
+        let field = |k: &str| line.split(&format!(" {k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap();
+        let (bot, causes) = (field("bot").to_string(), field("causes").to_string());
+        assert_ne!(last.get(&bot), Some(&causes), "a bot_idle line repeats its causes: {line}");
+        last.insert(bot, causes);
+    }
+    assert!(!last.is_empty(), "{text}");
 }

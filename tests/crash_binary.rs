@@ -64,8 +64,8 @@ fn the_binary_killed_at_random_never_doubles_an_entry_and_keeps_its_books() {
         st.min_seen = f64::MAX;
     }
     // The shipped config, everything enabled, trading all day, one second between iterations.
-    let dir = std::env::temp_dir().join(format!("th-crashbin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = support::test_dir::TestDir::new("crashbin");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(dir.join("config")).unwrap();
     let settings = std::fs::read_to_string("config/settings.yaml")
         .unwrap()

@@ -80,9 +80,8 @@ fn crash_restart_never_doubles_an_order() {
         st.account["cash"] = "100000".into();
         st.min_seen = f64::MAX;
     }
-    let dir = std::env::temp_dir().join(format!("th-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = support::test_dir::TestDir::new("crash");
+    let dir = scratch.path().to_path_buf();
     let db = dir.join("state.db");
 
     let seed = jiff::Timestamp::now().as_nanosecond() as u64 | 1;

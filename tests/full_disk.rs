@@ -44,6 +44,7 @@ impl Tmpfs {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
+            let _ = std::fs::remove_dir(&dir);
             eprintln!("full_disk: skipped: mounting a tmpfs needs root (run the tests as root to check a full disk)");
             return None;
         }

@@ -2,7 +2,7 @@
 //! clears exactly at its edges, halts persist across a restart, a daily-loss halt holds until the
 //! next New York trading date, and a panicking iteration becomes an `internal_error` halt.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -18,11 +18,11 @@ fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("th-loop-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+#[path = "../src/test_dir.rs"]
+mod test_dir;
+
+fn temp_dir(name: &str) -> test_dir::TestDir {
+    test_dir::TestDir::new(&format!("loop-{name}"))
 }
 
 /// The shipped config with a 5-failure / 60-second window and a 10-minute cool-off.

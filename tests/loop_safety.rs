@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use jiff::{SignedDuration, Timestamp};
@@ -33,11 +33,8 @@ fn d(s: &str) -> Dec {
     s.parse().unwrap()
 }
 
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("th-safety-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("state.db")
+fn temp_db(name: &str) -> support::test_dir::TestPath {
+    support::test_dir::TestDir::new(&format!("safety-{name}")).into_path("state.db")
 }
 
 /// The shipped config; its `mom_AAPL` bot (whose budget the test bot borrows) may hold a few
@@ -105,6 +102,43 @@ fn posts(fake: &FakeAlpaca) -> Vec<serde_json::Value> {
         .filter(|r| r.method == "POST" && r.path == "/v2/orders")
         .map(|r| serde_json::from_str(&r.body).unwrap())
         .collect()
+}
+
+/// After an exit, a symbol cooling down says so whatever its signal does: its cause stays
+/// `cooling_down`, since the same moment, while the signal comes and goes (it used to flip to
+/// `no_signal` whenever the bot wanted nothing: a `bot_idle` line each time), and its times are a
+/// person's, in `system.timezone`, not UTC.
+#[test]
+fn a_symbol_cooling_down_says_so_while_its_signal_comes_and_goes() {
+    let db = temp_db("cooldown");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_sim(&db, &clock, &["AAPL"]);
+    orders.lock().unwrap().cooldown_minutes = 15;
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 2, None)];
+    o.run_iteration();
+    orders.lock().unwrap().enter.clear();
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    orders.lock().unwrap().exit_all = Some("test_exit");
+    o.run_iteration();
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    orders.lock().unwrap().exit_all = None;
+    assert!(o.state().owned_positions().unwrap().is_empty(), "the exit filled");
+    let mut seen = Vec::new();
+    for i in 0..8 {
+        // The signal on every other minute.
+        orders.lock().unwrap().enter = if i % 2 == 0 { vec![("AAPL".into(), 2, None)] } else { Vec::new() };
+        clock.advance(SignedDuration::from_mins(1));
+        assert_eq!(o.run_iteration().orders_submitted, 0, "minute {i}: cooling down");
+        let row = o.state().bot_activity().unwrap().into_iter().find(|a| a.bot == "mom_AAPL").unwrap();
+        seen.push((row.causes.clone(), row.since));
+        let reason = row.reason.unwrap();
+        assert!(reason.starts_with("AAPL: cooling down until 2026-11-25 "), "{reason}");
+        assert!(reason.contains(" PST (cooldown_minutes after the exit at 2026-11-25 "), "{reason}");
+        assert!(!reason.contains('Z'), "no bare UTC for a person: {reason}");
+    }
+    assert!(seen.iter().all(|(c, since)| *c == [Cause::CoolingDown] && *since == seen[0].1), "{seen:?}");
 }
 
 #[test]

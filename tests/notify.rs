@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -14,9 +14,8 @@ use support::webhook::{Behaviour, webhook};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
-fn scratch(name: &str, format: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("th-notify-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn scratch(name: &str, format: &str) -> support::test_dir::TestDir {
+    let dir = support::test_dir::TestDir::new(&format!("notify-{name}"));
     std::fs::create_dir_all(dir.join("config")).unwrap();
     // The shipped settings.yaml has a notify section: set its format.
     let settings = std::fs::read_to_string("config/settings.yaml")

@@ -45,7 +45,8 @@ fn quote(t: &str, bid: f64, ask: f64) -> Value {
 
 /// The momentum bot on AAPL and the crypto bot on BTC/USD, each resting a stop 1 % below its
 /// entry (the daemon's own stops are tighter: 0.5 % and 0.75 %).
-fn setup(name: &str) -> (FakeAlpaca, Config, Arc<ManualClock>) {
+/// The scratch folder comes first: dropped last, after the ledger in it is closed.
+fn setup(name: &str) -> (support::test_dir::TestDir, FakeAlpaca, Config, Arc<ManualClock>) {
     let fake = FakeAlpaca::start();
     {
         let mut st = fake.lock();
@@ -62,9 +63,8 @@ fn setup(name: &str) -> (FakeAlpaca, Config, Arc<ManualClock>) {
         st.fill_prices.insert("AAPL".into(), "193.02".into());
         st.fill_prices.insert("BTC/USD".into(), "60210".into());
     }
-    let dir = std::env::temp_dir().join(format!("th-protect-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = support::test_dir::TestDir::new(&format!("protect-{name}"));
+    let dir = scratch.path().to_path_buf();
     let mut cfg = Config::load(Path::new("config")).unwrap();
     cfg.settings.system.state_db_path = dir.join("state.db");
     cfg.bots.optionsbot.as_mut().unwrap().enabled = false;
@@ -73,7 +73,7 @@ fn setup(name: &str) -> (FakeAlpaca, Config, Arc<ManualClock>) {
     crypto.exits.broker_stop_pct = Some(1.0);
     cfg.bots.momentum_bots[0].exits.broker_stop_pct = Some(1.0);
     let clock = Arc::new(ManualClock::new(ts(NOW)));
-    (fake, cfg, clock)
+    (scratch, fake, cfg, clock)
 }
 
 fn open(fake: &FakeAlpaca, cfg: &Config, clock: &Arc<ManualClock>) -> Orchestrator {
@@ -122,7 +122,7 @@ fn enter_and_protect(fake: &FakeAlpaca, o: &mut Orchestrator) {
 
 #[test]
 fn with_the_daemon_gone_the_resting_stops_close_both_and_the_restart_books_them_and_sells_nothing() {
-    let (fake, cfg, clock) = setup("dead");
+    let (_scratch, fake, cfg, clock) = setup("dead");
     let mut o = open(&fake, &cfg, &clock);
     enter_and_protect(&fake, &mut o);
     // The daemon dies (nothing of it runs any more), and the market falls through both stops.
@@ -163,7 +163,7 @@ fn with_the_daemon_gone_the_resting_stops_close_both_and_the_restart_books_them_
 
 #[test]
 fn alive_its_own_take_profit_cancels_the_stop_first_and_leaves_none_behind() {
-    let (fake, cfg, clock) = setup("alive");
+    let (_scratch, fake, cfg, clock) = setup("alive");
     let mut o = open(&fake, &cfg, &clock);
     enter_and_protect(&fake, &mut o);
     let stop_id = posts(&fake)[2]["client_order_id"].as_str().unwrap().to_string();
@@ -247,7 +247,7 @@ fn alive_its_own_take_profit_cancels_the_stop_first_and_leaves_none_behind() {
 /// the new one is what protects — and what the broker fills while the daemon is gone.
 #[test]
 fn a_trailing_stop_moves_its_resting_order_up_and_that_is_what_fills() {
-    let (fake, mut cfg, clock) = setup("trail");
+    let (_scratch, fake, mut cfg, clock) = setup("trail");
     cfg.bots.cryptobot.as_mut().unwrap().exits.trailing_stop_pct = Some(0.5);
     let mut o = open(&fake, &cfg, &clock);
     enter_and_protect(&fake, &mut o);
@@ -328,8 +328,8 @@ fn the_binary_killed_with_its_stops_resting_books_the_brokers_exits_on_restart()
         st.fill_prices.insert("AAPL".into(), "193.02".into());
         st.fill_prices.insert("BTC/USD".into(), "60210".into());
     }
-    let dir = std::env::temp_dir().join(format!("th-protect-bin-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = support::test_dir::TestDir::new("protect-bin");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(dir.join("config")).unwrap();
     let settings = std::fs::read_to_string("config/settings.yaml")
         .unwrap()

@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+#[path = "../src/test_dir.rs"]
+mod test_dir;
+
 use jiff::{SignedDuration, Timestamp};
 use trading_hydra::core::clock::{Clock, ManualClock};
 use trading_hydra::core::config::Sim;
@@ -281,8 +284,8 @@ fn a_credit_spread_fills_as_one_and_holds_its_maximum_loss() {
 
 #[test]
 fn the_book_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!("th-sim-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = test_dir::TestDir::new("sim");
+    let dir = scratch.path().to_path_buf();
     let db = dir.join("state.db");
     let clock = Arc::new(ManualClock::new(ts(OPEN_DAY)));
     let (cash, equity) = {

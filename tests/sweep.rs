@@ -9,11 +9,13 @@
 //! - climbs to 106.50 (a "B" day): the 1 % take profit again +116.40; the 3 % one sells at
 //!   106.50 (+339.50).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 #[path = "support/hand_day.rs"]
 mod hand_day;
+#[path = "../src/test_dir.rs"]
+mod test_dir;
 
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
@@ -32,7 +34,7 @@ fn day(date: &str, b_day: bool) -> String {
     hand_day::day(date, &[(62, 104.2), (70, if b_day { 106.5 } else { 100.0 })])
 }
 
-fn work(name: &str) -> PathBuf {
+fn work(name: &str) -> test_dir::TestDir {
     let work = hand_day::work(&format!("sweep-{name}"), |bots| bots);
     let mut data = String::from("timestamp,open,high,low,close,volume\n");
     for (d, b) in DAYS {

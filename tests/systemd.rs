@@ -6,12 +6,15 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+#[path = "../src/test_dir.rs"]
+mod test_dir;
+
 const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
 
 #[test]
 fn the_daemon_says_ready_feeds_the_watchdog_and_says_stopping() {
-    let dir = std::env::temp_dir().join(format!("th-systemd-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = test_dir::TestDir::new("systemd");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(dir.join("config")).unwrap();
     for f in ["settings.yaml", "bots.yaml"] {
         std::fs::copy(Path::new("config").join(f), dir.join("config").join(f)).unwrap();
@@ -43,8 +46,8 @@ fn the_daemon_says_ready_feeds_the_watchdog_and_says_stopping() {
 /// healthy daemon killed: it feeds the watchdog every half of it while it sleeps.
 #[test]
 fn a_long_interval_keeps_the_watchdog_fed_while_a_healthy_loop_sleeps() {
-    let dir = std::env::temp_dir().join(format!("th-systemd-long-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = test_dir::TestDir::new("systemd-long");
+    let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(dir.join("config")).unwrap();
     for f in ["settings.yaml", "bots.yaml"] {
         std::fs::copy(Path::new("config").join(f), dir.join("config").join(f)).unwrap();
@@ -120,9 +123,8 @@ fn the_unit_files_pass_systemd_analyze_verify() {
         eprintln!("systemd-analyze is not installed here: skipping the unit-file check");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("th-units-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = test_dir::TestDir::new("units");
+    let dir = scratch.path().to_path_buf();
     for (file, installed) in
         [("trading-hydra.service", "trading-hydra.service"), ("trading-hydra@.service", "trading-hydra@paper.service")]
     {

@@ -271,6 +271,9 @@ pub struct HhMm {
 }
 
 impl HhMm {
+    /// `23:59`: as a window's end, midnight (`in_window`).
+    pub const LAST_MINUTE: HhMm = HhMm { hour: 23, minute: 59 };
+
     pub fn to_time(self) -> Time {
         // In range by construction: `parse` and the constants only hold 0–23 and 0–59.
         Time::constant(self.hour, self.minute, 0, 0)
@@ -315,13 +318,15 @@ impl<'de> serde::Deserialize<'de> for HhMm {
     }
 }
 
-/// Whether `now`, read on the wall clock of `tz`, lies in `[start, end)`.
+/// Whether `now`, read on the wall clock of `tz`, lies in `[start, end)`. An `end` of `23:59`
+/// runs to midnight (`HH:MM` cannot write `24:00`): the Python daemon's crypto window
+/// `00:00`–`23:59` is the whole day, not a day with its last minute off.
 ///
 /// The window is a wall-clock one on purpose: a bot configured for "06:35" in Los Angeles trades
 /// at 06:35 local time in both winter and summer, as its operator wrote it.
 pub fn in_window(now: Timestamp, tz: &TimeZone, start: HhMm, end: HhMm) -> bool {
     let local = now.to_zoned_datetime(tz.clone()).time();
-    local >= start.to_time() && local < end.to_time()
+    local >= start.to_time() && (local < end.to_time() || end == HhMm::LAST_MINUTE)
 }
 
 /// The instant `at` falls on today's date (the date of `now` in `tz`) on the wall clock of `tz`.
@@ -366,6 +371,12 @@ fn weekdays_past_the_close(tz: &TimeZone, at: HhMm, year: i16, at_counts: bool) 
 /// A timestamp for people and the JSONL log: RFC 3339 with the zone's offset, milliseconds.
 pub fn display_ts(ts: Timestamp, tz: &TimeZone) -> String {
     ts.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string()
+}
+
+/// A timestamp for a person's line (the console, a bot's reason): the wall clock of `tz` to the
+/// second, with the zone's abbreviation: `2026-12-07 07:15:00 PST`.
+pub fn person_ts(ts: Timestamp, tz: &TimeZone) -> String {
+    ts.to_zoned_datetime(tz.clone()).strftime("%Y-%m-%d %H:%M:%S %Z").to_string()
 }
 
 /// A timestamp for the database: UTC, fixed width, so text order is time order.
@@ -538,6 +549,28 @@ mod tests {
         assert!(inw("2026-10-30T19:29:00Z"));
         assert!(!inw("2026-11-02T13:40:00Z"));
         assert!(inw("2026-11-02T20:29:00Z"));
+    }
+
+    /// `00:00`–`23:59` is the whole day: no minute off at midnight (the console said "outside
+    /// its window" every night at 23:59). Another end stays exclusive.
+    #[test]
+    fn a_window_ending_at_23_59_runs_to_midnight() {
+        let la = time_zone("America/Los_Angeles").unwrap();
+        let all_day = |s: &str| in_window(ts(s), &la, hm("00:00"), hm("23:59"));
+        for t in ["2026-12-06T07:59:00Z", "2026-12-06T07:59:59Z", "2026-12-06T08:00:00Z", "2026-12-05T20:00:00Z"] {
+            assert!(all_day(t), "{t}");
+        }
+        let evening = |s: &str| in_window(ts(s), &la, hm("18:00"), hm("23:58"));
+        assert!(evening("2026-12-06T07:57:59Z"));
+        assert!(!evening("2026-12-06T07:58:00Z"));
+        assert!(!evening("2026-12-06T07:59:30Z"));
+    }
+
+    #[test]
+    fn a_persons_timestamp_is_the_zones_wall_clock_with_its_abbreviation() {
+        let la = time_zone("America/Los_Angeles").unwrap();
+        assert_eq!(person_ts(ts("2026-12-07T15:15:00Z"), &la), "2026-12-07 07:15:00 PST");
+        assert_eq!(person_ts(ts("2026-07-07T15:15:00Z"), &la), "2026-07-07 08:15:00 PDT");
     }
 
     #[test]

@@ -128,20 +128,21 @@ pub fn clears_by_itself(halt: &Halt, now: Timestamp, cause_cleared: bool) -> boo
     }
 }
 
-/// Whether an operator's `resume` may lift `halt` at `now`; `Err` says why not.
-pub fn resume_allowed(halt: &Halt, now: Timestamp) -> Result<(), String> {
+/// Whether an operator's `resume` may lift `halt` at `now`; `Err` says why not, its times on the
+/// wall clock of `tz`.
+pub fn resume_allowed(halt: &Halt, now: Timestamp, tz: &jiff::tz::TimeZone) -> Result<(), String> {
     let until = halt.until.filter(|u| now < *u);
     match (halt.reason.policy(), until) {
         (ClearPolicy::Operator, _) | (_, None) => Ok(()),
         (ClearPolicy::AtUntil, Some(u)) => Err(format!(
             "the {} halt lasts until {} (the next trading date) and cannot be lifted before",
             halt.reason,
-            clock::db_ts(u)
+            clock::person_ts(u, tz)
         )),
         (ClearPolicy::CauseCleared, Some(u)) => Err(format!(
             "the {} halt holds until {} at least; the daemon lifts it once its cause has cleared",
             halt.reason,
-            clock::db_ts(u)
+            clock::person_ts(u, tz)
         )),
     }
 }
@@ -253,7 +254,7 @@ mod tests {
     fn manual_never_clears_by_itself_but_resume_lifts_it() {
         let h = halt(HaltReason::Manual, None);
         assert!(!clears_by_itself(&h, ts("2030-01-01T00:00:00Z"), true));
-        assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z")).is_ok());
+        assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z"), &jiff::tz::TimeZone::UTC).is_ok());
     }
 
     #[test]
@@ -262,9 +263,9 @@ mod tests {
         let h = halt(HaltReason::DailyLoss, Some(until));
         let before = ts("2026-11-26T04:59:59.999Z");
         assert!(!clears_by_itself(&h, before, true));
-        assert!(resume_allowed(&h, before).is_err());
+        assert!(resume_allowed(&h, before, &jiff::tz::TimeZone::UTC).is_err());
         assert!(clears_by_itself(&h, ts(until), false));
-        assert!(resume_allowed(&h, ts(until)).is_ok());
+        assert!(resume_allowed(&h, ts(until), &jiff::tz::TimeZone::UTC).is_ok());
         // A daily-loss halt without an end never lifts itself.
         assert!(!clears_by_itself(&halt(HaltReason::DailyLoss, None), ts("2030-01-01T00:00:00Z"), true));
     }
@@ -276,21 +277,21 @@ mod tests {
         assert!(!clears_by_itself(&h, ts("2026-11-25T21:29:59Z"), true));
         assert!(!clears_by_itself(&h, ts(until), false));
         assert!(clears_by_itself(&h, ts(until), true));
-        assert!(resume_allowed(&h, ts("2026-11-25T21:29:59Z")).is_err());
-        assert!(resume_allowed(&h, ts(until)).is_ok());
+        assert!(resume_allowed(&h, ts("2026-11-25T21:29:59Z"), &jiff::tz::TimeZone::UTC).is_err());
+        assert!(resume_allowed(&h, ts(until), &jiff::tz::TimeZone::UTC).is_ok());
     }
 
     #[test]
     fn an_order_conflict_waits_for_an_operator_and_resume_lifts_it() {
         let h = halt(HaltReason::OrderConflict, None);
         assert!(!clears_by_itself(&h, ts("2030-01-01T00:00:00Z"), true));
-        assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z")).is_ok());
+        assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z"), &jiff::tz::TimeZone::UTC).is_ok());
     }
 
     #[test]
     fn a_halt_the_ledger_refuses_is_held_once_announced_and_stored_later() {
-        let dir = std::env::temp_dir().join(format!("th-halt-held-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = crate::test_dir::TestDir::new("halt-held");
+        let dir = scratch.path().to_path_buf();
         let path = dir.join("state.db");
         let state = State::open(&path).unwrap();
         let h = halt(HaltReason::DailyLoss, Some("2026-11-26T05:00:00Z"));

@@ -69,10 +69,8 @@ impl LedgerLock {
 mod tests {
     use super::*;
 
-    fn db(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("th-lock-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.join("state").join("trading_state.db")
+    fn db(name: &str) -> crate::test_dir::TestPath {
+        crate::test_dir::TestDir::new(&format!("lock-{name}")).into_path("state/trading_state.db")
     }
 
     #[test]

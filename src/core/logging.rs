@@ -4,7 +4,8 @@
 //! carried by `log`'s key-value support, never formatted into a string), the JSON and text
 //! renderings of a record, and the log file with its size-based rotation and retention, written
 //! by a thread of its own (`write_all`) from a bounded queue: a full, slow or hung disk drops
-//! lines (and says how many once it catches up), never holds up the loop.
+//! lines (and says how many once it catches up), never holds up the loop; and the clock the lines
+//! are stamped by (`stamp_with`: the simulated clock in `run --sim`, else the wall clock).
 //!
 //! Never: writes a line for ureq's or rustls' wire traces (capped at `Warn`: they would print the
 //! API keys), flushes the file per line (the runner asks for a flush once per iteration, so an SD
@@ -15,9 +16,9 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -25,7 +26,7 @@ use jiff::tz::TimeZone;
 use log::kv::{Key, Value, VisitSource, VisitValue};
 use log::{Level, LevelFilter, Record};
 
-use crate::core::clock;
+use crate::core::clock::{self, Clock};
 
 /// Logs an event: `event!(Info, "loop_summary", iteration = n, equity = e)`.
 ///
@@ -192,6 +193,21 @@ enum ToStderr {
     Line(String),
     Drain(SyncSender<()>),
 }
+/// The clock the lines are stamped by: the simulated clock of `run --sim` (`stamp_with`), else
+/// the wall clock. One clock for the daemon's lines, its ledger and its decisions.
+static STAMPS: OnceLock<Arc<dyn Clock + Send + Sync>> = OnceLock::new();
+
+/// Stamps every line from now on with `clock`'s time (`run --sim`: the simulated clock, so a
+/// line's time is the time the bots decided at). Once per process; a second call is ignored.
+pub fn stamp_with(clock: Arc<dyn Clock + Send + Sync>) {
+    let _ = STAMPS.set(clock);
+}
+
+/// The time a line is stamped with now (`stamp_with`'s clock, else the wall clock).
+pub fn now() -> Timestamp {
+    STAMPS.get().map_or_else(Timestamp::now, |c| c.now())
+}
+
 /// Lines dropped because the writer was behind (a disk that hangs): told in the file when it
 /// catches up.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -208,7 +224,7 @@ fn write_all(mut file: RotatingFile, inbox: Receiver<ToWriter>, tz: TimeZone) {
         let dropped = DROPPED.swap(0, Ordering::Relaxed);
         if dropped > 0 {
             let note = serde_json::json!({
-                "ts": clock::display_ts(Timestamp::now(), &tz),
+                "ts": clock::display_ts(now(), &tz),
                 "level": "WARN",
                 "event": "log_lines_dropped",
                 "count": dropped,
@@ -247,7 +263,7 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
     let tz_err = settings.tz.clone();
     let file_level = settings.file_level;
     let to_file = fern::Dispatch::new().level(file_level).chain(fern::Output::call(move |record| {
-        let text = json_line(record, Timestamp::now(), &tz_file);
+        let text = json_line(record, now(), &tz_file);
         if !to_writer(ToWriter::Line { text, flush: record.level() <= Level::Warn }) {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
@@ -280,7 +296,7 @@ pub fn init(settings: &LogSettings) -> Result<(), LogError> {
             return;
         }
         if let Some(q) = STDERR.get() {
-            let _ = q.try_send(ToStderr::Line(text_line(record, Timestamp::now(), &tz_err)));
+            let _ = q.try_send(ToStderr::Line(text_line(record, now(), &tz_err)));
         }
     }));
     fern::Dispatch::new()
@@ -493,8 +509,8 @@ mod tests {
 
     #[test]
     fn rotation_keeps_the_configured_number_of_files() {
-        let dir = std::env::temp_dir().join(format!("th-log-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = crate::test_dir::TestDir::new("log");
+        let dir = scratch.path().to_path_buf();
         let path = dir.join("app.jsonl");
         let mut f = RotatingFile::open(&path, 1000, 2).unwrap();
         let line = "x".repeat(99); // 100 bytes with its newline

@@ -14,6 +14,7 @@ pub mod health;
 pub mod idle;
 pub mod instrument;
 pub mod ledger;
+pub mod ledger_account;
 pub mod ledger_lock;
 pub mod logging;
 pub mod market_data;

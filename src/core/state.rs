@@ -212,6 +212,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX orders_unfinished ON orders(created_at)
      WHERE status <> 'filled' AND status <> 'canceled' AND status <> 'expired' AND status <> 'replaced'
        AND status <> 'rejected' AND status <> 'done_for_day' AND status <> 'abandoned' AND status <> 'conflict';",
+    // 15: the market's time of each iteration beside the wall clock's: the simulated time in
+    // `--sim`, which is what `status`, `halt` and `resume` read a simulated account's date by
+    // (`ledger_account::now`). NULL in the rows of older builds.
+    "ALTER TABLE loop_runs ADD COLUMN market_time TEXT;",
 ];
 
 /// An order not in a final status, as the index `orders_unfinished` says it (word for word: SQLite
@@ -598,7 +602,11 @@ pub struct BudgetRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoopRun {
     pub iteration: u64,
+    /// The wall clock's time: what `status` measures the daemon's liveness by.
     pub started_at: Timestamp,
+    /// The market's time the iteration decided on (simulated in `--sim`; `None` in the rows of
+    /// builds before schema 15).
+    pub market_time: Option<Timestamp>,
     pub duration_ms: u64,
     pub equity: Option<f64>,
     pub day_start_equity: Option<f64>,
@@ -1976,8 +1984,8 @@ impl State {
         }
         self.run_unkept(
             "INSERT INTO loop_runs (iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted,
-                                        orders_submitted, requests, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                                        orders_submitted, requests, error, market_time)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
             run.iteration as i64,
             clock::db_ts(run.started_at),
@@ -1988,7 +1996,8 @@ impl State {
             run.halted,
             run.orders_submitted,
             run.requests,
-            run.error
+            run.error,
+            run.market_time.map(clock::db_ts)
             ],
         )
         .map_err(sql("recording a loop run"))?;
@@ -2005,7 +2014,8 @@ impl State {
         let row = self
             .conn
             .row(
-                "SELECT iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted, orders_submitted, requests, error
+                "SELECT iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted, orders_submitted, requests, error,
+                        market_time
                  FROM loop_runs ORDER BY id DESC LIMIT 1",
                 [],
                 |r| {
@@ -2020,6 +2030,7 @@ impl State {
                         r.get(7)?,
                         r.get(8)?,
                         r.get(9)?,
+                        r.get::<_, Option<String>>(10)?,
                     ))
                 },
             )
@@ -2036,13 +2047,17 @@ impl State {
             orders_submitted,
             requests,
             error,
+            market_time,
         )) = row
         else {
             return Ok(None);
         };
+        let market_time =
+            market_time.map(|t| clock::parse_ts(&t)).transpose().map_err(bad_row("loop_runs.market_time"))?;
         Ok(Some(LoopRun {
             iteration: iteration.max(0) as u64,
             started_at: clock::parse_ts(&started).map_err(bad_row("loop_runs.started_at"))?,
+            market_time,
             duration_ms: duration_ms.max(0) as u64,
             equity,
             day_start_equity,
@@ -2208,10 +2223,9 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn temp_db(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("th-state-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir.join("sub").join("state.db")
+    /// `state.db` in a folder not made yet (`sub/`), inside a scratch folder removed at the end.
+    fn temp_db(name: &str) -> crate::test_dir::TestPath {
+        crate::test_dir::TestDir::new(&format!("state-{name}")).into_path("sub/state.db")
     }
 
     #[test]
@@ -2235,6 +2249,7 @@ mod tests {
         LoopRun {
             iteration: 0,
             started_at: at,
+            market_time: Some(at),
             duration_ms: 3,
             equity: None,
             day_start_equity: None,
@@ -2529,7 +2544,7 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         let handles: Vec<_> = (0..6)
             .map(|_| {
-                let path = path.clone();
+                let path = path.to_path_buf();
                 std::thread::spawn(move || State::open(&path).map(drop).map_err(|e| e.to_string()))
             })
             .collect();

@@ -539,6 +539,9 @@ fn de_opt_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
 
 #[derive(Deserialize)]
 struct RawAccount {
+    id: String,
+    #[serde(default)]
+    account_number: Option<String>,
     status: String,
     equity: Dec,
     #[serde(default)]
@@ -564,6 +567,8 @@ struct RawAccount {
 impl From<RawAccount> for Account {
     fn from(r: RawAccount) -> Account {
         Account {
+            id: r.id,
+            number: r.account_number,
             status: r.status,
             equity: r.equity,
             // A zero previous close (a brand-new account) is no reference.

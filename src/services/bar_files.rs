@@ -506,9 +506,8 @@ mod tests {
 
     #[test]
     fn a_download_resumes_after_the_last_whole_line_and_refuses_a_bad_one() {
-        let dir = std::env::temp_dir().join(format!("th-resume-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::test_dir::TestDir::new("resume");
+        let dir = scratch.path().to_path_buf();
         let path = dir.join("SPY.csv");
         let t = |s: &str| -> Timestamp { s.parse().unwrap() };
         let (a, b) = ("2026-11-25T14:30:00Z,1,1,1,1,10\n", "2026-11-25T14:31:00Z,1,1,1,1,10\n");
@@ -545,9 +544,8 @@ mod tests {
     /// none (its steps are read from the file again).
     #[test]
     fn the_minutes_check_notes_merge_into_every_bars_time_once() {
-        let dir = std::env::temp_dir().join(format!("th-minutes-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::test_dir::TestDir::new("minutes");
+        let dir = scratch.path().to_path_buf();
         let base = 1_735_000_000 / 60 * 60 + 17 * 60;
         let at = |m: i64| Timestamp::from_second(base + 60 * m).unwrap();
         let write = |name: &str, times: &[Timestamp]| {
@@ -599,9 +597,8 @@ mod tests {
 
     #[test]
     fn reads_what_it_writes_and_names_bad_lines() {
-        let dir = std::env::temp_dir().join(format!("th-bars-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::test_dir::TestDir::new("bars");
+        let dir = scratch.path().to_path_buf();
         let bar = |t: &str, c: f64| Bar {
             t: t.parse().unwrap(),
             open: c,

@@ -23,6 +23,10 @@ use crate::core::order::{Amount, Leg, OrderStatus, OrderType, PositionIntent, Si
 /// The account, with only what the daemon needs; every other field Alpaca sends is ignored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Account {
+    /// The broker's id of the account (Alpaca's uuid): which account a ledger belongs to.
+    pub id: String,
+    /// The account number a person knows it by (`PA3…` for paper), when the broker gives one.
+    pub number: Option<String>,
     pub status: String,
     pub equity: Dec,
     /// Yesterday's closing equity: the day-start reference when present.

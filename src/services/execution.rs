@@ -102,9 +102,10 @@ enum Refusal {
     MaxPositions,
     MaxTrades,
     MaxOrdersPerMinute,
+    /// The exit's time and the cooldown's end, as a person reads them (`clock::person_ts`).
     CoolingDown {
-        since_exit: Timestamp,
-        until: Timestamp,
+        since_exit: String,
+        until: String,
     },
     NoQuote,
     UnusableQuote,
@@ -157,12 +158,9 @@ impl fmt::Display for Refusal {
             Refusal::MaxPositions => f.write_str("max_concurrent_positions reached"),
             Refusal::MaxTrades => f.write_str("max_trades_per_day reached"),
             Refusal::MaxOrdersPerMinute => f.write_str("max_orders_per_minute reached"),
-            Refusal::CoolingDown { since_exit, until } => write!(
-                f,
-                "cooling down until {} (cooldown_minutes after the exit at {})",
-                clock::db_ts(*until),
-                clock::db_ts(*since_exit)
-            ),
+            Refusal::CoolingDown { since_exit, until } => {
+                write!(f, "cooling down until {until} (cooldown_minutes after the exit at {since_exit})")
+            }
             Refusal::NoQuote => f.write_str("no quote for the symbol"),
             Refusal::UnusableQuote => f.write_str("no usable quote"),
             Refusal::LimitTooFar { limit, distance_pct, mid } => {
@@ -1295,6 +1293,18 @@ impl Execution {
                 }
             };
             let Entries { wanted, mut idle } = bot.entries(&view, budget);
+            // A bot that wants nothing and says nothing has no signal, on each of its symbols.
+            if wanted.is_empty() && idle.is_empty() {
+                idle = bot.symbols().iter().map(|s| (s.clone(), Idle::new(Cause::NoSignal, "no signal"))).collect();
+            }
+            // A symbol cooling down after an exit says so whatever its signal does meanwhile (its
+            // cause would otherwise flip between no_signal and cooling_down as the signal comes
+            // and goes); one held says that instead.
+            for (symbol, why) in idle.iter_mut().filter(|(_, why)| !why.causes.contains(&Cause::Holding)) {
+                if let Some(refusal) = cooling_down(state, *bot, symbol, now, &cfg.timezone)? {
+                    *why = Idle::new(refusal.cause(), refusal.to_string());
+                }
+            }
             let mut entered = false;
             for entry in wanted {
                 if let Err(why) = self.risk_check(state, step, *bot, budget, &view, &entry) {
@@ -1325,8 +1335,7 @@ impl Execution {
                 let sent = self.send(state, broker, &spec, now)?;
                 count(&mut report, &sent);
             }
-            // A bot that sent an entry is not idle; one that wanted nothing and said
-            // nothing has no signal.
+            // A bot that sent an entry is not idle (one without symbols has no signal).
             let idle =
                 (!entered).then(|| Idle::of_symbols(idle).unwrap_or_else(|| Idle::new(Cause::NoSignal, "no signal")));
             self.note_idle(state, bot.id(), idle, now);
@@ -1861,14 +1870,10 @@ impl Execution {
         if self.orders_last_minute(now) >= cfg.settings.risk.max_orders_per_minute as usize {
             return Err(Refusal::MaxOrdersPerMinute);
         }
-        let cooldown = SignedDuration::from_mins(i64::from(bot.cooldown_minutes()));
-        if let Some(exit) = state.last_exit(bot.id(), &entry.symbol).map_err(|e| Refusal::Unsure(e.to_string()))?
-            && now.duration_since(exit) < cooldown
+        if let Some(refusal) =
+            cooling_down(state, bot, &entry.symbol, now, &cfg.timezone).map_err(|e| Refusal::Unsure(e.to_string()))?
         {
-            return Err(Refusal::CoolingDown {
-                since_exit: exit,
-                until: exit.saturating_add(cooldown).unwrap_or(exit),
-            });
+            return Err(refusal);
         }
         let Some(quote) = view.quotes.get(&entry.symbol) else {
             return Err(Refusal::NoQuote);
@@ -2039,6 +2044,22 @@ fn cancel_ours(
     }
 }
 
+/// `Refusal::CoolingDown` while `bot`'s last exit of `symbol` is younger than its
+/// `cooldown_minutes`, its times in `tz` for the person who reads them.
+fn cooling_down(
+    state: &State,
+    bot: &dyn Bot,
+    symbol: &str,
+    now: Timestamp,
+    tz: &jiff::tz::TimeZone,
+) -> Result<Option<Refusal>, StateError> {
+    let cooldown = SignedDuration::from_mins(i64::from(bot.cooldown_minutes()));
+    Ok(state.last_exit(bot.id(), symbol)?.filter(|exit| now.duration_since(*exit) < cooldown).map(|exit| {
+        let until = exit.saturating_add(cooldown).unwrap_or(exit);
+        Refusal::CoolingDown { since_exit: clock::person_ts(exit, tz), until: clock::person_ts(until, tz) }
+    }))
+}
+
 /// The refusals of an entry that need neither the ledger nor market data, in `preflight`'s
 /// order: entries stopped for the iteration, outside the bot's window, its market shut.
 /// `preflight` starts with them; `refresh_options` fetches no chain for a bot they refuse.
@@ -2068,7 +2089,7 @@ fn describe_time_refusal(cause: Cause, step: &Step, bot: &dyn Bot) -> Idle {
             format!("outside its window {}–{} ({})", s.trade_start, s.trade_end, step.cfg.settings.system.timezone)
         }
         Cause::MarketClosed => {
-            format!("the stock market is closed; it opens {}", clock::display_ts(step.session.next_open, tz))
+            format!("the stock market is closed; it opens {}", clock::person_ts(step.session.next_open, tz))
         }
         _ => cause.as_str().to_string(),
     };

@@ -236,11 +236,11 @@ mod tests {
         bar(m, 0.0).t
     }
 
-    /// Both replays of the same bars, the streamed one from a file in a fresh folder.
-    fn both(name: &str, bars: &[Bar]) -> (Replay, Replay) {
-        let dir = std::env::temp_dir().join(format!("th-replay-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    /// Both replays of the same bars, the streamed one from a file in a fresh folder (removed
+    /// when the returned `TestDir` is dropped).
+    fn both(name: &str, bars: &[Bar]) -> (crate::test_dir::TestDir, Replay, Replay) {
+        let scratch = crate::test_dir::TestDir::new(&format!("replay-{name}"));
+        let dir = scratch.path().to_path_buf();
         let mut text = format!("{}\n", bar_files::HEADER);
         for b in bars {
             text.push_str(&bar_files::line(b));
@@ -250,14 +250,15 @@ mod tests {
         let checked = bar_files::check(&dir, Dates::new(None, None)).unwrap();
         let mut held = BySymbol::new();
         held.insert("SPY".to_string(), bars.to_vec());
-        (Replay::held(Arc::new(held)), Replay::streamed(&checked).unwrap())
+        let streamed = Replay::streamed(&checked).unwrap();
+        (scratch, Replay::held(Arc::new(held)), streamed)
     }
 
     #[test]
     fn the_streamed_replay_answers_as_the_held_one_while_the_clock_goes_forward() {
         // Two sessions a day apart, with a gap longer than the window kept.
         let bars: Vec<Bar> = (0..400).chain(4000..4400).map(|m| bar(m, 100.0 + m as f64 / 100.0)).collect();
-        let (mut held, mut streamed) = both("forward", &bars);
+        let (_scratch, mut held, mut streamed) = both("forward", &bars);
         for now in (-5..4500).step_by(7) {
             for r in [&mut held, &mut streamed] {
                 assert!(r.has("SPY") && !r.has("QQQ"));
@@ -279,7 +280,7 @@ mod tests {
         // Bars pushed at the back and dropped at the front wrap the ring's storage: a window
         // then lies in two slices, and the copy must join them.
         let bars: Vec<Bar> = (0..12_000).map(|m| bar(m, 100.0 + m as f64 / 100.0)).collect();
-        let (held, streamed) = both("wrap", &bars);
+        let (_scratch, held, streamed) = both("wrap", &bars);
         let mut split = 0;
         for now in 3000..12_000 {
             let start = at(now - 160);
@@ -299,7 +300,7 @@ mod tests {
     #[test]
     fn a_question_older_than_the_window_is_the_replays_failure_not_a_wrong_answer() {
         let bars: Vec<Bar> = (0..5000).map(|m| bar(m, 100.0)).collect();
-        let (_, streamed) = both("back", &bars);
+        let (_scratch, _, streamed) = both("back", &bars);
         assert_eq!(streamed.closed_between("SPY", at(4700), at(4800)).unwrap().len(), 100);
         let err = streamed.closed_between("SPY", at(10), at(4800)).unwrap_err();
         assert!(err.contains("older than the replay keeps"), "{err}");
@@ -308,9 +309,8 @@ mod tests {
 
     #[test]
     fn a_file_that_changed_since_it_was_checked_fails_the_replay() {
-        let dir = std::env::temp_dir().join(format!("th-replay-changed-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = crate::test_dir::TestDir::new("replay-changed");
+        let dir = scratch.path().to_path_buf();
         let path = dir.join("SPY.csv");
         let good = format!(
             "{}\n{}\n{}\n",

@@ -45,6 +45,8 @@ const WARMUP_MINUTES: i64 = 3 * 1440;
 const KEEP_ORDERS: usize = 500;
 /// The state-database key of the book.
 const BOOK_KEY: &str = "sim_book";
+/// The simulated account's id in `Account` (a ledger records it as `LedgerAccount::Simulated`).
+pub const SIM_ACCOUNT_ID: &str = "simulated";
 const RATE: f64 = 0.04;
 
 // ---------------------------------------------------------------------------------------------
@@ -1153,6 +1155,8 @@ impl Broker for SimBroker {
         let equity = self.equity(m);
         let bp = self.buying_power();
         Ok(Account {
+            id: SIM_ACCOUNT_ID.into(),
+            number: None,
             status: "ACTIVE".into(),
             equity,
             last_equity: self.book.last_equity,

@@ -1,7 +1,8 @@
 //! `trading-hydra status`: what the state database says, for a person or a script.
 //!
-//! Owns: gathering the report from a read-only database and rendering it as text or JSON (the
-//! same content in both). Never: writes, touches the network or needs credentials, so it works
+//! Owns: gathering the report from a read-only database, in the ledger's own clock
+//! (`ledger_account::now`: a simulated account's simulated time), and rendering it as text or
+//! JSON (the same content in both). Never: writes, touches the network or needs credentials, so it works
 //! over SSH while the daemon runs.
 
 use jiff::Timestamp;
@@ -13,6 +14,7 @@ use crate::core::clock;
 use crate::core::decimal::Dec;
 use crate::core::halt::Halt;
 use crate::core::instrument::OccSymbol;
+use crate::core::ledger_account::{self, LedgerAccount};
 use crate::core::state::{
     BotActivity, BrokerPositionRow, BudgetRow, DayStart, LoopRun, OwnedPosition, State, StateError,
 };
@@ -24,6 +26,11 @@ pub const STALE_AFTER_INTERVALS: u64 = 3;
 pub struct StatusReport {
     pub state_path: String,
     pub mode: Option<String>,
+    /// Whose ledger this is (`None`: no run has claimed it yet).
+    pub account: Option<LedgerAccount>,
+    /// A simulated account's clock: the simulated time of its newest iteration (the date and the
+    /// halts are read by it). `None` for a broker's account: the wall clock.
+    pub simulated_time: Option<Timestamp>,
     pub halts: Vec<Halt>,
     pub trading_date: Date,
     pub day_start: Option<DayStart>,
@@ -61,19 +68,25 @@ pub struct Protected {
     pub since: Timestamp,
 }
 
-pub fn gather(state: &State, now: Timestamp, loop_interval_seconds: u64) -> Result<StatusReport, StateError> {
-    let trading_date = clock::trading_date(now);
+/// The report at the wall clock's `wall`. Dates and halts are read by the ledger's own clock
+/// (`ledger_account::now`: a simulated account's simulated time); the daemon's liveness by the
+/// wall clock.
+pub fn gather(state: &State, wall: Timestamp, loop_interval_seconds: u64) -> Result<StatusReport, StateError> {
+    let at = ledger_account::now(state, wall)?;
+    let trading_date = at.trading_date();
     let held = state.broker_positions()?;
     let owned = state.owned_positions()?;
     let last_loop = state.last_loop_run()?;
-    let age = last_loop.as_ref().map(|r| now.duration_since(r.started_at).as_secs());
+    let age = last_loop.as_ref().map(|r| wall.duration_since(r.started_at).as_secs());
     let stale = match age {
         Some(a) => a > (STALE_AFTER_INTERVALS * loop_interval_seconds) as i64,
         None => true,
     };
     Ok(StatusReport {
         state_path: state.path().display().to_string(),
-        mode: state.kv_get("mode")?,
+        mode: state.kv_get(ledger_account::MODE_KEY)?,
+        account: ledger_account::recorded(state)?,
+        simulated_time: at.simulated.then_some(at.now),
         halts: state.active_halts()?,
         trading_date,
         day_start: state.day_start(trading_date)?,
@@ -176,6 +189,9 @@ impl StatusReport {
         json!({
             "state_db": self.state_path,
             "mode": self.mode,
+            "account": self.account.as_ref().map(LedgerAccount::to_json),
+            "clock": if self.simulated_time.is_some() { "simulated" } else { "wall" },
+            "simulated_time": self.simulated_time.map(ts),
             "trading_date": self.trading_date.to_string(),
             "halted": !self.halts.is_empty(),
             "halts": self.halts.iter().map(|h| json!({
@@ -247,6 +263,13 @@ impl StatusReport {
         let mut line = |label: &str, value: String| out.push_str(&format!("{label:<16}{value}\n"));
         line("state", self.state_path.clone());
         line("mode", self.mode.clone().unwrap_or_else(|| "never run".into()));
+        match &self.account {
+            Some(a) => line("account", a.to_string()),
+            None => line("account", "none yet (no run has claimed this ledger)".into()),
+        }
+        if let Some(t) = self.simulated_time {
+            line("simulated time", format!("{} (its newest iteration; the wall clock is not its clock)", ts(t)));
+        }
         line("trading date", format!("{} (New York)", self.trading_date));
         if self.halts.is_empty() {
             line("halts", "none: entries allowed".into());
@@ -404,8 +427,8 @@ mod tests {
 
     #[test]
     fn positions_no_configured_bot_manages_are_named_orphans() {
-        let dir = std::env::temp_dir().join(format!("th-status-orphans-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = crate::test_dir::TestDir::new("status-orphans");
+        let dir = scratch.path().to_path_buf();
         let mut s = State::open(&dir.join("state.db")).unwrap();
         let now: Timestamp = "2026-11-25T15:00:00Z".parse().unwrap();
         fill(&mut s, "e1", "mom_AAPL", "AAPL", "10", "100", now);
@@ -426,8 +449,8 @@ mod tests {
 
     #[test]
     fn unrealised_pnl_is_ours_and_the_rest_is_unmanaged() {
-        let dir = std::env::temp_dir().join(format!("th-status-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = crate::test_dir::TestDir::new("status");
+        let dir = scratch.path().to_path_buf();
         let mut s = State::open(&dir.join("state.db")).unwrap();
         let now: Timestamp = "2026-11-25T15:00:00Z".parse().unwrap();
         fill(&mut s, "e1", "mom_AAPL", "AAPL", "10", "100", now);

@@ -5,8 +5,6 @@
 //! signal, filled at 103.00 — then 103.00 until the first of `steps`, each `(bar, price)` holding
 //! from its bar on. Every bar's high and low are 0.05 either side of its close.
 
-use std::path::PathBuf;
-
 use jiff::Timestamp;
 
 /// The day's bars as CSV rows (no header).
@@ -31,11 +29,10 @@ pub fn day(date: &str, steps: &[(usize, f64)]) -> String {
     text
 }
 
-/// A fresh folder `th-<name>-<pid>` with `config/` (the shipped files, no slippage, `bots.yaml`
+/// A fresh folder `th-<name>-<pid>-<n>`, removed when dropped, with `config/` (the shipped files, no slippage, `bots.yaml`
 /// passed through `edit`) and an empty `bars/`.
-pub fn work(name: &str, edit: impl Fn(String) -> String) -> PathBuf {
-    let work = std::env::temp_dir().join(format!("th-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
+pub fn work(name: &str, edit: impl Fn(String) -> String) -> super::test_dir::TestDir {
+    let work = super::test_dir::TestDir::new(name);
     std::fs::create_dir_all(work.join("config")).unwrap();
     std::fs::create_dir_all(work.join("bars")).unwrap();
     let settings =

@@ -22,6 +22,8 @@ pub struct Orders {
     pub exit_all: Option<&'static str>,
     /// A multi-leg entry: (underlying, legs, number of spreads).
     pub spread: Option<(String, Vec<Leg>, i64)>,
+    /// The bot's `cooldown_minutes` after an exit (0: none).
+    pub cooldown_minutes: u32,
 }
 
 pub struct TestBot {
@@ -64,6 +66,9 @@ impl Bot for TestBot {
     }
     fn session(&self) -> &Session {
         &self.session
+    }
+    fn cooldown_minutes(&self) -> u32 {
+        self.orders.lock().unwrap().cooldown_minutes
     }
     fn exits(&self, view: &BotView) -> Vec<Exit> {
         let Some(rule) = self.orders.lock().unwrap().exit_all else { return Vec::new() };

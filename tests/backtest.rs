@@ -323,15 +323,22 @@ fn the_report_page_is_well_formed_self_contained_and_renders() {
     assert!(well_formed(&html.replacen("</table>", "", 1)).is_err());
     assert!(well_formed(&html.replacen("&amp;", "&", 1)).is_err());
 
-    // Rendered where a headless browser is installed (Debian's chromium).
+    // Rendered where a headless browser is installed (Debian's chromium). The browser runs on
+    // the real clock (a static page needs no other): under `scripts/test-at.sh` libfaketime's
+    // `LD_PRELOAD` would reach it, and chromium spins or traps under a faked clock.
+    let browser_command = |b: &str| {
+        let mut c = Command::new(b);
+        c.env_remove("LD_PRELOAD");
+        c
+    };
     let Some(browser) = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
-        .find(|b| Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|b| browser_command(b).arg("--version").output().is_ok_and(|o| o.status.success()))
     else {
         eprintln!("no chromium here: the page was checked but not rendered");
         return;
     };
-    let dom = Command::new(browser)
+    let dom = browser_command(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
         .arg(format!("file://{}", path.display()))
         .output()
@@ -340,7 +347,7 @@ fn the_report_page_is_well_formed_self_contained_and_renders() {
     let rendered = String::from_utf8_lossy(&dom.stdout);
     assert!(rendered.contains("Backtest report") && rendered.contains("<polyline"), "{rendered:.500}");
     let shot = work.join("out/shot.png");
-    let png = Command::new(browser)
+    let png = browser_command(browser)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1000,1600"])
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", path.display()))

@@ -1131,3 +1131,43 @@ fn the_console_of_a_fast_simulation_speaks_its_clock_and_repeats_no_cause() {
     }
     assert!(lines > 0, "{text}");
 }
+
+/// An order the broker's answer to the submit already reports filled (a market order filled at
+/// once) is booked and logged as a `fill` event with its realised P&L, like a fill a follow-up
+/// finds. (The answer's fills were booked and never logged: orders and positions in the ledger,
+/// no `fill` line.)
+#[test]
+fn a_fill_in_the_answer_to_the_submit_is_a_fill_event() {
+    use support::fake_alpaca::{Market, live_quote, rising_until_now};
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.live_time = true;
+        // Stocks closed: only the 24/7 crypto bot trades.
+        st.clock = serde_json::json!({"timestamp": "", "is_open": false, "next_open": "2099-01-01T14:30:00Z", "next_close": "2099-01-01T21:00:00Z"});
+        st.fund_100k();
+        st.positions.clear();
+        st.auto_fill = Some("0".into());
+        st.fill_prices.insert("BTC/USD".into(), "60210".into());
+        let mut m = Market::default();
+        m.bars.insert("BTC/USD".into(), rising_until_now(60_000.0, 15.0, 2.0));
+        m.quotes.insert("BTC/USD".into(), live_quote(60_200.0, 60_210.0));
+        m.quotes.insert("ETH/USD".into(), live_quote(3_000.0, 3_001.0));
+        st.market = Some(m);
+    }
+    let s = Scratch::new("answer-fill");
+    let out = run_against(&s, &fake, &["--iterations", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let entries: Vec<serde_json::Value> =
+        s.events("order_submitted").into_iter().filter(|o| o["intent"] == "entry").collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let answer = fake.lock().orders.iter().find(|o| o["client_order_id"] == entries[0]["client_order_id"]).cloned();
+    assert_eq!(answer.unwrap()["status"], "filled", "the fake filled it in its answer");
+    let fills = s.events("fill");
+    let fill = fills.iter().find(|f| f["client_order_id"] == entries[0]["client_order_id"]);
+    let fill = fill.unwrap_or_else(|| panic!("no fill event for the entry: {fills:?}"));
+    assert_eq!((fill["bot"].as_str(), fill["symbol"].as_str()), (Some("crypto_core"), Some("BTC/USD")));
+    assert_eq!(fill["price"], 60210.0);
+    assert_eq!(fill["realized_pnl"], 0.0);
+    assert_eq!(fill["qty"], entries[0]["qty"]);
+}

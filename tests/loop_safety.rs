@@ -841,6 +841,40 @@ fn an_order_under_our_id_that_is_not_ours_is_never_booked_and_nothing_is_sold() 
     assert_ne!(sent[1]["client_order_id"], sent[0]["client_order_id"]);
 }
 
+/// The conflict found on a bot's first entry stops its next one in the same iteration: the gate
+/// is checked as each entry would go, not once per bot. (The ETH entry, and its protective stop,
+/// went out 44 ms after the `order_conflict` halt.)
+#[test]
+fn an_order_conflict_stops_the_next_entry_of_the_same_iteration() {
+    use support::fake_alpaca::{Market, stranger_eth_buy};
+    let fake = fake_at(WEDNESDAY);
+    {
+        let mut st = fake.lock();
+        st.positions.clear();
+        let mut m = Market::default();
+        m.quotes.insert("BTC/USD".into(), json!({"t": WEDNESDAY, "bp": 40000.0, "bs": 1.0, "ap": 40010.0, "as": 1.0}));
+        m.quotes.insert("ETH/USD".into(), json!({"t": WEDNESDAY, "bp": 3000.0, "bs": 1.0, "ap": 3001.0, "as": 1.0}));
+        st.market = Some(m);
+        st.squatter = Some(stranger_eth_buy());
+    }
+    let db = temp_db("conflict-next");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (bot, orders) = TestBot::new("crypto_core", BotKind::Crypto, &["BTC/USD", "ETH/USD"]);
+    let state = State::open(&db).unwrap();
+    let mut o =
+        Orchestrator::with_bots(config(&db), state, Box::new(clock.clone()), alpaca(&fake), vec![Box::new(bot)]);
+    orders.lock().unwrap().enter = vec![("BTC/USD".into(), 1, None), ("ETH/USD".into(), 1, None)];
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 0, "{s:?}");
+    let sent: Vec<String> = posts(&fake).iter().map(|p| p["symbol"].as_str().unwrap().to_string()).collect();
+    assert_eq!(sent, ["BTC/USD"], "nothing after the conflict");
+    assert_eq!(o.state().active_halts().unwrap()[0].reason, HaltReason::OrderConflict);
+    // And none in the next iterations: the halt holds.
+    move_to(&fake, &clock, "2026-11-25T15:00:05Z");
+    o.run_iteration();
+    assert_eq!(posts(&fake).len(), 1);
+}
+
 /// The process died between recording an order and sending it, and the id is (somehow) taken by
 /// another order at the broker: following the record at the next start finds the stranger, and
 /// the stranger is a conflict too — never adopted by the order sync.

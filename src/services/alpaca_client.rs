@@ -31,8 +31,7 @@ use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnap
 use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::event;
 use crate::services::broker::{
-    Account, Asset, BorrowStatus, BrokerError, CalendarDay, CallStats, MarketClock, Order, OrderRequest, Position,
-    ReplaceRequest,
+    Account, BrokerError, CallStats, MarketClock, Order, OrderRequest, Position, ReplaceRequest,
 };
 
 pub const PAPER_TRADING_URL: &str = "https://paper-api.alpaca.markets";
@@ -595,25 +594,6 @@ struct RawClock {
 }
 
 #[derive(Deserialize)]
-struct RawCalendarDay {
-    date: String,
-    open: String,
-    close: String,
-}
-
-/// `"09:30"` or `"0930"` on `date` in New York.
-fn calendar_time(endpoint: &str, date: Date, text: &str) -> Result<Timestamp, BrokerError> {
-    let digits: String = text.chars().filter(|c| c.is_ascii_digit()).collect();
-    let hm = if digits.len() == 4 { format!("{}:{}", &digits[..2], &digits[2..]) } else { text.to_string() };
-    let t = clock::HhMm::parse(&hm).map_err(|e| bad(endpoint, e))?;
-    let zdt = date
-        .to_datetime(t.to_time())
-        .to_zoned_datetime(clock::market_tz())
-        .map_err(|e| bad(endpoint, e.to_string()))?;
-    Ok(zdt.timestamp())
-}
-
-#[derive(Deserialize)]
 struct RawPosition {
     symbol: String,
     #[serde(default)]
@@ -720,42 +700,6 @@ impl RawOrder {
             legs,
             created_at,
         })
-    }
-}
-
-#[derive(Deserialize)]
-struct RawAsset {
-    symbol: String,
-    #[serde(default, rename = "class")]
-    class: String,
-    #[serde(default)]
-    tradable: bool,
-    #[serde(default)]
-    fractionable: bool,
-    #[serde(default)]
-    shortable: bool,
-    /// Removed by Alpaca on 2026-11-24 in favour of `borrow_status`: read either.
-    #[serde(default)]
-    easy_to_borrow: Option<bool>,
-    #[serde(default)]
-    borrow_status: Option<String>,
-}
-
-impl From<RawAsset> for Asset {
-    fn from(raw: RawAsset) -> Asset {
-        Asset {
-            symbol: raw.symbol,
-            class: AssetClass::parse(&raw.class),
-            tradable: raw.tradable,
-            fractionable: raw.fractionable,
-            shortable: raw.shortable,
-            borrow: match (raw.borrow_status.as_deref(), raw.easy_to_borrow) {
-                (Some(status), _) => BorrowStatus::parse(status),
-                (None, Some(true)) => BorrowStatus::EasyToBorrow,
-                (None, Some(false)) => BorrowStatus::HardToBorrow,
-                (None, None) => BorrowStatus::Unknown(String::new()),
-            },
-        }
     }
 }
 
@@ -995,22 +939,6 @@ impl crate::services::broker::Broker for AlpacaClient {
         })
     }
 
-    fn calendar(&mut self, start: Date, end: Date) -> Result<Vec<CalendarDay>, BrokerError> {
-        let q = [("start", start.to_string()), ("end", end.to_string())];
-        let raw: Vec<RawCalendarDay> = self.get(Host::Trading, "/v2/calendar", &q)?;
-        let e = "GET /v2/calendar";
-        raw.into_iter()
-            .map(|d| {
-                let date: Date = d.date.parse().map_err(|_| bad(e, format!("bad date {:?}", d.date)))?;
-                Ok(CalendarDay {
-                    date,
-                    open: calendar_time(e, date, &d.open)?,
-                    close: calendar_time(e, date, &d.close)?,
-                })
-            })
-            .collect()
-    }
-
     fn positions(&mut self) -> Result<Vec<Position>, BrokerError> {
         let raw: Vec<RawPosition> = self.get(Host::Trading, "/v2/positions", &[])?;
         Ok(raw.into_iter().map(Position::from).collect())
@@ -1128,21 +1056,6 @@ impl crate::services::broker::Broker for AlpacaClient {
     fn cancel_order(&mut self, id: &str) -> Result<(), BrokerError> {
         let path = format!("/v2/orders/{}", path_segment(id));
         self.call(Method::Delete, Host::Trading, &path, &[], None).map(drop)
-    }
-
-    fn close_position(&mut self, symbol: &str, qty: Option<Dec>) -> Result<Order, BrokerError> {
-        // Alpaca keys crypto positions without the slash.
-        let path = format!("/v2/positions/{}", path_segment(&symbol.replace('/', "")));
-        let query: Vec<(&str, String)> = qty.map(|q| ("qty", q.to_string())).into_iter().collect();
-        let (_, text) = self.call(Method::Delete, Host::Trading, &path, &query, None)?;
-        let raw: RawOrder = self.parse("DELETE /v2/positions/{symbol}", &text)?;
-        raw.into_order("DELETE /v2/positions/{symbol}")
-    }
-
-    fn asset(&mut self, symbol: &str) -> Result<Asset, BrokerError> {
-        let path = format!("/v2/assets/{}", path_segment(symbol));
-        let raw: RawAsset = self.get(Host::Trading, &path, &[])?;
-        Ok(raw.into())
     }
 
     fn stock_bars(
@@ -1322,26 +1235,6 @@ mod tests {
 
     fn sample(name: &str) -> String {
         std::fs::read_to_string(format!("tests/fixtures/alpaca/{name}")).unwrap()
-    }
-
-    #[test]
-    fn assets_read_borrow_status_or_the_removed_easy_to_borrow() {
-        let asset = |extra: &str| -> Asset {
-            let text = format!(r#"{{"symbol": "AAPL", "class": "us_equity", "shortable": true{extra}}}"#);
-            serde_json::from_str::<RawAsset>(&text).unwrap().into()
-        };
-        assert_eq!(asset(r#", "borrow_status": "easy_to_borrow""#).borrow, BorrowStatus::EasyToBorrow);
-        assert_eq!(asset(r#", "borrow_status": "hard_to_borrow""#).borrow, BorrowStatus::HardToBorrow);
-        assert_eq!(asset(r#", "easy_to_borrow": true"#).borrow, BorrowStatus::EasyToBorrow, "an older answer");
-        assert_eq!(asset(r#", "easy_to_borrow": false"#).borrow, BorrowStatus::HardToBorrow);
-        // New values and none at all parse; neither counts as easy to borrow.
-        let odd = asset(r#", "borrow_status": "locate_required""#);
-        assert_eq!(odd.borrow, BorrowStatus::Unknown("locate_required".into()));
-        assert!(!odd.borrow.is_easy());
-        let perp: Asset =
-            serde_json::from_str::<RawAsset>(r#"{"symbol": "BTC-PERP", "class": "crypto_perp"}"#).unwrap().into();
-        assert_eq!(perp.class, AssetClass::Other);
-        assert!(!asset("").borrow.is_easy());
     }
 
     #[test]

@@ -72,14 +72,6 @@ pub struct MarketClock {
     pub next_close: Timestamp,
 }
 
-/// One trading day of the broker's calendar (holidays are missing days, half days close early).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CalendarDay {
-    pub date: Date,
-    pub open: Timestamp,
-    pub close: Timestamp,
-}
-
 /// An open position. `symbol` is in order form (`BTC/USD`, not the `BTCUSD` positions use).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Position {
@@ -174,41 +166,6 @@ pub struct ReplaceRequest {
     pub limit_price: Option<Dec>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Asset {
-    pub symbol: String,
-    pub class: AssetClass,
-    pub tradable: bool,
-    pub fractionable: bool,
-    pub shortable: bool,
-    pub borrow: BorrowStatus,
-}
-
-/// Whether shares of a stock can be borrowed to sell short: Alpaca's `borrow_status` (since
-/// 2026-06; it replaced the boolean `easy_to_borrow`, removed 2026-11-24).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BorrowStatus {
-    EasyToBorrow,
-    HardToBorrow,
-    /// A value this build does not know, or none at all: treated as not easy to borrow, so no
-    /// short is opened on a guess.
-    Unknown(String),
-}
-
-impl BorrowStatus {
-    pub fn parse(text: &str) -> BorrowStatus {
-        match text.to_ascii_lowercase().as_str() {
-            "easy_to_borrow" | "etb" | "easy" => BorrowStatus::EasyToBorrow,
-            "hard_to_borrow" | "htb" | "hard" => BorrowStatus::HardToBorrow,
-            _ => BorrowStatus::Unknown(text.to_string()),
-        }
-    }
-
-    pub fn is_easy(&self) -> bool {
-        *self == BorrowStatus::EasyToBorrow
-    }
-}
-
 /// Why a broker call failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BrokerError {
@@ -293,7 +250,6 @@ pub struct CallStats {
 pub trait Broker {
     fn account(&mut self) -> Result<Account, BrokerError>;
     fn clock(&mut self) -> Result<MarketClock, BrokerError>;
-    fn calendar(&mut self, start: Date, end: Date) -> Result<Vec<CalendarDay>, BrokerError>;
     fn positions(&mut self) -> Result<Vec<Position>, BrokerError>;
     fn open_orders(&mut self) -> Result<Vec<Order>, BrokerError>;
     /// `None` when the broker has no such order.
@@ -307,9 +263,6 @@ pub trait Broker {
     /// the old order becomes `replaced`. Never resent: a lost answer is looked up by the new id.
     fn replace_order(&mut self, id: &str, request: &ReplaceRequest) -> Result<Order, BrokerError>;
     fn cancel_order(&mut self, id: &str) -> Result<(), BrokerError>;
-    /// Closes one position (all of it, or `qty`); returns the closing order.
-    fn close_position(&mut self, symbol: &str, qty: Option<Dec>) -> Result<Order, BrokerError>;
-    fn asset(&mut self, symbol: &str) -> Result<Asset, BrokerError>;
     /// Bars for many stocks in one call (pages followed), oldest first.
     fn stock_bars(
         &mut self,

@@ -678,9 +678,16 @@ impl Execution {
         let recorded = held.is_none();
         let (sent, kept) = match answer {
             Ok(order) => {
-                if recorded && let Err(e) = record_report(state, &client_order_id, &order, now) {
-                    self.ledger_failed(&e);
-                }
+                // The answer may carry fills already (a market order filled at once): booked
+                // here, and logged as `fill` events like those a follow-up finds.
+                let fills = match recorded.then(|| record_report(state, &client_order_id, &order, now)) {
+                    Some(Ok(fills)) => fills,
+                    Some(Err(e)) => {
+                        self.ledger_failed(&e);
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                };
                 event!(
                     Info,
                     "order_submitted",
@@ -694,6 +701,7 @@ impl Execution {
                     intent = spec.intent.as_str(),
                     rule = spec.rule,
                 );
+                log_fills(&fills, &client_order_id);
                 (Sent::Accepted { client_order_id }, Answer::Placed(Box::new(order)))
             }
             Err(error @ (BrokerError::Transient { .. } | BrokerError::BadResponse { .. })) => {
@@ -1257,14 +1265,7 @@ impl Execution {
                 }
             }
 
-            // Entries need their data: none after a failed fetch, nor once an order conflict
-            // was found (its halt stops them from now on).
-            // Nor once the ledger refused a write (its halt may only be held in memory).
-            let entries_ok = entries_allowed
-                && report.data_error.is_none()
-                && !self.conflict_seen
-                && self.ledger_failure.is_none()
-                && self.unrecorded.is_empty();
+            let entries_ok = self.entry_stop(entries_allowed, &report).is_none();
             if let Some(never) = bot.never_enters() {
                 // A keeper of a configured bot's orphans shares its id: that bot speaks for it.
                 if !step.bots.iter().any(|b| b.id() == bot.id() && b.never_enters().is_none()) {
@@ -1307,6 +1308,12 @@ impl Execution {
             }
             let mut entered = false;
             for entry in wanted {
+                // The gate again at the moment each entry would go: an earlier send of this
+                // iteration may have found a conflict or met a ledger that refuses writes.
+                if let Some(why) = self.entry_stop(entries_allowed, &report) {
+                    idle.push((entry.symbol.clone(), Idle::new(Cause::EntriesStopped, why)));
+                    continue;
+                }
                 if let Err(why) = self.risk_check(state, step, *bot, budget, &view, &entry) {
                     idle.push((entry.symbol.clone(), Idle::new(why.cause(), why.to_string())));
                     self.log_refusal(bot.id(), &entry.symbol, why);
@@ -1341,6 +1348,27 @@ impl Execution {
             self.note_idle(state, bot.id(), idle, now);
         }
         Ok(report)
+    }
+
+    /// Every reason no entry may go now (`None`: entries may go), asked before a bot's entries
+    /// and again before each one is sent: entries stopped for the iteration (`entries_allowed`:
+    /// halted, unsure of state, or a step failed with `safety.fail_closed`); the market data not
+    /// fetched; an order conflict found (its halt stops entries from now on); a write the ledger
+    /// refused (its halt may be held in memory only); an exit the ledger could not record, held.
+    fn entry_stop(&self, entries_allowed: bool, report: &StepReport) -> Option<&'static str> {
+        if !entries_allowed {
+            Some("entries are stopped for this iteration (halted, unsure of state, or a step failed)")
+        } else if report.data_error.is_some() {
+            Some("the market data could not be fetched")
+        } else if self.conflict_seen {
+            Some("an order conflict was found: entries stop (an order_conflict halt)")
+        } else if self.ledger_failure.is_some() {
+            Some("the ledger refused a write: entries stop (a state_error halt)")
+        } else if !self.unrecorded.is_empty() {
+            Some("an exit the ledger could not record is held in memory")
+        } else {
+            None
+        }
     }
 
     /// Notes why `bot` is not entering (`None`: it just sent an entry). A change of its causes

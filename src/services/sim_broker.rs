@@ -27,13 +27,12 @@ use crate::core::black_scholes;
 use crate::core::clock::{self, Clock, MarketCalendar, RegularSession};
 use crate::core::config::Sim;
 use crate::core::decimal::Dec;
-use crate::core::instrument::{AssetClass, OccSymbol, OptionKind, crypto_pair_symbol, occ_symbol};
+use crate::core::instrument::{AssetClass, OccSymbol, OptionKind, occ_symbol};
 use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnapshot, Quote, Snapshots};
 use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::state::{State, StateError};
 use crate::services::broker::{
-    Account, Asset, BorrowStatus, Broker, BrokerError, CalendarDay, CallStats, MarketClock, Order, OrderRequest,
-    Position, ReplaceRequest,
+    Account, Broker, BrokerError, CallStats, MarketClock, Order, OrderRequest, Position, ReplaceRequest,
 };
 use crate::services::replay::Replay;
 
@@ -1179,20 +1178,6 @@ impl Broker for SimBroker {
         Ok(MarketClock { timestamp: now, is_open: s.is_open, next_open: s.next_open, next_close: s.next_close })
     }
 
-    fn calendar(&mut self, start: Date, end: Date) -> Result<Vec<CalendarDay>, BrokerError> {
-        self.count();
-        let mut out = Vec::new();
-        let mut d = start;
-        while d <= end && out.len() < 400 {
-            if !matches!(d.weekday(), Weekday::Saturday | Weekday::Sunday) {
-                let s = RegularSession.session_at(clock::start_of_date(d));
-                out.push(CalendarDay { date: d, open: s.next_open, close: s.next_close });
-            }
-            d = d.tomorrow().unwrap_or(Date::MAX);
-        }
-        Ok(out)
-    }
-
     fn positions(&mut self) -> Result<Vec<Position>, BrokerError> {
         self.count();
         self.settle()?;
@@ -1349,49 +1334,6 @@ impl Broker for SimBroker {
         self.save()
     }
 
-    fn close_position(&mut self, symbol: &str, qty: Option<Dec>) -> Result<Order, BrokerError> {
-        let symbol =
-            if AssetClass::of(symbol) != AssetClass::UsEquity { symbol.to_string() } else { crypto_or_stock(symbol) };
-        let held = self.held(&symbol);
-        if held.is_zero() {
-            self.count();
-            return Err(BrokerError::Rejected {
-                endpoint: "DELETE /v2/positions/{symbol}".into(),
-                status: 404,
-                code: Some(40410000),
-                message: "position does not exist".into(),
-            });
-        }
-        let amount = qty.unwrap_or(held.abs()).min(held.abs());
-        let seq = self.book.next_id;
-        let request = OrderRequest {
-            client_order_id: format!("sim-close-{seq}"),
-            symbol: symbol.clone(),
-            side: if held.is_negative() { Side::Buy } else { Side::Sell },
-            amount: Amount::Qty(amount),
-            order_type: OrderType::Market,
-            time_in_force: if is_crypto(&symbol) { TimeInForce::Gtc } else { TimeInForce::Day },
-            limit_price: None,
-            stop_price: None,
-            extended_hours: false,
-            legs: Vec::new(),
-        };
-        self.submit_order(&request)
-    }
-
-    fn asset(&mut self, symbol: &str) -> Result<Asset, BrokerError> {
-        self.count();
-        let class = AssetClass::of(symbol);
-        Ok(Asset {
-            symbol: symbol.to_string(),
-            class,
-            tradable: true,
-            fractionable: class != AssetClass::UsOption,
-            shortable: false,
-            borrow: BorrowStatus::HardToBorrow,
-        })
-    }
-
     fn stock_bars(
         &mut self,
         symbols: &[String],
@@ -1481,12 +1423,6 @@ impl Broker for SimBroker {
     fn take_call_stats(&mut self) -> CallStats {
         std::mem::take(&mut self.stats)
     }
-}
-
-/// `BTCUSD` → `BTC/USD`; a stock ticker stays as it is.
-fn crypto_or_stock(symbol: &str) -> String {
-    let pair = crypto_pair_symbol(symbol);
-    if is_crypto(&pair) && base_price(&pair) >= 1000.0 { pair } else { symbol.to_string() }
 }
 
 /// The last regular-session close at or before `now`.

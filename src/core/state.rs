@@ -19,7 +19,6 @@
 //! without its price. (Whether another process may use the file is `ledger_lock`'s.)
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -264,8 +263,6 @@ pub const FINAL_ORDER_STATUSES: &[&str] =
 /// How many loop runs are kept: about 28 hours at the default 5 s interval. Older rows are deleted
 /// as new ones arrive, so months of running do not fill a small SD card.
 pub const LOOP_RUNS_KEPT: i64 = 20_000;
-
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
 
 #[derive(Debug)]
 pub enum StateError {
@@ -845,8 +842,8 @@ impl State {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|error| StateError::CreateDir { dir: dir.to_path_buf(), error })?;
         }
-        check_header(path)?;
         let conn = Connection::open(path).map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
+        check_is_sqlite(&conn, path)?;
         tune(&conn, path)?;
         let mut state = State::with(conn, path.to_path_buf(), true, None);
         // First: a second process opening the same file meanwhile waits instead of failing.
@@ -926,10 +923,10 @@ impl State {
             let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
             return Err(StateError::Missing { path: absolute });
         }
-        check_header(path)?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
             .map_err(|error| StateError::Open { path: path.to_path_buf(), error })?;
+        check_is_sqlite(&conn, path)?;
         tune(&conn, path)?;
         let state = State::with(conn, path.to_path_buf(), false, None);
         state.conn.busy_timeout(Duration::from_secs(2)).map_err(sql("setting the busy timeout"))?;
@@ -2184,23 +2181,14 @@ fn add_order_realized(tx: &rusqlite::Transaction<'_>, client_order_id: &str, rea
     .map_err(sql("recording an order's P&L"))
 }
 
-/// Refuses, before SQLite touches it, a non-empty file that does not start with SQLite's header.
-fn check_header(path: &Path) -> Result<(), StateError> {
-    let mut file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(error) => return Err(StateError::Inspect { path: path.to_path_buf(), error }),
-    };
-    let mut head = Vec::with_capacity(16);
-    file.by_ref()
-        .take(16)
-        .read_to_end(&mut head)
-        .map_err(|error| StateError::Inspect { path: path.to_path_buf(), error })?;
-    if head.is_empty() || head.as_slice() == SQLITE_HEADER {
-        Ok(())
-    } else {
-        Err(StateError::NotADatabase { path: path.to_path_buf() })
-    }
+/// Refuses a file that is not SQLite before anything is written to it, through SQLite itself: a
+/// read of the schema answers "not a database" for any other file, however short, and leaves it
+/// untouched (an empty file is a new database). Not through a `std::fs::File`: closing any
+/// descriptor of a file drops every POSIX lock the process holds on it, SQLite's own among them,
+/// and another process (a `sqlite3` open, a `.backup`) could then checkpoint and delete the
+/// `-wal` under a running daemon, which would go on writing into the deleted file.
+fn check_is_sqlite(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(())).map_err(|e| classify_open_error(path, e))
 }
 
 fn classify_open_error(path: &Path, error: rusqlite::Error) -> StateError {

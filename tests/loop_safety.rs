@@ -24,6 +24,7 @@ use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
 use trading_hydra::services::alpaca_client::AlpacaClient;
 use trading_hydra::services::sim_broker::SimBroker;
+use trading_hydra::services::status;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -698,6 +699,95 @@ fn a_multi_leg_answer_without_its_legs_never_books_the_underlying() {
     let owned = o.state().owned_positions().unwrap();
     let legs: Vec<(&str, String)> = owned.iter().map(|p| (p.symbol.as_str(), p.qty.to_string())).collect();
     assert_eq!(legs, vec![("AAPL261218P00165000", "1".to_string()), ("AAPL261218P00170000", "-1".to_string())]);
+}
+
+/// Alpaca may report a spread's parent `filled` while its legs still show nothing filled (the
+/// positions already moved at the broker). The order is not final until its legs carry the fill:
+/// it stays in flight, `fill_unpriced` is said once, `status` does not call the legs the user's
+/// own, and once the legs carry their fills each is booked — a `fill` event with its P&L.
+#[test]
+fn a_spread_filled_before_its_legs_stays_in_flight_until_they_carry_the_fill() {
+    use trading_hydra::core::order::{Leg, PositionIntent};
+    support::events::capture();
+    let fake = fake_at(WEDNESDAY);
+    let (short, long) = ("AAPL261218P00220000", "AAPL261218P00215000");
+    {
+        let mut st = fake.lock();
+        st.auto_fill = Some("0".into());
+        st.legs_lag = true;
+        st.fill_prices.insert(short.into(), "1.10".into());
+        st.fill_prices.insert(long.into(), "0.60".into());
+    }
+    let db = temp_db("legs-lag");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let mut cfg = config(&db);
+    // The broker's positions read every iteration, so `status` sees the legs at once.
+    cfg.settings.runner.reconcile_every_iterations = 1;
+    let (bot, orders) = TestBot::new("mom_AAPL", BotKind::Momentum, &["AAPL"]);
+    let state = State::open(&db).unwrap();
+    let mut o = Orchestrator::with_bots(cfg, state, Box::new(clock.clone()), alpaca(&fake), vec![Box::new(bot)]);
+    orders.lock().unwrap().spread = Some((
+        "AAPL".into(),
+        vec![
+            Leg { symbol: short.into(), ratio_qty: 1, position_intent: PositionIntent::SellToOpen },
+            Leg { symbol: long.into(), ratio_qty: 1, position_intent: PositionIntent::BuyToOpen },
+        ],
+        2,
+    ));
+    assert_eq!(o.run_iteration().orders_submitted, 1);
+    orders.lock().unwrap().spread = None;
+    let id = "th-mom_AAPL-20261125-1";
+    assert_eq!(fake.lock().orders.last().unwrap()["status"], "filled", "the answer says filled");
+    for _ in 0..3 {
+        clock.advance(SignedDuration::from_mins(1));
+        assert_eq!(o.run_iteration().orders_submitted, 0);
+        let rec = support::ids::order(o.state(), id).unwrap();
+        assert!(!rec.status.is_final(), "final with its legs unfilled: {:?}", rec.status);
+        assert!(o.state().owned_positions().unwrap().is_empty(), "nothing booked without the legs' fills");
+        let report = status::gather(o.state(), clock_now(&clock), 5).unwrap();
+        let unmanaged: Vec<&str> = report.unmanaged.iter().map(|u| u.symbol.as_str()).collect();
+        assert_eq!(unmanaged, ["AAPL", "BTC/USD"], "only the user's own shares and coins, not the daemon's legs");
+        let mut settling: Vec<(String, String)> =
+            report.settling.iter().map(|u| (u.symbol.clone(), u.qty.to_string())).collect();
+        settling.sort();
+        assert_eq!(settling, vec![(long.to_string(), "2".to_string()), (short.to_string(), "-2".to_string())]);
+    }
+    // This test's own events: by the real id (its random part differs from other tests').
+    let real_id = support::ids::order(o.state(), id).unwrap().client_order_id;
+    assert_eq!(support::events::named("fill_unpriced", "client_order_id", &real_id).len(), 1, "said once");
+
+    fake.lock().settle_legs("0");
+    clock.advance(SignedDuration::from_mins(1));
+    o.run_iteration();
+    assert_eq!(support::ids::order(o.state(), id).unwrap().status.as_str(), "filled");
+    let mut owned: Vec<(String, String, String)> = o
+        .state()
+        .owned_positions()
+        .unwrap()
+        .iter()
+        .map(|p| (p.symbol.clone(), p.qty.to_string(), p.avg_entry_price.to_string()))
+        .collect();
+    owned.sort();
+    assert_eq!(
+        owned,
+        vec![(long.into(), "2".into(), "0.6".into()), (short.into(), "-2".into(), "1.1".into())],
+        "each leg at its own price"
+    );
+    let fills: Vec<(String, String, String)> = support::events::named("fill", "client_order_id", &real_id)
+        .into_iter()
+        .map(|f| (f["symbol"].clone(), f["qty"].clone(), f["realized_pnl"].clone()))
+        .collect();
+    assert_eq!(
+        fills,
+        vec![
+            (short.to_string(), "-2".to_string(), "0".to_string()),
+            (long.to_string(), "2".to_string(), "0".to_string())
+        ],
+        "one fill event a leg, with its (opening: zero) realised P&L"
+    );
+    let report = status::gather(o.state(), clock_now(&clock), 5).unwrap();
+    assert!(report.settling.is_empty(), "{:?}", report.settling);
+    assert_eq!(report.unmanaged.iter().map(|u| u.symbol.as_str()).collect::<Vec<_>>(), ["AAPL", "BTC/USD"]);
 }
 
 #[test]

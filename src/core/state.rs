@@ -582,6 +582,16 @@ pub struct FillDelta {
     pub realized_pnl: Dec,
 }
 
+/// What one report on a multi-leg order booked (`State::apply_leg_reports`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LegBooking {
+    /// Each leg's new fill, with its price.
+    pub fills: Vec<FillDelta>,
+    /// Every leg carries, priced, what the parent reports filled. While false the order is kept
+    /// unfinished and asked again.
+    pub settled: bool,
+}
+
 /// One bot's budget for one trading date.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetRow {
@@ -1321,9 +1331,12 @@ impl State {
 
     /// Like `apply_order_report`, for a multi-leg order: each leg's cumulative fill moves its own
     /// owned position (a leg that closes never flips one), all in one transaction. A leg is
-    /// booked with its price or not at all: while a leg that filled more has no price, or the
-    /// answer leaves out a leg of an order that filled, that leg waits and the order keeps its
-    /// status (unfinished), so the next report books it.
+    /// booked with its price or not at all. The order is final only when its legs are: each leg
+    /// must carry, priced, the strategy units the parent reports filled (all of them once the
+    /// parent says `filled`) times its ratio. Alpaca can report the parent `filled` while a leg
+    /// still shows `filled_qty` 0 or no price, or answer without the legs: then the order keeps
+    /// its status (unfinished, still followed), `LegBooking::settled` is false, and the next
+    /// report books what is missing — never the parent's fill, which would invent a position.
     pub fn apply_leg_reports(
         &mut self,
         client_order_id: &str,
@@ -1332,49 +1345,56 @@ impl State {
         filled_qty: Dec,
         legs: &[(String, Dec, Option<Dec>)],
         now: Timestamp,
-    ) -> Result<Vec<FillDelta>, StateError> {
+    ) -> Result<LegBooking, StateError> {
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
-        let row: Option<(String, Option<String>)> = tx
-            .row("SELECT bot, trading_date FROM orders WHERE client_order_id = ?1", [client_order_id], |r| {
-                Ok((r.get(0)?, r.get(1)?))
+        let row: Option<(String, Option<String>, Option<String>)> = tx
+            .row("SELECT bot, trading_date, qty FROM orders WHERE client_order_id = ?1", [client_order_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
             .map_err(sql("recording a fill"))?;
-        let Some((bot, date)) = row else { return Ok(Vec::new()) };
-        let recorded: Vec<(String, String, String)> = {
+        let Some((bot, date, ordered)) = row else { return Ok(LegBooking { fills: Vec::new(), settled: true }) };
+        let recorded: Vec<(String, String, u32, String)> = {
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT symbol, position_intent, filled_qty FROM order_legs WHERE client_order_id = ?1 ORDER BY rowid",
+                    "SELECT symbol, position_intent, ratio, filled_qty FROM order_legs WHERE client_order_id = ?1
+                     ORDER BY rowid",
                 )
                 .map_err(sql("recording a leg fill"))?;
             let rows = stmt
-                .query_map([client_order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_map([client_order_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .map_err(sql("recording a leg fill"))?;
             rows.collect::<Result<_, _>>().map_err(sql("recording a leg fill"))?
         };
-        let something_filled = filled_qty > Dec::ZERO || *status == OrderStatus::Filled;
-        let mut complete = true;
+        let bad = |what: &'static str| {
+            move |e: crate::core::decimal::DecError| StateError::BadRow { what, detail: e.to_string() }
+        };
+        // The strategy units filled: the parent's count, and all that were ordered once it says
+        // `filled` (whatever count it gives beside that word).
+        let mut units = filled_qty;
+        if *status == OrderStatus::Filled {
+            let ordered: Dec = ordered.as_deref().unwrap_or("0").parse().map_err(bad("orders.qty"))?;
+            units = units.max(ordered);
+        }
+        let mut settled = true;
         let mut deltas = Vec::new();
         let mut realized_total = Dec::ZERO;
         // Only the legs we sent are ours to book.
-        for (symbol, intent, before) in recorded {
+        for (symbol, intent, ratio, before) in recorded {
+            let before: Dec = before.parse().map_err(bad("order_legs.filled_qty"))?;
+            // What this leg must carry for the parent's report to be whole. (Overflow cannot
+            // happen at real sizes; if it did, the leg is taken as short of it.)
+            let due = units.checked_mul_int(i64::from(ratio));
             let Some((_, leg_filled, price)) = legs.iter().find(|(s, ..)| *s == symbol) else {
-                complete &= !something_filled;
+                settled &= due.is_some_and(|due| before >= due);
                 continue;
             };
-            let before: Dec = before.parse().map_err(|e: crate::core::decimal::DecError| StateError::BadRow {
-                what: "order_legs.filled_qty",
-                detail: e.to_string(),
-            })?;
             let new = leg_filled.checked_sub(before).unwrap_or(Dec::ZERO);
-            if new <= Dec::ZERO {
-                continue;
-            }
-            let Some(price) = *price else {
-                complete = false;
-                continue;
-            };
+            let priced = price.filter(|_| new > Dec::ZERO);
+            let booked = if priced.is_some() { *leg_filled } else { before };
+            settled &= due.is_some_and(|due| booked >= due);
+            let Some(price) = priced else { continue };
             tx.run(
                 "UPDATE order_legs SET filled_qty = ?3 WHERE client_order_id = ?1 AND symbol = ?2",
                 params![client_order_id, symbol, leg_filled.to_string()],
@@ -1386,7 +1406,7 @@ impl State {
             realized_total = realized_total.checked_add(realized).unwrap_or(realized_total);
             deltas.push(FillDelta { bot: bot.clone(), symbol, qty: signed, price, realized_pnl: realized });
         }
-        if complete {
+        if settled {
             tx.run(
                 "UPDATE orders SET status = ?2, broker_order_id = coalesce(?3, broker_order_id), filled_qty = ?4,
                      updated_at = ?5 WHERE client_order_id = ?1",
@@ -1399,7 +1419,7 @@ impl State {
         add_realized(&tx, date.as_deref(), &bot, realized_total, now)?;
         add_order_realized(&tx, client_order_id, realized_total)?;
         tx.commit().map_err(sql("recording a fill"))?;
-        Ok(deltas)
+        Ok(LegBooking { fills: deltas, settled })
     }
 
     pub fn update_order_status(
@@ -2641,22 +2661,82 @@ mod tests {
         let booked = s
             .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &reports(Some("2.10"), None), now)
             .unwrap();
-        assert_eq!(booked.len(), 1, "the priced leg is booked: {booked:?}");
+        assert_eq!(booked.fills.len(), 1, "the priced leg is booked: {booked:?}");
+        assert!(!booked.settled);
         assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded", "kept unfinished for the other leg");
         // An answer that leaves the legs out books nothing and finishes nothing.
-        assert!(s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &[], now).unwrap().is_empty());
+        let booked = s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &[], now).unwrap();
+        assert!(booked.fills.is_empty() && !booked.settled);
         assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded");
         let booked = s
             .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &reports(Some("2.10"), Some("1.60")), now)
             .unwrap();
         assert_eq!(
-            booked.iter().map(|f| (f.symbol.as_str(), f.price)).collect::<Vec<_>>(),
+            booked.fills.iter().map(|f| (f.symbol.as_str(), f.price)).collect::<Vec<_>>(),
             vec![("SPY261218P00475000", d("1.60"))]
         );
+        assert!(booked.settled);
         assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "filled");
         let owned = s.owned_positions().unwrap();
         assert!(owned.iter().all(|p| !p.avg_entry_price.is_zero()), "{owned:?}");
         assert_eq!(owned.len(), 2);
+    }
+
+    #[test]
+    fn a_spread_reported_filled_is_final_only_when_its_legs_carry_the_fill() {
+        let path = temp_db("legs-behind");
+        let mut s = State::open(&path).unwrap();
+        let now = ts("2026-11-25T15:00:00Z");
+        let d = |t: &str| t.parse::<Dec>().unwrap();
+        let leg = |symbol: &str, ratio: u32, intent: &str| LegRecord {
+            symbol: symbol.into(),
+            ratio,
+            position_intent: intent.into(),
+        };
+        // Two spreads of a 1x2 ratio: the short leg carries 2 contracts a unit, the long one 4.
+        let spread = NewOrder {
+            symbol: "SPY".into(),
+            side: Side::Sell,
+            qty: Some("2".into()),
+            legs: vec![leg("SPY261218P00480000", 1, "sell_to_open"), leg("SPY261218P00475000", 2, "buy_to_open")],
+            ..order("sell", "2", "entry")
+        };
+        let id = s.record_order(&spread).unwrap();
+        let report = |short: &str, long: &str, long_price: Option<&str>| {
+            vec![
+                ("SPY261218P00480000".to_string(), d(short), (short != "0").then(|| d("2.10"))),
+                ("SPY261218P00475000".to_string(), d(long), long_price.map(d)),
+            ]
+        };
+        // The parent says filled while its legs still show nothing: nothing booked, not final.
+        let booked =
+            s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("2"), &report("0", "0", None), now).unwrap();
+        assert!(booked.fills.is_empty() && !booked.settled, "{booked:?}");
+        assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded");
+        // Still not final when the parent's count is missing: `filled` means every unit ordered.
+        let booked = s
+            .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("0"), &report("2", "2", Some("1.60")), now)
+            .unwrap();
+        assert_eq!(booked.fills.len(), 2);
+        assert!(!booked.settled, "the long leg carries 2 of its 4");
+        assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded");
+        let booked = s
+            .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("2"), &report("2", "4", Some("1.60")), now)
+            .unwrap();
+        assert_eq!(booked.fills.iter().map(|f| f.qty).collect::<Vec<_>>(), vec![d("2")]);
+        assert!(booked.settled);
+        assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "filled");
+        let mut owned: Vec<(String, Dec)> =
+            s.owned_positions().unwrap().iter().map(|p| (p.symbol.clone(), p.qty)).collect();
+        owned.sort();
+        assert_eq!(owned, vec![("SPY261218P00475000".into(), d("4")), ("SPY261218P00480000".into(), d("-2"))]);
+        // A spread cancelled unfilled is final at once.
+        let none = s.record_order(&spread).unwrap();
+        let booked = s
+            .apply_leg_reports(&none, &OrderStatus::Canceled, Some("c"), d("0"), &report("0", "0", None), now)
+            .unwrap();
+        assert!(booked.fills.is_empty() && booked.settled);
+        assert_eq!(s.order(&none).unwrap().unwrap().status.as_str(), "canceled");
     }
 
     #[test]

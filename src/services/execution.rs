@@ -317,7 +317,8 @@ pub struct Execution {
     /// An order conflict was found this iteration: no further entry, even before the halt it
     /// set is read back (and even if it could not be stored).
     conflict_seen: bool,
-    /// Orders whose broker report had a fill without a price, already logged once.
+    /// Orders whose broker report had a fill not booked yet (`Booked::waiting`), already
+    /// logged once as `fill_unpriced`.
     unpriced: BTreeSet<String>,
     /// Exits the broker refused, by (bot, symbol), waiting to be tried again.
     refused_exits: BTreeMap<(String, String), RefusedExit>,
@@ -680,13 +681,13 @@ impl Execution {
             Ok(order) => {
                 // The answer may carry fills already (a market order filled at once): booked
                 // here, and logged as `fill` events like those a follow-up finds.
-                let fills = match recorded.then(|| record_report(state, &client_order_id, &order, now)) {
-                    Some(Ok(fills)) => fills,
+                let booked = match recorded.then(|| record_report(state, &client_order_id, &order, Dec::ZERO, now)) {
+                    Some(Ok(booked)) => booked,
                     Some(Err(e)) => {
                         self.ledger_failed(&e);
-                        Vec::new()
+                        Booked::default()
                     }
-                    None => Vec::new(),
+                    None => Booked::default(),
                 };
                 event!(
                     Info,
@@ -701,7 +702,8 @@ impl Execution {
                     intent = spec.intent.as_str(),
                     rule = spec.rule,
                 );
-                log_fills(&fills, &client_order_id);
+                log_fills(&booked.fills, &client_order_id);
+                self.note_waiting(&spec.bot, &spec.symbol, &client_order_id, order.filled_qty, booked.waiting);
                 (Sent::Accepted { client_order_id }, Answer::Placed(Box::new(order)))
             }
             Err(error @ (BrokerError::Transient { .. } | BrokerError::BadResponse { .. })) => {
@@ -781,7 +783,7 @@ impl Execution {
         while let Some(u) = self.unrecorded.first() {
             state.record_order_as(&u.client_order_id, &u.order)?;
             let deltas = match &u.answer {
-                Answer::Placed(o) => record_report(state, &u.client_order_id, o, now)?,
+                Answer::Placed(o) => record_report(state, &u.client_order_id, o, Dec::ZERO, now)?.fills,
                 Answer::Unknown => {
                     state.update_order_status(&u.client_order_id, &RecordStatus::Unknown, None, now)?;
                     Vec::new()
@@ -900,6 +902,25 @@ impl Execution {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Logs `fill_unpriced` once for an order whose report carries a fill that could not be
+    /// booked yet (`Booked::waiting`), and forgets it once a report is whole again.
+    fn note_waiting(&mut self, bot: &str, symbol: &str, client_order_id: &str, filled_qty: Dec, waiting: bool) {
+        if !waiting {
+            self.unpriced.remove(client_order_id);
+        } else if self.unpriced.insert(client_order_id.to_string()) {
+            event!(
+                Warn,
+                "fill_unpriced",
+                bot = bot,
+                symbol = symbol,
+                client_order_id = client_order_id,
+                filled_qty = filled_qty.to_string(),
+                detail = "the broker reports a fill without its price (or, for a spread, without its legs' fills): \
+                          nothing of it booked yet, the order kept in flight and asked again every iteration",
+            );
+        }
+    }
+
     /// One step of `sync_orders` for one unfinished order (`listed`: the broker's open order
     /// under its id, if any).
     fn follow(
@@ -942,7 +963,12 @@ impl Execution {
             && rec.broker_order_id.as_deref() == Some(o.id.as_str())
             && rec.status == RecordStatus::Broker(o.status.clone())
             && o.filled_qty == rec.filled_qty;
-        let deltas = if unchanged { Vec::new() } else { record_report(state, &rec.client_order_id, &o, now)? };
+        let booked = if unchanged {
+            Booked::default()
+        } else {
+            record_report(state, &rec.client_order_id, &o, rec.filled_qty, now)?
+        };
+        let deltas = booked.fills;
         log_fills(&deltas, &rec.client_order_id);
         if is_protective(rec) && !deltas.is_empty() {
             // The position's resting stop did its job: its fill is the position's exit.
@@ -957,19 +983,7 @@ impl Execution {
                 client_order_id = rec.client_order_id.as_str(),
             );
         }
-        if !unpriced_fill(rec, &o) {
-            self.unpriced.remove(&rec.client_order_id);
-        } else if self.unpriced.insert(rec.client_order_id.clone()) {
-            event!(
-                Warn,
-                "fill_unpriced",
-                bot = rec.bot.as_str(),
-                symbol = rec.symbol.as_str(),
-                client_order_id = rec.client_order_id.as_str(),
-                filled_qty = o.filled_qty.to_string(),
-                detail = "the broker reports a fill without its price: nothing booked yet, asked again every iteration",
-            );
-        }
+        self.note_waiting(&rec.bot, &rec.symbol, &rec.client_order_id, o.filled_qty, booked.waiting);
         let stale_entry = rec.intent == Intent::Entry && now.duration_since(rec.created_at) >= entry_timeout;
         if stale_entry && !o.status.is_final() {
             cancel_ours(broker, rec, &o.id, "entry_timeout")?;
@@ -1514,8 +1528,8 @@ impl Execution {
             }
             // What the stop sold is no longer ours to sell — whether or not the ledger can book
             // it now (on a full disk the broker's word caps the exit).
-            match record_report(state, &g.client_order_id, &o, now) {
-                Ok(deltas) => log_fills(&deltas, &g.client_order_id),
+            match record_report(state, &g.client_order_id, &o, g.filled_qty, now) {
+                Ok(booked) => log_fills(&booked.fills, &g.client_order_id),
                 Err(e) => {
                     self.ledger_failed(&e);
                     let sold = o.filled_qty.checked_sub(g.filled_qty).unwrap_or(Dec::ZERO).max(Dec::ZERO);
@@ -1553,7 +1567,7 @@ impl Execution {
             ReplaceRequest { client_order_id: id.clone(), stop_price: Some(want.stop), limit_price: want.limit };
         match broker.replace_order(old_id, &request) {
             Ok(o) => {
-                record_report(state, &id, &o, now)?;
+                record_report(state, &id, &o, Dec::ZERO, now)?;
                 state.update_order_status(
                     &g.client_order_id,
                     &RecordStatus::Broker(OrderStatus::Replaced),
@@ -1993,36 +2007,40 @@ fn not_ours(state: &State, rec: &OrderRecord, found: &Order) -> Result<Option<St
     Ok(order_mismatch(&sent, found))
 }
 
-/// Whether the broker reports more filled than we booked without saying at what price (the
-/// order's, or for a multi-leg order a leg's).
-fn unpriced_fill(rec: &OrderRecord, o: &Order) -> bool {
-    if o.legs.is_empty() {
-        o.filled_qty > rec.filled_qty && o.filled_avg_price.is_none()
-    } else {
-        o.legs.iter().any(|l| l.filled_qty > Dec::ZERO && l.filled_avg_price.is_none())
-    }
+/// What a broker's report on one of our orders booked (`record_report`).
+#[derive(Debug, Default)]
+struct Booked {
+    /// The fills it moved positions by, each a `fill` event.
+    fills: Vec<FillDelta>,
+    /// The broker reports more filled than could be booked: a fill without its price, or a
+    /// multi-leg order whose legs do not carry the parent's fill yet (or were left out). The
+    /// order stays in flight and is asked again; `fill_unpriced` says so once.
+    waiting: bool,
 }
 
-/// Books a broker's report on one of our orders: a simple order moves its symbol's position, a
-/// multi-leg order each leg's.
+/// Books a broker's report on one of our orders (`booked_before`: what the ledger had booked of
+/// it): a simple order moves its symbol's position, a multi-leg order each leg's.
 fn record_report(
     state: &mut State,
     client_order_id: &str,
     o: &Order,
+    booked_before: Dec,
     now: Timestamp,
-) -> Result<Vec<FillDelta>, StateError> {
+) -> Result<Booked, StateError> {
     // We sent legs: only legs move positions. An answer without them (an endpoint that does not
-    // nest them) updates the status and nothing else — booking the parent's fill would invent a
+    // nest them) books nothing and finishes nothing — booking the parent's fill would invent a
     // position in the underlying.
     let sent_legs = !state.order_legs(client_order_id)?.is_empty();
     if o.legs.is_empty() && !sent_legs {
         let delta =
             state.apply_order_report(client_order_id, &o.status, Some(&o.id), o.filled_qty, o.filled_avg_price, now)?;
-        Ok(delta.into_iter().collect())
+        let waiting = o.filled_qty > booked_before && o.filled_avg_price.is_none();
+        Ok(Booked { fills: delta.into_iter().collect(), waiting })
     } else {
         let legs: Vec<(String, Dec, Option<Dec>)> =
             o.legs.iter().map(|l| (l.symbol.clone(), l.filled_qty, l.filled_avg_price)).collect();
-        state.apply_leg_reports(client_order_id, &o.status, Some(&o.id), o.filled_qty, &legs, now)
+        let booking = state.apply_leg_reports(client_order_id, &o.status, Some(&o.id), o.filled_qty, &legs, now)?;
+        Ok(Booked { fills: booking.fills, waiting: !booking.settled })
     }
 }
 

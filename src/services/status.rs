@@ -46,6 +46,11 @@ pub struct StatusReport {
     pub protection: Vec<Protected>,
     /// What the broker holds beyond what the daemon owns: the user's own, never touched.
     pub unmanaged: Vec<BrokerPositionRow>,
+    /// What the broker holds beyond what the daemon owns in a symbol (or a spread's leg) where
+    /// an order of the daemon's is still in flight: likely that order's fill, reported by the
+    /// broker before the ledger could book it (a spread's parent `filled` before its legs), so
+    /// neither called the user's own nor the daemon's yet.
+    pub settling: Vec<BrokerPositionRow>,
     /// When the broker's positions were last read (at reconciliation), if ever.
     pub positions_seen_at: Option<Timestamp>,
     /// Our orders still in flight.
@@ -76,6 +81,18 @@ pub fn gather(state: &State, wall: Timestamp, loop_interval_seconds: u64) -> Res
     let trading_date = at.trading_date();
     let held = state.broker_positions()?;
     let owned = state.owned_positions()?;
+    let unfinished = state.unfinished_orders()?;
+    let mut in_flight: Vec<String> = Vec::new();
+    for o in unfinished.iter() {
+        // A multi-leg order moves its legs, never its underlying (its `symbol`).
+        let legs = state.order_legs(&o.client_order_id)?;
+        if legs.is_empty() {
+            in_flight.push(o.symbol.clone());
+        }
+        in_flight.extend(legs.into_iter().map(|l| l.symbol));
+    }
+    let (settling, unmanaged): (Vec<_>, Vec<_>) =
+        unmanaged(&held, &owned).into_iter().partition(|u| in_flight.contains(&u.symbol));
     let last_loop = state.last_loop_run()?;
     let age = last_loop.as_ref().map(|r| wall.duration_since(r.started_at).as_secs());
     let stale = match age {
@@ -100,8 +117,7 @@ pub fn gather(state: &State, wall: Timestamp, loop_interval_seconds: u64) -> Res
         },
         owned: owned.iter().map(|p| (p.clone(), unrealized_pnl(p, &held))).collect(),
         orphans: Vec::new(),
-        protection: state
-            .unfinished_orders()?
+        protection: unfinished
             .iter()
             .filter(|o| crate::services::execution::is_protective(o))
             .map(|o| Protected {
@@ -112,9 +128,10 @@ pub fn gather(state: &State, wall: Timestamp, loop_interval_seconds: u64) -> Res
                 since: o.created_at,
             })
             .collect(),
-        unmanaged: unmanaged(&held, &owned),
+        unmanaged,
+        settling,
         positions_seen_at: state.broker_positions_seen_at()?,
-        open_orders: state.unfinished_orders()?.len(),
+        open_orders: unfinished.len(),
         last_loop,
         bots: state.bot_activity()?,
         last_loop_age_seconds: age,
@@ -225,6 +242,12 @@ impl StatusReport {
                 })),
             })).collect::<Vec<_>>(),
             "unmanaged_positions": self.unmanaged.iter().map(|u| json!({
+                "symbol": u.symbol,
+                "qty": u.qty.to_string(),
+                "avg_entry_price": u.avg_entry_price.to_string(),
+                "current_price": u.current_price.map(|c| c.to_string()),
+            })).collect::<Vec<_>>(),
+            "settling_positions": self.settling.iter().map(|u| json!({
                 "symbol": u.symbol,
                 "qty": u.qty.to_string(),
                 "avg_entry_price": u.avg_entry_price.to_string(),
@@ -343,6 +366,15 @@ impl StatusReport {
             line(
                 "unmanaged",
                 format!("{} {} at {} (not the daemon's: never touched)", u.qty, u.symbol, u.avg_entry_price),
+            );
+        }
+        for u in &self.settling {
+            line(
+                "settling",
+                format!(
+                    "{} {} at {} (an order of the daemon's is in flight here: booked when the broker reports its fill)",
+                    u.qty, u.symbol, u.avg_entry_price
+                ),
             );
         }
         match self.positions_seen_at {

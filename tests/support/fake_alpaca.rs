@@ -90,6 +90,9 @@ pub struct FakeState {
     /// Alpaca's held quantity: a sell beyond what the position holds less what open sells hold is
     /// refused (403 "insufficient qty available"). On unless a test turns it off.
     pub hold_for_orders: bool,
+    /// A multi-leg order fills as Alpaca may report it: the parent `filled` (and the positions
+    /// moved) while its legs still show `filled_qty` 0 and no price, until `settle_legs`.
+    pub legs_lag: bool,
 }
 
 /// Market data a test controls.
@@ -190,9 +193,11 @@ impl FakeState {
                 let q: f64 = leg["qty"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0.0);
                 let buy = leg["side"] == "buy";
                 net += if buy { 1.0 } else { -1.0 } * p.parse::<f64>().unwrap_or(0.0);
-                self.orders[i]["legs"][k]["status"] = "filled".into();
-                self.orders[i]["legs"][k]["filled_qty"] = format!("{q}").into();
-                self.orders[i]["legs"][k]["filled_avg_price"] = p.clone().into();
+                if !self.legs_lag {
+                    self.orders[i]["legs"][k]["status"] = "filled".into();
+                    self.orders[i]["legs"][k]["filled_qty"] = format!("{q}").into();
+                    self.orders[i]["legs"][k]["filled_avg_price"] = p.clone().into();
+                }
                 self.move_position(&symbol, if buy { q } else { -q }, &p, "us_option");
             }
             let qty = self.orders[i]["qty"].clone();
@@ -216,6 +221,21 @@ impl FakeState {
         self.move_position(&symbol, signed, price, class);
     }
 
+    /// Gives the legs of every multi-leg order reported `filled` the fills they lagged behind
+    /// (`legs_lag`): each leg its whole quantity at its `fill_prices` price (else `price`).
+    pub fn settle_legs(&mut self, price: &str) {
+        for order in self.orders.iter_mut().filter(|o| o["status"] == "filled") {
+            let Some(legs) = order["legs"].as_array_mut() else { continue };
+            for leg in legs {
+                let symbol = leg["symbol"].as_str().unwrap_or_default().to_string();
+                let p = self.fill_prices.get(&symbol).cloned().unwrap_or_else(|| price.to_string());
+                leg["status"] = "filled".into();
+                leg["filled_qty"] = leg["qty"].clone();
+                leg["filled_avg_price"] = p.into();
+            }
+        }
+    }
+
     /// Moves the fake account's position in `symbol` (Alpaca keys crypto without the slash).
     fn move_position(&mut self, symbol: &str, signed: f64, price: &str, class: &str) {
         let symbol = symbol.replace('/', "");
@@ -230,6 +250,7 @@ impl FakeState {
                     self.positions.remove(j);
                 } else {
                     self.positions[j]["qty"] = format!("{now}").into();
+                    self.positions[j]["side"] = if now < 0.0 { "short" } else { "long" }.into();
                 }
             }
             None => {
@@ -237,7 +258,8 @@ impl FakeState {
                 let m = self.min_by_symbol.entry(symbol.clone()).or_insert(signed);
                 *m = m.min(signed);
                 self.positions.push(json!({
-                    "symbol": symbol, "asset_class": class, "qty": format!("{signed}"), "side": "long",
+                    "symbol": symbol, "asset_class": class, "qty": format!("{signed}"),
+                    "side": if signed < 0.0 { "short" } else { "long" },
                     "avg_entry_price": price, "current_price": price, "market_value": "0", "unrealized_pl": "0"
                 }))
             }

@@ -34,7 +34,7 @@ use trading_hydra::core::config::{Config, DataFeed, Sim};
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
-use trading_hydra::services::sim_broker::SimBroker;
+use trading_hydra::sim::sim_broker::SimBroker;
 
 /// Wednesday 2026-11-25, 09:35 New York.
 const START: &str = "2026-11-25T14:35:00Z";

@@ -97,8 +97,8 @@ pub struct BacktestArgs {
     pub to: Option<jiff::civil::Date>,
     pub out: PathBuf,
     /// `--sweep`: the axes of a parameter grid (none: one plain backtest).
-    pub sweep: Vec<crate::services::sweep::Axis>,
-    pub rank: crate::services::sweep::Rank,
+    pub sweep: Vec<crate::research::sweep::Axis>,
+    pub rank: crate::research::sweep::Rank,
     /// `--jobs`; `None`: the machine's cores.
     pub jobs: Option<usize>,
     /// `--walk-forward TRAIN:TEST`, in trading days.
@@ -165,8 +165,8 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let mut synthetic: Option<u32> = None;
     let mut from: Option<jiff::civil::Date> = None;
     let mut to: Option<jiff::civil::Date> = None;
-    let mut sweep: Vec<crate::services::sweep::Axis> = Vec::new();
-    let mut rank: Option<crate::services::sweep::Rank> = None;
+    let mut sweep: Vec<crate::research::sweep::Axis> = Vec::new();
+    let mut rank: Option<crate::research::sweep::Rank> = None;
     let mut jobs: Option<usize> = None;
     let mut walk_forward: Option<(usize, usize)> = None;
     let mut out: Option<PathBuf> = None;
@@ -290,13 +290,13 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
             "--sweep" => {
                 only(&["backtest"])?;
-                sweep.push(crate::services::sweep::Axis::parse(&value("--sweep")?).map_err(usage)?);
+                sweep.push(crate::research::sweep::Axis::parse(&value("--sweep")?).map_err(usage)?);
             }
             "--rank" => {
                 only(&["backtest"])?;
                 let v = value("--rank")?;
                 rank = Some(
-                    crate::services::sweep::Rank::parse(&v)
+                    crate::research::sweep::Rank::parse(&v)
                         .ok_or_else(|| usage(format!("--rank takes return, drawdown, sharpe or trades, got {v:?}")))?,
                 );
             }
@@ -381,7 +381,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 to,
                 out: out.unwrap_or_else(|| PathBuf::from("backtest")),
                 sweep,
-                rank: rank.unwrap_or(crate::services::sweep::Rank::Return),
+                rank: rank.unwrap_or(crate::research::sweep::Rank::Return),
                 jobs,
                 walk_forward,
             })
@@ -510,14 +510,14 @@ mod tests {
             Command::Backtest(b) => {
                 assert_eq!(b.sweep.len(), 2);
                 assert_eq!(b.sweep[0].values, ["1", "2"]);
-                assert_eq!(b.rank, crate::services::sweep::Rank::Sharpe);
+                assert_eq!(b.rank, crate::research::sweep::Rank::Sharpe);
                 assert_eq!(b.jobs, Some(3));
                 assert_eq!(b.walk_forward, Some((20, 5)));
             }
             other => panic!("{other:?}"),
         }
         match p("backtest --data d --sweep a.b=1").unwrap() {
-            Command::Backtest(b) => assert_eq!((b.rank, b.jobs), (crate::services::sweep::Rank::Return, None)),
+            Command::Backtest(b) => assert_eq!((b.rank, b.jobs), (crate::research::sweep::Rank::Return, None)),
             other => panic!("{other:?}"),
         }
         for bad in [

@@ -19,7 +19,9 @@ pub mod cli;
 pub mod core;
 pub mod error;
 pub mod orchestrator;
+pub mod research;
 pub mod services;
+pub mod sim;
 #[cfg(test)]
 pub(crate) mod test_dir;
 

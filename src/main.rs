@@ -22,6 +22,7 @@ use trading_hydra::cli::{self, Command, RunArgs};
 use trading_hydra::core::clock::{self, Clock, ScaledClock, SystemClock};
 use trading_hydra::core::config::{self, Config, Console, TradingMode};
 use trading_hydra::core::halt::{self, Halt, HaltReason};
+use trading_hydra::core::halt_store;
 use trading_hydra::core::ledger_account::{self, LedgerAccount};
 use trading_hydra::core::ledger_lock::LedgerLock;
 use trading_hydra::core::logging::{self, LogSettings};
@@ -31,13 +32,14 @@ use trading_hydra::event;
 use trading_hydra::orchestrator::{
     CONFIG_DIR_KEY, Orchestrator, RELOAD_REQUEST_KEY, RELOAD_RESULT_KEY, heartbeat_due, heartbeat_pace,
 };
+use trading_hydra::research::{backtest, sweep};
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
 use trading_hydra::services::broker::{Account, Broker, BrokerError};
 use trading_hydra::services::notify;
-use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
 use trading_hydra::services::systemd::Notifier;
-use trading_hydra::services::{backtest, bar_files, sweep};
+use trading_hydra::sim::bar_files;
+use trading_hydra::sim::sim_broker::SimBroker;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -606,7 +608,7 @@ fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
     let since = ledger_account::now(&state, Timestamp::now())?.now;
     let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since, until: None };
     notify::start(cfg.settings.notify.format);
-    let change = halt::set(&state, &halt)?;
+    let change = halt_store::set(&state, &halt)?;
     let new = change.is_some();
     notify::announce(change);
     // A one-shot command: give the webhook its time, bounded, before the process ends.
@@ -754,7 +756,7 @@ fn resume(flag: Option<PathBuf>) -> Result<(), Error> {
     for h in &active {
         match halt::resume_allowed(h, now, &cfg.timezone) {
             Ok(()) => {
-                notify::announce(halt::clear(&state, h.reason, "operator", now)?);
+                notify::announce(halt_store::clear(&state, h.reason, "operator", now)?);
                 println!("lifted: {}", h.reason);
             }
             Err(why) => println!("still halted: {why}"),

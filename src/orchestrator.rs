@@ -28,7 +28,8 @@ use crate::bots::Bot;
 use crate::core::clock::{self, Clock};
 use crate::core::config::Config;
 use crate::core::config_diff;
-use crate::core::halt::{self, Halt, HaltReason};
+use crate::core::halt::{Halt, HaltReason};
+use crate::core::halt_store;
 use crate::core::health::FailureWindow;
 use crate::core::ledger_account::{self, Claim, LedgerAccount};
 use crate::core::risk;
@@ -42,7 +43,7 @@ use crate::services::exitbot::{self, Readings};
 use crate::services::market_session::BrokerSession;
 use crate::services::notify;
 use crate::services::portfolio;
-use crate::services::sim_broker::SIM_ACCOUNT_ID;
+use crate::sim::sim_broker::SIM_ACCOUNT_ID;
 
 /// What one iteration did; also what step 5 logs and records.
 #[derive(Debug, Clone, PartialEq)]
@@ -510,7 +511,7 @@ impl Orchestrator {
             market_open: session.is_open,
         };
         // Halts held in memory are stored as soon as the ledger takes writes again.
-        let _ = halt::store_held(&self.state, &mut self.held_halts);
+        let _ = halt_store::store_held(&self.state, &mut self.held_halts);
         let outcome = exitbot::run(
             &mut self.state,
             &self.cfg,
@@ -594,7 +595,7 @@ impl Orchestrator {
                         since: now,
                         until: None,
                     };
-                    let (change, failed) = halt::set_or_hold(&self.state, &mut self.held_halts, &halt);
+                    let (change, failed) = halt_store::set_or_hold(&self.state, &mut self.held_halts, &halt);
                     notify::announce(change);
                     if let Some(e) = failed {
                         self.step_failed("execution", &e, now, &mut errors);
@@ -771,7 +772,7 @@ impl Orchestrator {
         let detail = format!("iteration {} panicked: {message}", self.iteration);
         event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = detail.as_str());
         let halt = Halt { reason: HaltReason::InternalError, detail, since: now, until: None };
-        let (change, failed) = halt::set_or_hold(&self.state, &mut self.held_halts, &halt);
+        let (change, failed) = halt_store::set_or_hold(&self.state, &mut self.held_halts, &halt);
         notify::announce(change);
         if let Some(e) = failed {
             event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = e.to_string())
@@ -803,7 +804,7 @@ impl Orchestrator {
     /// store it.
     fn hold_state_error(&mut self, detail: &str, now: Timestamp) {
         let halt = Halt { reason: HaltReason::StateError, detail: detail.to_string(), since: now, until: None };
-        let (change, failed) = halt::set_or_hold(&self.state, &mut self.held_halts, &halt);
+        let (change, failed) = halt_store::set_or_hold(&self.state, &mut self.held_halts, &halt);
         notify::announce(change);
         if let Some(e) = failed {
             event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e.to_string());

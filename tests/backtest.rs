@@ -366,7 +366,8 @@ fn the_report_page_is_well_formed_self_contained_and_renders() {
 fn bar_files_streamed_give_the_same_report_as_the_same_bars_held_in_memory() {
     use std::sync::Arc;
     use trading_hydra::core::config::Config;
-    use trading_hydra::services::{backtest, bar_files};
+    use trading_hydra::research::backtest;
+    use trading_hydra::sim::bar_files;
     // Thursday to Tuesday: the weekend is longer than the window the stream keeps, crypto trades
     // through it, and the momentum and options bots trade each session.
     let work = scratch("streamed");
@@ -411,7 +412,8 @@ fn bar_files_streamed_give_the_same_report_as_the_same_bars_held_in_memory() {
 fn the_benchmark_read_during_the_run_equals_buy_and_hold_over_the_whole_files() {
     use std::sync::Arc;
     use trading_hydra::core::config::Config;
-    use trading_hydra::services::{backtest, bar_files, report_page};
+    use trading_hydra::research::{backtest, report_page};
+    use trading_hydra::sim::bar_files;
     // SPY begins a day late and AAPL misses an hour: a symbol before its first bar is its cash,
     // and a gap holds the last close.
     let work = scratch("benchmark");

@@ -734,7 +734,7 @@ fn download_writes_one_csv_per_symbol_and_resumes_after_the_last_bar() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(stdout(&out).contains("SPY: 1 new bars"), "{}", stdout(&out));
     assert!(stdout(&out).contains("SPY: removed the cut-off last line"), "{}", stdout(&out));
-    let bars = trading_hydra::services::bar_files::read(&s.path("bars")).unwrap();
+    let bars = trading_hydra::sim::bar_files::read(&s.path("bars")).unwrap();
     assert_eq!(bars["SPY"].len(), 3);
     assert_eq!(bars["SPY"][2].close, 482.0);
     assert_eq!(bars["BTC/USD"].len(), 2);
@@ -781,7 +781,7 @@ fn download_follows_pages_and_rides_out_a_429_mid_way() {
     against(&fake, &mut c, KEY, SECRET);
     let out = c.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let got = trading_hydra::services::bar_files::read(&s.path("bars/SPY.csv")).unwrap();
+    let got = trading_hydra::sim::bar_files::read(&s.path("bars/SPY.csv")).unwrap();
     assert_eq!(got["SPY"].len(), 25, "three pages, all bars, none twice");
     let pages: Vec<_> = fake.seen().into_iter().filter(|r| r.path == "/v2/stocks/bars").collect();
     assert_eq!(pages.len(), 4, "page 1, the 429, page 2 again, page 3");

@@ -12,7 +12,7 @@ use trading_hydra::core::config::{Config, Sim};
 use trading_hydra::core::halt::{Halt, HaltReason};
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
-use trading_hydra::services::sim_broker::SimBroker;
+use trading_hydra::sim::sim_broker::SimBroker;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()

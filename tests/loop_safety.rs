@@ -23,8 +23,8 @@ use trading_hydra::core::idle::Cause;
 use trading_hydra::core::state::State;
 use trading_hydra::orchestrator::Orchestrator;
 use trading_hydra::services::alpaca_client::AlpacaClient;
-use trading_hydra::services::sim_broker::SimBroker;
 use trading_hydra::services::status;
+use trading_hydra::sim::sim_broker::SimBroker;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -924,7 +924,8 @@ fn an_order_under_our_id_that_is_not_ours_is_never_booked_and_nothing_is_sold() 
     assert!(fake.lock().min_by_symbol.get("BTCUSD").is_none_or(|m| *m >= 2.0));
 
     // The operator looked and resumes: the next entry goes out under a new id and is ours.
-    trading_hydra::core::halt::clear(o.state(), HaltReason::OrderConflict, "operator", clock_now(&clock)).unwrap();
+    trading_hydra::core::halt_store::clear(o.state(), HaltReason::OrderConflict, "operator", clock_now(&clock))
+        .unwrap();
     move_to(&fake, &clock, "2026-11-25T15:00:20Z");
     assert_eq!(o.run_iteration().orders_submitted, 1);
     let sent = posts(&fake);

@@ -15,7 +15,7 @@ use trading_hydra::core::instrument::{OptionKind, occ_symbol};
 use trading_hydra::core::order::{Amount, Leg, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use trading_hydra::core::state::State;
 use trading_hydra::services::broker::{Broker, BrokerError, OrderRequest};
-use trading_hydra::services::sim_broker::SimBroker;
+use trading_hydra::sim::sim_broker::SimBroker;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
@@ -358,7 +358,7 @@ fn resting_stops_trigger_on_the_bars_low_and_gaps_fill_at_the_open() {
     let rows = [flat, flat, (100.0, 100.0, 99.2, 99.9), (97.0, 97.2, 95.5, 96.0), (96.0, 96.1, 95.9, 96.0)];
     data.insert("AAPL".to_string(), bars("2026-11-25T14:59:00Z", &rows));
     data.insert("BTC/USD".to_string(), bars("2026-11-25T14:59:00Z", &rows));
-    b.replay(trading_hydra::services::replay::Replay::held(std::sync::Arc::new(data)));
+    b.replay(trading_hydra::sim::replay::Replay::held(std::sync::Arc::new(data)));
     let buy = |b: &mut SimBroker, coid: &str, symbol: &str, tif| {
         b.submit_order(&req(coid, symbol, Side::Buy, qty(10), tif)).unwrap()
     };

@@ -932,8 +932,7 @@ impl Config {
 
     /// The exit rules of the bot section with id `bot`, enabled or not (for a position opened
     /// before the rules were stored with it).
-    pub fn rules_of(&self, bot: &str) -> Option<crate::core::state::PositionRules> {
-        use crate::core::state::PositionRules;
+    pub fn rules_of(&self, bot: &str) -> Option<PositionRules> {
         let b = &self.bots;
         if let Some(m) = b.momentum_bots.iter().find(|m| m.bot_id == bot) {
             return Some(PositionRules {
@@ -1459,6 +1458,18 @@ pub fn trading_mode(sim: bool, alpaca_paper: Option<&str>, live_confirmed: bool)
         }
         Some(other) => Err(format!("ALPACA_PAPER must be true or false, got {other:?}")),
     }
+}
+
+/// The exit rules a bot had when it entered a symbol (the ledger's `position_rules`): what closes the position
+/// if the bot or the symbol later leaves the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionRules {
+    pub kind: BotKind,
+    pub exits: Exits,
+    /// Stocks: the bot's day end, on `system.timezone`'s clock.
+    pub manage_until: Option<HhMm>,
+    /// Options: closed this many days before the nearest expiry.
+    pub exit_days_before_expiry: Option<u32>,
 }
 
 #[cfg(test)]

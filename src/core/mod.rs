@@ -4,12 +4,12 @@
 //! `bots` nor `services`.
 //! Nothing here talks to a broker.
 
-pub mod black_scholes;
 pub mod clock;
 pub mod config;
 pub mod config_diff;
 pub mod decimal;
 pub mod halt;
+pub mod halt_store;
 pub mod health;
 pub mod idle;
 pub mod instrument;

@@ -223,17 +223,8 @@ const MIGRATIONS: &[&str] = &[
 const UNFINISHED: &str = "status <> 'filled' AND status <> 'canceled' AND status <> 'expired' AND status <> 'replaced'
        AND status <> 'rejected' AND status <> 'done_for_day' AND status <> 'abandoned' AND status <> 'conflict'";
 
-/// The exit rules a bot had when it entered a symbol (`position_rules`): what closes the position
-/// if the bot or the symbol later leaves the configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PositionRules {
-    pub kind: BotKind,
-    pub exits: Exits,
-    /// Stocks: the bot's day end, on `system.timezone`'s clock.
-    pub manage_until: Option<HhMm>,
-    /// Options: closed this many days before the nearest expiry.
-    pub exit_days_before_expiry: Option<u32>,
-}
+/// The exit rules stored beside each entry (`position_rules`); the type is the configuration's.
+pub use crate::core::config::PositionRules;
 
 /// One position as the broker reported it at the last reconciliation.
 #[derive(Debug, Clone, PartialEq)]

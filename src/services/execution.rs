@@ -31,7 +31,8 @@ use crate::core::clock::{self, SessionState};
 use crate::core::config::BotKind;
 use crate::core::config::Config;
 use crate::core::decimal::Dec;
-use crate::core::halt::{self, Halt, HaltReason};
+use crate::core::halt::{Halt, HaltReason};
+use crate::core::halt_store;
 use crate::core::idle::{Cause, Idle};
 use crate::core::instrument::{AssetClass, OccSymbol};
 use crate::core::market_data::{Bar, BySymbol, Contracts, Quote, Snapshots};
@@ -858,7 +859,7 @@ impl Execution {
             since: now,
             until: None,
         };
-        crate::services::notify::announce(halt::set(state, &halt)?);
+        crate::services::notify::announce(halt_store::set(state, &halt)?);
         Ok(())
     }
 

@@ -17,6 +17,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::core::clock;
 use crate::core::config::Config;
 use crate::core::halt::{self, Halt, HaltReason};
+use crate::core::halt_store;
 use crate::core::health::{self, FailureWindow};
 use crate::core::risk;
 use crate::core::state::State;
@@ -119,7 +120,7 @@ pub fn run(
         }
     }
     for (reason, detail, until) in wanted {
-        let (change, failed) = halt::set_or_hold(state, held, &Halt { reason, detail, since: now, until });
+        let (change, failed) = halt_store::set_or_hold(state, held, &Halt { reason, detail, since: now, until });
         notify::announce(change);
         if let Some(e) = failed {
             error.get_or_insert(e.into());
@@ -145,7 +146,7 @@ pub fn run(
             still.push(h);
             continue;
         }
-        match halt::clear(state, h.reason, "auto", now) {
+        match halt_store::clear(state, h.reason, "auto", now) {
             Ok(change) => notify::announce(change),
             Err(e) => {
                 error.get_or_insert(e.into());

@@ -69,7 +69,7 @@ mod tests {
     use super::*;
     use crate::core::clock::{Clock, ManualClock};
     use crate::core::config::Sim;
-    use crate::services::sim_broker::SimBroker;
+    use crate::sim::sim_broker::SimBroker;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -63,7 +63,7 @@ struct Sender {
 static SENDER: OnceLock<Mutex<Option<Sender>>> = OnceLock::new();
 
 /// Posts what a halt's `set` or `clear` changed, if anything.
-pub fn announce(change: Option<crate::core::halt::Change>) {
+pub fn announce(change: Option<crate::core::halt_store::Change>) {
     if let Some(c) = change {
         send(Note { event: c.event, title: c.title, text: c.text });
     }

@@ -23,7 +23,6 @@ use jiff::Timestamp;
 use jiff::civil::{Date, Weekday};
 use serde::{Deserialize, Serialize};
 
-use crate::core::black_scholes;
 use crate::core::clock::{self, Clock, MarketCalendar, RegularSession};
 use crate::core::config::Sim;
 use crate::core::decimal::Dec;
@@ -34,7 +33,8 @@ use crate::core::state::{State, StateError};
 use crate::services::broker::{
     Account, Broker, BrokerError, CallStats, MarketClock, Order, OrderRequest, Position, ReplaceRequest,
 };
-use crate::services::replay::Replay;
+use crate::sim::black_scholes;
+use crate::sim::replay::Replay;
 
 /// Minutes of history kept per symbol (about two days).
 const KEEP_MINUTES: usize = 3000;

@@ -30,31 +30,17 @@ use crate::core::market_data::{Bar, BySymbol};
 use crate::core::order::Intent;
 use crate::core::state::State;
 use crate::orchestrator::Orchestrator;
-use crate::services::replay::Replay;
-use crate::services::sim_broker::SimBroker;
-use crate::services::{bar_files, report_page};
+use crate::research::report_page;
+use crate::sim::bar_files;
+use crate::sim::replay::Replay;
+use crate::sim::sim_broker::SimBroker;
 
 /// The market the backtest's simulated broker is seeded with (only option open interest and
 /// volume come from it: prices come from the data).
 const SEED: u64 = 42;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct Summary {
-    pub start_equity: f64,
-    pub end_equity: f64,
-    pub total_return_pct: f64,
-    pub max_drawdown_pct: f64,
-    pub daily_sharpe: Option<f64>,
-    pub trades: u32,
-    pub win_rate_pct: Option<f64>,
-    pub avg_win: Option<f64>,
-    pub avg_loss: Option<f64>,
-    pub exposure_pct: f64,
-    pub per_bot_pnl: BTreeMap<String, f64>,
-    pub halts: BTreeMap<String, u32>,
-    pub bars: u64,
-    pub skipped: Vec<String>,
-}
+/// A backtest's figures; the type is the report page's, which shows them.
+pub use crate::research::report_page::Summary;
 
 /// A backtest's bars, on the dates it replays.
 pub enum Bars {
@@ -225,7 +211,7 @@ pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySym
     };
     let to = clock::start_of_date(last.tomorrow().map_err(|e| e.to_string())?);
     let symbols: Vec<String> = symbols.into_iter().collect();
-    Ok(crate::services::sim_broker::synthetic_bars(
+    Ok(crate::sim::sim_broker::synthetic_bars(
         &symbols,
         seed,
         cfg.settings.sim.volatility,

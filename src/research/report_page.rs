@@ -19,7 +19,25 @@ use crate::core::decimal::Dec;
 use crate::core::market_data::Bar;
 use crate::core::order::Intent;
 use crate::core::state::OrderRecord;
-use crate::services::backtest::Summary;
+
+/// A backtest's headline figures: what `report.json`, the summary printed and this page show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub start_equity: f64,
+    pub end_equity: f64,
+    pub total_return_pct: f64,
+    pub max_drawdown_pct: f64,
+    pub daily_sharpe: Option<f64>,
+    pub trades: u32,
+    pub win_rate_pct: Option<f64>,
+    pub avg_win: Option<f64>,
+    pub avg_loss: Option<f64>,
+    pub exposure_pct: f64,
+    pub per_bot_pnl: BTreeMap<String, f64>,
+    pub halts: BTreeMap<String, u32>,
+    pub bars: u64,
+    pub skipped: Vec<String>,
+}
 
 /// What the page shows.
 pub struct Page<'a> {

@@ -28,7 +28,7 @@ use serde_yaml::Value;
 use crate::core::clock;
 use crate::core::config::{Config, ConfigError};
 use crate::core::market_data::{Bar, BySymbol};
-use crate::services::backtest::{self, Summary};
+use crate::research::backtest::{self, Summary};
 
 /// One `--sweep KEY=V1,V2,…`: a configuration key and the values it takes, as written.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::core::market_data::{Bar, BySymbol};
-use crate::services::bar_files::{Checked, OnDates};
+use crate::sim::bar_files::{Checked, OnDates};
 
 /// How far behind the clock a streamed symbol keeps its bars at least (the synthetic market's own
 /// history is as long).
@@ -225,7 +225,7 @@ impl Stream {
 mod tests {
     use super::*;
     use crate::core::clock::Dates;
-    use crate::services::bar_files;
+    use crate::sim::bar_files;
 
     fn bar(m: i64, close: f64) -> Bar {
         let t = Timestamp::from_second(1_735_000_000 + 60 * m).unwrap_or(Timestamp::UNIX_EPOCH);

@@ -29,27 +29,36 @@ fn module_of(path: &Path) -> String {
     parts.join("::")
 }
 
-/// The modules a file's non-test code names as `crate::a` or `crate::a::b` (a module is a
-/// lower-case path segment; `crate::orchestrator::Orchestrator` names `orchestrator`).
+/// A module's name at the start of `text`: a lower-case path segment (`halt_store`), or `""` for
+/// a type (`Bot`), a group (`{…}`) or anything else.
+fn segment(text: &str) -> &str {
+    let end = text.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(text.len());
+    &text[..end]
+}
+
+/// The modules a file's non-test code names as `crate::a` or `crate::a::b`, groups included
+/// (`crate::sim::{bar_files, replay::Replay}` names `sim::bar_files` and `sim::replay`). The
+/// orchestrator and the command layer are one module each.
 fn imports(code: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for (at, _) in code.match_indices("crate::") {
         let rest = &code[at + "crate::".len()..];
-        let mut segments = Vec::new();
-        for seg in rest.split("::").take(2) {
-            let name: String =
-                seg.chars().take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_').collect();
-            if name.is_empty() {
-                break; // a type (`crate::bots::Bot`) or a group (`crate::bots::{…}`)
-            }
-            segments.push(name.clone());
-            if name.len() != seg.len() {
-                break; // `crate::core::halt_store;`
-            }
+        let top = segment(rest);
+        if !LAYERS.iter().any(|l| l.split('|').any(|n| n == top)) || top.is_empty() {
+            continue; // `crate::event!`, `crate::VERSION`
         }
-        if let Some(top) = segments.first().filter(|t| LAYERS.iter().any(|l| l.split('|').any(|n| n == t.as_str()))) {
-            let flat = ["orchestrator", "cli", "error"].contains(&top.as_str());
-            found.insert(if flat || segments.len() == 1 { top.clone() } else { segments[..2].join("::") });
+        let after = rest[top.len()..].strip_prefix("::").unwrap_or("");
+        let mut second: Vec<&str> = Vec::new();
+        if let Some(group) = after.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            second.extend(group.split(',').map(|item| segment(item.trim())).filter(|m| !m.is_empty() && *m != "self"));
+        } else if !segment(after).is_empty() {
+            second.push(segment(after));
+        }
+        if ["orchestrator", "cli", "error"].contains(&top) || second.is_empty() {
+            found.insert(top.to_string());
+        } else {
+            found.extend(second.into_iter().map(|m| format!("{top}::{m}")));
         }
     }
     found

@@ -1,0 +1,75 @@
+//! `SAFETY.md` names only what exists: every function it cites as `src/…rs::function` or
+//! `src/…rs::Type::function` is defined in that file (and the type too), and every test it lists
+//! after "Tests:" is a `#[test]` function of this crate. A rename that forgets the safety case
+//! fails here.
+
+use std::path::{Path, PathBuf};
+
+/// The text between backticks, in order.
+fn quoted(text: &str) -> Vec<&str> {
+    text.split('`').skip(1).step_by(2).collect()
+}
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Whether `code` defines `fn name` (followed by its parameters or generics).
+fn defines_fn(code: &str, name: &str) -> bool {
+    ["(", "<"].iter().any(|next| code.contains(&format!("fn {name}{next}")))
+}
+
+#[test]
+fn the_safety_case_names_only_functions_and_tests_that_exist() {
+    let case = std::fs::read_to_string("SAFETY.md").unwrap();
+    let mut missing = Vec::new();
+    let mut functions = 0;
+    for q in quoted(&case) {
+        let Some((file, path)) = q.split_once(".rs::") else { continue };
+        let file = format!("{file}.rs");
+        let Ok(code) = std::fs::read_to_string(&file) else {
+            missing.push(format!("{q}: no file {file}"));
+            continue;
+        };
+        let mut segments: Vec<&str> = path.split("::").collect();
+        let function = segments.pop().unwrap();
+        if !defines_fn(&code, function) {
+            missing.push(format!("{q}: no fn {function} in {file}"));
+        }
+        for ty in segments {
+            let defined = ["struct", "enum", "trait"].iter().any(|k| code.contains(&format!("{k} {ty} ")))
+                || code.contains(&format!("for {ty} {{"));
+            if !defined {
+                missing.push(format!("{q}: no type {ty} in {file}"));
+            }
+        }
+        functions += 1;
+    }
+
+    let mut files = Vec::new();
+    sources(Path::new("src"), &mut files);
+    sources(Path::new("tests"), &mut files);
+    let code: String = files.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect::<Vec<_>>().join("\n");
+    let mut tests = 0;
+    for paragraph in case.split("\n\n").filter(|p| p.starts_with("Tests:")) {
+        for name in quoted(paragraph) {
+            let is_test = code.match_indices(&format!("fn {name}()")).any(|(at, _)| {
+                let before = code[..at].trim_end();
+                before.ends_with("#[test]") || before.ends_with("#[ignore]")
+            });
+            if !is_test {
+                missing.push(format!("test {name}: no such #[test] fn"));
+            }
+            tests += 1;
+        }
+    }
+    assert!(functions >= 20 && tests >= 40, "the case names {functions} functions and {tests} tests");
+    assert!(missing.is_empty(), "SAFETY.md names what does not exist:\n{}", missing.join("\n"));
+}

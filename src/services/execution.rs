@@ -1315,10 +1315,15 @@ impl Execution {
             }
             // A symbol cooling down after an exit says so whatever its signal does meanwhile (its
             // cause would otherwise flip between no_signal and cooling_down as the signal comes
-            // and goes); one held says that instead.
-            for (symbol, why) in idle.iter_mut().filter(|(_, why)| !why.causes.contains(&Cause::Holding)) {
-                if let Some(refusal) = cooling_down(state, *bot, symbol, now, &cfg.timezone)? {
-                    *why = Idle::new(refusal.cause(), refusal.to_string());
+            // and goes); one held says that instead. Only for a ledger whose bot activity someone
+            // reads (`status`, the log): a backtest's keeps none and logs nothing, and this ledger
+            // read per idle symbol a minute was 10 % of its instructions. The cooldown itself is
+            // checked before every entry all the same (`risk_check`).
+            if state.keeps_status_rows() {
+                for (symbol, why) in idle.iter_mut().filter(|(_, why)| !why.causes.contains(&Cause::Holding)) {
+                    if let Some(refusal) = cooling_down(state, *bot, symbol, now, &cfg.timezone)? {
+                        *why = Idle::new(refusal.cause(), refusal.to_string());
+                    }
                 }
             }
             let mut entered = false;

@@ -66,7 +66,9 @@ impl Scratch {
 
     fn log_lines(&self) -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(self.path("logs/app.jsonl")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
+        // The daemon may be writing while we read: only lines with their newline are whole.
+        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        whole.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}"))).collect()
     }
 
     fn events(&self, name: &str) -> Vec<serde_json::Value> {

@@ -112,17 +112,23 @@ impl RotatingFile {
         })
     }
 
-    /// Appends one line (without its newline); rotates first when it would not fit.
-    pub fn write_line(&mut self, line: &str) {
-        let len = line.len() as u64 + 1;
+    /// Appends one line (given without its newline); rotates first when it would not fit.
+    ///
+    /// The line and its newline go to the buffer in one piece, so every time the buffer spills
+    /// the file grows by whole lines: someone reading `app.jsonl` while the daemon writes it
+    /// (`tail -f | jq`, `status`, the tests) never sees half a record unless a single line is
+    /// longer than the buffer.
+    pub fn write_line(&mut self, line: String) {
+        let mut line = line;
+        line.push('\n');
+        let len = line.len() as u64;
         if self.size > 0
             && self.size + len > self.max_bytes
             && let Err(e) = self.rotate()
         {
             self.complain(&e);
         }
-        let result = self.out.write_all(line.as_bytes()).and_then(|()| self.out.write_all(b"\n"));
-        match result {
+        match self.out.write_all(line.as_bytes()) {
             Ok(()) => self.size += len,
             Err(e) => self.complain(&e),
         }
@@ -230,11 +236,11 @@ fn write_all(mut file: RotatingFile, inbox: Receiver<ToWriter>, tz: TimeZone) {
                 "count": dropped,
                 "detail": "the log file fell behind (a slow or hung disk); these lines were not written",
             });
-            file.write_line(&note.to_string());
+            file.write_line(note.to_string());
         }
         match msg {
             ToWriter::Line { text, flush } => {
-                file.write_line(&text);
+                file.write_line(text);
                 if flush {
                     file.flush();
                 }
@@ -515,7 +521,7 @@ mod tests {
         let mut f = RotatingFile::open(&path, 1000, 2).unwrap();
         let line = "x".repeat(99); // 100 bytes with its newline
         for _ in 0..55 {
-            f.write_line(&line);
+            f.write_line(line.clone());
         }
         f.flush();
         let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).ok();
@@ -527,8 +533,26 @@ mod tests {
         // Reopening continues the current file's size.
         let mut again = RotatingFile::open(&path, 1000, 2).unwrap();
         assert_eq!(again.size, 500);
-        again.write_line(&line);
+        again.write_line(line.clone());
         again.flush();
         assert_eq!(size(&path), Some(600));
+    }
+
+    #[test]
+    fn the_file_grows_by_whole_lines_while_the_buffer_spills() {
+        let scratch = crate::test_dir::TestDir::new("log-spill");
+        let path = scratch.path().join("app.jsonl");
+        let mut f = RotatingFile::open(&path, 10_000_000, 1).unwrap();
+        // 113-byte lines in a 16,384-byte buffer: (144 + 1) × 113 = 16,385, so the 145th
+        // record is the one that does not fit. Written as line and newline apart, the buffer
+        // spilled with the 145th line in it and its newline not; written whole, the spill
+        // stops after the 144th.
+        for n in 0..145 {
+            f.write_line(format!("{n:0>112}"));
+        }
+        let seen = std::fs::read(&path).unwrap();
+        assert!(!seen.is_empty(), "the buffer spilled before any flush");
+        assert_eq!(seen.last(), Some(&b'\n'), "a reader sees {} bytes ending mid-record", seen.len());
+        assert_eq!(seen.len(), 144 * 113);
     }
 }

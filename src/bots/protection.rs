@@ -17,9 +17,7 @@ use crate::core::instrument::AssetClass;
 use crate::core::order::{OrderType, Side, TimeInForce};
 use crate::core::state::OwnedPosition;
 
-/// The rule a protective order names, in the ledger and the events, and the exit it becomes when
-/// it fills.
-pub const BROKER_STOP: &str = "broker_stop";
+pub use crate::core::order::BROKER_STOP;
 
 /// How far beyond its stop a crypto stop-limit's limit sits: room to fill in a fast fall.
 pub const CRYPTO_LIMIT_ROOM: f64 = 0.02;

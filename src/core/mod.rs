@@ -4,6 +4,7 @@
 //! `bots` nor `services`.
 //! Nothing here talks to a broker.
 
+pub mod backtest_reads;
 pub mod clock;
 pub mod config;
 pub mod config_diff;

@@ -223,6 +223,11 @@ pub struct Leg {
     pub position_intent: PositionIntent,
 }
 
+/// The rule a protective order names, in the ledger and the events, and the exit it becomes when
+/// it fills (`bots::protection`). Here because the ledger's read of the exits in flight leaves
+/// protective stops out by it.
+pub const BROKER_STOP: &str = "broker_stop";
+
 /// What one of our orders is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Intent {

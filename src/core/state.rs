@@ -7,9 +7,9 @@
 //! our client order ids (`ClientOrderId`: a random epoch per process and a counter that only
 //! grows), and which writes are fsynced before they return (`durably`: an order recorded before it is sent, a halt). Timestamps are stored as
 //! fixed-width UTC text (`clock::db_ts`) so that text order is time order and a person can read
-//! them with `sqlite3`. Every statement goes through the statement cache (`Cached`), and the reads
-//! the loop repeats most are kept until a row changes (`Memo`; a better price brings the kept
-//! owned positions up to date in place). A backtest's ledger is the same
+//! them with `sqlite3`. Every statement goes through the statement cache (`Cached`); every read is
+//! a read of the file as it is now — nothing is kept between calls, so no answer can be stale.
+//! A backtest's ledger is the same
 //! schema in memory (`open_memory`), without what only `status` reads: it writes no loop-run rows
 //! and no bot activity (a third of its statements a minute, for a ledger nobody will look at).
 //!
@@ -20,13 +20,13 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
+use crate::core::backtest_reads::Kept;
 use crate::core::clock::{self, HhMm};
 use crate::core::config::{BotKind, Exits};
 use crate::core::decimal::Dec;
@@ -34,7 +34,7 @@ use crate::core::halt::{Halt, HaltReason};
 use crate::core::idle::{Cause, Idle};
 use crate::core::instrument;
 use crate::core::ledger::{self, Fill, Holding};
-use crate::core::order::{Intent, OrderStatus, OrderType, RecordStatus, Side};
+use crate::core::order::{BROKER_STOP, Intent, OrderStatus, OrderType, RecordStatus, Side};
 
 /// The schema version this code writes. Migration `n` (1-based) lifts a database from `n - 1`.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -625,6 +625,23 @@ pub struct BotActivity {
     pub updated_at: Timestamp,
 }
 
+/// The reads a backtest's ledger keeps (`core::backtest_reads`).
+#[derive(Default)]
+struct BacktestReads {
+    owned: Kept<(), Vec<OwnedPosition>>,
+    unfinished: Kept<(), Vec<OrderRecord>>,
+    exits: Kept<(), Vec<(String, String)>>,
+    days: Kept<(String, Date), BotDay>,
+    day_start: Kept<Date, Option<DayStart>>,
+}
+
+/// A bot's trading date so far (`State::bot_day`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BotDay {
+    pub realized_pnl: f64,
+    pub entries: u32,
+}
+
 pub struct State {
     conn: Connection,
     path: PathBuf,
@@ -633,96 +650,14 @@ pub struct State {
     durable: bool,
     /// The random part of the ids this process issues, once it has recorded one.
     epoch: Option<String>,
-    /// The reads the loop makes many times an iteration, kept until the ledger changes (`Memo`).
-    unfinished: Memo<Rc<[OrderRecord]>>,
-    owned: Memo<Rc<[OwnedPosition]>>,
-    budgets: Memo<(Date, Rc<[BudgetRow]>)>,
-    /// Entries per bot on a trading date (`entries_on`), counted for all bots at once.
-    entries: Memo<(Date, std::collections::BTreeMap<String, u32>)>,
     /// `PRAGMA data_version` when other writers were last looked for (`notice_other_writers`).
     others: std::cell::Cell<i64>,
-    /// Rows this connection changed in tables no `Memo` keeps (`run_unkept`): the loop's own
-    /// bookkeeping (a loop-run row, kv, bot activity, the day start) leaves the kept reads valid.
-    unkept: std::cell::Cell<u64>,
-    /// Rows this connection changed by writes declared to touch one kept table only
-    /// (`run_only`), by `Kept`: they leave the reads of the other kept tables valid.
-    only: [std::cell::Cell<u64>; 3],
-    /// The day start of the last date asked (never replaced within its date, `record_day_start`).
-    day_start_kept: std::cell::RefCell<Option<DayStart>>,
+    /// A backtest's ledger in memory only (`open_memory`): its kept reads. `None` for every
+    /// ledger on a file, whose reads are all plain.
+    kept: Option<BacktestReads>,
     /// Whether the rows only `status` reads are written (loop runs, bot activity): not in a
     /// backtest's ledger in memory, which nobody can open.
     for_status: bool,
-}
-
-/// The tables whose reads are kept (`Memo`), each versioned on its own (`State::version`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kept {
-    /// `orders` (and `order_legs`): unfinished orders, entries per bot.
-    Orders = 0,
-    OwnedPositions = 1,
-    Budgets = 2,
-}
-
-/// A read kept with the ledger's version when it was made, and handed out again while the
-/// version is the same. The version is this connection's count of rows it changed (SQLite's
-/// `total_changes`: any insert, update or delete, even one rolled back, moves it) — less the
-/// rows of writes declared to touch no kept table (`run_unkept`) or only another one
-/// (`run_only`): every other write counts for every kept table — with
-/// `PRAGMA data_version` as last read by `notice_other_writers` (it moves when another
-/// connection commits). Within this connection's own writes it is never too slow to read again;
-/// another process's commit is seen at the next `notice_other_writers` — the loop asks once an
-/// iteration, not once a read, because on a WAL file every statement outside a transaction takes
-/// and drops the shared-memory locks, and asking on every kept read was a sixth of the loop's CPU.
-/// Only the daemon itself writes the kept tables (orders, owned positions, budgets: `halt` and
-/// `resume` write halts, which are never kept), so nothing waits on that in practice.
-struct Memo<T>(std::cell::RefCell<Option<((u64, i64), T)>>);
-
-impl<T: Clone> Memo<T> {
-    fn new() -> Memo<T> {
-        Memo(std::cell::RefCell::new(None))
-    }
-
-    /// The kept value if it was read at `version` and `fits`, else `read()`'s, kept.
-    fn get(
-        &self,
-        version: (u64, i64),
-        fits: impl Fn(&T) -> bool,
-        read: impl FnOnce() -> Result<T, StateError>,
-    ) -> Result<T, StateError> {
-        self.with(version, fits, read, T::clone)
-    }
-
-    /// Changes the kept value with `change` and keeps it at `now` if it was kept at `was`: for a
-    /// write whose effect on the read is known exactly. Otherwise nothing kept changes.
-    fn patch(&self, was: (u64, i64), now: (u64, i64), change: impl FnOnce(&mut T)) {
-        let mut kept = self.0.borrow_mut();
-        if let Some((at, value)) = kept.as_mut()
-            && *at == was
-        {
-            change(value);
-            *at = now;
-        }
-    }
-
-    /// `look` at the kept value (read again as `get` would), without a copy of all of it.
-    fn with<R>(
-        &self,
-        version: (u64, i64),
-        fits: impl Fn(&T) -> bool,
-        read: impl FnOnce() -> Result<T, StateError>,
-        look: impl FnOnce(&T) -> R,
-    ) -> Result<R, StateError> {
-        if let Some((at, value)) = &*self.0.borrow()
-            && *at == version
-            && fits(value)
-        {
-            return Ok(look(value));
-        }
-        let value = read()?;
-        let seen = look(&value);
-        *self.0.borrow_mut() = Some((version, value));
-        Ok(seen)
-    }
 }
 
 /// Every statement goes through the connection's statement cache: the loop runs the same few
@@ -777,65 +712,16 @@ fn bad_row(what: &'static str) -> impl FnOnce(String) -> StateError {
 
 impl State {
     fn with(conn: Connection, path: PathBuf, durable: bool, epoch: Option<String>) -> State {
-        State {
-            conn,
-            path,
-            durable,
-            epoch,
-            unfinished: Memo::new(),
-            owned: Memo::new(),
-            budgets: Memo::new(),
-            entries: Memo::new(),
-            others: std::cell::Cell::new(0),
-            unkept: std::cell::Cell::new(0),
-            only: Default::default(),
-            day_start_kept: std::cell::RefCell::new(None),
-            for_status: true,
-        }
+        State { conn, path, durable, epoch, others: std::cell::Cell::new(0), kept: None, for_status: true }
     }
 
-    /// Looks once whether another connection has committed since the last look, and says so; if
-    /// one has, every kept read (`Memo`) is read again. The loop calls it at the start of each
+    /// Looks once whether another connection has committed since the last look, and says so (a
+    /// `halt`, `resume` or `reload` from another process). The loop calls it at the start of each
     /// iteration and while it sleeps.
     pub fn notice_other_writers(&self) -> Result<bool, StateError> {
         let others: i64 =
             self.conn.row("PRAGMA data_version", [], |r| r.get(0)).map_err(sql("reading the data version"))?;
         Ok(self.others.replace(others) != others)
-    }
-
-    /// The version of what a `Memo` of `of` read, for `Memo`: the rows this connection changed
-    /// that may be in that table (all but the bookkeeping and the writes declared to touch only
-    /// another kept table), and others' commits.
-    fn version(&self, of: Kept) -> Result<(u64, i64), StateError> {
-        let elsewhere: u64 =
-            self.only.iter().enumerate().filter(|(t, _)| *t != of as usize).map(|(_, c)| c.get()).sum();
-        Ok((self.conn.total_changes() - self.unkept.get() - elsewhere, self.others.get()))
-    }
-
-    /// A write that touches the kept table `table` and no other (a best price, a budget row): it
-    /// leaves the kept reads of the other tables valid. Anything wider goes through `Cached::run`.
-    fn run_only<P: rusqlite::Params>(&self, table: Kept, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.run_counted(&self.only[table as usize], sql, params)
-    }
-
-    /// A write to a table no `Memo` reads (kv, loop_runs, bot_activity, day_start_equity): the
-    /// rows it changes are not counted against the kept reads. Only for statements that touch
-    /// nothing else; any other write goes through `Cached::run` and counts.
-    fn run_unkept<P: rusqlite::Params>(&self, sql: &str, params: P) -> rusqlite::Result<usize> {
-        self.run_counted(&self.unkept, sql, params)
-    }
-
-    /// Runs a write and adds the rows it changed to `counter` (`run_only`, `run_unkept`).
-    fn run_counted<P: rusqlite::Params>(
-        &self,
-        counter: &std::cell::Cell<u64>,
-        sql: &str,
-        params: P,
-    ) -> rusqlite::Result<usize> {
-        let before = self.conn.total_changes();
-        let result = self.conn.run(sql, params);
-        counter.set(counter.get() + (self.conn.total_changes() - before));
-        result
     }
 
     /// Opens (creating it and its folder on first run) and migrates the database.
@@ -914,6 +800,7 @@ impl State {
         conn.pragma_update(None, "page_size", 1024).map_err(|error| StateError::Open { path: path.clone(), error })?;
         let mut state = State::with(conn, path, false, Some(SCRATCH_EPOCH.to_string()));
         state.for_status = false;
+        state.kept = Some(BacktestReads::default());
         state.migrate()?;
         Ok(state)
     }
@@ -1019,18 +906,26 @@ impl State {
     }
 
     pub fn kv_set(&self, key: &str, value: &str, now: Timestamp) -> Result<(), StateError> {
-        self.run_unkept(
-            "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
+        self.conn
+            .run(
+                "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            params![key, value, clock::db_ts(now)],
-        )
-        .map(drop)
-        .map_err(sql("writing a key"))
+                params![key, value, clock::db_ts(now)],
+            )
+            .map(drop)
+            .map_err(sql("writing a key"))
     }
 
     // --- day-start equity -------------------------------------------------------------------
 
     pub fn day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
+        match &self.kept {
+            None => self.read_day_start(date),
+            Some(kept) => kept.day_start.get(self.conn.total_changes(), date, || self.read_day_start(date)),
+        }
+    }
+
+    fn read_day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
         let row: Option<(f64, String)> = self
             .conn
             .row("SELECT equity, source FROM day_start_equity WHERE trading_date = ?1", [date.to_string()], |r| {
@@ -1050,22 +945,22 @@ impl State {
         source: &str,
         now: Timestamp,
     ) -> Result<DayStart, StateError> {
-        // Never replaced within its date: once read, the loop's every iteration needs no statement.
-        if let Some(kept) = self.day_start_kept.borrow().as_ref().filter(|d| d.trading_date == date) {
-            return Ok(kept.clone());
+        // Read first: every iteration asks, and a write that changes nothing still takes the
+        // file's write lock.
+        if let Some(stands) = self.day_start(date)? {
+            return Ok(stands);
         }
-        self.run_unkept(
-            "INSERT INTO day_start_equity (trading_date, equity, source, recorded_at) VALUES (?1, ?2, ?3, ?4)
+        self.conn
+            .run(
+                "INSERT INTO day_start_equity (trading_date, equity, source, recorded_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (trading_date) DO NOTHING",
-            params![date.to_string(), equity, source, clock::db_ts(now)],
-        )
-        .map_err(sql("recording the day-start equity"))?;
-        let stored = self.day_start(date)?.ok_or_else(|| StateError::BadRow {
+                params![date.to_string(), equity, source, clock::db_ts(now)],
+            )
+            .map_err(sql("recording the day-start equity"))?;
+        self.day_start(date)?.ok_or_else(|| StateError::BadRow {
             what: "day_start_equity",
             detail: "the row just written is missing".into(),
-        })?;
-        *self.day_start_kept.borrow_mut() = Some(stored.clone());
-        Ok(stored)
+        })
     }
 
     // --- halts ------------------------------------------------------------------------------
@@ -1583,35 +1478,64 @@ impl State {
     }
 
     /// Orders that may still change: not in a final status.
-    pub fn unfinished_orders(&self) -> Result<Rc<[OrderRecord]>, StateError> {
-        self.unfinished.get(
-            self.version(Kept::Orders)?,
-            |_| true,
-            || {
-                // `?1` is unused but keeps one reader for every filter.
-                Ok(self.read_orders(&format!("{UNFINISHED} AND ?1 = ?1"), "")?.into())
-            },
-        )
+    pub fn unfinished_orders(&self) -> Result<Vec<OrderRecord>, StateError> {
+        // `?1` is unused but keeps one reader for every filter.
+        let read = || self.read_orders(&format!("{UNFINISHED} AND ?1 = ?1"), "");
+        match &self.kept {
+            None => read(),
+            Some(kept) => kept.unfinished.get(self.conn.total_changes(), (), read),
+        }
+    }
+
+    /// (bot, symbol) of every exit order still in flight, protective stops aside (a resting
+    /// stop is no exit in flight: an exit of the daemon's own clears it first); a pair may come
+    /// twice. The narrow read of `unfinished_orders` the loop asks once a bot a minute. (No
+    /// `DISTINCT`: with it SQLite walks a whole index of orders instead of the unfinished ones.)
+    pub fn exits_in_flight(&self) -> Result<Vec<(String, String)>, StateError> {
+        match &self.kept {
+            None => self.read_exits_in_flight(),
+            Some(kept) => kept.exits.get(self.conn.total_changes(), (), || self.read_exits_in_flight()),
+        }
+    }
+
+    fn read_exits_in_flight(&self) -> Result<Vec<(String, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT bot, symbol FROM orders WHERE {UNFINISHED}
+                 AND intent = 'exit' AND coalesce(rule, '') <> '{BROKER_STOP}'"
+            ))
+            .map_err(sql("reading exits in flight"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql("reading exits in flight"))?;
+        rows.collect::<Result<_, _>>().map_err(sql("reading exits in flight"))
     }
 
     /// Entry orders a bot sent (or tried to) on a trading date: its trades of the day.
     pub fn entries_on(&self, bot: &str, date: Date) -> Result<u32, StateError> {
-        let read = || {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT bot, count(*) FROM orders WHERE trading_date = ?1 AND intent = 'entry'
-                     AND status NOT IN ('rejected', 'abandoned') GROUP BY bot",
-                )
-                .map_err(sql("counting entries"))?;
-            let rows = stmt
-                .query_map([date.to_string()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
-                .map_err(sql("counting entries"))?;
-            let counts = rows.collect::<Result<_, _>>().map_err(sql("counting entries"))?;
-            Ok((date, counts))
-        };
-        let count = |(_, counts): &(Date, std::collections::BTreeMap<String, u32>)| counts.get(bot).copied();
-        Ok(self.entries.with(self.version(Kept::Orders)?, |(d, _)| *d == date, read, count)?.unwrap_or(0))
+        Ok(self.bot_day(bot, date)?.entries)
+    }
+
+    /// A bot's trading date so far, in one read: what it realised (0 before its budget row is
+    /// written) and its entries (`entries_on`).
+    pub fn bot_day(&self, bot: &str, date: Date) -> Result<BotDay, StateError> {
+        match &self.kept {
+            None => self.read_bot_day(bot, date),
+            Some(kept) => {
+                kept.days.get(self.conn.total_changes(), (bot.to_string(), date), || self.read_bot_day(bot, date))
+            }
+        }
+    }
+
+    fn read_bot_day(&self, bot: &str, date: Date) -> Result<BotDay, StateError> {
+        self.conn
+            .row(
+                "SELECT (SELECT realized_pnl FROM budgets WHERE trading_date = ?1 AND bot = ?2),
+                        (SELECT count(*) FROM orders WHERE trading_date = ?1 AND bot = ?2 AND intent = 'entry'
+                         AND status NOT IN ('rejected', 'abandoned'))",
+                params![date.to_string(), bot],
+                |r| Ok(BotDay { realized_pnl: r.get::<_, Option<f64>>(0)?.unwrap_or(0.0), entries: r.get(1)? }),
+            )
+            .map_err(sql("reading a bot's day"))
     }
 
     /// Records a broker's report on one of our orders and, in the same transaction, moves the
@@ -1680,8 +1604,11 @@ impl State {
 
     // --- owned positions --------------------------------------------------------------------
 
-    pub fn owned_positions(&self) -> Result<Rc<[OwnedPosition]>, StateError> {
-        self.owned.get(self.version(Kept::OwnedPositions)?, |_| true, || Ok(self.read_owned_positions()?.into()))
+    pub fn owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
+        match &self.kept {
+            None => self.read_owned_positions(),
+            Some(kept) => kept.owned.get(self.conn.total_changes(), (), || self.read_owned_positions()),
+        }
     }
 
     fn read_owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
@@ -1811,7 +1738,7 @@ impl State {
     /// Records a price seen while holding: the best since entry is kept (the highest for a long,
     /// the lowest for a short), for trailing stops.
     pub fn record_best_price(&self, bot: &str, symbol: &str, price: f64, long: bool) -> Result<(), StateError> {
-        // Only a better price changes the row: a price that is not keeps the kept reads valid.
+        // Only a better price changes the row.
         let sql_text = if long {
             "UPDATE owned_positions SET high_water = ?3
              WHERE bot = ?1 AND symbol = ?2 AND (high_water IS NULL OR high_water < ?3)"
@@ -1819,23 +1746,7 @@ impl State {
             "UPDATE owned_positions SET high_water = ?3
              WHERE bot = ?1 AND symbol = ?2 AND (high_water IS NULL OR high_water > ?3)"
         };
-        let before = self.version(Kept::OwnedPositions)?;
-        let changed = self
-            .run_only(Kept::OwnedPositions, sql_text, params![bot, symbol, price])
-            .map_err(sql("recording a best price"))?;
-        // The one row changed is known: the kept read, if it was current, is brought up to date
-        // instead of read again (a held position's best price moves most minutes). The price
-        // reads back as the same double (a REAL column is one).
-        if changed == 1 {
-            let after = self.version(Kept::OwnedPositions)?;
-            // In place when no reader still holds the kept rows (`make_mut` copies them if one does).
-            self.owned.patch(before, after, |rows| {
-                for p in Rc::make_mut(rows).iter_mut().filter(|p| p.bot == bot && p.symbol == symbol) {
-                    p.high_water = Some(price);
-                }
-            });
-        }
-        Ok(())
+        self.conn.run(sql_text, params![bot, symbol, price]).map(drop).map_err(sql("recording a best price"))
     }
 
     /// When a bot's last exit in `symbol` (partly) filled, for its cooldown.
@@ -1875,14 +1786,15 @@ impl State {
             return Ok(());
         }
         let reason = idle.map(|i| i.detail.to_string());
-        self.run_unkept(
-            "INSERT INTO bot_activity (bot, causes, reason, since, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+        self.conn
+            .run(
+                "INSERT INTO bot_activity (bot, causes, reason, since, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (bot) DO UPDATE SET causes = excluded.causes, reason = excluded.reason,
                      since = excluded.since, updated_at = excluded.updated_at",
-            params![bot, idle.map(Idle::causes_text), reason, clock::db_ts(since), clock::db_ts(now)],
-        )
-        .map(drop)
-        .map_err(sql("writing a bot's activity"))
+                params![bot, idle.map(Idle::causes_text), reason, clock::db_ts(since), clock::db_ts(now)],
+            )
+            .map(drop)
+            .map_err(sql("writing a bot's activity"))
     }
 
     /// Every bot's last noted activity, by bot id.
@@ -1919,8 +1831,8 @@ impl State {
     // --- budgets ----------------------------------------------------------------------------
 
     pub fn put_budget(&self, b: &BudgetRow, now: Timestamp) -> Result<(), StateError> {
-        self.run_only(
-                Kept::Budgets,
+        self.conn
+            .run(
                 "INSERT INTO budgets (trading_date, bot, daily_loss_limit, max_open_risk, max_trades, max_positions, realized_pnl, trades, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (trading_date, bot) DO UPDATE SET
@@ -1943,12 +1855,7 @@ impl State {
             .map_err(sql("writing a budget"))
     }
 
-    pub fn budgets(&self, date: Date) -> Result<Rc<[BudgetRow]>, StateError> {
-        let read = || Ok((date, self.read_budgets(date)?.into()));
-        Ok(self.budgets.get(self.version(Kept::Budgets)?, |(d, _)| *d == date, read)?.1)
-    }
-
-    fn read_budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
+    pub fn budgets(&self, date: Date) -> Result<Vec<BudgetRow>, StateError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -1990,7 +1897,7 @@ impl State {
         if !self.for_status {
             return Ok(());
         }
-        self.run_unkept(
+        self.conn.run(
             "INSERT INTO loop_runs (iteration, started_at, duration_ms, equity, day_start_equity, daily_pnl_pct, halted,
                                         orders_submitted, requests, error, market_time)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -2012,7 +1919,8 @@ impl State {
         let id = self.conn.last_insert_rowid();
         // Pruning in batches keeps the cost off most iterations.
         if id % 1000 == 0 {
-            self.run_unkept("DELETE FROM loop_runs WHERE id <= ?1", [id - LOOP_RUNS_KEPT])
+            self.conn
+                .run("DELETE FROM loop_runs WHERE id <= ?1", [id - LOOP_RUNS_KEPT])
                 .map_err(sql("pruning old loop runs"))?;
         }
         Ok(())
@@ -2272,65 +2180,136 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_read_is_read_again_after_a_write_of_this_connection_or_once_another_is_noticed() {
-        let path = temp_db("memo");
+    fn every_read_sees_the_file_as_it_is_now() {
+        let path = temp_db("fresh");
         let now = ts("2026-11-25T15:00:00Z");
         let s = State::open(&path).unwrap();
         own_ten_aapl(&s, now);
         assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(10));
-        // Kept: the same rows again, no read (a statement that changed nothing keeps it too).
-        s.set_owned_qty("mom_AAPL", "MSFT", Dec::from_int(1), now).unwrap();
-        assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(10));
-        // This connection's write.
         s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(7), now).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(7));
-        // Another connection's commit (as `halt` or a second process would write): seen once
-        // the loop looks for other writers, which it does at the start of every iteration.
+        // Another connection's commit (as `halt` or a second process would write) is seen by the
+        // next read, without waiting for the loop to look for other writers.
         let other = Connection::open(&path).unwrap();
         other.execute("UPDATE owned_positions SET qty = '3' WHERE symbol = 'AAPL'", []).unwrap();
-        assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(7));
-        s.notice_other_writers().unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, Dec::from_int(3));
+        other
+            .execute(
+                "INSERT INTO orders (client_order_id, bot, symbol, side, qty, order_type, status, created_at, updated_at,
+                     trading_date, intent)
+                 VALUES ('x-1', 'mom_AAPL', 'AAPL', 'buy', '1', 'market', 'submitted', ?1, ?1, '2026-11-25', 'entry')",
+                [clock::db_ts(now)],
+            )
+            .unwrap();
+        assert_eq!(s.unfinished_orders().unwrap().len(), 1);
+        assert_eq!(s.entries_on("mom_AAPL", jiff::civil::date(2026, 11, 25)).unwrap(), 1);
         other.execute("DELETE FROM owned_positions", []).unwrap();
-        s.notice_other_writers().unwrap();
         assert!(s.owned_positions().unwrap().is_empty());
-        // Looking again with nothing new is no change; this connection's own write is seen at once.
+        // The loop's look for other writers says whether one committed since the last look.
+        assert!(s.notice_other_writers().unwrap());
         assert!(!s.notice_other_writers().unwrap());
-        s.conn.execute("INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, updated_at) VALUES ('x', 'X', '1', '1', ?1, ?1)", [clock::db_ts(now)]).unwrap();
-        assert_eq!(s.owned_positions().unwrap().len(), 1, "this connection's own write is seen at once");
+        other.execute("UPDATE orders SET status = 'filled'", []).unwrap();
+        assert!(s.notice_other_writers().unwrap());
+        assert!(s.unfinished_orders().unwrap().is_empty());
+    }
+
+    /// The exits in flight are the unfinished exits, protective stops aside: the narrow read says
+    /// what filtering every unfinished order would.
+    #[test]
+    fn exits_in_flight_are_unfinished_exits_that_are_not_protective_stops() {
+        let mut s = State::open_memory().unwrap();
+        let now = ts("2026-11-25T15:00:00Z");
+        let exit = s.record_order(&order("sell", "1", "exit")).unwrap();
+        s.record_order(&NewOrder { rule: Some(BROKER_STOP.into()), ..order("sell", "1", "exit") }).unwrap();
+        s.record_order(&NewOrder { symbol: "MSFT".into(), ..order("buy", "1", "entry") }).unwrap();
+        let done = s.record_order(&NewOrder { symbol: "QQQ".into(), ..order("sell", "1", "exit") }).unwrap();
+        s.apply_order_report(&done, &OrderStatus::Canceled, Some("b-1"), Dec::ZERO, None, now).unwrap();
+        let by_filter = |s: &State| -> Vec<(String, String)> {
+            s.unfinished_orders()
+                .unwrap()
+                .into_iter()
+                .filter(|o| o.intent == Intent::Exit && o.rule.as_deref() != Some(BROKER_STOP))
+                .map(|o| (o.bot, o.symbol))
+                .collect()
+        };
+        assert_eq!(s.exits_in_flight().unwrap(), vec![("mom_AAPL".to_string(), "AAPL".to_string())]);
+        assert_eq!(s.exits_in_flight().unwrap(), by_filter(&s));
+        s.apply_order_report(&exit, &OrderStatus::Filled, Some("b-2"), Dec::ZERO, None, now).unwrap();
+        assert!(s.exits_in_flight().unwrap().is_empty());
+        assert_eq!(s.exits_in_flight().unwrap(), by_filter(&s));
+    }
+
+    /// A backtest's ledger keeps its answers (`core::backtest_reads`) only while nothing was
+    /// written: after each write of the loop's kinds every kept read answers what a plain read
+    /// of the same database does. A ledger on a file keeps nothing.
+    #[test]
+    fn a_backtests_kept_reads_answer_what_a_plain_read_does_after_every_write() {
+        let mut s = State::open_memory().unwrap();
+        assert!(State::open(&temp_db("plain")).unwrap().kept.is_none(), "a file's ledger keeps no reads");
+        let now = ts("2026-11-25T15:00:00Z");
+        let date = jiff::civil::date(2026, 11, 25);
+        let agree = |s: &State, after: &str| {
+            assert_eq!(s.owned_positions().unwrap(), s.read_owned_positions().unwrap(), "owned after {after}");
+            let plain = s.read_orders(&format!("{UNFINISHED} AND ?1 = ?1"), "").unwrap();
+            let ids = |v: Vec<OrderRecord>| v.into_iter().map(|o| (o.client_order_id, o.status)).collect::<Vec<_>>();
+            assert_eq!(ids(s.unfinished_orders().unwrap()), ids(plain), "unfinished after {after}");
+            assert_eq!(s.exits_in_flight().unwrap(), s.read_exits_in_flight().unwrap(), "exits after {after}");
+            assert_eq!(
+                s.bot_day("mom_AAPL", date).unwrap(),
+                s.read_bot_day("mom_AAPL", date).unwrap(),
+                "day after {after}"
+            );
+            assert_eq!(s.day_start(date).unwrap(), s.read_day_start(date).unwrap(), "day start after {after}");
+        };
+        agree(&s, "nothing");
+        s.record_day_start(date, 1000.0, "first_seen", now).unwrap();
+        agree(&s, "the day start");
+        let entry = s.record_order(&order("buy", "10", "entry")).unwrap();
+        agree(&s, "an entry recorded");
+        s.apply_order_report(
+            &entry,
+            &OrderStatus::Filled,
+            Some("b-1"),
+            Dec::from_int(10),
+            Some(Dec::from_int(100)),
+            now,
+        )
+        .unwrap();
+        agree(&s, "its fill");
+        s.record_best_price("mom_AAPL", "AAPL", 101.0, true).unwrap();
+        agree(&s, "a best price");
+        let exit = s.record_order(&order("sell", "10", "exit")).unwrap();
+        agree(&s, "an exit recorded");
+        s.apply_order_report(&exit, &OrderStatus::Filled, Some("b-2"), Dec::from_int(10), Some(Dec::from_int(90)), now)
+            .unwrap();
+        agree(&s, "its fill at a loss");
+        assert_eq!(s.bot_day("mom_AAPL", date).unwrap(), BotDay { realized_pnl: -100.0, entries: 1 });
+        assert!(s.owned_positions().unwrap().is_empty());
     }
 
     #[test]
-    fn the_loops_own_bookkeeping_keeps_the_kept_reads_and_a_write_of_one_table_keeps_the_others() {
-        let path = temp_db("unkept");
+    fn only_a_better_price_moves_the_best_price_of_a_long_or_a_short() {
         let now = ts("2026-11-25T15:00:00Z");
-        let s = State::open(&path).unwrap();
+        let s = State::open_memory().unwrap();
         own_ten_aapl(&s, now);
-        let v0 = s.version(Kept::OwnedPositions).unwrap();
-        let orders_v0 = s.version(Kept::Orders).unwrap();
-        s.kv_set("mode", "sim", now).unwrap();
-        s.put_bot_activity("mom_AAPL", None, now, now).unwrap();
-        s.record_day_start(jiff::civil::date(2026, 11, 25), 1000.0, "first_seen", now).unwrap();
-        s.insert_loop_run(&quiet_run(now)).unwrap();
-        assert_eq!(s.version(Kept::OwnedPositions).unwrap(), v0, "bookkeeping of tables no read keeps");
-        // A best price that is no better changes no row; a better one does.
-        s.record_best_price("mom_AAPL", "AAPL", 101.0, true).unwrap();
-        let v1 = s.version(Kept::OwnedPositions).unwrap();
-        assert_ne!(v1, v0);
-        s.record_best_price("mom_AAPL", "AAPL", 100.5, true).unwrap();
-        assert_eq!(s.version(Kept::OwnedPositions).unwrap(), v1);
-        assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(101.0));
-        s.record_best_price("mom_AAPL", "AAPL", 102.0, true).unwrap();
-        assert_ne!(s.version(Kept::OwnedPositions).unwrap(), v1);
-        assert_eq!(s.owned_positions().unwrap()[0].high_water, Some(102.0));
-        // A best price touches owned positions only: the kept reads of orders stay valid; a
-        // write of both (an order's fill) moves every version.
-        assert_eq!(s.version(Kept::Orders).unwrap(), orders_v0);
-        s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(4), now).unwrap();
-        assert_ne!(s.version(Kept::Orders).unwrap(), orders_v0, "an unscoped write counts for every table");
-        // Entries are counted afresh once an order is recorded.
-        let date = jiff::civil::date(2026, 11, 25);
-        assert_eq!(s.entries_on("mom_AAPL", date).unwrap(), 0);
+        s.conn
+            .execute(
+                "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, high_water, updated_at)
+                 VALUES ('mom_MSFT', 'MSFT', '-4', '300', ?1, 310.0, ?1)",
+                [clock::db_ts(now)],
+            )
+            .unwrap();
+        let best = |symbol: &str| s.owned_positions().unwrap().iter().find(|p| p.symbol == symbol).unwrap().high_water;
+        assert_eq!(best("AAPL"), None);
+        for (price, seen) in [(101.0, 101.0), (100.5, 101.0), (0.1 + 0.2 + 101.0, 0.1 + 0.2 + 101.0)] {
+            s.record_best_price("mom_AAPL", "AAPL", price, true).unwrap();
+            assert_eq!(best("AAPL"), Some(seen), "long at {price}");
+        }
+        for (price, seen) in [(305.0, 305.0), (306.0, 305.0), (299.125, 299.125)] {
+            s.record_best_price("mom_MSFT", "MSFT", price, false).unwrap();
+            assert_eq!(best("MSFT"), Some(seen), "short at {price}");
+        }
+        assert_eq!(best("AAPL"), Some(0.1 + 0.2 + 101.0), "one position's price leaves the other's");
     }
 
     #[test]
@@ -2780,51 +2759,6 @@ mod tests {
         let z = s.record_order(&order("sell", "2", "entry")).unwrap();
         s.apply_order_report(&z, &OrderStatus::Filled, None, d("2"), Some(d("50")), now).unwrap();
         assert_eq!(s.owned_positions().unwrap()[0].qty, d("-2"));
-    }
-
-    /// A better price brings the kept read of owned positions up to date in place: what it then
-    /// answers is what reading the table again gives, for the position moved and the others,
-    /// whether or not the read was kept when the price came.
-    #[test]
-    fn a_best_price_updates_the_kept_owned_positions_as_a_fresh_read_would() {
-        let now = ts("2026-11-25T15:00:00Z");
-        let s = State::open_memory().unwrap();
-        own_ten_aapl(&s, now);
-        s.conn
-            .execute(
-                "INSERT INTO owned_positions (bot, symbol, qty, avg_entry_price, opened_at, high_water, updated_at)
-                 VALUES ('mom_MSFT', 'MSFT', '-4', '300', ?1, 310.0, ?1)",
-                [clock::db_ts(now)],
-            )
-            .unwrap();
-        let fresh = || s.read_owned_positions().unwrap();
-        for (bot, symbol, price, long) in [
-            ("mom_AAPL", "AAPL", 100.25, true),
-            ("mom_MSFT", "MSFT", 299.125, false),
-            ("mom_AAPL", "AAPL", 99.0, true),
-            ("mom_AAPL", "AAPL", 0.1 + 0.2 + 100.0, true),
-            ("mom_MSFT", "MSFT", 305.0, false),
-        ] {
-            let kept = s.owned_positions().unwrap();
-            let seen: Vec<Option<f64>> = kept.iter().map(|p| p.high_water).collect();
-            s.record_best_price(bot, symbol, price, long).unwrap();
-            // Kept at the version after the write: patched, not left to be read again.
-            let at = s.owned.0.borrow().as_ref().map(|(at, _)| *at);
-            assert_eq!(at, Some(s.version(Kept::OwnedPositions).unwrap()), "{symbol} {price}");
-            assert_eq!(*s.owned_positions().unwrap(), *fresh(), "{symbol} {price}");
-            // A reader still holding the rows keeps what it read: the patch copied them.
-            assert_eq!(kept.iter().map(|p| p.high_water).collect::<Vec<_>>(), seen, "{symbol} {price}");
-        }
-        // With no reader holding them, the kept rows are patched in place, to the same effect.
-        s.owned_positions().unwrap();
-        s.record_best_price("mom_AAPL", "AAPL", 110.0, true).unwrap();
-        assert_eq!(*s.owned_positions().unwrap(), *fresh());
-        assert_eq!(fresh().iter().map(|p| p.high_water).collect::<Vec<_>>(), [Some(110.0), Some(299.125)]);
-        // Not kept when the price came (a write in between): read again, the same.
-        s.set_owned_qty("mom_AAPL", "AAPL", Dec::from_int(5), now).unwrap();
-        s.record_best_price("mom_AAPL", "AAPL", 120.0, true).unwrap();
-        assert_eq!(*s.owned_positions().unwrap(), *fresh());
-        assert_eq!(fresh()[0].high_water, Some(120.0));
     }
 
     #[test]

@@ -41,7 +41,8 @@ use crate::core::order::{
 };
 use crate::core::risk::Budget;
 use crate::core::state::{
-    BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
+    BotDay, BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State,
+    StateError,
 };
 use crate::event;
 use crate::services::broker::{
@@ -1228,16 +1229,23 @@ impl Execution {
         }
         // The best price since entry, for trailing stops.
         // (A ledger that takes no writes keeps the old best: the stops still run.)
-        // Only a better price is written: most iterations write nothing here.
-        for p in state.owned_positions()?.iter() {
+        // Only a better price is written, and the positions are read again only after one was.
+        let mut owned = state.owned_positions()?;
+        let mut moved = false;
+        for p in &owned {
             let Some(q) = quotes.get(&p.symbol) else { continue };
             let (mid, long) = ((q.bid + q.ask) / 2.0, !p.qty.is_negative());
             let better = p.high_water.is_none_or(|best| if long { mid > best } else { mid < best });
-            if better && let Err(e) = state.record_best_price(&p.bot, &p.symbol, mid, long) {
-                self.ledger_failed(&e);
+            if better {
+                match state.record_best_price(&p.bot, &p.symbol, mid, long) {
+                    Ok(()) => moved = true,
+                    Err(e) => self.ledger_failed(&e),
+                }
             }
         }
-        let owned = state.owned_positions()?;
+        if moved {
+            owned = state.owned_positions()?;
+        }
         // A refused exit's wait ends with its position (a spread's exit is named by its
         // underlying): a later position in the symbol starts with a clean count.
         self.refused_exits.retain(|(bot, symbol), _| {
@@ -1267,8 +1275,10 @@ impl Execution {
                 options: &data.snapshots,
             };
 
-            let in_flight = self.exits_in_flight(state)?;
-            for exit in bot.exits(&view) {
+            let exits = bot.exits(&view);
+            // Read only when there is an exit to send (most minutes there is none).
+            let in_flight = if exits.is_empty() { BTreeSet::new() } else { self.exits_in_flight(state)? };
+            for exit in exits {
                 if in_flight.contains(&(bot.id().to_string(), exit.symbol.clone()))
                     || self.exit_waits(bot.id(), &exit.symbol, now)
                 {
@@ -1666,7 +1676,7 @@ impl Execution {
             }
         }
         // Other exits in flight (the daemon's own, or one held unrecorded) go first.
-        let in_flight = self.exits_in_flight_of(&unfinished);
+        let in_flight = self.exits_in_flight(state)?;
         // An entry still working on the symbol: its stop waits for it (Alpaca refuses a resting
         // sell stop opposite an open buy as a potential wash trade), the daemon's watch meanwhile.
         let entering: BTreeSet<(String, String)> = unfinished
@@ -1761,22 +1771,14 @@ impl Execution {
     }
 
     /// (bot, symbol) pairs with an exit order still in flight: in the ledger, or held unrecorded.
+    /// A resting protective stop is no exit in flight: an exit of the daemon's own clears it
+    /// first (`clear_protection`).
     fn exits_in_flight(&self, state: &State) -> Result<BTreeSet<(String, String)>, StateError> {
-        Ok(self.exits_in_flight_of(&state.unfinished_orders()?))
-    }
-
-    /// The same, from the ledger's unfinished orders already read. A resting protective stop is
-    /// no exit in flight: an exit of the daemon's own clears it first (`clear_protection`).
-    fn exits_in_flight_of(&self, unfinished: &[OrderRecord]) -> BTreeSet<(String, String)> {
-        let mut busy: BTreeSet<(String, String)> = unfinished
-            .iter()
-            .filter(|o| o.intent == Intent::Exit && !is_protective(o))
-            .map(|o| (o.bot.clone(), o.symbol.clone()))
-            .collect();
+        let mut busy: BTreeSet<(String, String)> = state.exits_in_flight()?.into_iter().collect();
         busy.extend(
             self.unrecorded.iter().filter(|u| u.in_flight()).map(|u| (u.order.bot.clone(), u.order.symbol.clone())),
         );
-        busy
+        Ok(busy)
     }
 
     /// Whether the exit of `bot`'s `symbol` waits after a refusal.
@@ -1852,14 +1854,13 @@ impl Execution {
             )));
         };
         let date = clock::trading_date(now);
-        let realized = state.budgets(date)?.iter().find(|b| b.bot == bot.id()).map_or(0.0, |b| b.realized_pnl);
+        let BotDay { realized_pnl: realized, entries: trades } = state.bot_day(bot.id(), date)?;
         if portfolio::loss_limit_reached(budget, realized) {
             return Ok(Some(Idle::new(
                 Cause::LossShareUsed,
                 format!("its daily loss share is used: {realized:.2} of -{:.2}", budget.daily_loss_limit),
             )));
         }
-        let trades = state.entries_on(bot.id(), date)?;
         if trades >= budget.max_trades {
             return Ok(Some(Idle::new(
                 Cause::MaxTrades,

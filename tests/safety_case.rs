@@ -1,5 +1,5 @@
 //! `SAFETY.md` names only what exists: every function it cites as `src/…rs::function` or
-//! `src/…rs::Type::function` is defined in that file (and the type too), and every test it lists
+//! `src/…rs::Type::function` is defined in that file (and the type too, or an `impl` block of it), and every test it lists
 //! after "Tests:" is a `#[test]` function of this crate. A rename that forgets the safety case
 //! fails here.
 
@@ -45,7 +45,8 @@ fn the_safety_case_names_only_functions_and_tests_that_exist() {
         }
         for ty in segments {
             let defined = ["struct", "enum", "trait"].iter().any(|k| code.contains(&format!("{k} {ty} ")))
-                || code.contains(&format!("for {ty} {{"));
+                || code.contains(&format!("for {ty} {{"))
+                || code.contains(&format!("impl {ty} {{"));
             if !defined {
                 missing.push(format!("{q}: no type {ty} in {file}"));
             }

@@ -62,10 +62,7 @@ pub(super) fn add_realized(
 
 impl State {
     pub fn day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
-        match &self.kept {
-            None => self.read_day_start(date),
-            Some(kept) => kept.day_start.get(self.conn.total_changes(), date, || self.read_day_start(date)),
-        }
+        self.read_or_kept(|k| &k.day_start, date, || self.read_day_start(date))
     }
 
     pub(super) fn read_day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
@@ -109,12 +106,7 @@ impl State {
     /// A bot's trading date so far, in one read: what it realised (0 before its budget row is
     /// written) and its entries (`entries_on`).
     pub fn bot_day(&self, bot: &str, date: Date) -> Result<BotDay, StateError> {
-        match &self.kept {
-            None => self.read_bot_day(bot, date),
-            Some(kept) => {
-                kept.days.get(self.conn.total_changes(), (bot.to_string(), date), || self.read_bot_day(bot, date))
-            }
-        }
+        self.read_or_kept(|k| &k.days, (bot.to_string(), date), || self.read_bot_day(bot, date))
     }
 
     pub(super) fn read_bot_day(&self, bot: &str, date: Date) -> Result<BotDay, StateError> {

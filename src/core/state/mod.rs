@@ -381,6 +381,20 @@ impl State {
         &self.path
     }
 
+    /// `read()`: a plain read of the database. Only a backtest's ledger in memory answers from
+    /// its `slot` instead, what it kept for `key` since its last write (`core::backtest_reads`).
+    fn read_or_kept<K: Ord, V: Clone>(
+        &self,
+        slot: fn(&BacktestReads) -> &Kept<K, V>,
+        key: K,
+        read: impl FnOnce() -> Result<V, StateError>,
+    ) -> Result<V, StateError> {
+        match &self.kept {
+            None => read(),
+            Some(kept) => slot(kept).get(self.conn.total_changes(), key, read),
+        }
+    }
+
     /// Makes every write fail (SQLite's `query_only`), as a full disk would: for tests.
     #[cfg(test)]
     pub(crate) fn set_query_only(&self, on: bool) {

@@ -168,10 +168,7 @@ impl State {
     }
 
     pub fn owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
-        match &self.kept {
-            None => self.read_owned_positions(),
-            Some(kept) => kept.owned.get(self.conn.total_changes(), (), || self.read_owned_positions()),
-        }
+        self.read_or_kept(|k| &k.owned, (), || self.read_owned_positions())
     }
 
     pub(super) fn read_owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {

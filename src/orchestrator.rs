@@ -483,13 +483,13 @@ impl Orchestrator {
         };
         let daily_pnl_pct = equity.zip(day_start_equity).and_then(|(e, d)| risk::daily_pnl_pct(e, d));
         let session = self.session.session_at(self.broker.as_mut(), now);
-        if let Err(e) = self.execution.sync_orders(&mut self.state, self.broker.as_mut(), &self.cfg, now) {
+        if let Err(e) = self.execution.orders.sync_orders(&mut self.state, self.broker.as_mut(), &self.cfg, now) {
             unsure = true;
             self.step_failed("initialize", &e, now, &mut errors);
         }
         let every = u64::from(self.cfg.settings.runner.reconcile_every_iterations);
         if (self.iteration == 1 || self.iteration.is_multiple_of(every))
-            && let Err(e) = self.execution.reconcile(&mut self.state, self.broker.as_mut(), now)
+            && let Err(e) = self.execution.orders.reconcile(&mut self.state, self.broker.as_mut(), now)
         {
             unsure = true;
             self.step_failed("initialize", &e, now, &mut errors);
@@ -517,7 +517,7 @@ impl Orchestrator {
             &self.cfg,
             &mut self.health,
             self.broker.as_mut(),
-            &mut self.execution,
+            &mut self.execution.orders,
             &mut self.held_halts,
             &readings,
             now,
@@ -614,7 +614,7 @@ impl Orchestrator {
         // The summary says so: that halt, and no entry (execution stopped them at the failure).
         let mut entries_allowed = entries_allowed;
         let mut halted = halted;
-        if let Some(why) = self.execution.take_ledger_failure() {
+        if let Some(why) = self.execution.orders.take_ledger_failure() {
             self.ledger_refused("execution", &why, now, &mut errors);
             entries_allowed = false;
         }

@@ -251,24 +251,10 @@ impl Intent {
 /// Where one of our order records stands: our own words before (or instead of) the broker's,
 /// else the broker's status.
 ///
-/// Every transition, and the evidence that moves an order along it (the functions are in
-/// `services::execution` unless named otherwise):
-///
-/// | from | to | evidence |
-/// | --- | --- | --- |
-/// | — | `Recorded` | numbered and written, fsynced, before anything is sent (`State::record_order`, from `Execution::send`); with the ledger refusing writes the order is held in memory instead and recorded once it takes them (`Execution::flush_unrecorded`) |
-/// | `Recorded` | `Broker(s)` | the broker's answer to the submit (`Execution::answered`, which books any fill in it) |
-/// | `Recorded` | `Unknown` | the submit's answer was lost: a timeout, a 5xx, a body that does not parse (`Execution::answered`) |
-/// | `Recorded` | `Rejected` | a final refusal of the submit, Alpaca's 4xx words kept (`Execution::answered`) |
-/// | `Recorded`, `Unknown` | `Broker(s)` | found at the broker by its client order id, and it is the order we sent (`Execution::follow`, `not_ours`) |
-/// | `Recorded`, `Unknown` | `Abandoned` | Alpaca's own "no such order" for `ABANDON_AFTER`: the process died before sending; never re-sent (`Execution::follow`) |
-/// | any unfinished | `Conflict` | an order under our id that is not the one we sent, from the submit's 422 or a lookup; never booked, and the daemon halts (`Execution::record_conflict`) |
-/// | `Broker(new / accepted / partially_filled …)` | `Broker(partially_filled / filled / canceled / expired …)` | the broker's report of the order (`Execution::follow`, `record_report`); what filled is booked once, with its price. A fill without its price, or a multi-leg order whose legs do not carry the parent's fill, leaves the status as it was: the order stays in flight |
-/// | `Broker(new / accepted …)` | `Broker(canceled)` | our cancel (an entry past its timeout, `Execution::cancel_entries` on a halt, a protective stop before our own exit in `Execution::clear_protection`), confirmed by the broker's next report |
-/// | `Broker(new / accepted)` (a protective stop) | `Broker(replaced)` | the broker took a replace; the replacing order was recorded first under its own id (`Execution::replace_guard`) |
-///
-/// The final ones are `FINAL_ORDER_STATUSES` (`core::state`): `filled`, `canceled`, `expired`,
-/// `replaced`, `rejected`, `done_for_day`, `abandoned`, `conflict`. Nothing leaves a final status.
+/// Every transition, and the evidence that moves an order along it, is the table at the top of
+/// `services::order_lifecycle`, the one module that moves an order. The final ones are
+/// `FINAL_ORDER_STATUSES` (`core::state`): `filled`, `canceled`, `expired`, `replaced`,
+/// `rejected`, `done_for_day`, `abandoned`, `conflict`. Nothing leaves a final status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecordStatus {
     /// Recorded, not (yet) known to have been sent.

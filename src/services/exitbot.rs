@@ -23,8 +23,8 @@ use crate::core::risk;
 use crate::core::state::State;
 use crate::event;
 use crate::services::broker::{Account, Broker, BrokerError};
-use crate::services::execution::{ExecError, Execution};
 use crate::services::notify;
+use crate::services::order_lifecycle::{ExecError, Orders};
 
 /// What the iteration has seen so far.
 #[derive(Debug, Default)]
@@ -62,7 +62,7 @@ pub fn run(
     cfg: &Config,
     health: &mut FailureWindow,
     broker: &mut dyn Broker,
-    exec: &mut Execution,
+    exec: &mut Orders,
     held: &mut Vec<Halt>,
     r: &Readings,
     now: Timestamp,

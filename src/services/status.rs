@@ -119,7 +119,7 @@ pub fn gather(state: &State, wall: Timestamp, loop_interval_seconds: u64) -> Res
         orphans: Vec::new(),
         protection: unfinished
             .iter()
-            .filter(|o| crate::services::execution::is_protective(o))
+            .filter(|o| crate::services::order_lifecycle::is_protective(o))
             .map(|o| Protected {
                 bot: o.bot.clone(),
                 symbol: o.symbol.clone(),

@@ -72,7 +72,10 @@ pub type BySymbol<T> = BTreeMap<String, T>;
 
 /// OCC symbol → the contract's snapshot. Its keys are shared (`Arc<str>`, read with a `&str`):
 /// an options bot's chains are read again every minute, and a copy of each symbol for each
-/// minute's map was a tenth of a backtest's allocations.
+/// minute's map was a tenth of a backtest's allocations. Measured worth (cachegrind, the bench's
+/// 21-day backtest, 2026-12-06): `String` keys cost 1.4 % more instructions — under the 5 % an
+/// optimisation here must earn, kept only because the backtest has no room left under issue 30's
+/// cap (docs/performance.md).
 pub type Snapshots = BTreeMap<Arc<str>, OptionSnapshot>;
 
 /// The option contracts of some underlyings, grouped by underlying and kind, each group in the

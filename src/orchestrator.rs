@@ -28,7 +28,7 @@ use crate::bots::Bot;
 use crate::core::clock::{self, Clock};
 use crate::core::config::Config;
 use crate::core::config_diff;
-use crate::core::halt::{Halt, HaltReason};
+use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::halt_store;
 use crate::core::health::FailureWindow;
 use crate::core::ledger_account::{self, Claim, LedgerAccount};
@@ -551,19 +551,10 @@ impl Orchestrator {
         // 4. Execution: exits always; entries only when nothing is halted, nothing is unsure and,
         // fail-closed, no step failed.
         let fail_closed = self.cfg.settings.safety.fail_closed;
-        let entries_allowed = !halted && !unsure && (errors.is_empty() || !fail_closed);
-        let why_stopped = if !halts_known {
-            "the halts cannot be read: unsure of state".to_string()
-        } else if halted {
-            let names: Vec<&str> = halts.iter().map(|h| h.as_str()).collect();
-            format!("halted: {} (see `trading-hydra status`)", names.join(", "))
-        } else if unsure {
-            format!("unsure of state: {}", errors.first().map_or("", String::as_str))
-        } else if !entries_allowed {
-            format!("a step failed (safety.fail_closed): {}", errors.first().map_or("", String::as_str))
-        } else {
-            String::new()
-        };
+        let stopped =
+            halt::entries_stopped(halts_known, &halts, unsure, errors.first().map(String::as_str), fail_closed);
+        let entries_allowed = stopped.is_none();
+        let why_stopped = stopped.unwrap_or_default();
         let step = Step {
             cfg: &self.cfg,
             bots: &self.bots,

@@ -1,8 +1,9 @@
 //! Halts: the switch that stops new entries.
 //!
 //! Owns: the list of halt reasons and the table saying how each one may be lifted (the
-//! deliberate heart of this module): pure words and rules, tested with plain values. Setting and
-//! lifting a halt in the ledger is `core::halt_store`'s.
+//! deliberate heart of this module), and the loop's verdict on entries for an iteration
+//! (`entries_stopped`): pure words and rules, tested with plain values. Setting and lifting a
+//! halt in the ledger is `core::halt_store`'s.
 //!
 //! Never: blocks exits. A halt stops entries only; the daemon's own positions keep being managed
 //! and protected while halted. And never lifts a halt because time passed unless the table says
@@ -144,6 +145,34 @@ pub fn resume_allowed(halt: &Halt, now: Timestamp, tz: &jiff::tz::TimeZone) -> R
     }
 }
 
+/// Why no entry may go this iteration, in words for `status` and `bot_idle` (`None`: entries may
+/// go). Fail-closed: halts that could not be read (`halts_known` false) are a halt; any active or
+/// held halt stops entries; so does being unsure of state (a failed read of orders, positions or
+/// the account); and with `safety.fail_closed`, any failed step (`first_error`). The execution
+/// step asks the entry gate (`Orders::entry_stop`) again before each entry for what happens
+/// after this verdict.
+pub fn entries_stopped(
+    halts_known: bool,
+    halts: &[HaltReason],
+    unsure: bool,
+    first_error: Option<&str>,
+    fail_closed: bool,
+) -> Option<String> {
+    let error = first_error.unwrap_or("");
+    if !halts_known {
+        Some("the halts cannot be read: unsure of state".to_string())
+    } else if !halts.is_empty() {
+        let names: Vec<&str> = halts.iter().map(|h| h.as_str()).collect();
+        Some(format!("halted: {} (see `trading-hydra status`)", names.join(", ")))
+    } else if unsure {
+        Some(format!("unsure of state: {error}"))
+    } else if first_error.is_some() && fail_closed {
+        Some(format!("a step failed (safety.fail_closed): {error}"))
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +183,21 @@ mod tests {
 
     fn halt(reason: HaltReason, until: Option<&str>) -> Halt {
         Halt { reason, detail: "x".into(), since: ts("2026-11-25T15:00:00Z"), until: until.map(ts) }
+    }
+
+    #[test]
+    fn entries_stop_on_any_halt_unknown_halts_unsure_state_and_failed_steps_when_fail_closed() {
+        assert_eq!(entries_stopped(true, &[], false, None, true), None);
+        let unknown = entries_stopped(false, &[], false, None, false).unwrap();
+        assert!(unknown.contains("cannot be read"), "{unknown}");
+        let halted = entries_stopped(true, &[HaltReason::DailyLoss, HaltReason::Manual], false, None, false).unwrap();
+        assert!(halted.contains("daily_loss, manual"), "{halted}");
+        // Unsure of state stops entries whatever `safety.fail_closed` says.
+        let unsure = entries_stopped(true, &[], true, Some("orders: timed out"), false).unwrap();
+        assert_eq!(unsure, "unsure of state: orders: timed out");
+        // A failed step stops entries only fail-closed.
+        assert!(entries_stopped(true, &[], false, Some("portfolio: x"), true).unwrap().contains("fail_closed"));
+        assert_eq!(entries_stopped(true, &[], false, Some("portfolio: x"), false), None);
     }
 
     #[test]

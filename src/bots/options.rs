@@ -841,7 +841,7 @@ mod tests {
                     },
                 );
                 snaps.insert(
-                    symbol.into(),
+                    symbol,
                     OptionSnapshot {
                         quote: Some(Quote {
                             t: ts(NOW),
@@ -970,7 +970,7 @@ mod tests {
                 let mid = delta * 5.0;
                 let signed = if kind == OptionKind::Put { -delta } else { delta };
                 snaps.insert(
-                    symbol.into(),
+                    symbol,
                     OptionSnapshot {
                         quote: Some(Quote {
                             t: ts(NOW),
@@ -1182,7 +1182,7 @@ mod tests {
         for (put, snap) in puts {
             let symbol = occ_symbol("SPY", put.expiration, OptionKind::Call, put.strike);
             c.insert(symbol.clone(), OptionContract { symbol: symbol.clone(), kind: OptionKind::Call, ..put });
-            all.insert(symbol.into(), snap);
+            all.insert(symbol, snap);
         }
         let ChainSpan { from, to, kind } = wants[0].entry.unwrap();
         let only: Snapshots = all

@@ -122,7 +122,7 @@ impl fmt::Display for Cause {
 /// when someone reads it (`Display`). Formatting the numbers of every bot's reason every minute
 /// was a twentieth of a backtest, for a text the loop reads when the causes change or a few
 /// minutes have passed. Measured worth (cachegrind, the bench's 21-day backtest, 2026-12-06):
-/// every detail written at once costs 5.5 % more instructions (4,329.5 M against 4,103.8 M),
+/// every detail written at once costs 5.7 % more instructions (4,118.4 M against 3,895.4 M),
 /// past the 5 % an optimisation in `core/` must earn. Two details are equal when they read the
 /// same.
 #[derive(Clone)]

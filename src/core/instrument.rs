@@ -118,40 +118,7 @@ impl OccSymbol {
         let cp = if self.kind == OptionKind::Call { 'C' } else { 'P' };
         let milli = (self.strike.to_f64() * 1000.0).round().max(0.0) as u64;
         let e = self.expiry;
-        // By hand rather than `format!`: a simulated chain names thousands of contracts a day.
-        // The same digits as `{:02}` and `{:08}`. Measured worth (cachegrind, the bench's 21-day
-        // backtest, 2026-12-06): `format!` costs 3.6 % more instructions — under the 5 % an
-        // optimisation in `core/` must earn, kept only because the backtest has no room left under
-        // issue 30's cap (docs/performance.md).
-        let mut text = String::with_capacity(self.root.len() + 15);
-        text.push_str(&self.root);
-        let year = i64::from(e.year()).rem_euclid(100) as u64;
-        for (n, width) in [(year, 2), (e.month() as u64, 2), (e.day() as u64, 2)] {
-            push_padded(&mut text, n, width);
-        }
-        text.push(cp);
-        push_padded(&mut text, milli, 8);
-        text
-    }
-}
-
-/// `n` in decimal, with leading zeros to `width` digits (more digits when it needs them).
-fn push_padded(text: &mut String, n: u64, width: usize) {
-    let mut digits = [0u8; 20];
-    let (mut i, mut rest) = (digits.len(), n);
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for _ in (digits.len() - i)..width {
-        text.push('0');
-    }
-    for &d in &digits[i..] {
-        text.push(char::from(d));
+        format!("{}{:02}{:02}{:02}{cp}{milli:08}", self.root, i64::from(e.year()).rem_euclid(100), e.month(), e.day())
     }
 }
 

@@ -8,7 +8,6 @@
 //! Never: fetches anything.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
@@ -70,13 +69,8 @@ pub struct OptionSnapshot {
 /// Symbol → its bars (oldest first), quotes or snapshots.
 pub type BySymbol<T> = BTreeMap<String, T>;
 
-/// OCC symbol → the contract's snapshot. Its keys are shared (`Arc<str>`, read with a `&str`):
-/// an options bot's chains are read again every minute, and a copy of each symbol for each
-/// minute's map was a tenth of a backtest's allocations. Measured worth (cachegrind, the bench's
-/// 21-day backtest, 2026-12-06): `String` keys cost 1.4 % more instructions — under the 5 % an
-/// optimisation here must earn, kept only because the backtest has no room left under issue 30's
-/// cap (docs/performance.md).
-pub type Snapshots = BTreeMap<Arc<str>, OptionSnapshot>;
+/// OCC symbol → the contract's snapshot.
+pub type Snapshots = BTreeMap<String, OptionSnapshot>;
 
 /// The option contracts of some underlyings, grouped by underlying and kind, each group in the
 /// contracts' symbol order, with its tradable contracts by expiry and strike (`at_strike`). An

@@ -1193,7 +1193,7 @@ impl crate::services::broker::Broker for AlpacaClient {
                     rho: g.rho,
                 });
                 out.insert(
-                    symbol.into(),
+                    symbol,
                     OptionSnapshot {
                         quote,
                         greeks,

@@ -319,8 +319,8 @@ pub struct Checked {
 /// here, as `read` refuses it (a bad line outside `dates` too), without holding its bars — only
 /// the minutes they begin at, a bit each, from which the replay's steps are merged without a
 /// second pass over the files. Measured worth (cachegrind, the bench's 21-day backtest,
-/// 2026-12-06): the second pass (`WORDS_KEPT` 0) costs 5.4 % more instructions (4,323.8 M
-/// against 4,103.8 M), past the 5 % a second code path must earn.
+/// 2026-12-06): the second pass (`WORDS_KEPT` 0) costs 5.7 % more instructions (4,119.2 M
+/// against 3,895.4 M), past the 5 % a second code path must earn.
 pub fn check(path: &Path, dates: Dates) -> Result<Checked, String> {
     check_noting(path, dates, Minutes::WORDS_KEPT)
 }

@@ -244,8 +244,6 @@ struct Listed {
     expires: Timestamp,
     /// `symbol_key` of its symbol, for the seeded daily volume.
     key: u64,
-    /// Its symbol as the snapshots' maps key it, shared by every minute's map.
-    shared: Arc<str>,
 }
 
 /// A root's chains as listed, by span of dates and then by centre strike (the strike's `f64`
@@ -1121,8 +1119,7 @@ fn list(root: &str, from: Date, to: Date, centre: f64, step: f64, seed: u64) -> 
                     close_price: None,
                     tradable: true,
                 };
-                let shared = Arc::from(contract.symbol.as_str());
-                listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash, shared });
+                listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
             }
         }
     }
@@ -1411,7 +1408,7 @@ impl Broker for SimBroker {
                 implied_volatility: Some(iv),
                 volume: Some(volume),
             };
-            (l.shared.clone(), snap)
+            (l.contract.symbol.clone(), snap)
         };
         // Gathered at its full size first: a map collected from a filtered iterator grows its
         // buffer of (symbol, snapshot) pairs by doubling, copying them each time.

@@ -62,7 +62,7 @@ pub(super) fn add_realized(
 
 impl State {
     pub fn day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
-        self.read_or_kept(|k| &k.day_start, date, || self.read_day_start(date))
+        self.read_or_kept(|k| &k.day_start, &[Table::DayStartEquity], date, || self.read_day_start(date))
     }
 
     pub(super) fn read_day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
@@ -106,7 +106,12 @@ impl State {
     /// A bot's trading date so far, in one read: what it realised (0 before its budget row is
     /// written) and its entries (`entries_on`).
     pub fn bot_day(&self, bot: &str, date: Date) -> Result<BotDay, StateError> {
-        self.read_or_kept(|k| &k.days, (bot.to_string(), date), || self.read_bot_day(bot, date))
+        self.read_or_kept(
+            |k| &k.days,
+            &[Table::Budgets, Table::Orders],
+            (bot.to_string(), date),
+            || self.read_bot_day(bot, date),
+        )
     }
 
     pub(super) fn read_bot_day(&self, bot: &str, date: Date) -> Result<BotDay, StateError> {

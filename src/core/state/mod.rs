@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
+use rusqlite::hooks::Action;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
-use crate::core::backtest_reads::Kept;
+use crate::core::backtest_reads::{Changes, Kept, Table};
 use crate::core::clock::{self, HhMm};
 use crate::core::config::{BotKind, Exits};
 use crate::core::decimal::Dec;
@@ -178,6 +179,8 @@ impl std::error::Error for StateError {}
 /// The reads a backtest's ledger keeps (`core::backtest_reads`).
 #[derive(Default)]
 struct BacktestReads {
+    /// Rows changed per table, counted by the connection's update hook.
+    changes: Changes,
     owned: Kept<(), Vec<OwnedPosition>>,
     unfinished: Kept<(), Vec<OrderRecord>>,
     exits: Kept<(), Vec<(String, String)>>,
@@ -335,15 +338,19 @@ impl State {
     /// the same replay gives the same ids.
     pub fn open_memory() -> Result<State, StateError> {
         let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|error| StateError::Open { path: path.clone(), error })?;
+        let mut conn = Connection::open_in_memory().map_err(|error| StateError::Open { path: path.clone(), error })?;
         tune(&conn, &path)?;
         // Small pages, set before the schema makes any: every page a transaction changes is first
         // copied whole into the in-memory rollback journal, and the ledger's rows are small (4 KiB
         // pages: 4.5 % of a backtest's instructions went to those copies; 1 KiB: 3.6 % fewer).
         conn.pragma_update(None, "page_size", 1024).map_err(|error| StateError::Open { path: path.clone(), error })?;
+        let changes = Changes::default();
+        let counted = changes.clone();
+        conn.update_hook(Some(move |_: Action, _: &str, table: &str, _: i64| counted.note(table)))
+            .map_err(|error| StateError::Open { path: path.clone(), error })?;
         let mut state = State::with(conn, path, false, Some(SCRATCH_EPOCH.to_string()));
         state.for_status = false;
-        state.kept = Some(BacktestReads::default());
+        state.kept = Some(BacktestReads { changes, ..BacktestReads::default() });
         state.migrate()?;
         Ok(state)
     }
@@ -382,16 +389,18 @@ impl State {
     }
 
     /// `read()`: a plain read of the database. Only a backtest's ledger in memory answers from
-    /// its `slot` instead, what it kept for `key` since its last write (`core::backtest_reads`).
+    /// its `slot` instead, what it kept for `key` since the last change to a row of the `tables`
+    /// `read` reads (`core::backtest_reads`).
     fn read_or_kept<K: Ord, V: Clone>(
         &self,
         slot: fn(&BacktestReads) -> &Kept<K, V>,
+        tables: &[Table],
         key: K,
         read: impl FnOnce() -> Result<V, StateError>,
     ) -> Result<V, StateError> {
         match &self.kept {
             None => read(),
-            Some(kept) => slot(kept).get(self.conn.total_changes(), key, read),
+            Some(kept) => slot(kept).get(kept.changes.of(tables), key, read),
         }
     }
 

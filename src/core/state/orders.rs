@@ -547,7 +547,7 @@ impl State {
     pub fn unfinished_orders(&self) -> Result<Vec<OrderRecord>, StateError> {
         // `?1` is unused but keeps one reader for every filter.
         let read = || self.read_orders(&format!("{UNFINISHED} AND ?1 = ?1"), "");
-        self.read_or_kept(|k| &k.unfinished, (), read)
+        self.read_or_kept(|k| &k.unfinished, &[Table::Orders], (), read)
     }
 
     /// (bot, symbol) of every exit order still in flight, protective stops aside (a resting
@@ -555,7 +555,7 @@ impl State {
     /// twice. The narrow read of `unfinished_orders` the loop asks once a bot a minute. (No
     /// `DISTINCT`: with it SQLite walks a whole index of orders instead of the unfinished ones.)
     pub fn exits_in_flight(&self) -> Result<Vec<(String, String)>, StateError> {
-        self.read_or_kept(|k| &k.exits, (), || self.read_exits_in_flight())
+        self.read_or_kept(|k| &k.exits, &[Table::Orders], (), || self.read_exits_in_flight())
     }
 
     pub(super) fn read_exits_in_flight(&self) -> Result<Vec<(String, String)>, StateError> {

@@ -168,7 +168,7 @@ impl State {
     }
 
     pub fn owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {
-        self.read_or_kept(|k| &k.owned, (), || self.read_owned_positions())
+        self.read_or_kept(|k| &k.owned, &[Table::OwnedPositions], (), || self.read_owned_positions())
     }
 
     pub(super) fn read_owned_positions(&self) -> Result<Vec<OwnedPosition>, StateError> {

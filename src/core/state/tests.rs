@@ -144,6 +144,19 @@ fn a_backtests_kept_reads_answer_what_a_plain_read_does_after_every_write() {
     agree(&s, "nothing");
     s.record_day_start(date, 1000.0, "first_seen", now).unwrap();
     agree(&s, "the day start");
+    // A write to the budgets alone (a bot's day reads them with the orders).
+    let budget = BudgetRow {
+        trading_date: date,
+        bot: "mom_AAPL".into(),
+        daily_loss_limit: 50.0,
+        max_open_risk: 20.0,
+        max_trades: 5,
+        max_positions: 2,
+        realized_pnl: -7.5,
+        trades: 0,
+    };
+    s.put_budget(&budget, now).unwrap();
+    agree(&s, "a budget");
     let entry = s.record_order(&order("buy", "10", "entry")).unwrap();
     agree(&s, "an entry recorded");
     s.apply_order_report(&entry, &OrderStatus::Filled, Some("b-1"), Dec::from_int(10), Some(Dec::from_int(100)), now)
@@ -156,7 +169,7 @@ fn a_backtests_kept_reads_answer_what_a_plain_read_does_after_every_write() {
     s.apply_order_report(&exit, &OrderStatus::Filled, Some("b-2"), Dec::from_int(10), Some(Dec::from_int(90)), now)
         .unwrap();
     agree(&s, "its fill at a loss");
-    assert_eq!(s.bot_day("mom_AAPL", date).unwrap(), BotDay { realized_pnl: -100.0, entries: 1 });
+    assert_eq!(s.bot_day("mom_AAPL", date).unwrap(), BotDay { realized_pnl: -107.5, entries: 1 });
     assert!(s.owned_positions().unwrap().is_empty());
 }
 

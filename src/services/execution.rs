@@ -79,6 +79,7 @@ impl Execution {
         let data = self.feed.lend();
         let result = self.decide_and_send(state, broker, step, bots, &data, report);
         self.feed.give_back(data);
+        self.orders.close_gate();
         result
     }
 
@@ -126,6 +127,8 @@ impl Execution {
             owned = state.owned_positions()?;
         }
         self.orders.forget_refusals_of_closed(&owned);
+        // The entry gate opens on what this iteration allows; `run_bots` closes it after.
+        self.orders.open_gate(step.entries_allowed, &report);
         if session.is_open {
             self.orders.close_due_at_open(state, broker, now, &mut report)?;
         }
@@ -192,7 +195,7 @@ impl Execution {
         view: &BotView,
         report: &mut StepReport,
     ) -> Result<(), ExecError> {
-        let Step { cfg, budgets, entries_allowed, now, .. } = *step;
+        let Step { cfg, budgets, now, .. } = *step;
         if let Some(never) = bot.never_enters() {
             // A keeper of a configured bot's orphans shares its id: that bot speaks for it.
             if !step.bots.iter().any(|b| b.id() == bot.id() && b.never_enters().is_none()) {
@@ -200,7 +203,7 @@ impl Execution {
             }
             return Ok(());
         }
-        if let Some(reason) = self.preflight(state, step, bot, report)? {
+        if let Some(reason) = self.preflight(state, step, bot)? {
             event!(Debug, "entries_skipped", bot = bot.id(), reason = reason.detail.to_string().as_str());
             self.notes.note_idle(state, bot.id(), Some(reason), now);
             return Ok(());
@@ -240,20 +243,12 @@ impl Execution {
         }
         let mut entered = false;
         for entry in wanted {
-            // The gate again at the moment each entry would go: an earlier send of this
-            // iteration may have found a conflict or met a ledger that refuses writes.
-            if let Some(stop) = self.orders.entry_stop(entries_allowed, report, &[entry.symbol.as_str()]) {
-                idle.push((entry.symbol.clone(), idle_of(&stop)));
-                continue;
-            }
             let sent_last_minute = self.orders.orders_last_minute(now);
             if let Err(why) = risk_check(state, step, bot, budget, view, &entry, sent_last_minute) {
                 idle.push((entry.symbol.clone(), Idle::new(why.cause(), why.to_string())));
                 self.notes.log_refusal(bot.id(), &entry.symbol, why);
                 continue;
             }
-            entered = true;
-            self.notes.entered(bot.id(), &entry.symbol);
             let spec = OrderSpec {
                 bot: bot.id().into(),
                 symbol: entry.symbol.clone(),
@@ -267,13 +262,16 @@ impl Execution {
                 rule: None,
                 legs: entry.legs.clone(),
             };
-            // The rules this position opens with, kept in case the bot or the symbol
-            // leaves the configuration while it is held. No rules stored, no entry.
-            if let Some(rules) = bot.position_rules() {
-                state.put_position_rules(bot.id(), &entry.symbol, &rules, now)?;
+            // The gate is asked again as it goes: an earlier send of this iteration may have
+            // found a conflict or met a ledger that refuses writes.
+            match self.orders.send_entry(state, broker, &spec, bot.position_rules().as_ref(), now)? {
+                Ok(sent) => {
+                    entered = true;
+                    self.notes.entered(bot.id(), &entry.symbol);
+                    count(report, &sent);
+                }
+                Err(stop) => idle.push((entry.symbol.clone(), idle_of(&stop))),
             }
-            let sent = self.orders.send(state, broker, &spec, now)?;
-            count(report, &sent);
         }
         // A bot that sent an entry is not idle (one without symbols has no signal).
         let idle =
@@ -284,19 +282,13 @@ impl Execution {
 
     /// Why a bot may not enter now, or `None` when it may: its window and session, the entry
     /// gate for all its symbols, its budget, its day's losses and trades, the orders per minute.
-    fn preflight(
-        &mut self,
-        state: &State,
-        step: &Step,
-        bot: &dyn Bot,
-        report: &StepReport,
-    ) -> Result<Option<Idle>, StateError> {
+    fn preflight(&mut self, state: &State, step: &Step, bot: &dyn Bot) -> Result<Option<Idle>, StateError> {
         let Step { cfg, budgets, entries_allowed, now, .. } = *step;
         if let Some(cause) = entry_refused_by_time(step, bot, entries_allowed) {
             return Ok(Some(describe_time_refusal(cause, step, bot)));
         }
         let symbols: Vec<&str> = bot.symbols().iter().map(String::as_str).collect();
-        if let Some(stop) = self.orders.entry_stop(entries_allowed, report, &symbols) {
+        if let Some(stop) = self.orders.entry_stop(&symbols) {
             return Ok(Some(idle_of(&stop)));
         }
         // No budget, no entries: a budget is never invented (see `safety.allow_budget_fallback`).

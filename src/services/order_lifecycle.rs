@@ -60,7 +60,8 @@ use crate::core::order::{
     Amount, BROKER_STOP, Intent, Leg, OrderStatus, OrderType, PositionIntent, RecordStatus, Side, TimeInForce,
 };
 use crate::core::state::{
-    BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, State, StateError,
+    BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, PositionRules, State,
+    StateError,
 };
 use crate::event;
 use crate::services::broker::{
@@ -167,7 +168,7 @@ pub struct StepReport {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EntryStop {
     /// Entries are stopped for the iteration: halted, unsure of state, or a step failed with
-    /// `safety.fail_closed` (`Orchestrator::run_iteration` decides).
+    /// `safety.fail_closed` (`halt::entries_stopped` decides), or the gate was not opened.
     Stopped,
     /// The market data could not be fetched this iteration.
     NoMarketData,
@@ -226,6 +227,17 @@ pub struct Orders {
     due_at_open: BTreeMap<(String, String), &'static str>,
     /// When each position's protective stop was last replaced (a trailing stop moving it).
     replaced_at: BTreeMap<(String, String), Timestamp>,
+    /// The entry gate as step 4 opened it (`open_gate`); `None`: closed, no entry goes.
+    gate: Option<Opened>,
+}
+
+/// What an open entry gate knows of its iteration.
+#[derive(Debug)]
+struct Opened {
+    /// The market data could not be fetched.
+    data_error: bool,
+    /// The symbols whose quotes are stale.
+    stale: Vec<String>,
 }
 
 /// An exit sent while the ledger took no writes.
@@ -399,15 +411,28 @@ fn amount_text(a: Amount) -> (Option<String>, Option<String>) {
 }
 
 impl Orders {
+    /// Opens the entry gate for this iteration's step 4, with what it allows: entries at all
+    /// (`halt::entries_stopped`'s verdict), and what the step met fetching the market data (an
+    /// error, the stale symbols). Closed again by `close_gate`; closed until opened.
+    pub fn open_gate(&mut self, entries_allowed: bool, report: &StepReport) {
+        self.gate =
+            entries_allowed.then(|| Opened { data_error: report.data_error.is_some(), stale: report.stale.clone() });
+    }
+
+    /// Closes the entry gate: no entry goes until step 4 opens it again.
+    pub fn close_gate(&mut self) {
+        self.gate = None;
+    }
+
     /// Every reason no entry may go now (`None`: entries may go), asked before a bot's entries
-    /// (for all its `symbols`) and again at the moment each one would be sent (for its symbol),
-    /// so a conflict or a refused write met by an earlier send of the iteration stops the next.
-    pub fn entry_stop(&self, entries_allowed: bool, report: &StepReport, symbols: &[&str]) -> Option<EntryStop> {
+    /// (for all its `symbols`) and by `send_entry` at the moment each one would be sent (for its
+    /// symbol), so a conflict or a refused write met by an earlier send of the iteration stops
+    /// the next.
+    pub fn entry_stop(&self, symbols: &[&str]) -> Option<EntryStop> {
+        let Some(opened) = &self.gate else { return Some(EntryStop::Stopped) };
         let stale: Vec<String> =
-            symbols.iter().filter(|s| report.stale.iter().any(|t| t == *s)).map(|s| s.to_string()).collect();
-        if !entries_allowed {
-            Some(EntryStop::Stopped)
-        } else if report.data_error.is_some() {
+            symbols.iter().filter(|s| opened.stale.iter().any(|t| t == *s)).map(|s| s.to_string()).collect();
+        if opened.data_error {
             Some(EntryStop::NoMarketData)
         } else if self.conflict_seen {
             Some(EntryStop::ConflictSeen)
@@ -429,11 +454,33 @@ impl Orders {
         self.sent.len()
     }
 
+    /// Sends an entry: the one way an entry goes out. The entry gate is asked first, at this very
+    /// moment, for the entry's symbol (`entry_stop`); past it, the rules the position opens with
+    /// are stored (kept in case the bot or the symbol leaves the configuration while it is held;
+    /// no rules stored, no entry), then the order is numbered, recorded and sent (`send`).
+    /// `Ok(Err(stop))`: the gate stopped it, and nothing was written or sent.
+    pub fn send_entry(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        spec: &OrderSpec,
+        rules: Option<&PositionRules>,
+        now: Timestamp,
+    ) -> Result<Result<Sent, EntryStop>, StateError> {
+        if let Some(stop) = self.entry_stop(&[spec.symbol.as_str()]) {
+            return Ok(Err(stop));
+        }
+        if let Some(rules) = rules {
+            state.put_position_rules(&spec.bot, &spec.symbol, rules, now)?;
+        }
+        self.send(state, broker, spec, now).map(Ok)
+    }
+
     /// Numbers the order, records it (durably, with its legs), sends it, records the answer and
     /// logs the outcome. An exit the ledger cannot record goes out all the same, under an id
     /// derived from what it closes (`send_unrecorded`); an entry does not. A write that fails
     /// after the send is noted (`take_ledger_failure`), never a reason to stop the other exits.
-    pub fn send(
+    fn send(
         &mut self,
         state: &mut State,
         broker: &mut dyn Broker,
@@ -1504,23 +1551,64 @@ mod tests {
     #[test]
     fn the_entry_gate_names_every_reason_and_stale_data_only_for_the_symbols_asked() {
         let mut orders = Orders::default();
-        let fresh = report(false, &[]);
-        assert_eq!(orders.entry_stop(true, &fresh, &["AAPL"]), None);
-        assert_eq!(orders.entry_stop(false, &fresh, &["AAPL"]), Some(EntryStop::Stopped));
-        assert_eq!(orders.entry_stop(true, &report(true, &[]), &["AAPL"]), Some(EntryStop::NoMarketData));
+        assert_eq!(orders.entry_stop(&["AAPL"]), Some(EntryStop::Stopped), "closed until step 4 opens it");
+        orders.open_gate(true, &report(false, &[]));
+        assert_eq!(orders.entry_stop(&["AAPL"]), None);
+        orders.open_gate(false, &report(false, &[]));
+        assert_eq!(orders.entry_stop(&["AAPL"]), Some(EntryStop::Stopped));
+        orders.open_gate(true, &report(true, &[]));
+        assert_eq!(orders.entry_stop(&["AAPL"]), Some(EntryStop::NoMarketData));
         // Stale data stops the entries of the stale symbol, and only those.
-        let stale = report(false, &["AAPL"]);
-        assert_eq!(orders.entry_stop(true, &stale, &["AAPL", "SPY"]), Some(EntryStop::StaleData(vec!["AAPL".into()])));
-        assert_eq!(orders.entry_stop(true, &stale, &["SPY"]), None);
-        assert!(orders.entry_stop(true, &stale, &["AAPL"]).unwrap().to_string().contains("stale market data for AAPL"));
+        orders.open_gate(true, &report(false, &["AAPL"]));
+        assert_eq!(orders.entry_stop(&["AAPL", "SPY"]), Some(EntryStop::StaleData(vec!["AAPL".into()])));
+        assert_eq!(orders.entry_stop(&["SPY"]), None);
+        assert!(orders.entry_stop(&["AAPL"]).unwrap().to_string().contains("stale market data for AAPL"));
         // What the lifecycle met while sending stops every later entry of the iteration.
         orders.ledger_failed(&StateError::BadRow { what: "orders", detail: "disk full".into() });
-        assert_eq!(orders.entry_stop(true, &fresh, &["SPY"]), Some(EntryStop::LedgerRefused));
+        assert_eq!(orders.entry_stop(&["SPY"]), Some(EntryStop::LedgerRefused));
         orders.ledger_failure = None;
         orders.conflict_seen = true;
-        assert_eq!(orders.entry_stop(true, &fresh, &["SPY"]), Some(EntryStop::ConflictSeen));
-        // A new iteration's sync starts without the conflict (its halt stops entries from then).
+        assert_eq!(orders.entry_stop(&["SPY"]), Some(EntryStop::ConflictSeen));
         orders.conflict_seen = false;
-        assert_eq!(orders.entry_stop(true, &fresh, &["SPY"]), None);
+        assert_eq!(orders.entry_stop(&["SPY"]), None);
+        // Step 4 over, the gate is shut until the next one opens it.
+        orders.close_gate();
+        assert_eq!(orders.entry_stop(&["SPY"]), Some(EntryStop::Stopped));
+    }
+
+    #[test]
+    fn an_entry_the_gate_stops_writes_nothing_and_sends_nothing() {
+        let mut state = State::open_memory().unwrap();
+        let now = Timestamp::from_second(1_795_000_000).unwrap();
+        let clock = std::sync::Arc::new(crate::core::clock::ManualClock::new(now));
+        let mut broker =
+            crate::sim::sim_broker::SimBroker::open(clock, crate::core::config::Sim::default(), 1, None).unwrap();
+        let spec = OrderSpec {
+            bot: "mom_AAPL".into(),
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            amount: Amount::Qty(Dec::from_int(1)),
+            order_type: OrderType::Market,
+            limit_price: None,
+            stop_price: None,
+            time_in_force: TimeInForce::Day,
+            intent: Intent::Entry,
+            rule: None,
+            legs: Vec::new(),
+        };
+        let mut orders = Orders::default();
+        let stopped = orders.send_entry(&mut state, &mut broker, &spec, None, now).unwrap();
+        assert_eq!(stopped, Err(EntryStop::Stopped), "a gate never opened stops the entry");
+        orders.open_gate(true, &report(false, &["AAPL"]));
+        let stale = orders.send_entry(&mut state, &mut broker, &spec, None, now).unwrap();
+        assert_eq!(stale, Err(EntryStop::StaleData(vec!["AAPL".into()])));
+        assert!(state.all_orders().unwrap().is_empty(), "nothing recorded");
+        assert_eq!(broker.take_call_stats().requests, 0, "nothing sent");
+        // Opened with nothing against it, the same entry goes: the test above is not vacuous.
+        orders.open_gate(true, &report(false, &[]));
+        let sent = orders.send_entry(&mut state, &mut broker, &spec, None, now).unwrap();
+        assert!(matches!(sent, Ok(Sent::Accepted { .. }) | Ok(Sent::Refused { .. })), "{sent:?}");
+        assert_eq!(state.all_orders().unwrap().len(), 1, "recorded once past the gate");
+        assert_eq!(broker.take_call_stats().requests, 1, "and sent");
     }
 }

@@ -8,9 +8,9 @@
 //! gate), `market_feed` (quotes, bars, chains), `idle_notes` (why a bot is not entering),
 //! `entry_checks` (the risk checks).
 //!
-//! Never: sends an order itself (`Orders::send`, `Orders::send_exit` do), sends an entry that
-//! `Orders::entry_stop` or `entry_checks::risk_check` refuses, or lets a failure of the market
-//! data or of the ledger hold the exits back.
+//! Never: sends an order itself (`Orders::send_entry`, `Orders::send_exit` do), offers an entry
+//! that `entry_checks::risk_check` refuses, or lets a failure of the market data or of the ledger
+//! hold the exits back.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -184,7 +184,7 @@ impl Execution {
     }
 
     /// A bot's entries: the preflight for the bot, then for each entry it wants the entry gate
-    /// (`Orders::entry_stop`, asked again at the moment each would go) and the risk checks.
+    /// (`Orders::entry_stop`, asked again by `Orders::send_entry` as each goes) and the risk checks.
     /// Notes why the bot is idle when it sends none.
     fn entries(
         &mut self,

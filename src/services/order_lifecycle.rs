@@ -12,15 +12,16 @@
 //! again); each position's protective stop resting at the broker (placed, trailed by replacing
 //! it, cancelled and read back before any sell of the daemon's own); what a refused exit means
 //! (resized to what is free, or the opposite resting order of ours cancelled, then a growing
-//! wait); and `Orders::entry_stop`, every reason an entry may not go now.
+//! wait); and the entry gate: `Orders::entry_stop`, every reason an entry may not go now, opened
+//! by step 4 for its iteration (`open_gate`) and asked by `send_entry` as each entry goes.
 //!
-//! Never: touches or adopts an order or a position the daemon did not open, sends an entry (it
-//! sends only what it is given: the execution step asks `entry_stop` first), re-sends a refused or
-//! unknown order (a refused exit is decided again after a growing wait, as a new order; an
-//! unrecorded exit whose answer was lost goes again under its same derived id, which the broker
-//! cannot double), abandons one on anything but the broker's own "not found", or sends a second
-//! exit for a position that already has one open (a resting protective stop is cleared, and seen
-//! cleared, first). It decides no signal and fetches no market data.
+//! Never: touches or adopts an order or a position the daemon did not open, sends an entry the
+//! gate stops (`send_entry`, the only way one goes out, asks `entry_stop` first), re-sends a
+//! refused or unknown order (a refused exit is decided again after a growing wait, as a new
+//! order; an unrecorded exit whose answer was lost goes again under its same derived id, which
+//! the broker cannot double), abandons one on anything but the broker's own "not found", or sends
+//! a second exit for a position that already has one open (a resting protective stop is cleared,
+//! and seen cleared, first). It decides no signal and fetches no market data.
 //!
 //! # An order's life
 //!

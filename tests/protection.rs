@@ -381,3 +381,95 @@ fn the_binary_killed_with_its_stops_resting_books_the_brokers_exits_on_restart()
     assert_eq!(stops.len(), 2);
     assert!(stops.iter().all(|(o, _)| o.status.as_str() == "filled"), "{stops:?}");
 }
+
+/// The sells of `symbol` other than protective stops, in order.
+fn own_sells(fake: &FakeAlpaca, symbol: &str) -> Vec<Value> {
+    posts(fake).into_iter().filter(|b| b["symbol"] == symbol && b["side"] == "sell" && b["type"] != "stop").collect()
+}
+
+/// Issue 31, case 1: the market opens through where the stop would rest (a gap: AAPL 5.3 % below
+/// its entry, the stop 1 % below it). Alpaca refuses the stop with its 422; the position's own
+/// stop-loss is due and goes out in the same iteration, before any stop is tried, and nothing
+/// is sold twice or short.
+#[test]
+fn a_gap_through_the_stop_is_sold_by_the_stop_loss_at_once_and_no_refused_stop_holds_it() {
+    let (_scratch, fake, cfg, clock) = setup("gap");
+    let mut o = open(&fake, &cfg, &clock);
+    assert_eq!(o.run_iteration().orders_submitted, 2, "both entries: {:?}", posts(&fake));
+    {
+        let mut st = fake.lock();
+        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(NOW, 182.80, 182.82));
+        st.fill_prices.insert("AAPL".into(), "182.80".into());
+    }
+    o.run_iteration();
+    let sells = own_sells(&fake, "AAPL");
+    assert_eq!(sells.len(), 1, "sold by its own rule in the iteration the gap is seen: {:?}", posts(&fake));
+    assert_eq!(sells[0]["type"], "market");
+    let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("stop_loss"));
+    assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "AAPL"));
+    // The next iterations sell nothing more, and nothing went short.
+    o.run_iteration();
+    o.run_iteration();
+    assert_eq!(own_sells(&fake, "AAPL").len(), 1);
+    assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0));
+}
+
+/// A stop that cannot rest because the market is through it — here a tight one (0.2 %), the
+/// daemon's own stop-loss (0.5 %) not reached — means the stop is due: the position is sold at
+/// market in that iteration, once.
+#[test]
+fn a_stop_refused_because_the_market_is_through_it_sells_at_once() {
+    let (_scratch, fake, mut cfg, clock) = setup("through");
+    cfg.bots.momentum_bots[0].exits.broker_stop_pct = Some(0.2);
+    let mut o = open(&fake, &cfg, &clock);
+    assert_eq!(o.run_iteration().orders_submitted, 2, "both entries: {:?}", posts(&fake));
+    {
+        let mut st = fake.lock();
+        // 0.32 % below the entry at 193.02: through the 0.2 % stop (192.63), short of the 0.5 %.
+        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(NOW, 192.40, 192.42));
+        st.fill_prices.insert("AAPL".into(), "192.40".into());
+    }
+    o.run_iteration();
+    let refused: Vec<Value> =
+        posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["type"] == "stop").collect();
+    assert_eq!(refused.len(), 1, "one stop tried: {:?}", posts(&fake));
+    let sells = own_sells(&fake, "AAPL");
+    assert_eq!(sells.len(), 1, "sold at once: {:?}", posts(&fake));
+    assert_eq!(sells[0]["type"], "market");
+    assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "AAPL"));
+    o.run_iteration();
+    assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
+    assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0));
+}
+
+/// Issue 31, case 2: a coin bought with the fee taken from the coin. The stop for what the buy
+/// reported filled is refused for held quantity; it rests at once for what the broker holds,
+/// and the ledger is capped to that.
+#[test]
+fn a_coins_stop_refused_for_its_fee_rests_at_what_the_broker_holds() {
+    let (_scratch, fake, cfg, clock) = setup("coinfee");
+    fake.lock().coin_fee = Some(0.0025);
+    let mut o = open(&fake, &cfg, &clock);
+    assert_eq!(o.run_iteration().orders_submitted, 2, "both entries: {:?}", posts(&fake));
+    o.run_iteration();
+    let stops: Vec<Value> =
+        posts(&fake).into_iter().filter(|b| b["symbol"] == "BTC/USD" && b["type"] == "stop_limit").collect();
+    assert_eq!(stops.len(), 2, "refused for 0.000829, then placed for what is held: {stops:?}");
+    assert_eq!(stops[0]["qty"], "0.000829");
+    assert_eq!(stops[1]["qty"], "0.000826927", "0.000829 less 0.25 %, rounded down");
+    let resting = fake
+        .lock()
+        .orders
+        .iter()
+        .filter(|x| x["symbol"] == "BTC/USD" && x["type"] == "stop_limit" && x["status"] == "accepted")
+        .count();
+    assert_eq!(resting, 1, "one stop rests");
+    let owned = o.state().owned_positions().unwrap();
+    let btc = owned.iter().find(|p| p.symbol == "BTC/USD").unwrap();
+    assert_eq!(btc.qty.to_string(), "0.000826927", "the ledger capped to what the broker holds (rounded down)");
+    // Resting, it is left alone.
+    let before = posts(&fake).len();
+    o.run_iteration();
+    assert_eq!(posts(&fake).len(), before, "{:?}", posts(&fake));
+}

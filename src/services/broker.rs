@@ -97,6 +97,10 @@ pub enum ExitRefusal {
     /// Alpaca's 403 "potential wash trade detected": an order of the other side rests on the
     /// symbol.
     WashTrade,
+    /// Alpaca's 422 for a stop the market is already through: a sell stop not below the price
+    /// (or a buy stop not above it). Messages seen: "stop price must not be greater than base
+    /// price / 1.001", "stop price must be less than base_price - 0.01" (Alpaca-API#166).
+    StopThroughMarket,
     /// Anything else: the same order later may be taken.
     Other,
 }
@@ -104,9 +108,14 @@ pub enum ExitRefusal {
 /// Reads Alpaca's refusal (its code 40310000 covers both named cases, so the message tells them
 /// apart; `FACTS.md` §5a, the samples `error-403-insufficient-qty.json`, `error-403-wash-trade.json`).
 pub fn exit_refusal(e: &BrokerError) -> ExitRefusal {
-    let BrokerError::Rejected { status: 403, message, .. } = e else { return ExitRefusal::Other };
+    let BrokerError::Rejected { status, message, .. } = e else { return ExitRefusal::Other };
     let m = message.to_ascii_lowercase();
-    if m.contains("insufficient qty") {
+    if *status == 422 && m.contains("stop price") && (m.contains("base price") || m.contains("base_price")) {
+        return ExitRefusal::StopThroughMarket;
+    }
+    if *status != 403 {
+        ExitRefusal::Other
+    } else if m.contains("insufficient qty") {
         ExitRefusal::InsufficientQty
     } else if m.contains("wash trade") {
         ExitRefusal::WashTrade
@@ -389,6 +398,22 @@ mod tests {
         assert_eq!(exit_refusal(&refused(403, "error-403-insufficient-qty.json")), ExitRefusal::InsufficientQty);
         assert_eq!(exit_refusal(&refused(403, "error-403-wash-trade.json")), ExitRefusal::WashTrade);
         assert_eq!(exit_refusal(&refused(403, "error-403-insufficient-buying-power.json")), ExitRefusal::Other);
+        // A stop the market is already through, in both wordings seen.
+        let through = |message: &str| BrokerError::Rejected {
+            endpoint: "POST /v2/orders".into(),
+            status: 422,
+            code: Some(42210000),
+            message: message.into(),
+        };
+        assert_eq!(
+            exit_refusal(&through("stop price must not be greater than base price / 1.001")),
+            ExitRefusal::StopThroughMarket
+        );
+        assert_eq!(
+            exit_refusal(&through("stop price must be less than base_price - 0.01")),
+            ExitRefusal::StopThroughMarket
+        );
+        assert_eq!(exit_refusal(&through("qty must be integer")), ExitRefusal::Other);
         assert_eq!(exit_refusal(&refused(422, "error-422-sub-penny.json")), ExitRefusal::Other);
         let transient =
             BrokerError::Transient { endpoint: "POST /v2/orders".into(), status: Some(503), detail: "x".into() };

@@ -132,26 +132,32 @@ impl Execution {
         if session.is_open {
             self.orders.close_due_at_open(state, broker, now, &mut report)?;
         }
-        // Protection never holds the exits back: a failure here is noted, and they run.
-        if let Err(e) = self.orders.protect(state, broker, bots, now, &mut report) {
-            self.orders.ledger_failed(&e);
-        }
-        for bot in bots {
-            let market_open = bot.kind() == BotKind::Crypto || session.is_open;
-            let mine: Vec<&OwnedPosition> = owned.iter().filter(|p| p.bot == bot.id()).collect();
-            let view = BotView {
+        let views: Vec<BotView> = bots
+            .iter()
+            .map(|bot| BotView {
                 now,
-                market_open,
+                market_open: bot.kind() == BotKind::Crypto || session.is_open,
                 session,
-                owned: mine,
+                owned: owned.iter().filter(|p| p.bot == bot.id()).collect(),
                 quotes,
                 bars: &data.bars,
                 spendable: spendable(cfg, bot.kind(), step.account),
                 contracts: &data.contracts,
                 options: &data.snapshots,
-            };
-            self.exits(state, broker, *bot, &view, &mut report)?;
-            self.entries(state, broker, step, *bot, &view, &mut report)?;
+            })
+            .collect();
+        // Every bot's exits first: nothing about a protective stop (a refusal, a wait, a failure)
+        // comes before them.
+        for (bot, view) in bots.iter().zip(&views) {
+            self.exits(state, broker, *bot, view, &mut report)?;
+        }
+        // Then the resting stops of what is still held without an exit in flight. Protection never
+        // holds the entries back either: a failure here is noted.
+        if let Err(e) = self.orders.protect(state, broker, bots, now, &mut report) {
+            self.orders.ledger_failed(&e);
+        }
+        for (bot, view) in bots.iter().zip(&views) {
+            self.entries(state, broker, step, *bot, view, &mut report)?;
         }
         Ok(report)
     }

@@ -80,6 +80,10 @@ const EXIT_RETRY_MAX: SignedDuration = SignedDuration::from_secs(60);
 /// An exit still refused this long after its first refusal is notified, once.
 const EXIT_STUCK_AFTER: SignedDuration = SignedDuration::from_secs(60);
 
+/// The rule of the market exit sent when a protective stop cannot rest because the market is
+/// already through it: the position's stop is due.
+const STOP_DUE: &str = "stop_loss";
+
 /// A trailing protective stop is replaced at most this often, and only by at least this step
 /// (a fraction of its stop): Alpaca counts every replace against the request budget.
 const REPLACE_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -219,6 +223,9 @@ pub struct Orders {
     unpriced: BTreeSet<String>,
     /// Exits the broker refused, by (bot, symbol), waiting to be tried again.
     refused_exits: BTreeMap<(String, String), RefusedExit>,
+    /// Protective stops the broker refused, by (bot, symbol), kept apart from the exits: a
+    /// stop's refusal never holds back an exit of the same position.
+    refused_stops: BTreeMap<(String, String), RefusedExit>,
     /// Exits sent while the ledger took no writes, oldest first, until it records them.
     unrecorded: Vec<Unrecorded>,
     /// The first write the ledger refused since the orchestrator last asked.
@@ -1042,7 +1049,7 @@ impl Orders {
                 self.cancel_opposite(state, broker, spec);
                 None
             }
-            ExitRefusal::Other => None,
+            ExitRefusal::StopThroughMarket | ExitRefusal::Other => None,
         };
         let Some(smaller) = smaller else { return Ok(vec![sent]) };
         let again = self.send(state, broker, &smaller, now)?;
@@ -1239,22 +1246,64 @@ impl Orders {
                     || in_flight.contains(&key)
                     || entering.contains(&key)
                     || self.exit_waits(&p.bot, &p.symbol, now)
+                    || self.stop_waits(&p.bot, &p.symbol, now)
                 {
                     continue;
                 }
                 let Some(guard) = protection_for(p, pct, bot.trailing_stop_pct()) else { continue };
                 let spec = protective_spec(&p.bot, &p.symbol, &guard);
-                let sent = match self.send(state, broker, &spec, now) {
-                    Ok(sent) => sent,
-                    // The ledger takes no writes: no stop is placed unrecorded; the exits go on.
-                    Err(e) => {
-                        self.ledger_failed(&e);
-                        continue;
-                    }
-                };
-                self.exit_outcome(&spec, &sent, now);
-                count(report, &sent);
+                // The ledger takes no writes: no stop is placed unrecorded; the exits go on.
+                if let Err(e) = self.place_stop(state, broker, p, &spec, now, report) {
+                    self.ledger_failed(&e);
+                }
             }
+        }
+        Ok(())
+    }
+
+    /// Places one protective stop, and acts on what a refusal means: a stop the market is
+    /// already through means the position's stop is due, so it is sold now at market (rule
+    /// `stop_loss`, `protection_through_market`); a stop refused for held quantity (a coin's fee
+    /// taken in the coin, a position shrunk by hand) rests again at what the broker holds free,
+    /// the ledger capped to it (`sellable`); any other refusal waits out its backoff, and one that
+    /// lasts a minute is `protection_stuck`. None of it holds back an exit of the position.
+    fn place_stop(
+        &mut self,
+        state: &mut State,
+        broker: &mut dyn Broker,
+        p: &OwnedPosition,
+        spec: &OrderSpec,
+        now: Timestamp,
+        report: &mut StepReport,
+    ) -> Result<(), StateError> {
+        let sent = self.send(state, broker, spec, now)?;
+        self.exit_outcome(spec, &sent, now);
+        count(report, &sent);
+        let Sent::Refused { error, .. } = &sent else { return Ok(()) };
+        match exit_refusal(error) {
+            ExitRefusal::StopThroughMarket => {
+                event!(
+                    Warn,
+                    "protection_through_market",
+                    bot = p.bot.as_str(),
+                    symbol = p.symbol.as_str(),
+                    stop_price = spec.stop_price.map(|s| s.to_string()),
+                    detail =
+                        format!("the market is through the stop, so the stop is due: sold now at market ({error})"),
+                );
+                let exit = single_exit(p, STOP_DUE);
+                for sent in self.send_exit(state, broker, &exit, now)? {
+                    count(report, &sent);
+                }
+            }
+            ExitRefusal::InsufficientQty => {
+                if let Some(smaller) = self.sellable(state, broker, spec, now) {
+                    let again = self.send(state, broker, &smaller, now)?;
+                    self.exit_outcome(&smaller, &again, now);
+                    count(report, &again);
+                }
+            }
+            ExitRefusal::WashTrade | ExitRefusal::Other => {}
         }
         Ok(())
     }
@@ -1328,6 +1377,11 @@ impl Orders {
         Ok(busy)
     }
 
+    /// Whether the protective stop of `bot`'s `symbol` waits after a refusal.
+    fn stop_waits(&self, bot: &str, symbol: &str, now: Timestamp) -> bool {
+        self.refused_stops.get(&(bot.to_string(), symbol.to_string())).is_some_and(|r| now < r.next)
+    }
+
     /// Whether the exit of `bot`'s `symbol` waits after a refusal.
     pub fn exit_waits(&self, bot: &str, symbol: &str, now: Timestamp) -> bool {
         self.refused_exits.get(&(bot.to_string(), symbol.to_string())).is_some_and(|r| now < r.next)
@@ -1337,11 +1391,13 @@ impl Orders {
     /// position (a spread's exit is named by its underlying), so a later position in the symbol
     /// starts with a clean count.
     pub fn forget_refusals_of_closed(&mut self, owned: &[OwnedPosition]) {
-        self.refused_exits.retain(|(bot, symbol), _| {
+        let held = |(bot, symbol): &(String, String)| {
             owned.iter().any(|p| {
                 p.bot == *bot && (p.symbol == *symbol || OccSymbol::parse(&p.symbol).is_some_and(|o| o.root == *symbol))
             })
-        });
+        };
+        self.refused_exits.retain(|key, _| held(key));
+        self.refused_stops.retain(|key, _| held(key));
     }
 
     /// Keeps count of refused exits: each refusal doubles the wait before the next try (up to
@@ -1349,32 +1405,33 @@ impl Orders {
     /// a notification; one the broker took, or whose answer was lost, is forgotten.
     fn exit_outcome(&mut self, spec: &OrderSpec, sent: &Sent, now: Timestamp) {
         let key = (spec.bot.clone(), spec.symbol.clone());
+        // A protective stop's refusals are counted apart, and alerted by its own name.
+        let stop = spec.rule == Some(BROKER_STOP);
+        let (book, name, what) = if stop {
+            (&mut self.refused_stops, "protection_stuck", "Protective stop")
+        } else {
+            (&mut self.refused_exits, "exit_stuck", "Exit")
+        };
         let Sent::Refused { error, .. } = sent else {
-            self.refused_exits.remove(&key);
+            book.remove(&key);
             return;
         };
-        let r = self.refused_exits.entry(key).or_insert(RefusedExit {
-            attempts: 0,
-            first: now,
-            next: now,
-            notified: false,
-        });
+        let r = book.entry(key).or_insert(RefusedExit { attempts: 0, first: now, next: now, notified: false });
         r.attempts += 1;
         let wait = EXIT_RETRY_FIRST.checked_mul(1 << r.attempts.saturating_sub(1).min(6)).unwrap_or(EXIT_RETRY_MAX);
         r.next = now.saturating_add(wait.min(EXIT_RETRY_MAX)).unwrap_or(now);
         if !r.notified && now.duration_since(r.first) >= EXIT_STUCK_AFTER {
             r.notified = true;
             let detail = format!("refused {} times since {}: {error}", r.attempts, clock::db_ts(r.first));
-            event!(
-                Error,
-                "exit_stuck",
-                bot = spec.bot.as_str(),
-                symbol = spec.symbol.as_str(),
-                detail = detail.as_str()
-            );
+            let (bot, symbol) = (spec.bot.as_str(), spec.symbol.as_str());
+            if stop {
+                event!(Error, "protection_stuck", bot = bot, symbol = symbol, detail = detail.as_str());
+            } else {
+                event!(Error, "exit_stuck", bot = bot, symbol = symbol, detail = detail.as_str());
+            }
             crate::services::notify::send(crate::services::notify::Note {
-                event: "exit_stuck",
-                title: format!("Exit refused for a minute: {} {}", spec.bot, spec.symbol),
+                event: name,
+                title: format!("{what} refused for a minute: {} {}", spec.bot, spec.symbol),
                 text: detail,
             });
         }

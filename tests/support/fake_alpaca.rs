@@ -93,6 +93,9 @@ pub struct FakeState {
     /// A multi-leg order fills as Alpaca may report it: the parent `filled` (and the positions
     /// moved) while its legs still show `filled_qty` 0 and no price, until `settle_legs`.
     pub legs_lag: bool,
+    /// The fee a crypto buy pays in the coin, as a fraction of what filled: the order reports the
+    /// whole quantity filled, the position holds it less the fee (Alpaca's crypto fee on a buy).
+    pub coin_fee: Option<f64>,
 }
 
 /// Market data a test controls.
@@ -216,8 +219,14 @@ impl FakeState {
         self.orders[i]["filled_qty"] = qty.clone().into();
         self.orders[i]["filled_avg_price"] = price.into();
         let q: f64 = qty.parse().unwrap_or(0.0);
-        let signed = if side == "buy" { q } else { -q };
         let class = if symbol.contains('/') { "crypto" } else { "us_equity" };
+        let fee = self.coin_fee.filter(|_| class == "crypto" && side == "buy").unwrap_or(0.0);
+        // What is left after the fee, in the coin's nine places, never rounded up.
+        let signed = match side.as_str() {
+            "buy" if fee > 0.0 => ((q * (1.0 - fee)) * 1e9).floor() / 1e9,
+            "buy" => q,
+            _ => -q,
+        };
         self.move_position(&symbol, signed, price, class);
     }
 
@@ -588,6 +597,27 @@ impl FakeAlpaca {
                         json!({"code": 40310000, "available": format!("{available}"), "symbol": symbol,
                                "message": format!("insufficient qty available for order (requested: {requested}, available: {available})")}),
                     );
+                }
+                // A stop the market is already through: Alpaca refuses a sell stop not below the
+                // price with 422 42210000 (the message as seen in the wild: "stop price must not be
+                // greater than base price / 1.001"; Alpaca-API#166 shows "stop price must be less
+                // than base_price - 0.01" for the same rule), and a buy stop not above it, by the
+                // same rule mirrored (an assumption: no buy-side message was found).
+                if let (Some(kind @ ("stop" | "stop_limit")), Some(m)) = (body["type"].as_str(), &st.market) {
+                    let num = |v: &Value| v.as_f64().or_else(|| v.as_str().and_then(|t| t.parse().ok()));
+                    let quote = m.quotes.get(&symbol);
+                    let (bid, ask) = (quote.and_then(|q| num(&q["bp"])), quote.and_then(|q| num(&q["ap"])));
+                    if let (Some(stop), Some(bid), Some(ask)) = (num(&body["stop_price"]), bid, ask) {
+                        let sell = body["side"] == "sell";
+                        if sell && stop > bid / 1.001 {
+                            let message = "stop price must not be greater than base price / 1.001";
+                            return (422, json!({"code": 42210000, "message": message, "type": kind}));
+                        }
+                        if !sell && stop < ask * 1.001 {
+                            let message = "stop price must not be less than base price * 1.001";
+                            return (422, json!({"code": 42210000, "message": message, "type": kind}));
+                        }
+                    }
                 }
                 let id = format!("00000000-0000-0000-0000-{:012}", st.next_id);
                 st.next_id += 1;

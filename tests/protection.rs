@@ -398,12 +398,16 @@ fn a_gap_through_the_stop_is_sold_by_the_stop_loss_at_once_and_no_refused_stop_h
     assert_eq!(o.run_iteration().orders_submitted, 2, "both entries: {:?}", posts(&fake));
     {
         let mut st = fake.lock();
-        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(NOW, 182.80, 182.82));
+        st.clock["timestamp"] = LATER.into();
+        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(LATER, 182.80, 182.82));
         st.fill_prices.insert("AAPL".into(), "182.80".into());
     }
+    clock.set(ts(LATER));
     o.run_iteration();
     let sells = own_sells(&fake, "AAPL");
     assert_eq!(sells.len(), 1, "sold by its own rule in the iteration the gap is seen: {:?}", posts(&fake));
+    let tried = posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["type"] == "stop").count();
+    assert_eq!(tried, 0, "the exit went first, so no stop was tried for a position being sold");
     assert_eq!(sells[0]["type"], "market");
     let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
     assert_eq!(rec.rule.as_deref(), Some("stop_loss"));
@@ -427,9 +431,11 @@ fn a_stop_refused_because_the_market_is_through_it_sells_at_once() {
     {
         let mut st = fake.lock();
         // 0.32 % below the entry at 193.02: through the 0.2 % stop (192.63), short of the 0.5 %.
-        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(NOW, 192.40, 192.42));
+        st.clock["timestamp"] = LATER.into();
+        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(LATER, 192.40, 192.42));
         st.fill_prices.insert("AAPL".into(), "192.40".into());
     }
+    clock.set(ts(LATER));
     o.run_iteration();
     let refused: Vec<Value> =
         posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["type"] == "stop").collect();
@@ -472,4 +478,54 @@ fn a_coins_stop_refused_for_its_fee_rests_at_what_the_broker_holds() {
     let before = posts(&fake).len();
     o.run_iteration();
     assert_eq!(posts(&fake).len(), before, "{:?}", posts(&fake));
+}
+
+/// Issue 31, case 3: a slow broker. The stop-loss is due while the stop rests; the stop's cancel
+/// and its read-back both time out (each is processed by the broker after the client gave up).
+/// The exit goes all the same — Alpaca would refuse it while the stop still held the shares — so
+/// the position is sold in that iteration, once, and never left with neither a stop nor its exit.
+#[test]
+fn a_slow_broker_that_drops_the_stops_cancel_answer_still_gets_the_exit() {
+    use std::time::Duration;
+    use support::fake_alpaca::Fault;
+    let (_scratch, fake, cfg, clock) = setup("slow");
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    let stop_id = posts(&fake)[2]["client_order_id"].as_str().unwrap().to_string();
+    {
+        let mut st = fake.lock();
+        // 0.55 % below the entry at 193.02: the daemon's 0.5 % stop-loss is due, the resting 1 % stop
+        // (191.08) is not touched.
+        st.clock["timestamp"] = LATER.into();
+        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(LATER, 191.95, 191.97));
+        st.market.as_mut().unwrap().quotes.insert("BTC/USD".into(), quote(LATER, 60_200.0, 60_210.0));
+        st.fill_prices.insert("AAPL".into(), "191.95".into());
+    }
+    clock.set(ts(LATER));
+    let slow = || vec![Fault::Delay(Duration::from_millis(800)); 6];
+    fake.fault("DELETE", "/v2/orders/", slow());
+    fake.fault("GET", "/v2/orders:by_client_order_id", slow());
+    o.run_iteration();
+    // Give the delayed requests time to be processed, as the broker would.
+    std::thread::sleep(Duration::from_millis(2000));
+    let sells = own_sells(&fake, "AAPL");
+    assert_eq!(sells.len(), 1, "the exit went out in the iteration it was due: {:?}", posts(&fake));
+    assert_eq!(sells[0]["type"], "market");
+    {
+        let st = fake.lock();
+        let stop = st.orders.iter().find(|x| x["client_order_id"] == stop_id.as_str()).unwrap();
+        assert_eq!(stop["status"], "canceled", "the slow cancel was processed");
+        assert!(st.positions.iter().all(|p| p["symbol"] != "AAPL"), "sold: {:?}", st.positions);
+        assert!(st.min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0), "never short");
+    }
+    // The broker fast again: the ledger learns both, and nothing more is sold or placed for AAPL.
+    fake.lock().faults.clear();
+    o.run_iteration();
+    o.run_iteration();
+    assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
+    assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "AAPL"));
+    let stop = o.state().order(&stop_id).unwrap().unwrap();
+    assert_eq!(stop.status.as_str(), "canceled");
+    let stops_after = posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["type"] == "stop").count();
+    assert_eq!(stops_after, 1, "no stop placed again for a position that is gone");
 }

@@ -1058,9 +1058,14 @@ impl Orders {
     }
 
     /// Before the daemon sells a position itself: cancels its resting protective order and
-    /// reads it back. `Some` (the exit, capped to what is still owned) once none rests; `None` to
-    /// send nothing now — the cancel is not confirmed yet (tried again next iteration), or the
-    /// stop filled meanwhile and the position is closed already.
+    /// reads it back. `Some` (the exit, capped to what is still owned) once none rests — or once
+    /// the broker gave no answer about it (its cancel or read-back timed out, its own answer was
+    /// lost): then the exit goes all the same, because Alpaca refuses a sell of what a resting
+    /// stop still holds (403 held quantity), so the two can never both sell, and a slow broker
+    /// must not leave a position with neither a stop nor its exit (`protection_unconfirmed`).
+    /// `None` to send nothing now — the broker answered that the stop still works (its cancel
+    /// pending: tried again next iteration), the order under its id is not ours, or the stop
+    /// filled meanwhile and the position is closed already.
     fn clear_protection(
         &mut self,
         state: &mut State,
@@ -1082,13 +1087,25 @@ impl Orders {
         }
         // Sold by a stop whose fill the ledger could not book (a full disk).
         let mut unbooked = Dec::ZERO;
+        // A stop the broker said nothing about: its answer was lost when it was placed, or its
+        // cancel or read-back got no answer now.
+        let mut unanswered: Option<&OrderRecord> = None;
         for g in &guards {
-            // Sent, but its answer unknown: wait until it is known.
-            let Some(id) = g.broker_order_id.as_deref() else { return Ok(None) };
+            let Some(id) = g.broker_order_id.as_deref() else {
+                unanswered = Some(g);
+                continue;
+            };
             if cancel_ours(broker, g, id, "before_exit").is_err() {
-                return Ok(None);
+                unanswered = Some(g);
+                continue;
             }
-            let Ok(Some(o)) = broker.order_by_client_id(&g.client_order_id) else { return Ok(None) };
+            let o = match broker.order_by_client_id(&g.client_order_id) {
+                Ok(Some(o)) => o,
+                Ok(None) | Err(_) => {
+                    unanswered = Some(g);
+                    continue;
+                }
+            };
             // Never book a stranger (the sync marks it a conflict).
             if not_ours(state, g, &o)?.is_some() {
                 return Ok(None);
@@ -1106,6 +1123,17 @@ impl Orders {
                     unbooked = unbooked.checked_add(sold).unwrap_or(unbooked);
                 }
             }
+        }
+        if let Some(g) = unanswered {
+            event!(
+                Warn,
+                "protection_unconfirmed",
+                bot = g.bot.as_str(),
+                symbol = g.symbol.as_str(),
+                client_order_id = g.client_order_id.as_str(),
+                detail = "the broker did not answer about the resting stop: the exit goes all the same (Alpaca refuses \
+                          a sell of what a resting stop still holds, so they cannot both sell)",
+            );
         }
         let owned = state.owned_positions()?;
         let held =

@@ -529,3 +529,40 @@ fn a_slow_broker_that_drops_the_stops_cancel_answer_still_gets_the_exit() {
     let stops_after = posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["type"] == "stop").count();
     assert_eq!(stops_after, 1, "no stop placed again for a position that is gone");
 }
+
+/// Issue 31, case 5: a position whose bot no longer trades its symbol (the operator changed
+/// `mom_AAPL`'s ticker to MSFT and its time stop from 25 to 1 minute, then restarted or
+/// reloaded) keeps the exit rules it was opened with: the new 1-minute time stop never sells
+/// AAPL; the stored 25-minute one does, on time.
+#[test]
+fn an_orphan_keeps_the_rules_it_was_opened_with_not_its_bots_new_ones() {
+    let (_scratch, fake, cfg, clock) = setup("orphan-rules");
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    drop(o);
+    let mut changed = cfg.clone();
+    changed.bots.momentum_bots[0].ticker = "MSFT".into();
+    changed.bots.momentum_bots[0].exits.time_stop_minutes = Some(1);
+    let at = |minutes: i64| Timestamp::from_second(ts(NOW).as_second() + minutes * 60).unwrap();
+    let move_to = |t: Timestamp| {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = t.to_string().into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote(&t.to_string(), 193.00, 193.02));
+        m.quotes.insert("BTC/USD".into(), quote(&t.to_string(), 60_200.0, 60_210.0));
+        drop(st);
+        clock.set(t);
+    };
+    let mut o = open(&fake, &changed, &clock);
+    for minute in [2, 5, 24] {
+        move_to(at(minute));
+        o.run_iteration();
+        assert!(own_sells(&fake, "AAPL").is_empty(), "sold at minute {minute} by a rule it was not opened with");
+    }
+    move_to(at(26));
+    o.run_iteration();
+    let sells = own_sells(&fake, "AAPL");
+    assert_eq!(sells.len(), 1, "the stored 25-minute time stop sells it: {:?}", posts(&fake));
+    let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("time_stop"));
+}

@@ -163,7 +163,10 @@ impl Execution {
     }
 
     /// A bot's exits, whatever the entry gate says: each one not already in flight and not
-    /// waiting after a refusal goes to `Orders::send_exit`.
+    /// waiting after a refusal goes to `Orders::send_exit`. A bot decides the exits of the
+    /// positions it watches only: one of its id in a symbol it no longer trades (a reload or a
+    /// restart changed its symbols) is an orphan, closed by its keeper with the rules it was
+    /// opened with, never by the bot's new ones.
     fn exits(
         &mut self,
         state: &mut State,
@@ -172,7 +175,9 @@ impl Execution {
         view: &BotView,
         report: &mut StepReport,
     ) -> Result<(), StateError> {
-        let exits = bot.exits(view);
+        let watched =
+            BotView { owned: view.owned.iter().copied().filter(|p| bot.watches(&p.symbol)).collect(), ..*view };
+        let exits = bot.exits(&watched);
         // Read only when there is an exit to send (most minutes there is none).
         let in_flight = if exits.is_empty() { BTreeSet::new() } else { self.orders.exits_in_flight(state)? };
         for exit in exits {
@@ -181,7 +186,7 @@ impl Execution {
             {
                 continue;
             }
-            let spec = exit_spec(bot.id(), &exit, view);
+            let spec = exit_spec(bot.id(), &exit, &watched);
             for sent in self.orders.send_exit(state, broker, &spec, view.now)? {
                 count(report, &sent);
             }

@@ -1239,7 +1239,9 @@ impl Orders {
         for bot in bots {
             let Some(pct) = bot.broker_stop_pct() else { continue };
             let Some(trail) = bot.trailing_stop_pct() else { continue };
-            for g in guards.iter().filter(|g| g.bot == bot.id() && g.broker_order_id.is_some()) {
+            for g in
+                guards.iter().filter(|g| g.bot == bot.id() && bot.watches(&g.symbol) && g.broker_order_id.is_some())
+            {
                 let Some(p) = owned.iter().find(|p| p.bot == g.bot && p.symbol == g.symbol) else { continue };
                 let (Some(want), Some(now_at)) = (protection_for(p, pct, Some(trail)), g.stop_price.as_deref()) else {
                     continue;

@@ -198,13 +198,14 @@ impl Orchestrator {
         let h = &cfg.settings.health;
         let window = SignedDuration::from_secs(h.api_failure_window_seconds as i64);
         let health = FailureWindow::new(h.max_api_failures_in_window, window);
+        let skew_allowed = SignedDuration::from_secs(h.max_clock_skew_seconds as i64);
         Orchestrator {
             cfg,
             state,
             clock,
             broker,
             bots,
-            session: BrokerSession::new(),
+            session: BrokerSession::new(skew_allowed),
             execution: Execution::new(),
             health,
             api_errors_notified: false,
@@ -423,7 +424,11 @@ impl Orchestrator {
         let started = Instant::now();
         let wall = Timestamp::now();
         self.iteration += 1;
-        let now = self.clock.now();
+        // The market's time: the local clock, or the broker's when they disagree beyond
+        // `health.max_clock_skew_seconds` (an NTP step): every decision of the iteration, its
+        // exits' time rules above all, goes by it.
+        let local = self.clock.now();
+        let now = self.session.market_time(local);
         let mut errors: Vec<String> = Vec::new();
         // Unsure of state: no entry, whatever `safety.fail_closed` says.
         let mut unsure = false;
@@ -482,7 +487,7 @@ impl Orchestrator {
             }
         };
         let daily_pnl_pct = equity.zip(day_start_equity).and_then(|(e, d)| risk::daily_pnl_pct(e, d));
-        let session = self.session.session_at(self.broker.as_mut(), now);
+        let session = self.session.session_at(self.broker.as_mut(), local);
         if let Err(e) = self.execution.orders.sync_orders(&mut self.state, self.broker.as_mut(), &self.cfg, now) {
             unsure = true;
             self.step_failed("initialize", &e, now, &mut errors);

@@ -566,3 +566,42 @@ fn an_orphan_keeps_the_rules_it_was_opened_with_not_its_bots_new_ones() {
     let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
     assert_eq!(rec.rule.as_deref(), Some("time_stop"));
 }
+
+/// Issue 31, case 4: the Pi's clock steps back two hours (an NTP correction) and the daemon
+/// restarts. The broker says 15:56 New York, a minute past `manage_until` (15:55), the close at
+/// 16:00; the local clock says 13:56. The skew is measured at the first reading of the broker's
+/// clock; from then on the market's time is the broker's: AAPL is sold by `manage_until` within
+/// two iterations, before the close, and the broker's clock is not asked every iteration.
+#[test]
+fn a_clock_stepped_back_two_hours_still_sells_by_manage_until_before_the_close() {
+    let (_scratch, fake, mut cfg, clock) = setup("clock-step");
+    cfg.bots.momentum_bots[0].exits.time_stop_minutes = None;
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    drop(o);
+    let broker_now = "2026-11-25T20:56:00Z";
+    {
+        let mut st = fake.lock();
+        st.clock = json!({"timestamp": broker_now, "is_open": true, "next_open": "2026-11-26T14:30:00Z",
+                          "next_close": "2026-11-25T21:00:00Z"});
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote(broker_now, 193.00, 193.02));
+        m.quotes.insert("BTC/USD".into(), quote(broker_now, 60_200.0, 60_210.0));
+    }
+    clock.set(ts("2026-11-25T18:56:00Z"));
+    let clocks_before = fake.count("GET", "/v2/clock");
+    let mut o = open(&fake, &cfg, &clock);
+    o.run_iteration();
+    clock.set(ts("2026-11-25T18:57:00Z"));
+    o.run_iteration();
+    let sells = own_sells(&fake, "AAPL");
+    assert_eq!(sells.len(), 1, "sold by manage_until on the broker's clock: {:?}", posts(&fake));
+    let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("manage_until"));
+    for minute in 58..60 {
+        clock.set(ts(&format!("2026-11-25T18:{minute}:00Z")));
+        o.run_iteration();
+    }
+    assert!(fake.count("GET", "/v2/clock") - clocks_before <= 1, "the broker's clock is read once, then kept");
+    assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
+}

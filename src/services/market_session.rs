@@ -2,12 +2,17 @@
 //!
 //! Owns: a cache of the broker's market clock, kept until its next boundary (the close while
 //! open, the open while closed), so the clock is asked about twice a day rather than every
-//! iteration. The broker's clock knows holidays and early closes (its `next_close` on a half day
-//! is 13:00); the local `RegularSession` is the fallback when the broker cannot answer.
+//! iteration; and the offset of the broker's clock from the local one at the last reading. When
+//! the two disagree by more than `health.max_clock_skew_seconds` (a Pi whose NTP stepped its
+//! clock), the market's time is the local time corrected by that offset (`market_time`): the
+//! session, the close and every exit's time rule follow the broker, and the cache holds on that
+//! time instead of being asked again every iteration. The broker's clock knows holidays and
+//! early closes (its `next_close` on a half day is 13:00); the local `RegularSession` is the
+//! fallback when the broker cannot answer, on the corrected time.
 //!
 //! Never: trusts a cached answer past its boundary.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use crate::core::clock::{MarketCalendar, RegularSession, SessionState};
 use crate::services::broker::{Broker, MarketClock};
@@ -17,27 +22,43 @@ pub struct BrokerSession {
     cached: Option<MarketClock>,
     /// Local minus broker time at the last reading, until taken.
     skew: Option<f64>,
+    /// Broker minus local time at the last reading, kept.
+    offset: SignedDuration,
+    /// How far the two clocks may disagree before the broker's is the market's time.
+    tolerance: SignedDuration,
 }
 
 impl BrokerSession {
-    pub fn new() -> BrokerSession {
-        BrokerSession::default()
+    /// A session whose local clock may disagree with the broker's by `tolerance`
+    /// (`health.max_clock_skew_seconds`) before the broker's is used.
+    pub fn new(tolerance: SignedDuration) -> BrokerSession {
+        BrokerSession { tolerance, ..BrokerSession::default() }
     }
 
-    /// The session at `now`: from the cache while it holds, else from the broker, else local.
-    pub fn session_at(&mut self, broker: &mut dyn Broker, now: Timestamp) -> SessionState {
-        if let Some(c) = self.cached.filter(|c| still_valid(c, now)) {
+    /// The market's time at the local time `local`: `local` itself, or corrected by the offset
+    /// measured at the last reading of the broker's clock when the two disagree by more than the
+    /// tolerance.
+    pub fn market_time(&self, local: Timestamp) -> Timestamp {
+        if self.offset.abs() > self.tolerance { local.saturating_add(self.offset).unwrap_or(local) } else { local }
+    }
+
+    /// The session at the local time `local`: from the cache while it holds on the market's
+    /// time, else from the broker, else from the local calendar on the market's time.
+    pub fn session_at(&mut self, broker: &mut dyn Broker, local: Timestamp) -> SessionState {
+        if let Some(c) = self.cached.filter(|c| still_valid(c, self.market_time(local))) {
             return to_state(&c);
         }
         match broker.clock() {
             Ok(c) => {
                 self.cached = Some(c);
-                self.skew = Some(now.duration_since(c.timestamp).as_secs_f64());
+                self.skew = Some(local.duration_since(c.timestamp).as_secs_f64());
+                self.offset = c.timestamp.duration_since(local);
+                let now = self.market_time(local);
                 if still_valid(&c, now) { to_state(&c) } else { RegularSession.session_at(now) }
             }
             Err(_) => {
                 self.cached = None;
-                RegularSession.session_at(now)
+                RegularSession.session_at(self.market_time(local))
             }
         }
     }
@@ -80,7 +101,7 @@ mod tests {
         // Wednesday 2026-11-25, 10:00 New York.
         let clock = Arc::new(ManualClock::new(ts("2026-11-25T15:00:00Z")));
         let mut broker = SimBroker::open(clock.clone(), Sim::default(), 1, None).unwrap();
-        let mut session = BrokerSession::new();
+        let mut session = BrokerSession::new(SignedDuration::from_secs(30));
         for _ in 0..300 {
             assert!(session.session_at(&mut broker, clock.now()).is_open);
             clock.advance(SignedDuration::from_mins(1));

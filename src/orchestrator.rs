@@ -322,6 +322,7 @@ impl Orchestrator {
     /// day's realised P&L and trades are the ledger's, kept).
     fn apply_config(&mut self, new: Config) {
         self.bots = crate::bots::from_config(&new);
+        self.session.set_tolerance(SignedDuration::from_secs(new.settings.health.max_clock_skew_seconds as i64));
         self.cfg = new;
         self.budgets = None;
     }

@@ -384,7 +384,8 @@ fn the_binary_killed_with_its_stops_resting_books_the_brokers_exits_on_restart()
 
 /// The sells of `symbol` other than protective stops, in order.
 fn own_sells(fake: &FakeAlpaca, symbol: &str) -> Vec<Value> {
-    posts(fake).into_iter().filter(|b| b["symbol"] == symbol && b["side"] == "sell" && b["type"] != "stop").collect()
+    let protective = |b: &Value| b["type"] == "stop" || b["type"] == "stop_limit";
+    posts(fake).into_iter().filter(|b| b["symbol"] == symbol && b["side"] == "sell" && !protective(b)).collect()
 }
 
 /// Issue 31, case 1: the market opens through where the stop would rest (a gap: AAPL 5.3 % below
@@ -451,10 +452,12 @@ fn a_stop_refused_because_the_market_is_through_it_sells_at_once() {
 
 /// Issue 31, case 2: a coin bought with the fee taken from the coin. The stop for what the buy
 /// reported filled is refused for held quantity; it rests at once for what the broker holds,
-/// and the ledger is capped to that.
+/// and the ledger is capped to that. When BTC then falls 1.5 % (the daemon's stop-loss 0.75 %,
+/// the resting stop 2 %), the stop-loss sells what is held in that iteration, once.
 #[test]
 fn a_coins_stop_refused_for_its_fee_rests_at_what_the_broker_holds() {
-    let (_scratch, fake, cfg, clock) = setup("coinfee");
+    let (_scratch, fake, mut cfg, clock) = setup("coinfee");
+    cfg.bots.cryptobot.as_mut().unwrap().exits.broker_stop_pct = Some(2.0);
     fake.lock().coin_fee = Some(0.0025);
     let mut o = open(&fake, &cfg, &clock);
     assert_eq!(o.run_iteration().orders_submitted, 2, "both entries: {:?}", posts(&fake));
@@ -464,6 +467,7 @@ fn a_coins_stop_refused_for_its_fee_rests_at_what_the_broker_holds() {
     assert_eq!(stops.len(), 2, "refused for 0.000829, then placed for what is held: {stops:?}");
     assert_eq!(stops[0]["qty"], "0.000829");
     assert_eq!(stops[1]["qty"], "0.000826927", "0.000829 less 0.25 %, rounded down");
+    assert_eq!(stops[1]["stop_price"], "59005.8", "60210 less 2 %");
     let resting = fake
         .lock()
         .orders
@@ -478,6 +482,24 @@ fn a_coins_stop_refused_for_its_fee_rests_at_what_the_broker_holds() {
     let before = posts(&fake).len();
     o.run_iteration();
     assert_eq!(posts(&fake).len(), before, "{:?}", posts(&fake));
+    // BTC falls 1.5 %: the daemon's own stop-loss is due, the resting stop (2 %) is not reached.
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = LATER.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("BTC/USD".into(), quote(LATER, 59_300.0, 59_310.0));
+        m.quotes.insert("AAPL".into(), quote(LATER, 193.00, 193.02));
+        st.fill_prices.insert("BTC/USD".into(), "59300".into());
+    }
+    clock.set(ts(LATER));
+    o.run_iteration();
+    let sells = own_sells(&fake, "BTC/USD");
+    assert_eq!(sells.len(), 1, "sold by the stop-loss the iteration it is due: {:?}", posts(&fake));
+    assert_eq!(sells[0]["qty"], "0.000826927", "what is held, not what the buy reported");
+    assert!(fake.lock().positions.iter().all(|p| p["symbol"] != "BTCUSD"), "{:?}", fake.lock().positions);
+    assert!(fake.lock().min_by_symbol.get("BTCUSD").is_none_or(|m| *m >= 0.0), "never short");
+    o.run_iteration();
+    assert_eq!(own_sells(&fake, "BTC/USD").len(), 1, "never sold twice");
 }
 
 /// Issue 31, case 3: a slow broker. The stop-loss is due while the stop rests; the stop's cancel

@@ -35,6 +35,11 @@ impl BrokerSession {
         BrokerSession { tolerance, ..BrokerSession::default() }
     }
 
+    /// A reloaded `health.max_clock_skew_seconds`.
+    pub fn set_tolerance(&mut self, tolerance: SignedDuration) {
+        self.tolerance = tolerance;
+    }
+
     /// The market's time at the local time `local`: `local` itself, or corrected by the offset
     /// measured at the last reading of the broker's clock when the two disagree by more than the
     /// tolerance.

@@ -627,3 +627,37 @@ fn a_clock_stepped_back_two_hours_still_sells_by_manage_until_before_the_close()
     assert!(fake.count("GET", "/v2/clock") - clocks_before <= 1, "the broker's clock is read once, then kept");
     assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
 }
+
+/// Case 4 on a daemon that keeps running: its broker clock was read at the open and is cached
+/// until the close; at 15:50 New York the Pi's clock steps back two hours. The local clock going
+/// back has the broker's read again, and `manage_until` sells AAPL on the broker's time, before
+/// the close.
+#[test]
+fn a_running_daemons_clock_stepped_back_still_sells_by_manage_until() {
+    let (_scratch, fake, mut cfg, clock) = setup("clock-step-running");
+    cfg.bots.momentum_bots[0].exits.time_stop_minutes = None;
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    let at = |t: &str, local: &str| {
+        {
+            let mut st = fake.lock();
+            st.clock["timestamp"] = t.into();
+            let m = st.market.as_mut().unwrap();
+            m.quotes.insert("AAPL".into(), quote(t, 193.00, 193.02));
+            m.quotes.insert("BTC/USD".into(), quote(t, 60_200.0, 60_210.0));
+        }
+        clock.set(ts(local));
+    };
+    at("2026-11-25T20:50:00Z", "2026-11-25T20:50:00Z");
+    o.run_iteration();
+    assert!(own_sells(&fake, "AAPL").is_empty(), "15:50: not yet manage_until");
+    // The step: the broker says 15:56, the local clock 13:56.
+    at("2026-11-25T20:56:00Z", "2026-11-25T18:56:00Z");
+    o.run_iteration();
+    at("2026-11-25T20:57:00Z", "2026-11-25T18:57:00Z");
+    o.run_iteration();
+    let sells = own_sells(&fake, "AAPL");
+    assert_eq!(sells.len(), 1, "sold by manage_until on the broker's clock: {:?}", posts(&fake));
+    let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("manage_until"));
+}

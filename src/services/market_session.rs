@@ -6,7 +6,8 @@
 //! the two disagree by more than `health.max_clock_skew_seconds` (a Pi whose NTP stepped its
 //! clock), the market's time is the local time corrected by that offset (`market_time`): the
 //! session, the close and every exit's time rule follow the broker, and the cache holds on that
-//! time instead of being asked again every iteration. The broker's clock knows holidays and
+//! time instead of being asked again every iteration; a local clock that goes back between two
+//! iterations (a step) has the broker's read again at once. The broker's clock knows holidays and
 //! early closes (its `next_close` on a half day is 13:00); the local `RegularSession` is the
 //! fallback when the broker cannot answer, on the corrected time.
 //!
@@ -26,6 +27,9 @@ pub struct BrokerSession {
     offset: SignedDuration,
     /// How far the two clocks may disagree before the broker's is the market's time.
     tolerance: SignedDuration,
+    /// The local time of the last call: a local clock that went back since (an NTP step) is
+    /// read against the broker's again at once.
+    last_local: Option<Timestamp>,
 }
 
 impl BrokerSession {
@@ -50,6 +54,10 @@ impl BrokerSession {
     /// The session at the local time `local`: from the cache while it holds on the market's
     /// time, else from the broker, else from the local calendar on the market's time.
     pub fn session_at(&mut self, broker: &mut dyn Broker, local: Timestamp) -> SessionState {
+        // The local clock went back: it was stepped, and the offset is measured again.
+        if self.last_local.replace(local).is_some_and(|last| local < last) {
+            self.cached = None;
+        }
         if let Some(c) = self.cached.filter(|c| still_valid(c, self.market_time(local))) {
             return to_state(&c);
         }

@@ -661,3 +661,44 @@ fn a_running_daemons_clock_stepped_back_still_sells_by_manage_until() {
     let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
     assert_eq!(rec.rule.as_deref(), Some("manage_until"));
 }
+
+/// A stop the broker keeps refusing for another reason is tried again on the exits' backoff and
+/// alerted once, a minute after its first refusal, by its own name (`protection_stuck`, never
+/// `exit_stuck`); meanwhile the daemon's own stop-loss stays in force and sells when it is due.
+#[test]
+fn a_stop_refused_for_another_reason_is_alerted_once_by_its_name_and_the_stop_loss_still_sells() {
+    use support::fake_alpaca::Fault;
+    support::events::capture();
+    let (_scratch, fake, cfg, clock) = setup("stop-stuck");
+    let mut o = open(&fake, &cfg, &clock);
+    assert_eq!(o.run_iteration().orders_submitted, 2, "both entries: {:?}", posts(&fake));
+    let refuse = || Fault::Status {
+        status: 422,
+        body: r#"{"code":42210000,"message":"invalid stop_price"}"#.into(),
+        reset: None,
+    };
+    // The AAPL stop is refused five times; BTC's (placed second, the first time) passes.
+    fake.fault("POST", "/v2/orders", vec![refuse(), Fault::Pass, refuse(), refuse(), refuse(), refuse()]);
+    let start = ts(NOW).as_second();
+    for seconds in [0, 6, 17, 38, 79] {
+        clock.set(Timestamp::from_second(start + seconds).unwrap());
+        o.run_iteration();
+    }
+    let stops = posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["type"] == "stop").count();
+    assert_eq!(stops, 5, "tried again on the backoff, not every iteration: {:?}", posts(&fake));
+    let stuck = support::events::named("protection_stuck", "symbol", "AAPL");
+    assert_eq!(stuck.len(), 1, "alerted once, a minute after the first refusal: {stuck:?}");
+    assert!(stuck[0]["detail"].contains("invalid stop_price"), "{stuck:?}");
+    assert!(support::events::named("exit_stuck", "symbol", "AAPL").is_empty(), "a stop is no exit");
+    // The daemon's own stop-loss is due: it sells at once, whatever the stop's refusals.
+    {
+        let mut st = fake.lock();
+        let t = Timestamp::from_second(start + 120).unwrap().to_string();
+        st.market.as_mut().unwrap().quotes.insert("AAPL".into(), quote(&t, 191.95, 191.97));
+        st.fill_prices.insert("AAPL".into(), "191.95".into());
+    }
+    clock.set(Timestamp::from_second(start + 120).unwrap());
+    o.run_iteration();
+    assert_eq!(own_sells(&fake, "AAPL").len(), 1, "{:?}", posts(&fake));
+    assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "AAPL"));
+}

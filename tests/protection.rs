@@ -587,6 +587,10 @@ fn an_orphan_keeps_the_rules_it_was_opened_with_not_its_bots_new_ones() {
     assert_eq!(sells.len(), 1, "the stored 25-minute time stop sells it: {:?}", posts(&fake));
     let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
     assert_eq!(rec.rule.as_deref(), Some("time_stop"));
+    move_to(at(27));
+    o.run_iteration();
+    assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
+    assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0), "never short");
 }
 
 /// Issue 31, case 4: the Pi's clock steps back two hours (an NTP correction) and the daemon
@@ -626,6 +630,7 @@ fn a_clock_stepped_back_two_hours_still_sells_by_manage_until_before_the_close()
     }
     assert!(fake.count("GET", "/v2/clock") - clocks_before <= 1, "the broker's clock is read once, then kept");
     assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
+    assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0), "never short");
 }
 
 /// Case 4 on a daemon that keeps running: its broker clock was read at the open and is cached
@@ -660,6 +665,10 @@ fn a_running_daemons_clock_stepped_back_still_sells_by_manage_until() {
     assert_eq!(sells.len(), 1, "sold by manage_until on the broker's clock: {:?}", posts(&fake));
     let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
     assert_eq!(rec.rule.as_deref(), Some("manage_until"));
+    at("2026-11-25T20:58:00Z", "2026-11-25T18:58:00Z");
+    o.run_iteration();
+    assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
+    assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0), "never short");
 }
 
 /// A stop the broker keeps refusing for another reason is tried again on the exits' backoff and

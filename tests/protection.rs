@@ -711,3 +711,58 @@ fn a_stop_refused_for_another_reason_is_alerted_once_by_its_name_and_the_stop_lo
     assert_eq!(own_sells(&fake, "AAPL").len(), 1, "{:?}", posts(&fake));
     assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "AAPL"));
 }
+
+/// Case 5 as the operator meets it, by `reload`: `mom_AAPL`'s ticker becomes IBM and its time stop
+/// 1 minute instead of 25, while it holds AAPL. AAPL is the keeper's, closed by the 25-minute time
+/// stop it was opened with, never by the bot's new one.
+#[test]
+fn an_orphan_made_by_reload_keeps_the_rules_it_was_opened_with() {
+    let (scratch, fake, _cfg, clock) = setup("orphan-reload");
+    let dir = scratch.path().join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let edit = |file: &str, edits: &[(&str, &str)]| {
+        let path = dir.join(file);
+        let mut text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| std::fs::read_to_string(Path::new("config").join(file)).unwrap());
+        for (from, to) in edits {
+            assert!(text.contains(from), "{file} has no {from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(path, text).unwrap();
+    };
+    let db = scratch.path().join("state.db");
+    edit("settings.yaml", &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {}", db.display()))]);
+    edit("bots.yaml", &[("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")]);
+    let cfg = Config::load(&dir).unwrap();
+    let mut o = open(&fake, &cfg, &clock);
+    let (s, b) = Config::read_texts(&dir).unwrap();
+    o.keep_texts(s, b);
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().iter().any(|p| p.symbol == "AAPL"), "{:?}", posts(&fake));
+
+    edit("bots.yaml", &[("    ticker: AAPL", "    ticker: IBM"), ("time_stop_minutes: 25", "time_stop_minutes: 1")]);
+    State::open(&db).unwrap().kv_set("reload_request", "r1", ts(NOW)).unwrap();
+    o.between_iterations();
+    let answer: Value = serde_json::from_str(&o.state().kv_get("reload_result").unwrap().unwrap()).unwrap();
+    assert_eq!(answer["applied"], true, "{answer}");
+
+    let at = |minutes: i64| Timestamp::from_second(ts(NOW).as_second() + minutes * 60).unwrap();
+    for minute in [2, 5, 24, 26, 27] {
+        let t = at(minute);
+        {
+            let mut st = fake.lock();
+            st.clock["timestamp"] = t.to_string().into();
+            let m = st.market.as_mut().unwrap();
+            m.quotes.insert("AAPL".into(), quote(&t.to_string(), 193.00, 193.02));
+            m.quotes.insert("BTC/USD".into(), quote(&t.to_string(), 60_200.0, 60_210.0));
+        }
+        clock.set(t);
+        o.run_iteration();
+        let sold = own_sells(&fake, "AAPL").len();
+        assert_eq!(sold, usize::from(minute >= 26), "minute {minute}: {:?}", posts(&fake));
+    }
+    let sells = own_sells(&fake, "AAPL");
+    let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
+    assert_eq!(rec.rule.as_deref(), Some("time_stop"));
+    assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0), "never short");
+}

@@ -262,6 +262,8 @@ fn on_a_full_disk_the_daily_loss_halt_is_held_and_flattens() {
     let seen = webhook();
     let fake = fake();
     fake.lock().quote_time = Some(NOW.into());
+    // A fill has a price (one at 0 is never booked).
+    fake.lock().fill_prices.insert("TSLA".into(), "250".into());
     let db = disk.0.join("state.db");
     let (bot, orders) = TestBot::new("mom_AAPL", BotKind::Momentum, &["TSLA"]);
     let clock = Arc::new(ManualClock::new(ts(NOW)));

@@ -766,3 +766,65 @@ fn an_orphan_made_by_reload_keeps_the_rules_it_was_opened_with() {
     assert_eq!(rec.rule.as_deref(), Some("time_stop"));
     assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0), "never short");
 }
+
+/// Issue 32, case 4: a fill report is believed only when it is whole. AAPL's buy is reported
+/// filled at a price of "0": nothing is booked (never at 0), the entry stays in flight and is
+/// read again, `fill_unpriced` once; the bot does not buy again meanwhile. When the broker's
+/// report carries the price, the fill is booked at it.
+#[test]
+fn a_fill_reported_at_a_price_of_zero_is_never_booked_and_waits_for_its_price() {
+    support::events::capture();
+    let (_scratch, fake, cfg, clock) = setup("price-zero");
+    fake.lock().fill_prices.remove("AAPL");
+    let mut o = open(&fake, &cfg, &clock);
+    o.run_iteration();
+    let buy = posts(&fake).into_iter().find(|b| b["symbol"] == "AAPL").unwrap();
+    let id = buy["client_order_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        fake.lock().orders.iter().find(|x| x["client_order_id"] == id.as_str()).unwrap()["filled_avg_price"],
+        "0"
+    );
+    for _ in 0..2 {
+        o.run_iteration();
+        assert!(o.state().owned_positions().unwrap().iter().all(|p| p.symbol != "AAPL"), "nothing booked at 0");
+        let rec = o.state().order(&id).unwrap().unwrap();
+        assert!(!rec.status.is_final(), "kept in flight: {:?}", rec.status);
+    }
+    assert_eq!(support::events::named("fill_unpriced", "client_order_id", &id).len(), 1, "said once");
+    assert_eq!(posts(&fake).iter().filter(|b| b["symbol"] == "AAPL" && b["side"] == "buy").count(), 1, "no second buy");
+    // The broker's report is whole again: booked at its price.
+    {
+        let mut st = fake.lock();
+        let i = st.orders.iter().position(|x| x["client_order_id"] == id.as_str()).unwrap();
+        st.orders[i]["filled_avg_price"] = "193.02".into();
+    }
+    o.run_iteration();
+    let owned = o.state().owned_positions().unwrap();
+    let aapl = owned.iter().find(|p| p.symbol == "AAPL").unwrap();
+    assert_eq!((aapl.qty.to_string(), aapl.avg_entry_price.to_string()), ("51".into(), "193.02".into()));
+}
+
+/// Issue 32, case 4: a report that says `filled` with `filled_qty: null` is not final with
+/// nothing filled: the entry stays in flight, and the bot does not buy again.
+#[test]
+fn a_fill_report_without_its_filled_quantity_is_not_final_and_nothing_is_bought_again() {
+    let (_scratch, fake, cfg, clock) = setup("qty-null");
+    fake.lock().auto_fill = None;
+    let mut o = open(&fake, &cfg, &clock);
+    o.run_iteration();
+    let buy = posts(&fake).into_iter().find(|b| b["symbol"] == "AAPL").unwrap();
+    let id = buy["client_order_id"].as_str().unwrap().to_string();
+    {
+        let mut st = fake.lock();
+        let i = st.orders.iter().position(|x| x["client_order_id"] == id.as_str()).unwrap();
+        st.book_fill(i, "193.02");
+        st.orders[i]["filled_qty"] = Value::Null;
+    }
+    for minute in 1..4 {
+        clock.set(Timestamp::from_second(ts(NOW).as_second() + minute * 60).unwrap());
+        o.run_iteration();
+        let rec = o.state().order(&id).unwrap().unwrap();
+        assert!(!rec.status.is_final(), "minute {minute}: kept in flight: {:?}", rec.status);
+    }
+    assert_eq!(posts(&fake).iter().filter(|b| b["symbol"] == "AAPL" && b["side"] == "buy").count(), 1, "no second buy");
+}

@@ -690,7 +690,7 @@ impl RawOrder {
             time_in_force: TimeInForce::parse(&self.time_in_force),
             qty: self.qty,
             notional: self.notional,
-            filled_qty: self.filled_qty.unwrap_or(Dec::ZERO),
+            filled_qty: self.filled_qty,
             filled_avg_price: self.filled_avg_price,
             limit_price: self.limit_price,
             stop_price: self.stop_price,

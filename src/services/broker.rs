@@ -137,7 +137,9 @@ pub struct Order {
     pub time_in_force: Option<TimeInForce>,
     pub qty: Option<Dec>,
     pub notional: Option<Dec>,
-    pub filled_qty: Dec,
+    /// What filled, as the broker says it; `None` when it did not say (a null or missing field):
+    /// then nothing of the report is believed (`order_lifecycle::record_report`).
+    pub filled_qty: Option<Dec>,
     pub filled_avg_price: Option<Dec>,
     pub limit_price: Option<Dec>,
     pub stop_price: Option<Dec>,
@@ -459,7 +461,7 @@ mod tests {
             time_in_force: Some(r.time_in_force),
             qty,
             notional,
-            filled_qty: Dec::ZERO,
+            filled_qty: Some(Dec::ZERO),
             filled_avg_price: None,
             limit_price: r.limit_price,
             stop_price: r.stop_price,

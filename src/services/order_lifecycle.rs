@@ -273,7 +273,8 @@ impl Unrecorded {
     /// Whether it may still sell, or sold: anything but an order that ended with nothing filled.
     fn in_flight(&self) -> bool {
         match &self.answer {
-            Answer::Placed(o) => !o.status.is_final() || o.filled_qty > Dec::ZERO,
+            // (What filled unknown: it may have sold.)
+            Answer::Placed(o) => !o.status.is_final() || o.filled_qty.is_none_or(|f| f > Dec::ZERO),
             Answer::Unknown | Answer::Refused => false,
         }
     }
@@ -786,7 +787,7 @@ impl Orders {
 
     /// Logs `fill_unpriced` once for an order whose report carries a fill that could not be
     /// booked yet (`Booked::waiting`), and forgets it once a report is whole again.
-    fn note_waiting(&mut self, bot: &str, symbol: &str, client_order_id: &str, filled_qty: Dec, waiting: bool) {
+    fn note_waiting(&mut self, bot: &str, symbol: &str, client_order_id: &str, filled_qty: Option<Dec>, waiting: bool) {
         if !waiting {
             self.unpriced.remove(client_order_id);
         } else if self.unpriced.insert(client_order_id.to_string()) {
@@ -796,9 +797,11 @@ impl Orders {
                 bot = bot,
                 symbol = symbol,
                 client_order_id = client_order_id,
-                filled_qty = filled_qty.to_string(),
-                detail = "the broker reports a fill without its price (or, for a spread, without its legs' fills): \
-                          nothing of it booked yet, the order kept in flight and asked again every iteration",
+                filled_qty = filled_qty.map_or_else(|| "unknown".to_string(), |f| f.to_string()),
+                detail = "the broker reports a fill that cannot be believed — without its price, at a price of zero or \
+                          below, without its filled quantity, or more filled than ordered (or, for a spread, without \
+                          its legs' fills): nothing of it booked yet, the order kept in flight and asked again every \
+                          iteration",
             );
         }
     }
@@ -844,7 +847,7 @@ impl Orders {
         let unchanged = o.legs.is_empty()
             && rec.broker_order_id.as_deref() == Some(o.id.as_str())
             && rec.status == RecordStatus::Broker(o.status.clone())
-            && o.filled_qty == rec.filled_qty;
+            && o.filled_qty == Some(rec.filled_qty);
         let booked = if unchanged {
             Booked::default()
         } else {
@@ -1110,16 +1113,15 @@ impl Orders {
             if not_ours(state, g, &o)?.is_some() {
                 return Ok(None);
             }
-            if !o.status.is_final() {
-                return Ok(None);
-            }
+            // Still working, or final with what it sold not said: read again next iteration.
+            let Some(filled) = o.filled_qty.filter(|_| o.status.is_final()) else { return Ok(None) };
             // What the stop sold is no longer ours to sell — whether or not the ledger can book
             // it now (on a full disk the broker's word caps the exit).
             match record_report(state, &g.client_order_id, &o, g.filled_qty, now) {
                 Ok(booked) => log_fills(&booked.fills, &g.client_order_id),
                 Err(e) => {
                     self.ledger_failed(&e);
-                    let sold = o.filled_qty.checked_sub(g.filled_qty).unwrap_or(Dec::ZERO).max(Dec::ZERO);
+                    let sold = filled.checked_sub(g.filled_qty).unwrap_or(Dec::ZERO).max(Dec::ZERO);
                     unbooked = unbooked.checked_add(sold).unwrap_or(unbooked);
                 }
             }
@@ -1540,19 +1542,32 @@ fn record_report(
     booked_before: Dec,
     now: Timestamp,
 ) -> Result<Booked, StateError> {
+    // A report is believed only when it is whole: the broker said what filled, not more than the
+    // order's quantity; a report that is not books nothing and finishes nothing (the order stays
+    // in flight, is read again, and `fill_unpriced` says so once).
+    let Some(filled) = o.filled_qty.filter(|f| !f.is_negative() && o.qty.is_none_or(|q| *f <= q)) else {
+        return Ok(Booked { fills: Vec::new(), waiting: true });
+    };
+    // A price of zero or below is no price: such a fill is not booked (never at 0).
+    let priced = |p: Option<Dec>| p.filter(|p| *p > Dec::ZERO);
     // We sent legs: only legs move positions. An answer without them (an endpoint that does not
     // nest them) books nothing and finishes nothing — booking the parent's fill would invent a
     // position in the underlying.
     let sent_legs = !state.order_legs(client_order_id)?.is_empty();
     if o.legs.is_empty() && !sent_legs {
-        let delta =
-            state.apply_order_report(client_order_id, &o.status, Some(&o.id), o.filled_qty, o.filled_avg_price, now)?;
-        let waiting = o.filled_qty > booked_before && o.filled_avg_price.is_none();
+        let price = priced(o.filled_avg_price);
+        let delta = state.apply_order_report(client_order_id, &o.status, Some(&o.id), filled, price, now)?;
+        let waiting = filled > booked_before && price.is_none();
         Ok(Booked { fills: delta.into_iter().collect(), waiting })
     } else {
-        let legs: Vec<(String, Dec, Option<Dec>)> =
-            o.legs.iter().map(|l| (l.symbol.clone(), l.filled_qty, l.filled_avg_price)).collect();
-        let booking = state.apply_leg_reports(client_order_id, &o.status, Some(&o.id), o.filled_qty, &legs, now)?;
+        // A leg whose filled quantity is not said counts as nothing filled yet: the parent then
+        // waits for its legs (`apply_leg_reports`).
+        let legs: Vec<(String, Dec, Option<Dec>)> = o
+            .legs
+            .iter()
+            .map(|l| (l.symbol.clone(), l.filled_qty.unwrap_or(Dec::ZERO), priced(l.filled_avg_price)))
+            .collect();
+        let booking = state.apply_leg_reports(client_order_id, &o.status, Some(&o.id), filled, &legs, now)?;
         Ok(Booked { fills: booking.fills, waiting: !booking.settled })
     }
 }
@@ -1698,5 +1713,61 @@ mod tests {
         assert!(matches!(sent, Ok(Sent::Accepted { .. }) | Ok(Sent::Refused { .. })), "{sent:?}");
         assert_eq!(state.all_orders().unwrap().len(), 1, "recorded once past the gate");
         assert_eq!(broker.take_call_stats().requests, 1, "and sent");
+    }
+
+    #[test]
+    fn a_report_is_booked_only_when_it_is_whole() {
+        let mut state = State::open_memory().unwrap();
+        let now = Timestamp::from_second(1_795_000_000).unwrap();
+        let spec = OrderSpec {
+            bot: "mom_AAPL".into(),
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            amount: Amount::Qty(Dec::from_int(10)),
+            order_type: OrderType::Market,
+            limit_price: None,
+            stop_price: None,
+            time_in_force: TimeInForce::Day,
+            intent: Intent::Entry,
+            rule: None,
+            legs: Vec::new(),
+        };
+        let id = state.record_order(&new_order(&spec, now)).unwrap();
+        let report = |filled: Option<i64>, price: Option<&str>| Order {
+            id: "b-1".into(),
+            client_order_id: id.clone(),
+            symbol: "AAPL".into(),
+            asset_class: AssetClass::UsEquity,
+            side: Some(Side::Buy),
+            order_type: Some(OrderType::Market),
+            time_in_force: Some(TimeInForce::Day),
+            qty: Some(Dec::from_int(10)),
+            notional: None,
+            filled_qty: filled.map(Dec::from_int),
+            filled_avg_price: price.map(|p| p.parse().unwrap()),
+            limit_price: None,
+            stop_price: None,
+            status: OrderStatus::Filled,
+            order_class: "simple".into(),
+            position_intent: None,
+            legs: Vec::new(),
+            created_at: None,
+        };
+        for (filled, price, why) in [
+            (None, Some("190"), "no filled quantity"),
+            (Some(11), Some("190"), "more filled than ordered"),
+            (Some(10), Some("0"), "a price of zero"),
+            (Some(10), Some("-1"), "a price below zero"),
+            (Some(10), None, "no price"),
+        ] {
+            let booked = record_report(&mut state, &id, &report(filled, price), Dec::ZERO, now).unwrap();
+            assert!(booked.waiting && booked.fills.is_empty(), "{why}: {booked:?}");
+            assert!(state.owned_positions().unwrap().is_empty(), "{why}: nothing owned");
+            let rec = state.order(&id).unwrap().unwrap();
+            assert!(!rec.status.is_final(), "{why}: not final ({:?})", rec.status);
+        }
+        let booked = record_report(&mut state, &id, &report(Some(10), Some("190")), Dec::ZERO, now).unwrap();
+        assert!(!booked.waiting && booked.fills.len() == 1, "whole: booked {booked:?}");
+        assert!(state.order(&id).unwrap().unwrap().status.is_final());
     }
 }

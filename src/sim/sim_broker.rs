@@ -948,7 +948,7 @@ impl SimBroker {
             time_in_force: TimeInForce::parse(&o.tif),
             qty: o.qty,
             notional: o.notional,
-            filled_qty: o.filled_qty,
+            filled_qty: Some(o.filled_qty),
             filled_avg_price: o.filled_avg_price,
             limit_price: o.limit_price,
             stop_price: o.stop_price,
@@ -968,11 +968,11 @@ impl SimBroker {
                     time_in_force: TimeInForce::parse(&o.tif),
                     qty: o.qty.map(|q| Dec::from_int(q.to_f64() as i64 * l.ratio as i64)),
                     notional: None,
-                    filled_qty: if o.status == "filled" {
+                    filled_qty: Some(if o.status == "filled" {
                         o.qty.map_or(Dec::ZERO, |q| Dec::from_int(q.to_f64() as i64 * l.ratio as i64))
                     } else {
                         Dec::ZERO
-                    },
+                    }),
                     filled_avg_price: l.fill_price,
                     limit_price: None,
                     stop_price: None,

@@ -192,7 +192,18 @@ impl FakeState {
             let mut net = 0.0;
             for (k, leg) in legs.iter().enumerate() {
                 let symbol = leg["symbol"].as_str().unwrap_or_default().to_string();
-                let p = self.fill_prices.get(&symbol).cloned().unwrap_or_else(|| price.to_string());
+                // A leg fills at its set price, else at its quote's mid (Alpaca never fills an
+                // option at 0), else at `price`.
+                let mid = self.market.as_ref().and_then(|m| m.snapshots.get(&symbol)).and_then(|s| {
+                    let q = &s["latestQuote"];
+                    Some((q["bp"].as_f64()? + q["ap"].as_f64()?) / 2.0)
+                });
+                let p = self
+                    .fill_prices
+                    .get(&symbol)
+                    .cloned()
+                    .or_else(|| mid.map(|m| format!("{m:.2}")))
+                    .unwrap_or_else(|| price.to_string());
                 let q: f64 = leg["qty"].as_str().and_then(|q| q.parse().ok()).unwrap_or(0.0);
                 let buy = leg["side"] == "buy";
                 net += if buy { 1.0 } else { -1.0 } * p.parse::<f64>().unwrap_or(0.0);

@@ -272,7 +272,10 @@ impl Orchestrator {
             Err(e) => (false, format!("{e}; nothing was reloaded, the running configuration is kept"), Vec::new()),
             Ok((new, s, b)) => {
                 let restart = self.cfg.restart_needed(&new);
-                if restart.is_empty() {
+                let doubled = self.positions_a_reload_would_double(&new);
+                if let Some(why) = doubled {
+                    (false, format!("{why}; nothing was reloaded, the running configuration is kept"), Vec::new())
+                } else if restart.is_empty() {
                     let changes = match &self.texts {
                         Some((old_s, old_b)) => {
                             let mut c = config_diff::changes("settings.yaml", old_s, &s);
@@ -315,6 +318,33 @@ impl Orchestrator {
         if let Err(e) = self.state.kv_set(RELOAD_RESULT_KEY, &answer.to_string(), now) {
             self.reload_failed(&e);
         }
+    }
+
+    /// Why `new` may not be put in force over what the ledger holds, or `None`: a bot of `new`
+    /// would trade a symbol on which another bot id holds a position (a bot renamed, or a symbol
+    /// moved to another bot, while held): that id starts with no position, no trade count and no
+    /// loss used, and would open a second position on top. A ledger that cannot be read refuses
+    /// too.
+    fn positions_a_reload_would_double(&self, new: &Config) -> Option<String> {
+        let owned = match self.state.owned_positions() {
+            Ok(o) => o,
+            Err(e) => return Some(format!("the ledger's positions cannot be read to check the change ({e})")),
+        };
+        let bots = crate::bots::from_config(new);
+        let clashes: Vec<String> = owned
+            .iter()
+            .filter_map(|p| {
+                let other = bots.iter().find(|b| b.id() != p.bot && b.watches(&p.symbol))?;
+                Some(format!("{} would trade {}, which {} holds ({})", other.id(), p.symbol, p.bot, p.qty))
+            })
+            .collect();
+        (!clashes.is_empty()).then(|| {
+            format!(
+                "bots.yaml: {}: a second position would open on top of the first. Keep the holding bot's id for \
+                 that symbol, or close its position first",
+                clashes.join("; ")
+            )
+        })
     }
 
     /// Puts a reloaded configuration in force: its bots (a bot or symbol that left keeps its

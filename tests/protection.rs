@@ -828,3 +828,54 @@ fn a_fill_report_without_its_filled_quantity_is_not_final_and_nothing_is_bought_
     }
     assert_eq!(posts(&fake).iter().filter(|b| b["symbol"] == "AAPL" && b["side"] == "buy").count(), 1, "no second buy");
 }
+
+/// Issue 32, case 5: a `reload` that renames a bot holding a position (`mom_AAPL`, holding AAPL,
+/// becomes `mom_AAPL_v2`) is refused whole, naming both ids and what is held: the new id would
+/// start with no position and buy AAPL again. Nothing is bought twice.
+#[test]
+fn a_reload_that_renames_a_bot_holding_a_position_is_refused_and_nothing_is_bought_twice() {
+    let (scratch, fake, _cfg, clock) = setup("rename-reload");
+    let dir = scratch.path().join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let edit = |file: &str, edits: &[(&str, &str)]| {
+        let path = dir.join(file);
+        let mut text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| std::fs::read_to_string(Path::new("config").join(file)).unwrap());
+        for (from, to) in edits {
+            assert!(text.contains(from), "{file} has no {from:?}");
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(path, text).unwrap();
+    };
+    let db = scratch.path().join("state.db");
+    edit("settings.yaml", &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {}", db.display()))]);
+    edit("bots.yaml", &[("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")]);
+    let cfg = Config::load(&dir).unwrap();
+    let mut o = open(&fake, &cfg, &clock);
+    let (s, b) = Config::read_texts(&dir).unwrap();
+    o.keep_texts(s, b);
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().iter().any(|p| p.symbol == "AAPL" && p.bot == "mom_AAPL"));
+
+    edit("bots.yaml", &[("  - bot_id: mom_AAPL\n", "  - bot_id: mom_AAPL_v2\n")]);
+    State::open(&db).unwrap().kv_set("reload_request", "r1", ts(NOW)).unwrap();
+    o.between_iterations();
+    let answer: Value = serde_json::from_str(&o.state().kv_get("reload_result").unwrap().unwrap()).unwrap();
+    assert_eq!(answer["applied"], false, "{answer}");
+    let detail = answer["detail"].as_str().unwrap();
+    assert!(detail.contains("mom_AAPL_v2 would trade AAPL, which mom_AAPL holds (51)"), "{detail}");
+    assert_eq!(o.config().bots.momentum_bots[0].bot_id, "mom_AAPL", "the running configuration is kept");
+    for minute in 1..4 {
+        let t = Timestamp::from_second(ts(NOW).as_second() + minute * 60).unwrap();
+        {
+            let mut st = fake.lock();
+            st.clock["timestamp"] = t.to_string().into();
+            let m = st.market.as_mut().unwrap();
+            m.quotes.insert("AAPL".into(), quote(&t.to_string(), 193.00, 193.02));
+        }
+        clock.set(t);
+        o.run_iteration();
+    }
+    let buys = posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["side"] == "buy").count();
+    assert_eq!(buys, 1, "bought once: {:?}", posts(&fake));
+}

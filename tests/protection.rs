@@ -879,3 +879,36 @@ fn a_reload_that_renames_a_bot_holding_a_position_is_refused_and_nothing_is_boug
     let buys = posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["side"] == "buy").count();
     assert_eq!(buys, 1, "bought once: {:?}", posts(&fake));
 }
+
+/// Issue 32, case 5 by a restart: the daemon restarts with `mom_AAPL` renamed `mom_AAPL_v2`
+/// while AAPL is held under the old id. The new id's entry on AAPL is refused (another bot id
+/// holds it; Alpaca nets positions per symbol), so nothing is bought on top; the old position is
+/// the keeper's, closed by its own rules.
+#[test]
+fn after_a_restart_with_a_renamed_bot_nothing_is_bought_on_top_of_the_old_ids_position() {
+    let (_scratch, fake, cfg, clock) = setup("rename-restart");
+    let mut o = open(&fake, &cfg, &clock);
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().iter().any(|p| p.symbol == "AAPL"));
+    drop(o);
+    let mut renamed = cfg.clone();
+    renamed.bots.momentum_bots[0].bot_id = "mom_AAPL_v2".into();
+    let mut o = open(&fake, &renamed, &clock);
+    for minute in 1..4 {
+        let t = Timestamp::from_second(ts(NOW).as_second() + minute * 60).unwrap();
+        {
+            let mut st = fake.lock();
+            st.clock["timestamp"] = t.to_string().into();
+            let m = st.market.as_mut().unwrap();
+            m.quotes.insert("AAPL".into(), quote(&t.to_string(), 193.00, 193.02));
+            m.quotes.insert("BTC/USD".into(), quote(&t.to_string(), 60_200.0, 60_210.0));
+        }
+        clock.set(t);
+        o.run_iteration();
+    }
+    let buys = posts(&fake).into_iter().filter(|b| b["symbol"] == "AAPL" && b["side"] == "buy").count();
+    assert_eq!(buys, 1, "bought once: {:?}", posts(&fake));
+    let activity = o.state().bot_activity().unwrap();
+    let v2 = activity.iter().find(|a| a.bot == "mom_AAPL_v2").unwrap();
+    assert!(v2.reason.as_deref().unwrap_or_default().contains("mom_AAPL holds 51"), "{v2:?}");
+}

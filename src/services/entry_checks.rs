@@ -47,6 +47,12 @@ const MAX_LIMIT_DISTANCE: f64 = 0.05;
 pub enum Refusal {
     /// Not quite a refusal: an entry for the symbol is in flight, and waits to see how it ends.
     InFlight,
+    /// Another bot id of this daemon holds the symbol (a bot renamed or a symbol moved to another
+    /// bot while held): Alpaca nets positions per symbol, and a second would open on top.
+    HeldByAnother {
+        bot: String,
+        qty: Dec,
+    },
     MaxPositions,
     MaxTrades,
     MaxOrdersPerMinute,
@@ -85,6 +91,7 @@ impl Refusal {
     pub fn cause(&self) -> Cause {
         match self {
             Refusal::InFlight => Cause::InFlight,
+            Refusal::HeldByAnother { .. } => Cause::Holding,
             Refusal::MaxPositions => Cause::MaxPositions,
             Refusal::MaxTrades => Cause::MaxTrades,
             Refusal::MaxOrdersPerMinute => Cause::MaxOrdersPerMinute,
@@ -103,6 +110,9 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Refusal::InFlight => f.write_str("an entry for this symbol is already in flight"),
+            Refusal::HeldByAnother { bot, qty } => {
+                write!(f, "{bot} holds {qty} of it: one position per symbol (Alpaca nets them), so none on top")
+            }
             Refusal::MaxPositions => f.write_str("max_concurrent_positions reached"),
             Refusal::MaxTrades => f.write_str("max_trades_per_day reached"),
             Refusal::MaxOrdersPerMinute => f.write_str("max_orders_per_minute reached"),
@@ -149,6 +159,12 @@ pub fn risk_check(
         .collect();
     if in_flight.contains(&entry.symbol) {
         return Err(Refusal::InFlight);
+    }
+    // A position of another of our bot ids in the symbol (its underlying, for options).
+    let owned = state.owned_positions().map_err(|e| Refusal::Unsure(e.to_string()))?;
+    let root = |s: &str| OccSymbol::parse(s).map_or_else(|| s.to_string(), |o| o.root);
+    if let Some(p) = owned.iter().find(|p| p.bot != bot.id() && root(&p.symbol) == entry.symbol) {
+        return Err(Refusal::HeldByAnother { bot: p.bot.clone(), qty: p.qty });
     }
     // A position is a symbol, or for options an underlying: a spread's legs are one position.
     let mut holding: BTreeSet<String> = in_flight;

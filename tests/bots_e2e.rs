@@ -410,16 +410,7 @@ fn a_pair_removed_by_reload_while_held_is_kept_by_its_stored_stop_and_never_ente
     let scratch = support::test_dir::TestDir::new("e2e-reload");
     let dir = scratch.path().to_path_buf();
     std::fs::create_dir_all(dir.join("config")).unwrap();
-    let edit = |file: &str, edits: &[(&str, &str)]| {
-        let path = dir.join("config").join(file);
-        let mut text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| std::fs::read_to_string(Path::new("config").join(file)).unwrap());
-        for (from, to) in edits {
-            assert!(text.contains(from), "{file} has no {from:?}");
-            text = text.replacen(from, to, 1);
-        }
-        std::fs::write(path, text).unwrap();
-    };
+    let edit = |file: &str, edits: &[(&str, &str)]| support::config_files::edit(&dir.join("config"), file, edits);
     let db = dir.join("state.db");
     edit("settings.yaml", &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {}", db.display()))]);
     edit(

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use support::config_files;
 use support::fake_alpaca::{FakeAlpaca, Market};
 use trading_hydra::core::clock::ManualClock;
 use trading_hydra::core::config::Config;
@@ -382,6 +383,36 @@ fn the_binary_killed_with_its_stops_resting_books_the_brokers_exits_on_restart()
     assert!(stops.iter().all(|(o, _)| o.status.as_str() == "filled"), "{stops:?}");
 }
 
+/// The market `minutes` after NOW.
+fn minutes_after_now(minutes: i64) -> Timestamp {
+    Timestamp::from_second(ts(NOW).as_second() + minutes * 60).unwrap()
+}
+
+/// The broker at `t`, prices unchanged: its clock, and AAPL's and BTC's quotes fresh at `t`.
+/// The daemon's clock is the caller's to set (it may disagree).
+fn broker_at(fake: &FakeAlpaca, t: &str) {
+    let mut st = fake.lock();
+    st.clock["timestamp"] = t.into();
+    let m = st.market.as_mut().unwrap();
+    m.quotes.insert("AAPL".into(), quote(t, 193.00, 193.02));
+    m.quotes.insert("BTC/USD".into(), quote(t, 60_200.0, 60_210.0));
+}
+
+/// The shipped configuration as files in `scratch`/config (a reload reads files), with the
+/// ledger at `scratch`/state.db and the options bot off: the folder and the ledger's path.
+fn config_files(scratch: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = scratch.join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = scratch.join("state.db");
+    config_files::edit(
+        &dir,
+        "settings.yaml",
+        &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {}", db.display()))],
+    );
+    config_files::edit(&dir, "bots.yaml", &[("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")]);
+    (dir, db)
+}
+
 /// The sells of `symbol` other than protective stops, in order.
 fn own_sells(fake: &FakeAlpaca, symbol: &str) -> Vec<Value> {
     let protective = |b: &Value| b["type"] == "stop" || b["type"] == "stop_limit";
@@ -565,29 +596,23 @@ fn an_orphan_keeps_the_rules_it_was_opened_with_not_its_bots_new_ones() {
     let mut changed = cfg.clone();
     changed.bots.momentum_bots[0].ticker = "MSFT".into();
     changed.bots.momentum_bots[0].exits.time_stop_minutes = Some(1);
-    let at = |minutes: i64| Timestamp::from_second(ts(NOW).as_second() + minutes * 60).unwrap();
     let move_to = |t: Timestamp| {
-        let mut st = fake.lock();
-        st.clock["timestamp"] = t.to_string().into();
-        let m = st.market.as_mut().unwrap();
-        m.quotes.insert("AAPL".into(), quote(&t.to_string(), 193.00, 193.02));
-        m.quotes.insert("BTC/USD".into(), quote(&t.to_string(), 60_200.0, 60_210.0));
-        drop(st);
+        broker_at(&fake, &t.to_string());
         clock.set(t);
     };
     let mut o = open(&fake, &changed, &clock);
     for minute in [2, 5, 24] {
-        move_to(at(minute));
+        move_to(minutes_after_now(minute));
         o.run_iteration();
         assert!(own_sells(&fake, "AAPL").is_empty(), "sold at minute {minute} by a rule it was not opened with");
     }
-    move_to(at(26));
+    move_to(minutes_after_now(26));
     o.run_iteration();
     let sells = own_sells(&fake, "AAPL");
     assert_eq!(sells.len(), 1, "the stored 25-minute time stop sells it: {:?}", posts(&fake));
     let rec = o.state().order(sells[0]["client_order_id"].as_str().unwrap()).unwrap().unwrap();
     assert_eq!(rec.rule.as_deref(), Some("time_stop"));
-    move_to(at(27));
+    move_to(minutes_after_now(27));
     o.run_iteration();
     assert_eq!(own_sells(&fake, "AAPL").len(), 1, "never sold twice");
     assert!(fake.lock().min_by_symbol.get("AAPL").is_none_or(|m| *m >= 0.0), "never short");
@@ -644,13 +669,7 @@ fn a_running_daemons_clock_stepped_back_still_sells_by_manage_until() {
     let mut o = open(&fake, &cfg, &clock);
     enter_and_protect(&fake, &mut o);
     let at = |t: &str, local: &str| {
-        {
-            let mut st = fake.lock();
-            st.clock["timestamp"] = t.into();
-            let m = st.market.as_mut().unwrap();
-            m.quotes.insert("AAPL".into(), quote(t, 193.00, 193.02));
-            m.quotes.insert("BTC/USD".into(), quote(t, 60_200.0, 60_210.0));
-        }
+        broker_at(&fake, t);
         clock.set(ts(local));
     };
     at("2026-11-25T20:50:00Z", "2026-11-25T20:50:00Z");
@@ -718,21 +737,7 @@ fn a_stop_refused_for_another_reason_is_alerted_once_by_its_name_and_the_stop_lo
 #[test]
 fn an_orphan_made_by_reload_keeps_the_rules_it_was_opened_with() {
     let (scratch, fake, _cfg, clock) = setup("orphan-reload");
-    let dir = scratch.path().join("config");
-    std::fs::create_dir_all(&dir).unwrap();
-    let edit = |file: &str, edits: &[(&str, &str)]| {
-        let path = dir.join(file);
-        let mut text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| std::fs::read_to_string(Path::new("config").join(file)).unwrap());
-        for (from, to) in edits {
-            assert!(text.contains(from), "{file} has no {from:?}");
-            text = text.replacen(from, to, 1);
-        }
-        std::fs::write(path, text).unwrap();
-    };
-    let db = scratch.path().join("state.db");
-    edit("settings.yaml", &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {}", db.display()))]);
-    edit("bots.yaml", &[("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")]);
+    let (dir, db) = config_files(scratch.path());
     let cfg = Config::load(&dir).unwrap();
     let mut o = open(&fake, &cfg, &clock);
     let (s, b) = Config::read_texts(&dir).unwrap();
@@ -740,22 +745,19 @@ fn an_orphan_made_by_reload_keeps_the_rules_it_was_opened_with() {
     o.run_iteration();
     assert!(o.state().owned_positions().unwrap().iter().any(|p| p.symbol == "AAPL"), "{:?}", posts(&fake));
 
-    edit("bots.yaml", &[("    ticker: AAPL", "    ticker: IBM"), ("time_stop_minutes: 25", "time_stop_minutes: 1")]);
+    config_files::edit(
+        &dir,
+        "bots.yaml",
+        &[("    ticker: AAPL", "    ticker: IBM"), ("time_stop_minutes: 25", "time_stop_minutes: 1")],
+    );
     State::open(&db).unwrap().kv_set("reload_request", "r1", ts(NOW)).unwrap();
     o.between_iterations();
     let answer: Value = serde_json::from_str(&o.state().kv_get("reload_result").unwrap().unwrap()).unwrap();
     assert_eq!(answer["applied"], true, "{answer}");
 
-    let at = |minutes: i64| Timestamp::from_second(ts(NOW).as_second() + minutes * 60).unwrap();
     for minute in [2, 5, 24, 26, 27] {
-        let t = at(minute);
-        {
-            let mut st = fake.lock();
-            st.clock["timestamp"] = t.to_string().into();
-            let m = st.market.as_mut().unwrap();
-            m.quotes.insert("AAPL".into(), quote(&t.to_string(), 193.00, 193.02));
-            m.quotes.insert("BTC/USD".into(), quote(&t.to_string(), 60_200.0, 60_210.0));
-        }
+        let t = minutes_after_now(minute);
+        broker_at(&fake, &t.to_string());
         clock.set(t);
         o.run_iteration();
         let sold = own_sells(&fake, "AAPL").len();
@@ -821,7 +823,7 @@ fn a_fill_report_without_its_filled_quantity_is_not_final_and_nothing_is_bought_
         st.orders[i]["filled_qty"] = Value::Null;
     }
     for minute in 1..4 {
-        clock.set(Timestamp::from_second(ts(NOW).as_second() + minute * 60).unwrap());
+        clock.set(minutes_after_now(minute));
         o.run_iteration();
         let rec = o.state().order(&id).unwrap().unwrap();
         assert!(!rec.status.is_final(), "minute {minute}: kept in flight: {:?}", rec.status);
@@ -835,21 +837,7 @@ fn a_fill_report_without_its_filled_quantity_is_not_final_and_nothing_is_bought_
 #[test]
 fn a_reload_that_renames_a_bot_holding_a_position_is_refused_and_nothing_is_bought_twice() {
     let (scratch, fake, _cfg, clock) = setup("rename-reload");
-    let dir = scratch.path().join("config");
-    std::fs::create_dir_all(&dir).unwrap();
-    let edit = |file: &str, edits: &[(&str, &str)]| {
-        let path = dir.join(file);
-        let mut text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| std::fs::read_to_string(Path::new("config").join(file)).unwrap());
-        for (from, to) in edits {
-            assert!(text.contains(from), "{file} has no {from:?}");
-            text = text.replacen(from, to, 1);
-        }
-        std::fs::write(path, text).unwrap();
-    };
-    let db = scratch.path().join("state.db");
-    edit("settings.yaml", &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {}", db.display()))]);
-    edit("bots.yaml", &[("optionsbot:\n  enabled: true", "optionsbot:\n  enabled: false")]);
+    let (dir, db) = config_files(scratch.path());
     let cfg = Config::load(&dir).unwrap();
     let mut o = open(&fake, &cfg, &clock);
     let (s, b) = Config::read_texts(&dir).unwrap();
@@ -857,7 +845,7 @@ fn a_reload_that_renames_a_bot_holding_a_position_is_refused_and_nothing_is_boug
     o.run_iteration();
     assert!(o.state().owned_positions().unwrap().iter().any(|p| p.symbol == "AAPL" && p.bot == "mom_AAPL"));
 
-    edit("bots.yaml", &[("  - bot_id: mom_AAPL\n", "  - bot_id: mom_AAPL_v2\n")]);
+    config_files::edit(&dir, "bots.yaml", &[("  - bot_id: mom_AAPL\n", "  - bot_id: mom_AAPL_v2\n")]);
     State::open(&db).unwrap().kv_set("reload_request", "r1", ts(NOW)).unwrap();
     o.between_iterations();
     let answer: Value = serde_json::from_str(&o.state().kv_get("reload_result").unwrap().unwrap()).unwrap();
@@ -866,7 +854,7 @@ fn a_reload_that_renames_a_bot_holding_a_position_is_refused_and_nothing_is_boug
     assert!(detail.contains("mom_AAPL_v2 would trade AAPL, which mom_AAPL holds (51)"), "{detail}");
     assert_eq!(o.config().bots.momentum_bots[0].bot_id, "mom_AAPL", "the running configuration is kept");
     for minute in 1..4 {
-        let t = Timestamp::from_second(ts(NOW).as_second() + minute * 60).unwrap();
+        let t = minutes_after_now(minute);
         {
             let mut st = fake.lock();
             st.clock["timestamp"] = t.to_string().into();
@@ -895,14 +883,8 @@ fn after_a_restart_with_a_renamed_bot_nothing_is_bought_on_top_of_the_old_ids_po
     renamed.bots.momentum_bots[0].bot_id = "mom_AAPL_v2".into();
     let mut o = open(&fake, &renamed, &clock);
     for minute in 1..4 {
-        let t = Timestamp::from_second(ts(NOW).as_second() + minute * 60).unwrap();
-        {
-            let mut st = fake.lock();
-            st.clock["timestamp"] = t.to_string().into();
-            let m = st.market.as_mut().unwrap();
-            m.quotes.insert("AAPL".into(), quote(&t.to_string(), 193.00, 193.02));
-            m.quotes.insert("BTC/USD".into(), quote(&t.to_string(), 60_200.0, 60_210.0));
-        }
+        let t = minutes_after_now(minute);
+        broker_at(&fake, &t.to_string());
         clock.set(t);
         o.run_iteration();
     }

@@ -1,3 +1,4 @@
+pub mod config_files;
 pub mod events;
 pub mod fake_alpaca;
 pub mod ids;

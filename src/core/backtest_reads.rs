@@ -55,15 +55,14 @@ pub struct Changes(Arc<[AtomicU64; 4]>);
 impl Changes {
     /// Notes a changed row of `table`; a table no kept read reads is not counted.
     pub fn note(&self, table: &str) {
-        if let Some(i) = Table::ALL.iter().position(|t| t.name() == table) {
-            self.0[i].fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = Table::ALL.iter().find(|t| t.name() == table) {
+            self.0[*t as usize].fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// A count that moves whenever a row of one of `tables` changes.
     pub fn of(&self, tables: &[Table]) -> u64 {
-        let at = |t: &Table| Table::ALL.iter().position(|a| a == t).map_or(0, |i| self.0[i].load(Ordering::Relaxed));
-        tables.iter().map(at).sum()
+        tables.iter().map(|t| self.0[*t as usize].load(Ordering::Relaxed)).sum()
     }
 }
 

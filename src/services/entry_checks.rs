@@ -160,15 +160,15 @@ pub fn risk_check(
     if in_flight.contains(&entry.symbol) {
         return Err(Refusal::InFlight);
     }
-    // A position of another of our bot ids in the symbol (its underlying, for options).
-    let owned = state.owned_positions().map_err(|e| Refusal::Unsure(e.to_string()))?;
+    // A position is a symbol, or for options an underlying: a spread's legs are one position.
     let root = |s: &str| OccSymbol::parse(s).map_or_else(|| s.to_string(), |o| o.root);
+    // A position of another of our bot ids in the symbol.
+    let owned = state.owned_positions().map_err(|e| Refusal::Unsure(e.to_string()))?;
     if let Some(p) = owned.iter().find(|p| p.bot != bot.id() && root(&p.symbol) == entry.symbol) {
         return Err(Refusal::HeldByAnother { bot: p.bot.clone(), qty: p.qty });
     }
-    // A position is a symbol, or for options an underlying: a spread's legs are one position.
     let mut holding: BTreeSet<String> = in_flight;
-    holding.extend(view.owned.iter().map(|p| OccSymbol::parse(&p.symbol).map_or_else(|| p.symbol.clone(), |o| o.root)));
+    holding.extend(view.owned.iter().map(|p| root(&p.symbol)));
     let holding = holding.len();
     if holding as u32 >= budget.max_positions {
         return Err(Refusal::MaxPositions);

@@ -1651,6 +1651,23 @@ mod tests {
         }
     }
 
+    /// A market buy of `qty` AAPL for `mom_AAPL`.
+    fn aapl_buy(qty: i64) -> OrderSpec {
+        OrderSpec {
+            bot: "mom_AAPL".into(),
+            symbol: "AAPL".into(),
+            side: Side::Buy,
+            amount: Amount::Qty(Dec::from_int(qty)),
+            order_type: OrderType::Market,
+            limit_price: None,
+            stop_price: None,
+            time_in_force: TimeInForce::Day,
+            intent: Intent::Entry,
+            rule: None,
+            legs: Vec::new(),
+        }
+    }
+
     #[test]
     fn the_entry_gate_names_every_reason_and_stale_data_only_for_the_symbols_asked() {
         let mut orders = Orders::default();
@@ -1686,19 +1703,7 @@ mod tests {
         let clock = std::sync::Arc::new(crate::core::clock::ManualClock::new(now));
         let mut broker =
             crate::sim::sim_broker::SimBroker::open(clock, crate::core::config::Sim::default(), 1, None).unwrap();
-        let spec = OrderSpec {
-            bot: "mom_AAPL".into(),
-            symbol: "AAPL".into(),
-            side: Side::Buy,
-            amount: Amount::Qty(Dec::from_int(1)),
-            order_type: OrderType::Market,
-            limit_price: None,
-            stop_price: None,
-            time_in_force: TimeInForce::Day,
-            intent: Intent::Entry,
-            rule: None,
-            legs: Vec::new(),
-        };
+        let spec = aapl_buy(1);
         let mut orders = Orders::default();
         let stopped = orders.send_entry(&mut state, &mut broker, &spec, None, now).unwrap();
         assert_eq!(stopped, Err(EntryStop::Stopped), "a gate never opened stops the entry");
@@ -1719,19 +1724,7 @@ mod tests {
     fn a_report_is_booked_only_when_it_is_whole() {
         let mut state = State::open_memory().unwrap();
         let now = Timestamp::from_second(1_795_000_000).unwrap();
-        let spec = OrderSpec {
-            bot: "mom_AAPL".into(),
-            symbol: "AAPL".into(),
-            side: Side::Buy,
-            amount: Amount::Qty(Dec::from_int(10)),
-            order_type: OrderType::Market,
-            limit_price: None,
-            stop_price: None,
-            time_in_force: TimeInForce::Day,
-            intent: Intent::Entry,
-            rule: None,
-            legs: Vec::new(),
-        };
+        let spec = aapl_buy(10);
         let id = state.record_order(&new_order(&spec, now)).unwrap();
         let report = |filled: Option<i64>, price: Option<&str>| Order {
             id: "b-1".into(),

@@ -1,5 +1,6 @@
-//! The risk checks an entry passes after the entry gate (`Orders::entry_stop`): positions and
-//! trades against the bot's budget, orders per minute, the cooldown after an exit, a usable quote
+//! The risk checks an entry passes before the entry gate (`Orders::send_entry` asks it as the
+//! entry goes): no entry of the bot in flight on the symbol, no position of another of the
+//! daemon's bot ids in it, positions and trades against the bot's budget, orders per minute, the cooldown after an exit, a usable quote
 //! and a plausible limit, the cash reserve, the asset class's buying power and the open-risk
 //! budget; and the refusals that need neither the ledger nor market data (window, session).
 //!

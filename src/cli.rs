@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|sim-reset|download|backtest] [--config DIR] [options]; see --help";
+pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|recover|backup|sim-reset|download|backtest] [--config DIR] [options]; see --help";
 
 pub const HELP: &str = "\
 trading-hydra — a fail-closed trading daemon for an Alpaca account
@@ -24,6 +24,11 @@ Commands:
                  take them between two iterations (exit 2 and nothing changes if invalid)
                  (status, halt and resume work on the database of a daemon that has run:
                  run them where it runs, or with its --config)
+  recover        list the orders of this daemon's bots that the broker holds and the ledger
+                 lost (a restored backup, a lost journal); with --confirm (the daemon
+                 stopped), book them under their bots so their positions are managed again
+  backup DEST    a consistent copy of the ledger beside a running daemon, checked, to the
+                 file DEST (or into the folder DEST, named by the time)
   sim-reset      start the simulated account over: its ledger is set aside (renamed,
                  kept), and the next `run --sim` (or a broker's `run`) starts a new one
   download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
@@ -40,6 +45,7 @@ Options:
   --speed X        run --sim: simulated clock speed (times real time)
   --json           status: machine-readable output
   --reason TEXT    halt: why (required; shown by status)
+  --confirm        recover: book what it lists (the daemon must be stopped)
   --symbols LIST   download: comma-separated, e.g. SPY,AAPL,BTC/USD
   --timeframe TF   download: bar size (default 1Min)
   --data PATH      backtest: a bar file, or a folder of them (SPY.csv, BTC-USD.csv, ...)
@@ -73,6 +79,8 @@ pub enum Command {
     Resume { config: Option<PathBuf> },
     Reload { config: Option<PathBuf> },
     SimReset { config: Option<PathBuf> },
+    Recover { config: Option<PathBuf>, confirm: bool },
+    Backup { config: Option<PathBuf>, dest: PathBuf },
     Backtest(BacktestArgs),
     Download(DownloadArgs),
     Help,
@@ -153,13 +161,25 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     };
     if !matches!(
         command,
-        "run" | "check-config" | "status" | "halt" | "resume" | "reload" | "sim-reset" | "backtest" | "download"
+        "run"
+            | "check-config"
+            | "status"
+            | "halt"
+            | "resume"
+            | "reload"
+            | "recover"
+            | "backup"
+            | "sim-reset"
+            | "backtest"
+            | "download"
     ) {
         return Err(usage(format!("unknown command {command:?}")));
     }
 
     let mut run = RunArgs::default();
     let mut json = false;
+    let mut confirm = false;
+    let mut dest: Option<PathBuf> = None;
     let mut reason: Option<String> = None;
     let mut data: Option<PathBuf> = None;
     let mut synthetic: Option<u32> = None;
@@ -237,6 +257,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             "--json" => {
                 only(&["status"])?;
                 json = true;
+            }
+            "--confirm" => {
+                only(&["recover"])?;
+                confirm = true;
             }
             "--reason" => {
                 only(&["halt"])?;
@@ -322,6 +346,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 })?);
             }
             other if other.starts_with('-') => return Err(usage(format!("unknown option {other:?}"))),
+            other if command == "backup" && dest.is_none() && inline.is_none() => dest = Some(PathBuf::from(other)),
             other => return Err(usage(format!("unexpected argument {other:?}"))),
         }
     }
@@ -335,6 +360,11 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "check-config" => Command::CheckConfig { config },
         "reload" => Command::Reload { config },
         "sim-reset" => Command::SimReset { config },
+        "recover" => Command::Recover { config, confirm },
+        "backup" => Command::Backup {
+            config,
+            dest: dest.ok_or_else(|| usage("backup needs DEST, a file or a folder to copy the ledger to"))?,
+        },
         "status" => Command::Status { config, json },
         "halt" => Command::Halt { config, reason: reason.ok_or_else(|| usage("halt needs --reason TEXT"))? },
         "download" => {
@@ -450,6 +480,16 @@ mod tests {
         assert!(p("reload --once").is_err());
         assert_eq!(p("sim-reset --config c").unwrap(), Command::SimReset { config: Some("c".into()) });
         assert!(p("sim-reset --sim").is_err());
+        assert_eq!(p("recover").unwrap(), Command::Recover { config: None, confirm: false });
+        assert_eq!(
+            p("recover --confirm --config c").unwrap(),
+            Command::Recover { config: Some("c".into()), confirm: true }
+        );
+        assert!(p("status --confirm").is_err());
+        assert_eq!(p("backup b/x.db").unwrap(), Command::Backup { config: None, dest: "b/x.db".into() });
+        assert!(p("backup").unwrap_err().to_string().contains("backup needs DEST"));
+        assert!(p("backup a b").is_err());
+        assert!(p("status a").is_err());
         let v: Vec<String> = ["halt", "--reason", "earnings day"].map(String::from).to_vec();
         assert_eq!(parse(&v).unwrap(), Command::Halt { config: None, reason: "earnings day".into() });
         assert_eq!(p("status --help").unwrap(), Command::Help);

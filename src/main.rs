@@ -65,6 +65,8 @@ fn main() -> ExitCode {
         Command::Resume { config } => resume(config),
         Command::Reload { config } => reload(config),
         Command::SimReset { config } => sim_reset(config),
+        Command::Recover { config, confirm } => recover(config, confirm),
+        Command::Backup { config, dest } => backup(config, &dest),
         Command::Run(args) => run(args),
         Command::Backtest(args) => backtest(args),
         Command::Download(args) => download(args),
@@ -561,6 +563,10 @@ fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {
         on(s.safety.fail_closed)
     );
     println!("state {}; log {}", s.system.state_db_path.display(), s.system.log_path.display());
+    match &s.backup.folder {
+        Some(folder) => println!("daily backup to {}, the newest {} kept", folder.display(), s.backup.keep),
+        None => println!("daily backup off (backup.folder)"),
+    }
     let k = &b.exitbot.kill_conditions;
     println!(
         "exitbot {}: api_failure_halt {}, data_stale_halt {}, max_daily_loss_halt {}, anomaly_halt {}; cool-off {} min",
@@ -739,6 +745,126 @@ fn sim_reset(flag: Option<PathBuf>) -> Result<(), Error> {
         aside.display()
     );
     println!("the next `run --sim` starts a new simulated account; a `run` against Alpaca starts its own ledger");
+    Ok(())
+}
+
+/// `recover`: the orders of this daemon's bots that the broker holds and the ledger lost
+/// (`services::lost_orders`: a restored backup, a lost journal), listed with what the broker
+/// holds; with `--confirm`, booked under the bots their ids name and followed once, so their
+/// positions are managed again and the daemon's `ledger_behind` halt lifts. An operator's act,
+/// never the daemon's. `--confirm` takes the ledger's lock (exit 1 while a daemon runs on it).
+/// Refused (exit 2) for a simulated ledger (its broker is kept in the ledger itself: they cannot
+/// drift apart) and for a ledger that is not this account's.
+fn recover(flag: Option<PathBuf>, confirm: bool) -> Result<(), Error> {
+    use trading_hydra::services::lost_orders;
+    use trading_hydra::services::order_lifecycle::Orders;
+    let cfg = load_config(flag)?;
+    let db = cfg.settings.system.state_db_path.clone();
+    let _lock = if confirm { Some(LedgerLock::acquire(&db)?) } else { None };
+    let mut state = State::open_existing(&db)?;
+    let ledger = ledger_account::recorded(&state)?;
+    if ledger.as_ref().is_some_and(LedgerAccount::is_simulated) {
+        return Err(Error::Usage(format!(
+            "the ledger {} is the simulated account's, whose broker is kept in the ledger itself: nothing can be lost \
+             between them, so there is nothing to recover",
+            db.display()
+        )));
+    }
+    let credentials = Credentials::from_env().map_err(Error::Usage)?;
+    let paper = std::env::var("ALPACA_PAPER").ok();
+    let mode = config::trading_mode(false, paper.as_deref(), cfg.settings.alpaca.live_trading_confirmed)
+        .map_err(Error::Usage)?;
+    let (mut client, account) = alpaca_client(&cfg, mode, credentials)?;
+    let account = match account {
+        Some(a) => a,
+        None => client.account().map_err(|e| Error::Other(e.to_string()))?,
+    };
+    match &ledger {
+        Some(LedgerAccount::Broker { id, .. }) if *id == account.id => {}
+        Some(theirs) => {
+            let running = format!("the Alpaca {} account of ALPACA_KEY", mode.as_str());
+            return Err(Error::Usage(ledger_account::refusal(&db, theirs, &running)));
+        }
+        None => {
+            return Err(Error::Usage(format!(
+                "the ledger {} names no account yet: run the daemon on it once (it claims the account, and halts \
+                 entries while orders are lost), then recover",
+                db.display()
+            )));
+        }
+    }
+    let broker_error = |e: BrokerError| Error::Other(e.to_string());
+    let held: std::collections::BTreeMap<String, trading_hydra::core::decimal::Dec> =
+        client.positions().map_err(broker_error)?.into_iter().map(|p| (p.symbol, p.qty)).collect();
+    let lost = lost_orders::find(&state, &mut client, &held, &|_| false).map_err(|e| Error::Other(e.to_string()))?;
+    if lost.is_empty() {
+        println!("the broker holds no order of this daemon's bots that the ledger does not know: nothing to recover");
+        return Ok(());
+    }
+    println!(
+        "the broker holds {} order(s) of this daemon's bots that the ledger {} does not know:",
+        lost.len(),
+        db.display()
+    );
+    for l in &lost {
+        println!("  {} {}", l.id.bot, lost_orders::one_line(l));
+    }
+    let mut symbols: Vec<&str> = lost.iter().map(|l| l.order.symbol.as_str()).filter(|s| !s.is_empty()).collect();
+    symbols.extend(lost.iter().flat_map(|l| l.order.legs.iter().map(|g| g.symbol.as_str())));
+    symbols.sort_unstable();
+    symbols.dedup();
+    for s in symbols {
+        let qty = held.get(s).map_or("nothing".to_string(), |q| q.to_string());
+        println!("  the broker holds {s}: {qty}");
+    }
+    if !confirm {
+        println!(
+            "to book them under their bots (their positions then managed by the bots' rules, their resting stops kept), \
+             stop the daemon and run `trading-hydra recover --confirm`; or close them at the broker"
+        );
+        return Ok(());
+    }
+    let now = Timestamp::now();
+    let booked = lost_orders::book(&mut state, &cfg, &lost, now).map_err(|e| Error::Other(e.to_string()))?;
+    // Followed once, as the daemon follows its orders: the fills become the bots' positions.
+    let mut orders = Orders::default();
+    let followed = orders.sync_orders(&mut state, &mut client, &cfg, now);
+    event!(Warn, "recovered", orders = booked.len(), client_order_ids = booked.join(","));
+    logging::flush();
+    println!("booked {} order(s) under their bots", booked.len());
+    if let Err(e) = followed {
+        println!("their fills are not all booked yet ({e}): the daemon books them when it follows its orders");
+    }
+    for p in state.owned_positions()? {
+        println!("  the ledger owns {} {} for {}", p.symbol, p.qty, p.bot);
+    }
+    println!("start the daemon: its `ledger_behind` halt lifts at its first check once nothing is lost");
+    Ok(())
+}
+
+/// `backup DEST`: a consistent copy of the ledger, beside a running daemon or not
+/// (`State::backup_to`: SQLite's online backup, checked, one self-contained file), and what it
+/// holds. The ledger is opened read-only: this process never writes it, and a daemon's locks and
+/// journal are untouched.
+fn backup(flag: Option<PathBuf>, dest: &std::path::Path) -> Result<(), Error> {
+    let cfg = load_config(flag)?;
+    let state = State::open_read_only(&cfg.settings.system.state_db_path)?;
+    let path = trading_hydra::core::state::backup_path(dest, Timestamp::now());
+    let s = state.backup_to(&path)?;
+    println!("backed up {} to {}", cfg.settings.system.state_db_path.display(), s.path.display());
+    println!(
+        "integrity_check ok; {} bytes; {} orders (newest {}), {} owned positions, {} active halts",
+        s.bytes,
+        s.orders,
+        s.newest_order.as_deref().unwrap_or("none"),
+        s.owned_positions,
+        s.active_halts
+    );
+    println!(
+        "to restore: stop the daemon, move the ledger and its -wal and -shm aside, copy this file to {}, start the \
+         daemon (it halts entries if the broker holds orders the copy does not know: see `trading-hydra recover`)",
+        cfg.settings.system.state_db_path.display()
+    );
     Ok(())
 }
 

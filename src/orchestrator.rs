@@ -2,11 +2,13 @@
 //!
 //! 1. initialize — the account, the day-start reference, the market session; then our orders are
 //!    followed to their fills, and (at start-up and every `runner.reconcile_every_iterations`)
-//!    owned positions are reconciled with the broker's;
+//!    owned positions are reconciled with the broker's and the broker's recent orders are held
+//!    against the ledger (`services::lost_orders`: orders of ours it does not know halt entries);
 //! 2. ExitBot — kill conditions, halts, and the daily-loss cancel and flatten;
 //! 3. PortfolioBot — each bot's budget for the trading date;
 //! 4. execution — each bot's exits (always), then its entries (only when allowed);
-//! 5. finalize — the `loop_summary` event and a loop-run row.
+//! 5. finalize — the `loop_summary` event and a loop-run row (and, once a trading date, the
+//!    daily backup of the ledger when `backup.folder` is set).
 //!
 //! Owns: all the loop's state between iterations (the one place that does), and the fail-closed
 //! rule: an iteration in which a step failed sends no entry when `safety.fail_closed` is set, and
@@ -17,6 +19,7 @@
 //! Never: sleeps, handles signals or decides how often it runs (that is the runner's), and never
 //! lets an error escape an iteration: errors become events, halts and a summary.
 
+use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
@@ -28,6 +31,7 @@ use crate::bots::Bot;
 use crate::core::clock::{self, Clock};
 use crate::core::config::Config;
 use crate::core::config_diff;
+use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
 use crate::core::halt_store;
 use crate::core::health::FailureWindow;
@@ -37,9 +41,11 @@ use crate::core::risk::Budget;
 use crate::core::state::{BudgetRow, DayStart, LoopRun, State, StateError};
 use crate::event;
 use crate::services::broker::{Account, Broker};
+use crate::services::daily_backup::DailyBackup;
 use crate::services::daily_report::DailyReporter;
 use crate::services::execution::{ExecError, Execution, Step};
 use crate::services::exitbot::{self, Readings};
+use crate::services::lost_orders::{self, Check};
 use crate::services::market_session::BrokerSession;
 use crate::services::notify;
 use crate::services::portfolio;
@@ -159,6 +165,23 @@ pub struct Orchestrator {
     reload_seen: Option<Option<String>>,
     /// Whether the ledger is known to be the broker account's (`ledger_account::claim`).
     account: AccountCheck,
+    /// Whether owned positions were reconciled with the broker's since start-up: until then,
+    /// every iteration tries again.
+    reconciled: bool,
+    /// The check for orders of ours the ledger does not know (`services::lost_orders`).
+    lost: LostWatch,
+    /// The day's copy of the ledger (`backup.folder`).
+    daily_backup: DailyBackup,
+}
+
+/// Where the check for lost orders stands. It runs with each reconcile; at start-up until it
+/// has once succeeded (no entry goes before: the iteration is unsure of its state), and every
+/// iteration while it finds any (so the `ledger_behind` halt lifts as soon as none is left).
+#[derive(Debug, Default)]
+struct LostWatch {
+    checked: bool,
+    /// The ids the last check found: `ledger_behind` is logged when they change.
+    found: Vec<String>,
 }
 
 /// Whether the ledger belongs to the account the broker trades (`Orchestrator::confirm_account`).
@@ -219,6 +242,9 @@ impl Orchestrator {
             texts: None,
             reload_seen: None,
             account: AccountCheck::Unconfirmed,
+            reconciled: false,
+            lost: LostWatch::default(),
+            daily_backup: DailyBackup::default(),
         }
     }
 
@@ -524,11 +550,27 @@ impl Orchestrator {
             self.step_failed("initialize", &e, now, &mut errors);
         }
         let every = u64::from(self.cfg.settings.runner.reconcile_every_iterations);
-        if (self.iteration == 1 || self.iteration.is_multiple_of(every))
-            && let Err(e) = self.execution.orders.reconcile(&mut self.state, self.broker.as_mut(), now)
-        {
-            unsure = true;
-            self.step_failed("initialize", &e, now, &mut errors);
+        let reconcile_due = !self.reconciled || self.iteration.is_multiple_of(every);
+        if reconcile_due {
+            match self.execution.orders.reconcile(&mut self.state, self.broker.as_mut(), now) {
+                Ok(()) => self.reconciled = true,
+                Err(e) => {
+                    unsure = true;
+                    self.step_failed("initialize", &e, now, &mut errors);
+                }
+            }
+        }
+        // Before any entry: orders of ours at the broker that the ledger does not know (a
+        // restored backup, a lost journal) would have the bots buy again on top of them.
+        let mut ledger = Check::NotRun;
+        if reconcile_due || !self.lost.checked || !self.lost.found.is_empty() {
+            match self.check_lost() {
+                Ok(check) => ledger = check,
+                Err(e) => {
+                    unsure = true;
+                    self.step_failed("initialize", &e, now, &mut errors);
+                }
+            }
         }
         if self.iteration == 1 {
             self.warn_of_orphans();
@@ -545,6 +587,7 @@ impl Orchestrator {
             clock_skew_seconds: self.session.take_skew(),
             stale: &self.stale,
             market_open: session.is_open,
+            ledger,
         };
         // Halts held in memory are stored as soon as the ledger takes writes again.
         let _ = halt_store::store_held(&self.state, &mut self.held_halts);
@@ -670,6 +713,7 @@ impl Orchestrator {
             error: errors.into_iter().next(),
         };
         self.finalize(&summary);
+        self.daily_backup.after_iteration(&self.state, &self.cfg.settings.backup, trading_date);
         // After the close (or the date's end for crypto alone), the day's report.
         let stocks = self.bots.iter().any(|b| b.kind() != crate::core::config::BotKind::Crypto);
         let failures = std::mem::take(&mut self.failures);
@@ -685,6 +729,34 @@ impl Orchestrator {
             );
         }
         summary
+    }
+
+    /// Looks for orders of ours at the broker that the ledger does not know
+    /// (`lost_orders::find`), against what the broker held at the last reconcile; logs
+    /// `ledger_behind` when what it finds changes.
+    fn check_lost(&mut self) -> Result<Check, ExecError> {
+        let held: BTreeMap<String, Dec> =
+            self.state.broker_positions()?.into_iter().map(|p| (p.symbol, p.qty)).collect();
+        let orders = &self.execution.orders;
+        let lost = lost_orders::find(&self.state, self.broker.as_mut(), &held, &|id| orders.holds_unrecorded(id))?;
+        self.lost.checked = true;
+        let ids: Vec<String> = lost.iter().map(|l| l.order.client_order_id.clone()).collect();
+        if lost.is_empty() {
+            self.lost.found.clear();
+            return Ok(Check::Clean);
+        }
+        let detail = lost_orders::describe(&lost, &held);
+        if ids != self.lost.found {
+            event!(
+                Error,
+                "ledger_behind",
+                orders = lost.len(),
+                client_order_ids = ids.join(","),
+                detail = detail.as_str()
+            );
+        }
+        self.lost.found = ids;
+        Ok(Check::Behind(detail))
     }
 
     /// An iteration whose broker account is not confirmed as the ledger's: the failed account

@@ -1235,3 +1235,53 @@ fn other_processes_opening_a_running_daemons_ledger_lose_none_of_its_writes() {
         assert_eq!(kept, logged, "every iteration logged is in the ledger (sim: {sim})");
     }
 }
+
+/// Issue 32, case 7: `backup DEST` beside a running daemon gives one self-contained file that
+/// passes `integrity_check` and holds every order the log showed as submitted before it was
+/// taken; the daemon goes on, its ledger whole; a second backup to the same file is refused and
+/// leaves the first as it was.
+#[test]
+fn backup_beside_a_running_daemon_holds_every_submitted_order_and_never_overwrites() {
+    let s = Scratch::new("backup");
+    s.edit("config/settings.yaml", "entry_order_timeout_seconds: 120", "entry_order_timeout_seconds: 1800");
+    let mut child = s.spawn(&["run", "--sim", "--speed", "3000"]);
+    let submitted = || -> Vec<String> {
+        s.events("order_submitted").iter().map(|o| o["client_order_id"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || submitted().len() >= 3),
+        "no orders: {:?}",
+        s.events("iteration_error")
+    );
+    std::fs::create_dir_all(s.path("backups")).unwrap();
+    let before = submitted();
+    let out = s.run(&["backup", "backups"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("integrity_check ok") && said.contains("to restore"), "{said}");
+    let files: Vec<PathBuf> = std::fs::read_dir(s.path("backups")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "one file, no -wal or partial beside it: {files:?}");
+    let copy = &files[0];
+    assert!(copy.file_name().unwrap().to_str().unwrap().starts_with("trading_state-"), "{copy:?}");
+    {
+        let state = State::open_read_only(copy).unwrap();
+        for id in &before {
+            assert!(state.order(id).unwrap().is_some(), "{id} is missing from the backup");
+        }
+    }
+    let bytes = std::fs::read(copy).unwrap();
+    let again = s.run(&["backup", copy.to_str().unwrap()]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("exists already"), "{}", stderr(&again));
+    assert_eq!(std::fs::read(copy).unwrap(), bytes, "the first backup is untouched");
+
+    // The daemon went on, and its own ledger holds everything it logged.
+    let more = submitted().len();
+    assert!(wait_until(Duration::from_secs(30), || submitted().len() > more || s.events("loop_summary").len() > 50));
+    signal(&child, "-TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).0, Some(0));
+    let state = State::open(&s.path("state/trading_state.db")).unwrap();
+    for id in submitted() {
+        assert!(state.order(&id).unwrap().is_some(), "{id} is missing from the daemon's ledger");
+    }
+}

@@ -894,3 +894,132 @@ fn after_a_restart_with_a_renamed_bot_nothing_is_bought_on_top_of_the_old_ids_po
     let v2 = activity.iter().find(|a| a.bot == "mom_AAPL_v2").unwrap();
     assert!(v2.reason.as_deref().unwrap_or_default().contains("mom_AAPL holds 51"), "{v2:?}");
 }
+
+/// Issue 32, case 1: a ledger restored from a backup taken before the entries. The broker holds
+/// both positions and their resting stops under ids the ledger never drew. Restarted on it, the
+/// daemon halts entries (`ledger_behind`, naming the orders and what the broker holds) before any
+/// entry, and buys nothing on top; `recover` lists them, `recover --confirm` books them under
+/// their bots, and the next start lifts the halt and sends nothing (the positions are owned, their
+/// stops are theirs).
+#[test]
+fn a_restored_ledger_halts_on_the_orders_it_lost_buys_nothing_and_recover_books_them() {
+    use std::process::Command;
+    const BIN: &str = env!("CARGO_BIN_EXE_trading-hydra");
+    support::events::capture();
+    let (scratch, fake, cfg, clock) = setup("restore");
+    let (dir, db) = config_files(scratch.path());
+    assert_eq!(db, cfg.settings.system.state_db_path);
+    fake.lock().order_time = Some(NOW.into());
+    // The backup: the ledger before anything was traded, copied by `State::backup_to`.
+    let backup = scratch.path().join("backup.db");
+    State::open(&db).unwrap().backup_to(&backup).unwrap();
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    drop(o);
+    let at_broker = |fake: &FakeAlpaca| {
+        let st = fake.lock();
+        let mut p: Vec<(String, String)> = st
+            .positions
+            .iter()
+            .map(|p| (p["symbol"].as_str().unwrap().to_string(), p["qty"].as_str().unwrap().to_string()))
+            .collect();
+        p.sort();
+        p
+    };
+    let held = at_broker(&fake);
+    assert_eq!(held, [("AAPL".to_string(), "51".to_string()), ("BTCUSD".to_string(), "0.000829".to_string())]);
+    let sent = posts(&fake);
+    assert_eq!(sent.len(), 4, "two entries, two stops");
+
+    // Restored over the ledger, with the daemon stopped.
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::copy(&backup, &db).unwrap();
+    clock.set(ts(LATER));
+    broker_at(&fake, LATER);
+    let mut o = open(&fake, &cfg, &clock);
+    let s = o.run_iteration();
+    assert_eq!((s.orders_submitted, s.entries_allowed), (0, false), "{s:?}");
+    assert!(s.halts.contains(&trading_hydra::core::halt::HaltReason::LedgerBehind), "{s:?}");
+    let halt = o.state().active_halts().unwrap().into_iter().find(|h| h.reason.as_str() == "ledger_behind").unwrap();
+    for b in &sent {
+        assert!(halt.detail.contains(b["client_order_id"].as_str().unwrap()), "{}", halt.detail);
+    }
+    assert!(
+        halt.detail.contains("AAPL 51") && halt.detail.contains("never drew") && halt.detail.contains("recover"),
+        "{}",
+        halt.detail
+    );
+    let first_id = sent[0]["client_order_id"].as_str().unwrap();
+    let said: Vec<_> = support::events::named("ledger_behind", "orders", "4")
+        .into_iter()
+        .filter(|e| e["client_order_ids"].contains(first_id))
+        .collect();
+    assert_eq!(said.len(), 1, "said once");
+    // Minutes later, still nothing bought on top.
+    for m in 2..4 {
+        let t = minutes_after_now(m).to_string();
+        clock.set(ts(&t));
+        broker_at(&fake, &t);
+        assert_eq!(o.run_iteration().orders_submitted, 0);
+    }
+    assert_eq!(posts(&fake).len(), 4, "{:?}", &posts(&fake)[4..]);
+    assert_eq!(at_broker(&fake), held, "the broker never holds more than the daemon meant");
+    assert_eq!(
+        said.len(),
+        support::events::named("ledger_behind", "client_order_ids", &said[0]["client_order_ids"]).len()
+    );
+    drop(o);
+
+    // `recover` lists them and changes nothing; `--confirm` books them.
+    let recover = |confirm: bool| {
+        let mut c = Command::new(BIN);
+        fake.point(c.current_dir(scratch.path()).args(["recover", "--config", dir.to_str().unwrap()]));
+        if confirm {
+            c.arg("--confirm");
+        }
+        c.output().unwrap()
+    };
+    let out = recover(false);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("4 order(s)") && text.contains(first_id) && text.contains("--confirm"), "{text}");
+    assert!(State::open(&db).unwrap().all_orders().unwrap().is_empty(), "listing books nothing");
+    let out = recover(true);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("booked 4 order(s)"), "{text}");
+    {
+        let state = State::open(&db).unwrap();
+        let mut owned: Vec<(String, String, String)> =
+            state.owned_positions().unwrap().into_iter().map(|p| (p.bot, p.symbol, p.qty.to_string())).collect();
+        owned.sort();
+        assert_eq!(
+            owned,
+            [
+                ("crypto_core".to_string(), "BTC/USD".to_string(), "0.000829".to_string()),
+                ("mom_AAPL".to_string(), "AAPL".to_string(), "51".to_string())
+            ]
+        );
+        let stops: Vec<_> = state
+            .unfinished_orders()
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.rule.as_deref() == Some("broker_stop"))
+            .collect();
+        assert_eq!(stops.len(), 2, "the resting stops are the positions' own again");
+    }
+
+    // Started again: the halt lifts at the first check, and nothing is sent — no entry on top,
+    // no second stop.
+    let t = minutes_after_now(5).to_string();
+    clock.set(ts(&t));
+    broker_at(&fake, &t);
+    let mut o = open(&fake, &cfg, &clock);
+    let s = o.run_iteration();
+    assert!(!s.halts.contains(&trading_hydra::core::halt::HaltReason::LedgerBehind), "{s:?}");
+    assert_eq!(s.orders_submitted, 0, "{:?}", &posts(&fake)[4..]);
+    assert_eq!(o.run_iteration().orders_submitted, 0);
+    assert_eq!(at_broker(&fake), held);
+}

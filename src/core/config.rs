@@ -188,6 +188,25 @@ pub struct Settings {
     pub sim: Sim,
     /// Added by this port: webhook notifications (the URL comes from TRADING_HYDRA_WEBHOOK_URL).
     pub notify: Notify,
+    /// Added by this port: the daily backup of the ledger.
+    pub backup: Backup,
+}
+
+/// `backup`: a consistent copy of the ledger once per New York trading date
+/// (`services::daily_backup`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Backup {
+    /// The folder the copies go to (`None`: no daily backup).
+    pub folder: Option<PathBuf>,
+    /// How many daily copies are kept; older ones are deleted.
+    pub keep: u32,
+}
+
+impl Default for Backup {
+    fn default() -> Backup {
+        Backup { folder: None, keep: 7 }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -1142,6 +1161,7 @@ fn validate_settings(s: &Settings) -> Result<TimeZone, Vec<Problem>> {
     c.within("health.api_failure_window_seconds", s.health.api_failure_window_seconds, 1, 86_400);
     c.within("logging.max_file_mb", s.logging.max_file_mb, 1, 1024);
     c.within("logging.keep_files", s.logging.keep_files, 0, 100);
+    c.within("backup.keep", s.backup.keep, 1, 365);
     c.within("alpaca.requests_per_minute", s.alpaca.requests_per_minute, 1, 1000);
     c.within("alpaca.request_timeout_seconds", s.alpaca.request_timeout_seconds, 1, 60);
     c.within("alpaca.max_attempts", s.alpaca.max_attempts, 1, 10);

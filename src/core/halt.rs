@@ -37,6 +37,9 @@ pub enum HaltReason {
     /// The broker holds an order under one of our client order ids that is not the one we
     /// recorded (a moved, restored or second ledger): a person must look at the account.
     OrderConflict,
+    /// The broker holds orders of this daemon's bots that the ledger does not know (a restored
+    /// backup, a lost journal, a second ledger on the account): entries would double positions.
+    LedgerBehind,
 }
 
 /// How a halt may end.
@@ -52,7 +55,7 @@ pub enum ClearPolicy {
 }
 
 impl HaltReason {
-    pub const ALL: [HaltReason; 9] = [
+    pub const ALL: [HaltReason; 10] = [
         HaltReason::Manual,
         HaltReason::DailyLoss,
         HaltReason::ApiFailures,
@@ -62,6 +65,7 @@ impl HaltReason {
         HaltReason::Anomaly,
         HaltReason::InternalError,
         HaltReason::OrderConflict,
+        HaltReason::LedgerBehind,
     ];
 
     /// The table. Changing a row here changes what can lift a halt on a live account: keep the
@@ -77,6 +81,9 @@ impl HaltReason {
             HaltReason::Anomaly => ClearPolicy::Operator,
             HaltReason::InternalError => ClearPolicy::Operator,
             HaltReason::OrderConflict => ClearPolicy::Operator,
+            // Its cause is read from the broker at each check: it lifts once no lost order is
+            // left (booked by `recover --confirm`, or closed at the broker), never by time.
+            HaltReason::LedgerBehind => ClearPolicy::CauseCleared,
         }
     }
 
@@ -91,6 +98,7 @@ impl HaltReason {
             HaltReason::Anomaly => "anomaly",
             HaltReason::InternalError => "internal_error",
             HaltReason::OrderConflict => "order_conflict",
+            HaltReason::LedgerBehind => "ledger_behind",
         }
     }
 
@@ -243,6 +251,15 @@ mod tests {
     fn an_order_conflict_waits_for_an_operator_and_resume_lifts_it() {
         let h = halt(HaltReason::OrderConflict, None);
         assert!(!clears_by_itself(&h, ts("2030-01-01T00:00:00Z"), true));
+        assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z"), &jiff::tz::TimeZone::UTC).is_ok());
+    }
+
+    #[test]
+    fn a_ledger_behind_lifts_only_when_the_check_finds_nothing_lost() {
+        let h = halt(HaltReason::LedgerBehind, None);
+        assert!(!clears_by_itself(&h, ts("2030-01-01T00:00:00Z"), false));
+        assert!(clears_by_itself(&h, ts("2026-11-25T15:00:01Z"), true));
+        // `resume` may lift it, and the next check sets it again while the cause is there.
         assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z"), &jiff::tz::TimeZone::UTC).is_ok());
     }
 

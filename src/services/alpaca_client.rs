@@ -950,6 +950,20 @@ impl crate::services::broker::Broker for AlpacaClient {
         raw.into_iter().map(|o| o.into_order("GET /v2/orders")).collect()
     }
 
+    fn recent_orders(&mut self, after: Option<Timestamp>) -> Result<Vec<Order>, BrokerError> {
+        let mut q = vec![
+            ("status", "all".to_string()),
+            ("limit", "500".to_string()),
+            ("direction", "desc".to_string()),
+            ("nested", "true".to_string()),
+        ];
+        if let Some(after) = after {
+            q.push(("after", after.to_string()));
+        }
+        let raw: Vec<RawOrder> = self.get(Host::Trading, "/v2/orders", &q)?;
+        raw.into_iter().map(|o| o.into_order("GET /v2/orders")).collect()
+    }
+
     fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError> {
         let path = format!("/v2/orders/{}", path_segment(id));
         let raw: Option<RawOrder> = self.get_optional(&path, &[("nested", "true".to_string())])?;

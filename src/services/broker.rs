@@ -263,6 +263,9 @@ pub trait Broker {
     fn clock(&mut self) -> Result<MarketClock, BrokerError>;
     fn positions(&mut self) -> Result<Vec<Position>, BrokerError>;
     fn open_orders(&mut self) -> Result<Vec<Order>, BrokerError>;
+    /// The newest orders, open or done (at most 500, newest first), submitted after `after`
+    /// (every order when `None`): what `services::lost_orders` holds the ledger against.
+    fn recent_orders(&mut self, after: Option<Timestamp>) -> Result<Vec<Order>, BrokerError>;
     /// `None` when the broker has no such order.
     fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError>;
     fn order_by_client_id(&mut self, client_order_id: &str) -> Result<Option<Order>, BrokerError>;

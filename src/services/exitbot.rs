@@ -4,7 +4,8 @@
 //! (`risk.global_max_daily_loss_pct`, until the next New York trading date), the health window
 //! (`api_failures`), the account's flags (`account_blocked`), stale market data (`data_stale`) and
 //! anomalies (clock skew against the broker, an implausible equity jump) — each only when its
-//! `exitbot.kill_conditions` switch is on; lifting the halts whose clear policy allows it; and,
+//! `exitbot.kill_conditions` switch is on — and, always, orders of ours the ledger does not know
+//! (`ledger_behind`, `services::lost_orders`); lifting the halts whose clear policy allows it; and,
 //! while a daily-loss halt holds, cancelling this daemon's open entries and (with
 //! `risk.flatten_on_daily_loss`) closing this daemon's positions, one by one. A halt the ledger
 //! cannot store is held in memory and counts all the same (the flatten included).
@@ -23,6 +24,7 @@ use crate::core::risk;
 use crate::core::state::State;
 use crate::event;
 use crate::services::broker::{Account, Broker, BrokerError};
+use crate::services::lost_orders::Check;
 use crate::services::notify;
 use crate::services::order_lifecycle::{ExecError, Orders};
 
@@ -40,6 +42,8 @@ pub struct Readings<'a> {
     pub stale: &'a [String],
     /// The stock market is open (options are flattened only then).
     pub market_open: bool,
+    /// Whether the broker holds orders of ours the ledger does not know (`services::lost_orders`).
+    pub ledger: Check,
 }
 
 /// What ExitBot ends with.
@@ -119,6 +123,10 @@ pub fn run(
             }
         }
     }
+    // Not a kill condition but the ledger's own soundness: whatever `exitbot.enabled` says.
+    if let Check::Behind(detail) = &r.ledger {
+        wanted.push((HaltReason::LedgerBehind, detail.clone(), None));
+    }
     for (reason, detail, until) in wanted {
         let (change, failed) = halt_store::set_or_hold(state, held, &Halt { reason, detail, since: now, until });
         notify::announce(change);
@@ -140,6 +148,7 @@ pub fn run(
             HaltReason::ApiFailures => health.is_clean(now),
             HaltReason::AccountBlocked => r.account.is_some_and(|a| a.trading_refusal().is_none()),
             HaltReason::DataStale => r.stale.is_empty(),
+            HaltReason::LedgerBehind => r.ledger == Check::Clean,
             _ => false,
         };
         if !halt::clears_by_itself(&h, now, cause_cleared) {

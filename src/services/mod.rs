@@ -7,12 +7,14 @@
 
 pub mod alpaca_client;
 pub mod broker;
+pub mod daily_backup;
 pub mod daily_report;
 pub mod dns_cache;
 pub mod entry_checks;
 pub mod execution;
 pub mod exitbot;
 pub mod idle_notes;
+pub mod lost_orders;
 pub mod market_feed;
 pub mod market_session;
 pub mod notify;

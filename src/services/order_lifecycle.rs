@@ -785,6 +785,12 @@ impl Orders {
         failed.map_or(Ok(()), Err)
     }
 
+    /// Whether `client_order_id` is an exit sent while the ledger took no writes, held in memory
+    /// until it is recorded: the broker has it and the ledger does not, on purpose.
+    pub fn holds_unrecorded(&self, client_order_id: &str) -> bool {
+        self.unrecorded.iter().any(|u| u.client_order_id == client_order_id)
+    }
+
     /// Logs `fill_unpriced` once for an order whose report carries a fill that could not be
     /// booked yet (`Booked::waiting`), and forgets it once a report is whole again.
     fn note_waiting(&mut self, bot: &str, symbol: &str, client_order_id: &str, filled_qty: Option<Dec>, waiting: bool) {

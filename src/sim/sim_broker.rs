@@ -1210,6 +1210,14 @@ impl Broker for SimBroker {
         Ok(self.maybe_open().filter(|o| is_open(&o.status)).map(|o| self.to_order(o)).collect())
     }
 
+    fn recent_orders(&mut self, after: Option<Timestamp>) -> Result<Vec<Order>, BrokerError> {
+        self.count();
+        self.settle()?;
+        let after = after.map_or(i64::MIN, |t| t.as_second());
+        let newest = self.book.orders.iter().rev().take_while(|o| o.created_at > after).take(500);
+        Ok(newest.map(|o| self.to_order(o)).collect())
+    }
+
     fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError> {
         self.count();
         self.settle()?;

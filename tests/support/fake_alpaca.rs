@@ -96,6 +96,9 @@ pub struct FakeState {
     /// The fee a crypto buy pays in the coin, as a fraction of what filled: the order reports the
     /// whole quantity filled, the position holds it less the fee (Alpaca's crypto fee on a buy).
     pub coin_fee: Option<f64>,
+    /// The time new orders are stamped with (`created_at`, `submitted_at`): the test's clock
+    /// when set, else the real time of the request.
+    pub order_time: Option<String>,
 }
 
 /// Market data a test controls.
@@ -568,9 +571,32 @@ impl FakeAlpaca {
                 }
                 (200, Value::Array(positions))
             }
+            // Alpaca's listing: `status` open (the default), closed or all; submitted after
+            // `after` (exclusive); newest first unless `direction=asc`; `limit` 50 by default,
+            // 500 at most.
             ("GET", "/v2/orders") => {
-                let open: Vec<Value> = st.orders.iter().filter(|o| !is_done(o)).cloned().collect();
-                (200, Value::Array(open))
+                let after: Option<jiff::Timestamp> = r.q("after").and_then(|t| t.parse().ok());
+                let status = r.q("status").unwrap_or("open");
+                let limit: usize = r.q("limit").and_then(|l| l.parse().ok()).unwrap_or(50).min(500);
+                let mut listed: Vec<Value> = st
+                    .orders
+                    .iter()
+                    .filter(|o| match status {
+                        "all" => true,
+                        "closed" => is_done(o),
+                        _ => !is_done(o),
+                    })
+                    .filter(|o| {
+                        let at: Option<jiff::Timestamp> = o["submitted_at"].as_str().and_then(|t| t.parse().ok());
+                        after.is_none_or(|a| at.is_some_and(|t| t > a))
+                    })
+                    .cloned()
+                    .collect();
+                if r.q("direction") != Some("asc") {
+                    listed.reverse();
+                }
+                listed.truncate(limit);
+                (200, Value::Array(listed))
             }
             ("GET", "/v2/orders:by_client_order_id") => {
                 let id = r.q("client_order_id").unwrap_or_default();
@@ -637,6 +663,10 @@ impl FakeAlpaca {
                 o.insert("id".into(), id.into());
                 o.insert("client_order_id".into(), coid.into());
                 o.insert("status".into(), "accepted".into());
+                let at = st.order_time.clone().unwrap_or_else(|| jiff::Timestamp::now().to_string());
+                for k in ["created_at", "updated_at", "submitted_at"] {
+                    o.insert(k.into(), at.clone().into());
+                }
                 // What the body says, and nothing of the sample's: a market order has no limit.
                 for k in ["symbol", "side", "qty", "notional", "type", "time_in_force", "limit_price", "stop_price"] {
                     o.insert(k.into(), body.get(k).cloned().unwrap_or(Value::Null));

@@ -40,6 +40,7 @@ use crate::core::ledger::{self, Fill, Holding};
 use crate::core::order::{BROKER_STOP, Intent, OrderStatus, OrderType, RecordStatus, Side};
 use orders::SCRATCH_EPOCH;
 
+mod backup;
 mod budgets;
 mod halts;
 mod orders;
@@ -50,6 +51,7 @@ mod status_rows;
 #[cfg(test)]
 mod tests;
 
+pub use backup::{BackupSummary, backup_path};
 pub use budgets::{BotDay, BudgetRow, DayStart};
 pub use orders::{ClientOrderId, FillDelta, LegBooking, LegRecord, NewOrder, OrderRecord};
 pub use positions::{BrokerPositionRow, OwnedPosition, PositionRules};
@@ -107,6 +109,11 @@ pub enum StateError {
     Sql {
         what: &'static str,
         error: rusqlite::Error,
+    },
+    /// A backup could not be made (`State::backup_to`); nothing is left at `path`.
+    Backup {
+        path: PathBuf,
+        detail: String,
     },
     /// A row that this code cannot read back (edited by hand, or written by a buggy version).
     BadRow {
@@ -167,6 +174,9 @@ impl fmt::Display for StateError {
                 path.display()
             ),
             StateError::Sql { what, error } => write!(f, "state database error while {what}: {error}"),
+            StateError::Backup { path, detail } => {
+                write!(f, "cannot back up the ledger to {}: {detail}; nothing was left there", path.display())
+            }
             StateError::BadRow { what, detail } => {
                 write!(f, "state database holds a row this build cannot read ({what}): {detail}")
             }

@@ -318,6 +318,70 @@ impl State {
         })
     }
 
+    /// Records an order of ours found at the broker that the ledger had lost (`trading-hydra
+    /// recover`, an operator's act: `services::lost_orders`), as the broker holds it — its
+    /// broker id, so it is followed and booked like any order of ours — and its epoch as one of
+    /// this ledger's. `false` when an order of that id is recorded already.
+    pub fn record_recovered(
+        &mut self,
+        client_order_id: &str,
+        o: &NewOrder,
+        broker_order_id: &str,
+        epoch: &str,
+    ) -> Result<bool, StateError> {
+        let what = "recording an order recovered from the broker";
+        self.durably(what, |tx| {
+            let known: i64 = tx
+                .row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
+                .map_err(sql(what))?;
+            if known > 0 {
+                return Ok(false);
+            }
+            tx.run(
+                "INSERT OR IGNORE INTO id_epochs (epoch, started_at) VALUES (?1, ?2)",
+                params![epoch, clock::db_ts(o.created_at)],
+            )
+            .map_err(sql(what))?;
+            insert_order(tx, client_order_id, o)?;
+            learn_broker_id(tx, client_order_id, Some(broker_order_id))?;
+            Ok(true)
+        })
+    }
+
+    /// Whether an order of this id is recorded.
+    pub fn knows_order(&self, client_order_id: &str) -> Result<bool, StateError> {
+        let n: i64 = self
+            .conn
+            .row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
+            .map_err(sql("looking up an order"))?;
+        Ok(n > 0)
+    }
+
+    /// Whether this ledger drew (or recovered) `epoch`, and its order counter (kv `order_seq`, 0
+    /// before its first order): what says whether an id of ours it does not know is another
+    /// ledger's or its own lost one.
+    pub fn id_standing(&self, epoch: &str) -> Result<(bool, u64), StateError> {
+        let what = "reading the ledger's id epochs";
+        let drawn: i64 = self
+            .conn
+            .row("SELECT count(*) FROM id_epochs WHERE epoch = ?1", [epoch], |r| r.get(0))
+            .map_err(sql(what))?;
+        let counter = match self.kv_get("order_seq")? {
+            Some(n) => n.parse().map_err(|_| StateError::BadRow { what: "kv.order_seq", detail: n.clone() })?,
+            None => 0,
+        };
+        Ok((drawn > 0, counter))
+    }
+
+    /// When the newest recorded order was created (`None`: no order yet).
+    pub fn newest_order_at(&self) -> Result<Option<Timestamp>, StateError> {
+        let what = "reading the newest order";
+        let at: Option<String> =
+            self.conn.row("SELECT max(created_at) FROM orders", [], |r| r.get(0)).map_err(sql(what))?;
+        at.map(|t| clock::parse_ts(&t).map_err(|e| StateError::BadRow { what: "orders.created_at", detail: e }))
+            .transpose()
+    }
+
     pub fn order_legs(&self, client_order_id: &str) -> Result<Vec<LegRecord>, StateError> {
         let mut stmt = self
             .conn

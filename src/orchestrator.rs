@@ -49,6 +49,7 @@ use crate::services::lost_orders::{self, Check};
 use crate::services::market_session::BrokerSession;
 use crate::services::notify;
 use crate::services::portfolio;
+use crate::services::transfers::Transfers;
 use crate::sim::sim_broker::SIM_ACCOUNT_ID;
 
 /// What one iteration did; also what step 5 logs and records.
@@ -172,6 +173,10 @@ pub struct Orchestrator {
     lost: LostWatch,
     /// The day's copy of the ledger (`backup.folder`).
     daily_backup: DailyBackup,
+    /// The trading date's deposits and withdrawals (`services::transfers`), and their net at the
+    /// last iteration (for the equity-jump check).
+    transfers: Transfers,
+    transfers_seen: Option<(Date, Dec)>,
 }
 
 /// Where the check for lost orders stands. It runs with each reconcile; at start-up until it
@@ -245,6 +250,8 @@ impl Orchestrator {
             reconciled: false,
             lost: LostWatch::default(),
             daily_backup: DailyBackup::default(),
+            transfers: Transfers::default(),
+            transfers_seen: None,
         }
     }
 
@@ -530,27 +537,35 @@ impl Orchestrator {
                     Err(e) => {
                         self.step_failed("initialize", &e, now, &mut errors);
                         let held = self.state.day_start(trading_date).ok().flatten();
-                        Ok(held.or(Some(DayStart { trading_date, equity: value.to_f64(), source: source.to_string() })))
+                        Ok(held.or(Some(DayStart {
+                            trading_date,
+                            equity: value.to_f64(),
+                            source: source.to_string(),
+                            recorded_at: None,
+                        })))
                     }
                 }
             }
             None => self.state.day_start(trading_date),
         };
-        let day_start_equity = match day_start {
-            Ok(d) => d.map(|d| d.equity),
+        let day_start = match day_start {
+            Ok(d) => d,
             Err(e) => {
                 self.step_failed("initialize", &e, now, &mut errors);
                 None
             }
         };
+        let every = u64::from(self.cfg.settings.runner.reconcile_every_iterations);
+        let reconcile_due = !self.reconciled || self.iteration.is_multiple_of(every);
+        // Deposits and withdrawals are not P&L: the day's reference moves with them.
+        let day_start_equity =
+            day_start.map(|d| d.equity + self.transfers_net(&d, equity, reconcile_due, now, &mut errors));
         let daily_pnl_pct = equity.zip(day_start_equity).and_then(|(e, d)| risk::daily_pnl_pct(e, d));
         let session = self.session.session_at(self.broker.as_mut(), local);
         if let Err(e) = self.execution.orders.sync_orders(&mut self.state, self.broker.as_mut(), &self.cfg, now) {
             unsure = true;
             self.step_failed("initialize", &e, now, &mut errors);
         }
-        let every = u64::from(self.cfg.settings.runner.reconcile_every_iterations);
-        let reconcile_due = !self.reconciled || self.iteration.is_multiple_of(every);
         if reconcile_due {
             match self.execution.orders.reconcile(&mut self.state, self.broker.as_mut(), now) {
                 Ok(()) => self.reconciled = true,
@@ -729,6 +744,48 @@ impl Orchestrator {
             );
         }
         summary
+    }
+
+    /// The net of the trading date's deposits and withdrawals that moved the equity after
+    /// `day_start` was taken (`services::transfers`), in dollars. The broker is asked with each
+    /// reconcile; when the equity moved by a quarter of the day's loss limit or more since the
+    /// last iteration (a deposit shows as such a jump, and must not widen the limit for long);
+    /// and whenever the daily loss would be breached without a transfer not yet known (a
+    /// withdrawal is never read as a loss). A transfer new since the last iteration moves the
+    /// equity-jump reference with it.
+    fn transfers_net(
+        &mut self,
+        day_start: &DayStart,
+        equity: Option<f64>,
+        ask: bool,
+        now: Timestamp,
+        errors: &mut Vec<String>,
+    ) -> f64 {
+        let limit = self.cfg.settings.risk.global_max_daily_loss_pct;
+        let breached = |net: Dec| {
+            equity
+                .and_then(|e| risk::daily_pnl_pct(e, day_start.equity + net.to_f64()))
+                .is_some_and(|p| risk::daily_loss_breached(p, limit))
+        };
+        let step = day_start.equity * limit / 100.0 / 4.0;
+        let jumped = equity.zip(self.previous_equity).is_some_and(|(e, p)| (e - p).abs() >= step);
+        let ask = ask || jumped;
+        let (mut net, mut failed) = self.transfers.net(&self.state, self.broker.as_mut(), day_start, ask, now);
+        if !ask && breached(net) {
+            (net, failed) = self.transfers.net(&self.state, self.broker.as_mut(), day_start, true, now);
+        }
+        if let Some(e) = failed {
+            self.step_failed("initialize", &e, now, errors);
+        }
+        let moved = match self.transfers_seen {
+            Some((date, seen)) if date == day_start.trading_date => net.checked_sub(seen).unwrap_or(Dec::ZERO),
+            _ => Dec::ZERO,
+        };
+        if !moved.is_zero() {
+            self.previous_equity = self.previous_equity.map(|p| p + moved.to_f64());
+        }
+        self.transfers_seen = Some((day_start.trading_date, net));
+        net.to_f64()
     }
 
     /// Looks for orders of ours at the broker that the ledger does not know

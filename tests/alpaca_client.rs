@@ -97,6 +97,22 @@ fn exercise_every_method(fake: &FakeAlpaca) {
     assert_eq!(c.order_by_client_id("th-nope").unwrap(), None);
     c.cancel_order(&placed.id).unwrap();
     assert!(c.open_orders().unwrap().is_empty());
+    // Done orders too, newest first, after a time (exclusive).
+    let recent = c.recent_orders(Some("2020-01-01T00:00:00Z".parse().unwrap())).unwrap();
+    assert_eq!((recent.len(), recent[0].status.as_str()), (1, "canceled"));
+    assert!(c.recent_orders(Some(Timestamp::now() + jiff::SignedDuration::from_hours(1))).unwrap().is_empty());
+
+    // Deposits and withdrawals: signed by their kind, a cancelled one left out, page by page.
+    fake.transfer("20261125::a", "CSD", "2500", "2026-11-25T15:00:00Z");
+    fake.transfer("20261125::b", "CSW", "1000.5", "2026-11-25T16:00:00Z");
+    fake.transfer("20261124::c", "CSW", "-7", "2026-11-24T16:00:00Z");
+    fake.lock().activities.push(serde_json::json!({
+        "id": "20261125::d", "activity_type": "JNLC", "date": "2026-11-25", "net_amount": "-300",
+        "status": "canceled", "created_at": "2026-11-25T17:00:00Z"
+    }));
+    let t = c.transfers("2026-11-25T05:00:00Z".parse().unwrap()).unwrap();
+    let got: Vec<(&str, String)> = t.iter().map(|t| (t.id.as_str(), t.amount.to_string())).collect();
+    assert_eq!(got, [("20261125::a", "2500".to_string()), ("20261125::b", "-1000.5".to_string())]);
 
     let spread = OrderRequest {
         symbol: String::new(),

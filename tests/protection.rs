@@ -1023,3 +1023,57 @@ fn a_restored_ledger_halts_on_the_orders_it_lost_buys_nothing_and_recover_books_
     assert_eq!(o.run_iteration().orders_submitted, 0);
     assert_eq!(at_broker(&fake), held);
 }
+
+/// Issue 32, case 6: $1,500 withdrawn with both positions held and protected (equity 100,000 →
+/// 98,500, prices unchanged) is no loss: no halt, no cancel, nothing sold; the day's reference
+/// moves with it, once, across a restart too. A $5,000 deposit then does not widen the day's
+/// loss limit: a real loss of $1,100 after it (1.06 % of the new reference, 2.4 % up on the
+/// old) halts.
+#[test]
+fn a_withdrawal_is_no_loss_and_a_deposit_does_not_widen_the_days_loss_limit() {
+    use trading_hydra::core::halt::HaltReason;
+    support::events::capture();
+    let (_scratch, fake, cfg, clock) = setup("transfer");
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    let sent = posts(&fake).len();
+    let equity_at = |fake: &FakeAlpaca, equity: &str| {
+        let mut st = fake.lock();
+        st.account["equity"] = equity.into();
+    };
+    clock.set(ts(LATER));
+    broker_at(&fake, LATER);
+    equity_at(&fake, "98500");
+    fake.transfer("20261125103030000::wd-th-case6", "CSW", "-1500", LATER);
+    let s = o.run_iteration();
+    assert!(s.halts.is_empty(), "{s:?}");
+    assert_eq!((s.day_start_equity, s.daily_pnl_pct), (Some(98_500.0), Some(0.0)), "{s:?}");
+    assert_eq!(posts(&fake).len(), sent, "nothing sold: {:?}", &posts(&fake)[sent..]);
+    assert!(fake.seen().iter().all(|r| r.method != "DELETE"), "no stop cancelled");
+    let said = support::events::named("transfer", "id", "20261125103030000::wd-th-case6");
+    assert_eq!(said.len(), 1);
+    assert_eq!((said[0]["kind"].as_str(), said[0]["amount"].as_str()), ("CSW", "-1500"));
+    // Restarted: the same reference, the transfer not counted twice nor logged again.
+    drop(o);
+    let mut o = open(&fake, &cfg, &clock);
+    let s = o.run_iteration();
+    assert_eq!((s.day_start_equity, s.halts.is_empty()), (Some(98_500.0), true), "{s:?}");
+    assert_eq!(support::events::named("transfer", "id", "20261125103030000::wd-th-case6").len(), 1);
+
+    // $5,000 deposited, then a real loss of $1,100.
+    let t = minutes_after_now(2).to_string();
+    clock.set(ts(&t));
+    broker_at(&fake, &t);
+    equity_at(&fake, "103500");
+    fake.transfer("20261125103230000::dep-th-case6", "CSD", "5000", &t);
+    let s = o.run_iteration();
+    assert_eq!((s.day_start_equity, s.halts.is_empty()), (Some(103_500.0), true), "{s:?}");
+    let t = minutes_after_now(3).to_string();
+    clock.set(ts(&t));
+    broker_at(&fake, &t);
+    equity_at(&fake, "102400");
+    let s = o.run_iteration();
+    assert!(s.halts.contains(&HaltReason::DailyLoss), "a loss of 1.06 % of the day's reference: {s:?}");
+    let requests = fake.seen().iter().filter(|r| r.path == "/v2/account/activities").count();
+    assert!(requests <= 6, "the activities are asked at start-up, on a breach and with each reconcile: {requests}");
+}

@@ -31,7 +31,7 @@ use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnap
 use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::event;
 use crate::services::broker::{
-    Account, BrokerError, CallStats, MarketClock, Order, OrderRequest, Position, ReplaceRequest,
+    Account, BrokerError, CallStats, MarketClock, Order, OrderRequest, Position, ReplaceRequest, Transfer,
 };
 
 pub const PAPER_TRADING_URL: &str = "https://paper-api.alpaca.markets";
@@ -593,6 +593,49 @@ struct RawClock {
     next_close: String,
 }
 
+/// One of Alpaca's non-trade account activities (`GET /v2/account/activities`).
+#[derive(Deserialize)]
+struct RawActivity {
+    id: String,
+    activity_type: String,
+    #[serde(default)]
+    net_amount: Option<Dec>,
+    /// The day it occurred or settled: `2026-11-25`, or a time.
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+impl RawActivity {
+    /// The transfer it records; `None` for one cancelled. A deposit counts in and a withdrawal out
+    /// whatever the sign Alpaca gives its amount; a cash journal goes by its sign.
+    fn into_transfer(self, endpoint: &str) -> Result<Option<Transfer>, BrokerError> {
+        if self.status.as_deref() == Some("canceled") {
+            return Ok(None);
+        }
+        let amount = self.net_amount.ok_or_else(|| bad(endpoint, format!("activity {} has no net_amount", self.id)))?;
+        let amount = match self.activity_type.as_str() {
+            "CSD" => amount.abs(),
+            "CSW" => Dec::ZERO.checked_sub(amount.abs()).unwrap_or(amount),
+            _ => amount,
+        };
+        let at = match (&self.created_at, &self.date) {
+            (Some(t), _) => ts(endpoint, t)?,
+            (None, Some(d)) if d.len() == 10 => {
+                let day: Date =
+                    d.parse().map_err(|e| bad(endpoint, format!("activity {}: date {d:?}: {e}", self.id)))?;
+                clock::start_of_date(day)
+            }
+            (None, Some(d)) => ts(endpoint, d)?,
+            (None, None) => return Err(bad(endpoint, format!("activity {} has no time", self.id))),
+        };
+        Ok(Some(Transfer { id: self.id, kind: self.activity_type, amount, at }))
+    }
+}
+
 #[derive(Deserialize)]
 struct RawPosition {
     symbol: String,
@@ -962,6 +1005,36 @@ impl crate::services::broker::Broker for AlpacaClient {
         }
         let raw: Vec<RawOrder> = self.get(Host::Trading, "/v2/orders", &q)?;
         raw.into_iter().map(|o| o.into_order("GET /v2/orders")).collect()
+    }
+
+    /// Page by page (100 at most each, the next asked after the last id), ten pages at most: a
+    /// day of an account's transfers is a handful.
+    fn transfers(&mut self, after: Timestamp) -> Result<Vec<Transfer>, BrokerError> {
+        const ENDPOINT: &str = "GET /v2/account/activities";
+        const PAGE: usize = 100;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..10 {
+            let mut q = vec![
+                ("activity_types", "CSD,CSW,JNLC".to_string()),
+                ("after", after.to_string()),
+                ("direction", "asc".to_string()),
+                ("page_size", PAGE.to_string()),
+            ];
+            if let Some(t) = &token {
+                q.push(("page_token", t.clone()));
+            }
+            let page: Vec<RawActivity> = self.get(Host::Trading, "/v2/account/activities", &q)?;
+            let full = page.len() >= PAGE;
+            token = page.last().map(|a| a.id.clone());
+            for a in page {
+                out.extend(a.into_transfer(ENDPOINT)?);
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError> {

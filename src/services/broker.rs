@@ -151,6 +151,18 @@ pub struct Order {
     pub created_at: Option<Timestamp>,
 }
 
+/// One deposit or withdrawal of cash (`Broker::transfers`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transfer {
+    /// The broker's activity id.
+    pub id: String,
+    /// `CSD` (a deposit), `CSW` (a withdrawal) or `JNLC` (a cash journal, either way).
+    pub kind: String,
+    /// + into the account, - out of it.
+    pub amount: Dec,
+    pub at: Timestamp,
+}
+
 /// An order to send. With `legs` it is a multi-leg (`mleg`) option order: `amount` is then the
 /// strategy count, `side` is ignored, and a negative `limit_price` is a net credit.
 #[derive(Debug, Clone, PartialEq)]
@@ -266,6 +278,9 @@ pub trait Broker {
     /// The newest orders, open or done (at most 500, newest first), submitted after `after`
     /// (every order when `None`): what `services::lost_orders` holds the ledger against.
     fn recent_orders(&mut self, after: Option<Timestamp>) -> Result<Vec<Order>, BrokerError>;
+    /// The account's deposits and withdrawals (Alpaca's activities `CSD`, `CSW`, `JNLC`) after
+    /// `after`, oldest first; cancelled ones left out.
+    fn transfers(&mut self, after: Timestamp) -> Result<Vec<Transfer>, BrokerError>;
     /// `None` when the broker has no such order.
     fn order(&mut self, id: &str) -> Result<Option<Order>, BrokerError>;
     fn order_by_client_id(&mut self, client_order_id: &str) -> Result<Option<Order>, BrokerError>;

@@ -22,3 +22,4 @@ pub mod order_lifecycle;
 pub mod portfolio;
 pub mod status;
 pub mod systemd;
+pub mod transfers;

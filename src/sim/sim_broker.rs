@@ -31,7 +31,7 @@ use crate::core::market_data::{Bar, BySymbol, Greeks, OptionContract, OptionSnap
 use crate::core::order::{Amount, OrderStatus, OrderType, PositionIntent, Side, TimeInForce};
 use crate::core::state::{State, StateError};
 use crate::services::broker::{
-    Account, Broker, BrokerError, CallStats, MarketClock, Order, OrderRequest, Position, ReplaceRequest,
+    Account, Broker, BrokerError, CallStats, MarketClock, Order, OrderRequest, Position, ReplaceRequest, Transfer,
 };
 use crate::sim::black_scholes;
 use crate::sim::replay::Replay;
@@ -1208,6 +1208,12 @@ impl Broker for SimBroker {
         self.count();
         self.settle()?;
         Ok(self.maybe_open().filter(|o| is_open(&o.status)).map(|o| self.to_order(o)).collect())
+    }
+
+    /// The simulated account takes no deposits or withdrawals.
+    fn transfers(&mut self, _after: Timestamp) -> Result<Vec<Transfer>, BrokerError> {
+        self.count();
+        Ok(Vec::new())
     }
 
     fn recent_orders(&mut self, after: Option<Timestamp>) -> Result<Vec<Order>, BrokerError> {

@@ -99,6 +99,9 @@ pub struct FakeState {
     /// The time new orders are stamped with (`created_at`, `submitted_at`): the test's clock
     /// when set, else the real time of the request.
     pub order_time: Option<String>,
+    /// The account's non-trade activities (`GET /v2/account/activities`), oldest first, in
+    /// Alpaca's shape (`transfer`).
+    pub activities: Vec<Value>,
 }
 
 /// Market data a test controls.
@@ -382,6 +385,16 @@ impl FakeState {
 
 impl FakeAlpaca {
     /// A client with the test credentials and `client_settings`.
+    /// A cash transfer as Alpaca lists it among the account's activities (`CSD` a deposit, `CSW`
+    /// a withdrawal — its `net_amount` negative —, `JNLC` a journal), created at `at`; the account's
+    /// equity and cash are the test's to move.
+    pub fn transfer(&self, id: &str, kind: &str, net_amount: &str, at: &str) {
+        self.lock().activities.push(json!({
+            "id": id, "activity_type": kind, "date": &at[..10], "net_amount": net_amount,
+            "description": "", "status": "executed", "created_at": at
+        }));
+    }
+
     pub fn client(&self) -> AlpacaClient {
         AlpacaClient::new(Credentials::new(KEY.into(), SECRET.into()), client_settings(&self.url))
     }
@@ -596,6 +609,33 @@ impl FakeAlpaca {
                     listed.reverse();
                 }
                 listed.truncate(limit);
+                (200, Value::Array(listed))
+            }
+            // Alpaca's account activities: `activity_types` (comma-separated), created after
+            // `after` (exclusive), oldest first with `direction=asc`, `page_size` (100 at most)
+            // and `page_token` (the id of the last one seen).
+            ("GET", "/v2/account/activities") => {
+                let types: Vec<&str> = r.q("activity_types").map(|t| t.split(',').collect()).unwrap_or_default();
+                let after: Option<jiff::Timestamp> = r.q("after").and_then(|t| t.parse().ok());
+                let size: usize = r.q("page_size").and_then(|n| n.parse().ok()).unwrap_or(100).min(100);
+                let mut listed: Vec<Value> = st
+                    .activities
+                    .iter()
+                    .filter(|a| types.is_empty() || types.contains(&a["activity_type"].as_str().unwrap_or_default()))
+                    .filter(|a| {
+                        let at: Option<jiff::Timestamp> = a["created_at"].as_str().and_then(|t| t.parse().ok());
+                        after.is_none_or(|after| at.is_some_and(|t| t > after))
+                    })
+                    .cloned()
+                    .collect();
+                if r.q("direction") != Some("asc") {
+                    listed.reverse();
+                }
+                if let Some(token) = r.q("page_token") {
+                    let from = listed.iter().position(|a| a["id"] == token).map_or(listed.len(), |i| i + 1);
+                    listed.drain(..from);
+                }
+                listed.truncate(size);
                 (200, Value::Array(listed))
             }
             ("GET", "/v2/orders:by_client_order_id") => {

@@ -12,6 +12,8 @@ pub struct DayStart {
     pub equity: f64,
     /// `last_equity` (the broker's previous close) or `first_seen`.
     pub source: String,
+    /// When it was recorded (`None` for one not recorded: the ledger took no write).
+    pub recorded_at: Option<Timestamp>,
 }
 
 /// One bot's budget for one trading date.
@@ -66,14 +68,18 @@ impl State {
     }
 
     pub(super) fn read_day_start(&self, date: Date) -> Result<Option<DayStart>, StateError> {
-        let row: Option<(f64, String)> = self
+        let row: Option<(f64, String, String)> = self
             .conn
-            .row("SELECT equity, source FROM day_start_equity WHERE trading_date = ?1", [date.to_string()], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .row(
+                "SELECT equity, source, recorded_at FROM day_start_equity WHERE trading_date = ?1",
+                [date.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .optional()
             .map_err(sql("reading the day-start equity"))?;
-        Ok(row.map(|(equity, source)| DayStart { trading_date: date, equity, source }))
+        let Some((equity, source, at)) = row else { return Ok(None) };
+        let recorded_at = clock::parse_ts(&at).map_err(bad_row("day_start_equity.recorded_at"))?;
+        Ok(Some(DayStart { trading_date: date, equity, source, recorded_at: Some(recorded_at) }))
     }
 
     /// Records the day-start equity of `date` unless one is already recorded, and returns the one

@@ -47,6 +47,7 @@ mod orders;
 mod positions;
 mod schema;
 mod status_rows;
+mod transfers;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +58,7 @@ pub use orders::{ClientOrderId, FillDelta, LegBooking, LegRecord, NewOrder, Orde
 pub use positions::{BrokerPositionRow, OwnedPosition, PositionRules};
 pub use schema::{FINAL_ORDER_STATUSES, SCHEMA_VERSION};
 pub use status_rows::{BotActivity, LOOP_RUNS_KEPT, LoopRun};
+pub use transfers::TransferRow;
 
 #[derive(Debug)]
 pub enum StateError {

@@ -185,6 +185,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
     // `--sim`, which is what `status`, `halt` and `resume` read a simulated account's date by
     // (`ledger_account::now`). NULL in the rows of older builds.
     "ALTER TABLE loop_runs ADD COLUMN market_time TEXT;",
+    // 16: deposits and withdrawals (the broker's account activities), each once, so the day's P&L
+    // is measured without them (`services::transfers`).
+    "CREATE TABLE transfers (
+         id           TEXT PRIMARY KEY,             -- the broker's activity id
+         trading_date TEXT NOT NULL,                -- the New York date whose P&L it is taken out of
+         kind         TEXT NOT NULL,                -- CSD, CSW or JNLC
+         amount       TEXT NOT NULL,                -- exact decimal: + into the account, - out of it
+         at           TEXT NOT NULL,
+         recorded_at  TEXT NOT NULL
+     );",
 ];
 
 /// An order not in a final status, as the index `orders_unfinished` says it (word for word: SQLite

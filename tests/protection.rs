@@ -1077,3 +1077,51 @@ fn a_withdrawal_is_no_loss_and_a_deposit_does_not_widen_the_days_loss_limit() {
     let requests = fake.seen().iter().filter(|r| r.path == "/v2/account/activities").count();
     assert!(requests <= 6, "the activities are asked at start-up, on a breach and with each reconcile: {requests}");
 }
+
+/// Issue 32, case 3: AAPL splits 2-for-1 while the daemon holds 51 bought at 193.02 with its stop
+/// resting at 191.08. Alpaca shows 102 at 96.51 and adjusts the resting stop to 102 at 95.54; the
+/// quotes halve. The position, its best price and its stop's record are re-based
+/// (`corporate_action`), nothing is cancelled or sold, nothing is booked as a loss, and the stop
+/// stays the position's own. Before, the halved quote read as a 50 % loss: the stop was cancelled
+/// and 51 sold as a `stop_loss`, the other 51 left unowned.
+#[test]
+fn a_split_rebases_the_position_and_its_stop_and_sells_nothing() {
+    support::events::capture();
+    let (_scratch, fake, cfg, clock) = setup("split");
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    let sent = posts(&fake).len();
+    let stop_id = posts(&fake)[2]["client_order_id"].as_str().unwrap().to_string();
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = LATER.into();
+        for p in st.positions.iter_mut().filter(|p| p["symbol"] == "AAPL") {
+            p["qty"] = "102".into();
+            p["avg_entry_price"] = "96.51".into();
+        }
+        for o in st.orders.iter_mut().filter(|o| o["client_order_id"] == stop_id.as_str()) {
+            o["qty"] = "102".into();
+            o["stop_price"] = "95.54".into();
+        }
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote(LATER, 96.50, 96.52));
+        m.quotes.insert("BTC/USD".into(), quote(LATER, 60_200.0, 60_210.0));
+    }
+    clock.set(ts(LATER));
+    for _ in 0..2 {
+        let s = o.run_iteration();
+        assert_eq!(s.orders_submitted, 0, "{:?}", &posts(&fake)[sent..]);
+    }
+    assert_eq!(posts(&fake).len(), sent);
+    assert!(fake.seen().iter().all(|r| r.method != "DELETE"), "the stop was not cancelled");
+    let aapl = o.state().owned_positions().unwrap().into_iter().find(|p| p.symbol == "AAPL").unwrap();
+    assert_eq!((aapl.qty.to_string(), aapl.avg_entry_price.to_string()), ("102".to_string(), "96.51".to_string()));
+    let stop = o.state().order(&stop_id).unwrap().unwrap();
+    assert_eq!((stop.qty.as_deref(), stop.stop_price.as_deref()), (Some("102"), Some("95.54")));
+    assert!(!stop.status.is_final(), "{stop:?}");
+    let date = jiff::civil::date(2026, 11, 25);
+    assert_eq!(o.state().bot_day("mom_AAPL", date).unwrap().realized_pnl, 0.0, "no loss booked");
+    let said = support::events::named("corporate_action", "bot", "mom_AAPL");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_eq!(said[0]["split"], "2-for-1");
+}

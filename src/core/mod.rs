@@ -8,6 +8,7 @@ pub mod backtest_reads;
 pub mod clock;
 pub mod config;
 pub mod config_diff;
+pub mod corporate_action;
 pub mod decimal;
 pub mod halt;
 pub mod halt_store;

@@ -1,5 +1,6 @@
 //! The execution step, step 4 of the loop, as a short script: bring the market data up to date,
-//! keep each position's best price, let the order lifecycle close what is due and keep the
+//! have a stock whose quote is a quarter away from its entry reconciled first (a split the broker
+//! applied overnight looks exactly like it), keep each position's best price, let the order lifecycle close what is due and keep the
 //! protective stops, then every bot in order — its exits (always), then its entries, each one
 //! past the entry gate and the risk checks at the moment it would be sent.
 //!
@@ -21,7 +22,7 @@ use crate::bots::{Bot, BotView, Entries, Exit};
 use crate::core::config::BotKind;
 use crate::core::decimal::Dec;
 use crate::core::idle::{Cause, Idle};
-use crate::core::instrument::OccSymbol;
+use crate::core::instrument::{AssetClass, OccSymbol};
 use crate::core::order::{Amount, Intent};
 use crate::core::risk::Budget;
 use crate::core::state::{BotDay, OwnedPosition, State, StateError};
@@ -45,7 +46,15 @@ pub struct Execution {
     pub orders: Orders,
     feed: MarketFeed,
     notes: IdleNotes,
+    /// Positions (bot, symbol, average price) whose price gap was already checked against the
+    /// broker (`gap_worth_a_look`): once each.
+    gaps_checked: BTreeSet<(String, String, Dec)>,
 }
+
+/// A stock's quote this far from its position's entry (a quarter) is looked at against the
+/// broker's position before any exit reads it as a loss or a gain: a split applied overnight
+/// looks exactly like it.
+const GAP_WORTH_A_LOOK: f64 = 0.25;
 
 impl Execution {
     pub fn new() -> Execution {
@@ -107,10 +116,32 @@ impl Execution {
                 }
             }
         }
+        let mut owned = state.owned_positions()?;
+        // A stock far from its entry may have split at the broker: reconciled first (a split
+        // re-bases the position), once per position. A failure holds no exit back.
+        let gapped: Vec<(String, String, Dec)> = owned
+            .iter()
+            .filter(|p| AssetClass::of(&p.symbol) == AssetClass::UsEquity)
+            .filter(|p| {
+                quotes.get(&p.symbol).is_some_and(|q| gap_worth_a_look(p.avg_entry_price, (q.bid + q.ask) / 2.0))
+            })
+            .map(|p| (p.bot.clone(), p.symbol.clone(), p.avg_entry_price))
+            .filter(|k| !self.gaps_checked.contains(k))
+            .collect();
+        if !gapped.is_empty() {
+            self.gaps_checked.extend(gapped);
+            match self.orders.reconcile(state, broker, now) {
+                Ok(()) => owned = state.owned_positions()?,
+                Err(e) => {
+                    report
+                        .data_error
+                        .get_or_insert(format!("a price gap could not be checked against the broker: {e}"));
+                }
+            }
+        }
         // The best price since entry, for trailing stops.
         // (A ledger that takes no writes keeps the old best: the stops still run.)
         // Only a better price is written, and the positions are read again only after one was.
-        let mut owned = state.owned_positions()?;
         let mut moved = false;
         for p in &owned {
             let Some(q) = quotes.get(&p.symbol) else { continue };
@@ -369,6 +400,12 @@ fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {
 /// rules each was opened with — or, for a position opened before this build stored them, the
 /// rules of that bot id's section if the configuration still has one (disabled, say). An orphan
 /// with neither is left to the daily-loss flatten, and the start-up warning names it.
+/// Whether `price` is far enough from `entry` (`GAP_WORTH_A_LOOK`) to be checked for a split.
+fn gap_worth_a_look(entry: Dec, price: f64) -> bool {
+    let entry = entry.to_f64();
+    entry > 0.0 && price > 0.0 && (price / entry - 1.0).abs() >= GAP_WORTH_A_LOOK
+}
+
 fn keepers(state: &State, step: &Step, owned: &[OwnedPosition]) -> Result<Vec<Keeper>, StateError> {
     let orphans: Vec<&OwnedPosition> =
         owned.iter().filter(|p| !step.bots.iter().any(|b| b.id() == p.bot && b.watches(&p.symbol))).collect();

@@ -53,10 +53,12 @@ use crate::bots::Bot;
 use crate::bots::protection::{Protection, protection_for};
 use crate::core::clock;
 use crate::core::config::Config;
+use crate::core::corporate_action;
 use crate::core::decimal::Dec;
 use crate::core::halt::{Halt, HaltReason};
 use crate::core::halt_store;
 use crate::core::instrument::{AssetClass, OccSymbol};
+use crate::core::ledger::Holding;
 use crate::core::order::{
     Amount, BROKER_STOP, Intent, Leg, OrderStatus, OrderType, PositionIntent, RecordStatus, Side, TimeInForce,
 };
@@ -882,11 +884,20 @@ impl Orders {
         Ok(())
     }
 
-    /// Compares what we own with what the broker holds: a position closed by hand is no longer
-    /// ours; a smaller one caps what we manage. Positions with orders still in flight wait.
+    /// Compares every position we own with what the broker holds. A split the broker applied
+    /// (`corporate_action::split_ratio`: the count changed by a ratio, the average price by its
+    /// inverse, the cost kept) re-bases the position, its best price and its resting stop
+    /// (`corporate_action` event) instead of reading as a loss. Otherwise a position closed by hand
+    /// is no longer ours and a smaller one caps what we manage; more at the broker is not ours
+    /// (`status` shows it unmanaged). A position with an entry or exit in flight waits; one whose
+    /// protective stop rests is capped only once that stop is read back unfilled (its own fill is
+    /// the follow's to book).
     pub fn reconcile(&mut self, state: &mut State, broker: &mut dyn Broker, now: Timestamp) -> Result<(), ExecError> {
         // Asked even when we own nothing: `status` shows the unmanaged positions from this picture.
         let positions = broker.positions()?;
+        // What the broker held at the last reconcile: a split shows against it.
+        let before: BTreeMap<String, (Dec, Dec)> =
+            state.broker_positions()?.into_iter().map(|r| (r.symbol, (r.qty, r.avg_entry_price))).collect();
         let snapshot: Vec<BrokerPositionRow> = positions
             .iter()
             .map(|p| BrokerPositionRow {
@@ -901,32 +912,53 @@ impl Orders {
         if owned.is_empty() {
             return Ok(());
         }
-        let held: BTreeMap<String, Dec> = positions.into_iter().map(|p| (p.symbol, p.qty)).collect();
-        // Positions with orders in flight wait; a multi-leg order keeps all its legs waiting.
+        let held: BTreeMap<String, (Dec, Dec)> =
+            positions.into_iter().map(|p| (p.symbol, (p.qty, p.avg_entry_price))).collect();
+        // Positions with an entry or exit in flight wait; a multi-leg order keeps all its legs
+        // waiting. A resting protective stop is no reason to wait.
+        let unfinished = state.unfinished_orders()?;
         let mut busy: BTreeSet<(String, String)> = BTreeSet::new();
-        for o in state.unfinished_orders()?.iter() {
+        for o in unfinished.iter().filter(|o| !is_protective(o)) {
             for leg in state.order_legs(&o.client_order_id)? {
                 busy.insert((o.bot.clone(), leg.symbol));
             }
             busy.insert((o.bot.clone(), o.symbol.clone()));
         }
         for p in owned.iter() {
+            let at_broker = held.get(&p.symbol).copied();
+            if let Some(after) = at_broker
+                && let Some(split) = [before.get(&p.symbol).copied(), Some((p.qty, p.avg_entry_price))]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|b| corporate_action::split_ratio(b, after).map(|s| (s, b)))
+            {
+                rebase_for_split(state, p, split, after, now)?;
+                continue;
+            }
             if busy.contains(&(p.bot.clone(), p.symbol.clone())) {
                 continue;
             }
-            let at_broker = held.get(&p.symbol).copied().unwrap_or(Dec::ZERO);
+            let at_broker = at_broker.map_or(Dec::ZERO, |(q, _)| q);
             let same_side = !at_broker.is_zero() && at_broker.is_negative() == p.qty.is_negative();
             let keep = if same_side { p.qty.abs().min(at_broker.abs()) } else { Dec::ZERO };
-            if keep != p.qty.abs() {
-                let signed = if p.qty.is_negative() { Dec::ZERO.checked_sub(keep).unwrap_or(Dec::ZERO) } else { keep };
-                state.set_owned_qty(&p.bot, &p.symbol, signed, now)?;
-                let detail = if keep.is_zero() {
-                    format!("the broker holds {at_broker}: closed outside the daemon, no longer managed")
-                } else {
-                    format!("the broker holds {at_broker}: managed quantity capped from {} to {signed}", p.qty)
-                };
-                event!(Warn, "reconcile", bot = p.bot.as_str(), symbol = p.symbol.as_str(), detail = detail.as_str());
+            if keep == p.qty.abs() {
+                continue;
             }
+            let guard = unfinished.iter().find(|o| is_protective(o) && o.bot == p.bot && o.symbol == p.symbol);
+            if let Some(g) = guard {
+                let seen = broker.order_by_client_id(&g.client_order_id)?;
+                if seen.is_none_or(|o| o.status.is_final() || o.filled_qty != Some(Dec::ZERO)) {
+                    continue;
+                }
+            }
+            let signed = if p.qty.is_negative() { Dec::ZERO.checked_sub(keep).unwrap_or(Dec::ZERO) } else { keep };
+            state.set_owned_qty(&p.bot, &p.symbol, signed, now)?;
+            let detail = if keep.is_zero() {
+                format!("the broker holds {at_broker}: closed outside the daemon, no longer managed")
+            } else {
+                format!("the broker holds {at_broker}: managed quantity capped from {} to {signed}", p.qty)
+            };
+            event!(Warn, "reconcile", bot = p.bot.as_str(), symbol = p.symbol.as_str(), detail = detail.as_str());
         }
         Ok(())
     }
@@ -1487,6 +1519,53 @@ struct Ours<'a> {
 /// `None` when it is. With the broker's id on record (the broker answered our send) the order must
 /// carry that id; without it (the answer was lost, or the process died after recording) it must
 /// be what we recorded, field by field (`order_mismatch`).
+/// Re-bases `p` for `split`, found between the broker's position `before` and `after`: the whole
+/// of what the broker now holds when the daemon held all of it before (a reverse split's cash in
+/// lieu included), else the daemon's part by the split, rounded down and never above what the
+/// broker holds. Logs `corporate_action`.
+fn rebase_for_split(
+    state: &State,
+    p: &OwnedPosition,
+    (split, before): (corporate_action::Split, (Dec, Dec)),
+    after: (Dec, Dec),
+    now: Timestamp,
+) -> Result<(), StateError> {
+    let places = if p.qty.is_whole() { 0 } else { 9 };
+    let was = Holding { qty: p.qty, avg_entry_price: p.avg_entry_price };
+    let rebased = corporate_action::rebase(was, split, places);
+    let qty = if before.0 == p.qty {
+        Some(after.0)
+    } else {
+        rebased.map(|h| if h.qty.abs() > after.0.abs() { after.0 } else { h.qty })
+    };
+    let detail = match (qty, rebased) {
+        (Some(qty), Some(h)) => {
+            state.rebase_split(&p.bot, &p.symbol, Holding { qty, avg_entry_price: h.avg_entry_price }, split, now)?;
+            format!(
+                "a {split} split at the broker: {} at {} re-based to {qty} at {}, with its best price and its resting \
+                 stop; nothing booked",
+                p.qty, p.avg_entry_price, h.avg_entry_price
+            )
+        }
+        _ => {
+            state.set_owned_qty(&p.bot, &p.symbol, Dec::ZERO, now)?;
+            format!(
+                "a {split} split at the broker left less than one share of {}: paid in cash, no longer managed",
+                p.qty
+            )
+        }
+    };
+    event!(
+        Warn,
+        "corporate_action",
+        bot = p.bot.as_str(),
+        symbol = p.symbol.as_str(),
+        split = split.to_string(),
+        detail = detail.as_str()
+    );
+    Ok(())
+}
+
 fn not_ours(state: &State, rec: &OrderRecord, found: &Order) -> Result<Option<String>, StateError> {
     if let Some(id) = &rec.broker_order_id {
         return Ok((found.id != *id).then(|| format!("broker id {} (ours {id})", found.id)));

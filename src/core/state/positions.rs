@@ -295,6 +295,75 @@ impl State {
         }
     }
 
+    /// Re-bases `bot`'s position in `symbol` for a split (`core::corporate_action`), in one
+    /// transaction: its quantity and average price become `held`'s, its best price since entry
+    /// and the prices of its orders still in flight (a resting stop: its stop and limit) go by
+    /// the split's inverse and their quantities by the split — as the broker adjusts a resting
+    /// order. Nothing is booked: a split is no trade and realises nothing.
+    pub fn rebase_split(
+        &self,
+        bot: &str,
+        symbol: &str,
+        held: crate::core::ledger::Holding,
+        split: crate::core::corporate_action::Split,
+        now: Timestamp,
+    ) -> Result<(), StateError> {
+        let what = "re-basing a position for a split";
+        let bad = |detail: String| StateError::BadRow { what: "orders (split)", detail };
+        let tx = self.conn.unchecked_transaction().map_err(sql(what))?;
+        let best: Option<f64> = tx
+            .row("SELECT high_water FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql(what))?
+            .flatten();
+        let best = best.map(|b| b * split.old as f64 / split.new as f64);
+        tx.run(
+            "UPDATE owned_positions SET qty = ?3, avg_entry_price = ?4, high_water = ?5, updated_at = ?6
+             WHERE bot = ?1 AND symbol = ?2",
+            params![bot, symbol, held.qty.to_string(), held.avg_entry_price.to_string(), best, clock::db_ts(now)],
+        )
+        .map_err(sql(what))?;
+        // Each order in flight: its id, and its quantity, stop and limit price as recorded.
+        type InFlight = (String, Option<String>, Option<String>, Option<String>);
+        let in_flight: Vec<InFlight> = {
+            let mut stmt = tx
+                .prepare(&format!(
+                    "SELECT client_order_id, qty, stop_price, limit_price FROM orders
+                     WHERE bot = ?1 AND symbol = ?2 AND {}",
+                    super::schema::UNFINISHED
+                ))
+                .map_err(sql(what))?;
+            let rows = stmt
+                .query_map(params![bot, symbol], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(sql(what))?;
+            rows.collect::<Result<_, _>>().map_err(sql(what))?
+        };
+        let by = |text: &Option<String>, f: &dyn Fn(Dec) -> Option<Dec>| -> Result<Option<String>, StateError> {
+            text.as_deref()
+                .map(|t| {
+                    let d: Dec = t.parse().map_err(|_| bad(t.to_string()))?;
+                    f(d).map(|d| d.to_string()).ok_or_else(|| bad(t.to_string()))
+                })
+                .transpose()
+        };
+        for (id, qty, stop, limit) in in_flight {
+            tx.run(
+                "UPDATE orders SET qty = ?2, stop_price = ?3, limit_price = ?4, updated_at = ?5 WHERE client_order_id = ?1",
+                params![
+                    id,
+                    by(&qty, &|q| split.of_qty(q))?,
+                    by(&stop, &|p| split.of_price(p))?,
+                    by(&limit, &|p| split.of_price(p))?,
+                    clock::db_ts(now)
+                ],
+            )
+            .map_err(sql(what))?;
+        }
+        tx.commit().map_err(sql(what))
+    }
+
     /// Records a price seen while holding: the best since entry is kept (the highest for a long,
     /// the lowest for a short), for trailing stops.
     pub fn record_best_price(&self, bot: &str, symbol: &str, price: f64, long: bool) -> Result<(), StateError> {

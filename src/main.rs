@@ -133,6 +133,11 @@ fn run(args: RunArgs) -> Result<(), Error> {
     // One daemon per ledger, for this process's whole life: a second `run` is refused here, at
     // once and before it writes anything (its log included).
     let _ledger = LedgerLock::acquire(&db)?;
+    // A mark left by a daemon that found its journal deleted under it is that daemon's: this one
+    // holds the lock, and opens the ledger with a journal of its own.
+    trading_hydra::core::state::clear_journal_lost(&db).map_err(|e| {
+        Error::Other(format!("cannot remove {}: {e}", trading_hydra::core::state::journal_lost_mark(&db).display()))
+    })?;
     let console = match cfg.settings.logging.console {
         Console::Auto if std::io::stderr().is_terminal() => Console::Events,
         Console::Auto => Console::Full,
@@ -594,39 +599,156 @@ fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {
 
 fn show_status(flag: Option<PathBuf>, json: bool) -> Result<(), Error> {
     let cfg = load_config(flag)?;
-    let state = State::open_read_only(&cfg.settings.system.state_db_path)?;
-    let mut report = status::gather(&state, Timestamp::now(), cfg.settings.runner.loop_interval_seconds)?;
+    let db = cfg.settings.system.state_db_path.clone();
+    let halt_file = trading_hydra::core::halt_file::read(&db, Timestamp::now());
+    if let Some(detail) = journal_lost_under_a_daemon(&db) {
+        let halted =
+            halt_file.as_ref().map_or(String::new(), |h| format!("; the halt file holds a manual halt ({})", h.detail));
+        return Err(Error::Other(format!(
+            "{}{halted}. Its entries are halted; restart it (systemctl restart trading-hydra) to read its ledger again",
+            keep_out(&db, &detail)
+        )));
+    }
+    let state = State::open_read_only(&db).map_err(|e| unopenable(&db, e))?;
+    let mut report = status::gather(&state, Timestamp::now(), cfg.settings.runner.loop_interval_seconds)
+        .map_err(|e| unopenable(&db, e))?;
     report.mark_orphans(&cfg);
+    let file = trading_hydra::core::halt_file::path(&db).display().to_string();
     if json {
-        println!("{}", report.to_json(&cfg.timezone));
+        let mut v = report.to_json(&cfg.timezone);
+        v["halt_file"] = match &halt_file {
+            Some(h) => serde_json::json!({"path": file, "detail": h.detail, "since": clock::db_ts(h.since)}),
+            None => serde_json::Value::Null,
+        };
+        println!("{v}");
     } else {
         print!("{}", report.to_text(&cfg.timezone));
+        if let Some(h) = &halt_file {
+            println!(
+                "halt file  {file}: manual ({}) since {}; it halts the daemon's entries until `trading-hydra resume` removes it",
+                h.detail,
+                clock::person_ts(h.since, &cfg.timezone)
+            );
+        }
     }
     Ok(())
 }
 
+/// What a running daemon said when it found its ledger's journal deleted under it
+/// (`core::state::mark_journal_lost`), while it still runs: then no other process may open the
+/// ledger. A mark with no daemon holding the ledger is stale and removed.
+fn journal_lost_under_a_daemon(db: &std::path::Path) -> Option<String> {
+    let detail = trading_hydra::core::state::journal_lost(db)?;
+    match LedgerLock::acquire(db) {
+        Ok(lock) => {
+            let _ = trading_hydra::core::state::clear_journal_lost(db);
+            drop(lock);
+            None
+        }
+        Err(_) => Some(detail),
+    }
+}
+
+/// The words for a command refused while a daemon runs on a ledger whose journal was deleted.
+fn keep_out(db: &std::path::Path, detail: &str) -> String {
+    format!(
+        "the daemon running on {} found its ledger's journal deleted under it and keeps every other process out of \
+         the ledger until it restarts ({}): {detail}",
+        db.display(),
+        trading_hydra::core::state::journal_lost_mark(db).display()
+    )
+}
+
+/// A ledger `status` or `resume` cannot open, in the operator's words: with its journal gone
+/// while its index is there, a daemon's journal was most likely deleted under it.
+fn unopenable(db: &std::path::Path, e: trading_hydra::core::state::StateError) -> Error {
+    use trading_hydra::core::state::StateError;
+    if matches!(e, StateError::Missing { .. }) {
+        return e.into();
+    }
+    let beside = |suffix: &str| {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::metadata(PathBuf::from(p)).ok()
+    };
+    let journal_lost = beside("-shm").is_some() && beside("-wal").is_none_or(|m| m.len() == 0);
+    if !journal_lost {
+        return e.into();
+    }
+    Error::Other(format!(
+        "{e}. Its journal ({}-wal) is gone or empty while its shared index is there: it was most likely deleted \
+         under a running daemon, which then halts its entries by itself (`ledger_files_changed` in its log) and \
+         keeps what it holds. Restart the daemon (systemctl restart trading-hydra) so it opens the ledger with a \
+         journal of its own, then try again; `trading-hydra halt` still reaches it meanwhile (through its halt file)",
+        db.display()
+    ))
+}
+
 fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
+    use trading_hydra::core::state::StateError;
     let cfg = load_config(flag)?;
-    // The daemon's existing ledger or nothing: a halt written to a new one would halt nothing.
-    let state = State::open_existing(&cfg.settings.system.state_db_path)?;
+    let db = cfg.settings.system.state_db_path.clone();
+    // A daemon whose journal was deleted under it keeps others out of its ledger: the halt goes
+    // through its file. Otherwise the daemon's existing ledger or nothing: a halt written to a
+    // new one would halt nothing, and neither would one beside a file no daemon can run on.
+    let opened = match journal_lost_under_a_daemon(&db) {
+        Some(detail) => Err(keep_out(&db, &detail)),
+        None => match State::open_existing(&db) {
+            Err(
+                e @ (StateError::Missing { .. } | StateError::NotADatabase { .. } | StateError::ForeignDatabase { .. }),
+            ) => {
+                return Err(e.into());
+            }
+            other => other.map_err(|e| e.to_string()),
+        },
+    };
     init_logging(&cfg, LevelFilter::Error)?;
-    // The ledger's own clock: a simulated account's halt starts at its simulated time.
-    let since = ledger_account::now(&state, Timestamp::now())?.now;
-    let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since, until: None };
     notify::start(cfg.settings.notify.format);
-    let change = halt_store::set(&state, &halt)?;
-    let new = change.is_some();
-    notify::announce(change);
+    let stored = opened.and_then(|state| halt_in_ledger(&state, reason).map_err(|e| e.to_string()));
     // A one-shot command: give the webhook its time, bounded, before the process ends.
     notify::stop(CLI_NOTIFY_LIMIT);
     logging::flush();
-    if new {
-        println!("halted (manual): no new entries from the daemon's next iteration on; exits of open positions go on.");
-    } else {
-        println!("already halted (manual); the reason is now {reason:?}.");
+    match stored {
+        Ok(true) => {
+            println!(
+                "halted (manual): no new entries from the daemon's next iteration on; exits of open positions go on."
+            )
+        }
+        Ok(false) => println!("already halted (manual); the reason is now {reason:?}."),
+        // The ledger cannot take it (its journal deleted, the disk full or read-only): the brake
+        // still works, through the halt file beside it.
+        Err(why) => {
+            let file = trading_hydra::core::halt_file::path(&db);
+            match trading_hydra::core::halt_file::write(&db, reason, Timestamp::now()) {
+                Ok(_) => println!(
+                    "the ledger cannot take the halt ({why}); it was delivered through {} instead: the running daemon \
+                     halts entries from its next iteration (its log says `halt` with `from_file`), and so does every \
+                     start while the file is there; exits of open positions go on.",
+                    file.display()
+                ),
+                Err(io) => {
+                    return Err(Error::Other(format!(
+                        "the ledger cannot take the halt ({why}), and {} cannot be written either ({io}): nothing was \
+                         halted; stop the daemon (systemctl stop trading-hydra) to stop its trading",
+                        file.display()
+                    )));
+                }
+            }
+        }
     }
     println!("lift it with `trading-hydra resume`.");
     Ok(())
+}
+
+/// Writes the manual halt into the ledger: `true` when it is new.
+fn halt_in_ledger(state: &State, reason: &str) -> Result<bool, trading_hydra::core::state::StateError> {
+    // The ledger's own clock: a simulated account's halt starts at its simulated time.
+    let since = ledger_account::now(state, Timestamp::now())?.now;
+    let halt = Halt { reason: HaltReason::Manual, detail: reason.to_string(), since, until: None };
+    let change = halt_store::set(state, &halt)?;
+    let new = change.is_some();
+    notify::announce(change);
+    Ok(new)
 }
 
 /// `reload`: the files validated here first (an error exits 2 naming the file and the key, and
@@ -637,6 +759,9 @@ fn set_manual_halt(flag: Option<PathBuf>, reason: &str) -> Result<(), Error> {
 fn reload(flag: Option<PathBuf>) -> Result<(), Error> {
     let cfg = load_config(flag)?;
     let db = cfg.settings.system.state_db_path.clone();
+    if let Some(detail) = journal_lost_under_a_daemon(&db) {
+        return Err(Error::Other(format!("{}. Restart it instead of reloading", keep_out(&db, &detail))));
+    }
     let state = State::open_existing(&db)?;
     // A daemon holds the ledger's lock; if this command can take it, none runs. (Held for an
     // instant: a `run` starting in that instant is refused and restarted by systemd.)
@@ -870,7 +995,24 @@ fn backup(flag: Option<PathBuf>, dest: &std::path::Path) -> Result<(), Error> {
 
 fn resume(flag: Option<PathBuf>) -> Result<(), Error> {
     let cfg = load_config(flag)?;
-    let state = State::open_existing(&cfg.settings.system.state_db_path)?;
+    let db = cfg.settings.system.state_db_path.clone();
+    // A halt delivered through its file (`halt` when the ledger could not take it) goes first: it
+    // needs no ledger.
+    let file = trading_hydra::core::halt_file::path(&db);
+    match trading_hydra::core::halt_file::remove(&db) {
+        Ok(true) => println!("lifted: manual (the halt file {})", file.display()),
+        Ok(false) => {}
+        Err(e) => {
+            return Err(Error::Other(format!("cannot remove the halt file {}: {e}; it still halts", file.display())));
+        }
+    }
+    if let Some(detail) = journal_lost_under_a_daemon(&db) {
+        return Err(Error::Other(format!(
+            "{}. Restart the daemon (systemctl restart trading-hydra), then run resume again for the halts in the ledger",
+            keep_out(&db, &detail)
+        )));
+    }
+    let state = State::open_existing(&db).map_err(|e| unopenable(&db, e))?;
     init_logging(&cfg, LevelFilter::Error)?;
     // The ledger's own clock: a simulated account's daily-loss halt ends at its simulated midnight.
     let now = ledger_account::now(&state, Timestamp::now())?.now;

@@ -33,6 +33,7 @@ use crate::core::config::Config;
 use crate::core::config_diff;
 use crate::core::decimal::Dec;
 use crate::core::halt::{self, Halt, HaltReason};
+use crate::core::halt_file;
 use crate::core::halt_store;
 use crate::core::health::FailureWindow;
 use crate::core::ledger_account::{self, Claim, LedgerAccount};
@@ -177,6 +178,11 @@ pub struct Orchestrator {
     /// last iteration (for the equity-jump check).
     transfers: Transfers,
     transfers_seen: Option<(Date, Dec)>,
+    /// The ledger's files were found changed (`State::files_changed`): said once, and what the
+    /// connection holds is folded into the database file after every iteration.
+    files_changed: bool,
+    /// A halt file (`core::halt_file`) was seen at the last iteration: its `halt` is logged once.
+    halt_file_seen: bool,
 }
 
 /// Where the check for lost orders stands. It runs with each reconcile; at start-up until it
@@ -252,6 +258,8 @@ impl Orchestrator {
             daily_backup: DailyBackup::default(),
             transfers: Transfers::default(),
             transfers_seen: None,
+            files_changed: false,
+            halt_file_seen: false,
         }
     }
 
@@ -497,8 +505,15 @@ impl Orchestrator {
         // Unsure of state: no entry, whatever `safety.fail_closed` says.
         let mut unsure = false;
 
-        // 1. Initialize. Rows another process committed since the last iteration are read afresh
-        // (and a `reload` it asked for is applied first).
+        // 1. Initialize. The ledger's files must still be the ones the daemon opened: with its
+        // journal deleted under it, what it records from now on (an order before it is sent
+        // included) would be lost at its next start.
+        if let Some(why) = self.state.files_changed() {
+            unsure = true;
+            self.ledger_files_changed(&why, now, &mut errors);
+        }
+        // Rows another process committed since the last iteration are read afresh (and a
+        // `reload` it asked for is applied first).
         if let Err(e) = self.look_for_other_writers() {
             unsure = true;
             self.step_failed("initialize", &e, now, &mut errors);
@@ -627,6 +642,10 @@ impl Orchestrator {
                 halts.push(h.reason);
             }
         }
+        // A halt the operator could not write to the ledger, delivered through its file.
+        if self.halt_by_file(now) && !halts.contains(&HaltReason::Manual) {
+            halts.push(HaltReason::Manual);
+        }
         let halted = !halts_known || !halts.is_empty();
         self.previous_equity = equity.or(self.previous_equity);
 
@@ -728,6 +747,17 @@ impl Orchestrator {
             error: errors.into_iter().next(),
         };
         self.finalize(&summary);
+        if self.files_changed
+            && let Err(e) = self.state.fold_journal()
+        {
+            event!(
+                Error,
+                "iteration_error",
+                iteration = summary.iteration,
+                step = "fold_journal",
+                error = e.to_string()
+            );
+        }
         self.daily_backup.after_iteration(&self.state, &self.cfg.settings.backup, trading_date);
         // After the close (or the date's end for crypto alone), the day's report.
         let stocks = self.bots.iter().any(|b| b.kind() != crate::core::config::BotKind::Crypto);
@@ -786,6 +816,71 @@ impl Orchestrator {
         }
         self.transfers_seen = Some((day_start.trading_date, net));
         net.to_f64()
+    }
+
+    /// The ledger's files are not the ones the daemon opened (`State::files_changed`): said once
+    /// (`ledger_files_changed`, notified), a `state_error` halt, and from now on what the
+    /// connection holds is folded into the database file after every iteration, so a restart
+    /// loses nothing of it.
+    fn ledger_files_changed(&mut self, why: &str, now: Timestamp, errors: &mut Vec<String>) {
+        let detail = format!(
+            "{why}. Entries are halted; exits go on, and what the daemon holds is folded into the database file \
+             after every iteration. Restart the daemon (systemctl restart trading-hydra) so it opens the ledger \
+             with a journal of its own, check `trading-hydra status`, then `trading-hydra resume`"
+        );
+        if !self.files_changed {
+            self.files_changed = true;
+            event!(Error, "ledger_files_changed", detail = detail.as_str());
+            // No other process may open the ledger while this one runs on it (`halt` goes
+            // through its file instead).
+            if let Err(e) = crate::core::state::mark_journal_lost(self.state.path(), &detail) {
+                event!(
+                    Error,
+                    "iteration_error",
+                    iteration = self.iteration,
+                    step = "journal_lost_mark",
+                    error = e.to_string()
+                );
+            }
+            notify::send(notify::Note {
+                event: "ledger_files_changed",
+                title: "Trading Hydra: the ledger's files changed under the daemon".into(),
+                text: detail.clone(),
+            });
+            if let Err(e) = self.state.fold_journal() {
+                event!(
+                    Error,
+                    "iteration_error",
+                    iteration = self.iteration,
+                    step = "fold_journal",
+                    error = e.to_string()
+                );
+            }
+        }
+        self.ledger_refused("initialize", &detail, now, errors);
+    }
+
+    /// Whether a halt file (`core::halt_file`) beside the ledger holds a halt: a `manual` halt
+    /// for as long as it is there, logged (`halt`, `from_file`) and notified when first seen.
+    fn halt_by_file(&mut self, now: Timestamp) -> bool {
+        if !self.state.on_disk() {
+            return false;
+        }
+        let Some(h) = halt_file::read(self.state.path(), now) else {
+            self.halt_file_seen = false;
+            return false;
+        };
+        if !self.halt_file_seen {
+            self.halt_file_seen = true;
+            let file = halt_file::path(self.state.path()).display().to_string();
+            event!(Warn, "halt", reason = h.reason.as_str(), detail = h.detail.as_str(), from_file = file.as_str());
+            notify::send(notify::Note {
+                event: "halt",
+                title: "Trading Hydra halted: manual".into(),
+                text: format!("{} (from {file}); exits of the daemon's positions go on", h.detail),
+            });
+        }
+        true
     }
 
     /// Looks for orders of ours at the broker that the ledger does not know

@@ -1285,3 +1285,79 @@ fn backup_beside_a_running_daemon_holds_every_submitted_order_and_never_overwrit
         assert!(state.order(&id).unwrap().is_some(), "{id} is missing from the daemon's ledger");
     }
 }
+
+/// Issue 32, case 2: the ledger's `-wal` deleted under a running daemon. The daemon sees it at its
+/// next iteration (by the files' identities, never by opening them), halts entries
+/// (`ledger_files_changed`, a `state_error` halt), and folds what its connection holds into the
+/// database file; so after a SIGKILL every order it logged as submitted before the deletion is
+/// still in the ledger (before, the file held no tables and the restart bought again). `halt`
+/// still reaches it (through the halt file when the ledger cannot take the halt), `status` and
+/// `resume` work or say why.
+#[test]
+fn a_journal_deleted_under_the_daemon_halts_it_keeps_its_records_and_the_brake_works() {
+    let s = Scratch::new("walgone");
+    s.edit("config/settings.yaml", "entry_order_timeout_seconds: 120", "entry_order_timeout_seconds: 1800");
+    let mut child = s.spawn(&["run", "--sim", "--speed", "600"]);
+    let submitted = || -> Vec<String> {
+        s.events("order_submitted").iter().map(|o| o["client_order_id"].as_str().unwrap().to_string()).collect()
+    };
+    assert!(wait_until(Duration::from_secs(60), || submitted().len() >= 3), "no orders");
+    let before = submitted();
+    std::fs::remove_file(s.path("state/trading_state.db-wal")).unwrap();
+    let summaries = s.events("loop_summary").len();
+    assert!(
+        wait_until(Duration::from_secs(20), || !s.events("ledger_files_changed").is_empty()
+            && s.events("loop_summary").len() > summaries + 2),
+        "not noticed"
+    );
+    let said = s.events("ledger_files_changed");
+    assert_eq!(said.len(), 1, "said once: {said:?}");
+    assert!(said[0]["detail"].as_str().unwrap().contains("trading_state.db-wal"), "{said:?}");
+    let last = s.events("loop_summary").pop().unwrap();
+    assert_eq!((last["entries_allowed"].as_bool(), last["halted"].as_bool()), (Some(false), Some(true)), "{last}");
+
+    // No other process opens the ledger meanwhile (its journal at the path is not the daemon's):
+    // `status` says why, and the brake goes through the halt file.
+    let out = s.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("keeps every other process out") && stderr(&out).contains("restart"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.run(&["halt", "--reason", "brake"]);
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("delivered through") && stdout(&out).contains("trading_state.db.halt"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || s
+            .events("loop_summary")
+            .last()
+            .is_some_and(|l| l["halts"].as_str().unwrap_or_default().contains("manual"))),
+        "the halt did not reach the daemon: {}",
+        stdout(&out)
+    );
+    let out = s.run(&["resume"]);
+    assert_eq!(out.status.code(), Some(1), "the ledger's halts wait for the restart: {}", stderr(&out));
+    assert!(stdout(&out).contains("lifted: manual (the halt file"), "{}", stdout(&out));
+    s.run(&["halt", "--reason", "brake again"]);
+
+    child.kill().unwrap(); // SIGKILL: no close, no last checkpoint
+    child.wait().unwrap();
+    let state = State::open(&s.path("state/trading_state.db")).unwrap();
+    for id in &before {
+        assert!(state.order(id).unwrap().is_some(), "{id}, submitted before the deletion, is lost");
+    }
+    let halts: Vec<HaltReason> = state.active_halts().unwrap().into_iter().map(|h| h.reason).collect();
+    assert!(halts.contains(&HaltReason::StateError), "{halts:?}");
+    drop(state);
+    // The daemon is gone: its mark is stale, and the ledger opens for everyone again.
+    let out = s.run(&["resume"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("lifted: manual (the halt file") && stdout(&out).contains("lifted: state_error"));
+    assert!(!s.path("state/trading_state.db.halt").exists());
+    assert_eq!(s.run(&["status"]).status.code(), Some(0));
+}

@@ -11,6 +11,7 @@ pub mod config_diff;
 pub mod corporate_action;
 pub mod decimal;
 pub mod halt;
+pub mod halt_file;
 pub mod halt_store;
 pub mod health;
 pub mod idle;

@@ -43,6 +43,7 @@ use orders::SCRATCH_EPOCH;
 mod backup;
 mod budgets;
 mod halts;
+mod journal;
 mod orders;
 mod positions;
 mod schema;
@@ -54,6 +55,7 @@ mod tests;
 
 pub use backup::{BackupSummary, backup_path};
 pub use budgets::{BotDay, BudgetRow, DayStart};
+pub use journal::{clear_journal_lost, journal_lost, journal_lost_mark, mark_journal_lost};
 pub use orders::{ClientOrderId, FillDelta, LegBooking, LegRecord, NewOrder, OrderRecord};
 pub use positions::{BrokerPositionRow, OwnedPosition, PositionRules};
 pub use schema::{FINAL_ORDER_STATUSES, SCHEMA_VERSION};
@@ -216,6 +218,9 @@ pub struct State {
     /// Whether the rows only `status` reads are written (loop runs, bot activity): not in a
     /// backtest's ledger in memory, which nobody can open.
     for_status: bool,
+    /// The ledger's files as the daemon's connection opened them (`files_changed`); `None` for
+    /// a ledger in memory and one opened read-only.
+    files: Option<journal::Files>,
 }
 
 /// Every statement goes through the connection's statement cache: the loop runs the same few
@@ -270,7 +275,7 @@ fn bad_row(what: &'static str) -> impl FnOnce(String) -> StateError {
 
 impl State {
     fn with(conn: Connection, path: PathBuf, durable: bool, epoch: Option<String>) -> State {
-        State { conn, path, durable, epoch, others: std::cell::Cell::new(0), kept: None, for_status: true }
+        State { conn, path, durable, epoch, others: std::cell::Cell::new(0), kept: None, for_status: true, files: None }
     }
 
     /// Looks once whether another connection has committed since the last look, and says so (a
@@ -301,6 +306,7 @@ impl State {
         state.switch_to_wal()?;
         state.conn.pragma_update(None, "synchronous", "NORMAL").map_err(sql("setting synchronous"))?;
         state.migrate()?;
+        state.files = Some(journal::Files::seen(path));
         Ok(state)
     }
 

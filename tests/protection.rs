@@ -1121,7 +1121,56 @@ fn a_split_rebases_the_position_and_its_stop_and_sells_nothing() {
     assert!(!stop.status.is_final(), "{stop:?}");
     let date = jiff::civil::date(2026, 11, 25);
     assert_eq!(o.state().bot_day("mom_AAPL", date).unwrap().realized_pnl, 0.0, "no loss booked");
-    let said = support::events::named("corporate_action", "bot", "mom_AAPL");
+    // (The events of the tests of this file are shared: the ticker test's goes `to` AAPX.)
+    let said = support::events::named("corporate_action", "to", "AAPL");
     assert_eq!(said.len(), 1, "{said:?}");
     assert_eq!(said[0]["split"], "2-for-1");
+}
+
+/// Issue 32, case 3 (a new ticker): overnight AAPL's 51 shares bought at 193.02 become 5 of
+/// `AAPX` at 1930.20 — a 1-for-10 reverse split with a new symbol, the tenth of a share paid in
+/// cash. At the start the position follows its holding to the new ticker with its exit rules (an
+/// orphan now: its bot trades AAPL), re-based; nothing is sold, and it is not read as closed by
+/// hand.
+#[test]
+fn a_reverse_split_to_a_new_ticker_moves_the_position_with_its_rules() {
+    support::events::capture();
+    let (_scratch, fake, cfg, clock) = setup("ticker");
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    drop(o);
+    let sent = posts(&fake).len();
+    {
+        let mut st = fake.lock();
+        st.clock["timestamp"] = LATER.into();
+        for p in st.positions.iter_mut().filter(|p| p["symbol"] == "AAPL") {
+            p["symbol"] = "AAPX".into();
+            p["qty"] = "5".into();
+            p["avg_entry_price"] = "1930.2".into();
+        }
+        // The old symbol's resting stop is cancelled by the broker.
+        for o in st.orders.iter_mut().filter(|o| o["symbol"] == "AAPL" && o["type"] == "stop") {
+            o["status"] = "canceled".into();
+        }
+        st.market.as_mut().unwrap().quotes.insert("BTC/USD".into(), quote(LATER, 60_200.0, 60_210.0));
+    }
+    clock.set(ts(LATER));
+    let mut o = open(&fake, &cfg, &clock);
+    let s = o.run_iteration();
+    assert_eq!(s.orders_submitted, 0, "{:?}", &posts(&fake)[sent..]);
+    let owned: Vec<(String, String, String, String)> = o
+        .state()
+        .owned_positions()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.bot == "mom_AAPL")
+        .map(|p| (p.bot, p.symbol, p.qty.to_string(), p.avg_entry_price.to_string()))
+        .collect();
+    assert_eq!(owned, [("mom_AAPL".to_string(), "AAPX".to_string(), "5".to_string(), "1930.2".to_string())]);
+    assert!(o.state().position_rules("mom_AAPL", "AAPX").unwrap().is_some(), "its exit rules moved with it");
+    let said = support::events::named("corporate_action", "to", "AAPX");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert_eq!(said[0]["split"], "1-for-10");
+    assert!(support::events::named("reconcile", "symbol", "AAPL").is_empty(), "not read as closed by hand");
+    assert_eq!(o.run_iteration().orders_submitted, 0);
 }

@@ -54,14 +54,22 @@ const COST_TOLERANCE: f64 = 0.01;
 /// and by that ratio to within one share (a reverse split pays the fraction in cash), and the
 /// cost (quantity × average price) kept.
 pub fn split_ratio(before: (Dec, Dec), after: (Dec, Dec)) -> Option<Split> {
+    explained(before, after).filter(|s| (s.new as f64 / s.old as f64 - 1.0).abs() >= LEAST_CHANGE)
+}
+
+/// The same reading for a holding that left one symbol for another (a new ticker, often with a
+/// reverse split): here an unchanged count is a plain change of name (`1-for-1`).
+pub fn symbol_change(before: (Dec, Dec), after: (Dec, Dec)) -> Option<Split> {
+    explained(before, after)
+}
+
+/// The split (1-for-1 included) that explains `before` → `after` whole, if one does.
+fn explained(before: (Dec, Dec), after: (Dec, Dec)) -> Option<Split> {
     let ((q0, a0), (q1, a1)) = (before, after);
     if q0.is_zero() || q1.is_zero() || q0.is_negative() != q1.is_negative() || a0 <= Dec::ZERO || a1 <= Dec::ZERO {
         return None;
     }
     let split = nearest_fraction(a0.to_f64() / a1.to_f64())?;
-    if (split.new as f64 / split.old as f64 - 1.0).abs() < LEAST_CHANGE {
-        return None;
-    }
     let expected = split.of_qty(q0.abs())?;
     let counted = (q1.abs().to_f64() - expected.to_f64()).abs() < 1.0;
     let (cost0, cost1) = (q0.abs().to_f64() * a0.to_f64(), q1.abs().to_f64() * a1.to_f64());
@@ -114,6 +122,14 @@ mod tests {
         assert_eq!(split_ratio((d("52"), d("190")), (d("55"), d("180"))), None);
         assert_eq!(split_ratio((d("52"), d("190")), (d("-104"), d("95"))), None);
         assert_eq!(split_ratio((Dec::ZERO, d("190")), (d("104"), d("95"))), None);
+    }
+
+    #[test]
+    fn a_new_ticker_is_a_change_of_name_with_or_without_a_split() {
+        assert_eq!(symbol_change((d("52"), d("190")), (d("52"), d("190"))), Some(Split { new: 1, old: 1 }));
+        assert_eq!(symbol_change((d("50"), d("2")), (d("5"), d("20"))), Some(Split { new: 1, old: 10 }));
+        assert_eq!(symbol_change((d("52"), d("190")), (d("52"), d("150"))), None, "another holding");
+        assert_eq!(split_ratio((d("52"), d("190")), (d("52"), d("190"))), None, "no split in one symbol");
     }
 
     #[test]

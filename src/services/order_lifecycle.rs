@@ -932,7 +932,7 @@ impl Orders {
                     .flatten()
                     .find_map(|b| corporate_action::split_ratio(b, after).map(|s| (s, b)))
             {
-                rebase_for_split(state, p, split, after, now)?;
+                rebase_for_split(state, p, &p.symbol, split, after, now)?;
                 continue;
             }
             if busy.contains(&(p.bot.clone(), p.symbol.clone())) {
@@ -943,6 +943,22 @@ impl Orders {
             let keep = if same_side { p.qty.abs().min(at_broker.abs()) } else { Dec::ZERO };
             if keep == p.qty.abs() {
                 continue;
+            }
+            // Gone from the broker: a stock that moved to a new ticker (often with a reverse
+            // split) follows it — one new holding, owned by no bot and not there at the last
+            // reconcile, that the old one explains whole. Two such are not guessed between.
+            if at_broker.is_zero() && AssetClass::of(&p.symbol) == AssetClass::UsEquity {
+                let was = before.get(&p.symbol).copied().unwrap_or((p.qty, p.avg_entry_price));
+                let moved: Vec<(&String, corporate_action::Split, (Dec, Dec))> = held
+                    .iter()
+                    .filter(|(s, _)| !before.contains_key(*s) && !owned.iter().any(|o| o.symbol == **s))
+                    .filter(|(s, _)| AssetClass::of(s) == AssetClass::UsEquity)
+                    .filter_map(|(s, after)| corporate_action::symbol_change(was, *after).map(|sp| (s, sp, *after)))
+                    .collect();
+                if let [(to, split, after)] = moved.as_slice() {
+                    rebase_for_split(state, p, to, (*split, was), *after, now)?;
+                    continue;
+                }
             }
             let guard = unfinished.iter().find(|o| is_protective(o) && o.bot == p.bot && o.symbol == p.symbol);
             if let Some(g) = guard {
@@ -1519,13 +1535,14 @@ struct Ours<'a> {
 /// `None` when it is. With the broker's id on record (the broker answered our send) the order must
 /// carry that id; without it (the answer was lost, or the process died after recording) it must
 /// be what we recorded, field by field (`order_mismatch`).
-/// Re-bases `p` for `split`, found between the broker's position `before` and `after`: the whole
-/// of what the broker now holds when the daemon held all of it before (a reverse split's cash in
-/// lieu included), else the daemon's part by the split, rounded down and never above what the
-/// broker holds. Logs `corporate_action`.
+/// Re-bases `p` for `split`, found between the broker's position `before` and `after` (in `to`,
+/// its symbol now: a new ticker, or the same): the whole of what the broker now holds when the
+/// daemon held all of it before (a reverse split's cash in lieu included), else the daemon's part
+/// by the split, rounded down and never above what the broker holds. Logs `corporate_action`.
 fn rebase_for_split(
     state: &State,
     p: &OwnedPosition,
+    to: &str,
     (split, before): (corporate_action::Split, (Dec, Dec)),
     after: (Dec, Dec),
     now: Timestamp,
@@ -1540,10 +1557,17 @@ fn rebase_for_split(
     };
     let detail = match (qty, rebased) {
         (Some(qty), Some(h)) => {
-            state.rebase_split(&p.bot, &p.symbol, Holding { qty, avg_entry_price: h.avg_entry_price }, split, now)?;
+            state.rebase_split(
+                &p.bot,
+                (&p.symbol, to),
+                Holding { qty, avg_entry_price: h.avg_entry_price },
+                split,
+                now,
+            )?;
+            let renamed = if to == p.symbol { String::new() } else { format!(", now {to}") };
             format!(
-                "a {split} split at the broker: {} at {} re-based to {qty} at {}, with its best price and its resting \
-                 stop; nothing booked",
+                "a {split} split at the broker{renamed}: {} at {} re-based to {qty} at {}, with its best price, its \
+                 exit rules and its orders in flight; nothing booked",
                 p.qty, p.avg_entry_price, h.avg_entry_price
             )
         }
@@ -1560,6 +1584,7 @@ fn rebase_for_split(
         "corporate_action",
         bot = p.bot.as_str(),
         symbol = p.symbol.as_str(),
+        to = to,
         split = split.to_string(),
         detail = detail.as_str()
     );

@@ -299,11 +299,12 @@ impl State {
     /// transaction: its quantity and average price become `held`'s, its best price since entry
     /// and the prices of its orders still in flight (a resting stop: its stop and limit) go by
     /// the split's inverse and their quantities by the split — as the broker adjusts a resting
-    /// order. Nothing is booked: a split is no trade and realises nothing.
+    /// order. A holding that moved to a new ticker (`to` other than `symbol`) moves with its exit
+    /// rules and its orders in flight. Nothing is booked: a split is no trade and realises nothing.
     pub fn rebase_split(
         &self,
         bot: &str,
-        symbol: &str,
+        (symbol, to): (&str, &str),
         held: crate::core::ledger::Holding,
         split: crate::core::corporate_action::Split,
         now: Timestamp,
@@ -311,6 +312,24 @@ impl State {
         let what = "re-basing a position for a split";
         let bad = |detail: String| StateError::BadRow { what: "orders (split)", detail };
         let tx = self.conn.unchecked_transaction().map_err(sql(what))?;
+        if to != symbol {
+            for table in ["owned_positions", "position_rules"] {
+                tx.run(
+                    &format!("UPDATE OR REPLACE {table} SET symbol = ?3 WHERE bot = ?1 AND symbol = ?2"),
+                    params![bot, symbol, to],
+                )
+                .map_err(sql(what))?;
+            }
+            tx.run(
+                &format!(
+                    "UPDATE orders SET symbol = ?3 WHERE bot = ?1 AND symbol = ?2 AND {}",
+                    super::schema::UNFINISHED
+                ),
+                params![bot, symbol, to],
+            )
+            .map_err(sql(what))?;
+        }
+        let symbol = to;
         let best: Option<f64> = tx
             .row("SELECT high_water FROM owned_positions WHERE bot = ?1 AND symbol = ?2", params![bot, symbol], |r| {
                 r.get(0)

@@ -430,13 +430,7 @@ impl Orchestrator {
             }
             // Not known yet: the next account read tries again (nothing is sent until then).
             Err(e) => {
-                event!(
-                    Error,
-                    "iteration_error",
-                    iteration = self.iteration,
-                    step = "initialize",
-                    error = e.to_string()
-                );
+                self.iteration_error("initialize", &e);
                 Ok(())
             }
         }
@@ -683,13 +677,7 @@ impl Orchestrator {
             Ok(report) => {
                 self.stale = report.stale;
                 if let Some(e) = report.data_error {
-                    event!(
-                        Error,
-                        "iteration_error",
-                        iteration = self.iteration,
-                        step = "execution",
-                        error = e.as_str()
-                    );
+                    self.iteration_error("execution", &e);
                     errors.push(format!("execution: {e}"));
                 }
                 if let Some(why) = report.account_refused {
@@ -750,13 +738,7 @@ impl Orchestrator {
         if self.files_changed
             && let Err(e) = self.state.fold_journal()
         {
-            event!(
-                Error,
-                "iteration_error",
-                iteration = summary.iteration,
-                step = "fold_journal",
-                error = e.to_string()
-            );
+            self.iteration_error("fold_journal", &e);
         }
         self.daily_backup.after_iteration(&self.state, &self.cfg.settings.backup, trading_date);
         // After the close (or the date's end for crypto alone), the day's report.
@@ -765,13 +747,7 @@ impl Orchestrator {
         if let Err(e) =
             self.reporter.after_iteration(&self.state, now, summary.equity, summary.day_start_equity, failures, stocks)
         {
-            event!(
-                Error,
-                "iteration_error",
-                iteration = summary.iteration,
-                step = "daily_report",
-                error = e.to_string()
-            );
+            self.iteration_error("daily_report", &e);
         }
         summary
     }
@@ -834,13 +810,7 @@ impl Orchestrator {
             // No other process may open the ledger while this one runs on it (`halt` goes
             // through its file instead).
             if let Err(e) = crate::core::state::mark_journal_lost(self.state.path(), &detail) {
-                event!(
-                    Error,
-                    "iteration_error",
-                    iteration = self.iteration,
-                    step = "journal_lost_mark",
-                    error = e.to_string()
-                );
+                self.iteration_error("journal_lost_mark", &e);
             }
             notify::send(notify::Note {
                 event: "ledger_files_changed",
@@ -848,13 +818,7 @@ impl Orchestrator {
                 text: detail.clone(),
             });
             if let Err(e) = self.state.fold_journal() {
-                event!(
-                    Error,
-                    "iteration_error",
-                    iteration = self.iteration,
-                    step = "fold_journal",
-                    error = e.to_string()
-                );
+                self.iteration_error("fold_journal", &e);
             }
         }
         self.ledger_refused("initialize", &detail, now, errors);
@@ -1021,13 +985,18 @@ impl Orchestrator {
     fn record_panic(&mut self, message: &str) {
         let now = Timestamp::now();
         let detail = format!("iteration {} panicked: {message}", self.iteration);
-        event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = detail.as_str());
+        self.iteration_error("panic", &detail);
         let halt = Halt { reason: HaltReason::InternalError, detail, since: now, until: None };
         let (change, failed) = halt_store::set_or_hold(&self.state, &mut self.held_halts, &halt);
         notify::announce(change);
         if let Some(e) = failed {
-            event!(Error, "iteration_error", iteration = self.iteration, step = "panic", error = e.to_string())
+            self.iteration_error("panic", &e)
         }
+    }
+
+    /// Logs `iteration_error` for this iteration's `step`.
+    fn iteration_error(&self, step: &str, error: &dyn std::fmt::Display) {
+        event!(Error, "iteration_error", iteration = self.iteration, step = step, error = error.to_string());
     }
 
     /// Records a failed step. A state-database error is also a `state_error` halt (if the
@@ -1035,7 +1004,7 @@ impl Orchestrator {
     /// the health window counts those.
     fn step_failed(&mut self, step: &'static str, e: &dyn StepError, now: Timestamp, errors: &mut Vec<String>) {
         let text = format!("{step}: {e}");
-        event!(Error, "iteration_error", iteration = self.iteration, step = step, error = e.to_string());
+        self.iteration_error(step, &e);
         if e.is_state_error() {
             self.hold_state_error(&text, now);
         }
@@ -1046,7 +1015,7 @@ impl Orchestrator {
     /// best price not kept): an `iteration_error` and a `state_error` halt.
     fn ledger_refused(&mut self, step: &'static str, why: &str, now: Timestamp, errors: &mut Vec<String>) {
         let text = format!("{step}: {why}");
-        event!(Error, "iteration_error", iteration = self.iteration, step = step, error = why);
+        self.iteration_error(step, &why);
         self.hold_state_error(&text, now);
         errors.push(text);
     }
@@ -1058,7 +1027,7 @@ impl Orchestrator {
         let (change, failed) = halt_store::set_or_hold(&self.state, &mut self.held_halts, &halt);
         notify::announce(change);
         if let Some(e) = failed {
-            event!(Error, "iteration_error", iteration = self.iteration, step = "halt", error = e.to_string());
+            self.iteration_error("halt", &e);
         }
     }
 

@@ -134,6 +134,14 @@ pub(super) fn date_bounds(date: Date) -> (String, String) {
     (clock::db_ts(clock::start_of_date(date)), clock::db_ts(clock::start_of_date(next)))
 }
 
+/// Whether an order of this id is recorded (on the connection, or inside a transaction of it).
+fn is_recorded(conn: &rusqlite::Connection, client_order_id: &str, what: &'static str) -> Result<bool, StateError> {
+    let n: i64 = conn
+        .row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
+        .map_err(sql(what))?;
+    Ok(n > 0)
+}
+
 /// Inserts an order and its legs as `recorded`, inside the caller's transaction.
 pub(super) fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Result<(), StateError> {
     let what = "recording an order";
@@ -307,10 +315,7 @@ impl State {
     pub fn record_order_as(&mut self, client_order_id: &str, o: &NewOrder) -> Result<bool, StateError> {
         let what = "recording an order sent while the ledger took no writes";
         self.durably(what, |tx| {
-            let known: i64 = tx
-                .row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
-                .map_err(sql(what))?;
-            if known > 0 {
+            if is_recorded(tx, client_order_id, what)? {
                 return Ok(false);
             }
             insert_order(tx, client_order_id, o)?;
@@ -331,10 +336,7 @@ impl State {
     ) -> Result<bool, StateError> {
         let what = "recording an order recovered from the broker";
         self.durably(what, |tx| {
-            let known: i64 = tx
-                .row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
-                .map_err(sql(what))?;
-            if known > 0 {
+            if is_recorded(tx, client_order_id, what)? {
                 return Ok(false);
             }
             tx.run(
@@ -350,11 +352,7 @@ impl State {
 
     /// Whether an order of this id is recorded.
     pub fn knows_order(&self, client_order_id: &str) -> Result<bool, StateError> {
-        let n: i64 = self
-            .conn
-            .row("SELECT count(*) FROM orders WHERE client_order_id = ?1", [client_order_id], |r| r.get(0))
-            .map_err(sql("looking up an order"))?;
-        Ok(n > 0)
+        is_recorded(&self.conn, client_order_id, "looking up an order")
     }
 
     /// Whether this ledger drew (or recovered) `epoch`, and its order counter (kv `order_seq`, 0

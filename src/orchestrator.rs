@@ -1,6 +1,8 @@
 //! The orchestrator: one iteration of the five-step loop.
 //!
-//! 1. initialize — the account, the day-start reference, the market session; then our orders are
+//! 1. initialize — the ledger's files checked (still the ones opened: `State::files_changed`), the
+//!    account, the day-start reference (moved by the day's deposits and withdrawals:
+//!    `services::transfers`), the market session; then our orders are
 //!    followed to their fills, and (at start-up and every `runner.reconcile_every_iterations`)
 //!    owned positions are reconciled with the broker's and the broker's recent orders are held
 //!    against the ledger (`services::lost_orders`: orders of ours it does not know halt entries);

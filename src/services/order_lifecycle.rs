@@ -6,7 +6,9 @@
 //! out, then updated with the broker's answer); sending, and what each answer means; lost answers
 //! (looked up by the client order id, never re-sent); following our orders to their fills (which
 //! move the owned positions); order conflicts (an order found under our id that is not the one
-//! we recorded: marked, halted on, never booked); reconciling owned positions with the broker's;
+//! we recorded: marked, halted on, never booked); reconciling owned positions with the broker's
+//! (a split the broker applied re-bases a position and its orders in flight, a new ticker moves
+//! it);
 //! cancelling our stale entries; flattening what we own; the exits sent while the ledger takes no
 //! writes (ids derived from what they close, held in memory, recorded once it takes writes
 //! again); each position's protective stop resting at the broker (placed, trailed by replacing
@@ -31,6 +33,7 @@
 //! | from | to | evidence |
 //! | --- | --- | --- |
 //! | — | `Recorded` | numbered and written, fsynced, before anything is sent (`State::record_order`, from `Orders::send`); with the ledger refusing writes an exit is held in memory instead and recorded once it takes them (`Orders::send_unrecorded`, `Orders::flush_unrecorded`) |
+//! | — | `Recorded`, with the broker's id | an order of ours the broker holds and a restored ledger lost, booked by the operator's `recover --confirm` (`services::lost_orders::book`), then followed like any other |
 //! | `Recorded` | `Broker(s)` | the broker's answer to the submit (`Orders::answered`, which books any fill in it and logs it as `fill`) |
 //! | `Recorded` | `Unknown` | the submit's answer was lost: a timeout, a 5xx, a body that does not parse (`Orders::answered`) |
 //! | `Recorded` | `Rejected` | a final refusal of the submit, Alpaca's 4xx words kept (`Orders::answered`) |

@@ -300,3 +300,72 @@ impl std::fmt::Display for BookError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::instrument::AssetClass;
+    use crate::core::order::OrderStatus;
+
+    fn d(t: &str) -> Dec {
+        t.parse().unwrap()
+    }
+
+    fn order(id: &str, symbol: &str, side: Side, kind: OrderType, status: &str, filled: &str) -> Order {
+        Order {
+            id: format!("b-{id}"),
+            client_order_id: id.into(),
+            symbol: symbol.into(),
+            asset_class: AssetClass::UsEquity,
+            side: Some(side),
+            order_type: Some(kind),
+            time_in_force: None,
+            qty: Some(d("52")),
+            notional: None,
+            filled_qty: Some(d(filled)),
+            filled_avg_price: (filled != "0").then(|| d("190")),
+            limit_price: None,
+            stop_price: (kind == OrderType::Stop).then(|| d("188.1")),
+            status: OrderStatus::parse(status),
+            order_class: String::new(),
+            position_intent: None,
+            legs: Vec::new(),
+            created_at: None,
+        }
+    }
+
+    #[test]
+    fn what_is_open_or_still_held_matters_and_history_does_not() {
+        let held: BTreeMap<String, Dec> = [("AAPL".to_string(), d("52"))].into();
+        let stop = order("s", "AAPL", Side::Sell, OrderType::Stop, "new", "0");
+        assert!(matters(&stop, &held), "a resting stop");
+        assert!(matters(&order("e", "AAPL", Side::Buy, OrderType::Market, "filled", "52"), &held));
+        assert!(!matters(&order("e", "MSFT", Side::Buy, OrderType::Market, "filled", "52"), &held), "flat since");
+        assert!(!matters(&order("c", "AAPL", Side::Buy, OrderType::Limit, "canceled", "0"), &held), "never filled");
+    }
+
+    #[test]
+    fn a_lost_order_is_booked_as_what_its_shape_says() {
+        let id = ClientOrderId::parse("th-mom_AAPL-20261125-k2v9a0b1-7").unwrap();
+        let now: Timestamp = "2026-11-25T15:30:00Z".parse().unwrap();
+        let lost = |o: Order| LostOrder { id: id.clone(), order: o, standing: Standing::OtherEpoch };
+        let entry = new_order(&lost(order("e", "AAPL", Side::Buy, OrderType::Market, "filled", "52")), now).unwrap();
+        assert_eq!((entry.bot.as_str(), entry.intent, entry.rule), ("mom_AAPL", Intent::Entry, None));
+        let stop = new_order(&lost(order("s", "AAPL", Side::Sell, OrderType::Stop, "new", "0")), now).unwrap();
+        assert_eq!(
+            (stop.intent, stop.rule.as_deref(), stop.stop_price.as_deref()),
+            (Intent::Exit, Some(BROKER_STOP), Some("188.1"))
+        );
+        let exit = new_order(&lost(order("x", "AAPL", Side::Sell, OrderType::Market, "filled", "52")), now).unwrap();
+        assert_eq!((exit.intent, exit.rule.as_deref()), (Intent::Exit, Some(RECOVERED)));
+        assert_eq!(exit.trading_date, jiff::civil::date(2026, 11, 25), "the date its id names");
+        let words = describe(
+            &[lost(order("s", "AAPL", Side::Sell, OrderType::Stop, "new", "0"))],
+            &[("AAPL".to_string(), d("52"))].into(),
+        );
+        assert!(
+            words.contains("never drew") && words.contains("AAPL 52") && words.contains("recover --confirm"),
+            "{words}"
+        );
+    }
+}

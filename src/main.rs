@@ -217,7 +217,8 @@ fn run(args: RunArgs) -> Result<(), Error> {
     }
     let systemd = Notifier::from_env();
     systemd.ready();
-    notify::start(orchestrator.config().settings.notify.format);
+    let notify_settings = &orchestrator.config().settings.notify;
+    notify::start_with(notify_settings.format, notify_settings.heartbeat());
     notify::send(notify::Note {
         event: "startup",
         title: "Trading Hydra started".into(),
@@ -229,6 +230,8 @@ fn run(args: RunArgs) -> Result<(), Error> {
     // daemon's own clock (a minute live; a simulated hour at 60× and faster).
     let pace = heartbeat_pace(speed);
     let mut heartbeat_at: Option<Timestamp> = None;
+    // The dead-man's switch's last ping, in the daemon's clock.
+    let mut pinged_at: Option<Timestamp> = None;
     let reason = 'run: loop {
         let started = Instant::now();
         // A completed iteration feeds systemd's watchdog; a panicked one does not, and a loop that
@@ -246,6 +249,13 @@ fn run(args: RunArgs) -> Result<(), Error> {
             let tz = &orchestrator.config().timezone;
             logging::console_line(s.heartbeat(logging::now(), positions, tz, args.sim));
             heartbeat_at = Some(s.market_time);
+        }
+        // The dead-man's switch: healthy, or failing with the reason, at most once a minute.
+        let at = summary.as_ref().map_or_else(|| orchestrator.now(), |s| s.market_time);
+        if notify::beat_due(pinged_at, at) {
+            pinged_at = Some(at);
+            let (healthy, why) = health_of(summary.as_ref());
+            notify::beat(healthy, &why);
         }
         logging::flush();
         done += 1;
@@ -304,6 +314,32 @@ fn run(args: RunArgs) -> Result<(), Error> {
     match refused {
         Some(why) => Err(Error::Usage(why)),
         None => Ok(()),
+    }
+}
+
+/// What the heartbeat says of an iteration: healthy (entries may go, no step failed), or why not
+/// (`None`: it panicked).
+fn health_of(summary: Option<&trading_hydra::orchestrator::LoopSummary>) -> (bool, String) {
+    match summary {
+        None => (false, "the iteration panicked: internal_error (see the log)".to_string()),
+        Some(s) if s.halted => {
+            let halts: Vec<&str> = s.halts.iter().map(|h| h.as_str()).collect();
+            (
+                false,
+                format!("halted: {}", if halts.is_empty() { "halts unknown".to_string() } else { halts.join(", ") }),
+            )
+        }
+        Some(s) => match &s.error {
+            Some(e) => (false, format!("unhealthy: {e}")),
+            None => (
+                true,
+                format!(
+                    "ok: iteration {}, equity {}",
+                    s.iteration,
+                    s.equity.map_or("unknown".into(), |e| format!("{e:.2}"))
+                ),
+            ),
+        },
     }
 }
 

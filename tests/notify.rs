@@ -227,3 +227,56 @@ fn halt_and_resume_from_the_command_line_are_posted() {
     assert_eq!(cli(&["resume"]).status.code(), Some(0));
     assert_eq!(seen.lock().unwrap().len(), 2);
 }
+
+/// Issue 33, the dead-man's switch: `notify.heartbeat_url` is pinged after healthy iterations at
+/// most once a minute of the daemon's clock (a simulation at 600× pings ten times a real second),
+/// its failure form (`/fail`) with the reason while halted, and nothing once the daemon is killed;
+/// the URL never reaches the log.
+#[test]
+fn the_heartbeat_pings_while_healthy_fails_with_the_reason_when_halted_and_stops_with_the_daemon() {
+    let (url, bodies, paths) = support::webhook::recorder(Behaviour::Ok);
+    let dir = scratch("heartbeat", "json");
+    let settings = dir.join("config/settings.yaml");
+    let text = std::fs::read_to_string(&settings)
+        .unwrap()
+        .replace("  heartbeat_url: null", &format!("  heartbeat_url: {url}"));
+    std::fs::write(&settings, text).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--sim", "--speed", "600"])
+        .current_dir(&dir)
+        .env_remove("TRADING_HYDRA_WEBHOOK_URL")
+        .env_remove("TRADING_HYDRA_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}: {:?}", paths.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let ok = "/hook/secret-token";
+    wait("healthy pings", &|| paths.lock().unwrap().iter().filter(|p| *p == ok).count() >= 3);
+    assert!(bodies.lock().unwrap()[0].starts_with("ok: iteration 1"), "{:?}", bodies.lock().unwrap());
+    // Once a simulated minute at most: 12 iterations of 5 simulated seconds between two pings.
+    let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
+    let iterations = log.lines().filter(|l| l.contains("\"loop_summary\"")).count();
+    let pings = paths.lock().unwrap().len();
+    assert!(pings <= iterations / 12 + 1, "{pings} pings for {iterations} iterations");
+
+    let halt = Command::new(BIN).args(["halt", "--reason", "away"]).current_dir(&dir).output().unwrap();
+    assert_eq!(halt.status.code(), Some(0));
+    wait("a failure ping", &|| paths.lock().unwrap().iter().any(|p| p == "/hook/secret-token/fail"));
+    let i = paths.lock().unwrap().iter().position(|p| p == "/hook/secret-token/fail").unwrap();
+    assert_eq!(bodies.lock().unwrap()[i], "halted: manual");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let after = paths.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(paths.lock().unwrap().len(), after, "no ping after the daemon is gone");
+    let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap();
+    assert!(!log.contains("secret-token"), "the heartbeat's URL reached the log");
+}

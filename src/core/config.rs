@@ -213,6 +213,21 @@ impl Default for Backup {
 #[serde(deny_unknown_fields, default)]
 pub struct Notify {
     pub format: NotifyFormat,
+    /// The dead-man's switch: pinged after a healthy iteration, at most once a minute
+    /// (`services::notify::beat`). Never logged: it may hold a token.
+    pub heartbeat_url: Option<String>,
+    /// Pinged instead while halted or unhealthy (default: `heartbeat_url` + `/fail`, healthchecks'
+    /// form).
+    pub heartbeat_fail_url: Option<String>,
+}
+
+impl Notify {
+    /// The heartbeat's two URLs (healthy, failing), when it is set.
+    pub fn heartbeat(&self) -> Option<(String, String)> {
+        let ok = self.heartbeat_url.clone()?;
+        let fail = self.heartbeat_fail_url.clone().unwrap_or_else(|| format!("{}/fail", ok.trim_end_matches('/')));
+        Some((ok, fail))
+    }
 }
 
 /// The body a notification is posted in (`services::notify` writes them).
@@ -1162,6 +1177,17 @@ fn validate_settings(s: &Settings) -> Result<TimeZone, Vec<Problem>> {
     c.within("logging.max_file_mb", s.logging.max_file_mb, 1, 1024);
     c.within("logging.keep_files", s.logging.keep_files, 0, 100);
     c.within("backup.keep", s.backup.keep, 1, 365);
+    for (key, url) in
+        [("notify.heartbeat_url", &s.notify.heartbeat_url), ("notify.heartbeat_fail_url", &s.notify.heartbeat_fail_url)]
+    {
+        // The value is not repeated: the URL may hold a token.
+        if url.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
+            c.fail(key, "(not shown)", "an http:// or https:// URL");
+        }
+    }
+    if s.notify.heartbeat_fail_url.is_some() && s.notify.heartbeat_url.is_none() {
+        c.fail("notify.heartbeat_fail_url", "(not shown)", "goes with notify.heartbeat_url");
+    }
     c.within("alpaca.requests_per_minute", s.alpaca.requests_per_minute, 1, 1000);
     c.within("alpaca.request_timeout_seconds", s.alpaca.request_timeout_seconds, 1, 60);
     c.within("alpaca.max_attempts", s.alpaca.max_attempts, 1, 10);
@@ -1499,6 +1525,18 @@ mod tests {
     fn settings(yaml: &str) -> Result<TimeZone, String> {
         let s: Settings = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
         validate_settings(&s).map_err(|p| format!("{p:?}"))
+    }
+
+    #[test]
+    fn a_heartbeat_url_is_checked_and_never_repeated_in_the_error() {
+        let bad = settings("notify:\n  heartbeat_url: hc-ping.com/secret-uuid\n").unwrap_err();
+        assert!(bad.contains("notify.heartbeat_url") && !bad.contains("secret-uuid"), "{bad}");
+        let alone = settings("notify:\n  heartbeat_fail_url: https://x/fail\n").unwrap_err();
+        assert!(alone.contains("goes with notify.heartbeat_url"), "{alone}");
+        assert!(settings("notify:\n  heartbeat_url: https://hc-ping.com/u\n").is_ok());
+        let n = Notify { heartbeat_url: Some("https://hc-ping.com/u/".into()), ..Notify::default() };
+        assert_eq!(n.heartbeat(), Some(("https://hc-ping.com/u/".into(), "https://hc-ping.com/u/fail".into())));
+        assert_eq!(Notify::default().heartbeat(), None);
     }
 
     #[test]

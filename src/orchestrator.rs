@@ -10,7 +10,8 @@
 //! 3. PortfolioBot — each bot's budget for the trading date;
 //! 4. execution — each bot's exits (always), then its entries (only when allowed);
 //! 5. finalize — the `loop_summary` event and a loop-run row (and, once a trading date, the
-//!    daily backup of the ledger when `backup.folder` is set).
+//!    daily backup of the ledger when `backup.folder` is set; at most every 15 s the metrics
+//!    file when `metrics.textfile_path` is).
 //!
 //! Owns: all the loop's state between iterations (the one place that does), and the fail-closed
 //! rule: an iteration in which a step failed sends no entry when `safety.fail_closed` is set, and
@@ -50,6 +51,7 @@ use crate::services::execution::{ExecError, Execution, Step};
 use crate::services::exitbot::{self, Readings};
 use crate::services::lost_orders::{self, Check};
 use crate::services::market_session::BrokerSession;
+use crate::services::metrics::{MetricsFile, Totals};
 use crate::services::notify;
 use crate::services::portfolio;
 use crate::services::transfers::Transfers;
@@ -185,6 +187,9 @@ pub struct Orchestrator {
     files_changed: bool,
     /// A halt file (`core::halt_file`) was seen at the last iteration: its `halt` is logged once.
     halt_file_seen: bool,
+    /// The metrics file (`metrics.textfile_path`), and the totals it reports.
+    metrics: MetricsFile,
+    totals: Totals,
 }
 
 /// Where the check for lost orders stands. It runs with each reconcile; at start-up until it
@@ -262,6 +267,8 @@ impl Orchestrator {
             transfers_seen: None,
             files_changed: false,
             halt_file_seen: false,
+            metrics: MetricsFile::default(),
+            totals: Totals::default(),
         }
     }
 
@@ -463,6 +470,8 @@ impl Orchestrator {
     fn collect_call_stats(&mut self) -> u32 {
         let stats = self.broker.take_call_stats();
         self.failures += stats.failures.len() as u32;
+        self.totals.api_errors += stats.failures.len() as u64;
+        self.totals.requests += u64::from(stats.requests);
         for at in stats.failures {
             self.health.record_failure(at);
         }
@@ -743,6 +752,14 @@ impl Orchestrator {
             self.iteration_error("fold_journal", &e);
         }
         self.daily_backup.after_iteration(&self.state, &self.cfg.settings.backup, trading_date);
+        self.totals.orders_refused = self.execution.orders.refused();
+        let interval = self.cfg.settings.runner.loop_interval_seconds;
+        self.metrics.after_iteration(
+            &self.state,
+            self.cfg.settings.metrics.textfile_path.as_deref(),
+            interval,
+            self.totals,
+        );
         // After the close (or the date's end for crypto alone), the day's report.
         let stocks = self.bots.iter().any(|b| b.kind() != crate::core::config::BotKind::Crypto);
         let failures = std::mem::take(&mut self.failures);

@@ -1361,3 +1361,91 @@ fn a_journal_deleted_under_the_daemon_halts_it_keeps_its_records_and_the_brake_w
     assert!(!s.path("state/trading_state.db.halt").exists());
     assert_eq!(s.run(&["status"]).status.code(), Some(0));
 }
+
+/// The Prometheus text format's rules, as `promtool check metrics` reads them (it is not
+/// installed here): `# HELP` and `# TYPE` once per family, before its samples; names and label
+/// names of the allowed characters; label values quoted, with `\`, `"` and newlines escaped; a
+/// float value; a counter's name ending in `_total`; no sample twice. Returns the samples as
+/// (name with labels, value).
+fn parse_exposition(text: &str) -> Vec<(String, f64)> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()))
+    };
+    let mut typed: std::collections::BTreeMap<String, String> = Default::default();
+    let mut helped: std::collections::BTreeSet<String> = Default::default();
+    let mut samples: Vec<(String, f64)> = Vec::new();
+    assert!(text.ends_with('\n'), "the last line ends");
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(name_ok(name) && helped.insert(name.to_string()), "HELP twice or bad: {line}");
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_string(), kind.to_string()).is_none(), "TYPE twice: {line}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "a counter's name ends in _total: {line}");
+            }
+        } else {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a float: {line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(name_ok(name) && typed.contains_key(name), "a sample before its TYPE: {line}");
+            if let Some(labels) = series.strip_prefix(name).and_then(|l| l.strip_prefix('{')) {
+                let labels = labels.strip_suffix('}').unwrap_or_else(|| panic!("{line}"));
+                for pair in labels.split("\",").filter(|p| !p.is_empty()) {
+                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("{line}"));
+                    assert!(name_ok(k) && !k.contains(':'), "label name {k}: {line}");
+                    let v = v.strip_suffix('"').unwrap_or(v);
+                    assert!(
+                        !v.contains('\n')
+                            && v.replace("\\\\", "")
+                                .replace("\\\"", "")
+                                .replace("\\n", "")
+                                .chars()
+                                .all(|c| c != '"' && c != '\\'),
+                        "{line}"
+                    );
+                }
+            }
+            assert!(!samples.iter().any(|(s, _)| s == series), "a sample twice: {line}");
+            samples.push((series.to_string(), value));
+        }
+    }
+    samples
+}
+
+/// Issue 33, the metrics file: `metrics.textfile_path` gets Prometheus text exposition after the
+/// first iteration (and at most every 15 s after), whole, that the format's rules accept, with
+/// the equity, each bot's numbers, every halt reason and the counters.
+#[test]
+fn the_metrics_file_follows_prometheus_text_rules_and_says_what_the_ledger_says() {
+    let s = Scratch::new("metrics");
+    s.edit("config/settings.yaml", "  textfile_path: null", "  textfile_path: ./metrics/trading_hydra.prom");
+    std::fs::create_dir_all(s.path("metrics")).unwrap();
+    let out = s.run(&["run", "--sim", "--speed", "600", "--iterations", "20"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(s.path("metrics/trading_hydra.prom")).unwrap();
+    let samples = parse_exposition(&text);
+    let value = |series: &str| samples.iter().find(|(s, _)| s == series).map(|(_, v)| *v);
+    // (Whatever the simulated market did in 20 iterations: within a percent of the start.)
+    assert!(value("trading_hydra_equity_dollars").is_some_and(|e| (e - 100_000.0).abs() < 1_000.0), "{text}");
+    assert_eq!(value("trading_hydra_halt_active{reason=\"daily_loss\"}"), Some(0.0));
+    assert_eq!(samples.iter().filter(|(s, _)| s.starts_with("trading_hydra_halt_active{")).count(), 10, "every reason");
+    for bot in ["mom_AAPL", "crypto_core", "opt_core"] {
+        assert!(value(&format!("trading_hydra_realized_pnl_dollars{{bot=\"{bot}\"}}")).is_some(), "{bot}: {text}");
+    }
+    assert!(value("trading_hydra_requests_total").is_some_and(|r| r >= 1.0), "{text}");
+    assert!(value("trading_hydra_last_iteration_duration_seconds").is_some());
+    let left: Vec<String> =
+        std::fs::read_dir(s.path("metrics")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(left, ["trading_hydra.prom"], "no temporary file left");
+    // A halt shows.
+    s.run(&["halt", "--reason", "x"]);
+    assert_eq!(s.run(&["run", "--sim", "--speed", "600", "--once"]).status.code(), Some(0));
+    let samples = parse_exposition(&std::fs::read_to_string(s.path("metrics/trading_hydra.prom")).unwrap());
+    assert!(samples.contains(&("trading_hydra_halt_active{reason=\"manual\"}".to_string(), 1.0)));
+}

@@ -190,6 +190,17 @@ pub struct Settings {
     pub notify: Notify,
     /// Added by this port: the daily backup of the ledger.
     pub backup: Backup,
+    /// Added by this port: the metrics file for node_exporter's textfile collector.
+    pub metrics: Metrics,
+}
+
+/// `metrics`: the Prometheus text file (`services::metrics`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Where the file goes (`None`: none), for example
+    /// `/var/lib/node_exporter/textfile_collector/trading_hydra.prom`.
+    pub textfile_path: Option<PathBuf>,
 }
 
 /// `backup`: a consistent copy of the ledger once per New York trading date

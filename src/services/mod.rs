@@ -17,6 +17,7 @@ pub mod idle_notes;
 pub mod lost_orders;
 pub mod market_feed;
 pub mod market_session;
+pub mod metrics;
 pub mod notify;
 pub mod order_lifecycle;
 pub mod portfolio;

@@ -242,6 +242,8 @@ pub struct Orders {
     replaced_at: BTreeMap<(String, String), Timestamp>,
     /// The entry gate as step 4 opened it (`open_gate`); `None`: closed, no entry goes.
     gate: Option<Opened>,
+    /// Orders the broker refused since the process started (`refused`), for the metrics.
+    refused: u64,
 }
 
 /// What an open entry gate knows of its iteration.
@@ -628,6 +630,7 @@ impl Orders {
                 {
                     self.ledger_failed(&e);
                 }
+                self.refused += 1;
                 event!(
                     Warn,
                     "order_rejected",
@@ -788,6 +791,11 @@ impl Orders {
             }
         }
         failed.map_or(Ok(()), Err)
+    }
+
+    /// How many orders the broker refused since the process started.
+    pub fn refused(&self) -> u64 {
+        self.refused
     }
 
     /// Whether `client_order_id` is an exit sent while the ledger took no writes, held in memory
@@ -1254,6 +1262,7 @@ impl Orders {
             }
             Err(e) => {
                 state.update_order_status(&id, &RecordStatus::Rejected, None, now)?;
+                self.refused += 1;
                 event!(
                     Info,
                     "order_rejected",

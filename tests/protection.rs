@@ -1174,3 +1174,26 @@ fn a_reverse_split_to_a_new_ticker_moves_the_position_with_its_rules() {
     assert!(support::events::named("reconcile", "symbol", "AAPL").is_empty(), "not read as closed by hand");
     assert_eq!(o.run_iteration().orders_submitted, 0);
 }
+
+/// Issue 33, what the broker blocks: with the account's `crypto_status` not `ACTIVE` the crypto
+/// bot's entry is not tried (its reason says why, `broker_blocks`), the stock bot's goes; once
+/// the flag is `ACTIVE` again the crypto entry goes too.
+#[test]
+fn a_crypto_status_other_than_active_blocks_crypto_entries_only_and_clears() {
+    let (_scratch, fake, cfg, clock) = setup("crypto-status");
+    fake.lock().account["crypto_status"] = "INACTIVE".into();
+    let mut o = open(&fake, &cfg, &clock);
+    let s = o.run_iteration();
+    assert!(s.entries_allowed && s.halts.is_empty(), "no halt: {s:?}");
+    let sent: Vec<String> = posts(&fake).iter().map(|b| b["symbol"].as_str().unwrap().to_string()).collect();
+    assert_eq!(sent, ["AAPL"], "the stock entry only");
+    let report = trading_hydra::services::status::gather(o.state(), ts(NOW), 5).unwrap();
+    let crypto = report.bots.iter().find(|b| b.bot == "crypto_core").unwrap();
+    assert!(
+        crypto.reason.as_deref().unwrap_or_default().contains("crypto_status for the account is INACTIVE"),
+        "{crypto:?}"
+    );
+    fake.lock().account["crypto_status"] = "ACTIVE".into();
+    o.run_iteration();
+    assert!(posts(&fake).iter().any(|b| b["symbol"] == "BTC/USD" && b["side"] == "buy"), "{:?}", posts(&fake));
+}

@@ -46,10 +46,12 @@ pub enum Cause {
     Placeholder,
     /// It left the configuration: its positions get their stored exit rules, nothing new.
     ExitsOnly,
+    /// The broker blocks this kind of entry for the account (its `crypto_status` not `ACTIVE`).
+    BrokerBlocks,
 }
 
 impl Cause {
-    pub const ALL: [Cause; 25] = [
+    pub const ALL: [Cause; 26] = [
         Cause::EntriesStopped,
         Cause::OutsideWindow,
         Cause::MarketClosed,
@@ -75,6 +77,7 @@ impl Cause {
         Cause::Unsure,
         Cause::Placeholder,
         Cause::ExitsOnly,
+        Cause::BrokerBlocks,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -104,6 +107,7 @@ impl Cause {
             Cause::Unsure => "unsure",
             Cause::Placeholder => "placeholder",
             Cause::ExitsOnly => "exits_only",
+            Cause::BrokerBlocks => "broker_blocks",
         }
     }
 

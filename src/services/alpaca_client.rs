@@ -561,6 +561,8 @@ struct RawAccount {
     shorting_enabled: bool,
     #[serde(default, deserialize_with = "de_opt_u64")]
     options_trading_level: Option<u64>,
+    #[serde(default)]
+    crypto_status: Option<String>,
 }
 
 impl From<RawAccount> for Account {
@@ -581,6 +583,7 @@ impl From<RawAccount> for Account {
             trade_suspended_by_user: r.trade_suspended_by_user,
             shorting_enabled: r.shorting_enabled,
             options_trading_level: r.options_trading_level.map(|l| l.min(u8::MAX as u64) as u8),
+            crypto_status: r.crypto_status,
         }
     }
 }

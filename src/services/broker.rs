@@ -41,6 +41,9 @@ pub struct Account {
     pub trade_suspended_by_user: bool,
     pub shorting_enabled: bool,
     pub options_trading_level: Option<u8>,
+    /// Whether the account may trade crypto (`ACTIVE`, or another word that blocks crypto
+    /// entries); `None` when the broker does not say (crypto not enabled).
+    pub crypto_status: Option<String>,
 }
 
 impl Account {

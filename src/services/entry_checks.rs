@@ -19,7 +19,7 @@ use crate::core::clock::SessionState;
 use crate::core::config::{BotKind, Config};
 use crate::core::decimal::Dec;
 use crate::core::idle::{Cause, Idle};
-use crate::core::instrument::OccSymbol;
+use crate::core::instrument::{AssetClass, OccSymbol};
 use crate::core::order::{Amount, Intent};
 use crate::core::risk::Budget;
 use crate::core::state::{State, StateError};
@@ -83,6 +83,8 @@ pub enum Refusal {
         risk: f64,
         budget: f64,
     },
+    /// The broker blocks this kind of entry for the account: its `crypto_status` for a coin.
+    BrokerBlocks(String),
     /// A check that could not be made (the state database failed) refuses.
     Unsure(String),
 }
@@ -103,6 +105,7 @@ impl Refusal {
             Refusal::BuyingPower { .. } | Refusal::BuyingPowerUnknown => Cause::BuyingPower,
             Refusal::OpenRisk { .. } => Cause::OpenRisk,
             Refusal::AccountUnknown | Refusal::Unsure(_) => Cause::Unsure,
+            Refusal::BrokerBlocks(_) => Cause::BrokerBlocks,
         }
     }
 }
@@ -132,6 +135,7 @@ impl fmt::Display for Refusal {
             Refusal::BuyingPowerUnknown => f.write_str("the asset class's buying power is unknown"),
             Refusal::BuyingPower { notional, power } => write!(f, "{notional:.2} is beyond the buying power ({power})"),
             Refusal::OpenRisk { risk, budget } => write!(f, "risk {risk:.2} above the open-risk budget {budget:.2}"),
+            Refusal::BrokerBlocks(why) => f.write_str(why),
             Refusal::Unsure(why) => f.write_str(why),
         }
     }
@@ -167,6 +171,15 @@ pub fn risk_check(
     let owned = state.owned_positions().map_err(|e| Refusal::Unsure(e.to_string()))?;
     if let Some(p) = owned.iter().find(|p| p.bot != bot.id() && root(&p.symbol) == entry.symbol) {
         return Err(Refusal::HeldByAnother { bot: p.bot.clone(), qty: p.qty });
+    }
+    // What the broker blocks, the daemon does not try: its exits go on.
+    if let Some(status) = account.and_then(|a| a.crypto_status.as_deref())
+        && AssetClass::of(&entry.symbol) == AssetClass::Crypto
+        && !status.eq_ignore_ascii_case("ACTIVE")
+    {
+        return Err(Refusal::BrokerBlocks(format!(
+            "the broker's crypto_status for the account is {status}: no crypto entry until it is ACTIVE"
+        )));
     }
     let mut holding: BTreeSet<String> = in_flight;
     holding.extend(view.owned.iter().map(|p| root(&p.symbol)));

@@ -1165,6 +1165,7 @@ impl Broker for SimBroker {
             trade_suspended_by_user: false,
             shorting_enabled: false,
             options_trading_level: Some(3),
+            crypto_status: Some("ACTIVE".into()),
         })
     }
 

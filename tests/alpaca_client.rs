@@ -424,3 +424,41 @@ fn multi_symbol_bars_follow_every_page_and_merge_by_symbol() {
     assert_eq!(pages[2].q("page_token"), Some("page-2"));
     assert_eq!(pages[2].q("symbols"), Some("AAPL,TSLA"));
 }
+
+/// Issue 33, room in the rate budget: Alpaca counts every tool's requests on the key, and says
+/// how many are left (`X-RateLimit-Remaining`) until when (`X-RateLimit-Reset`). With a twentieth
+/// or less left the client waits for the reset instead of spending the rest: twelve calls against
+/// a budget of five a 2-second window all succeed, and not one is refused with a 429.
+#[test]
+fn the_client_paces_by_alpacas_rate_limit_headers_and_is_never_refused() {
+    let fake = FakeAlpaca::start();
+    {
+        let mut st = fake.lock();
+        st.rate_limit = Some(5);
+        st.rate_window_secs = 2;
+    }
+    let settings =
+        ClientSettings { retry_budget: Duration::from_secs(10), ..support::fake_alpaca::client_settings(&fake.url) };
+    let mut c = AlpacaClient::new(Credentials::new(KEY.into(), SECRET.into()), settings);
+    let started = std::time::Instant::now();
+    for _ in 0..12 {
+        c.account().unwrap();
+    }
+    assert_eq!(fake.lock().rate_refusals, 0, "a 429 was served");
+    assert!(started.elapsed() >= Duration::from_secs(2), "twelve calls need three windows: {:?}", started.elapsed());
+    // With a short budget the wait is refused in words, not slept through.
+    let settings =
+        ClientSettings { retry_budget: Duration::from_millis(100), ..support::fake_alpaca::client_settings(&fake.url) };
+    let mut c = AlpacaClient::new(Credentials::new(KEY.into(), SECRET.into()), settings);
+    let mut said = None;
+    // (Twelve tries: a window may end between two calls and give five more.)
+    for _ in 0..12 {
+        if let Err(e) = c.account() {
+            said = Some(e.to_string());
+            break;
+        }
+    }
+    let said = said.expect("the budget ran out");
+    assert!(said.contains("X-RateLimit-Remaining"), "{said}");
+    assert_eq!(fake.lock().rate_refusals, 0);
+}

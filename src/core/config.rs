@@ -391,7 +391,9 @@ impl Default for Alpaca {
         Alpaca {
             live_trading_confirmed: false,
             data_feed: DataFeed::Iex,
-            requests_per_minute: 200,
+            // Alpaca allows 200 a minute per account, every tool on the key together: a quarter
+            // is left to the others.
+            requests_per_minute: 150,
             request_timeout_seconds: 4,
             max_attempts: 3,
         }

@@ -113,17 +113,21 @@ impl ClientSettings {
     }
 }
 
-/// Keeps the client under its per-minute request budget: a sliding window of send instants.
+/// Keeps the client under its per-minute request budget: a sliding window of send instants;
+/// and under Alpaca's own count for the account (another tool on the same key spends it too),
+/// as its `X-RateLimit-Remaining` and `X-RateLimit-Reset` headers tell it (`broker_says`).
 #[derive(Debug)]
 pub struct RateLimiter {
     per_minute: usize,
     sent: VecDeque<Instant>,
+    /// Alpaca said its budget is nearly spent: nothing more goes before this.
+    hold_until: Option<Instant>,
 }
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> RateLimiter {
         let per_minute = per_minute.max(1) as usize;
-        RateLimiter { per_minute, sent: VecDeque::with_capacity(per_minute) }
+        RateLimiter { per_minute, sent: VecDeque::with_capacity(per_minute), hold_until: None }
     }
 
     /// How long to wait before one more request may go at `now` (zero: go now).
@@ -132,12 +136,31 @@ impl RateLimiter {
         while self.sent.front().is_some_and(|t| now.duration_since(*t) >= minute) {
             self.sent.pop_front();
         }
-        if self.sent.len() < self.per_minute {
+        let own = if self.sent.len() < self.per_minute {
             Duration::ZERO
         } else {
             // The oldest send leaves the window at `oldest + 60 s`.
             self.sent.front().map_or(Duration::ZERO, |t| minute.saturating_sub(now.duration_since(*t)))
-        }
+        };
+        let broker = self.hold_until.map_or(Duration::ZERO, |h| h.saturating_duration_since(now));
+        own.max(broker)
+    }
+
+    /// Whether Alpaca's nearly spent budget is what holds the next request back at `now`.
+    pub fn held_by_broker(&self, now: Instant) -> bool {
+        self.hold_until.is_some_and(|h| h > now)
+    }
+
+    /// What Alpaca's headers said of the account's budget: `remaining` of `limit` until the Unix
+    /// second `reset`. With a twentieth of it or less left (one request at least), nothing more
+    /// goes until the reset (a minute at most): the account's budget is shared with every tool on
+    /// the key, and a 429 is a failed call.
+    pub fn broker_says(&mut self, limit: u32, remaining: u32, reset: i64, now: Instant, now_unix: i64) {
+        let reserve = (limit / 20).max(1);
+        self.hold_until = (remaining <= reserve).then(|| {
+            let secs = (reset - now_unix).clamp(0, 60) as u64;
+            now + Duration::from_secs(secs)
+        });
     }
 
     pub fn record(&mut self, now: Instant) {
@@ -280,11 +303,17 @@ impl AlpacaClient {
         match result {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
-                let reset = resp
-                    .headers()
-                    .get("x-ratelimit-reset")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<i64>().ok());
+                let header = |name: &str| {
+                    resp.headers().get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<i64>().ok())
+                };
+                let reset = header("x-ratelimit-reset");
+                if let (Some(limit), Some(remaining), Some(reset)) =
+                    (header("x-ratelimit-limit"), header("x-ratelimit-remaining"), reset)
+                {
+                    let clamp = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
+                    let unix = Timestamp::now().as_second();
+                    self.limiter.broker_says(clamp(limit), clamp(remaining), reset, Instant::now(), unix);
+                }
                 match resp.body_mut().read_to_string() {
                     Ok(body) => Attempt::Answer { status, reset, body },
                     Err(e) => Attempt::NoAnswer(format!("reading the answer failed: {e}")),
@@ -316,14 +345,19 @@ impl AlpacaClient {
             let wait = self.limiter.wait_needed(Instant::now());
             if !wait.is_zero() {
                 if started.elapsed() + wait > budget {
-                    break Err(BrokerError::Transient {
-                        endpoint: endpoint.clone(),
-                        status: None,
-                        detail: format!(
+                    let detail = if self.limiter.held_by_broker(Instant::now()) {
+                        format!(
+                            "Alpaca's request budget for the account is nearly spent (X-RateLimit-Remaining; another \
+                             tool on the same key?): nothing goes until its reset in {} s",
+                            wait.as_secs()
+                        )
+                    } else {
+                        format!(
                             "client-side rate limit of {} requests a minute reached",
                             self.settings.requests_per_minute
-                        ),
-                    });
+                        )
+                    };
+                    break Err(BrokerError::Transient { endpoint: endpoint.clone(), status: None, detail });
                 }
                 std::thread::sleep(wait);
             }

@@ -102,6 +102,14 @@ pub struct FakeState {
     /// The account's non-trade activities (`GET /v2/account/activities`), oldest first, in
     /// Alpaca's shape (`transfer`).
     pub activities: Vec<Value>,
+    /// Alpaca's rate limit: this many requests a window (`None`: 200), each window
+    /// `rate_window_secs` long (0: 60, a minute), every answer carrying `X-RateLimit-Limit`,
+    /// `-Remaining` and `-Reset` (the window's end, Unix seconds); one request beyond it is a 429.
+    pub rate_limit: Option<u32>,
+    pub rate_window_secs: i64,
+    /// (window start, requests in it), and how many 429s the limit served.
+    pub rate_used: (i64, u32),
+    pub rate_refusals: u32,
 }
 
 /// Market data a test controls.
@@ -483,7 +491,7 @@ impl FakeAlpaca {
         match fault {
             Some(Fault::Drop) => return,
             Some(Fault::Status { status, body, reset }) => {
-                write_response(&mut stream, status, &body, reset);
+                write_response(&mut stream, status, &body, reset.map(|r| (200, 0, r)));
                 return;
             }
             Some(Fault::Malformed) => {
@@ -497,8 +505,29 @@ impl FakeAlpaca {
             }
             Some(Fault::Pass) | None => {}
         }
+        let limit = {
+            let mut st = self.lock();
+            let limit = st.rate_limit.unwrap_or(200);
+            let window = if st.rate_window_secs > 0 { st.rate_window_secs } else { 60 };
+            let now = jiff::Timestamp::now().as_second();
+            let start = now - now.rem_euclid(window);
+            if st.rate_used.0 != start {
+                st.rate_used = (start, 0);
+            }
+            st.rate_used.1 += 1;
+            let over = st.rate_used.1 > limit;
+            if over {
+                st.rate_refusals += 1;
+            }
+            (limit, limit.saturating_sub(st.rate_used.1), start + window, over)
+        };
+        if limit.3 {
+            let body = json!({"code": 42910000, "message": "rate limit exceeded"}).to_string();
+            write_response(&mut stream, 429, &body, Some((limit.0, 0, limit.2)));
+            return;
+        }
         let (status, body) = self.route(&seen);
-        write_response(&mut stream, status, &body.to_string(), None);
+        write_response(&mut stream, status, &body.to_string(), Some((limit.0, limit.1, limit.2)));
     }
 
     fn route(&self, r: &Seen) -> (u16, Value) {
@@ -910,7 +939,8 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn write_response(stream: &mut TcpStream, status: u16, body: &str, reset: Option<i64>) {
+/// `rate`: the `X-RateLimit-Limit`, `-Remaining` and `-Reset` headers, when sent.
+fn write_response(stream: &mut TcpStream, status: u16, body: &str, rate: Option<(u32, u32, i64)>) {
     let reason = match status {
         200 => "OK",
         204 => "No Content",
@@ -923,8 +953,10 @@ fn write_response(stream: &mut TcpStream, status: u16, body: &str, reset: Option
     };
     let body = if status == 204 { "" } else { body };
     let mut head = format!("HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nConnection: close\r\n");
-    if let Some(r) = reset {
-        head.push_str(&format!("X-RateLimit-Limit: 200\r\nX-RateLimit-Remaining: 0\r\nX-RateLimit-Reset: {r}\r\n"));
+    if let Some((limit, remaining, reset)) = rate {
+        head.push_str(&format!(
+            "X-RateLimit-Limit: {limit}\r\nX-RateLimit-Remaining: {remaining}\r\nX-RateLimit-Reset: {reset}\r\n"
+        ));
     }
     head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     let _ = stream.write_all(head.as_bytes());

@@ -1434,7 +1434,7 @@ fn the_metrics_file_follows_prometheus_text_rules_and_says_what_the_ledger_says(
     // (Whatever the simulated market did in 20 iterations: within a percent of the start.)
     assert!(value("trading_hydra_equity_dollars").is_some_and(|e| (e - 100_000.0).abs() < 1_000.0), "{text}");
     assert_eq!(value("trading_hydra_halt_active{reason=\"daily_loss\"}"), Some(0.0));
-    assert_eq!(samples.iter().filter(|(s, _)| s.starts_with("trading_hydra_halt_active{")).count(), 10, "every reason");
+    assert_eq!(samples.iter().filter(|(s, _)| s.starts_with("trading_hydra_halt_active{")).count(), 11, "every reason");
     for bot in ["mom_AAPL", "crypto_core", "opt_core"] {
         assert!(value(&format!("trading_hydra_realized_pnl_dollars{{bot=\"{bot}\"}}")).is_some(), "{bot}: {text}");
     }

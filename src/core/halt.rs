@@ -30,8 +30,11 @@ pub enum HaltReason {
     StateError,
     /// Market data older than allowed while its market is open.
     DataStale,
-    /// Something implausible: clock skew, an equity jump.
+    /// Something implausible: an equity jump.
     Anomaly,
+    /// The local clock disagrees with the broker's beyond `health.max_clock_skew_seconds` (a Pi
+    /// that booted without a real-time clock, before NTP): lifts once the clocks agree.
+    ClockSkew,
     /// An iteration panicked: a bug, so a person should look before entries resume.
     InternalError,
     /// The broker holds an order under one of our client order ids that is not the one we
@@ -55,7 +58,7 @@ pub enum ClearPolicy {
 }
 
 impl HaltReason {
-    pub const ALL: [HaltReason; 10] = [
+    pub const ALL: [HaltReason; 11] = [
         HaltReason::Manual,
         HaltReason::DailyLoss,
         HaltReason::ApiFailures,
@@ -63,6 +66,7 @@ impl HaltReason {
         HaltReason::StateError,
         HaltReason::DataStale,
         HaltReason::Anomaly,
+        HaltReason::ClockSkew,
         HaltReason::InternalError,
         HaltReason::OrderConflict,
         HaltReason::LedgerBehind,
@@ -79,6 +83,9 @@ impl HaltReason {
             HaltReason::DataStale => ClearPolicy::CauseCleared,
             HaltReason::StateError => ClearPolicy::Operator,
             HaltReason::Anomaly => ClearPolicy::Operator,
+            // The broker's clock is read again every minute while the two disagree; the halt
+            // lifts at the first reading where they agree.
+            HaltReason::ClockSkew => ClearPolicy::CauseCleared,
             HaltReason::InternalError => ClearPolicy::Operator,
             HaltReason::OrderConflict => ClearPolicy::Operator,
             // Its cause is read from the broker at each check: it lifts once no lost order is
@@ -96,6 +103,7 @@ impl HaltReason {
             HaltReason::StateError => "state_error",
             HaltReason::DataStale => "data_stale",
             HaltReason::Anomaly => "anomaly",
+            HaltReason::ClockSkew => "clock_skew",
             HaltReason::InternalError => "internal_error",
             HaltReason::OrderConflict => "order_conflict",
             HaltReason::LedgerBehind => "ledger_behind",
@@ -261,6 +269,13 @@ mod tests {
         assert!(clears_by_itself(&h, ts("2026-11-25T15:00:01Z"), true));
         // `resume` may lift it, and the next check sets it again while the cause is there.
         assert!(resume_allowed(&h, ts("2026-11-25T15:00:01Z"), &jiff::tz::TimeZone::UTC).is_ok());
+    }
+
+    #[test]
+    fn a_clock_skew_lifts_once_the_clocks_agree() {
+        let h = halt(HaltReason::ClockSkew, None);
+        assert!(!clears_by_itself(&h, ts("2030-01-01T00:00:00Z"), false));
+        assert!(clears_by_itself(&h, ts("2026-11-25T15:00:01Z"), true));
     }
 
     #[test]

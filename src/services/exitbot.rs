@@ -110,9 +110,11 @@ pub fn run(
         if kill.anomaly_halt {
             let max_skew = cfg.settings.health.max_clock_skew_seconds as f64;
             if let Some(skew) = r.clock_skew_seconds.filter(|s| s.abs() > max_skew) {
-                let detail =
-                    format!("the local clock is {skew:.0} s off the broker's (allowed {max_skew:.0} s): check NTP");
-                wanted.push((HaltReason::Anomaly, detail, None));
+                let detail = format!(
+                    "the local clock is {skew:.0} s off the broker's (allowed {max_skew:.0} s): check NTP; the market's \
+                     time is the broker's meanwhile, and the halt lifts once the clocks agree"
+                );
+                wanted.push((HaltReason::ClockSkew, detail, None));
             }
             let max_jump = cfg.settings.health.max_equity_jump_pct;
             if let Some(jump) = equity.zip(r.previous_equity).and_then(|(e, p)| risk::daily_pnl_pct(e, p))
@@ -149,6 +151,10 @@ pub fn run(
             HaltReason::AccountBlocked => r.account.is_some_and(|a| a.trading_refusal().is_none()),
             HaltReason::DataStale => r.stale.is_empty(),
             HaltReason::LedgerBehind => r.ledger == Check::Clean,
+            HaltReason::ClockSkew => {
+                let allowed = cfg.settings.health.max_clock_skew_seconds as f64;
+                r.clock_skew_seconds.is_some_and(|s| s.abs() <= allowed)
+            }
             _ => false,
         };
         if !halt::clears_by_itself(&h, now, cause_cleared) {

@@ -6,8 +6,10 @@
 //! the two disagree by more than `health.max_clock_skew_seconds` (a Pi whose NTP stepped its
 //! clock), the market's time is the local time corrected by that offset (`market_time`): the
 //! session, the close and every exit's time rule follow the broker, and the cache holds on that
-//! time instead of being asked again every iteration; a local clock that goes back between two
-//! iterations (a step) has the broker's read again at once. The broker's clock knows holidays and
+//! time instead of being asked again every iteration — but the broker's clock is read again every
+//! minute while the two disagree, so a `clock_skew` halt sees them agree once NTP has set the
+//! local one; a local clock that goes back between two iterations (a step) has the broker's read
+//! again at once. The broker's clock knows holidays and
 //! early closes (its `next_close` on a half day is 13:00); the local `RegularSession` is the
 //! fallback when the broker cannot answer, on the corrected time.
 //!
@@ -30,7 +32,13 @@ pub struct BrokerSession {
     /// The local time of the last call: a local clock that went back since (an NTP step) is
     /// read against the broker's again at once.
     last_local: Option<Timestamp>,
+    /// The local time of the last reading of the broker's clock: while the two disagree it is
+    /// read again every `SKEWED_READ_EVERY`, to see them agree (a Pi's clock set by NTP at last).
+    last_read: Option<Timestamp>,
 }
+
+/// How often the broker's clock is read again while the local one disagrees with it.
+const SKEWED_READ_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
 impl BrokerSession {
     /// A session whose local clock may disagree with the broker's by `tolerance`
@@ -58,12 +66,18 @@ impl BrokerSession {
         if self.last_local.replace(local).is_some_and(|last| local < last) {
             self.cached = None;
         }
+        // Skewed: read again every minute, until the clocks agree.
+        let skewed = self.offset.abs() > self.tolerance;
+        if skewed && self.last_read.is_none_or(|t| local.duration_since(t).abs() >= SKEWED_READ_EVERY) {
+            self.cached = None;
+        }
         if let Some(c) = self.cached.filter(|c| still_valid(c, self.market_time(local))) {
             return to_state(&c);
         }
         match broker.clock() {
             Ok(c) => {
                 self.cached = Some(c);
+                self.last_read = Some(local);
                 self.skew = Some(local.duration_since(c.timestamp).as_secs_f64());
                 self.offset = c.timestamp.duration_since(local);
                 let now = self.market_time(local);

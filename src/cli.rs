@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|recover|backup|sim-reset|download|backtest] [--config DIR] [options]; see --help";
+pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|recover|backup|sim-reset|download|backtest|help] [--config DIR] [options]; see `trading-hydra help COMMAND`";
 
 pub const HELP: &str = "\
 trading-hydra — a fail-closed trading daemon for an Alpaca account
@@ -34,6 +34,7 @@ Commands:
   download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
   backtest       replay bar files (--data) or a seeded synthetic market (--synthetic DAYS)
                  through the same bots and the simulated broker
+  help [COMMAND] this page, or one command's (so does `trading-hydra COMMAND --help`)
 
 Options:
   --config DIR     folder holding settings.yaml and bots.yaml
@@ -70,20 +71,132 @@ Exit codes: 0 success or clean shutdown (SIGINT/SIGTERM), 2 usage or configurati
 1 any other failure.
 ";
 
+/// Each command's own usage (`trading-hydra COMMAND --help`, `trading-hydra help COMMAND`).
+pub const COMMANDS: &[(&str, &str)] = &[
+    (
+        "run",
+        "Usage: trading-hydra run [--config DIR] [--once | --iterations N] [--sim [--seed N] [--speed X]]\n\n\
+         The daemon (the default command): one iteration every runner.loop_interval_seconds until SIGINT or\n\
+         SIGTERM. Needs ALPACA_KEY and ALPACA_SECRET, or --sim (the embedded simulated broker, its market fixed\n\
+         by --seed, its clock running --speed times real time). One daemon per state database.\n",
+    ),
+    (
+        "check-config",
+        "Usage: trading-hydra check-config [--config DIR]\n\nLoad and validate settings.yaml and bots.yaml, print a summary.\n",
+    ),
+    (
+        "status",
+        "Usage: trading-hydra status [--config DIR] [--json]\n\n\
+         What the state database says (no network, no keys; beside a running daemon): halts, day-start\n\
+         equity, budgets, positions by bot, why each bot is not entering, the last iteration.\n",
+    ),
+    (
+        "halt",
+        "Usage: trading-hydra halt --reason TEXT [--config DIR]\n\n\
+         Stop new entries until `resume` (exits of open positions go on). When the ledger cannot take it,\n\
+         the halt goes through the halt file beside it.\n",
+    ),
+    (
+        "resume",
+        "Usage: trading-hydra resume [--config DIR]\n\nLift a manual halt, and any other halt whose time is up.\n",
+    ),
+    (
+        "reload",
+        "Usage: trading-hydra reload [--config DIR]\n\n\
+         Validate settings.yaml and bots.yaml, then have the running daemon take them between two\n\
+         iterations (exit 2, nothing changed, when they are invalid or need a restart).\n",
+    ),
+    (
+        "recover",
+        "Usage: trading-hydra recover [--confirm] [--config DIR]\n\n\
+         List the orders of this daemon's bots that the broker holds and the ledger lost (a restored backup,\n\
+         a lost journal). With --confirm (the daemon stopped), book them under their bots. Needs the keys.\n",
+    ),
+    (
+        "backup",
+        "Usage: trading-hydra backup DEST [--config DIR]\n\n\
+         A consistent, checked copy of the ledger, beside a running daemon or not, to the file DEST (or into\n\
+         the folder DEST, named by the time). Never overwrites a file.\n",
+    ),
+    (
+        "sim-reset",
+        "Usage: trading-hydra sim-reset [--config DIR]\n\n\
+         Start the simulated account over: its ledger is set aside (renamed, kept whole).\n",
+    ),
+    (
+        "download",
+        "Usage: trading-hydra download --symbols LIST --from DATE --to DATE [--timeframe TF] --out DIR [--config DIR]\n\n\
+         Fetch historical bars from Alpaca into one CSV per symbol (resumable). Needs the keys.\n",
+    ),
+    (
+        "backtest",
+        "Usage: trading-hydra backtest (--data PATH | --synthetic DAYS [--seed N]) [--from DATE] [--to DATE]\n\
+         \x20                         [--sweep KEY=V1,V2,... [--rank METRIC] [--jobs N] [--walk-forward TRAIN:TEST]]\n\
+         \x20                         [--config DIR] [--out DIR]\n\n\
+         Replay bars through the same bots and the simulated broker; write the report to --out.\n",
+    ),
+    ("help", "Usage: trading-hydra help [COMMAND]\n\nThis page, or one command's.\n"),
+];
+
+/// The usage of `command`, if it is one.
+pub fn command_help(command: &str) -> Option<&'static str> {
+    COMMANDS.iter().find(|(name, _)| *name == command).map(|(_, text)| *text)
+}
+
+/// The command closest to a mistyped one (two edits at most), for the error.
+fn nearest(word: &str) -> Option<&'static str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let here = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+                prev = here;
+            }
+        }
+        row[b.len()]
+    };
+    COMMANDS.iter().map(|(name, _)| (distance(word, name), *name)).filter(|(d, _)| *d <= 2).min().map(|(_, n)| n)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     Run(RunArgs),
-    CheckConfig { config: Option<PathBuf> },
-    Status { config: Option<PathBuf>, json: bool },
-    Halt { config: Option<PathBuf>, reason: String },
-    Resume { config: Option<PathBuf> },
-    Reload { config: Option<PathBuf> },
-    SimReset { config: Option<PathBuf> },
-    Recover { config: Option<PathBuf>, confirm: bool },
-    Backup { config: Option<PathBuf>, dest: PathBuf },
+    CheckConfig {
+        config: Option<PathBuf>,
+    },
+    Status {
+        config: Option<PathBuf>,
+        json: bool,
+    },
+    Halt {
+        config: Option<PathBuf>,
+        reason: String,
+    },
+    Resume {
+        config: Option<PathBuf>,
+    },
+    Reload {
+        config: Option<PathBuf>,
+    },
+    SimReset {
+        config: Option<PathBuf>,
+    },
+    Recover {
+        config: Option<PathBuf>,
+        confirm: bool,
+    },
+    Backup {
+        config: Option<PathBuf>,
+        dest: PathBuf,
+    },
     Backtest(BacktestArgs),
     Download(DownloadArgs),
-    Help,
+    /// The whole page (`None`), or one command's usage.
+    Help(Option<&'static str>),
     Version,
 }
 
@@ -148,17 +261,35 @@ fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
+/// An unknown command, with the nearest one when a command is a typo away.
+fn unknown(command: &str) -> UsageError {
+    match nearest(command) {
+        Some(near) => usage(format!("unknown command {command:?}; did you mean `{near}`?")),
+        None => usage(format!("unknown command {command:?}")),
+    }
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let mut rest = args.iter().map(String::as_str).peekable();
-    let command = match rest.peek() {
+    let (command, named) = match rest.peek() {
         Some(w) if !w.starts_with('-') => {
             let w = *w;
             rest.next();
-            w
+            (w, true)
         }
-        _ => "run",
+        _ => ("run", false),
     };
+    if command == "help" {
+        return match (rest.next(), rest.next()) {
+            (None, _) => Ok(Command::Help(None)),
+            (Some(c), None) => match command_help(c) {
+                Some(text) => Ok(Command::Help(Some(text))),
+                None => Err(unknown(c)),
+            },
+            (Some(_), Some(extra)) => Err(usage(format!("unexpected argument {extra:?}"))),
+        };
+    }
     if !matches!(
         command,
         "run"
@@ -173,7 +304,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             | "backtest"
             | "download"
     ) {
-        return Err(usage(format!("unknown command {command:?}")));
+        return Err(unknown(command));
     }
 
     let mut run = RunArgs::default();
@@ -212,7 +343,8 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
         };
         match flag {
-            "-h" | "--help" => return Ok(Command::Help),
+            "-h" | "--help" if named => return Ok(Command::Help(command_help(command))),
+            "-h" | "--help" => return Ok(Command::Help(None)),
             "-V" | "--version" => return Ok(Command::Version),
             "--config" => {
                 let v = value("--config")?;
@@ -492,7 +624,32 @@ mod tests {
         assert!(p("status a").is_err());
         let v: Vec<String> = ["halt", "--reason", "earnings day"].map(String::from).to_vec();
         assert_eq!(parse(&v).unwrap(), Command::Halt { config: None, reason: "earnings day".into() });
-        assert_eq!(p("status --help").unwrap(), Command::Help);
+        assert_eq!(p("status --help").unwrap(), Command::Help(command_help("status")));
+        assert!(command_help("status").unwrap().starts_with("Usage: trading-hydra status"));
+        assert_eq!(p("--help").unwrap(), Command::Help(None));
+        assert_eq!(p("help").unwrap(), Command::Help(None));
+        assert_eq!(p("help backup").unwrap(), Command::Help(command_help("backup")));
+        assert!(p("help nope").unwrap_err().to_string().contains("unknown command \"nope\""));
+        // A typo is answered with the command meant.
+        assert!(p("stauts").unwrap_err().to_string().contains("did you mean `status`?"));
+        assert!(p("backtets --data x").unwrap_err().to_string().contains("did you mean `backtest`?"));
+        assert!(!p("frobnicate").unwrap_err().to_string().contains("did you mean"));
+        // Every command has its own page.
+        for c in [
+            "run",
+            "check-config",
+            "status",
+            "halt",
+            "resume",
+            "reload",
+            "recover",
+            "backup",
+            "sim-reset",
+            "download",
+            "backtest",
+        ] {
+            assert!(command_help(c).is_some_and(|t| t.contains(&format!("trading-hydra {c}"))), "{c}");
+        }
     }
 
     #[test]

@@ -50,9 +50,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if !matches!(command, Command::Run(_)) {
+        quiet_on_a_closed_pipe();
+    }
     let result = match command {
-        Command::Help => {
-            print!("{}", cli::HELP);
+        Command::Help(page) => {
+            print!("{}", page.unwrap_or(cli::HELP));
             Ok(())
         }
         Command::Version => {
@@ -80,6 +83,23 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `trading-hydra backtest … | head`: a reader that goes away is no error. Rust ignores SIGPIPE,
+/// so a print to a closed pipe panics ("failed printing to stdout: Broken pipe"); a one-shot
+/// command then ends quietly, exit 0. Never in `run`: a closed stdout must not stop a daemon
+/// (its iterations catch their panics anyway).
+fn quiet_on_a_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text =
+            payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+        if text.is_some_and(|t| t.contains("Broken pipe")) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }
 
 fn load_config(flag: Option<PathBuf>) -> Result<Config, Error> {

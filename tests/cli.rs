@@ -1449,3 +1449,29 @@ fn the_metrics_file_follows_prometheus_text_rules_and_says_what_the_ledger_says(
     let samples = parse_exposition(&std::fs::read_to_string(s.path("metrics/trading_hydra.prom")).unwrap());
     assert!(samples.contains(&("trading_hydra_halt_active{reason=\"manual\"}".to_string(), 1.0)));
 }
+
+/// Issue 33, a command line that answers: each command's `--help` is its own page, `help COMMAND`
+/// too, a typo is answered with the command meant, and a reader that goes away (`| head`) ends
+/// the command quietly instead of a panic.
+#[test]
+fn help_is_per_command_a_typo_is_answered_and_a_closed_pipe_ends_quietly() {
+    let s = Scratch::new("help");
+    let out = s.run(&["status", "--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout(&out).starts_with("Usage: trading-hydra status") && !stdout(&out).contains("backtest"),
+        "{}",
+        stdout(&out)
+    );
+    let out = s.run(&["help", "backup"]);
+    assert!(stdout(&out).starts_with("Usage: trading-hydra backup DEST"), "{}", stdout(&out));
+    let out = s.run(&["stauts"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("did you mean `status`?"), "{}", stderr(&out));
+    // `check-config | head -1`: the reader closes the pipe after its first line.
+    let mut child = s.command(&["check-config"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    drop(child.stdout.take()); // closed before the command writes
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}

@@ -158,8 +158,13 @@ fn run(args: RunArgs) -> Result<(), Error> {
     trading_hydra::core::state::clear_journal_lost(&db).map_err(|e| {
         Error::Other(format!("cannot remove {}: {e}", trading_hydra::core::state::journal_lost_mark(&db).display()))
     })?;
+    // A person reads a terminal, and the journal under systemd (which sets JOURNAL_STREAM): the
+    // events that matter and a heartbeat a minute, not 17,280 summaries a day on a Pi's flash.
+    // A pipe or a file gets everything. The JSONL file always has everything.
     let console = match cfg.settings.logging.console {
-        Console::Auto if std::io::stderr().is_terminal() => Console::Events,
+        Console::Auto if std::io::stderr().is_terminal() || std::env::var_os("JOURNAL_STREAM").is_some() => {
+            Console::Events
+        }
         Console::Auto => Console::Full,
         other => other,
     };

@@ -52,7 +52,9 @@ impl Scratch {
             .env_remove("ALPACA_PAPER")
             .env_remove("ALPACA_TRADING_URL")
             .env_remove("ALPACA_DATA_URL")
-            .env_remove("TRADING_HYDRA_CONFIG");
+            .env_remove("TRADING_HYDRA_CONFIG")
+            // (A test run from a systemd unit would otherwise get the journal's console.)
+            .env_remove("JOURNAL_STREAM");
         c
     }
 
@@ -1474,4 +1476,24 @@ fn help_is_per_command_a_typo_is_answered_and_a_closed_pipe_ends_quietly() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+/// Issue 33, quiet where it is written to flash: under systemd (JOURNAL_STREAM set) the console
+/// gets the events a person reads and a heartbeat, not every `loop_summary`; the JSONL file keeps
+/// everything.
+#[test]
+fn under_systemd_the_journal_gets_the_events_and_not_every_summary() {
+    let s = Scratch::new("journal");
+    let out = s
+        .command(&["run", "--sim", "--speed", "600", "--iterations", "30"])
+        .env("JOURNAL_STREAM", "8:12345")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let console = stderr(&out);
+    assert_eq!(console.matches("loop_summary").count(), 0, "{console}");
+    assert!(console.contains("heartbeat") && console.contains("startup"), "{console}");
+    assert_eq!(s.events("loop_summary").len(), 30, "the file has every summary");
+    let piped = s.command(&["run", "--sim", "--speed", "600", "--once"]).output().unwrap();
+    assert!(stderr(&piped).contains("loop_summary"), "a pipe gets everything");
 }

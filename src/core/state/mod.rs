@@ -126,6 +126,11 @@ pub enum StateError {
     },
 }
 
+/// What to do when the ledger is there but this user may not open it: the service's files are
+/// its user's only (`UMask=0077`).
+const PERMISSION_HINT: &str = "; the service's ledger is readable by its user only: run this as it \
+     (sudo -u trading-hydra trading-hydra …, in the service's WorkingDirectory) or as root";
+
 impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let untouched = "nothing was changed; move the file aside or point system.state_db_path elsewhere";
@@ -134,7 +139,11 @@ impl fmt::Display for StateError {
                 write!(f, "cannot create the state folder {}: {error}", dir.display())
             }
             StateError::Inspect { path, error } => {
-                write!(f, "cannot read the state database {}: {error}", path.display())
+                write!(f, "cannot read the state database {}: {error}", path.display())?;
+                if error.kind() == std::io::ErrorKind::PermissionDenied {
+                    f.write_str(PERMISSION_HINT)?;
+                }
+                Ok(())
             }
             StateError::NotADatabase { path } => write!(f, "{} is not a SQLite database; {untouched}", path.display()),
             StateError::Corrupt { path, detail } => {
@@ -171,7 +180,21 @@ impl fmt::Display for StateError {
             StateError::Lock { lock, error } => {
                 write!(f, "cannot lock the ledger with {}: {error}; nothing was changed", lock.display())
             }
-            StateError::Open { path, error } => write!(f, "cannot open the state database {}: {error}", path.display()),
+            StateError::Open { path, error } => {
+                write!(f, "cannot open the state database {}: {error}", path.display())?;
+                let denied = matches!(
+                    error.sqlite_error_code(),
+                    Some(
+                        rusqlite::ErrorCode::CannotOpen
+                            | rusqlite::ErrorCode::ReadOnly
+                            | rusqlite::ErrorCode::PermissionDenied
+                    )
+                );
+                if denied && path.exists() {
+                    f.write_str(PERMISSION_HINT)?;
+                }
+                Ok(())
+            }
             StateError::Migrate { path, error } => write!(
                 f,
                 "cannot upgrade the state database {} (rolled back, nothing changed): {error}",

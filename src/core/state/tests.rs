@@ -828,3 +828,16 @@ fn read_only_needs_an_existing_file_and_cannot_write() {
     let ro = State::open_read_only(&path).unwrap();
     assert!(ro.kv_set("x", "y", ts("2026-11-25T15:00:00Z")).is_err());
 }
+
+#[test]
+fn a_ledger_this_user_may_not_read_names_the_real_fix() {
+    let denied = StateError::Inspect {
+        path: PathBuf::from("/var/lib/trading-hydra/state/trading_state.db"),
+        error: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+    };
+    let text = denied.to_string();
+    assert!(text.contains("sudo -u trading-hydra") && !text.contains("--config"), "{text}");
+    let other =
+        StateError::Inspect { path: PathBuf::from("x"), error: std::io::Error::from(std::io::ErrorKind::Other) };
+    assert!(!other.to_string().contains("sudo"));
+}

@@ -8,8 +8,10 @@
 #            64-bit OS)
 #
 # It installs what it lacks: the Rust target (rustup), and for x86_64 a C compiler for musl
-# (Debian's musl-tools, for SQLite and ring), for aarch64 cargo-zigbuild and zig (PyPI's ziglang).
-# Installing needs root for apt-get; everything else goes to the user's cargo and pip.
+# (Debian's musl-tools, for SQLite and ring), for aarch64 cargo-zigbuild and zig (PyPI's ziglang,
+# in a virtual environment of its own under target/: Debian 12 and Ubuntu 24.04 refuse a pip
+# install into the system's Python). Installing needs root for apt-get (musl-tools,
+# python3-venv); everything else goes to the user's cargo and to target/zig-venv.
 # Why musl: the result needs no libc, TLS roots or zoneinfo from the host (all are built in), so
 # the same file runs on any Linux of that architecture.
 set -euo pipefail
@@ -50,11 +52,24 @@ else
         say "installing cargo-zigbuild"
         cargo install --locked cargo-zigbuild >&2
     fi
-    if ! command -v zig >/dev/null 2>&1 && ! python3 -m ziglang version >/dev/null 2>&1; then
-        say "installing zig (PyPI's ziglang)"
-        python3 -m pip install -q ziglang >&2
+    venv="target/zig-venv"
+    if ! command -v zig >/dev/null 2>&1 && ! "$venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
+        if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+                say "installing python3-venv"
+                apt-get install -y -q python3-venv >/dev/null 2>&1 ||
+                    { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; }
+            else
+                say "python3-venv is missing: install it (sudo apt-get install python3-venv), then run this again"
+                exit 1
+            fi
+        fi
+        say "installing zig (PyPI's ziglang) into $venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/python3" -m pip install -q ziglang >&2
     fi
-    cargo zigbuild --release --locked --target "$target" >&2
+    # cargo-zigbuild runs `python3 -m ziglang` when no zig is on the PATH: the venv's python3.
+    PATH="$PWD/$venv/bin:$PATH" cargo zigbuild --release --locked --target "$target" >&2
 fi
 
 out="target/$target/release/trading-hydra"

@@ -190,6 +190,9 @@ pub struct Orchestrator {
     /// The metrics file (`metrics.textfile_path`), and the totals it reports.
     metrics: MetricsFile,
     totals: Totals,
+    /// The broker's positions at the last reconcile, by market value (for Alpaca's closing-only
+    /// restriction).
+    position_values: Vec<(String, f64)>,
 }
 
 /// Where the check for lost orders stands. It runs with each reconcile; at start-up until it
@@ -269,6 +272,7 @@ impl Orchestrator {
             halt_file_seen: false,
             metrics: MetricsFile::default(),
             totals: Totals::default(),
+            position_values: Vec::new(),
         }
     }
 
@@ -588,7 +592,20 @@ impl Orchestrator {
         }
         if reconcile_due {
             match self.execution.orders.reconcile(&mut self.state, self.broker.as_mut(), now) {
-                Ok(()) => self.reconciled = true,
+                Ok(()) => {
+                    self.reconciled = true;
+                    self.position_values = self
+                        .state
+                        .broker_positions()
+                        .map(|rows| {
+                            let value = |r: &crate::core::state::BrokerPositionRow| {
+                                let price = r.current_price.unwrap_or(r.avg_entry_price).to_f64();
+                                r.qty.to_f64() * price * crate::core::instrument::multiplier(&r.symbol) as f64
+                            };
+                            rows.iter().map(|r| (r.symbol.clone(), value(r))).collect()
+                        })
+                        .unwrap_or_default();
+                }
                 Err(e) => {
                     unsure = true;
                     self.step_failed("initialize", &e, now, &mut errors);
@@ -623,6 +640,7 @@ impl Orchestrator {
             stale: &self.stale,
             market_open: session.is_open,
             ledger,
+            position_values: &self.position_values,
         };
         // Halts held in memory are stored as soon as the ledger takes writes again.
         let _ = halt_store::store_held(&self.state, &mut self.held_halts);

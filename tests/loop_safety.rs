@@ -393,6 +393,37 @@ fn account_flags_halt_until_they_clear() {
     assert!(s.halts.is_empty() && s.entries_allowed);
 }
 
+/// Issue 33: Alpaca restricts an account to closing transactions while a position is worth more
+/// than six times its equity (its Equity/Order Ratio Validation Check). The daemon does not try
+/// what the broker blocks: an `account_blocked` halt says why (entries stop, exits go on), and
+/// lifts once no position is over it (read at the next reconcile: here a restart).
+#[test]
+fn a_position_over_six_times_the_equity_halts_entries_until_it_is_not() {
+    let fake = fake_at(WEDNESDAY);
+    {
+        let mut st = fake.lock();
+        st.account["equity"] = "10000".into();
+        st.account["last_equity"] = "10000".into();
+        st.positions = vec![json!({"symbol": "SPY", "asset_class": "us_equity", "qty": "1000", "side": "long",
+                                  "avg_entry_price": "70", "current_price": "70", "market_value": "70000"})];
+    }
+    let db = temp_db("closing-only");
+    let clock = Arc::new(ManualClock::new(ts(WEDNESDAY)));
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    let s = o.run_iteration();
+    assert_eq!((s.halts.clone(), s.orders_submitted), (vec![HaltReason::AccountBlocked], 0), "{s:?}");
+    let halt = o.state().active_halts().unwrap().remove(0);
+    assert!(halt.detail.contains("closing only: SPY is 700 % of the equity"), "{}", halt.detail);
+    assert!(o.run_iteration().halts.contains(&HaltReason::AccountBlocked), "it holds");
+    drop(o);
+    fake.lock().positions[0]["qty"] = "500".into();
+    let (mut o, orders) = on_fake(&db, &fake, &clock, &["AAPL"]);
+    orders.lock().unwrap().enter = vec![("AAPL".into(), 1, None)];
+    let s = o.run_iteration();
+    assert!(s.halts.is_empty(), "lifted at 350 %: {s:?}");
+}
+
 #[test]
 fn budgets_are_stored_and_a_bot_that_lost_its_share_stops_entering() {
     let fake = fake_at(WEDNESDAY);

@@ -31,9 +31,37 @@ pub fn daily_loss_breached(pnl_pct: f64, max_loss_pct: f64) -> bool {
     pnl_pct <= -max_loss_pct + 1e-9
 }
 
+/// Alpaca restricts an account to closing transactions while one position is worth more than
+/// this many times its equity (its "Equity/Order Ratio Validation Check", until its trading
+/// team has reviewed the account).
+pub const CLOSING_ONLY_RATIO: f64 = 6.0;
+
+/// The position over `CLOSING_ONLY_RATIO` times `equity`, the largest, as (symbol, its value in
+/// percent of equity): then the broker takes closing orders only. `positions`: (symbol, market
+/// value); `None` when none is over, or the equity is not a positive number.
+pub fn closing_only(equity: f64, positions: &[(String, f64)]) -> Option<(String, f64)> {
+    if !equity.is_finite() || equity <= 0.0 {
+        return None;
+    }
+    positions
+        .iter()
+        .map(|(s, v)| (s, v.abs() / equity))
+        .filter(|(_, r)| r.is_finite() && *r > CLOSING_ONLY_RATIO)
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(s, r)| (s.clone(), r * 100.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_over_six_times_the_equity_means_closing_only() {
+        let p = |s: &str, v: f64| (s.to_string(), v);
+        assert_eq!(closing_only(10_000.0, &[p("SPY", 60_000.0), p("QQQ", -1_000.0)]), None, "600 % exactly is allowed");
+        assert_eq!(closing_only(10_000.0, &[p("SPY", 61_000.0), p("QQQ", -70_000.0)]), Some(("QQQ".into(), 700.0)));
+        assert_eq!(closing_only(0.0, &[p("SPY", 1.0)]), None);
+    }
 
     #[test]
     fn pnl_percent() {

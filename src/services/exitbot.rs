@@ -44,6 +44,9 @@ pub struct Readings<'a> {
     pub market_open: bool,
     /// Whether the broker holds orders of ours the ledger does not know (`services::lost_orders`).
     pub ledger: Check,
+    /// The broker's positions at the last reconcile: (symbol, market value), for Alpaca's
+    /// closing-only restriction (`risk::closing_only`).
+    pub position_values: &'a [(String, f64)],
 }
 
 /// What ExitBot ends with.
@@ -55,6 +58,15 @@ pub struct Outcome {
     pub halts_known: bool,
     /// The first failure of the step; the checks, the flatten and the other halts went on.
     pub error: Option<ExecError>,
+}
+
+/// Alpaca's closing-only restriction, in words, when a position is over six times the equity.
+fn closing_only(r: &Readings, a: &Account) -> Option<String> {
+    let (symbol, pct) = risk::closing_only(a.equity.to_f64(), r.position_values)?;
+    Some(format!(
+        "closing only: {symbol} is {pct:.0} % of the equity, and Alpaca restricts an account to closing transactions \
+         while a position is over 600 % of it, until its trading team reviews the account (reduce the position)"
+    ))
 }
 
 /// Runs the checks at `now`. A halt the ledger cannot store is held in `held` (and notified)
@@ -96,7 +108,7 @@ pub fn run(
             wanted.push((HaltReason::DailyLoss, detail, Some(clock::next_trading_date_start(now))));
         }
         let refusal = match (r.account, r.account_error) {
-            (Some(a), _) => a.trading_refusal(),
+            (Some(a), _) => a.trading_refusal().or_else(|| closing_only(r, a)),
             (None, Some(e @ BrokerError::Unauthorized { .. })) => Some(e.to_string()),
             _ => None,
         };
@@ -148,7 +160,9 @@ pub fn run(
     for h in stored {
         let cause_cleared = match h.reason {
             HaltReason::ApiFailures => health.is_clean(now),
-            HaltReason::AccountBlocked => r.account.is_some_and(|a| a.trading_refusal().is_none()),
+            HaltReason::AccountBlocked => {
+                r.account.is_some_and(|a| a.trading_refusal().is_none() && closing_only(r, a).is_none())
+            }
             HaltReason::DataStale => r.stale.is_empty(),
             HaltReason::LedgerBehind => r.ledger == Check::Clean,
             HaltReason::ClockSkew => {

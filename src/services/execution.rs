@@ -129,9 +129,13 @@ impl Execution {
             .filter(|k| !self.gaps_checked.contains(k))
             .collect();
         if !gapped.is_empty() {
-            self.gaps_checked.extend(gapped);
             match self.orders.reconcile(state, broker, now) {
-                Ok(()) => owned = state.owned_positions()?,
+                // Checked: not again for these positions at these prices (a failed check is
+                // tried again next iteration).
+                Ok(()) => {
+                    self.gaps_checked.extend(gapped);
+                    owned = state.owned_positions()?;
+                }
                 Err(e) => {
                     report
                         .data_error

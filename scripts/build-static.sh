@@ -29,6 +29,18 @@ target="$arch-unknown-linux-musl"
 
 say() { echo "build-static: $*" >&2; }
 
+# Installs Debian's package $1 (for $2) as root, or says how and stops.
+apt_install() {
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing $1 ($2)"
+        apt-get install -y -q "$1" >/dev/null 2>&1 ||
+            { apt-get update -q >/dev/null && apt-get install -y -q "$1" >/dev/null; }
+    else
+        say "$2 is missing: install Debian's $1 (sudo apt-get install $1), then run this again"
+        exit 1
+    fi
+}
+
 if ! rustup target list --installed | grep -qx "$target"; then
     say "adding the Rust target $target"
     rustup target add "$target"
@@ -36,14 +48,7 @@ fi
 
 if [ "$arch" = x86_64 ]; then
     if ! command -v musl-gcc >/dev/null 2>&1; then
-        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-            say "installing musl-tools (musl-gcc)"
-            apt-get install -y -q musl-tools >/dev/null 2>&1 ||
-                { apt-get update -q >/dev/null && apt-get install -y -q musl-tools >/dev/null; }
-        else
-            say "musl-gcc is missing: install Debian's musl-tools (sudo apt-get install musl-tools)"
-            exit 1
-        fi
+        apt_install musl-tools musl-gcc
     fi
     # SQLite (rusqlite's bundled C) and ring compile C for the target: musl-gcc does that.
     CC_x86_64_unknown_linux_musl=musl-gcc cargo build --release --locked --target "$target" >&2
@@ -55,14 +60,7 @@ else
     venv="target/zig-venv"
     if ! command -v zig >/dev/null 2>&1 && ! "$venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
         if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-            if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-                say "installing python3-venv"
-                apt-get install -y -q python3-venv >/dev/null 2>&1 ||
-                    { apt-get update -q >/dev/null && apt-get install -y -q python3-venv >/dev/null; }
-            else
-                say "python3-venv is missing: install it (sudo apt-get install python3-venv), then run this again"
-                exit 1
-            fi
+            apt_install python3-venv "Python's venv"
         fi
         say "installing zig (PyPI's ziglang) into $venv"
         python3 -m venv "$venv" >&2

@@ -727,11 +727,7 @@ fn unopenable(db: &std::path::Path, e: trading_hydra::core::state::StateError) -
     if matches!(e, StateError::Missing { .. }) {
         return e.into();
     }
-    let beside = |suffix: &str| {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        std::fs::metadata(PathBuf::from(p)).ok()
-    };
+    let beside = |suffix: &str| std::fs::metadata(trading_hydra::core::state::with_suffix(db, suffix)).ok();
     let journal_lost = beside("-shm").is_some() && beside("-wal").is_none_or(|m| m.len() == 0);
     if !journal_lost {
         return e.into();
@@ -918,11 +914,9 @@ fn sim_reset(flag: Option<PathBuf>) -> Result<(), Error> {
     // Closing the last connection folded the `-wal` into the file and removed it; a `-wal` or
     // `-shm` still there (a crashed reader's) goes with the file it belongs to.
     for suffix in ["-wal", "-shm"] {
-        let mut from = absolute.clone().into_os_string();
-        from.push(suffix);
-        let mut to = aside.clone().into_os_string();
-        to.push(suffix);
-        if std::path::Path::new(&from).exists() {
+        let from = trading_hydra::core::state::with_suffix(&absolute, suffix);
+        let to = trading_hydra::core::state::with_suffix(&aside, suffix);
+        if from.exists() {
             std::fs::rename(&from, &to).map_err(|e| Error::Other(format!("cannot move {from:?} aside: {e}")))?;
         }
     }
@@ -995,11 +989,7 @@ fn recover(flag: Option<PathBuf>, confirm: bool) -> Result<(), Error> {
     for l in &lost {
         println!("  {} {}", l.id.bot, lost_orders::one_line(l));
     }
-    let mut symbols: Vec<&str> = lost.iter().map(|l| l.order.symbol.as_str()).filter(|s| !s.is_empty()).collect();
-    symbols.extend(lost.iter().flat_map(|l| l.order.legs.iter().map(|g| g.symbol.as_str())));
-    symbols.sort_unstable();
-    symbols.dedup();
-    for s in symbols {
+    for s in lost_orders::symbols(&lost) {
         let qty = held.get(s).map_or("nothing".to_string(), |q| q.to_string());
         println!("  the broker holds {s}: {qty}");
     }

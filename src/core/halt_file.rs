@@ -15,21 +15,18 @@ use jiff::Timestamp;
 
 use crate::core::clock;
 use crate::core::halt::{Halt, HaltReason};
+use crate::core::state::with_suffix;
 
 /// `<state db>.halt`, beside the ledger.
 pub fn path(db: &Path) -> PathBuf {
-    let mut p = db.as_os_str().to_owned();
-    p.push(".halt");
-    PathBuf::from(p)
+    with_suffix(db, ".halt")
 }
 
 /// Writes the halt file for `db`: whole or not at all.
 pub fn write(db: &Path, detail: &str, since: Timestamp) -> std::io::Result<PathBuf> {
     use std::io::Write;
     let target = path(db);
-    let mut tmp = target.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = with_suffix(&target, ".tmp");
     let body = serde_json::json!({"reason": "manual", "detail": detail, "since": clock::db_ts(since)});
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(body.to_string().as_bytes())?;

@@ -106,6 +106,20 @@ pub fn find(
     Ok(lost)
 }
 
+/// The symbols an order trades: its own and its legs' (a spread's own is empty).
+fn symbols_of(o: &Order) -> impl Iterator<Item = &str> {
+    std::iter::once(o.symbol.as_str()).chain(o.legs.iter().map(|l| l.symbol.as_str())).filter(|s| !s.is_empty())
+}
+
+/// Every symbol the lost orders trade, once each, in order: what the broker's holdings are
+/// shown for.
+pub fn symbols(lost: &[LostOrder]) -> Vec<&str> {
+    let mut symbols: Vec<&str> = lost.iter().flat_map(|l| symbols_of(&l.order)).collect();
+    symbols.sort_unstable();
+    symbols.dedup();
+    symbols
+}
+
 /// Whether an order still matters to the account: open, or filled (some of it) in a symbol the
 /// broker still holds. A done order whose symbols are flat is history.
 fn matters(o: &Order, held: &BTreeMap<String, Dec>) -> bool {
@@ -114,8 +128,7 @@ fn matters(o: &Order, held: &BTreeMap<String, Dec>) -> bool {
     }
     let filled = o.filled_qty.is_some_and(|f| f > Dec::ZERO)
         || o.legs.iter().any(|l| l.filled_qty.is_some_and(|f| f > Dec::ZERO));
-    let mut symbols = std::iter::once(o.symbol.as_str()).chain(o.legs.iter().map(|l| l.symbol.as_str()));
-    filled && symbols.any(|s| held.get(s).is_some_and(|q| !q.is_zero()))
+    filled && symbols_of(o).any(|s| held.get(s).is_some_and(|q| !q.is_zero()))
 }
 
 /// One lost order in a few words: `th-mom_AAPL-20261125-k2v9a0b1-7 (AAPL buy 52 market, filled
@@ -156,15 +169,10 @@ pub fn describe(lost: &[LostOrder], held: &BTreeMap<String, Dec>) -> String {
     }
     let mut standings: Vec<&str> = lost.iter().map(|l| l.standing.words()).collect();
     standings.dedup();
-    let mut symbols: Vec<&str> = lost
-        .iter()
-        .flat_map(|l| std::iter::once(l.order.symbol.as_str()).chain(l.order.legs.iter().map(|g| g.symbol.as_str())))
-        .filter(|s| !s.is_empty())
+    let holds: Vec<String> = symbols(lost)
+        .into_iter()
+        .filter_map(|s| held.get(s).filter(|q| !q.is_zero()).map(|q| format!("{s} {q}")))
         .collect();
-    symbols.sort_unstable();
-    symbols.dedup();
-    let holds: Vec<String> =
-        symbols.iter().filter_map(|s| held.get(*s).filter(|q| !q.is_zero()).map(|q| format!("{s} {q}"))).collect();
     let holds = if holds.is_empty() { "none of their symbols".to_string() } else { holds.join(", ") };
     format!(
         "the broker holds {} order(s) of this daemon's bots that the ledger does not know ({}): {}; the broker \

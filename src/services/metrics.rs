@@ -13,13 +13,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
 use crate::core::halt::HaltReason;
-use crate::core::state::{State, StateError};
+use crate::core::state::{State, StateError, with_suffix};
 use crate::event;
 use crate::services::status::{self, StatusReport};
 
@@ -174,9 +174,7 @@ pub fn render(report: &StatusReport, open_by_bot: &BTreeMap<String, usize>, tota
 
 /// Writes `text` to `path` whole: a temporary file beside it, renamed into place.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
+    let tmp = with_suffix(path, ".tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, path)
 }

@@ -42,9 +42,7 @@ impl State {
         if path.exists() {
             return Err(fail("the file exists already; nothing was overwritten".into()));
         }
-        let mut partial = path.as_os_str().to_owned();
-        partial.push(".partial");
-        let partial = PathBuf::from(partial);
+        let partial = with_suffix(path, ".partial");
         let result = self.copy_checked(&partial).and_then(|summary| {
             std::fs::rename(&partial, path).map_err(|e| format!("cannot rename the finished copy into place: {e}"))?;
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -34,7 +34,9 @@ fn id_of(path: &Path) -> Option<Id> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+/// `path` with `suffix` appended to its file name: the files SQLite and the daemon keep beside
+/// the ledger (`-wal`, `-shm`, `.halt`, …), and a file's temporary twin (`.tmp`, `.partial`).
+pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(suffix);
     PathBuf::from(p)

@@ -55,7 +55,7 @@ mod tests;
 
 pub use backup::{BackupSummary, backup_path};
 pub use budgets::{BotDay, BudgetRow, DayStart};
-pub use journal::{clear_journal_lost, journal_lost, journal_lost_mark, mark_journal_lost};
+pub use journal::{clear_journal_lost, journal_lost, journal_lost_mark, mark_journal_lost, with_suffix};
 pub use orders::{ClientOrderId, FillDelta, LegBooking, LegRecord, NewOrder, OrderRecord};
 pub use positions::{BrokerPositionRow, OwnedPosition, PositionRules};
 pub use schema::{FINAL_ORDER_STATUSES, SCHEMA_VERSION};

@@ -941,6 +941,9 @@ fn recover(flag: Option<PathBuf>, confirm: bool) -> Result<(), Error> {
     let cfg = load_config(flag)?;
     let db = cfg.settings.system.state_db_path.clone();
     let _lock = if confirm { Some(LedgerLock::acquire(&db)?) } else { None };
+    if let Some(detail) = journal_lost_under_a_daemon(&db) {
+        return Err(Error::Other(format!("{}. Restart it, then recover", keep_out(&db, &detail))));
+    }
     let mut state = State::open_existing(&db)?;
     let ledger = ledger_account::recorded(&state)?;
     if ledger.as_ref().is_some_and(LedgerAccount::is_simulated) {
@@ -1024,7 +1027,13 @@ fn recover(flag: Option<PathBuf>, confirm: bool) -> Result<(), Error> {
 /// journal are untouched.
 fn backup(flag: Option<PathBuf>, dest: &std::path::Path) -> Result<(), Error> {
     let cfg = load_config(flag)?;
-    let state = State::open_read_only(&cfg.settings.system.state_db_path)?;
+    let db = &cfg.settings.system.state_db_path;
+    // A copy of a ledger whose journal was deleted under its daemon would miss what that daemon
+    // holds: it is taken after the restart.
+    if let Some(detail) = journal_lost_under_a_daemon(db) {
+        return Err(Error::Other(format!("{}. Restart it, then back up", keep_out(db, &detail))));
+    }
+    let state = State::open_read_only(db)?;
     let path = trading_hydra::core::state::backup_path(dest, Timestamp::now());
     let s = state.backup_to(&path)?;
     println!("backed up {} to {}", cfg.settings.system.state_db_path.display(), s.path.display());

@@ -1327,6 +1327,9 @@ fn a_journal_deleted_under_the_daemon_halts_it_keeps_its_records_and_the_brake_w
         "{}",
         stderr(&out)
     );
+    let out = s.run(&["backup", "x.db"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("keeps every other process out") && !s.path("x.db").exists(), "{}", stderr(&out));
     let out = s.run(&["halt", "--reason", "brake"]);
     assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
     assert!(

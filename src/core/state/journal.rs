@@ -10,7 +10,8 @@
 //! Also the mark a daemon leaves beside the ledger when it finds them changed (`<state
 //! db>.journal-lost`, `mark_journal_lost`): while that daemon runs, no other process may open the
 //! ledger — its journal at the path is no longer the daemon's, and a second journal would be
-//! written over the first — so `halt`, `resume`, `status` and `reload` read the mark first.
+//! written over the first — so `halt`, `resume`, `status`, `reload`, `recover` and `backup` read
+//! the mark first.
 //!
 //! Never: opens the files it checks — it looks at them (`stat`) only: closing any descriptor of
 //! the database drops the process's SQLite locks on it (see `State::open`).

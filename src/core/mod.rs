@@ -1,6 +1,7 @@
 //! The daemon's foundation, the bottom layer: the shared words (orders, market data, instruments,
 //! signals, exact decimals), configuration, the state database with its lock and the ledger's
-//! arithmetic, logging, time, risk arithmetic and budgets, health, halts, why a bot is idle. It imports neither
+//! arithmetic (a fill's, and a split's: `corporate_action`), logging, time, risk arithmetic and budgets,
+//! health, halts (and the halt file beside the ledger), why a bot is idle. It imports neither
 //! `bots` nor `services`.
 //! Nothing here talks to a broker.
 

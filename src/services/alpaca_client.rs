@@ -4,7 +4,8 @@
 //! and body fields that Alpaca's OpenAPI documents declare), the parsing of Alpaca's JSON into the
 //! domain types (string-encoded numbers, nulls, `""` enums, nanosecond timestamps, `BTCUSD`
 //! position symbols, pagination), error classification, bounded retries with backoff and jitter,
-//! the client-side rate limiter, and idempotent order submission (an order found under our
+//! the rate limiter (the client's own budget, and Alpaca's count of the account's requests as
+//! its `X-RateLimit-*` headers tell it), and idempotent order submission (an order found under our
 //! client order id after a lost answer or a duplicate-id refusal is the answer only if it is the
 //! order we sent; otherwise it is a conflict).
 //!

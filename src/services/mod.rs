@@ -1,7 +1,9 @@
 //! Services the orchestrator calls each iteration, the layer that does I/O: the broker (the
 //! `Broker` trait and the Alpaca client; the simulated broker is `sim`'s), ExitBot (the kill
-//! switch), PortfolioBot (budgets), the execution service, the market session, notifications,
-//! the daily report, the read-only status report, and systemd's notify socket. Services import
+//! switch), PortfolioBot (budgets), the execution service, the market session, notifications
+//! and the heartbeat, the daily report, the read-only status report, systemd's notify socket,
+//! the ledger held against the broker (`lost_orders`, `transfers`), the daily backup and the
+//! metrics file. Services import
 //! `core` and `bots`; neither of those imports a service, nor does a service import `sim`,
 //! `research` or the orchestrator (a test may use the simulated broker).
 

@@ -83,6 +83,7 @@ fn line(name: &str, value: f64, unit: &str, target: &str) {
 fn order_record_cost() {
     use trading_hydra::core::state::NewOrder;
     let order = NewOrder {
+        ref_price: None,
         bot: "mom_AAPL".into(),
         symbol: "AAPL".into(),
         side: trading_hydra::core::order::Side::Buy,

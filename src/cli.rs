@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|halt|resume|reload|recover|backup|sim-reset|download|backtest|help] [--config DIR] [options]; see `trading-hydra help COMMAND`";
+pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|trades|halt|resume|reload|recover|backup|sim-reset|download|backtest|help] [--config DIR] [options]; see `trading-hydra help COMMAND`";
 
 pub const HELP: &str = "\
 trading-hydra — a fail-closed trading daemon for an Alpaca account
@@ -18,6 +18,8 @@ Commands:
   run            run the daemon (the default command); one per state database
   check-config   load and validate settings.yaml and bots.yaml, print a summary
   status         show the state database (no network): halts, day-start equity, last loop
+  trades         the ledger's round trips (no network): each trade's entry and exit fills,
+                 the rule that closed it, its P&L and slippage; --csv as backtest's trades.csv
   halt           stop new entries until `resume` (exits of open positions go on)
   resume         lift a manual halt, and any other halt whose time is up
   reload         validate settings.yaml and bots.yaml, then have the running daemon
@@ -45,6 +47,7 @@ Options:
   --seed N         run --sim, backtest --synthetic: fix the simulated market (default 42)
   --speed X        run --sim: simulated clock speed (times real time)
   --json           status: machine-readable output
+  --csv            trades: the CSV of backtest's trades.csv instead of a table
   --reason TEXT    halt: why (required; shown by status)
   --confirm        recover: book what it lists (the daemon must be stopped)
   --symbols LIST   download: comma-separated, e.g. SPY,AAPL,BTC/USD
@@ -53,8 +56,8 @@ Options:
   --synthetic DAYS backtest: instead of --data, the simulated market's seeded one-minute bars
                    of the configured symbols over DAYS weekdays ending on --to (default:
                    the last weekday before today); needs no keys and no network
-  --from DATE      download, backtest: first New York date (YYYY-MM-DD)
-  --to DATE        download, backtest: last New York date
+  --from DATE      download, backtest, trades: first New York date (YYYY-MM-DD)
+  --to DATE        download, backtest, trades: last New York date
   --out DIR        download: the bar folder (required); backtest: the report (default ./backtest)
   --sweep KEY=V1,V2,...
                    backtest: run every combination of these values (repeatable), e.g.
@@ -89,6 +92,14 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "Usage: trading-hydra status [--config DIR] [--json]\n\n\
          What the state database says (no network, no keys; beside a running daemon): halts, day-start\n\
          equity, budgets, positions by bot, why each bot is not entering, the last iteration.\n",
+    ),
+    (
+        "trades",
+        "Usage: trading-hydra trades [--config DIR] [--from DATE] [--to DATE] [--csv]\n\n\
+         The ledger's round trips (no network, no keys; beside a running daemon), those entered on the New York\n\
+         dates --from to --to: bot, symbol (an option spread's legs), entry and exit time and fill price, the\n\
+         rule that closed it, quantity, P&L and slippage. Fills booked before this build (schema 17) are not\n\
+         in it. --csv prints the columns of a backtest's trades.csv.\n",
     ),
     (
         "halt",
@@ -171,6 +182,12 @@ pub enum Command {
     Status {
         config: Option<PathBuf>,
         json: bool,
+    },
+    Trades {
+        config: Option<PathBuf>,
+        from: Option<jiff::civil::Date>,
+        to: Option<jiff::civil::Date>,
+        csv: bool,
     },
     Halt {
         config: Option<PathBuf>,
@@ -295,6 +312,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
         "run"
             | "check-config"
             | "status"
+            | "trades"
             | "halt"
             | "resume"
             | "reload"
@@ -309,6 +327,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
 
     let mut run = RunArgs::default();
     let mut json = false;
+    let mut csv = false;
     let mut confirm = false;
     let mut dest: Option<PathBuf> = None;
     let mut reason: Option<String> = None;
@@ -390,6 +409,10 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 only(&["status"])?;
                 json = true;
             }
+            "--csv" => {
+                only(&["trades"])?;
+                csv = true;
+            }
             "--confirm" => {
                 only(&["recover"])?;
                 confirm = true;
@@ -434,7 +457,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                     })?);
             }
             "--from" | "--to" => {
-                only(&["backtest", "download"])?;
+                only(&["backtest", "download", "trades"])?;
                 let v = value(flag)?;
                 let d: jiff::civil::Date =
                     v.parse().map_err(|_| usage(format!("{flag} takes a date YYYY-MM-DD, got {v:?}")))?;
@@ -498,6 +521,14 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             dest: dest.ok_or_else(|| usage("backup needs DEST, a file or a folder to copy the ledger to"))?,
         },
         "status" => Command::Status { config, json },
+        "trades" => {
+            if let (Some(f), Some(t)) = (from, to)
+                && f > t
+            {
+                return Err(usage("--from is after --to"));
+            }
+            Command::Trades { config, from, to, csv }
+        }
         "halt" => Command::Halt { config, reason: reason.ok_or_else(|| usage("halt needs --reason TEXT"))? },
         "download" => {
             let (Some(symbols), Some(from), Some(to), Some(out)) = (symbols, from, to, out) else {

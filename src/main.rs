@@ -64,6 +64,7 @@ fn main() -> ExitCode {
         }
         Command::CheckConfig { config } => check_config(config),
         Command::Status { config, json } => show_status(config, json),
+        Command::Trades { config, from, to, csv } => show_trades(config, from, to, csv),
         Command::Halt { config, reason } => set_manual_halt(config, &reason),
         Command::Resume { config } => resume(config),
         Command::Reload { config } => reload(config),
@@ -486,24 +487,35 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
             backtest::Bars::Held(std::sync::Arc::new(backtest::window(backtest_bars(&args, &cfg)?, args.from, args.to)))
         }
     };
-    let source = match &args.source {
-        cli::BarSource::Files(path) => format!("bars from {}", path.display()),
-        cli::BarSource::Synthetic { days, seed } => format!("the synthetic market, seed {seed}, {days} weekdays"),
-    };
-    let s = backtest::run(cfg, (&settings, &bots), &bars, &args.out, &source).map_err(Error::Other)?;
+    let source = bars_source(&args);
+    let s = backtest::run(cfg, (&settings, &bots), &bars, &args.out, &source).map_err(Error::Other)?.summary;
     let opt = |v: Option<f64>, unit: &str| v.map_or("n/a".to_string(), |v| format!("{v:.2}{unit}"));
     println!("bars replayed      {}", s.bars);
     println!("equity             ${:.2} -> ${:.2} ({:+.2} %)", s.start_equity, s.end_equity, s.total_return_pct);
-    println!("max drawdown       {:.2} %", s.max_drawdown_pct);
-    println!("daily Sharpe       {}", opt(s.daily_sharpe, ""));
+    println!("CAGR               {} (over {} days: {})", opt(s.cagr_pct, " %"), s.days, s.calendar.label());
+    println!("max drawdown       {:.2} %, the longest {:.1} days", s.max_drawdown_pct, s.longest_drawdown_days);
     println!(
-        "trades             {} (win rate {}, average win {}, average loss {})",
+        "Sharpe             {} (annualised), Sortino {}, Calmar {}",
+        opt(s.sharpe, ""),
+        opt(s.sortino, ""),
+        opt(s.calmar, "")
+    );
+    let day = |d: Option<(jiff::civil::Date, f64)>| d.map_or("n/a".into(), |(d, r)| format!("{r:+.2} % on {d}"));
+    println!("best day           {}, worst {}", day(s.best_day), day(s.worst_day));
+    println!(
+        "round trips        {} closed, {} open (win rate {}, average win {}, average loss {})",
         s.trades,
+        s.open_trades,
         opt(s.win_rate_pct, " %"),
         opt(s.avg_win, ""),
         opt(s.avg_loss, "")
     );
-    println!("exposure           {:.2} % of the minutes", s.exposure_pct);
+    println!("profit factor      {}, expectancy {} a trip", opt(s.profit_factor, ""), opt(s.expectancy, ""));
+    println!("fees paid          ${:.2}, slippage {}", s.fees, opt(s.slippage, ""));
+    println!(
+        "exposure           {:.2} % of equity on average, in the market {:.2} % of the minutes",
+        s.exposure_pct, s.time_in_market_pct
+    );
     for (bot, pnl) in &s.per_bot_pnl {
         println!("P&L {bot:<14} ${pnl:.2}");
     }
@@ -518,6 +530,14 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
         println!("peak memory        {kb} KiB");
     }
     Ok(())
+}
+
+/// Where a backtest's bars came from, in words (for its report).
+fn bars_source(args: &cli::BacktestArgs) -> String {
+    match &args.source {
+        cli::BarSource::Files(path) => format!("bars from {}", path.display()),
+        cli::BarSource::Synthetic { days, seed } => format!("the synthetic market, seed {seed}, {days} weekdays"),
+    }
 }
 
 /// A backtest's bars: the files of `--data`, or the synthetic market of `--synthetic` (its symbols
@@ -566,6 +586,17 @@ fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
             );
             print!("{}", ranked.table(20));
             println!("best               {}", ranked.describe(ranked.best()));
+            let best = &combos[ranked.best()];
+            let source = format!(
+                "{}, the sweep's best by {}: {}",
+                bars_source(&args),
+                args.rank.as_str(),
+                ranked.describe(ranked.best())
+            );
+            let bars = backtest::Bars::Held(data.clone());
+            backtest::run(best.cfg.clone(), (&best.texts.0, &best.texts.1), &bars, &out("best"), &source)
+                .map_err(Error::Other)?;
+            println!("best report        {}", out("best").display());
         }
         Some(days) => {
             let wf = sweep::walk_forward(&combos, &data, days, args.rank, jobs).map_err(Error::Other)?;
@@ -576,8 +607,28 @@ fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
                 .map_err(Error::Other)?;
             backtest::write(out("walk_forward.csv"), &wf.csv(&args.sweep, &combos)).map_err(Error::Other)?;
             backtest::write(out("walk_forward_equity.csv"), &backtest::equity_csv(&wf.joined)).map_err(Error::Other)?;
-            backtest::write(out("walk_forward_equity.svg"), &backtest::svg(&wf.joined)).map_err(Error::Other)?;
             backtest::write(out("sweep.csv"), &ranked.csv()).map_err(Error::Other)?;
+            // The best in hindsight, in full: its report, and its curve as the chart's in-sample line.
+            let best = &combos[ranked.best()];
+            let source = format!(
+                "{}, {first} to {last}: the in-sample best by {} in hindsight: {}",
+                bars_source(&args),
+                args.rank.as_str(),
+                ranked.describe(ranked.best())
+            );
+            let hindsight = backtest::run(
+                best.cfg.clone(),
+                (&best.texts.0, &best.texts.1),
+                &backtest::Bars::Held(span.clone()),
+                &out("best"),
+                &source,
+            )
+            .map_err(Error::Other)?;
+            // Each test window's bars begin the day after its training's last day.
+            let starts: Vec<Timestamp> =
+                wf.windows.iter().filter_map(|w| w.train.1.tomorrow().ok()).map(clock::start_of_date).collect();
+            let chart = trading_hydra::research::report_page::walk_forward_svg(&wf.joined, &hindsight.equity, &starts);
+            backtest::write(out("walk_forward_equity.svg"), &chart).map_err(Error::Other)?;
             println!(
                 "walk-forward {}:{}: {} windows of {} combinations over {bars} bars, ranked by {} ({:.1} s on {jobs} threads)",
                 days.0,
@@ -591,18 +642,18 @@ fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
             let o = &wf.out_of_sample;
             let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
             println!(
-                "out-of-sample      {first} to {last}, the test windows joined: return {:+.2} %, max drawdown {:.2} %, daily Sharpe {}, trades {}",
+                "out-of-sample      {first} to {last}, the test windows joined: return {:+.2} %, max drawdown {:.2} %, Sharpe {}, round trips {}",
                 o.total_return_pct,
                 o.max_drawdown_pct,
-                opt(o.daily_sharpe),
+                opt(o.sharpe),
                 wf.trades
             );
             let b = &ranked.summaries[ranked.best()];
             println!(
-                "in-sample best     the same days in hindsight: return {:+.2} %, max drawdown {:.2} %, daily Sharpe {}, trades {}: {}",
+                "in-sample best     the same days in hindsight: return {:+.2} %, max drawdown {:.2} %, Sharpe {}, round trips {}: {}",
                 b.total_return_pct,
                 b.max_drawdown_pct,
-                opt(b.daily_sharpe),
+                opt(b.sharpe),
                 b.trades,
                 ranked.describe(ranked.best())
             );
@@ -656,6 +707,49 @@ fn check_config(flag: Option<PathBuf>) -> Result<(), Error> {
         println!("warning: {w}");
     }
     Ok(())
+}
+
+/// `trades`: the ledger's round trips (`core::round_trip`), read without the network, beside a
+/// running daemon or not.
+fn show_trades(
+    flag: Option<PathBuf>,
+    from: Option<jiff::civil::Date>,
+    to: Option<jiff::civil::Date>,
+    csv: bool,
+) -> Result<(), Error> {
+    use trading_hydra::core::round_trip;
+    let cfg = load_config(flag)?;
+    let db = cfg.settings.system.state_db_path.clone();
+    if let Some(detail) = journal_lost_under_a_daemon(&db) {
+        return Err(Error::Other(keep_out(&db, &detail)));
+    }
+    let state = State::open_read_only(&db).map_err(|e| unopenable(&db, e))?;
+    let orders: Vec<_> = state.all_orders().map_err(|e| unopenable(&db, e))?.into_iter().map(|(o, _)| o).collect();
+    let fills = state.fills().map_err(|e| unopenable(&db, e))?;
+    // Alpaca charges fees as account activities, not on fills: the live trips carry none.
+    let trips: Vec<round_trip::RoundTrip> = round_trip::fold(&orders, &fills, &|_, _, _| None)
+        .into_iter()
+        .filter(|t| clock::Dates::new(from, to).contains(t.entry_at))
+        .collect();
+    if csv {
+        print!("{}", round_trip::csv(&trips));
+        return Ok(());
+    }
+    if trips.is_empty() {
+        println!("no round trips in the ledger{} (fills are kept since schema 17)", span_words(from, to));
+        return Ok(());
+    }
+    print!("{}", round_trip::table(&trips, &cfg.timezone));
+    Ok(())
+}
+
+fn span_words(from: Option<jiff::civil::Date>, to: Option<jiff::civil::Date>) -> String {
+    match (from, to) {
+        (None, None) => String::new(),
+        (Some(f), None) => format!(" entered from {f}"),
+        (None, Some(t)) => format!(" entered up to {t}"),
+        (Some(f), Some(t)) => format!(" entered from {f} to {t}"),
+    }
 }
 
 fn show_status(flag: Option<PathBuf>, json: bool) -> Result<(), Error> {

@@ -96,15 +96,20 @@ fn a_backtest_reports_and_repeats_itself_byte_for_byte() {
     assert_eq!(report["start_equity"], 100000.0);
     assert!(report["trades"].as_u64().unwrap() >= 1, "{report}");
     assert_eq!(report["bars"], 390 * 2 * 2 + 2 * 1440);
+    let orders = std::fs::read_to_string(work.join("out1/orders.csv")).unwrap();
+    assert!(orders.lines().skip(1).all(|l| l.starts_with("th-")), "{orders}");
     let trades = std::fs::read_to_string(work.join("out1/trades.csv")).unwrap();
-    assert!(trades.lines().skip(1).all(|l| l.starts_with("th-")), "{trades}");
+    assert!(
+        trades.starts_with("bot,symbol,legs,side,qty,entry_time,entry_price,exit_time,exit_price,rule,"),
+        "{trades}"
+    );
     assert!(std::fs::read_to_string(work.join("out1/equity.svg")).unwrap().starts_with("<svg"));
     // The live state database was never created: the backtest keeps its own, then deletes it.
     assert!(!work.join("state").exists());
 
     let second = backtest(&work, "out2");
     assert_eq!(second.status.code(), Some(0));
-    for f in ["trades.csv", "equity.csv", "report.json", "equity.svg", "report.html"] {
+    for f in ["trades.csv", "orders.csv", "equity.csv", "report.json", "equity.svg", "report.html"] {
         let a = std::fs::read(work.join("out1").join(f)).unwrap();
         let b = std::fs::read(work.join("out2").join(f)).unwrap();
         assert!(a == b, "{f} differs between two runs on the same data");
@@ -158,24 +163,72 @@ fn a_hand_checked_data_set_gives_exact_trades_and_pnl() {
     let out = backtest(&work, "out");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 
-    let trades = std::fs::read_to_string(work.join("out/trades.csv")).unwrap();
-    let rows: Vec<Vec<&str>> = trades.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    // client_order_id,bot,symbol,side,qty,intent,rule,status,filled_qty,realized_pnl,trading_date,time
+    let orders = std::fs::read_to_string(work.join("out/orders.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = orders.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    // client_order_id,bot,symbol,side,qty,type,limit_price,stop_price,decided_price,intent,rule,status,
+    // filled_qty,fill_price,first_fill,last_fill,realized_pnl,trading_date,created_at
     // The fills (the resting protective stops that were cancelled or never filled are rows too).
-    let summary: Vec<(&str, &str, &str, &str, &str)> =
-        rows.iter().filter(|r| r[7] == "filled").map(|r| (r[3], r[4], r[5], r[6], r[9])).collect();
+    let summary: Vec<(&str, &str, &str, &str, &str, &str)> =
+        rows.iter().filter(|r| r[11] == "filled").map(|r| (r[3], r[4], r[9], r[10], r[13], r[16])).collect();
     assert_eq!(
         summary,
         vec![
-            ("buy", "97", "entry", "", "0.00"),
-            ("sell", "97", "exit", "take_profit", "116.40"),
-            ("buy", "97", "entry", "", "0.00"),
+            ("buy", "97", "entry", "", "103", "0.00"),
+            ("sell", "97", "exit", "take_profit", "104.2", "116.40"),
+            ("buy", "97", "entry", "", "103", "0.00"),
             // The resting stop (0.5 % below 103.00: 102.48) fills at the gap's open, 87.55.
-            ("sell", "97", "exit", "broker_stop", "-1498.65"),
+            ("sell", "97", "exit", "broker_stop", "87.55", "-1498.65"),
+        ],
+        "{orders}"
+    );
+    assert_eq!(rows[0][18], "2026-11-24T15:25:00.000Z", "sent when bar 54 closed");
+    assert_eq!(rows[0][14], "2026-11-24T15:26:00.000Z", "filled at the next bar");
+    // The round trips: one row each, with both fills.
+    let trades = std::fs::read_to_string(work.join("out/trades.csv")).unwrap();
+    let trips: Vec<Vec<&str>> = trades.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    // bot,symbol,legs,side,qty,entry_time,entry_price,exit_time,exit_price,rule,minutes,gross_pnl,fees,pnl,slippage
+    let trips: Vec<Vec<&str>> = trips.iter().map(|r| r[..15].to_vec()).collect();
+    assert_eq!(
+        trips,
+        vec![
+            vec![
+                "mom_AAPL",
+                "AAPL",
+                "",
+                "long",
+                "97",
+                "2026-11-24T15:26:00Z",
+                "103",
+                "2026-11-24T15:42:00Z",
+                "104.2",
+                "take_profit",
+                "16",
+                "116.40",
+                "0.00",
+                "116.40",
+                "0.00",
+            ],
+            vec![
+                "mom_AAPL",
+                "AAPL",
+                "",
+                "long",
+                "97",
+                "2026-11-25T15:26:00Z",
+                "103",
+                "2026-11-25T15:31:00Z",
+                "87.55",
+                // Slippage against the stop it was decided at, 102.48: (87.55 − 102.48) × −97.
+                "broker_stop",
+                "5",
+                "-1498.65",
+                "0.00",
+                "-1498.65",
+                "1448.21",
+            ],
         ],
         "{trades}"
     );
-    assert_eq!(rows[0][11], "2026-11-24T15:25:00.000Z", "sent when bar 54 closed");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(work.join("out/report.json")).unwrap()).unwrap();
     assert_eq!(report["end_equity"], 100_000.0 + 116.40 - 1498.65);
@@ -186,28 +239,49 @@ fn a_hand_checked_data_set_gives_exact_trades_and_pnl() {
 }
 
 /// A backtest with the momentum bot's broker stop on (`broker_stop_pct: 1.0`): the entry of the
-/// hand-checked day (97 AAPL at 103.00) rests a stop at 101.97. Bar 60 dips to 101.50 inside the
-/// minute but closes at 103.00 again: the daemon's own watch (which sees closes) never fires, the
-/// resting stop does, at its stop. P&L 97 × (101.97 − 103.00) = −99.91.
+/// hand-checked day (97 AAPL at 103.00) rests a stop at 101.97. Bar 250, more than three hours
+/// later, dips to 101.50 inside the minute but closes at 103.00 again: the daemon's own watch
+/// (which sees closes) never fires, the resting stop does, at its stop. P&L 97 × (101.97 −
+/// 103.00) = −99.91, and `trades.csv` shows the hours the stop rested.
 #[test]
 fn a_backtest_fills_a_resting_stop_where_a_bar_dips_through_it() {
-    let work = hand_day::work("backtest-stop", |bots| bots.replace("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0"));
-    // The flat day after the climb, with one wick: bar 60's low at 101.50.
+    // Without the bot's 25-minute time stop, which would close the trade long before the wick.
+    let work = hand_day::work("backtest-stop", |bots| {
+        bots.replacen("time_stop_minutes: 25    #", "# time_stop_minutes: 25    #", 1)
+            .replace("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0")
+    });
+    // The flat day after the climb, with one wick: bar 250's low at 101.50.
     let day = day_of_aapl("2026-11-24", 103.0, 389);
     let mut lines: Vec<String> = day.lines().map(str::to_string).collect();
-    let cols: Vec<String> = lines[60].split(',').map(str::to_string).collect();
-    lines[60] = format!("{},103.00,103.05,101.50,103.00,1000", cols[0]);
+    let cols: Vec<String> = lines[250].split(',').map(str::to_string).collect();
+    lines[250] = format!("{},103.00,103.05,101.50,103.00,1000", cols[0]);
     std::fs::write(work.join("bars/AAPL.csv"), format!("timestamp,open,high,low,close,volume\n{}\n", lines.join("\n")))
         .unwrap();
     let out = backtest(&work, "out");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let trades = std::fs::read_to_string(work.join("out/trades.csv")).unwrap();
     let rows: Vec<Vec<&str>> = trades.lines().skip(1).map(|l| l.split(',').collect()).collect();
-    let summary: Vec<(&str, &str, &str, &str, &str, &str)> =
-        rows.iter().filter(|r| r[7] == "filled").map(|r| (r[3], r[4], r[5], r[6], r[7], r[9])).collect();
+    // bot,symbol,legs,side,qty,entry_time,entry_price,exit_time,exit_price,rule,minutes,gross_pnl,fees,pnl,slippage
+    let trips: Vec<Vec<&str>> = rows.iter().map(|r| r[3..15].to_vec()).collect();
     assert_eq!(
-        summary,
-        vec![("buy", "97", "entry", "", "filled", "0.00"), ("sell", "97", "exit", "broker_stop", "filled", "-99.91")],
+        trips,
+        // The stop rests at 101.97 from the entry (filled in bar 55, stamped at its end, 15:26)
+        // until the wick of bar 250 (18:40 to 18:41Z): three hours and fifteen minutes, the fill at
+        // the stop itself (no slippage).
+        vec![vec![
+            "long",
+            "97",
+            "2026-11-24T15:26:00Z",
+            "103",
+            "2026-11-24T18:41:00Z",
+            "101.97",
+            "broker_stop",
+            "195",
+            "-99.91",
+            "0.00",
+            "-99.91",
+            "0.00",
+        ]],
         "{trades}"
     );
 }
@@ -307,7 +381,8 @@ fn the_report_page_is_well_formed_self_contained_and_renders() {
         "<h2>Drawdown</h2>",
         "<h2>Monthly returns</h2>",
         "<h2>By bot</h2>",
-        "<h2>Orders (",
+        "<h2>Round trips (",
+        "<h2>Return against buy and hold</h2>",
         "<h3>bots.yaml</h3>",
     ] {
         assert!(html.contains(section), "{section}");
@@ -315,9 +390,10 @@ fn the_report_page_is_well_formed_self_contained_and_renders() {
     assert!(html.contains("buy and hold of AAPL, BTC/USD, SPY"), "the benchmark names the traded symbols");
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(work.join("out/report.json")).unwrap()).unwrap();
-    assert!(html.contains(&format!("<b>{}</b>", report["trades"])), "the trades card is report.json's figure");
-    let orders = std::fs::read_to_string(work.join("out/trades.csv")).unwrap().lines().count() - 1;
-    assert!(html.contains(&format!("<h2>Orders ({orders})</h2>")));
+    let card = format!("<b>{} (+{} open)</b>", report["trades"], report["open_trades"]);
+    assert!(html.contains(&card), "the round trips card is report.json's figure");
+    let trips = std::fs::read_to_string(work.join("out/trades.csv")).unwrap().lines().count() - 1;
+    assert!(html.contains(&format!("<h2>Round trips ({trips})</h2>")));
     assert!(html.contains("ticker: AAPL"), "the configuration the run used");
     // A checker that did not fail on a broken page would prove nothing.
     assert!(well_formed(&html.replacen("</table>", "", 1)).is_err());
@@ -395,13 +471,13 @@ fn bar_files_streamed_give_the_same_report_as_the_same_bars_held_in_memory() {
     let mut reports = Vec::new();
     for (name, data) in [("held", &held), ("streamed", &streamed)] {
         let cfg = Config::from_texts(&config, &settings, &bots).unwrap();
-        let summary = backtest::run(cfg, (&settings, &bots), data, &work.join(name), "bars").unwrap();
+        let summary = backtest::run(cfg, (&settings, &bots), data, &work.join(name), "bars").unwrap().summary;
         assert!(summary.trades >= 3, "{summary:?}");
         assert_eq!(summary.bars, 3 * 390 * 2 + 5 * 1440, "{summary:?}");
         reports.push(summary);
     }
     assert_eq!(reports[0], reports[1]);
-    for f in ["trades.csv", "equity.csv", "report.json", "equity.svg", "report.html"] {
+    for f in ["trades.csv", "orders.csv", "equity.csv", "report.json", "equity.svg", "report.html"] {
         let a = std::fs::read(work.join("held").join(f)).unwrap();
         let b = std::fs::read(work.join("streamed").join(f)).unwrap();
         assert!(a == b, "{f} differs between the held and the streamed replay");

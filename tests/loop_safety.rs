@@ -1027,6 +1027,7 @@ fn the_order_sync_never_adopts_a_stranger_found_under_a_recorded_id() {
     let id = State::open(&db)
         .unwrap()
         .record_order(&NewOrder {
+            ref_price: None,
             bot: "mom_AAPL".into(),
             symbol: "AAPL".into(),
             side: trading_hydra::core::order::Side::Buy,

@@ -1199,3 +1199,102 @@ fn a_crypto_status_other_than_active_blocks_crypto_entries_only_and_clears() {
     o.run_iteration();
     assert!(posts(&fake).iter().any(|b| b["symbol"] == "BTC/USD" && b["side"] == "buy"), "{:?}", posts(&fake));
 }
+
+/// The live round trips (`trading-hydra trades`, the real binary on the ledger): each trade with
+/// the broker's fill times — the protective stop filled hours after the entry, while the daemon
+/// was gone — its fill prices, the rule that closed it, and its slippage against the prices the
+/// orders were decided at (the quote's mid for the entry, the stop's trigger for the stop).
+#[test]
+fn the_live_round_trips_show_the_brokers_fill_times_prices_and_slippage() {
+    const AFTERNOON: &str = "2026-11-25T18:15:00Z";
+    let (scratch, fake, cfg, clock) = setup("trips");
+    // The broker's fill time, twenty seconds before the daemon reads the answer.
+    fake.lock().fill_time = Some("2026-11-25T15:29:40Z".into());
+    let mut o = open(&fake, &cfg, &clock);
+    enter_and_protect(&fake, &mut o);
+    drop(o);
+    {
+        let mut st = fake.lock();
+        st.fill_time = Some("2026-11-25T18:12:45Z".into());
+        st.clock["timestamp"] = AFTERNOON.into();
+        let m = st.market.as_mut().unwrap();
+        m.quotes.insert("AAPL".into(), quote(AFTERNOON, 190.50, 190.52));
+        m.quotes.insert("BTC/USD".into(), quote(AFTERNOON, 59_000.0, 59_010.0));
+        st.trigger_stops();
+    }
+    clock.set(ts(AFTERNOON));
+    let mut o = open(&fake, &cfg, &clock);
+    o.run_iteration();
+    assert!(o.state().owned_positions().unwrap().is_empty());
+    drop(o);
+
+    let dir = scratch.path().join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = cfg.settings.system.state_db_path.display().to_string();
+    config_files::edit(
+        &dir,
+        "settings.yaml",
+        &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {db}"))],
+    );
+    config_files::edit(&dir, "bots.yaml", &[]);
+    let trades = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trading-hydra"))
+            .args(["trades", "--config", dir.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let csv = trades(&["--csv"]);
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').take(15).collect()).collect();
+    // bot,symbol,legs,side,qty,entry_time,entry_price,exit_time,exit_price,rule,minutes,gross_pnl,fees,pnl,slippage
+    assert_eq!(
+        rows,
+        vec![
+            // (190.50 − 193.02) × 51 = −128.52. Slippage: 0.01 over the mid of 193.00/193.02 on
+            // the buy (0.51), 0.58 under the stop of 191.08 on the sell (29.58).
+            vec![
+                "mom_AAPL",
+                "AAPL",
+                "",
+                "long",
+                "51",
+                "2026-11-25T15:29:40Z",
+                "193.02",
+                "2026-11-25T18:12:45Z",
+                "190.5",
+                "broker_stop",
+                "163",
+                "-128.52",
+                "",
+                "-128.52",
+                "30.09",
+            ],
+            // (59,000 − 60,210) × 0.000829 = −1.00309. Slippage: 5 over the mid on the buy
+            // (0.00), 607.90 under the stop on the sell (0.50).
+            vec![
+                "crypto_core",
+                "BTC/USD",
+                "",
+                "long",
+                "0.000829",
+                "2026-11-25T15:29:40Z",
+                "60210",
+                "2026-11-25T18:12:45Z",
+                "59000",
+                "broker_stop",
+                "163",
+                "-1.00",
+                "",
+                "-1.00",
+                "0.50",
+            ],
+        ],
+        "{csv}"
+    );
+    // For a person: one line a trade, on the configured clock, and the total.
+    let table = trades(&["--from", "2026-11-25", "--to", "2026-11-25"]);
+    assert!(table.contains("2 closed, 0 open; the closed ones' P&L $-129.52"), "{table}");
+    assert!(trades(&["--from", "2026-11-26"]).starts_with("no round trips in the ledger entered from 2026-11-26"));
+}

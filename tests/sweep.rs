@@ -98,6 +98,15 @@ fn a_sweep_ranks_every_combination_and_each_agrees_with_a_plain_backtest() {
     assert_eq!(grid[0]["end_equity"], "100698.40");
     assert_eq!(grid[2]["end_equity"], "100145.50");
     assert!(text.contains(&format!("best               {TP}=1 {STOP}=0.5")), "{text}");
+    // The winner's whole report beside sweep.csv: the same figures as its row, and its trades.
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("one/best/report.json")).unwrap()).unwrap();
+    assert_eq!((best["end_equity"].as_f64(), best["trades"].as_u64()), (Some(100_698.4), Some(6)));
+    let trips = std::fs::read_to_string(work.join("one/best/trades.csv")).unwrap();
+    assert_eq!(trips.lines().filter(|l| l.contains(",take_profit,")).count(), 6, "{trips}");
+    assert!(
+        std::fs::read_to_string(work.join("one/best/report.html")).unwrap().contains(&format!("{TP}=1 {STOP}=0.5"))
+    );
 
     // Ranked by drawdown, the 3 % take profit's -291.00 days come last.
     ok(&run(&work, &["--out", "dd", "--sweep", &tp, "--rank", "drawdown"]));
@@ -192,10 +201,19 @@ fn a_walk_forward_picks_on_the_training_days_and_joins_the_test_days() {
         "{text}"
     );
     assert!(text.contains("in-sample best     the same days in hindsight: return +0.73 %"), "{text}");
-    assert!(text.contains(&format!("trades 4: {TP}=3")), "{text}");
+    assert!(text.contains(&format!("round trips 4: {TP}=3")), "{text}");
     // The in-sample sweep of the test days is sweep.csv: the 3 % first.
     let grid = rows(&work.join("wf/sweep.csv"));
     assert_eq!((grid[0][TP].as_str(), grid[0]["end_equity"].as_str()), ("3", "100727.50"));
     assert_eq!((grid[1][TP].as_str(), grid[1]["end_equity"].as_str()), ("1", "100465.60"));
-    assert!(std::fs::read_to_string(work.join("wf/walk_forward_equity.svg")).unwrap().starts_with("<svg"));
+    // The chart: both lines, and a mark where each of the four test windows starts.
+    let chart = std::fs::read_to_string(work.join("wf/walk_forward_equity.svg")).unwrap();
+    assert!(chart.starts_with("<svg"), "{chart}");
+    assert_eq!(chart.matches("class=\"mark\"").count(), 4, "{chart}");
+    assert_eq!(chart.matches("<polyline").count(), 2, "out of sample and in sample");
+    // The in-sample best's whole report, beside sweep.csv.
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("wf/best/report.json")).unwrap()).unwrap();
+    assert_eq!(best["end_equity"], 100_727.5);
+    assert!(std::fs::read_to_string(work.join("wf/best/report.html")).unwrap().contains(&format!("{TP}=3")));
 }

@@ -1,7 +1,8 @@
 //! The daemon's foundation, the bottom layer: the shared words (orders, market data, instruments,
 //! signals, exact decimals), configuration, the state database with its lock and the ledger's
 //! arithmetic (a fill's, and a split's: `corporate_action`), logging, time, risk arithmetic and budgets,
-//! health, halts (and the halt file beside the ledger), why a bot is idle. It imports neither
+//! health, halts (and the halt file beside the ledger), why a bot is idle, and trades folded from
+//! the ledger's fills (`round_trip`). It imports neither
 //! `bots` nor `services`.
 //! Nothing here talks to a broker.
 
@@ -24,5 +25,6 @@ pub mod logging;
 pub mod market_data;
 pub mod order;
 pub mod risk;
+pub mod round_trip;
 pub mod signal;
 pub mod state;

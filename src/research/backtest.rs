@@ -26,11 +26,14 @@ use serde_json::json;
 
 use crate::core::clock::{self, ManualClock};
 use crate::core::config::Config;
+use crate::core::decimal::Dec;
+use crate::core::instrument::{AssetClass, multiplier};
 use crate::core::market_data::{Bar, BySymbol};
-use crate::core::order::Intent;
-use crate::core::state::State;
+use crate::core::round_trip::{self, RoundTrip};
+use crate::core::state::{FillRecord, OrderRecord, State};
 use crate::orchestrator::Orchestrator;
 use crate::research::report_page;
+use crate::research::stats::{self, Calendar};
 use crate::sim::bar_files;
 use crate::sim::replay::Replay;
 use crate::sim::sim_broker::SimBroker;
@@ -131,6 +134,11 @@ pub struct Run {
     pub equity: Vec<(Timestamp, f64)>,
     /// Every order of the run with its realised P&L.
     pub orders: Vec<(crate::core::state::OrderRecord, f64)>,
+    /// Every fill of the run (a multi-leg order's by leg).
+    pub fills: Vec<FillRecord>,
+    /// The fills folded into trades, each with its fees by the simulated broker's rule.
+    pub trips: Vec<RoundTrip>,
+    pub exposure: Exposure,
     /// Buy-and-hold of the traded symbols at the same minutes (`BuyAndHold`); empty when
     /// `simulate` was not asked for it.
     pub benchmark: Curve,
@@ -223,22 +231,22 @@ pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySym
 /// Runs the backtest of `bars` and writes the report's files into `out`; `texts` are the
 /// `settings.yaml` and `bots.yaml` `cfg` was read from, and `source` says where the bars came
 /// from (both for `report.html`).
-pub fn run(cfg: Config, texts: (&str, &str), bars: &Bars, out: &Path, source: &str) -> Result<Summary, String> {
+pub fn run(cfg: Config, texts: (&str, &str), bars: &Bars, out: &Path, source: &str) -> Result<Run, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
     let run = simulate(cfg, bars, true, std::io::stderr().is_terminal())?;
     let symbols: Vec<String> = bars.symbols().into_iter().filter(|s| !run.summary.skipped.contains(s)).collect();
-    write_files(out, &run.summary, &run.equity, &run.orders)?;
+    write_files(out, &run)?;
     let page = report_page::Page {
         summary: &run.summary,
         equity: &run.equity,
         benchmark: &run.benchmark,
         benchmark_symbols: &symbols,
-        orders: &run.orders,
+        trips: &run.trips,
         source,
         config: texts,
     };
     write(out.join("report.html"), &report_page::render(&page))?;
-    Ok(run.summary)
+    Ok(run)
 }
 
 /// Replays `bars` through the orchestrator with `cfg`, keeping nothing but the result: the
@@ -250,6 +258,15 @@ pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -
     let skipped = fit_config(&mut cfg, &symbols);
     let traded: Vec<String> = symbols.into_iter().filter(|s| !skipped.contains(s)).collect();
     let (minutes, bars_total) = bars.minutes(&traded)?;
+    // The stock sessions the daily returns are taken over: the New York dates with a bar of a
+    // stock (or an option's underlying). A configuration that trades only crypto counts calendar
+    // days instead.
+    let stocks: Vec<String> = traded.iter().filter(|s| AssetClass::of(s) != AssetClass::Crypto).cloned().collect();
+    let sessions: Option<BTreeSet<Date>> = if stocks.is_empty() {
+        None
+    } else {
+        Some(bars.minutes(&stocks)?.0.into_iter().map(clock::trading_date).collect())
+    };
     let Some(first) = minutes.first().copied() else {
         return Err(
             "no bars to replay (check --from/--to and that a configured bot trades a symbol of the data)".into()
@@ -266,10 +283,13 @@ pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -
         if benchmark { traded.iter().filter(|s| bars.has_bars(s)).cloned().collect() } else { Vec::new() };
     let curve = Vec::with_capacity(if symbols.is_empty() { 0 } else { minutes.len() });
     let mut benchmark = BuyAndHold { symbols, curve };
+    let cfg_sim = cfg.settings.sim.clone();
     let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
 
     let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());
+    // Minutes with a position, and the sum over minutes of the share of equity in positions.
     let mut exposed = 0u64;
+    let mut exposure_sum = 0.0;
     for (i, t) in minutes.iter().enumerate() {
         // A bar is known once it has closed: the clock stands at its end.
         clock.set(t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(*t));
@@ -278,8 +298,12 @@ pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -
             equity.push((s.market_time, e));
             benchmark.at(&replay, s.market_time, equity[0].1);
         }
-        if !o.state().owned_positions().map_err(err)?.is_empty() {
+        let owned = o.state().owned_positions().map_err(err)?;
+        if !owned.is_empty() {
             exposed += 1;
+            if let (Some(e), Some((at, _))) = (s.equity.filter(|e| *e > 0.0), equity.last()) {
+                exposure_sum += positions_value(&owned, &replay, *at) / e;
+            }
         }
         if progress && i % 5000 == 0 {
             eprint!("\rbacktest: {}/{} bars minutes ({} %)", i, minutes.len(), i * 100 / minutes.len().max(1));
@@ -293,9 +317,46 @@ pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -
     }
     let state = o.state();
     let orders = state.all_orders().map_err(err)?;
+    let fills = state.fills().map_err(err)?;
+    let records: Vec<OrderRecord> = orders.iter().map(|(o, _)| o.clone()).collect();
+    let sim = cfg_sim.clone();
+    let fee = move |symbol: &str, qty: Dec, price: Dec| {
+        let value = qty.to_f64().abs() * price.to_f64() * multiplier(symbol) as f64;
+        Dec::from_f64(crate::sim::sim_broker::fee(&sim, symbol, qty.to_f64(), value)).map(|f| f.round_to(2))
+    };
+    let trips = round_trip::fold(&records, &fills, &fee);
     let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
-    let summary = summarize(&equity, &orders, halts, exposed, minutes.len() as u64, bars_total, skipped);
-    Ok(Run { summary, equity, orders, benchmark: benchmark.curve })
+    let minutes = minutes.len() as u64;
+    let exposure = Exposure { exposed, share_sum: exposure_sum, minutes };
+    let summary = summarize(&equity, &trips, sessions.as_ref(), halts, exposure, bars_total, skipped);
+    Ok(Run { summary, equity, orders, fills, trips, exposure, benchmark: benchmark.curve })
+}
+
+/// What the owned positions are worth at `t`, gross (a short counts as much as a long): each
+/// stock or coin at its last close before `t`, an option leg (which has no bars) at its entry
+/// price.
+fn positions_value(owned: &[crate::core::state::OwnedPosition], replay: &Replay, t: Timestamp) -> f64 {
+    owned
+        .iter()
+        .map(|p| {
+            let price = match replay.last_at_or_before(&p.symbol, t) {
+                Some(bar) if AssetClass::of(&p.symbol) != AssetClass::UsOption => bar.close,
+                _ => p.avg_entry_price.to_f64(),
+            };
+            (p.qty.to_f64() * price * multiplier(&p.symbol) as f64).abs()
+        })
+        .sum()
+}
+
+/// How much of the run the bots were in the market.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exposure {
+    /// Minutes with any position.
+    pub exposed: u64,
+    /// Σ over minutes of the positions' gross value over equity.
+    pub share_sum: f64,
+    /// Minutes replayed.
+    pub minutes: u64,
 }
 
 /// Every minute at which one of `series` (each oldest first, as bar files are checked to be)
@@ -322,59 +383,63 @@ where
     Ok(out)
 }
 
+/// The run's figures (`stats` defines each): `equity` by minute, the round trips, the stock
+/// sessions (`None`: a crypto-only run, on calendar days).
 pub fn summarize(
     equity: &[(Timestamp, f64)],
-    orders: &[(crate::core::state::OrderRecord, f64)],
+    trips: &[RoundTrip],
+    sessions: Option<&BTreeSet<Date>>,
     halts: BTreeMap<String, u32>,
-    exposed: u64,
-    steps: u64,
+    exposure: Exposure,
     bars: u64,
     skipped: Vec<String>,
 ) -> Summary {
     let start = equity.first().map_or(0.0, |e| e.1);
     let end = equity.last().map_or(0.0, |e| e.1);
-    let mut peak = f64::MIN;
-    let mut max_dd: f64 = 0.0;
-    for (_, e) in equity {
-        peak = peak.max(*e);
-        if peak > 0.0 {
-            max_dd = max_dd.max((peak - e) / peak * 100.0);
-        }
-    }
-    // Daily Sharpe: the last equity of each New York trading date, its returns, annualised.
-    let mut closes: BTreeMap<Date, f64> = BTreeMap::new();
-    for (t, e) in equity {
-        closes.insert(clock::trading_date(*t), *e);
-    }
-    let values: Vec<f64> = closes.values().copied().collect();
-    let returns: Vec<f64> = values.windows(2).filter(|w| w[0] > 0.0).map(|w| w[1] / w[0] - 1.0).collect();
-    let daily_sharpe = (returns.len() >= 2).then(|| {
-        let mean = returns.iter().sum::<f64>() / returns.len() as f64;
-        let var = returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (returns.len() - 1) as f64;
-        if var > 0.0 { mean / var.sqrt() * 252f64.sqrt() } else { 0.0 }
-    });
-    let filled = |o: &crate::core::state::OrderRecord| o.filled_qty > crate::core::decimal::Dec::ZERO;
-    let trades = orders.iter().filter(|(o, _)| o.intent == Intent::Entry && filled(o)).count() as u32;
-    let results: Vec<f64> =
-        orders.iter().filter(|(o, p)| o.intent == Intent::Exit && filled(o) && *p != 0.0).map(|(_, p)| *p).collect();
-    let wins: Vec<f64> = results.iter().copied().filter(|p| *p > 0.0).collect();
-    let losses: Vec<f64> = results.iter().copied().filter(|p| *p < 0.0).collect();
-    let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    let calendar = if sessions.is_some() { Calendar::Sessions } else { Calendar::Days };
+    let daily = stats::daily_returns(equity, start, sessions);
+    let returns: Vec<f64> = daily.iter().map(|d| d.1).collect();
+    let per_year = calendar.per_year();
+    let (max_dd, longest) = stats::drawdowns(equity);
+    let cagr = stats::cagr(start, end, daily.len(), per_year);
+    let closed: Vec<f64> = trips.iter().filter(|t| t.is_closed()).map(|t| t.net_pnl().to_f64()).collect();
+    let figures = stats::trade_stats(&closed);
+    let best = daily.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
+    let worst = daily.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
     let mut per_bot_pnl = BTreeMap::new();
-    for (o, p) in orders {
-        *per_bot_pnl.entry(o.bot.clone()).or_insert(0.0) += p;
+    for t in trips {
+        *per_bot_pnl.entry(t.bot.clone()).or_insert(0.0) += t.net_pnl().to_f64();
     }
+    let sum = |f: &dyn Fn(&RoundTrip) -> Option<Dec>| {
+        let parts: Vec<Dec> = trips.iter().filter_map(f).collect();
+        (!parts.is_empty()).then(|| parts.iter().fold(Dec::ZERO, |a, b| a.checked_add(*b).unwrap_or(a)).to_f64())
+    };
+    let share = |part: f64| if exposure.minutes > 0 { part / exposure.minutes as f64 * 100.0 } else { 0.0 };
     Summary {
         start_equity: start,
         end_equity: end,
         total_return_pct: if start > 0.0 { (end / start - 1.0) * 100.0 } else { 0.0 },
-        max_drawdown_pct: max_dd,
-        daily_sharpe,
-        trades,
-        win_rate_pct: (!results.is_empty()).then(|| wins.len() as f64 / results.len() as f64 * 100.0),
-        avg_win: avg(&wins),
-        avg_loss: avg(&losses),
-        exposure_pct: if steps > 0 { exposed as f64 / steps as f64 * 100.0 } else { 0.0 },
+        cagr_pct: cagr.map(|c| c * 100.0),
+        max_drawdown_pct: max_dd * 100.0,
+        longest_drawdown_days: longest,
+        calendar,
+        days: daily.len() as u32,
+        sharpe: stats::sharpe(&returns, per_year),
+        sortino: stats::sortino(&returns, per_year),
+        calmar: stats::calmar(cagr, max_dd),
+        best_day: best.map(|(d, r)| (d, r * 100.0)),
+        worst_day: worst.map(|(d, r)| (d, r * 100.0)),
+        trades: figures.count,
+        open_trades: trips.iter().filter(|t| !t.is_closed()).count() as u32,
+        win_rate_pct: figures.win_rate_pct,
+        avg_win: figures.avg_win,
+        avg_loss: figures.avg_loss,
+        profit_factor: figures.profit_factor,
+        expectancy: figures.expectancy,
+        fees: sum(&|t| t.fees).unwrap_or(0.0),
+        slippage: sum(&|t| t.slippage),
+        exposure_pct: share(exposure.share_sum),
+        time_in_market_pct: share(exposure.exposed as f64),
         per_bot_pnl,
         halts,
         bars,
@@ -391,53 +456,96 @@ fn round(v: f64, places: i32) -> f64 {
     (v * f).round() / f
 }
 
-fn write_files(
-    out: &Path,
-    s: &Summary,
-    equity: &[(Timestamp, f64)],
-    orders: &[(crate::core::state::OrderRecord, f64)],
-) -> Result<(), String> {
-    let mut trades = String::from(
-        "client_order_id,bot,symbol,side,qty,intent,rule,status,filled_qty,realized_pnl,trading_date,time\n",
-    );
-    for (o, pnl) in orders {
-        let _ = writeln!(
-            trades,
-            "{},{},{},{},{},{},{},{},{},{:.2},{},{}",
-            o.client_order_id,
-            o.bot,
-            o.symbol,
-            o.side.as_str(),
-            o.qty.as_deref().or(o.notional.as_deref()).unwrap_or(""),
-            o.intent.as_str(),
-            o.rule.as_deref().unwrap_or(""),
-            o.status.as_str(),
-            o.filled_qty,
-            pnl,
-            o.trading_date,
-            clock::db_ts(o.created_at)
-        );
-    }
-    write(out.join("trades.csv"), &trades)?;
-    write(out.join("equity.csv"), &equity_csv(equity))?;
+fn write_files(out: &Path, run: &Run) -> Result<(), String> {
+    write(out.join("trades.csv"), &round_trip::csv(&run.trips))?;
+    write(out.join("orders.csv"), &orders_csv(&run.orders, &run.fills))?;
+    write(out.join("equity.csv"), &equity_csv(&run.equity))?;
+    let s = &run.summary;
+    let day = |d: Option<(Date, f64)>| d.map(|(d, r)| json!({"date": d.to_string(), "return_pct": round(r, 4)}));
+    let r2 = |v: Option<f64>| v.map(|v| round(v, 2));
+    let r4 = |v: Option<f64>| v.map(|v| round(v, 4));
     let report = json!({
         "start_equity": round(s.start_equity, 2),
         "end_equity": round(s.end_equity, 2),
         "total_return_pct": round(s.total_return_pct, 4),
+        "cagr_pct": r4(s.cagr_pct),
         "max_drawdown_pct": round(s.max_drawdown_pct, 4),
-        "daily_sharpe": s.daily_sharpe.map(|v| round(v, 4)),
+        "longest_drawdown_days": round(s.longest_drawdown_days, 2),
+        "returns_over": s.calendar.label(),
+        "days": s.days,
+        "sharpe": r4(s.sharpe),
+        "sortino": r4(s.sortino),
+        "calmar": r4(s.calmar),
+        "best_day": day(s.best_day),
+        "worst_day": day(s.worst_day),
         "trades": s.trades,
-        "win_rate_pct": s.win_rate_pct.map(|v| round(v, 2)),
-        "avg_win": s.avg_win.map(|v| round(v, 2)),
-        "avg_loss": s.avg_loss.map(|v| round(v, 2)),
+        "open_trades": s.open_trades,
+        "win_rate_pct": r2(s.win_rate_pct),
+        "avg_win": r2(s.avg_win),
+        "avg_loss": r2(s.avg_loss),
+        "profit_factor": r4(s.profit_factor),
+        "expectancy": r2(s.expectancy),
+        "fees": round(s.fees, 2),
+        "slippage": r2(s.slippage),
         "exposure_pct": round(s.exposure_pct, 2),
+        "time_in_market_pct": round(s.time_in_market_pct, 2),
         "per_bot_pnl": s.per_bot_pnl.iter().map(|(k, v)| (k.clone(), json!(round(*v, 2)))).collect::<serde_json::Map<_, _>>(),
         "halts": s.halts,
         "bars": s.bars,
         "skipped_files": s.skipped,
     });
     write(out.join("report.json"), &format!("{}\n", serde_json::to_string_pretty(&report).unwrap_or_default()))?;
-    write(out.join("equity.svg"), &svg(equity))
+    write(out.join("equity.svg"), &svg(&run.equity))
+}
+
+/// `orders.csv`: every order as recorded, with its first and last fill's time and its average
+/// fill price (a multi-leg order's net per spread).
+pub fn orders_csv(orders: &[(OrderRecord, f64)], fills: &[FillRecord]) -> String {
+    let mut by_order: BTreeMap<&str, Vec<&FillRecord>> = BTreeMap::new();
+    for f in fills {
+        by_order.entry(f.client_order_id.as_str()).or_default().push(f);
+    }
+    let mut out = String::from(
+        "client_order_id,bot,symbol,side,qty,type,limit_price,stop_price,decided_price,intent,rule,status,filled_qty,fill_price,first_fill,last_fill,realized_pnl,trading_date,created_at\n",
+    );
+    for (o, pnl) in orders {
+        let fills = by_order.get(o.client_order_id.as_str()).map_or(&[][..], Vec::as_slice);
+        let value = fills
+            .iter()
+            .fold(Dec::ZERO, |a, f| a.checked_add(f.qty.checked_mul(f.price).unwrap_or(Dec::ZERO)).unwrap_or(a));
+        let legs = fills.iter().any(|f| f.symbol != o.symbol);
+        let price = if legs {
+            value.checked_div(o.filled_qty)
+        } else {
+            let size = fills.iter().fold(Dec::ZERO, |a, f| a.checked_add(f.qty.abs()).unwrap_or(a));
+            value.abs().checked_div(size)
+        };
+        let at = |f: Option<&&FillRecord>| f.map_or(String::new(), |f| clock::db_ts(f.at));
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{}",
+            o.client_order_id,
+            o.bot,
+            o.symbol,
+            o.side.as_str(),
+            o.qty.as_deref().or(o.notional.as_deref()).unwrap_or(""),
+            o.order_type.as_str(),
+            o.limit_price.as_deref().unwrap_or(""),
+            o.stop_price.as_deref().unwrap_or(""),
+            o.ref_price.as_deref().unwrap_or(""),
+            o.intent.as_str(),
+            o.rule.as_deref().unwrap_or(""),
+            o.status.as_str(),
+            o.filled_qty,
+            price.map_or(String::new(), |p| p.round_to(6).to_string()),
+            at(fills.first()),
+            at(fills.last()),
+            pnl,
+            o.trading_date,
+            clock::db_ts(o.created_at)
+        );
+    }
+    out
 }
 
 /// `timestamp,equity`, one row per bar minute.

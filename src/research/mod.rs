@@ -11,4 +11,5 @@
 
 pub mod backtest;
 pub mod report_page;
+pub mod stats;
 pub mod sweep;

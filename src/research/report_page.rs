@@ -13,26 +13,51 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 
 use crate::core::clock;
 use crate::core::decimal::Dec;
 use crate::core::market_data::Bar;
-use crate::core::order::Intent;
-use crate::core::state::OrderRecord;
+use crate::core::round_trip::RoundTrip;
+use crate::research::stats::Calendar;
 
 /// A backtest's headline figures: what `report.json`, the summary printed and this page show.
+/// Each is defined in the README ("Backtest statistics") and computed by `research::stats`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub start_equity: f64,
     pub end_equity: f64,
     pub total_return_pct: f64,
+    pub cagr_pct: Option<f64>,
     pub max_drawdown_pct: f64,
-    pub daily_sharpe: Option<f64>,
+    pub longest_drawdown_days: f64,
+    /// What the daily returns are taken over, and annualised by.
+    pub calendar: Calendar,
+    /// Daily returns (sessions or calendar days).
+    pub days: u32,
+    pub sharpe: Option<f64>,
+    pub sortino: Option<f64>,
+    pub calmar: Option<f64>,
+    /// The best and worst daily return, in percent, with its date.
+    pub best_day: Option<(Date, f64)>,
+    pub worst_day: Option<(Date, f64)>,
+    /// Closed round trips, and those still open at the end.
     pub trades: u32,
+    pub open_trades: u32,
     pub win_rate_pct: Option<f64>,
     pub avg_win: Option<f64>,
     pub avg_loss: Option<f64>,
+    pub profit_factor: Option<f64>,
+    pub expectancy: Option<f64>,
+    /// Fees paid, by the simulated broker's schedule.
+    pub fees: f64,
+    /// What fills cost beyond the prices their orders were decided at.
+    pub slippage: Option<f64>,
+    /// The average share of equity in positions (gross), in percent.
     pub exposure_pct: f64,
+    /// The share of minutes with any position, in percent.
+    pub time_in_market_pct: f64,
+    /// Net P&L (fees off) of each bot's round trips.
     pub per_bot_pnl: BTreeMap<String, f64>,
     pub halts: BTreeMap<String, u32>,
     pub bars: u64,
@@ -48,14 +73,15 @@ pub struct Page<'a> {
     pub benchmark: &'a [(Timestamp, f64)],
     /// Which symbols the benchmark holds.
     pub benchmark_symbols: &'a [String],
-    pub orders: &'a [(OrderRecord, f64)],
+    /// The round trips (`core::round_trip`).
+    pub trips: &'a [RoundTrip],
     /// Where the bars came from, in words.
     pub source: &'a str,
     /// `settings.yaml` and `bots.yaml` as the run read them.
     pub config: (&'a str, &'a str),
 }
 
-/// The trades list shows at most this many orders (all of them are in `trades.csv`).
+/// The trades list shows at most this many round trips (all of them are in `trades.csv`).
 const MAX_TRADE_ROWS: usize = 2000;
 /// A curve is drawn through at most this many points (a year of minutes would be 100,000).
 const MAX_POINTS: usize = 1200;
@@ -155,6 +181,34 @@ type Series<'a> = (&'a str, &'a str, &'a [(Timestamp, f64)]);
 
 /// A line chart of one or more series over the same minutes, with its range labelled.
 fn chart(title: &str, series: &[Series], unit: &dyn Fn(f64) -> String) -> String {
+    chart_marked(title, series, unit, &[])
+}
+
+/// The walk-forward's chart, a standalone SVG file: the test windows joined (out of sample)
+/// against the best combination in hindsight over the same days (in sample), each test window's
+/// start marked by a vertical line.
+pub fn walk_forward_svg(
+    joined: &[(Timestamp, f64)],
+    in_sample: &[(Timestamp, f64)],
+    window_starts: &[Timestamp],
+) -> String {
+    let svg = chart_marked(
+        "Walk-forward: out of sample (the test windows joined) against in sample (the best in hindsight)",
+        &[("in sample: the best combination in hindsight", "#999", in_sample), ("out of sample", "#1f5fbf", joined)],
+        &|v| format!("${v:.0}"),
+        window_starts,
+    );
+    // Standalone: its own white ground, style and legend.
+    let head = "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<style>text{font:11px sans-serif}.axis{stroke:#999}.grid{stroke:#eee}.mark{stroke:#d98c00;stroke-dasharray:3 3}</style>\n\
+                <text x=\"90\" y=\"14\" fill=\"#1f5fbf\">━ out of sample</text><text x=\"210\" y=\"14\" fill=\"#999\">━ in sample (best in hindsight)</text><text x=\"420\" y=\"14\" fill=\"#d98c00\">┆ a test window starts</text>\n";
+    match svg.find('\n') {
+        Some(i) => format!("{}{head}{}", &svg[..=i], &svg[i + 1..]),
+        None => svg,
+    }
+}
+
+/// `chart`, with a vertical line at each of `marks`.
+fn chart_marked(title: &str, series: &[Series], unit: &dyn Fn(f64) -> String, marks: &[Timestamp]) -> String {
     let (w, h, left, pad) = (900.0, 300.0, 90.0, 30.0);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">\n",
@@ -192,6 +246,18 @@ fn chart(title: &str, series: &[Series], unit: &dyn Fn(f64) -> String) -> String
             y(v) + 4.0,
             esc(&unit(v))
         );
+    }
+    // A mark stands at the first point of the longest series at or after it.
+    if let Some((_, _, longest)) = series.iter().max_by_key(|(_, _, p)| p.len()) {
+        for m in marks {
+            let i = longest.partition_point(|p| p.0 < *m).min(n - 1);
+            let _ = writeln!(
+                out,
+                "<line x1=\"{0:.1}\" y1=\"{pad}\" x2=\"{0:.1}\" y2=\"{1:.1}\" class=\"mark\"/>",
+                x(i),
+                h - pad
+            );
+        }
     }
     for (name, colour, points) in series {
         if points.len() < 2 {
@@ -252,22 +318,26 @@ fn monthly_returns(equity: &[(Timestamp, f64)], start: f64) -> BTreeMap<(i16, i8
     out
 }
 
-/// Per bot: (filled entries, exits that won, exits that lost).
-fn per_bot_trades(orders: &[(OrderRecord, f64)]) -> BTreeMap<String, (u32, u32, u32)> {
+/// Per bot: (closed round trips, won, lost).
+fn per_bot_trades(trips: &[RoundTrip]) -> BTreeMap<String, (u32, u32, u32)> {
     let mut out: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
-    for (o, pnl) in orders {
-        if o.filled_qty <= Dec::ZERO {
-            continue;
-        }
-        let row = out.entry(o.bot.clone()).or_default();
-        match o.intent {
-            Intent::Entry => row.0 += 1,
-            Intent::Exit if *pnl > 0.0 => row.1 += 1,
-            Intent::Exit if *pnl < 0.0 => row.2 += 1,
-            _ => {}
+    for t in trips.iter().filter(|t| t.is_closed()) {
+        let row = out.entry(t.bot.clone()).or_default();
+        row.0 += 1;
+        let pnl = t.net_pnl();
+        if pnl > Dec::ZERO {
+            row.1 += 1;
+        } else if pnl < Dec::ZERO {
+            row.2 += 1;
         }
     }
     out
+}
+
+/// Each point of `curve` as its percent change from the first.
+fn in_returns(curve: &[(Timestamp, f64)]) -> Vec<(Timestamp, f64)> {
+    let Some(first) = curve.first().map(|p| p.1).filter(|v| *v > 0.0) else { return Vec::new() };
+    curve.iter().map(|(t, v)| (*t, (v / first - 1.0) * 100.0)).collect()
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:960px;color:#1d1d1f;padding:0 1em}\
@@ -276,7 +346,7 @@ h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:2em;border-b
 .card b{display:block;font-size:1.25em}table{border-collapse:collapse;font-size:.9em}td,th{padding:.25em .6em;border-bottom:1px solid #eee;text-align:right}\
 th{background:#f6f6f6}td.l,th.l{text-align:left}.pos{color:#107c10}.neg{color:#c50f1f}svg{width:100%;height:auto;font-size:11px;font-family:inherit}\
 .axis{stroke:#999}.grid{stroke:#eee}.legend span{margin-right:1.2em}pre{background:#f6f6f6;padding:.8em;overflow:auto;font-size:.8em}\
-.scroll{max-height:30em;overflow:auto}";
+.scroll{max-height:30em;overflow:auto}.mark{stroke:#d98c00;stroke-dasharray:3 3}";
 
 fn signed_class(v: f64) -> &'static str {
     if v > 0.0 {
@@ -316,15 +386,30 @@ pub fn render(p: &Page) -> String {
         _ => None,
     };
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("n/a".to_string(), f);
+    let two = |v: f64| format!("{v:.2}");
+    let day = |d: Option<(Date, f64)>| d.map_or("n/a".to_string(), |(d, r)| format!("{} ({d})", pct(r)));
     let cards = [
         ("Return", pct(s.total_return_pct), signed_class(s.total_return_pct)),
         ("Buy and hold", opt(bench_return, &pct), bench_return.map_or("", signed_class)),
+        ("CAGR", opt(s.cagr_pct, &pct), ""),
         ("End equity", money(s.end_equity), ""),
         ("Max drawdown", format!("{:.2} %", s.max_drawdown_pct), ""),
-        ("Daily Sharpe", opt(s.daily_sharpe, &|v| format!("{v:.2}")), ""),
-        ("Trades", s.trades.to_string(), ""),
+        ("Longest drawdown", format!("{:.1} days", s.longest_drawdown_days), ""),
+        ("Sharpe (annualised)", opt(s.sharpe, &two), ""),
+        ("Sortino (annualised)", opt(s.sortino, &two), ""),
+        ("Calmar", opt(s.calmar, &two), ""),
+        ("Best day", day(s.best_day), ""),
+        ("Worst day", day(s.worst_day), ""),
+        ("Round trips", format!("{} (+{} open)", s.trades, s.open_trades), ""),
         ("Win rate", opt(s.win_rate_pct, &|v| format!("{v:.1} %")), ""),
-        ("Exposure", format!("{:.1} %", s.exposure_pct), ""),
+        ("Average win", opt(s.avg_win, &money), ""),
+        ("Average loss", opt(s.avg_loss, &money), ""),
+        ("Profit factor", opt(s.profit_factor, &two), ""),
+        ("Expectancy", opt(s.expectancy, &money), ""),
+        ("Fees paid", money(s.fees), ""),
+        ("Slippage paid", opt(s.slippage, &money), ""),
+        ("Exposure", format!("{:.1} % of equity", s.exposure_pct), ""),
+        ("Time in market", format!("{:.1} %", s.time_in_market_pct), ""),
     ];
     out.push_str("<div class=\"cards\">\n");
     for (label, value, class) in cards {
@@ -336,20 +421,31 @@ pub fn render(p: &Page) -> String {
         );
     }
     out.push_str("</div>\n");
+    let _ = writeln!(
+        out,
+        "<p class=\"muted\">Daily returns over {} ({} of them), from the starting equity; the README defines every figure. Fees by the simulated broker's schedule; slippage against the price each order was decided at.</p>",
+        s.calendar.label(),
+        s.days
+    );
 
     // Equity against buy-and-hold, and the drawdown.
+    // The bots' equity on its own scale (a benchmark that moves ten times as much would flatten
+    // it), then both as returns on one scale.
     out.push_str("<h2>Equity</h2>\n");
+    let dollars = |v: f64| format!("${v:.0}");
+    out.push_str(&chart("Equity", &[("the bots", "#1f5fbf", p.equity)], &dollars));
+    out.push_str("<h2>Return against buy and hold</h2>\n");
     let held = if p.benchmark_symbols.is_empty() { "none".to_string() } else { p.benchmark_symbols.join(", ") };
     let _ = writeln!(
         out,
         "<p class=\"legend\"><span style=\"color:#1f5fbf\">━ the bots</span><span style=\"color:#999\">━ buy and hold of {} (equal dollars at the first bar)</span></p>",
         esc(&held)
     );
-    let dollars = |v: f64| format!("${v:.0}");
+    let (ours, theirs) = (in_returns(p.equity), in_returns(p.benchmark));
     out.push_str(&chart(
-        "Equity",
-        &[("buy and hold", "#999", p.benchmark), ("the bots", "#1f5fbf", p.equity)],
-        &dollars,
+        "Return against buy and hold",
+        &[("buy and hold", "#999", &theirs), ("the bots", "#1f5fbf", &ours)],
+        &|v| format!("{v:+.1} %"),
     ));
     out.push_str("<h2>Drawdown</h2>\n");
     let dd = drawdown(p.equity);
@@ -386,8 +482,8 @@ pub fn render(p: &Page) -> String {
     out.push_str("</table>\n<p class=\"muted\">Percent, by New York date: each month's last equity against the month before's.</p>\n");
 
     // Per bot.
-    out.push_str("<h2>By bot</h2>\n<table>\n<tr><th class=\"l\">bot</th><th>realised P&amp;L</th><th>trades</th><th>exits won</th><th>exits lost</th><th>win rate</th></tr>\n");
-    let trades = per_bot_trades(p.orders);
+    out.push_str("<h2>By bot</h2>\n<table>\n<tr><th class=\"l\">bot</th><th>net P&amp;L</th><th>round trips</th><th>won</th><th>lost</th><th>win rate</th></tr>\n");
+    let trades = per_bot_trades(p.trips);
     let mut bots: Vec<&String> = s.per_bot_pnl.keys().chain(trades.keys()).collect();
     bots.sort();
     bots.dedup();
@@ -415,30 +511,37 @@ pub fn render(p: &Page) -> String {
         out.push_str("</p>\n");
     }
 
-    // The trades.
-    let _ = writeln!(out, "<h2>Orders ({})</h2>", p.orders.len());
-    if p.orders.len() > MAX_TRADE_ROWS {
+    // The round trips.
+    let _ = writeln!(out, "<h2>Round trips ({})</h2>", p.trips.len());
+    if p.trips.len() > MAX_TRADE_ROWS {
         let _ = writeln!(
             out,
-            "<p class=\"muted\">The first {MAX_TRADE_ROWS}; every order is in <code>trades.csv</code>.</p>"
+            "<p class=\"muted\">The first {MAX_TRADE_ROWS}; every one is in <code>trades.csv</code>, every order in <code>orders.csv</code>.</p>"
         );
     }
-    out.push_str("<div class=\"scroll\"><table>\n<tr><th class=\"l\">time (UTC)</th><th class=\"l\">bot</th><th class=\"l\">symbol</th><th class=\"l\">side</th><th>qty</th><th class=\"l\">intent</th><th class=\"l\">rule</th><th class=\"l\">status</th><th>filled</th><th>P&amp;L</th></tr>\n");
-    for (o, pnl) in p.orders.iter().take(MAX_TRADE_ROWS) {
+    out.push_str("<div class=\"scroll\"><table>\n<tr><th class=\"l\">bot</th><th class=\"l\">symbol</th><th class=\"l\">side</th><th>qty</th><th class=\"l\">entry (UTC)</th><th>entry price</th><th class=\"l\">exit (UTC)</th><th>exit price</th><th class=\"l\">rule</th><th>minutes</th><th>fees</th><th>slippage</th><th>P&amp;L</th></tr>\n");
+    let at = |t: Option<Timestamp>| t.map_or(String::new(), |t| t.strftime("%Y-%m-%d %H:%M").to_string());
+    let price = |p: Option<Dec>| p.map_or(String::new(), |p| p.to_string());
+    for t in p.trips.iter().take(MAX_TRADE_ROWS) {
+        let symbol = if t.legs.is_empty() { t.symbol.clone() } else { format!("{}: {}", t.symbol, t.legs_text()) };
+        let pnl = t.net_pnl().to_f64();
         let _ = writeln!(
             out,
-            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-            o.created_at.strftime("%Y-%m-%d %H:%M"),
-            esc(&o.bot),
-            esc(&o.symbol),
-            o.side.as_str(),
-            esc(o.qty.as_deref().or(o.notional.as_deref()).unwrap_or("")),
-            o.intent.as_str(),
-            esc(o.rule.as_deref().unwrap_or("")),
-            o.status.as_str(),
-            o.filled_qty,
-            signed_class(*pnl),
-            if o.intent == Intent::Exit { money(*pnl) } else { String::new() }
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            esc(&t.bot),
+            esc(&symbol),
+            t.side,
+            t.qty,
+            at(Some(t.entry_at)),
+            price(t.entry_price),
+            at(t.exit_at),
+            price(t.exit_price),
+            esc(t.rule.as_deref().unwrap_or("open")),
+            t.minutes().map_or(String::new(), |m| m.to_string()),
+            t.fees.map_or(String::new(), |f| money(f.to_f64())),
+            t.slippage.map_or(String::new(), |f| money(f.to_f64())),
+            signed_class(pnl),
+            money(pnl)
         );
     }
     out.push_str("</table></div>\n");

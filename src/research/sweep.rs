@@ -27,7 +27,9 @@ use serde_yaml::Value;
 
 use crate::core::clock;
 use crate::core::config::{Config, ConfigError};
+use crate::core::instrument::AssetClass;
 use crate::core::market_data::{Bar, BySymbol};
+use crate::core::round_trip::RoundTrip;
 use crate::research::backtest::{self, Summary};
 
 /// One `--sweep KEY=V1,V2,…`: a configuration key and the values it takes, as written.
@@ -64,9 +66,9 @@ pub enum Rank {
     Return,
     /// Maximum drawdown, smallest first.
     Drawdown,
-    /// Annualised daily Sharpe ratio, highest first (none, too few days: last).
+    /// Annualised Sharpe ratio of the daily returns, highest first (none, too few days: last).
     Sharpe,
-    /// Entries filled, most first.
+    /// Round trips closed, most first.
     Trades,
 }
 
@@ -95,7 +97,7 @@ impl Rank {
         match self {
             Rank::Return => s.total_return_pct,
             Rank::Drawdown => -s.max_drawdown_pct,
-            Rank::Sharpe => s.daily_sharpe.unwrap_or(f64::NEG_INFINITY),
+            Rank::Sharpe => s.sharpe.unwrap_or(f64::NEG_INFINITY),
             Rank::Trades => f64::from(s.trades),
         }
     }
@@ -113,6 +115,8 @@ impl Rank {
 pub struct Combination {
     pub values: Vec<String>,
     pub cfg: Config,
+    /// `settings.yaml` and `bots.yaml` as this combination has them (for its report).
+    pub texts: (String, String),
 }
 
 /// Every combination of the axes' values (the first axis varies slowest), each configuration
@@ -146,8 +150,9 @@ pub fn grid(dir: &Path, settings: &str, bots: &str, axes: &[Axis]) -> Result<Vec
             apply(&mut s, &mut b, &a.key, v)?;
         }
         let text = |v: &Value| serde_yaml::to_string(v).map_err(|e| format!("--sweep: {e}"));
-        let cfg = Config::from_texts(dir, &text(&s)?, &text(&b)?).map_err(|e| refused(axes, &values, &e))?;
-        out.push(Combination { values, cfg });
+        let texts = (text(&s)?, text(&b)?);
+        let cfg = Config::from_texts(dir, &texts.0, &texts.1).map_err(|e| refused(axes, &values, &e))?;
+        out.push(Combination { values, cfg, texts });
     }
     // A key whose values all give the same configuration is spelled wrong or means nothing here:
     // each combination against its twin with the key's first value (the same other values).
@@ -315,9 +320,18 @@ pub fn between(data: &BySymbol<Vec<Bar>>, from: Date, to: Date) -> BySymbol<Vec<
         .collect()
 }
 
-/// The New York trading dates the bars cover, in order.
+/// The days a walk-forward counts, in order: the New York dates with a bar of a stock (or an
+/// option's underlying) — the stock sessions — or, when the bars are all crypto's, every date
+/// they cover. (Counting crypto's weekend days made a 5-day test window from Thursday to Monday
+/// three sessions.)
 pub fn trading_dates(data: &BySymbol<Vec<Bar>>) -> Vec<Date> {
-    let dates: BTreeSet<Date> = data.values().flatten().map(|b| clock::trading_date(b.t)).collect();
+    let stock = |s: &String| AssetClass::of(s) != AssetClass::Crypto;
+    let any_stock = data.keys().any(stock);
+    let dates: BTreeSet<Date> = data
+        .iter()
+        .filter(|(s, _)| !any_stock || stock(s))
+        .flat_map(|(_, bars)| bars.iter().map(|b| clock::trading_date(b.t)))
+        .collect();
     dates.into_iter().collect()
 }
 
@@ -342,7 +356,7 @@ impl Ranked<'_> {
             let _ = write!(out, ",{}", a.key);
         }
         out.push_str(
-            ",total_return_pct,max_drawdown_pct,daily_sharpe,trades,win_rate_pct,avg_win,avg_loss,exposure_pct,start_equity,end_equity\n",
+            ",total_return_pct,max_drawdown_pct,sharpe,trades,sortino,cagr_pct,profit_factor,expectancy,win_rate_pct,avg_win,avg_loss,fees,exposure_pct,start_equity,end_equity\n",
         );
         for (r, i) in self.order.iter().enumerate() {
             let s = &self.summaries[*i];
@@ -353,10 +367,15 @@ impl Ranked<'_> {
             headline(&mut out, s);
             let _ = writeln!(
                 out,
-                ",{},{},{},{:.2},{:.2},{:.2}",
+                ",{},{},{},{},{},{},{},{:.2},{:.2},{:.2},{:.2}",
+                opt(s.sortino, 4),
+                opt(s.cagr_pct, 4),
+                opt(s.profit_factor, 4),
+                opt(s.expectancy, 2),
                 opt(s.win_rate_pct, 2),
                 opt(s.avg_win, 2),
                 opt(s.avg_loss, 2),
+                s.fees,
                 s.exposure_pct,
                 s.start_equity,
                 s.end_equity
@@ -380,7 +399,7 @@ impl Ranked<'_> {
                 r + 1,
                 s.total_return_pct,
                 s.max_drawdown_pct,
-                opt(s.daily_sharpe, 2),
+                opt(s.sharpe, 2),
                 s.trades,
                 opt(s.win_rate_pct, 2)
             );
@@ -408,7 +427,7 @@ fn describe(axes: &[Axis], values: &[String]) -> String {
 
 /// `,return,drawdown,sharpe,trades`: the four figures both CSV files give of a run, alike.
 fn headline(out: &mut String, s: &Summary) {
-    let _ = write!(out, ",{:.4},{:.4},{},{}", s.total_return_pct, s.max_drawdown_pct, opt(s.daily_sharpe, 4), s.trades);
+    let _ = write!(out, ",{:.4},{:.4},{},{}", s.total_return_pct, s.max_drawdown_pct, opt(s.sharpe, 4), s.trades);
 }
 
 fn opt(v: Option<f64>, places: usize) -> String {
@@ -451,12 +470,14 @@ pub struct WalkForward {
     /// from where the one before ended.
     pub joined: Vec<(Timestamp, f64)>,
     pub out_of_sample: Summary,
-    /// The trades of all test windows.
+    /// The round trips all test windows closed.
     pub trades: u32,
 }
 
-/// Windows of `train` trading days followed by `test` days, stepping by `test`; the last test
-/// window may be shorter. None when the data holds no more than `train` days.
+/// Windows of `train` trading days (`trading_dates`) followed by `test` days, stepping by `test`;
+/// the last test window may be shorter. None when the data holds no more than `train` days. Each
+/// window's test bars run from the day after its training's last day (crypto's weekend after a
+/// Friday is tested, not lost between the windows) to its last test day.
 pub fn windows(dates: &[Date], train: usize, test: usize) -> Vec<((Date, Date), (Date, Date))> {
     let mut out = Vec::new();
     let mut i = 0;
@@ -487,13 +508,15 @@ pub fn walk_forward(
     let configs: Vec<&Config> = combos.iter().map(|c| &c.cfg).collect();
     let mut windows = Vec::new();
     let mut joined: Vec<(Timestamp, f64)> = Vec::new();
-    let mut trades = 0;
+    let mut trips: Vec<RoundTrip> = Vec::new();
+    let mut exposure = backtest::Exposure { exposed: 0, share_sum: 0.0, minutes: 0 };
     for (n, (tr, te)) in plan.iter().enumerate() {
         let label = format!("walk-forward window {}/{} (training {} to {})", n + 1, plan.len(), tr.0, tr.1);
         let train_data = Arc::new(between(data, tr.0, tr.1));
         let summaries = run_all(&configs, &train_data, jobs, &label)?;
         let chosen = rank.order(&summaries)[0];
-        let test_data = Arc::new(between(data, te.0, te.1));
+        let after_training = tr.1.tomorrow().map_err(|e| e.to_string())?;
+        let test_data = Arc::new(between(data, after_training, te.1));
         let run = backtest::simulate(combos[chosen].cfg.clone(), &backtest::Bars::Held(test_data), false, false)
             .map_err(|e| format!("walk-forward window {} (test {} to {}): {e}", n + 1, te.0, te.1))?;
         // Each test window starts with the starting cash: its gains and losses in dollars go on
@@ -506,7 +529,10 @@ pub fn walk_forward(
             _ => 0.0,
         };
         joined.extend(run.equity.iter().map(|(t, e)| (*t, e + shift)));
-        trades += run.summary.trades;
+        trips.extend(run.trips.iter().cloned());
+        exposure.exposed += run.exposure.exposed;
+        exposure.share_sum += run.exposure.share_sum;
+        exposure.minutes += run.exposure.minutes;
         windows.push(Window {
             train: *tr,
             test: *te,
@@ -515,7 +541,13 @@ pub fn walk_forward(
             test_summary: run.summary,
         });
     }
-    let out_of_sample = backtest::summarize(&joined, &[], Default::default(), 0, joined.len() as u64, 0, Vec::new());
+    // The joined test windows' figures: their sessions, their round trips.
+    let (first, last) = (plan[0].1.0, plan[plan.len() - 1].1.1);
+    let stocks = data.keys().any(|s| AssetClass::of(s) != AssetClass::Crypto);
+    let sessions: BTreeSet<Date> = dates.iter().copied().filter(|d| *d >= first && *d <= last).collect();
+    let sessions = stocks.then_some(&sessions);
+    let out_of_sample = backtest::summarize(&joined, &trips, sessions, Default::default(), exposure, 0, Vec::new());
+    let trades = out_of_sample.trades;
     Ok(WalkForward { windows, joined, out_of_sample, trades })
 }
 
@@ -526,7 +558,7 @@ impl WalkForward {
         for a in axes {
             let _ = write!(out, ",{}", a.key);
         }
-        out.push_str(",train_return_pct,train_max_drawdown_pct,train_daily_sharpe,train_trades,test_return_pct,test_max_drawdown_pct,test_daily_sharpe,test_trades\n");
+        out.push_str(",train_return_pct,train_max_drawdown_pct,train_sharpe,train_trades,test_return_pct,test_max_drawdown_pct,test_sharpe,test_trades\n");
         for (n, w) in self.windows.iter().enumerate() {
             let _ = write!(out, "{},{},{},{},{}", n + 1, w.train.0, w.train.1, w.test.0, w.test.1);
             for v in &combos[w.chosen].values {
@@ -582,26 +614,32 @@ mod tests {
     #[test]
     fn ranking_puts_the_best_first_and_keeps_the_grid_order_on_ties() {
         let s = |ret: f64, dd: f64, sharpe: Option<f64>, trades: u32| Summary {
-            start_equity: 100.0,
-            end_equity: 100.0 + ret,
             total_return_pct: ret,
             max_drawdown_pct: dd,
-            daily_sharpe: sharpe,
+            sharpe,
             trades,
-            win_rate_pct: None,
-            avg_win: None,
-            avg_loss: None,
-            exposure_pct: 0.0,
-            per_bot_pnl: Default::default(),
-            halts: Default::default(),
-            bars: 0,
-            skipped: Vec::new(),
+            ..backtest::summarize(&[], &[], None, Default::default(), backtest::Exposure::default(), 0, Vec::new())
         };
         let all = [s(1.0, 3.0, None, 5), s(2.0, 1.0, Some(0.5), 5), s(2.0, 2.0, Some(1.5), 9)];
         assert_eq!(Rank::Return.order(&all), [1, 2, 0]);
         assert_eq!(Rank::Drawdown.order(&all), [1, 2, 0]);
         assert_eq!(Rank::Sharpe.order(&all), [2, 1, 0]);
         assert_eq!(Rank::Trades.order(&all), [2, 0, 1]);
+    }
+
+    #[test]
+    fn a_walk_forward_counts_stock_sessions_unless_the_bars_are_all_crypto() {
+        let bar = |t: &str| Bar { t: t.parse().unwrap(), open: 1.0, high: 1.0, low: 1.0, close: 1.0, volume: 1.0 };
+        // Thursday and Friday sessions, crypto through the weekend, Monday's session.
+        let days = ["2026-12-03", "2026-12-04", "2026-12-05", "2026-12-06", "2026-12-07"];
+        let mut data = BySymbol::new();
+        data.insert("BTC/USD".to_string(), days.iter().map(|d| bar(&format!("{d}T17:00:00Z"))).collect());
+        let sessions = ["2026-12-03", "2026-12-04", "2026-12-07"];
+        data.insert("SPY".to_string(), sessions.iter().map(|d| bar(&format!("{d}T15:00:00Z"))).collect());
+        let dates: Vec<Date> = sessions.iter().map(|d| date(d)).collect();
+        assert_eq!(trading_dates(&data), dates);
+        data.remove("SPY");
+        assert_eq!(trading_dates(&data).len(), 5, "crypto only: every date");
     }
 
     #[test]

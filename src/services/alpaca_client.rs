@@ -752,6 +752,8 @@ struct RawOrder {
     legs: Option<Vec<RawOrder>>,
     #[serde(default)]
     created_at: Option<String>,
+    #[serde(default)]
+    filled_at: Option<String>,
 }
 
 impl RawOrder {
@@ -780,6 +782,9 @@ impl RawOrder {
             position_intent,
             legs,
             created_at,
+            // Only a record of when it filled (`fills.at`): a time that does not parse is left
+            // out, and the fill is dated when it was booked.
+            filled_at: self.filled_at.as_deref().and_then(|t| t.parse().ok()),
         })
     }
 }

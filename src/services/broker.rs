@@ -152,6 +152,8 @@ pub struct Order {
     pub position_intent: Option<PositionIntent>,
     pub legs: Vec<Order>,
     pub created_at: Option<Timestamp>,
+    /// When it filled, as the broker says (Alpaca's `filled_at`, set once the order is filled).
+    pub filled_at: Option<Timestamp>,
 }
 
 /// One deposit or withdrawal of cash (`Broker::transfers`).
@@ -491,6 +493,7 @@ mod tests {
             position_intent: None,
             legs: r.legs.iter().map(leg).collect(),
             created_at: None,
+            filled_at: None,
         }
     }
 

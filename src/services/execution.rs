@@ -307,6 +307,7 @@ impl Execution {
                 intent: Intent::Entry,
                 rule: None,
                 legs: entry.legs.clone(),
+                ref_price: reference_price(view, &entry.symbol, entry.limit_price, &entry.legs),
             };
             // The gate is asked again as it goes: an earlier send of this iteration may have
             // found a conflict or met a ledger that refuses writes.
@@ -397,7 +398,19 @@ fn exit_spec(bot: &str, exit: &Exit, view: &BotView) -> OrderSpec {
         intent: Intent::Exit,
         rule: Some(exit.rule),
         legs: exit.legs.clone(),
+        ref_price: reference_price(view, &exit.symbol, exit.limit_price, &exit.legs),
     }
+}
+
+/// The price an order is decided at, for its fills' slippage: the mid of the symbol's quote as
+/// the bot saw it (a marketable limit's limit is only how far it may go), else its limit; a
+/// spread's net limit. `None` when none is known.
+fn reference_price(view: &BotView, symbol: &str, limit: Option<Dec>, legs: &[crate::core::order::Leg]) -> Option<Dec> {
+    if !legs.is_empty() {
+        return limit;
+    }
+    let mid = view.quotes.get(symbol).filter(|q| q.bid > 0.0 && q.ask > 0.0).map(|q| (q.bid + q.ask) / 2.0);
+    mid.and_then(Dec::from_f64).map(|p| p.round_to(6)).or(limit)
 }
 
 /// A keeper (`bots::keeper`) for each bot id whose positions no configured bot watches, with the

@@ -235,6 +235,7 @@ pub fn new_order(l: &LostOrder, now: Timestamp) -> Result<NewOrder, Unbookable> 
         }
     };
     Ok(NewOrder {
+        ref_price: None,
         bot: l.id.bot.clone(),
         symbol,
         side,
@@ -339,6 +340,7 @@ mod tests {
             position_intent: None,
             legs: Vec::new(),
             created_at: None,
+            filled_at: None,
         }
     }
 

@@ -66,8 +66,8 @@ use crate::core::order::{
     Amount, BROKER_STOP, Intent, Leg, OrderStatus, OrderType, PositionIntent, RecordStatus, Side, TimeInForce,
 };
 use crate::core::state::{
-    BrokerPositionRow, ClientOrderId, FillDelta, LegRecord, NewOrder, OrderRecord, OwnedPosition, PositionRules, State,
-    StateError,
+    BrokerPositionRow, ClientOrderId, FillDelta, FillTime, LegRecord, NewOrder, OrderRecord, OwnedPosition,
+    PositionRules, State, StateError,
 };
 use crate::event;
 use crate::services::broker::{
@@ -138,6 +138,9 @@ pub struct OrderSpec {
     pub rule: Option<&'static str>,
     /// The legs of a multi-leg option order (then `symbol` is the underlying).
     pub legs: Vec<Leg>,
+    /// The price it was decided at, recorded with it (`NewOrder::ref_price`): what its fills'
+    /// slippage is measured from. Never sent.
+    pub ref_price: Option<Dec>,
 }
 
 /// What became of a send.
@@ -308,6 +311,7 @@ fn new_order(spec: &OrderSpec, now: Timestamp) -> NewOrder {
         order_type: spec.order_type,
         limit_price: spec.limit_price.map(|p| p.to_string()),
         stop_price: spec.stop_price.map(|p| p.to_string()),
+        ref_price: spec.ref_price.map(|p| p.to_string()),
         intent: spec.intent,
         rule: spec.rule.map(str::to_string),
         created_at: now,
@@ -384,6 +388,8 @@ fn protective_spec(bot: &str, symbol: &str, guard: &Protection) -> OrderSpec {
         intent: Intent::Exit,
         rule: Some(BROKER_STOP),
         legs: Vec::new(),
+        // A stop is decided at its trigger: what it fills beyond that is its slippage.
+        ref_price: Some(guard.stop),
     }
 }
 
@@ -1676,9 +1682,12 @@ fn record_report(
     // nest them) books nothing and finishes nothing — booking the parent's fill would invent a
     // position in the underlying.
     let sent_legs = !state.order_legs(client_order_id)?.is_empty();
+    // When it filled, as the broker says, for the fills' record (never later than now: a clock
+    // ahead of ours would date a fill in our future).
+    let at = FillTime { booked: now, filled: o.filled_at.filter(|t| *t <= now) };
     if o.legs.is_empty() && !sent_legs {
         let price = priced(o.filled_avg_price);
-        let delta = state.apply_order_report(client_order_id, &o.status, Some(&o.id), filled, price, now)?;
+        let delta = state.apply_order_report(client_order_id, &o.status, Some(&o.id), filled, price, at)?;
         let waiting = filled > booked_before && price.is_none();
         Ok(Booked { fills: delta.into_iter().collect(), waiting })
     } else {
@@ -1689,7 +1698,7 @@ fn record_report(
             .iter()
             .map(|l| (l.symbol.clone(), l.filled_qty.unwrap_or(Dec::ZERO), priced(l.filled_avg_price)))
             .collect();
-        let booking = state.apply_leg_reports(client_order_id, &o.status, Some(&o.id), filled, &legs, now)?;
+        let booking = state.apply_leg_reports(client_order_id, &o.status, Some(&o.id), filled, &legs, at)?;
         Ok(Booked { fills: booking.fills, waiting: !booking.settled })
     }
 }
@@ -1736,6 +1745,8 @@ fn single_exit(p: &OwnedPosition, rule: &'static str) -> OrderSpec {
         intent: Intent::Exit,
         rule: Some(rule),
         legs: Vec::new(),
+        // A flatten is decided on the account, not on a price.
+        ref_price: None,
     }
 }
 
@@ -1758,6 +1769,7 @@ pub fn close_legs(bot: &str, root: &str, legs: &[&OwnedPosition], rule: &'static
         intent: Intent::Exit,
         rule: Some(rule),
         legs,
+        ref_price: None,
     })
 }
 
@@ -1787,6 +1799,7 @@ mod tests {
             intent: Intent::Entry,
             rule: None,
             legs: Vec::new(),
+            ref_price: None,
         }
     }
 
@@ -1867,6 +1880,7 @@ mod tests {
             position_intent: None,
             legs: Vec::new(),
             created_at: None,
+            filled_at: None,
         };
         for (filled, price, why) in [
             (None, Some("190"), "no filled quantity"),

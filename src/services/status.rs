@@ -416,6 +416,7 @@ mod tests {
     fn fill(s: &mut State, coid: &str, bot: &str, symbol: &str, qty: &str, price: &str, now: Timestamp) {
         let id = s
             .record_order(&NewOrder {
+                ref_price: None,
                 bot: bot.into(),
                 symbol: symbol.into(),
                 side: crate::core::order::Side::Buy,
@@ -431,8 +432,15 @@ mod tests {
                 legs: Vec::new(),
             })
             .unwrap();
-        s.apply_order_report(&id, &crate::core::order::OrderStatus::Filled, Some(coid), d(qty), Some(d(price)), now)
-            .unwrap();
+        s.apply_order_report(
+            &id,
+            &crate::core::order::OrderStatus::Filled,
+            Some(coid),
+            d(qty),
+            Some(d(price)),
+            crate::core::state::FillTime::booked(now),
+        )
+        .unwrap();
     }
 
     fn held(symbol: &str, qty: &str, avg: &str, price: Option<&str>) -> BrokerPositionRow {

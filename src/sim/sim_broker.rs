@@ -78,6 +78,17 @@ fn symbol_key(symbol: &str) -> u64 {
     symbol.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
 }
 
+/// The simulated broker's fee on a fill of `qty` worth `value` dollars of `symbol`: a crypto fee in
+/// basis points of the value, a fee per option contract, a fee per share. (The backtest's round
+/// trips show each fill's fee by the same rule.)
+pub fn fee(cfg: &Sim, symbol: &str, qty: f64, value: f64) -> f64 {
+    match AssetClass::of(symbol) {
+        AssetClass::Crypto => value.abs() * cfg.crypto_fee_bps / 10_000.0,
+        AssetClass::UsOption => qty.abs() * cfg.fee_per_contract,
+        _ => qty.abs() * cfg.fee_per_share,
+    }
+}
+
 fn minute_of(t: Timestamp) -> i64 {
     t.as_second().div_euclid(60)
 }
@@ -318,6 +329,9 @@ struct BookOrder {
     filled_qty: Dec,
     filled_avg_price: Option<Dec>,
     created_at: i64,
+    /// When it filled (seconds), as Alpaca's `filled_at`.
+    #[serde(default)]
+    filled_at: Option<i64>,
     /// The first minute at which it may fill: the one after it arrived.
     fill_from_minute: i64,
     /// Buying power held while it is open.
@@ -698,15 +712,12 @@ impl SimBroker {
         ord.status = "filled".into();
         ord.filled_qty = qty;
         ord.filled_avg_price = Some(fill_dec);
+        ord.filled_at = Some(self.clock.now().as_second());
         ord.reserved = Dec::ZERO;
     }
 
     fn fee(&self, symbol: &str, qty: f64, value: f64) -> f64 {
-        match AssetClass::of(symbol) {
-            AssetClass::Crypto => value.abs() * self.cfg.crypto_fee_bps / 10_000.0,
-            AssetClass::UsOption => qty.abs() * self.cfg.fee_per_contract,
-            _ => qty.abs() * self.cfg.fee_per_share,
-        }
+        fee(&self.cfg, symbol, qty, value)
     }
 
     fn add_position(&mut self, symbol: &str, signed_qty: Dec, price: Dec) {
@@ -981,9 +992,11 @@ impl SimBroker {
                     position_intent: intent_of(&l.intent),
                     legs: Vec::new(),
                     created_at: Timestamp::from_second(o.created_at).ok(),
+                    filled_at: o.filled_at.and_then(|t| Timestamp::from_second(t).ok()),
                 })
                 .collect(),
             created_at: Timestamp::from_second(o.created_at).ok(),
+            filled_at: o.filled_at.and_then(|t| Timestamp::from_second(t).ok()),
         }
     }
 
@@ -1267,6 +1280,7 @@ impl Broker for SimBroker {
             filled_qty: Dec::ZERO,
             filled_avg_price: None,
             created_at: now.as_second(),
+            filled_at: None,
             fill_from_minute: m + 1,
             reserved,
             legs: r

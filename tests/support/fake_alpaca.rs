@@ -99,6 +99,8 @@ pub struct FakeState {
     /// The time new orders are stamped with (`created_at`, `submitted_at`): the test's clock
     /// when set, else the real time of the request.
     pub order_time: Option<String>,
+    /// The `filled_at` the fake stamps on the orders it fills (`None`: the time of the fill).
+    pub fill_time: Option<String>,
     /// The account's non-trade activities (`GET /v2/account/activities`), oldest first, in
     /// Alpaca's shape (`transfer`).
     pub activities: Vec<Value>,
@@ -202,6 +204,9 @@ impl FakeState {
     /// Marks order `i` filled at `price` and moves the position (each leg's, for a multi-leg
     /// order, at its own price from `fill_prices`).
     pub fn book_fill(&mut self, i: usize, price: &str) {
+        // Alpaca stamps an order with `filled_at` once it is filled (the fake: `fill_time`, else now).
+        let at = self.fill_time.clone().unwrap_or_else(|| jiff::Timestamp::now().to_string());
+        self.orders[i]["filled_at"] = at.into();
         if let Some(legs) = self.orders[i]["legs"].as_array().cloned().filter(|l| !l.is_empty()) {
             let mut net = 0.0;
             for (k, leg) in legs.iter().enumerate() {

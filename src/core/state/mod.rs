@@ -3,7 +3,8 @@
 //! Owns: opening a ledger (`open`, `open_existing`, `open_read_only`, `open_memory`) and the
 //! connection every read and write goes through, with its statement cache (`Cached`); the error
 //! every ledger operation returns (`StateError`); and, one file each, what is stored: the schema
-//! and its migrations (`schema`), orders and their legs with our client order ids (`orders`),
+//! and its migrations (`schema`), orders and their legs with our client order ids, and each fill
+//! booked from them with its price and time (`orders`),
 //! positions (`positions`), halts (`halts`), day starts and budgets (`budgets`), and the rows kept
 //! for the operator (`status_rows`). Which writes are fsynced before they return is `durably`'s
 //! (an order recorded before it is sent, a halt). Timestamps are stored as fixed-width UTC text
@@ -56,7 +57,7 @@ mod tests;
 pub use backup::{BackupSummary, backup_path};
 pub use budgets::{BotDay, BudgetRow, DayStart};
 pub use journal::{clear_journal_lost, journal_lost, journal_lost_mark, mark_journal_lost, with_suffix};
-pub use orders::{ClientOrderId, FillDelta, LegBooking, LegRecord, NewOrder, OrderRecord};
+pub use orders::{ClientOrderId, FillDelta, FillRecord, FillTime, LegBooking, LegRecord, NewOrder, OrderRecord};
 pub use positions::{BrokerPositionRow, OwnedPosition, PositionRules};
 pub use schema::{FINAL_ORDER_STATUSES, SCHEMA_VERSION};
 pub use status_rows::{BotActivity, LOOP_RUNS_KEPT, LoopRun};

@@ -42,6 +42,8 @@ pub struct OrderRecord {
     /// For an exit: the rule that asked for it (`stop_loss`, `daily_loss_flatten`, …).
     pub rule: Option<String>,
     pub filled_qty: Dec,
+    /// The price it was decided at (`NewOrder::ref_price`); `None` before migration 17.
+    pub ref_price: Option<String>,
 }
 
 /// An order about to be sent: what `State::record_order` numbers and records.
@@ -63,6 +65,9 @@ pub struct NewOrder {
     pub trading_date: Date,
     /// The legs of a multi-leg order, recorded with it.
     pub legs: Vec<LegRecord>,
+    /// The price the order was decided at (the quote's mid, a protective stop's trigger, a
+    /// spread's limit): its fills' slippage is measured from it. `None`: not known.
+    pub ref_price: Option<String>,
 }
 
 /// The parts of a client order id this build issues: `th-<bot>-<yyyymmdd>-<epoch>-<n>`.
@@ -143,12 +148,30 @@ fn is_recorded(conn: &rusqlite::Connection, client_order_id: &str, what: &'stati
 }
 
 /// Inserts an order and its legs as `recorded`, inside the caller's transaction.
+/// Writes one booked fill (`fills`): what `core::round_trip` reads a trade's prices and times from.
+fn insert_fill(
+    tx: &rusqlite::Transaction<'_>,
+    client_order_id: &str,
+    symbol: &str,
+    signed: Dec,
+    price: Dec,
+    realized: Dec,
+    at: Timestamp,
+) -> Result<(), StateError> {
+    tx.run(
+        "INSERT INTO fills (client_order_id, symbol, qty, price, realized_pnl, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![client_order_id, symbol, signed.to_string(), price.to_string(), realized.to_string(), clock::db_ts(at)],
+    )
+    .map(drop)
+    .map_err(sql("recording a fill"))
+}
+
 pub(super) fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrder) -> Result<(), StateError> {
     let what = "recording an order";
     tx.run(
         "INSERT INTO orders (client_order_id, bot, symbol, side, qty, notional, order_type, limit_price, intent,
-                             status, filled_qty, created_at, updated_at, rule, trading_date, stop_price)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12, ?13)",
+                             status, filled_qty, created_at, updated_at, rule, trading_date, stop_price, ref_price)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'recorded', '0', ?10, ?10, ?11, ?12, ?13, ?14)",
         params![
             id,
             o.bot,
@@ -162,7 +185,8 @@ pub(super) fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrde
             clock::db_ts(o.created_at),
             o.rule,
             o.trading_date.to_string(),
-            o.stop_price
+            o.stop_price,
+            o.ref_price
         ],
     )
     .map_err(sql(what))?;
@@ -203,6 +227,43 @@ pub struct FillDelta {
     pub price: Dec,
     /// Realised on the part that reduced the position, exactly (`ledger::apply`).
     pub realized_pnl: Dec,
+}
+
+/// When a broker's report is booked (`booked`: the order's `updated_at`, what the day's counts and
+/// cooldowns go by) and when the broker says the order filled (`filled`, Alpaca's `filled_at`:
+/// the time its fills are recorded with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillTime {
+    pub booked: Timestamp,
+    pub filled: Option<Timestamp>,
+}
+
+impl FillTime {
+    /// Booked at `now`, the broker's fill time not known.
+    pub fn booked(now: Timestamp) -> FillTime {
+        FillTime { booked: now, filled: None }
+    }
+
+    /// The broker's fill time, else when it was booked.
+    pub fn filled(self) -> Timestamp {
+        self.filled.unwrap_or(self.booked)
+    }
+}
+
+/// One booked fill as the ledger keeps it (`fills`, since migration 17): a multi-leg order's by
+/// leg. What `core::round_trip` folds into trades.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillRecord {
+    pub id: i64,
+    pub client_order_id: String,
+    /// The leg's symbol for a multi-leg order.
+    pub symbol: String,
+    /// Signed: positive bought, negative sold.
+    pub qty: Dec,
+    pub price: Dec,
+    pub realized_pnl: Dec,
+    /// The broker's fill time, or when the daemon booked it.
+    pub at: Timestamp,
 }
 
 /// What one report on a multi-leg order booked (`State::apply_leg_reports`).
@@ -410,8 +471,9 @@ impl State {
         broker_order_id: Option<&str>,
         filled_qty: Dec,
         legs: &[(String, Dec, Option<Dec>)],
-        now: Timestamp,
+        at: FillTime,
     ) -> Result<LegBooking, StateError> {
+        let now = at.booked;
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
         let row: Option<(String, Option<String>, Option<String>)> = tx
@@ -469,6 +531,7 @@ impl State {
             let signed = if intent.starts_with("buy") { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
             let closing = intent.ends_with("_to_close");
             let realized = move_owned(&tx, &bot, &symbol, signed, price, closing, now)?;
+            insert_fill(&tx, client_order_id, &symbol, signed, price, realized, at.filled())?;
             realized_total = realized_total.checked_add(realized).unwrap_or(realized_total);
             deltas.push(FillDelta { bot: bot.clone(), symbol, qty: signed, price, realized_pnl: realized });
         }
@@ -509,7 +572,7 @@ impl State {
     pub(super) fn read_orders(&self, filter: &str, arg: &str) -> Result<Vec<OrderRecord>, StateError> {
         let query = format!(
             "SELECT client_order_id, bot, symbol, side, qty, notional, order_type, intent, status, broker_order_id,
-                    created_at, trading_date, rule, filled_qty, limit_price, stop_price
+                    created_at, trading_date, rule, filled_qty, limit_price, stop_price, ref_price
              FROM orders WHERE {filter} ORDER BY created_at, rowid"
         );
         let mut stmt = self.conn.prepare_cached(&query).map_err(sql("reading orders"))?;
@@ -521,6 +584,7 @@ impl State {
                     (r.get::<_, String>(7)?, r.get::<_, String>(8)?, r.get::<_, Option<String>>(9)?),
                     (r.get::<_, String>(10)?, r.get::<_, Option<String>>(11)?, r.get::<_, Option<String>>(12)?),
                     (r.get::<_, Option<String>>(13)?, r.get::<_, Option<String>>(14)?, r.get::<_, Option<String>>(15)?),
+                    r.get::<_, Option<String>>(16)?,
                 ))
             })
             .map_err(sql("reading orders"))?;
@@ -532,6 +596,7 @@ impl State {
                 (intent, status, broker_id),
                 (created, date, rule),
                 (filled, limit_price, stop_price),
+                ref_price,
             ) = row.map_err(sql("reading orders"))?;
             let created_at = clock::parse_ts(&created).map_err(bad_row("orders.created_at"))?;
             let trading_date = match date {
@@ -564,6 +629,7 @@ impl State {
                 trading_date,
                 rule,
                 filled_qty,
+                ref_price,
             });
         }
         Ok(out)
@@ -583,6 +649,43 @@ impl State {
                 .row("SELECT realized_pnl FROM orders WHERE client_order_id = ?1", [&o.client_order_id], |r| r.get(0))
                 .map_err(sql("reading an order's P&L"))?;
             out.push((o, pnl));
+        }
+        Ok(out)
+    }
+
+    /// Every booked fill, oldest first (`fills`; the ledger kept none before migration 17).
+    pub fn fills(&self) -> Result<Vec<FillRecord>, StateError> {
+        let what = "reading fills";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, client_order_id, symbol, qty, price, realized_pnl, at FROM fills ORDER BY id")
+            .map_err(sql(what))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    [r.get::<_, String>(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?],
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .map_err(sql(what))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, client_order_id, symbol, [qty, price, pnl], at) = row.map_err(sql(what))?;
+            let dec = |what: &'static str, t: &str| {
+                t.parse::<Dec>().map_err(|e| StateError::BadRow { what, detail: e.to_string() })
+            };
+            out.push(FillRecord {
+                id,
+                client_order_id,
+                symbol,
+                qty: dec("fills.qty", &qty)?,
+                price: dec("fills.price", &price)?,
+                realized_pnl: dec("fills.realized_pnl", &pnl)?,
+                at: clock::parse_ts(&at).map_err(bad_row("fills.at"))?,
+            });
         }
         Ok(out)
     }
@@ -638,7 +741,7 @@ impl State {
     }
 
     /// Records a broker's report on one of our orders and, in the same transaction, moves the
-    /// owned position by what newly filled. Returns the change, if any. Fills are cumulative
+    /// owned position by what newly filled and writes that fill (`fills`, at `at.filled()`). Returns the change, if any. Fills are cumulative
     /// (`filled_qty` is the order's total so far), so a report seen twice changes nothing.
     pub fn apply_order_report(
         &mut self,
@@ -647,8 +750,9 @@ impl State {
         broker_order_id: Option<&str>,
         filled_qty: Dec,
         avg_price: Option<Dec>,
-        now: Timestamp,
+        at: FillTime,
     ) -> Result<Option<FillDelta>, StateError> {
+        let now = at.booked;
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(sql("recording a fill"))?;
         let row: Option<[Option<String>; 6]> = tx
@@ -691,6 +795,7 @@ impl State {
             (true, Some(price)) => {
                 let signed = if side == "buy" { new } else { Dec::ZERO.checked_sub(new).unwrap_or(Dec::ZERO) };
                 let realized = move_owned(&tx, &bot, &symbol, signed, price, exit, now)?;
+                insert_fill(&tx, client_order_id, &symbol, signed, price, realized, at.filled())?;
                 add_realized(&tx, date.as_deref(), &bot, realized, now)?;
                 add_order_realized(&tx, client_order_id, realized)?;
                 Some(FillDelta { bot, symbol, qty: signed, price, realized_pnl: realized })

@@ -195,6 +195,20 @@ pub(super) const MIGRATIONS: &[&str] = &[
          at           TEXT NOT NULL,
          recorded_at  TEXT NOT NULL
      );",
+    // 17: each fill as it was booked (a multi-leg order's by leg), with its price and time, so a
+    // round trip is read back with both its fills (`core::round_trip`); and the price each order
+    // was decided at, which its fills' slippage is measured from.
+    "CREATE TABLE fills (
+         id              INTEGER PRIMARY KEY,
+         client_order_id TEXT NOT NULL REFERENCES orders(client_order_id),
+         symbol          TEXT NOT NULL,          -- the leg's symbol for a multi-leg order
+         qty             TEXT NOT NULL,          -- exact decimal, signed: + bought, - sold
+         price           TEXT NOT NULL,          -- exact decimal, per share, coin or contract
+         realized_pnl    TEXT NOT NULL,          -- exact decimal, on the part that reduced a position
+         at              TEXT NOT NULL           -- the broker's fill time, else when it was booked
+     );
+     CREATE INDEX fills_by_order ON fills(client_order_id);
+     ALTER TABLE orders ADD COLUMN ref_price TEXT;",
 ];
 
 /// An order not in a final status, as the index `orders_unfinished` says it (word for word: SQLite

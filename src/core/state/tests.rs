@@ -103,7 +103,7 @@ fn exits_in_flight_are_unfinished_exits_that_are_not_protective_stops() {
     s.record_order(&NewOrder { rule: Some(BROKER_STOP.into()), ..order("sell", "1", "exit") }).unwrap();
     s.record_order(&NewOrder { symbol: "MSFT".into(), ..order("buy", "1", "entry") }).unwrap();
     let done = s.record_order(&NewOrder { symbol: "QQQ".into(), ..order("sell", "1", "exit") }).unwrap();
-    s.apply_order_report(&done, &OrderStatus::Canceled, Some("b-1"), Dec::ZERO, None, now).unwrap();
+    s.apply_order_report(&done, &OrderStatus::Canceled, Some("b-1"), Dec::ZERO, None, FillTime::booked(now)).unwrap();
     let by_filter = |s: &State| -> Vec<(String, String)> {
         s.unfinished_orders()
             .unwrap()
@@ -114,7 +114,7 @@ fn exits_in_flight_are_unfinished_exits_that_are_not_protective_stops() {
     };
     assert_eq!(s.exits_in_flight().unwrap(), vec![("mom_AAPL".to_string(), "AAPL".to_string())]);
     assert_eq!(s.exits_in_flight().unwrap(), by_filter(&s));
-    s.apply_order_report(&exit, &OrderStatus::Filled, Some("b-2"), Dec::ZERO, None, now).unwrap();
+    s.apply_order_report(&exit, &OrderStatus::Filled, Some("b-2"), Dec::ZERO, None, FillTime::booked(now)).unwrap();
     assert!(s.exits_in_flight().unwrap().is_empty());
     assert_eq!(s.exits_in_flight().unwrap(), by_filter(&s));
 }
@@ -159,15 +159,29 @@ fn a_backtests_kept_reads_answer_what_a_plain_read_does_after_every_write() {
     agree(&s, "a budget");
     let entry = s.record_order(&order("buy", "10", "entry")).unwrap();
     agree(&s, "an entry recorded");
-    s.apply_order_report(&entry, &OrderStatus::Filled, Some("b-1"), Dec::from_int(10), Some(Dec::from_int(100)), now)
-        .unwrap();
+    s.apply_order_report(
+        &entry,
+        &OrderStatus::Filled,
+        Some("b-1"),
+        Dec::from_int(10),
+        Some(Dec::from_int(100)),
+        FillTime::booked(now),
+    )
+    .unwrap();
     agree(&s, "its fill");
     s.record_best_price("mom_AAPL", "AAPL", 101.0, true).unwrap();
     agree(&s, "a best price");
     let exit = s.record_order(&order("sell", "10", "exit")).unwrap();
     agree(&s, "an exit recorded");
-    s.apply_order_report(&exit, &OrderStatus::Filled, Some("b-2"), Dec::from_int(10), Some(Dec::from_int(90)), now)
-        .unwrap();
+    s.apply_order_report(
+        &exit,
+        &OrderStatus::Filled,
+        Some("b-2"),
+        Dec::from_int(10),
+        Some(Dec::from_int(90)),
+        FillTime::booked(now),
+    )
+    .unwrap();
     agree(&s, "its fill at a loss");
     assert_eq!(s.bot_day("mom_AAPL", date).unwrap(), BotDay { realized_pnl: -107.5, entries: 1 });
     assert!(s.owned_positions().unwrap().is_empty());
@@ -243,6 +257,7 @@ fn halts_set_extend_and_clear() {
 
 fn order(side: &str, qty: &str, intent: &str) -> NewOrder {
     NewOrder {
+        ref_price: None,
         bot: "mom_AAPL".into(),
         symbol: "AAPL".into(),
         side: Side::parse(side).unwrap(),
@@ -439,18 +454,26 @@ fn a_fill_without_a_price_is_not_booked_and_the_order_stays_unfinished() {
     let now = ts("2026-11-25T15:00:00Z");
     let d = |t: &str| t.parse::<Dec>().unwrap();
     let e = s.record_order(&order("buy", "10", "entry")).unwrap();
-    assert!(s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), None, now).unwrap().is_none());
+    assert!(
+        s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), None, FillTime::booked(now))
+            .unwrap()
+            .is_none()
+    );
     assert!(s.owned_positions().unwrap().is_empty(), "nothing booked at no price");
     let rec = s.order(&e).unwrap().unwrap();
     assert_eq!((rec.status.as_str(), rec.filled_qty), ("recorded", Dec::ZERO));
     assert_eq!(rec.broker_order_id.as_deref(), Some("b1"));
     assert_eq!(s.unfinished_orders().unwrap().len(), 1, "read again next iteration");
     // Once the price comes, the fill is booked, once.
-    let delta =
-        s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101")), now).unwrap().unwrap();
+    let delta = s
+        .apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101")), FillTime::booked(now))
+        .unwrap()
+        .unwrap();
     assert_eq!((delta.qty, delta.price), (d("10"), d("101")));
     assert!(
-        s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101")), now).unwrap().is_none()
+        s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101")), FillTime::booked(now))
+            .unwrap()
+            .is_none()
     );
     assert_eq!(s.owned_positions().unwrap()[0].avg_entry_price, d("101"));
 }
@@ -463,20 +486,42 @@ fn the_last_exit_is_the_newest_that_filled_of_that_bot_and_symbol() {
     let mut s = State::open(&path).unwrap();
     let d = |t: &str| t.parse::<Dec>().unwrap();
     let e = s.record_order(&order("buy", "10", "entry")).unwrap();
-    s.apply_order_report(&e, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("100")), ts("2026-11-25T15:00:00Z"))
-        .unwrap();
+    s.apply_order_report(
+        &e,
+        &OrderStatus::Filled,
+        Some("b1"),
+        d("10"),
+        Some(d("100")),
+        FillTime::booked(ts("2026-11-25T15:00:00Z")),
+    )
+    .unwrap();
     assert_eq!(s.last_exit("mom_AAPL", "AAPL").unwrap(), None);
     for (n, (qty, at)) in [("4", "2026-11-25T15:10:00Z"), ("6", "2026-11-25T15:30:00Z")].into_iter().enumerate() {
         let x = s.record_order(&order("sell", qty, "exit")).unwrap();
         let id = format!("b{}", n + 2);
-        s.apply_order_report(&x, &OrderStatus::Filled, Some(&id), d(qty), Some(d("101")), ts(at)).unwrap();
+        s.apply_order_report(&x, &OrderStatus::Filled, Some(&id), d(qty), Some(d("101")), FillTime::booked(ts(at)))
+            .unwrap();
     }
     let unfilled = s.record_order(&order("sell", "1", "exit")).unwrap();
-    s.apply_order_report(&unfilled, &OrderStatus::Canceled, Some("b9"), d("0"), None, ts("2026-11-25T15:40:00Z"))
-        .unwrap();
+    s.apply_order_report(
+        &unfilled,
+        &OrderStatus::Canceled,
+        Some("b9"),
+        d("0"),
+        None,
+        FillTime::booked(ts("2026-11-25T15:40:00Z")),
+    )
+    .unwrap();
     let other = s.record_order(&NewOrder { symbol: "MSFT".into(), ..order("sell", "1", "exit") }).unwrap();
-    s.apply_order_report(&other, &OrderStatus::Filled, Some("b8"), d("1"), Some(d("300")), ts("2026-11-25T15:50:00Z"))
-        .unwrap();
+    s.apply_order_report(
+        &other,
+        &OrderStatus::Filled,
+        Some("b8"),
+        d("1"),
+        Some(d("300")),
+        FillTime::booked(ts("2026-11-25T15:50:00Z")),
+    )
+    .unwrap();
     assert_eq!(s.last_exit("mom_AAPL", "AAPL").unwrap(), Some(ts("2026-11-25T15:30:00Z")));
     assert_eq!(s.last_exit("mom_AAPL", "MSFT").unwrap(), Some(ts("2026-11-25T15:50:00Z")));
     assert_eq!(s.last_exit("mom_MSFT", "AAPL").unwrap(), None);
@@ -491,6 +536,7 @@ fn a_leg_fill_without_a_price_waits_and_nothing_is_booked_at_zero() {
     let leg =
         |symbol: &str, intent: &str| LegRecord { symbol: symbol.into(), ratio: 1, position_intent: intent.into() };
     let spread = NewOrder {
+        ref_price: None,
         symbol: "SPY".into(),
         side: Side::Sell,
         qty: Some("1".into()),
@@ -504,17 +550,32 @@ fn a_leg_fill_without_a_price_waits_and_nothing_is_booked_at_zero() {
             ("SPY261218P00475000".to_string(), d("1"), long.map(d)),
         ]
     };
-    let booked =
-        s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &reports(Some("2.10"), None), now).unwrap();
+    let booked = s
+        .apply_leg_reports(
+            &id,
+            &OrderStatus::Filled,
+            Some("b"),
+            d("1"),
+            &reports(Some("2.10"), None),
+            FillTime::booked(now),
+        )
+        .unwrap();
     assert_eq!(booked.fills.len(), 1, "the priced leg is booked: {booked:?}");
     assert!(!booked.settled);
     assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded", "kept unfinished for the other leg");
     // An answer that leaves the legs out books nothing and finishes nothing.
-    let booked = s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &[], now).unwrap();
+    let booked = s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &[], FillTime::booked(now)).unwrap();
     assert!(booked.fills.is_empty() && !booked.settled);
     assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded");
     let booked = s
-        .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("1"), &reports(Some("2.10"), Some("1.60")), now)
+        .apply_leg_reports(
+            &id,
+            &OrderStatus::Filled,
+            Some("b"),
+            d("1"),
+            &reports(Some("2.10"), Some("1.60")),
+            FillTime::booked(now),
+        )
         .unwrap();
     assert_eq!(
         booked.fills.iter().map(|f| (f.symbol.as_str(), f.price)).collect::<Vec<_>>(),
@@ -540,6 +601,7 @@ fn a_spread_reported_filled_is_final_only_when_its_legs_carry_the_fill() {
     };
     // Two spreads of a 1x2 ratio: the short leg carries 2 contracts a unit, the long one 4.
     let spread = NewOrder {
+        ref_price: None,
         symbol: "SPY".into(),
         side: Side::Sell,
         qty: Some("2".into()),
@@ -554,19 +616,34 @@ fn a_spread_reported_filled_is_final_only_when_its_legs_carry_the_fill() {
         ]
     };
     // The parent says filled while its legs still show nothing: nothing booked, not final.
-    let booked =
-        s.apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("2"), &report("0", "0", None), now).unwrap();
+    let booked = s
+        .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("2"), &report("0", "0", None), FillTime::booked(now))
+        .unwrap();
     assert!(booked.fills.is_empty() && !booked.settled, "{booked:?}");
     assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded");
     // Still not final when the parent's count is missing: `filled` means every unit ordered.
     let booked = s
-        .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("0"), &report("2", "2", Some("1.60")), now)
+        .apply_leg_reports(
+            &id,
+            &OrderStatus::Filled,
+            Some("b"),
+            d("0"),
+            &report("2", "2", Some("1.60")),
+            FillTime::booked(now),
+        )
         .unwrap();
     assert_eq!(booked.fills.len(), 2);
     assert!(!booked.settled, "the long leg carries 2 of its 4");
     assert_eq!(s.order(&id).unwrap().unwrap().status.as_str(), "recorded");
     let booked = s
-        .apply_leg_reports(&id, &OrderStatus::Filled, Some("b"), d("2"), &report("2", "4", Some("1.60")), now)
+        .apply_leg_reports(
+            &id,
+            &OrderStatus::Filled,
+            Some("b"),
+            d("2"),
+            &report("2", "4", Some("1.60")),
+            FillTime::booked(now),
+        )
         .unwrap();
     assert_eq!(booked.fills.iter().map(|f| f.qty).collect::<Vec<_>>(), vec![d("2")]);
     assert!(booked.settled);
@@ -577,8 +654,16 @@ fn a_spread_reported_filled_is_final_only_when_its_legs_carry_the_fill() {
     assert_eq!(owned, vec![("SPY261218P00475000".into(), d("4")), ("SPY261218P00480000".into(), d("-2"))]);
     // A spread cancelled unfilled is final at once.
     let none = s.record_order(&spread).unwrap();
-    let booked =
-        s.apply_leg_reports(&none, &OrderStatus::Canceled, Some("c"), d("0"), &report("0", "0", None), now).unwrap();
+    let booked = s
+        .apply_leg_reports(
+            &none,
+            &OrderStatus::Canceled,
+            Some("c"),
+            d("0"),
+            &report("0", "0", None),
+            FillTime::booked(now),
+        )
+        .unwrap();
     assert!(booked.fills.is_empty() && booked.settled);
     assert_eq!(s.order(&none).unwrap().unwrap().status.as_str(), "canceled");
 }
@@ -591,12 +676,23 @@ fn fills_move_owned_positions_once_and_realise_pnl() {
     let d = |t: &str| t.parse::<Dec>().unwrap();
     let e1 = s.record_order(&order("buy", "10", "entry")).unwrap();
     // A partial fill, then the full fill, then the same report again.
-    let delta =
-        s.apply_order_report(&e1, &OrderStatus::PartiallyFilled, Some("b1"), d("4"), Some(d("100")), now).unwrap();
+    let delta = s
+        .apply_order_report(
+            &e1,
+            &OrderStatus::PartiallyFilled,
+            Some("b1"),
+            d("4"),
+            Some(d("100")),
+            FillTime::booked(now),
+        )
+        .unwrap();
     assert_eq!(delta.unwrap().qty, d("4"));
-    s.apply_order_report(&e1, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101.2")), now).unwrap();
+    s.apply_order_report(&e1, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101.2")), FillTime::booked(now))
+        .unwrap();
     assert!(
-        s.apply_order_report(&e1, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101.2")), now).unwrap().is_none()
+        s.apply_order_report(&e1, &OrderStatus::Filled, Some("b1"), d("10"), Some(d("101.2")), FillTime::booked(now))
+            .unwrap()
+            .is_none()
     );
     let owned = s.owned_positions().unwrap();
     assert_eq!(owned[0].qty, d("10"));
@@ -604,8 +700,10 @@ fn fills_move_owned_positions_once_and_realise_pnl() {
     assert!(s.unfinished_orders().unwrap().is_empty());
     // Sell 10 at 102: +12.8 realised, the position closes.
     let x1 = s.record_order(&order("sell", "10", "exit")).unwrap();
-    let delta =
-        s.apply_order_report(&x1, &OrderStatus::Filled, Some("b2"), d("10"), Some(d("102")), now).unwrap().unwrap();
+    let delta = s
+        .apply_order_report(&x1, &OrderStatus::Filled, Some("b2"), d("10"), Some(d("102")), FillTime::booked(now))
+        .unwrap()
+        .unwrap();
     assert_eq!(delta.realized_pnl, d("12.8"), "exactly, not 12.800000000000011");
     assert!(s.owned_positions().unwrap().is_empty());
     let budgets = s.budgets(jiff::civil::date(2026, 11, 25)).unwrap().to_vec();
@@ -619,17 +717,17 @@ fn an_exit_never_flips_a_position_into_a_short() {
     let now = ts("2026-11-25T15:00:00Z");
     let d = |t: &str| t.parse::<Dec>().unwrap();
     let e = s.record_order(&order("buy", "1", "entry")).unwrap();
-    s.apply_order_report(&e, &OrderStatus::Filled, None, d("1"), Some(d("50")), now).unwrap();
+    s.apply_order_report(&e, &OrderStatus::Filled, None, d("1"), Some(d("50")), FillTime::booked(now)).unwrap();
     // Reconciliation capped it meanwhile, or the exit over-filled: either way, closed at zero.
     let x = s.record_order(&order("sell", "5", "exit")).unwrap();
-    s.apply_order_report(&x, &OrderStatus::Filled, None, d("5"), Some(d("50")), now).unwrap();
+    s.apply_order_report(&x, &OrderStatus::Filled, None, d("5"), Some(d("50")), FillTime::booked(now)).unwrap();
     assert!(s.owned_positions().unwrap().is_empty());
     let y = s.record_order(&order("sell", "3", "exit")).unwrap();
-    s.apply_order_report(&y, &OrderStatus::Filled, None, d("3"), Some(d("50")), now).unwrap();
+    s.apply_order_report(&y, &OrderStatus::Filled, None, d("3"), Some(d("50")), FillTime::booked(now)).unwrap();
     assert!(s.owned_positions().unwrap().is_empty(), "no short booked from an exit");
     // An entry that sells (an allowed short) does open a short.
     let z = s.record_order(&order("sell", "2", "entry")).unwrap();
-    s.apply_order_report(&z, &OrderStatus::Filled, None, d("2"), Some(d("50")), now).unwrap();
+    s.apply_order_report(&z, &OrderStatus::Filled, None, d("2"), Some(d("50")), FillTime::booked(now)).unwrap();
     assert_eq!(s.owned_positions().unwrap()[0].qty, d("-2"));
 }
 
@@ -641,7 +739,7 @@ fn the_best_price_since_entry_survives_a_restart_and_never_worsens() {
     {
         let mut s = State::open(&path).unwrap();
         let e = s.record_order(&order("buy", "10", "entry")).unwrap();
-        s.apply_order_report(&e, &OrderStatus::Filled, None, d("10"), Some(d("100")), now).unwrap();
+        s.apply_order_report(&e, &OrderStatus::Filled, None, d("10"), Some(d("100")), FillTime::booked(now)).unwrap();
         s.record_best_price("mom_AAPL", "AAPL", 101.5, true).unwrap();
         s.record_best_price("mom_AAPL", "AAPL", 100.7, true).unwrap();
     }

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|trades|halt|resume|reload|recover|backup|sim-reset|download|backtest|help] [--config DIR] [options]; see `trading-hydra help COMMAND`";
+pub const USAGE_LINE: &str = "usage: trading-hydra [run|check-config|status|trades|halt|resume|reload|recover|backup|sim-reset|download|backtest|replay|help] [--config DIR] [options]; see `trading-hydra help COMMAND`";
 
 pub const HELP: &str = "\
 trading-hydra — a fail-closed trading daemon for an Alpaca account
@@ -36,6 +36,9 @@ Commands:
   download       fetch historical bars from Alpaca into one CSV per symbol (resumable)
   backtest       replay bar files (--data) or a seeded synthetic market (--synthetic DAYS)
                  through the same bots and the simulated broker
+  replay DATE    the live ledger's trading day against the backtest of it: the same bots
+                 from the day's start at the live loop's times; trades in both, only live,
+                 only in the backtest, and where the P&L gap came from
   help [COMMAND] this page, or one command's (so does `trading-hydra COMMAND --help`)
 
 Options:
@@ -52,13 +55,14 @@ Options:
   --confirm        recover: book what it lists (the daemon must be stopped)
   --symbols LIST   download: comma-separated, e.g. SPY,AAPL,BTC/USD
   --timeframe TF   download: bar size (default 1Min)
-  --data PATH      backtest: a bar file, or a folder of them (SPY.csv, BTC-USD.csv, ...)
+  --data PATH      backtest, replay: a bar file, or a folder of them (SPY.csv, BTC-USD.csv, ...)
   --synthetic DAYS backtest: instead of --data, the simulated market's seeded one-minute bars
                    of the configured symbols over DAYS weekdays ending on --to (default:
                    the last weekday before today); needs no keys and no network
   --from DATE      download, backtest, trades: first New York date (YYYY-MM-DD)
   --to DATE        download, backtest, trades: last New York date
-  --out DIR        download: the bar folder (required); backtest: the report (default ./backtest)
+  --out DIR        download: the bar folder (required); backtest: the report (default ./backtest);
+                   replay: its files (default ./replay-DATE)
   --sweep KEY=V1,V2,...
                    backtest: run every combination of these values (repeatable), e.g.
                    momentum_bots.*.exits.stop_loss_pct=0.5,0.75,1; ranks them, sweep.csv
@@ -146,6 +150,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
          \x20                         [--config DIR] [--out DIR]\n\n\
          Replay bars through the same bots and the simulated broker; write the report to --out.\n",
     ),
+    (
+        "replay",
+        "Usage: trading-hydra replay DATE [--data PATH] [--out DIR] [--config DIR]\n\n\
+         The live ledger's New York trading day DATE (read only) against the backtest of it: the same bots from the\n\
+         day's start equity, at the live loop's own times, on the day's bars (--data; without it, downloaded with\n\
+         the keys, or a simulated ledger's own market). Prints and writes to --out (default ./replay-DATE) the trades\n\
+         in both with their price and time differences, those only live, those only in the backtest, the day's P&L\n\
+         both ways and where the gap came from.\n",
+    ),
     ("help", "Usage: trading-hydra help [COMMAND]\n\nThis page, or one command's.\n"),
 ];
 
@@ -211,6 +224,12 @@ pub enum Command {
         dest: PathBuf,
     },
     Backtest(BacktestArgs),
+    Replay {
+        config: Option<PathBuf>,
+        date: jiff::civil::Date,
+        data: Option<PathBuf>,
+        out: Option<PathBuf>,
+    },
     Download(DownloadArgs),
     /// The whole page (`None`), or one command's usage.
     Help(Option<&'static str>),
@@ -320,6 +339,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             | "backup"
             | "sim-reset"
             | "backtest"
+            | "replay"
             | "download"
     ) {
         return Err(unknown(command));
@@ -330,6 +350,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
     let mut csv = false;
     let mut confirm = false;
     let mut dest: Option<PathBuf> = None;
+    let mut date: Option<jiff::civil::Date> = None;
     let mut reason: Option<String> = None;
     let mut data: Option<PathBuf> = None;
     let mut synthetic: Option<u32> = None;
@@ -445,7 +466,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 timeframe = Some(v);
             }
             "--data" => {
-                only(&["backtest"])?;
+                only(&["backtest", "replay"])?;
                 data = Some(PathBuf::from(value("--data")?));
             }
             "--synthetic" => {
@@ -464,7 +485,7 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
                 if flag == "--from" { from = Some(d) } else { to = Some(d) }
             }
             "--out" => {
-                only(&["backtest", "download"])?;
+                only(&["backtest", "download", "replay"])?;
                 out = Some(PathBuf::from(value("--out")?));
             }
             "--sweep" => {
@@ -502,6 +523,9 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             }
             other if other.starts_with('-') => return Err(usage(format!("unknown option {other:?}"))),
             other if command == "backup" && dest.is_none() && inline.is_none() => dest = Some(PathBuf::from(other)),
+            other if command == "replay" && date.is_none() && inline.is_none() => {
+                date = Some(other.parse().map_err(|_| usage(format!("replay takes a date YYYY-MM-DD, got {other:?}")))?)
+            }
             other => return Err(usage(format!("unexpected argument {other:?}"))),
         }
     }
@@ -521,6 +545,12 @@ pub fn parse(args: &[String]) -> Result<Command, UsageError> {
             dest: dest.ok_or_else(|| usage("backup needs DEST, a file or a folder to copy the ledger to"))?,
         },
         "status" => Command::Status { config, json },
+        "replay" => Command::Replay {
+            config,
+            date: date.ok_or_else(|| usage("replay needs DATE, the New York trading day (YYYY-MM-DD)"))?,
+            data,
+            out,
+        },
         "trades" => {
             if let (Some(f), Some(t)) = (from, to)
                 && f > t
@@ -653,6 +683,22 @@ mod tests {
         assert!(p("backup").unwrap_err().to_string().contains("backup needs DEST"));
         assert!(p("backup a b").is_err());
         assert!(p("status a").is_err());
+        let date = "2026-12-07".parse().unwrap();
+        assert_eq!(
+            p("replay 2026-12-07 --data bars").unwrap(),
+            Command::Replay { config: None, date, data: Some(PathBuf::from("bars")), out: None }
+        );
+        assert!(p("replay").unwrap_err().to_string().contains("replay needs DATE"));
+        assert!(p("replay 7/12/2026").unwrap_err().to_string().contains("replay takes a date YYYY-MM-DD"));
+        assert!(p("replay 2026-12-07 2026-12-08").is_err());
+        assert_eq!(
+            p("trades --from 2026-12-01 --csv").unwrap(),
+            Command::Trades { config: None, from: Some("2026-12-01".parse().unwrap()), to: None, csv: true }
+        );
+        assert!(
+            p("trades --from 2026-12-02 --to 2026-12-01").unwrap_err().to_string().contains("--from is after --to")
+        );
+        assert!(p("status --csv").is_err(), "--csv is trades'");
         let v: Vec<String> = ["halt", "--reason", "earnings day"].map(String::from).to_vec();
         assert_eq!(parse(&v).unwrap(), Command::Halt { config: None, reason: "earnings day".into() });
         assert_eq!(p("status --help").unwrap(), Command::Help(command_help("status")));

@@ -65,6 +65,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(config),
         Command::Status { config, json } => show_status(config, json),
         Command::Trades { config, from, to, csv } => show_trades(config, from, to, csv),
+        Command::Replay { config, date, data, out } => replay(config, date, data, out),
         Command::Halt { config, reason } => set_manual_halt(config, &reason),
         Command::Resume { config } => resume(config),
         Command::Reload { config } => reload(config),
@@ -188,6 +189,8 @@ fn run(args: RunArgs) -> Result<(), Error> {
         _ => {}
     }
     let interval_secs = cfg.settings.runner.loop_interval_seconds;
+    // The simulated clock, held still through each iteration (`ScaledClock::hold`).
+    let mut sim_clock: Option<Arc<ScaledClock>> = None;
     let (broker, clock, speed, first_account): (Box<dyn Broker>, Box<dyn Clock>, f64, Option<Account>) =
         match credentials {
             None => {
@@ -195,6 +198,7 @@ fn run(args: RunArgs) -> Result<(), Error> {
                 let start = SimBroker::stored_time(&store)?.unwrap_or_else(|| clock::sim_start(Timestamp::now()));
                 let speed = args.speed.unwrap_or(cfg.settings.sim.speed);
                 let clock = Arc::new(ScaledClock::new(start, speed));
+                sim_clock = Some(clock.clone());
                 // The console and the log speak the simulated clock too: one clock.
                 logging::stamp_with(clock.clone());
                 let seed = args.seed.unwrap_or(DEFAULT_SIM_SEED);
@@ -262,7 +266,13 @@ fn run(args: RunArgs) -> Result<(), Error> {
         let started = Instant::now();
         // A completed iteration feeds systemd's watchdog; a panicked one does not, and a loop that
         // keeps panicking or hangs is restarted by systemd (WatchdogSec).
+        if let Some(c) = &sim_clock {
+            c.hold();
+        }
         let summary = orchestrator.run_iteration_guarded();
+        if let Some(c) = &sim_clock {
+            c.release();
+        }
         let healthy = summary.is_some();
         if healthy {
             systemd.watchdog();
@@ -740,6 +750,57 @@ fn show_trades(
         return Ok(());
     }
     print!("{}", round_trip::table(&trips, &cfg.timezone));
+    Ok(())
+}
+
+/// `replay DATE`: the live ledger's day against the backtest of it (`research::replay_day`).
+fn replay(
+    flag: Option<PathBuf>,
+    date: jiff::civil::Date,
+    data: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> Result<(), Error> {
+    use trading_hydra::research::replay_day::{self, Market};
+    let cfg = load_config(flag.clone())?;
+    let db = cfg.settings.system.state_db_path.clone();
+    if let Some(detail) = journal_lost_under_a_daemon(&db) {
+        return Err(Error::Other(keep_out(&db, &detail)));
+    }
+    let state = State::open_read_only(&db).map_err(|e| unopenable(&db, e))?;
+    let live = replay_day::live_day(&state, date).map_err(Error::Other)?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("replay-{date}")));
+    // The day and the ten before it: the bots' indicators read bars from before the open.
+    let history = date.checked_sub(jiff::Span::new().days(10)).map_err(|e| Error::Other(e.to_string()))?;
+    let files = |path: &std::path::Path| -> Result<Market, Error> {
+        let checked = bar_files::check(path, clock::Dates::new(Some(history), Some(date))).map_err(Error::Usage)?;
+        Ok(Market::Bars(backtest::Bars::Files(checked)))
+    };
+    let market = match (&data, SimBroker::stored_market(&state).map_err(|e| unopenable(&db, e))?) {
+        (Some(path), _) => files(path)?,
+        (None, Some((seed, origin))) => Market::Simulated { seed, origin },
+        (None, None) if Credentials::from_env().is_ok() => {
+            let bars = out.join("bars");
+            download(cli::DownloadArgs {
+                config: flag,
+                symbols: replay_day::symbols(&cfg),
+                from: history,
+                to: date,
+                timeframe: "1Min".into(),
+                out: bars.clone(),
+            })?;
+            files(&bars)?
+        }
+        (None, None) => {
+            return Err(Error::Usage(format!(
+                "replay {date} needs that day's bars: give --data DIR (`trading-hydra download` writes them), or set ALPACA_KEY and ALPACA_SECRET to have them downloaded"
+            )));
+        }
+    };
+    drop(state);
+    let replayed = replay_day::replay(cfg, live, market).map_err(Error::Other)?;
+    print!("{}", replayed.text());
+    replayed.write(&out).map_err(Error::Other)?;
+    println!("report             {}", out.display());
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //! them: each position gets its stop as soon as it is owned; a daemon that is gone while the price
 //! falls through them still has its positions closed, and books those exits when it comes back
 //! without selling anything; alive, its own take-profit cancels the stop first, is never refused
-//! for held quantity, and leaves no protective order behind.
+//! for held quantity, and leaves no protective order behind. And what such a day leaves in the
+//! ledger, read back: its round trips (`trading-hydra trades`) and its replay against the
+//! backtest (`trading-hydra replay`).
 
 mod support;
 
@@ -1297,4 +1299,94 @@ fn the_live_round_trips_show_the_brokers_fill_times_prices_and_slippage() {
     let table = trades(&["--from", "2026-11-25", "--to", "2026-11-25"]);
     assert!(table.contains("2 closed, 0 open; the closed ones' P&L $-129.52"), "{table}");
     assert!(trades(&["--from", "2026-11-26"]).starts_with("no round trips in the ledger entered from 2026-11-26"));
+}
+
+/// `trading-hydra replay` of a loopback-fake day whose broker filled worse than the data: the
+/// entries filled at the ask (AAPL 193.02, BTC/USD 60,210) where the backtest, on the same bars,
+/// fills at the next minute's close (193.00, 60,200). The replay steps at the live loop's own
+/// times, matches both trades, and shows the difference a unit and as the gap's slippage.
+#[test]
+fn a_replay_of_a_fake_day_shows_the_slippage_the_broker_added() {
+    let (scratch, fake, mut cfg, clock) = setup("replay");
+    cfg.settings.sim.slippage_bps = 0.0;
+    let times = [NOW, LATER, "2026-11-25T15:32:00Z"];
+    let mut o = open(&fake, &cfg, &clock);
+    for (i, t) in times.iter().enumerate() {
+        clock.set(ts(t));
+        {
+            let mut st = fake.lock();
+            st.clock["timestamp"] = (*t).into();
+            let m = st.market.as_mut().unwrap();
+            m.quotes.insert("AAPL".into(), quote(t, 193.00, 193.02));
+            m.quotes.insert("BTC/USD".into(), quote(t, 60_200.0, 60_210.0));
+        }
+        let s = o.run_iteration();
+        assert_eq!(s.orders_submitted, if i < 2 { 2 } else { 0 }, "entries, then their stops: {:?}", posts(&fake));
+    }
+    drop(o);
+    // The bars the fake served, and the minutes after them, flat: one file a symbol.
+    let bars = scratch.path().join("bars");
+    std::fs::create_dir_all(&bars).unwrap();
+    for (symbol, file, start, step, volume, after) in
+        [("AAPL", "AAPL.csv", 190.0, 0.2, 20_000.0, 193.00), ("BTC/USD", "BTC-USD.csv", 60_000.0, 15.0, 2.0, 60_200.0)]
+    {
+        let mut text = String::from("timestamp,open,high,low,close,volume\n");
+        for b in rising(start, step, volume) {
+            let f = |k: &str| b[k].as_f64().unwrap();
+            let t = ts(b["t"].as_str().unwrap()).strftime("%Y-%m-%dT%H:%M:%SZ");
+            text.push_str(&format!("{t},{},{},{},{},{}\n", f("o"), f("h"), f("l"), f("c"), f("v")));
+        }
+        for m in 0..5 {
+            let t = ts(NOW) + jiff::SignedDuration::from_mins(m);
+            text.push_str(&format!("{},{after},{after},{after},{after},1000\n", t.strftime("%Y-%m-%dT%H:%M:%SZ")));
+        }
+        std::fs::write(bars.join(file), text).unwrap_or_else(|e| panic!("{symbol}: {e}"));
+    }
+    let dir = scratch.path().join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = cfg.settings.system.state_db_path.display().to_string();
+    config_files::edit(
+        &dir,
+        "settings.yaml",
+        &[
+            ("state_db_path: ./state/trading_state.db", &format!("state_db_path: {db}")),
+            ("slippage_bps: 2", "slippage_bps: 0"),
+        ],
+    );
+    // The bots of this day, resting their stops at 1 % (the bars hold AAPL and BTC/USD only: the
+    // replay leaves out the bots of other symbols, as a backtest does).
+    config_files::edit(
+        &dir,
+        "bots.yaml",
+        &[("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0"), ("# broker_stop_pct: 1.5", "broker_stop_pct: 1.0")],
+    );
+    let out_dir = scratch.path().join("replay");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_trading-hydra"))
+        .args(["replay", "2026-11-25", "--config", dir.to_str().unwrap(), "--data", bars.to_str().unwrap()])
+        .args(["--out", out_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("3 steps (the live loop's own times); trades in both 2, only live 0"), "{text}");
+    let rows: Vec<Vec<String>> = std::fs::read_to_string(out_dir.join("replay.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    // kind,bot,symbol,side,qty,live_entry_time,live_entry_price,backtest_entry_time,backtest_entry_price,entry_price_worse
+    let entries: Vec<[&str; 5]> =
+        rows.iter().map(|r| [r[0].as_str(), r[2].as_str(), r[6].as_str(), r[8].as_str(), r[9].as_str()]).collect();
+    assert_eq!(
+        entries,
+        vec![["both", "AAPL", "193.02", "193", "0.020000"], ["both", "BTC/USD", "60210", "60200", "10.000000"]],
+        "{rows:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("replay.json")).unwrap()).unwrap();
+    assert_eq!(json["at_live_loop_times"], true);
+    assert_eq!(json["trades_only_backtest"], 0);
+    // The gap's slippage: 0.02 on 51 shares and 10 on 0.000829 BTC, lost: −1.03.
+    assert_eq!(json["gap"]["slippage"], -1.03, "{json}");
 }

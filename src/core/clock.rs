@@ -170,25 +170,48 @@ impl Clock for ManualClock {
     }
 }
 
-/// Simulated time: starts at `start` and runs `speed` times as fast as the real (monotonic) clock.
+/// Simulated time: starts at `start` and runs `speed` times as fast as the real (monotonic) clock
+/// — except while held (`hold`): then it stands still. The `run --sim` loop holds it for each
+/// iteration, so every step of one iteration sees one instant, as in a backtest (at 6,000× a
+/// millisecond of real time is six simulated seconds: an order's fill would otherwise depend on
+/// how long the iteration took), and `replay` reproduces a simulated day at its iterations'
+/// times, trade for trade.
 #[derive(Debug)]
 pub struct ScaledClock {
     start: Timestamp,
     real_start: std::time::Instant,
     speed: f64,
+    held: std::sync::Mutex<Option<Timestamp>>,
 }
 
 impl ScaledClock {
     pub fn new(start: Timestamp, speed: f64) -> ScaledClock {
-        ScaledClock { start, real_start: std::time::Instant::now(), speed }
+        ScaledClock { start, real_start: std::time::Instant::now(), speed, held: std::sync::Mutex::new(None) }
+    }
+
+    fn running(&self) -> Timestamp {
+        let elapsed = self.real_start.elapsed().as_secs_f64() * self.speed;
+        let by = SignedDuration::try_from_secs_f64(elapsed).unwrap_or(SignedDuration::MAX);
+        self.start.saturating_add(by).unwrap_or(Timestamp::MAX)
+    }
+
+    /// Stops the clock at the time it shows now, until `release`.
+    pub fn hold(&self) {
+        let now = self.running();
+        // (A poisoned lock still holds a plain value: nothing is half-written.)
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+    }
+
+    /// Lets it run on (from where the real clock has got to meanwhile).
+    pub fn release(&self) {
+        *self.held.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
 impl Clock for ScaledClock {
     fn now(&self) -> Timestamp {
-        let elapsed = self.real_start.elapsed().as_secs_f64() * self.speed;
-        let by = SignedDuration::try_from_secs_f64(elapsed).unwrap_or(SignedDuration::MAX);
-        self.start.saturating_add(by).unwrap_or(Timestamp::MAX)
+        let held = *self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.unwrap_or_else(|| self.running())
     }
 }
 
@@ -586,6 +609,14 @@ mod tests {
     #[test]
     fn the_simulated_market_starts_at_an_open() {
         // Wednesday evening New York: that day's open.
+        // A held simulated clock stands still; released, it runs on.
+        let c = ScaledClock::new(ts("2026-11-25T14:30:00Z"), 1e6);
+        c.hold();
+        let held = c.now();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(c.now(), held, "two milliseconds are half an hour at 10⁶×: held, not one second of it");
+        c.release();
+        assert!(c.now() > held + SignedDuration::from_secs(1000));
         assert_eq!(sim_start(ts("2026-11-25T23:00:00Z")), ts("2026-11-25T14:30:00Z"));
         // Saturday: Monday's open.
         assert_eq!(sim_start(ts("2026-11-28T12:00:00Z")), ts("2026-11-30T14:30:00Z"));

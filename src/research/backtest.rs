@@ -56,7 +56,7 @@ pub enum Bars {
 
 impl Bars {
     /// The symbols with bars.
-    fn symbols(&self) -> Vec<String> {
+    pub fn symbols(&self) -> Vec<String> {
         match self {
             Bars::Held(data) => data.keys().cloned().collect(),
             Bars::Files(checked) => checked.files.keys().cloned().collect(),
@@ -64,7 +64,7 @@ impl Bars {
     }
 
     /// The replay's steps over the `traded` symbols, and how many bars they have.
-    fn minutes(&self, traded: &[String]) -> Result<(Vec<Timestamp>, u64), String> {
+    pub fn minutes(&self, traded: &[String]) -> Result<(Vec<Timestamp>, u64), String> {
         match self {
             Bars::Held(data) => {
                 let held: Vec<&Vec<Bar>> = traded.iter().filter_map(|s| data.get(s)).collect();
@@ -88,7 +88,7 @@ impl Bars {
         }
     }
 
-    fn replay(&self) -> Result<Replay, String> {
+    pub fn replay(&self) -> Result<Replay, String> {
         match self {
             Bars::Held(data) => Ok(Replay::held(data.clone())),
             Bars::Files(checked) => Replay::streamed(checked),
@@ -105,10 +105,10 @@ impl Bars {
 }
 
 /// A curve of values by minute.
-type Curve = Vec<(Timestamp, f64)>;
+pub type Curve = Vec<(Timestamp, f64)>;
 
 /// Keeps only the bots whose symbols the data holds; returns the files no bot trades.
-fn fit_config(cfg: &mut Config, symbols: &[String]) -> Vec<String> {
+pub fn fit_config(cfg: &mut Config, symbols: &[String]) -> Vec<String> {
     let has = |s: &str| symbols.iter().any(|x| x == s);
     let b = &mut cfg.bots;
     for m in &mut b.momentum_bots {
@@ -149,13 +149,18 @@ pub struct Run {
 /// (before its first bar, the cash set aside for it). Read from the replay as the run goes, so
 /// the bar files are not read a third time; the same values, to the bit, as
 /// `report_page::buy_and_hold` over the whole files (tested).
-struct BuyAndHold {
+pub struct BuyAndHold {
     /// The symbols bought (none: no curve).
     symbols: Vec<String>,
     curve: Curve,
 }
 
 impl BuyAndHold {
+    /// No benchmark.
+    pub fn none() -> BuyAndHold {
+        BuyAndHold { symbols: Vec::new(), curve: Vec::new() }
+    }
+
     /// The value at `t` of `start` (the first minute's equity) bought into the symbols.
     fn at(&mut self, replay: &Replay, t: Timestamp, start: f64) {
         if self.symbols.is_empty() {
@@ -258,78 +263,115 @@ pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -
     let skipped = fit_config(&mut cfg, &symbols);
     let traded: Vec<String> = symbols.into_iter().filter(|s| !skipped.contains(s)).collect();
     let (minutes, bars_total) = bars.minutes(&traded)?;
-    // The stock sessions the daily returns are taken over: the New York dates with a bar of a
-    // stock (or an option's underlying). A configuration that trades only crypto counts calendar
-    // days instead.
-    let stocks: Vec<String> = traded.iter().filter(|s| AssetClass::of(s) != AssetClass::Crypto).cloned().collect();
-    let sessions: Option<BTreeSet<Date>> = if stocks.is_empty() {
-        None
-    } else {
-        Some(bars.minutes(&stocks)?.0.into_iter().map(clock::trading_date).collect())
-    };
+    let sessions = sessions(bars, &traded)?;
     let Some(first) = minutes.first().copied() else {
         return Err(
             "no bars to replay (check --from/--to and that a configured bot trades a symbol of the data)".into()
         );
     };
-    let err = |e: crate::core::state::StateError| e.to_string();
     let clock = Arc::new(ManualClock::new(first));
     // The simulated book lives in memory only: nothing resumes a backtest.
-    let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, None).map_err(err)?;
+    let mut sim = SimBroker::open(clock.clone(), cfg.settings.sim.clone(), SEED, None).map_err(|e| e.to_string())?;
     let replay = bars.replay()?;
-    let failure = replay.failure();
     sim.replay(replay.clone());
     let symbols: Vec<String> =
         if benchmark { traded.iter().filter(|s| bars.has_bars(s)).cloned().collect() } else { Vec::new() };
     let curve = Vec::with_capacity(if symbols.is_empty() { 0 } else { minutes.len() });
-    let mut benchmark = BuyAndHold { symbols, curve };
-    let cfg_sim = cfg.settings.sim.clone();
-    let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
+    // A bar is known once it has closed: the clock stands at its end.
+    let steps: Vec<Timestamp> =
+        minutes.iter().map(|t| t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(*t)).collect();
+    let stepped = step(cfg, clock, sim, &steps, &replay, BuyAndHold { symbols, curve }, progress)?;
+    stepped.finish(sessions.as_ref(), bars_total, skipped)
+}
 
-    let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(minutes.len());
-    // Minutes with a position, and the sum over minutes of the share of equity in positions.
+/// The stock sessions the daily returns are taken over: the New York dates with a bar of a stock
+/// (or an option's underlying) of `traded`. `None` for a configuration that trades only crypto,
+/// which counts calendar days instead.
+pub fn sessions(bars: &Bars, traded: &[String]) -> Result<Option<BTreeSet<Date>>, String> {
+    let stocks: Vec<String> = traded.iter().filter(|s| AssetClass::of(s) != AssetClass::Crypto).cloned().collect();
+    if stocks.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(bars.minutes(&stocks)?.0.into_iter().map(clock::trading_date).collect()))
+}
+
+/// A simulation stepped through: what `finish` makes its `Run` of.
+pub struct Stepped {
+    o: Orchestrator,
+    sim_cfg: crate::core::config::Sim,
+    equity: Curve,
+    benchmark: Curve,
+    exposure: Exposure,
+}
+
+/// Runs the orchestrator over `sim` once at each of `steps` (the clock set to it first): the
+/// engine of a backtest (the bar minutes' ends) and of `replay` (the live day's iteration times).
+/// `replay` prices the buy-and-hold benchmark and the positions' exposure.
+pub fn step(
+    cfg: Config,
+    clock: Arc<ManualClock>,
+    sim: SimBroker,
+    steps: &[Timestamp],
+    replay: &Replay,
+    mut benchmark: BuyAndHold,
+    progress: bool,
+) -> Result<Stepped, String> {
+    let err = |e: crate::core::state::StateError| e.to_string();
+    let failure = replay.failure();
+    let sim_cfg = cfg.settings.sim.clone();
+    let mut o = Orchestrator::new(cfg, State::open_memory().map_err(err)?, Box::new(clock.clone()), Box::new(sim));
+    let mut equity: Vec<(Timestamp, f64)> = Vec::with_capacity(steps.len());
+    // Steps with a position, and the sum over steps of the share of equity in positions.
     let mut exposed = 0u64;
     let mut exposure_sum = 0.0;
-    for (i, t) in minutes.iter().enumerate() {
-        // A bar is known once it has closed: the clock stands at its end.
-        clock.set(t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(*t));
+    for (i, t) in steps.iter().enumerate() {
+        clock.set(*t);
         let s = o.run_iteration();
         if let Some(e) = s.equity {
             equity.push((s.market_time, e));
-            benchmark.at(&replay, s.market_time, equity[0].1);
+            benchmark.at(replay, s.market_time, equity[0].1);
         }
         let owned = o.state().owned_positions().map_err(err)?;
         if !owned.is_empty() {
             exposed += 1;
             if let (Some(e), Some((at, _))) = (s.equity.filter(|e| *e > 0.0), equity.last()) {
-                exposure_sum += positions_value(&owned, &replay, *at) / e;
+                exposure_sum += positions_value(&owned, replay, *at) / e;
             }
         }
         if progress && i % 5000 == 0 {
-            eprint!("\rbacktest: {}/{} bars minutes ({} %)", i, minutes.len(), i * 100 / minutes.len().max(1));
+            eprint!("\rbacktest: {}/{} bars minutes ({} %)", i, steps.len(), i * 100 / steps.len().max(1));
         }
     }
     if progress {
-        eprintln!("\rbacktest: {0}/{0} bar minutes (100 %)     ", minutes.len());
+        eprintln!("\rbacktest: {0}/{0} bar minutes (100 %)     ", steps.len());
     }
     if let Some(why) = failure.get() {
         return Err(format!("the replay of the bar files failed, so no report was written: {why}"));
     }
-    let state = o.state();
-    let orders = state.all_orders().map_err(err)?;
-    let fills = state.fills().map_err(err)?;
-    let records: Vec<OrderRecord> = orders.iter().map(|(o, _)| o.clone()).collect();
-    let sim = cfg_sim.clone();
-    let fee = move |symbol: &str, qty: Dec, price: Dec| {
-        let value = qty.to_f64().abs() * price.to_f64() * multiplier(symbol) as f64;
-        Dec::from_f64(crate::sim::sim_broker::fee(&sim, symbol, qty.to_f64(), value)).map(|f| f.round_to(2))
-    };
-    let trips = round_trip::fold(&records, &fills, &fee);
-    let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
-    let minutes = minutes.len() as u64;
-    let exposure = Exposure { exposed, share_sum: exposure_sum, minutes };
-    let summary = summarize(&equity, &trips, sessions.as_ref(), halts, exposure, bars_total, skipped);
-    Ok(Run { summary, equity, orders, fills, trips, exposure, benchmark: benchmark.curve })
+    let exposure = Exposure { exposed, share_sum: exposure_sum, minutes: steps.len() as u64 };
+    Ok(Stepped { o, sim_cfg, equity, benchmark: benchmark.curve, exposure })
+}
+
+impl Stepped {
+    /// The run's orders, fills, round trips (their fees by the simulated broker's schedule) and
+    /// figures.
+    pub fn finish(self, sessions: Option<&BTreeSet<Date>>, bars: u64, skipped: Vec<String>) -> Result<Run, String> {
+        let err = |e: crate::core::state::StateError| e.to_string();
+        let state = self.o.state();
+        let orders = state.all_orders().map_err(err)?;
+        let fills = state.fills().map_err(err)?;
+        let records: Vec<OrderRecord> = orders.iter().map(|(o, _)| o.clone()).collect();
+        let sim = self.sim_cfg;
+        let fee = move |symbol: &str, qty: Dec, price: Dec| {
+            let value = qty.to_f64().abs() * price.to_f64() * multiplier(symbol) as f64;
+            Dec::from_f64(crate::sim::sim_broker::fee(&sim, symbol, qty.to_f64(), value)).map(|f| f.round_to(2))
+        };
+        let trips = round_trip::fold(&records, &fills, &fee);
+        let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
+        let (equity, exposure) = (self.equity, self.exposure);
+        let summary = summarize(&equity, &trips, sessions, halts, exposure, bars, skipped);
+        Ok(Run { summary, equity, orders, fills, trips, exposure, benchmark: self.benchmark })
+    }
 }
 
 /// What the owned positions are worth at `t`, gross (a short counts as much as a long): each

@@ -360,6 +360,23 @@ struct Book {
     trading_date: String,
 }
 
+impl Book {
+    /// A new account at `now` with the starting cash, its market `seed`'s from minute `origin`.
+    fn fresh(now: Timestamp, cfg: &Sim, seed: u64, origin: i64) -> Book {
+        Book {
+            seed,
+            origin_minute: origin,
+            sim_time: now.as_second(),
+            cash: cents(cfg.starting_cash),
+            positions: BTreeMap::new(),
+            orders: Vec::new(),
+            next_id: 1,
+            last_equity: None,
+            trading_date: clock::trading_date(now).to_string(),
+        }
+    }
+}
+
 fn rejected(status: u16, code: u64, message: impl Into<String>) -> BrokerError {
     BrokerError::Rejected { endpoint: "POST /v2/orders".into(), status, code: Some(code), message: message.into() }
 }
@@ -434,18 +451,19 @@ impl SimBroker {
         let book = match stored {
             Some(text) => serde_json::from_str(&text)
                 .map_err(|e| StateError::BadRow { what: "kv.sim_book", detail: e.to_string() })?,
-            None => Book {
-                seed,
-                origin_minute: minute_of(now) - WARMUP_MINUTES,
-                sim_time: now.as_second(),
-                cash: cents(cfg.starting_cash),
-                positions: BTreeMap::new(),
-                orders: Vec::new(),
-                next_id: 1,
-                last_equity: None,
-                trading_date: clock::trading_date(now).to_string(),
-            },
+            None => Book::fresh(now, &cfg, seed, minute_of(now) - WARMUP_MINUTES),
         };
+        Ok(SimBroker::with_book(clock, cfg, book, store))
+    }
+
+    /// A new simulated account, kept in memory, on the market of `seed` whose paths start at
+    /// minute `origin` (`stored_market`): the same prices, minute for minute, as that account's.
+    pub fn on_market(clock: Arc<dyn Clock + Send + Sync>, cfg: Sim, seed: u64, origin: i64) -> SimBroker {
+        let book = Book::fresh(clock.now(), &cfg, seed, origin);
+        SimBroker::with_book(clock, cfg, book, None)
+    }
+
+    fn with_book(clock: Arc<dyn Clock + Send + Sync>, cfg: Sim, book: Book, store: Option<State>) -> SimBroker {
         let market = Market {
             seed: book.seed,
             origin: book.origin_minute,
@@ -453,7 +471,7 @@ impl SimBroker {
             paths: BTreeMap::new(),
             replay: Replay::none(),
         };
-        Ok(SimBroker {
+        SimBroker {
             clock,
             cfg,
             market,
@@ -463,7 +481,7 @@ impl SimBroker {
             saved_at: i64::MIN,
             chains: BTreeMap::new(),
             open_from: 0,
-        })
+        }
     }
 
     /// Replays recorded one-minute bars (oldest first) instead of the synthetic market, for the
@@ -471,6 +489,15 @@ impl SimBroker {
     /// bars are shared: a parameter sweep runs many simulations over one copy.
     pub fn replay(&mut self, bars: Replay) {
         self.market.replay = bars;
+    }
+
+    /// The market of the simulated account stored in `store`: its seed and the minute its
+    /// price paths start from (`replay` runs a fresh account on that very market).
+    pub fn stored_market(store: &State) -> Result<Option<(u64, i64)>, StateError> {
+        let Some(text) = store.kv_get(BOOK_KEY)? else { return Ok(None) };
+        let book: Book = serde_json::from_str(&text)
+            .map_err(|e| StateError::BadRow { what: "kv.sim_book", detail: e.to_string() })?;
+        Ok(Some((book.seed, book.origin_minute)))
     }
 
     /// Where a restarted simulation resumes its clock: the simulated time stored in `store`.

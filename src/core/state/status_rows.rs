@@ -178,6 +178,28 @@ impl State {
         Ok(())
     }
 
+    /// The market times of the iterations kept (`loop_runs`, the newest `LOOP_RUNS_KEPT`) on New
+    /// York date `date`, oldest first, each with its equity: the steps `replay` runs a day at.
+    pub fn iterations_on(&self, date: Date) -> Result<Vec<(Timestamp, Option<f64>)>, StateError> {
+        let what = "reading the day's iterations";
+        let (from, to) = super::orders::date_bounds(date);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT market_time, equity FROM loop_runs WHERE market_time >= ?1 AND market_time < ?2 ORDER BY id",
+            )
+            .map_err(sql(what))?;
+        let rows = stmt
+            .query_map(params![from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?)))
+            .map_err(sql(what))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, equity) = row.map_err(sql(what))?;
+            out.push((clock::parse_ts(&at).map_err(bad_row("loop_runs.market_time"))?, equity));
+        }
+        Ok(out)
+    }
+
     pub fn last_loop_run(&self) -> Result<Option<LoopRun>, StateError> {
         let row = self
             .conn

@@ -490,9 +490,9 @@ fn backtest(args: cli::BacktestArgs) -> Result<(), Error> {
     // Bar files are read through once here (a bad one is refused before anything runs), then
     // streamed by the replay; the synthetic market's bars are made in memory.
     let bars = match &args.source {
-        cli::BarSource::Files(path) => {
-            backtest::Bars::Files(bar_files::check(path, clock::Dates::new(args.from, args.to)).map_err(Error::Usage)?)
-        }
+        cli::BarSource::Files(path) => backtest::Bars::checked(
+            bar_files::check(path, clock::Dates::new(args.from, args.to)).map_err(Error::Usage)?,
+        ),
         cli::BarSource::Synthetic { .. } => {
             backtest::Bars::Held(std::sync::Arc::new(backtest::window(backtest_bars(&args, &cfg)?, args.from, args.to)))
         }
@@ -773,7 +773,7 @@ fn replay(
     let history = date.checked_sub(jiff::Span::new().days(10)).map_err(|e| Error::Other(e.to_string()))?;
     let files = |path: &std::path::Path| -> Result<Market, Error> {
         let checked = bar_files::check(path, clock::Dates::new(Some(history), Some(date))).map_err(Error::Usage)?;
-        Ok(Market::Bars(backtest::Bars::Files(checked)))
+        Ok(Market::Bars(backtest::Bars::checked(checked)))
     };
     let market = match (&data, SimBroker::stored_market(&state).map_err(|e| unopenable(&db, e))?) {
         (Some(path), _) => files(path)?,

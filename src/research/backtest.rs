@@ -50,11 +50,20 @@ pub enum Bars {
     /// In memory: the synthetic market's, or a sweep's copy shared by its simulations.
     Held(Arc<BySymbol<Vec<Bar>>>),
     /// Bar files read through once by `bar_files::check`, then streamed as the replay reaches
-    /// them: a year of ten symbols is never in memory at once.
+    /// them: a year of ten symbols is never in memory at once (fewer bars `check` keeps: `checked`).
     Files(bar_files::Checked),
 }
 
 impl Bars {
+    /// The bars of checked files: held, when `check` could keep them all (`bar_files::HOLD_BARS`),
+    /// else streamed from their files.
+    pub fn checked(mut checked: bar_files::Checked) -> Bars {
+        match checked.held.take() {
+            Some(held) => Bars::Held(Arc::new(held)),
+            None => Bars::Files(checked),
+        }
+    }
+
     /// The symbols with bars.
     pub fn symbols(&self) -> Vec<String> {
         match self {

@@ -257,20 +257,16 @@ struct Listed {
     key: u64,
 }
 
-/// A root's chains as listed, by span of dates and then by centre strike (the strike's `f64`
-/// bits, a whole multiple of the strike step), each list the least recently read first (`kept`):
-/// the same dates and centre list the same contracts, so each is built once, not once a minute
-/// (in a backtest every step is a new minute, and the spot wanders between a few centres all day).
-type Chains = Vec<((Date, Date), Vec<(u64, Vec<Listed>)>)>;
+/// A root's contracts as listed, by expiry and centre strike (the strike's `f64` bits, a whole
+/// multiple of the strike step), the least recently read first (`kept`): an expiry listed around
+/// one centre lists the same contracts every time, so each is built once, not once a minute (in a
+/// backtest every step is a new minute, and the spot wanders between a few centres all day) —
+/// and not again when the span of dates asked for moves by a day, as it does every day.
+type Chains = Vec<((Date, u64), Vec<Listed>)>;
 
-/// Centres kept per root and span; a new one beyond these takes the place of the least recently
-/// read. Two: a spot that wanders across one strike boundary keeps both sides listed. (More cost
-/// `run --sim` a megabyte of memory for little speed.)
-const CHAINS_KEPT: usize = 2;
-
-/// Spans of dates kept per root: a bot that holds a spread reads its expiry alone, and one that
-/// enters reads its whole window, so a root is asked for two spans in turn.
-const SPANS_KEPT: usize = 2;
+/// Expiries (by centre) kept per root; a new one beyond these takes the place of the least
+/// recently read. 32: two centres of a 16-Friday window.
+const EXPIRIES_KEPT: usize = 32;
 
 /// The value under `key` in `items` (the least recently read first), made by `make` when it is
 /// missing; beyond `cap` items the least recently read gives its place.
@@ -1103,8 +1099,8 @@ impl SimBroker {
 
     /// `root`'s listed contracts between `from` and `to` at minute `m`, when it trades at `spot`
     /// (in the market seeded with `seed`): 25 strikes around the spot (a step of 0.5 under $50,
-    /// 1 under $200, else 5) by calls and puts, each Friday.
-    /// Listed once per span of dates and centre strike, and kept (`SPANS_KEPT`, `CHAINS_KEPT`).
+    /// 1 under $200, else 5) by calls and puts, each Friday, in the symbols' order. Listed once
+    /// per expiry and centre strike, and kept (`EXPIRIES_KEPT`).
     fn chain<'c>(
         chains: &'c mut BTreeMap<String, Chains>,
         (spot, seed): (f64, u64),
@@ -1112,7 +1108,7 @@ impl SimBroker {
         from: Date,
         to: Date,
         m: i64,
-    ) -> &'c [Listed] {
+    ) -> Vec<&'c Listed> {
         let step = if spot < 50.0 {
             0.5
         } else if spot < 200.0 {
@@ -1123,49 +1119,58 @@ impl SimBroker {
         let centre = (spot / step).round() * step;
         let from = from.max(clock::trading_date(minute_start(m)));
         let key = centre.to_bits();
-        let spans = chains.entry(root.to_string()).or_default();
-        let centres = kept(spans, (from, to), SPANS_KEPT, Vec::new);
-        kept(centres, key, CHAINS_KEPT, || list(root, from, to, centre, step, seed))
+        let expiries = fridays(from, to);
+        let listed = chains.entry(root.to_string()).or_default();
+        // Every expiry of the span listed first (none of them pushed out by another of them) …
+        let cap = EXPIRIES_KEPT.max(expiries.len());
+        for &expiry in &expiries {
+            kept(listed, (expiry, key), cap, || list(root, expiry, centre, step, seed));
+        }
+        // … then read together, by expiry: the symbols' order (`YYMMDD` first).
+        let listed: &'c Chains = listed;
+        expiries
+            .iter()
+            .filter_map(|e| listed.iter().find(|(k, _)| *k == (*e, key)))
+            .flat_map(|(_, contracts)| contracts.iter())
+            .collect()
     }
 }
 
-/// `root`'s contracts on each Friday from `from` to `to`: 25 strikes `step` apart around
-/// `centre`, a call and a put at each, in the symbols' order.
-fn list(root: &str, from: Date, to: Date, centre: f64, step: f64, seed: u64) -> Vec<Listed> {
-    let expiries = fridays(from, to);
-    let mut listed = Vec::with_capacity(expiries.len() * 50);
-    // By expiry, then calls before puts, then strike: the symbols' own order (`YYMMDD`, `C`/`P`,
-    // the strike on eight digits), so the sort below finds them sorted.
-    for expiry in expiries {
-        let expires = expiry_close(expiry);
-        for kind in [OptionKind::Call, OptionKind::Put] {
-            for i in -12i32..=12 {
-                let k = centre + i as f64 * step;
-                if k <= 0.0 {
-                    continue;
-                }
-                let strike = dec(k);
-                let symbol = occ_symbol(root, expiry, kind, strike);
-                let symbol_hash = symbol_key(&symbol);
-                let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;
-                let contract = OptionContract {
-                    symbol,
-                    underlying: root.to_string(),
-                    expiration: expiry,
-                    kind,
-                    strike,
-                    multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
-                    open_interest: Some(oi),
-                    close_price: None,
-                    tradable: true,
-                };
-                listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
+/// `root`'s contracts expiring on `expiry`: 25 strikes `step` apart around `centre`, a call and
+/// a put at each, in the symbols' order.
+fn list(root: &str, expiry: Date, centre: f64, step: f64, seed: u64) -> Vec<Listed> {
+    let mut listed = Vec::with_capacity(50);
+    let expires = expiry_close(expiry);
+    // Calls before puts, then by strike: the symbols' own order (`C`/`P`, then the strike on
+    // eight digits), so the snapshots' map is built in one pass, not insert by insert (comparing
+    // long OCC symbols with common prefixes cost a fifth of a backtest).
+    for kind in [OptionKind::Call, OptionKind::Put] {
+        for i in -12i32..=12 {
+            let k = centre + i as f64 * step;
+            if k <= 0.0 {
+                continue;
             }
+            let strike = dec(k);
+            let symbol = occ_symbol(root, expiry, kind, strike);
+            let symbol_hash = symbol_key(&symbol);
+            let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;
+            let contract = OptionContract {
+                symbol,
+                underlying: root.to_string(),
+                expiration: expiry,
+                kind,
+                strike,
+                multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
+                open_interest: Some(oi),
+                close_price: None,
+                tradable: true,
+            };
+            listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
         }
     }
-    // In the symbols' order, so the snapshots' map is built in one pass, not insert by
-    // insert (comparing long OCC symbols with common prefixes cost a fifth of a backtest).
-    listed.sort_by(|a, b| a.contract.symbol.cmp(&b.contract.symbol));
+    // (`<=`: before its first recorded bar a root's spot is unknown, NaN, and every strike of
+    // the list is 0 — a chain no bot can use, listed as it always was.)
+    debug_assert!(listed.windows(2).all(|w| w[0].contract.symbol <= w[1].contract.symbol));
     listed
 }
 
@@ -1469,7 +1474,7 @@ impl Broker for SimBroker {
         // Gathered at its full size first: a map collected from a filtered iterator grows its
         // buffer of (symbol, snapshot) pairs by doubling, copying them each time.
         let mut snaps = Vec::with_capacity(listed.len());
-        snaps.extend(listed.iter().filter(|l| kind.is_none_or(|k| l.contract.kind == k)).map(snapshot));
+        snaps.extend(listed.iter().copied().filter(|l| kind.is_none_or(|k| l.contract.kind == k)).map(snapshot));
         Ok(snaps.into_iter().collect())
     }
 

@@ -1546,4 +1546,12 @@ fn a_simulated_day_replayed_reproduces_itself_trade_for_trade() {
     };
     assert_eq!(trips("live_trades.csv"), trips("trades.csv"));
     assert!(trips("trades.csv").len() > 3);
+    // A day the daemon did not run, and a date that is none: said, nothing written.
+    let out = s.run(&["replay", "2020-01-02", "--out", "none"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("no day-start equity and no iteration on 2020-01-02"), "{}", stderr(&out));
+    assert!(!s.path("none").exists());
+    let out = s.run(&["replay", "yesterday"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("replay takes a date YYYY-MM-DD"), "{}", stderr(&out));
 }

@@ -6,8 +6,10 @@
 //! `sim.volatility`) and a clock that steps bar by bar (`simulate`: one run, its own ledger and
 //! book in memory, so a sweep runs many side by side over one shared copy of the bars, while a
 //! single backtest streams its bar files: `Bars`, `replay`), with the buy-and-hold benchmark read
-//! from the same replay as the run goes (`BuyAndHold`); then the report: a summary,
-//! `trades.csv`, `equity.csv`, `report.json`, `equity.svg` and `report.html` (`report_page`).
+//! from the same replay as the run goes (`BuyAndHold`); the stepping itself (`step`, the engine
+//! `replay_day` runs a live day in too) and its result (`Stepped::finish`: the orders, fills,
+//! round trips and figures); then the report: a summary, `trades.csv` (round trips),
+//! `orders.csv`, `equity.csv`, `report.json`, `equity.svg` and `report.html` (`report_page`).
 //! Same inputs, same outputs, byte for byte.
 //!
 //! Never: touches the live state database (the run keeps its ledger in memory: the same schema

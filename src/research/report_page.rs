@@ -1,10 +1,11 @@
 //! The backtest's `report.html`: one self-contained page to open in any browser.
 //!
-//! Owns: the page — the headline figures, the equity curve against buy-and-hold of the traded
-//! symbols, the drawdown, monthly returns, each bot's P&L, trades and win rate, the trades, and
-//! the configuration the run used — as well-formed HTML with inline SVG and CSS, and the
-//! buy-and-hold curve over whole series (`buy_and_hold`: the reference the backtest's own
-//! benchmark, read from the replay during the run, is tested against).
+//! Owns: the page — the headline figures, the bots' equity on its own scale, its return against
+//! buy-and-hold of the traded symbols, the drawdown, monthly returns, each bot's net P&L, round
+//! trips and win rate, the round trips, and the configuration the run used — as well-formed HTML
+//! with inline SVG and CSS; the walk-forward's chart (`walk_forward_svg`); and the buy-and-hold
+//! curve over whole series (`buy_and_hold`: the reference the backtest's own benchmark, read from
+//! the replay during the run, is tested against).
 //!
 //! Never: loads anything from the network (no script, font or stylesheet from elsewhere: it opens
 //! offline), or computes a figure of its own that `backtest::summarize` already gives.

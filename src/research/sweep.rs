@@ -4,9 +4,11 @@
 //! in the files' YAML and validated like the files themselves before anything runs; running the
 //! grid on `--jobs` plain threads, each combination its own simulation (own ledger, own book) over
 //! the one shared copy of the bars; the ranking by `--rank` and `sweep.csv`; and
-//! `--walk-forward TRAIN:TEST`: for each window the best combination on the training days, run on
-//! the test days that follow, the test windows' P&L joined into one out-of-sample equity curve, beside
-//! the best combination in hindsight over the same days.
+//! `--walk-forward TRAIN:TEST`: windows counted in stock sessions (`trading_dates`), for each the
+//! best combination on the training days, run on the test days that follow (from the day after
+//! the training's last), the test windows' P&L and round trips joined into one out-of-sample
+//! result, beside the best combination in hindsight over the same days. (`main` writes the best
+//! combination's whole report beside `sweep.csv`.)
 //!
 //! Never: lets the thread a combination ran on show in a result (results are collected by
 //! combination and ranked with ties broken by the grid's order: the same grid gives the same

@@ -4,7 +4,9 @@
 //! protective stops, then every bot in order — its exits (always), then its entries, each one
 //! past the entry gate and the risk checks at the moment it would be sent.
 //!
-//! Owns: the order of step 4 and the keepers of orphaned positions; what it keeps between
+//! Owns: the order of step 4, the keepers of orphaned positions, and the price each order of a
+//! bot is decided at (`reference_price`: the quote's mid as the bot saw it, recorded with the
+//! order so its fills' slippage can be measured; never sent); what it keeps between
 //! iterations lives in the modules it drives: `order_lifecycle` (every order, and the entry
 //! gate), `market_feed` (quotes, bars, chains), `idle_notes` (why a bot is not entering),
 //! `entry_checks` (the risk checks).

@@ -734,10 +734,10 @@ fn show_trades(
         return Err(Error::Other(keep_out(&db, &detail)));
     }
     let state = State::open_read_only(&db).map_err(|e| unopenable(&db, e))?;
-    let orders: Vec<_> = state.all_orders().map_err(|e| unopenable(&db, e))?.into_iter().map(|(o, _)| o).collect();
+    let orders = state.all_orders().map_err(|e| unopenable(&db, e))?;
     let fills = state.fills().map_err(|e| unopenable(&db, e))?;
     // Alpaca charges fees as account activities, not on fills: the live trips carry none.
-    let trips: Vec<round_trip::RoundTrip> = round_trip::fold(&orders, &fills, &|_, _, _| None)
+    let trips: Vec<round_trip::RoundTrip> = round_trip::fold(orders.iter().map(|(o, _)| o), &fills, &|_, _, _| None)
         .into_iter()
         .filter(|t| clock::Dates::new(from, to).contains(t.entry_at))
         .collect();

@@ -187,8 +187,12 @@ pub type FeeSchedule<'a> = &'a dyn Fn(&str, Dec, Dec) -> Option<Dec>;
 
 /// Folds `fills` (any order; taken by time) of `orders` into round trips, oldest entry first.
 /// A fill whose order is not among `orders` is left out.
-pub fn fold(orders: &[OrderRecord], fills: &[FillRecord], fee: FeeSchedule) -> Vec<RoundTrip> {
-    let by_id: BTreeMap<&str, &OrderRecord> = orders.iter().map(|o| (o.client_order_id.as_str(), o)).collect();
+pub fn fold<'o>(
+    orders: impl IntoIterator<Item = &'o OrderRecord>,
+    fills: &[FillRecord],
+    fee: FeeSchedule,
+) -> Vec<RoundTrip> {
+    let by_id: BTreeMap<&str, &OrderRecord> = orders.into_iter().map(|o| (o.client_order_id.as_str(), o)).collect();
     let mut fills: Vec<&FillRecord> = fills.iter().collect();
     fills.sort_by_key(|f| (f.at, f.id));
     let mut trips: Vec<Open> = Vec::new();

@@ -290,7 +290,7 @@ pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -
     let curve = Vec::with_capacity(if symbols.is_empty() { 0 } else { minutes.len() });
     // A bar is known once it has closed: the clock stands at its end.
     let steps: Vec<Timestamp> =
-        minutes.iter().map(|t| t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(*t)).collect();
+        minutes.into_iter().map(|t| t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(t)).collect();
     let stepped = step(cfg, clock, sim, &steps, &replay, BuyAndHold { symbols, curve }, progress)?;
     stepped.finish(sessions.as_ref(), bars_total, skipped)
 }
@@ -371,13 +371,12 @@ impl Stepped {
         let state = self.o.state();
         let orders = state.all_orders().map_err(err)?;
         let fills = state.fills().map_err(err)?;
-        let records: Vec<OrderRecord> = orders.iter().map(|(o, _)| o.clone()).collect();
         let sim = self.sim_cfg;
         let fee = move |symbol: &str, qty: Dec, price: Dec| {
             let value = qty.to_f64().abs() * price.to_f64() * multiplier(symbol) as f64;
             Dec::from_f64(crate::sim::sim_broker::fee(&sim, symbol, qty.to_f64(), value)).map(|f| f.round_to(2))
         };
-        let trips = round_trip::fold(&records, &fills, &fee);
+        let trips = round_trip::fold(orders.iter().map(|(o, _)| o), &fills, &fee);
         let halts: BTreeMap<String, u32> = state.halt_counts().map_err(err)?.into_iter().collect();
         let (equity, exposure) = (self.equity, self.exposure);
         let summary = summarize(&equity, &trips, sessions, halts, exposure, bars, skipped);

@@ -62,9 +62,9 @@ pub struct LiveDay {
 /// Reads `date` from the live ledger.
 pub fn live_day(state: &State, date: Date) -> Result<LiveDay, String> {
     let err = |e: crate::core::state::StateError| e.to_string();
-    let orders: Vec<_> = state.all_orders().map_err(err)?.into_iter().map(|(o, _)| o).collect();
+    let orders = state.all_orders().map_err(err)?;
     let fills = state.fills().map_err(err)?;
-    let all = round_trip::fold(&orders, &fills, &|_, _, _| None);
+    let all = round_trip::fold(orders.iter().map(|(o, _)| o), &fills, &|_, _, _| None);
     let start = clock::start_of_date(date);
     let (trips, rest): (Vec<RoundTrip>, Vec<RoundTrip>) =
         all.into_iter().partition(|t| clock::trading_date(t.entry_at) == date);

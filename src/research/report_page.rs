@@ -335,10 +335,11 @@ fn per_bot_trades(trips: &[RoundTrip]) -> BTreeMap<String, (u32, u32, u32)> {
     out
 }
 
-/// Each point of `curve` as its percent change from the first.
+/// The points of `curve` a chart draws (`thin`'s: every k-th and the last), each as its percent
+/// change from the first: not a copy of a year's 100,000 points for 1,200 drawn.
 fn in_returns(curve: &[(Timestamp, f64)]) -> Vec<(Timestamp, f64)> {
     let Some(first) = curve.first().map(|p| p.1).filter(|v| *v > 0.0) else { return Vec::new() };
-    curve.iter().map(|(t, v)| (*t, (v / first - 1.0) * 100.0)).collect()
+    thin(curve).into_iter().map(|(i, v)| (curve[i].0, (v / first - 1.0) * 100.0)).collect()
 }
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:960px;color:#1d1d1f;padding:0 1em}\

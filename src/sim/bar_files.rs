@@ -314,7 +314,8 @@ pub struct Checked {
     pub minutes: BySymbol<Minutes>,
     pub dates: Dates,
     /// The bars themselves, on the chosen dates, when all of them together are no more than
-    /// `HOLD_BARS`: read once, kept, and replayed from memory instead of read a second time.
+    /// `HOLD_BARS` and their files no more than `HOLD_FILE_BYTES`: read once, kept, and replayed
+    /// from memory instead of read a second time.
     pub held: Option<BySymbol<Vec<Bar>>>,
 }
 

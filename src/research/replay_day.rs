@@ -166,7 +166,7 @@ pub fn replay(mut cfg: Config, live: LiveDay, market: Market) -> Result<Replayed
     let start = clock::start_of_date(live.date);
     let end = clock::start_of_date(live.date.tomorrow().map_err(|e| e.to_string())?);
     cfg.settings.sim.starting_cash = live.start_equity;
-    let (sim, replay, steps, skipped) = match market {
+    let ((sim, clock), replay, steps, skipped) = match market {
         Market::Bars(bars) => {
             let skipped = backtest::fit_config(&mut cfg, &bars.symbols());
             let traded: Vec<String> = bars.symbols().into_iter().filter(|s| !skipped.contains(s)).collect();
@@ -203,7 +203,8 @@ pub fn replay(mut cfg: Config, live: LiveDay, market: Market) -> Result<Replayed
     if steps.is_empty() {
         return Err(format!("no bars on {}: nothing to replay (the data must hold that day's bars)", live.date));
     }
-    let ((sim, clock), days) = (sim, BTreeSet::from([live.date]));
+    // One day: its return is the day's, over the day as its own calendar.
+    let days = BTreeSet::from([live.date]);
     let stepped = backtest::step(cfg, clock, sim, &steps, &replay, BuyAndHold::none(), false)?;
     let run = stepped.finish(Some(&days), 0, skipped)?;
     let pairs = pair(&live.trips, &run.trips);

@@ -84,6 +84,19 @@ fn open(fake: &FakeAlpaca, cfg: &Config, clock: &Arc<ManualClock>) -> Orchestrat
     Orchestrator::new(cfg.clone(), state, Box::new(clock.clone()), Box::new(fake.client()))
 }
 
+/// A configuration folder in `scratch` for the real binary: the shipped files, `cfg`'s ledger,
+/// and these edits of `settings.yaml` and `bots.yaml`.
+fn config_for(scratch: &Path, cfg: &Config, settings: &[(&str, &str)], bots: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = scratch.join("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ledger = format!("state_db_path: {}", cfg.settings.system.state_db_path.display());
+    let mut edits = vec![("state_db_path: ./state/trading_state.db", ledger.as_str())];
+    edits.extend_from_slice(settings);
+    config_files::edit(&dir, "settings.yaml", &edits);
+    config_files::edit(&dir, "bots.yaml", bots);
+    dir
+}
+
 /// Every order body sent, and every answer's status, in order.
 fn posts(fake: &FakeAlpaca) -> Vec<Value> {
     fake.seen()
@@ -1230,15 +1243,7 @@ fn the_live_round_trips_show_the_brokers_fill_times_prices_and_slippage() {
     assert!(o.state().owned_positions().unwrap().is_empty());
     drop(o);
 
-    let dir = scratch.path().join("config");
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = cfg.settings.system.state_db_path.display().to_string();
-    config_files::edit(
-        &dir,
-        "settings.yaml",
-        &[("state_db_path: ./state/trading_state.db", &format!("state_db_path: {db}"))],
-    );
-    config_files::edit(&dir, "bots.yaml", &[]);
+    let dir = config_for(scratch.path(), &cfg, &[], &[]);
     let trades = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_trading-hydra"))
             .args(["trades", "--config", dir.to_str().unwrap()])
@@ -1342,22 +1347,12 @@ fn a_replay_of_a_fake_day_shows_the_slippage_the_broker_added() {
         }
         std::fs::write(bars.join(file), text).unwrap_or_else(|e| panic!("{symbol}: {e}"));
     }
-    let dir = scratch.path().join("config");
-    std::fs::create_dir_all(&dir).unwrap();
-    let db = cfg.settings.system.state_db_path.display().to_string();
-    config_files::edit(
-        &dir,
-        "settings.yaml",
-        &[
-            ("state_db_path: ./state/trading_state.db", &format!("state_db_path: {db}")),
-            ("slippage_bps: 2", "slippage_bps: 0"),
-        ],
-    );
     // The bots of this day, resting their stops at 1 % (the bars hold AAPL and BTC/USD only: the
     // replay leaves out the bots of other symbols, as a backtest does).
-    config_files::edit(
-        &dir,
-        "bots.yaml",
+    let dir = config_for(
+        scratch.path(),
+        &cfg,
+        &[("slippage_bps: 2", "slippage_bps: 0")],
         &[("# broker_stop_pct: 1.0", "broker_stop_pct: 1.0"), ("# broker_stop_pct: 1.5", "broker_stop_pct: 1.0")],
     );
     let out_dir = scratch.path().join("replay");

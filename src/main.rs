@@ -596,6 +596,8 @@ fn backtest_sweep(args: cli::BacktestArgs) -> Result<(), Error> {
             );
             print!("{}", ranked.table(20));
             println!("best               {}", ranked.describe(ranked.best()));
+            // The best run once more, for its whole report: the sweep keeps each combination's
+            // figures only, not the curves and trades of them all.
             let best = &combos[ranked.best()];
             let source = format!(
                 "{}, the sweep's best by {}: {}",
@@ -782,7 +784,7 @@ fn replay(
             let bars = out.join("bars");
             download(cli::DownloadArgs {
                 config: flag,
-                symbols: replay_day::symbols(&cfg),
+                symbols: backtest::traded_symbols(&cfg).into_iter().collect(),
                 from: history,
                 to: date,
                 timeframe: "1Min".into(),

@@ -163,8 +163,8 @@ pub fn table(trips: &[RoundTrip], tz: &jiff::tz::TimeZone) -> String {
     out
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break.
-fn csv_field(text: &str) -> String {
+/// A CSV field, quoted when it holds a comma, a quote or a line break (the research files' too).
+pub fn csv_field(text: &str) -> String {
     if text.contains([',', '"', '\n']) { format!("\"{}\"", text.replace('"', "\"\"")) } else { text.to_string() }
 }
 
@@ -178,7 +178,7 @@ struct Open {
     entry_size: Dec,
     exit_value: Dec,
     exit_size: Dec,
-    /// Units closed so far (for a spread: spreads).
+    /// A spread's spreads closed so far (a single symbol's are `exit_size`).
     exited_units: Dec,
 }
 
@@ -284,19 +284,11 @@ fn add_fill(t: &mut Open, o: &OrderRecord, f: &FillRecord, fee: FeeSchedule) {
     }
     if !t.trip.orders.contains(&o.client_order_id) {
         t.trip.orders.push(o.client_order_id.clone());
-        // An order's units count once, whichever of its legs filled first.
-        let units = if spread { o.filled_qty } else { Dec::ZERO };
-        if entry {
-            t.trip.qty = add(t.trip.qty, units);
-        } else {
-            t.exited_units = add(t.exited_units, units);
-        }
-    }
-    if !spread {
-        if entry {
-            t.trip.qty = add(t.trip.qty, f.qty.abs());
-        } else {
-            t.exited_units = add(t.exited_units, f.qty.abs());
+        // A spread's size is its orders' spreads, each counted once, whichever leg filled first.
+        if spread && entry {
+            t.trip.qty = add(t.trip.qty, o.filled_qty);
+        } else if spread {
+            t.exited_units = add(t.exited_units, o.filled_qty);
         }
     }
     t.trip.gross_pnl = add(t.trip.gross_pnl, f.realized_pnl);
@@ -331,6 +323,8 @@ fn finish(t: Open) -> RoundTrip {
         trip.entry_price = t.entry_value.checked_div(trip.qty).map(|p| p.round_to(4));
         trip.exit_price = t.exit_value.checked_div(t.exited_units).map(|p| p.round_to(4));
     } else {
+        // A single symbol's size is what its entry fills bought (or sold short).
+        trip.qty = t.entry_size;
         trip.entry_price = t.entry_value.abs().checked_div(t.entry_size).map(|p| p.round_to(6));
         trip.exit_price = t.exit_value.abs().checked_div(t.exit_size).map(|p| p.round_to(6));
     }

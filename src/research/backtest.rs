@@ -118,6 +118,16 @@ impl Bars {
 /// A curve of values by minute.
 pub type Curve = Vec<(Timestamp, f64)>;
 
+/// The symbols the configuration's enabled bots trade (tickers, underlyings, pairs).
+pub fn traded_symbols(cfg: &Config) -> BTreeSet<String> {
+    cfg.enabled_bots().iter().flat_map(|b| b.symbols()).collect()
+}
+
+/// Each bar minute's end: when its bar is known, and so where a backtest's clock steps.
+pub fn bar_ends(minutes: Vec<Timestamp>) -> Vec<Timestamp> {
+    minutes.into_iter().map(|t| t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(t)).collect()
+}
+
 /// Keeps only the bots whose symbols the data holds; returns the files no bot trades.
 pub fn fit_config(cfg: &mut Config, symbols: &[String]) -> Vec<String> {
     let has = |s: &str| symbols.iter().any(|x| x == s);
@@ -133,7 +143,7 @@ pub fn fit_config(cfg: &mut Config, symbols: &[String]) -> Vec<String> {
         c.pairs.retain(|p| has(p));
         c.enabled &= !c.pairs.is_empty();
     }
-    let traded: BTreeSet<String> = cfg.enabled_bots().iter().flat_map(|b| b.symbols()).collect();
+    let traded = traded_symbols(cfg);
     symbols.iter().filter(|s| !traded.contains(*s)).cloned().collect()
 }
 
@@ -225,7 +235,7 @@ pub fn weekdays_ending(last: Date, days: u32) -> Vec<Date> {
 /// enabled bot trades, over the `days` weekdays ending on `last` — a backtest with no keys and no
 /// data files. Crypto trades the weekends between them too.
 pub fn synthetic(cfg: &Config, days: u32, seed: u64, last: Date) -> Result<BySymbol<Vec<Bar>>, String> {
-    let symbols: BTreeSet<String> = cfg.enabled_bots().iter().flat_map(|b| b.symbols()).collect();
+    let symbols = traded_symbols(cfg);
     if symbols.is_empty() {
         return Err("no enabled bot trades a symbol: nothing to simulate (see bots.yaml)".into());
     }
@@ -288,9 +298,7 @@ pub fn simulate(mut cfg: Config, bars: &Bars, benchmark: bool, progress: bool) -
     let symbols: Vec<String> =
         if benchmark { traded.iter().filter(|s| bars.has_bars(s)).cloned().collect() } else { Vec::new() };
     let curve = Vec::with_capacity(if symbols.is_empty() { 0 } else { minutes.len() });
-    // A bar is known once it has closed: the clock stands at its end.
-    let steps: Vec<Timestamp> =
-        minutes.into_iter().map(|t| t.saturating_add(jiff::SignedDuration::from_mins(1)).unwrap_or(t)).collect();
+    let steps = bar_ends(minutes);
     let stepped = step(cfg, clock, sim, &steps, &replay, BuyAndHold { symbols, curve }, progress)?;
     stepped.finish(sessions.as_ref(), bars_total, skipped)
 }

@@ -168,16 +168,14 @@ pub fn replay(mut cfg: Config, live: LiveDay, market: Market) -> Result<Replayed
     cfg.settings.sim.starting_cash = live.start_equity;
     let ((sim, clock), replay, steps, skipped) = match market {
         Market::Bars(bars) => {
-            let skipped = backtest::fit_config(&mut cfg, &bars.symbols());
-            let traded: Vec<String> = bars.symbols().into_iter().filter(|s| !skipped.contains(s)).collect();
-            // The live loop's times; without them, each bar minute's end.
+            let symbols = bars.symbols();
+            let skipped = backtest::fit_config(&mut cfg, &symbols);
+            let traded: Vec<String> = symbols.into_iter().filter(|s| !skipped.contains(s)).collect();
+            // The live loop's times; without them, each bar minute's end on the day.
             let steps = if live.iterations.is_empty() {
-                let (minutes, _) = bars.minutes(&traded)?;
-                minutes
-                    .into_iter()
-                    .map(|t| t + SignedDuration::from_mins(1))
-                    .filter(|t| *t > start && *t <= end)
-                    .collect()
+                let mut ends = backtest::bar_ends(bars.minutes(&traded)?.0);
+                ends.retain(|t| *t > start && *t <= end);
+                ends
             } else {
                 live.iterations.clone()
             };
@@ -425,12 +423,6 @@ impl Replayed {
         backtest::write(out.join("trades.csv"), &round_trip::csv(&self.run.trips))?;
         backtest::write(out.join("live_trades.csv"), &round_trip::csv(&self.live.trips))
     }
-}
-
-/// The symbols the replay needs bars of: those of the configuration's enabled bots.
-pub fn symbols(cfg: &Config) -> Vec<String> {
-    let set: BTreeSet<String> = cfg.enabled_bots().iter().flat_map(|b| b.symbols()).collect();
-    set.into_iter().collect()
 }
 
 #[cfg(test)]

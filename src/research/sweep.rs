@@ -31,7 +31,7 @@ use crate::core::clock;
 use crate::core::config::{Config, ConfigError};
 use crate::core::instrument::AssetClass;
 use crate::core::market_data::{Bar, BySymbol};
-use crate::core::round_trip::RoundTrip;
+use crate::core::round_trip::{RoundTrip, csv_field};
 use crate::research::backtest::{self, Summary};
 
 /// One `--sweep KEY=V1,V2,…`: a configuration key and the values it takes, as written.
@@ -434,10 +434,6 @@ fn headline(out: &mut String, s: &Summary) {
 
 fn opt(v: Option<f64>, places: usize) -> String {
     v.map_or(String::new(), |v| format!("{v:.places$}"))
-}
-
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) { format!("\"{}\"", v.replace('"', "\"\"")) } else { v.to_string() }
 }
 
 /// Runs and ranks the whole grid over `data`.

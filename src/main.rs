@@ -732,10 +732,7 @@ fn show_trades(
     use trading_hydra::core::round_trip;
     let cfg = load_config(flag)?;
     let db = cfg.settings.system.state_db_path.clone();
-    if let Some(detail) = journal_lost_under_a_daemon(&db) {
-        return Err(Error::Other(keep_out(&db, &detail)));
-    }
-    let state = State::open_read_only(&db).map_err(|e| unopenable(&db, e))?;
+    let state = read_ledger(&db)?;
     let orders = state.all_orders().map_err(|e| unopenable(&db, e))?;
     let fills = state.fills().map_err(|e| unopenable(&db, e))?;
     // Alpaca charges fees as account activities, not on fills: the live trips carry none.
@@ -755,6 +752,15 @@ fn show_trades(
     Ok(())
 }
 
+/// The ledger at `db`, read-only, for a report of it (`trades`, `replay`): beside a running
+/// daemon or not, but not one whose journal was deleted under its daemon.
+fn read_ledger(db: &std::path::Path) -> Result<State, Error> {
+    if let Some(detail) = journal_lost_under_a_daemon(db) {
+        return Err(Error::Other(keep_out(db, &detail)));
+    }
+    State::open_read_only(db).map_err(|e| unopenable(db, e))
+}
+
 /// `replay DATE`: the live ledger's day against the backtest of it (`research::replay_day`).
 fn replay(
     flag: Option<PathBuf>,
@@ -765,10 +771,7 @@ fn replay(
     use trading_hydra::research::replay_day::{self, Market};
     let cfg = load_config(flag.clone())?;
     let db = cfg.settings.system.state_db_path.clone();
-    if let Some(detail) = journal_lost_under_a_daemon(&db) {
-        return Err(Error::Other(keep_out(&db, &detail)));
-    }
-    let state = State::open_read_only(&db).map_err(|e| unopenable(&db, e))?;
+    let state = read_ledger(&db)?;
     let live = replay_day::live_day(&state, date).map_err(Error::Other)?;
     let out = out.unwrap_or_else(|| PathBuf::from(format!("replay-{date}")));
     // The day and the ten before it: the bots' indicators read bars from before the open.

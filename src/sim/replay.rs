@@ -142,7 +142,10 @@ impl Replay {
 
     /// The bars of `symbol` that began at or after `start` and have closed by `now`, oldest first.
     pub fn closed_between(&self, symbol: &str, start: Timestamp, now: Timestamp) -> Result<Vec<Bar>, String> {
-        let closed = |b: &Bar| b.t.saturating_add(minutes(1)).unwrap_or(b.t) <= now;
+        // A bar has closed by `now` when it began a minute or more before (`now` moved back once,
+        // not each bar forward: this runs for every bot's symbol every minute).
+        let last_open = now.saturating_sub(minutes(1)).unwrap_or(now);
+        let closed = |b: &Bar| b.t <= last_open;
         match &mut *self.source.borrow_mut() {
             Source::Held(bars) => {
                 let Some(bars) = bars.get(symbol) else { return Ok(Vec::new()) };

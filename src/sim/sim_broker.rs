@@ -249,6 +249,7 @@ impl Market {
 }
 
 /// One listed contract of the simulated chain, with what pricing it needs.
+#[derive(Clone)]
 struct Listed {
     contract: OptionContract,
     strike: f64,
@@ -257,12 +258,21 @@ struct Listed {
     key: u64,
 }
 
-/// A root's contracts as listed, by expiry and centre strike (the strike's `f64` bits, a whole
-/// multiple of the strike step), the least recently read first (`kept`): an expiry listed around
-/// one centre lists the same contracts every time, so each is built once, not once a minute (in a
-/// backtest every step is a new minute, and the spot wanders between a few centres all day) —
-/// and not again when the span of dates asked for moves by a day, as it does every day.
-type Chains = Vec<((Date, u64), Vec<Listed>)>;
+/// A root's chains as listed. `lists`: by expiry and centre strike (the strike's `f64` bits, a
+/// whole multiple of the strike step), the least recently read first (`kept`): an expiry listed
+/// around one centre lists the same contracts every time, so each list is made once, not once a
+/// minute (in a backtest every step is a new minute, and the spot wanders between a few centres
+/// all day) — and not again when the span of dates asked for moves by a day, as it does every
+/// day. `made`: every contract listed so far, by expiry, then puts after calls, then strike: a
+/// list around a new centre shares 48 of its 50 contracts with its neighbour's, and copies them
+/// from here instead of writing their symbols again (over a year the spot wanders across
+/// hundreds of strikes, and writing symbols was a twelfth of the run; an expiry's contracts go
+/// once it is past, a strike's once the spot is far from it).
+#[derive(Default)]
+struct Chains {
+    lists: Vec<((Date, u64), Vec<Listed>)>,
+    made: BTreeMap<Date, BTreeMap<(bool, Dec), Listed>>,
+}
 
 /// Expiries (by centre) kept per root; a new one beyond these takes the place of the least
 /// recently read. 32: two centres of a 16-Friday window.
@@ -1120,27 +1130,41 @@ impl SimBroker {
         let from = from.max(clock::trading_date(minute_start(m)));
         let key = centre.to_bits();
         let expiries = fridays(from, to);
-        let listed = chains.entry(root.to_string()).or_default();
+        let chains = chains.entry(root.to_string()).or_default();
+        // An expiry's contracts are kept until it is past.
+        chains.made.retain(|expiry, _| *expiry >= from);
         // Every expiry of the span listed first (none of them pushed out by another of them) …
         let cap = EXPIRIES_KEPT.max(expiries.len());
         for &expiry in &expiries {
-            kept(listed, (expiry, key), cap, || list(root, expiry, centre, step, seed));
+            let made = chains.made.entry(expiry).or_default();
+            kept(&mut chains.lists, (expiry, key), cap, || list(made, root, expiry, centre, step, seed));
         }
         // … then read together, by expiry: the symbols' order (`YYMMDD` first).
-        let listed: &'c Chains = listed;
+        let lists: &'c [((Date, u64), Vec<Listed>)] = &chains.lists;
         expiries
             .iter()
-            .filter_map(|e| listed.iter().find(|(k, _)| *k == (*e, key)))
+            .filter_map(|e| lists.iter().find(|(k, _)| *k == (*e, key)))
             .flat_map(|(_, contracts)| contracts.iter())
             .collect()
     }
 }
 
 /// `root`'s contracts expiring on `expiry`: 25 strikes `step` apart around `centre`, a call and
-/// a put at each, in the symbols' order.
-fn list(root: &str, expiry: Date, centre: f64, step: f64, seed: u64) -> Vec<Listed> {
+/// a put at each, in the symbols' order; each one copied from `made` when an earlier list made it.
+fn list(
+    made: &mut BTreeMap<(bool, Dec), Listed>,
+    root: &str,
+    expiry: Date,
+    centre: f64,
+    step: f64,
+    seed: u64,
+) -> Vec<Listed> {
     let mut listed = Vec::with_capacity(50);
     let expires = expiry_close(expiry);
+    // Only the spot's neighbourhood is listed again: contracts over two lists' width away go (a
+    // year's spot wanders across hundreds of strikes, each kept would be memory for nothing).
+    let near = 24.0 * step;
+    made.retain(|(_, k), _| (k.to_f64() - centre).abs() <= near);
     // Calls before puts, then by strike: the symbols' own order (`C`/`P`, then the strike on
     // eight digits), so the snapshots' map is built in one pass, not insert by insert (comparing
     // long OCC symbols with common prefixes cost a fifth of a backtest).
@@ -1151,21 +1175,24 @@ fn list(root: &str, expiry: Date, centre: f64, step: f64, seed: u64) -> Vec<List
                 continue;
             }
             let strike = dec(k);
-            let symbol = occ_symbol(root, expiry, kind, strike);
-            let symbol_hash = symbol_key(&symbol);
-            let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;
-            let contract = OptionContract {
-                symbol,
-                underlying: root.to_string(),
-                expiration: expiry,
-                kind,
-                strike,
-                multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
-                open_interest: Some(oi),
-                close_price: None,
-                tradable: true,
-            };
-            listed.push(Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash });
+            let contract = made.entry((kind == OptionKind::Put, strike)).or_insert_with(|| {
+                let symbol = occ_symbol(root, expiry, kind, strike);
+                let symbol_hash = symbol_key(&symbol);
+                let oi = 100 + hash3(seed, symbol_hash, 7) % 5000;
+                let contract = OptionContract {
+                    symbol,
+                    underlying: root.to_string(),
+                    expiration: expiry,
+                    kind,
+                    strike,
+                    multiplier: Dec::from_int(crate::core::instrument::OPTION_MULTIPLIER),
+                    open_interest: Some(oi),
+                    close_price: None,
+                    tradable: true,
+                };
+                Listed { contract, strike: strike.to_f64(), expires, key: symbol_hash }
+            });
+            listed.push(contract.clone());
         }
     }
     // (`<=`: before its first recorded bar a root's spot is unknown, NaN, and every strike of

@@ -268,16 +268,27 @@ fn a_trailing_stop_moves_its_resting_order_up_and_that_is_what_fills() {
     let mut o = open(&fake, &cfg, &clock);
     enter_and_protect(&fake, &mut o);
     let first = posts(&fake)[3]["client_order_id"].as_str().unwrap().to_string();
-    // BTC up 1.2 % (under its 1.5 % take profit): the best price is now the mid, 60,935.
+    // BTC up 1.2 % (under its 1.5 % take profit): the best price is now the mid, 60,935. AAPL up
+    // a quarter of a percent.
     clock.set(ts(LATER));
     {
         let mut st = fake.lock();
         st.clock["timestamp"] = LATER.into();
         let m = st.market.as_mut().unwrap();
-        m.quotes.insert("AAPL".into(), quote(LATER, 193.00, 193.02));
+        m.quotes.insert("AAPL".into(), quote(LATER, 193.50, 193.52));
         m.quotes.insert("BTC/USD".into(), quote(LATER, 60_930.0, 60_940.0));
     }
+    let best = |o: &Orchestrator, s: &str| {
+        o.state().owned_positions().unwrap().into_iter().find(|p| p.symbol == s).map(|p| p.high_water)
+    };
+    let aapl_at_entry = best(&o, "AAPL");
     o.run_iteration();
+    // Only a bot with a trailing stop keeps a best price (nothing else reads one): BTC's is the
+    // mid; AAPL's momentum bot, without a trailing stop, leaves its row as the entry wrote it
+    // however its price rises.
+    assert_eq!(best(&o, "BTC/USD"), Some(Some(60_935.0)));
+    assert_eq!(best(&o, "AAPL"), aapl_at_entry);
+    assert!(aapl_at_entry.is_some_and(|b| b.is_none_or(|b| b < 193.51)), "{aapl_at_entry:?}");
     let patches: Vec<_> = fake.seen().into_iter().filter(|r| r.method == "PATCH").collect();
     assert_eq!(patches.len(), 1, "one replace");
     let old = fake.lock().orders.iter().find(|x| x["client_order_id"] == first.as_str()).cloned().unwrap();

@@ -1,7 +1,8 @@
 //! The execution step, step 4 of the loop, as a short script: bring the market data up to date,
 //! have a stock whose quote is a quarter away from its entry reconciled first (a split the broker
-//! applied overnight looks exactly like it), keep each position's best price, let the order lifecycle close what is due and keep the
-//! protective stops, then every bot in order — its exits (always), then its entries, each one
+//! applied overnight looks exactly like it), keep the best price of each position whose bot has a
+//! trailing stop, let the order lifecycle close what is due and keep the protective stops, then
+//! every bot in order — its exits (always), then its entries, each one
 //! past the entry gate and the risk checks at the moment it would be sent.
 //!
 //! Owns: the order of step 4, the keepers of orphaned positions, and the price each order of a
@@ -145,11 +146,17 @@ impl Execution {
                 }
             }
         }
-        // The best price since entry, for trailing stops.
+        // The best price since entry, for trailing stops: kept only for a bot that has one, the
+        // only reader (`exits::triggered`, `protection_for`) — a write a minute per position
+        // otherwise, on the Pi's SD card, and 4.3 % of the benchmark's backtest (docs/performance.md,
+        // 2026-12-07, next session). A position whose bot is gone from the configuration keeps it.
         // (A ledger that takes no writes keeps the old best: the stops still run.)
         // Only a better price is written, and the positions are read again only after one was.
         let mut moved = false;
         for p in &owned {
+            if bots.iter().any(|b| b.id() == p.bot && b.trailing_stop_pct().is_none()) {
+                continue;
+            }
             let Some(q) = quotes.get(&p.symbol) else { continue };
             let (mid, long) = ((q.bid + q.ask) / 2.0, !p.qty.is_negative());
             let better = p.high_water.is_none_or(|best| if long { mid > best } else { mid < best });

@@ -200,6 +200,17 @@ pub(super) fn insert_order(tx: &rusqlite::Transaction<'_>, id: &str, o: &NewOrde
     Ok(())
 }
 
+/// The newest order's creation time: the end of the index `orders_by_created` (schema 18), not a
+/// scan of every order (a test reads the plan).
+pub(super) const NEWEST_ORDER: &str = "SELECT max(created_at) FROM orders";
+
+/// A bot's filled exits of one day by rule, through the partial index `orders_filled_exits`
+/// (schema 18; SQLite uses a partial index only for a query that repeats its condition).
+pub(super) const EXITS_ON: &str = "SELECT coalesce(rule, ''), count(*) FROM orders
+     WHERE bot = ?1 AND intent = 'exit' AND filled_qty IS NOT NULL AND filled_qty <> '0'
+       AND updated_at >= ?2 AND updated_at < ?3
+     GROUP BY rule ORDER BY rule";
+
 /// The epoch of a throw-away ledger's ids (`State::open_scratch`, `State::open_memory`).
 pub(super) const SCRATCH_EPOCH: &str = "backtest";
 
@@ -435,8 +446,7 @@ impl State {
     /// When the newest recorded order was created (`None`: no order yet).
     pub fn newest_order_at(&self) -> Result<Option<Timestamp>, StateError> {
         let what = "reading the newest order";
-        let at: Option<String> =
-            self.conn.row("SELECT max(created_at) FROM orders", [], |r| r.get(0)).map_err(sql(what))?;
+        let at: Option<String> = self.conn.row(NEWEST_ORDER, [], |r| r.get(0)).map_err(sql(what))?;
         at.map(|t| clock::parse_ts(&t).map_err(|e| StateError::BadRow { what: "orders.created_at", detail: e }))
             .transpose()
     }
@@ -695,15 +705,7 @@ impl State {
     pub fn exits_on(&self, bot: &str, date: Date) -> Result<Vec<(String, u32)>, StateError> {
         let (from, to) = date_bounds(date);
         let what = "counting the day's exits";
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT coalesce(rule, ''), count(*) FROM orders
-                 WHERE bot = ?1 AND intent = 'exit' AND filled_qty IS NOT NULL AND filled_qty <> '0'
-                   AND updated_at >= ?2 AND updated_at < ?3
-                 GROUP BY rule ORDER BY rule",
-            )
-            .map_err(sql(what))?;
+        let mut stmt = self.conn.prepare_cached(EXITS_ON).map_err(sql(what))?;
         let rows = stmt.query_map(params![bot, from, to], |r| Ok((r.get(0)?, r.get(1)?))).map_err(sql(what))?;
         rows.collect::<Result<_, _>>().map_err(sql(what))
     }

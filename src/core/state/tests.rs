@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use super::orders::draw_epoch;
+use super::orders::{self, draw_epoch};
 use super::schema::{MIGRATIONS, UNFINISHED};
 use super::*;
 
@@ -824,6 +824,40 @@ fn unfinished_orders_are_found_by_their_index() {
         .map(Result::unwrap)
         .collect();
     assert!(plan.iter().any(|p| p.contains("orders_unfinished")), "{plan:?}");
+}
+
+/// The reads that run with every check for lost orders and every day's report find their rows
+/// by index, not by a scan of every order ever sent (which grew with the ledger: a fifth of a
+/// year's backtest before schema 18).
+#[test]
+fn the_newest_order_and_a_days_exits_are_found_by_index() {
+    let path = temp_db("plan18");
+    let s = State::open(&path).unwrap();
+    let plan = |q: &str, args: &[&str]| -> Vec<String> {
+        s.conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {q}"))
+            .unwrap()
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let newest = plan(orders::NEWEST_ORDER, &[]);
+    assert!(newest.iter().any(|p| p.contains("orders_by_created")), "{newest:?}");
+    let exits = plan(orders::EXITS_ON, &["mom_AAPL", "2026-11-25T05:00:00Z", "2026-11-26T05:00:00Z"]);
+    assert!(exits.iter().any(|p| p.contains("orders_filled_exits")), "{exits:?}");
+    assert!(!exits.iter().chain(&newest).any(|p| p.starts_with("SCAN orders")), "{exits:?} {newest:?}");
+    // And the exits in flight, read every minute, still by the index of the unfinished orders
+    // (an index of every exit was taken for them instead, a scan of every exit a minute).
+    let in_flight = plan(
+        &format!(
+            "SELECT bot, symbol FROM orders WHERE {UNFINISHED}
+             AND intent = 'exit' AND coalesce(rule, '') <> '{}'",
+            crate::core::order::BROKER_STOP
+        ),
+        &[],
+    );
+    assert!(in_flight.iter().any(|p| p.contains("orders_unfinished")), "{in_flight:?}");
 }
 
 #[test]

@@ -1555,4 +1555,32 @@ mod tests {
         }
         assert_eq!(opened, 3 * 390, "Friday, Monday, Tuesday");
     }
+
+    /// A chain listed around a new centre, with the contracts it shares with earlier lists copied
+    /// from them, is the chain listed fresh there: the same contracts, in the same order, with
+    /// the same prices' inputs — as the spot wanders up and down, across the $200 step change,
+    /// and after far-away strikes were dropped.
+    #[test]
+    fn a_chain_around_a_new_centre_is_the_chain_listed_fresh() {
+        let m = minute_of("2026-12-07T15:00:00Z".parse().unwrap());
+        let (from, to) = (jiff::civil::date(2026, 12, 7), jiff::civil::date(2027, 1, 15));
+        type Seen = Vec<(OptionContract, f64, Timestamp, u64)>;
+        let chain = |chains: &mut BTreeMap<String, Chains>, spot: f64| -> Seen {
+            SimBroker::chain(chains, (spot, 7), "SPY", from, to, m)
+                .iter()
+                .map(|l| (l.contract.clone(), l.strike, l.expires, l.key))
+                .collect()
+        };
+        let mut walked = BTreeMap::new();
+        for spot in [190.0, 196.4, 203.0, 212.0, 198.0, 260.0, 201.0, 188.0] {
+            let seen = chain(&mut walked, spot);
+            assert_eq!(seen, chain(&mut BTreeMap::new(), spot), "at {spot}");
+            assert!(seen.len() >= 5 * 50, "{} contracts at {spot}", seen.len());
+        }
+        // What stays made is the last spot's neighbourhood: 24 strikes either side of its centre,
+        // calls and puts, of each expiry.
+        let made = &walked["SPY"].made;
+        assert!(!made.is_empty());
+        assert!(made.values().all(|by_strike| by_strike.len() <= 2 * 49), "only the spot's neighbourhood is kept");
+    }
 }

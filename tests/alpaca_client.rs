@@ -142,18 +142,31 @@ fn exercise_every_method(fake: &FakeAlpaca) {
     assert_eq!(contracts.len(), 2, "both pages followed");
     assert_eq!((contracts[1].kind, contracts[1].strike), (OptionKind::Put, d("165")));
     assert_eq!(contracts[0].multiplier, d("100"));
-    let snaps = c.option_snapshots("AAPL", from, to, None).unwrap();
+    let snaps = c.option_snapshots("AAPL", from, to, None, None).unwrap();
     let s = &snaps["AAPL240503P00155000"];
     assert!(s.greeks.unwrap().delta < 0.0 && s.implied_volatility.unwrap() > 0.0);
-    // One kind alone is Alpaca's `type` filter; both kinds send none.
-    c.option_snapshots("AAPL", from, to, Some(OptionKind::Put)).unwrap();
-    let asked: Vec<Option<String>> = fake
+    // One kind alone is Alpaca's `type` filter; both kinds send none. Held legs' strikes are its
+    // `strike_price_gte` and `strike_price_lte`; every strike sends neither.
+    c.option_snapshots("AAPL", from, to, Some(OptionKind::Put), None).unwrap();
+    c.option_snapshots("AAPL", from, to, Some(OptionKind::Put), Some((d("152.5"), d("160")))).unwrap();
+    let asked: Vec<[Option<String>; 3]> = fake
         .seen()
         .iter()
         .filter(|s| s.path == "/v1beta1/options/snapshots/AAPL")
-        .map(|s| s.q("type").map(str::to_string))
+        .map(|s| ["type", "strike_price_gte", "strike_price_lte"].map(|k| s.q(k).map(str::to_string)))
         .collect();
-    assert_eq!(asked, [None, Some("put".to_string())]);
+    let put = || Some("put".to_string());
+    assert_eq!(
+        asked,
+        [[None, None, None], [put(), None, None], [put(), Some("152.5".to_string()), Some("160".to_string())]]
+    );
+    // Requests Alpaca documents, with parameters it declares.
+    let specs = support::openapi::Specs::load();
+    for r in fake.seen().iter().filter(|s| s.path.starts_with("/v1beta1/options/snapshots/")) {
+        if let Err(why) = specs.check(&r.method, &r.path, &r.query, &r.body) {
+            panic!("{} {} {:?}: {why}", r.method, r.path, r.query);
+        }
+    }
 
     let stats = c.take_call_stats();
     assert!(stats.requests >= 18);

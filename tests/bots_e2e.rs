@@ -187,6 +187,12 @@ fn each_bot_enters_on_the_rise_and_exits_by_its_stop_on_the_fall() {
     }
     let s = o.run_iteration();
     assert_eq!(s.orders_submitted, 3);
+    // Holding the spread, the bot asked only its legs: their expiry, their kind, their strikes
+    // (the spread's exit was priced from those two quotes alone).
+    let chain = fake.seen().into_iter().rev().find(|r| r.path == "/v1beta1/options/snapshots/SPY").unwrap();
+    let asked = ["type", "expiration_date_gte", "expiration_date_lte", "strike_price_gte", "strike_price_lte"]
+        .map(|k| chain.q(k).map(str::to_string).unwrap_or_default());
+    assert_eq!(asked, ["put", "2026-12-11", "2026-12-11", "465", "470"]);
     let exits: Vec<Value> = posts(&fake).into_iter().skip(3).collect();
     assert_eq!(
         exits[0],

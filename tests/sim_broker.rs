@@ -203,14 +203,23 @@ fn option_prices_are_sane() {
     let (mut b, _clock) = sim(6, OPEN_DAY);
     let spot = b.stock_quotes(&["SPY".to_string()]).unwrap()["SPY"].ask;
     let (from, to) = (jiff::civil::date(2026, 11, 26), jiff::civil::date(2027, 1, 15));
-    let snaps = b.option_snapshots("SPY", from, to, None).unwrap();
+    let snaps = b.option_snapshots("SPY", from, to, None, None).unwrap();
     assert!(snaps.len() > 100, "{}", snaps.len());
     // One kind alone: exactly that kind's half of the chain, priced as in the whole.
-    let puts = b.option_snapshots("SPY", from, to, Some(OptionKind::Put)).unwrap();
-    let kind = |s: &str| trading_hydra::core::instrument::OccSymbol::parse(s).unwrap().kind;
-    let whole_puts: Vec<_> = snaps.iter().filter(|(s, _)| kind(s) == OptionKind::Put).collect();
+    let puts = b.option_snapshots("SPY", from, to, Some(OptionKind::Put), None).unwrap();
+    let occ = |s: &str| trading_hydra::core::instrument::OccSymbol::parse(s).unwrap();
+    let whole_puts: Vec<_> = snaps.iter().filter(|(s, _)| occ(s).kind == OptionKind::Put).collect();
     assert_eq!(puts.iter().collect::<Vec<_>>(), whole_puts);
     assert_eq!(puts.len() * 2, snaps.len());
+    // Strikes from one to another (both included): exactly those of the kind, priced as in the
+    // whole — what a held spread's legs ask.
+    let strikes: Vec<Dec> = puts.keys().map(|s| occ(s).strike).collect();
+    let (low, high) = (strikes[1], strikes[3]);
+    assert!(low < high);
+    let legs = b.option_snapshots("SPY", from, to, Some(OptionKind::Put), Some((low, high))).unwrap();
+    let between: Vec<_> = whole_puts.iter().copied().filter(|(s, _)| (low..=high).contains(&occ(s).strike)).collect();
+    assert!(between.len() >= 2 && between.len() < puts.len(), "{}", between.len());
+    assert_eq!(legs.iter().collect::<Vec<_>>(), between);
     for (symbol, s) in &snaps {
         let trading_hydra::core::instrument::OccSymbol { kind, strike, .. } =
             trading_hydra::core::instrument::OccSymbol::parse(symbol).unwrap();

@@ -1153,9 +1153,13 @@ mod tests {
                     held: None,
                     entry: Some(ChainSpan::new(day(dte_min), day(max_dte), Some(OptionKind::Put)))
                 },
+                // The held spread's legs alone: their expiry, their kind, their strikes.
                 ChainWant {
                     root: "QQQ".into(),
-                    held: Some(ChainSpan::new(date(2026, 12, 18), date(2026, 12, 18), Some(OptionKind::Put))),
+                    held: Some(ChainSpan {
+                        strikes: Some((Dec::from_int(395), Dec::from_int(400))),
+                        ..ChainSpan::new(date(2026, 12, 18), date(2026, 12, 18), Some(OptionKind::Put))
+                    }),
                     entry: None
                 },
             ],
@@ -1173,6 +1177,10 @@ mod tests {
         let mixed = ChainWant { held: Some(ChainSpan { kind: Some(OptionKind::Call), ..both.held.unwrap() }), ..both };
         assert_eq!(mixed.span(true), Some(ChainSpan::new(day(1), day(max_dte), None)));
         assert_eq!(mixed.span(false), mixed.held);
+        // Held legs' strikes and an entry's window read every strike of both.
+        let legs_and_entry = ChainWant { held: wants[1].held, ..wants[0].clone() };
+        assert_eq!(legs_and_entry.span(true).unwrap().strikes, None);
+        assert_eq!(legs_and_entry.span(false), wants[1].held);
 
         // Puts on the days just outside and just inside the window, and a call beside each put:
         // the window's puts alone give the same pick as the whole chain.
@@ -1184,7 +1192,7 @@ mod tests {
             c.insert(symbol.clone(), OptionContract { symbol: symbol.clone(), kind: OptionKind::Call, ..put });
             all.insert(symbol, snap);
         }
-        let ChainSpan { from, to, kind } = wants[0].entry.unwrap();
+        let ChainSpan { from, to, kind, .. } = wants[0].entry.unwrap();
         let only: Snapshots = all
             .iter()
             .filter(|(sym, _)| {

@@ -1298,6 +1298,7 @@ impl crate::services::broker::Broker for AlpacaClient {
         from: Date,
         to: Date,
         kind: Option<OptionKind>,
+        strikes: Option<(Dec, Dec)>,
     ) -> Result<Snapshots, BrokerError> {
         let path = format!("/v1beta1/options/snapshots/{}", path_segment(underlying));
         let e = "GET /v1beta1/options/snapshots/{underlying_symbol}";
@@ -1309,6 +1310,10 @@ impl crate::services::broker::Broker for AlpacaClient {
         ];
         if let Some(kind) = kind {
             query.push(("type", kind.word().to_string()));
+        }
+        if let Some((low, high)) = strikes {
+            query.push(("strike_price_gte", low.to_string()));
+            query.push(("strike_price_lte", high.to_string()));
         }
         let mut out = Snapshots::new();
         for _ in 0..MAX_PAGES {

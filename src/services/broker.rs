@@ -319,13 +319,15 @@ pub trait Broker {
         to: Date,
     ) -> Result<Vec<OptionContract>, BrokerError>;
     /// Snapshots of `underlying`'s contracts expiring from `from` to `to`, of one `kind` (calls
-    /// or puts) or of both (`None`).
+    /// or puts) or of both (`None`), with strikes from the first of `strikes` to the second (both
+    /// included) or of every strike (`None`).
     fn option_snapshots(
         &mut self,
         underlying: &str,
         from: Date,
         to: Date,
         kind: Option<OptionKind>,
+        strikes: Option<(Dec, Dec)>,
     ) -> Result<Snapshots, BrokerError>;
     /// Drains the call statistics gathered since the last call.
     fn take_call_stats(&mut self) -> CallStats;

@@ -127,8 +127,9 @@ impl MarketFeed {
 
     /// Fetches the options bots' chains: contracts once per trading date (one request for all
     /// underlyings, from today to the furthest expiry a bot reads), snapshots once per new minute
-    /// (one request per underlying), of the expiry dates the bots will read: the held legs' for
-    /// their exits, and the entry window their signal calls for when they may enter.
+    /// (one request per underlying), of the part of the chain the bots will read: the held legs'
+    /// expiry, kind and strikes for their exits, and the entry window their signal calls for
+    /// (every strike) when they may enter.
     fn refresh_options(
         &mut self,
         broker: &mut dyn Broker,
@@ -148,7 +149,7 @@ impl MarketFeed {
                 let mine: Vec<&OwnedPosition> =
                     owned.iter().filter(|p| p.bot == bot.id() && bot.watches(&p.symbol)).collect();
                 // A bot that may not enter this iteration whatever its signal (`preflight`
-                // refuses it) reads only the dates of the legs it holds.
+                // refuses it) reads only the legs it holds.
                 let enter = may_enter(*bot);
                 for want in bot.chains_wanted(&self.bars, &mine, today) {
                     let Some(span) = want.span(enter) else { continue };
@@ -171,7 +172,7 @@ impl MarketFeed {
         if self.snapshots_minute != Some(minute) || self.snapshot_roots != wanted {
             let mut snaps = Snapshots::new();
             for (root, span) in &wanted {
-                snaps.append(&mut broker.option_snapshots(root, span.from, span.to, span.kind)?);
+                snaps.append(&mut broker.option_snapshots(root, span.from, span.to, span.kind, span.strikes)?);
             }
             self.snapshots = snaps;
             self.snapshots_minute = Some(minute);

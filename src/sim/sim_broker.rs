@@ -1475,6 +1475,7 @@ impl Broker for SimBroker {
         from: Date,
         to: Date,
         kind: Option<OptionKind>,
+        strikes: Option<(Dec, Dec)>,
     ) -> Result<Snapshots, BrokerError> {
         self.count();
         let now = self.clock.now();
@@ -1501,7 +1502,12 @@ impl Broker for SimBroker {
         // Gathered at its full size first: a map collected from a filtered iterator grows its
         // buffer of (symbol, snapshot) pairs by doubling, copying them each time.
         let mut snaps = Vec::with_capacity(listed.len());
-        snaps.extend(listed.iter().copied().filter(|l| kind.is_none_or(|k| l.contract.kind == k)).map(snapshot));
+        let wanted = |l: &&Listed| {
+            let strike = l.contract.strike;
+            kind.is_none_or(|k| l.contract.kind == k)
+                && strikes.is_none_or(|(low, high)| low <= strike && strike <= high)
+        };
+        snaps.extend(listed.iter().copied().filter(wanted).map(snapshot));
         Ok(snaps.into_iter().collect())
     }
 

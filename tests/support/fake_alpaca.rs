@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use trading_hydra::core::config::DataFeed;
+use trading_hydra::core::decimal::Dec;
 use trading_hydra::core::instrument::OccSymbol;
 use trading_hydra::services::alpaca_client::{AlpacaClient, ClientSettings, Credentials};
 
@@ -584,9 +585,18 @@ impl FakeAlpaca {
                     return (200, json!({"option_contracts": m.contracts, "next_page_token": null}));
                 }
                 ("GET", p) if p.starts_with("/v1beta1/options/snapshots/") => {
-                    // Alpaca's `type` filter: only contracts of that kind.
-                    let wanted =
-                        |k: &str| r.q("type").is_none_or(|t| OccSymbol::parse(k).is_some_and(|o| o.kind.word() == t));
+                    // Alpaca's `type` filter: only contracts of that kind; `strike_price_gte` and
+                    // `strike_price_lte`: only strikes from one to the other, both included.
+                    let bound = |name: &str| r.q(name).map(|v| v.parse::<Dec>().expect("a strike price"));
+                    let (low, high) = (bound("strike_price_gte"), bound("strike_price_lte"));
+                    let filtered = r.q("type").is_some() || low.is_some() || high.is_some();
+                    let wanted = |k: &str| {
+                        OccSymbol::parse(k).map_or(!filtered, |o| {
+                            r.q("type").is_none_or(|t| o.kind.word() == t)
+                                && low.is_none_or(|l| o.strike >= l)
+                                && high.is_none_or(|h| o.strike <= h)
+                        })
+                    };
                     let snaps: BTreeMap<String, Value> = m
                         .snapshots
                         .iter()

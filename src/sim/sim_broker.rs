@@ -1136,8 +1136,11 @@ impl SimBroker {
         // Every expiry of the span listed first (none of them pushed out by another of them) …
         let cap = EXPIRIES_KEPT.max(expiries.len());
         for &expiry in &expiries {
-            let made = chains.made.entry(expiry).or_default();
-            kept(&mut chains.lists, (expiry, key), cap, || list(made, root, expiry, centre, step, seed));
+            // (The contracts made so far are looked up only when a list is missing.)
+            let made = &mut chains.made;
+            kept(&mut chains.lists, (expiry, key), cap, || {
+                list(made.entry(expiry).or_default(), root, expiry, centre, step, seed)
+            });
         }
         // … then read together, by expiry: the symbols' order (`YYMMDD` first).
         let lists: &'c [((Date, u64), Vec<Listed>)] = &chains.lists;
@@ -1505,7 +1508,7 @@ impl Broker for SimBroker {
         let wanted = |l: &&Listed| {
             let strike = l.contract.strike;
             kind.is_none_or(|k| l.contract.kind == k)
-                && strikes.is_none_or(|(low, high)| low <= strike && strike <= high)
+                && strikes.is_none_or(|(low, high)| (low..=high).contains(&strike))
         };
         snaps.extend(listed.iter().copied().filter(wanted).map(snapshot));
         Ok(snaps.into_iter().collect())

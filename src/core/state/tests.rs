@@ -849,14 +849,7 @@ fn the_newest_order_and_a_days_exits_are_found_by_index() {
     assert!(!exits.iter().chain(&newest).any(|p| p.starts_with("SCAN orders")), "{exits:?} {newest:?}");
     // And the exits in flight, read every minute, still by the index of the unfinished orders
     // (an index of every exit was taken for them instead, a scan of every exit a minute).
-    let in_flight = plan(
-        &format!(
-            "SELECT bot, symbol FROM orders WHERE {UNFINISHED}
-             AND intent = 'exit' AND coalesce(rule, '') <> '{}'",
-            crate::core::order::BROKER_STOP
-        ),
-        &[],
-    );
+    let in_flight = plan(&orders::exits_in_flight_query(), &[]);
     assert!(in_flight.iter().any(|p| p.contains("orders_unfinished")), "{in_flight:?}");
 }
 

@@ -9,8 +9,9 @@
 //! Alpaca refuses (buying power, fractional and option rules, crypto time-in-force and minimum,
 //! duplicate client order ids, selling what is not held) with Alpaca's status codes and words.
 //! Its book lives in the state database, so a restarted `--sim` daemon continues its account (a
-//! backtest gives it none: its book lives in memory). Each root's chain is listed once per span of
-//! dates and centre strike (`chain`) and priced from one spot a minute. The same market's bars,
+//! backtest gives it none: its book lives in memory). Each root's chain is listed once per expiry
+//! and centre strike, a new centre's list copying the contracts an earlier one made (`chain`), and
+//! priced from one spot a minute, only the kind and strikes asked. The same market's bars,
 //! generated ahead for a span of dates, are `backtest --synthetic`'s data (`synthetic_bars`).
 //!
 //! Never: touches the network, or shorts stock (it refuses a sale of more than is held, and a

@@ -4,7 +4,8 @@
 //! - `live_loop_cpu_us`: CPU time per iteration with all three bots enabled on 12 symbols,
 //!   against the simulated broker (a test clock steps 5 s per iteration, through a session).
 //! - `requests_per_iteration`: HTTP requests per steady-state iteration against the loopback fake
-//!   of Alpaca, same bots and symbols, averaged over simulated minutes.
+//!   of Alpaca, same bots and symbols, averaged over simulated minutes; every iteration counted
+//!   may enter (the bench stops if one is halted or failed: such an iteration asks less).
 //! - `loopback_cpu_per_iteration_us`, `loopback_requests_per_iteration`: the release binary
 //!   against the loopback fake at a 1-second interval (shipped bots), its own CPU once it exited.
 //! - `peak_rss_kb_1000`, `startup_ms`, `log_bytes_per_quiet_iteration`: the release binary,
@@ -145,6 +146,10 @@ fn requests_per_iteration() {
         let mut st = fake.lock();
         st.clock = serde_json::json!({"timestamp": START, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
         st.quote_time = Some(START.into());
+        st.market = Some(quiet_market(start));
+        // The fake counts Alpaca's 200 a minute in real time, and this bench runs its simulated
+        // minutes in milliseconds: its limit would refuse what a minute really allows.
+        st.rate_limit = Some(u32::MAX);
     }
     let dir = scratch("requests");
     let db = dir.join("state.db");
@@ -175,7 +180,7 @@ fn requests_per_iteration() {
             st.clock["timestamp"] = now.to_string().into();
             st.quote_time = Some(now.to_string());
         }
-        requests += o.run_iteration().requests;
+        requests += steady(o.run_iteration());
     }
     let per = requests as f64 / (minutes * 12) as f64;
     line("requests_per_iteration", per, "requests (5 s interval)", "<=8");
@@ -190,9 +195,39 @@ fn requests_per_iteration() {
             st.clock["timestamp"] = now.to_string().into();
             st.quote_time = Some(now.to_string());
         }
-        fast += o.run_iteration().requests;
+        fast += steady(o.run_iteration());
     }
     line("requests_per_minute_at_1s", fast as f64 / 2.0, "requests a minute", "<=150");
+}
+
+/// Every symbol of `twelve_symbols` (and so of the shipped bots) quoted, stamped by the fake's
+/// `quote_time` or `live_time`, with an hour of flat one-minute bars before `start`: a market the
+/// bots watch without a signal, so the requests counted are those of a daemon that may enter and
+/// does not.
+fn quiet_market(start: Timestamp) -> fake_alpaca::Market {
+    let mut market = fake_alpaca::Market::default();
+    let symbols = ["AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "GOOG", "META", "SPY", "QQQ", "IWM", "BTC/USD", "ETH/USD"];
+    for symbol in symbols {
+        let bars = (1..=60)
+            .map(|i| {
+                let t = start - SignedDuration::from_mins(61 - i);
+                serde_json::json!({"t": t.to_string(), "o": 100.0, "h": 100.05, "l": 99.95, "c": 100.0, "v": 1000, "n": 10, "vw": 100.0})
+            })
+            .collect();
+        market.bars.insert(symbol.to_string(), bars);
+        market.quotes.insert(symbol.to_string(), fake_alpaca::live_quote(99.99, 100.01));
+    }
+    market
+}
+
+/// The requests of an iteration that may enter: one that is halted or failed asks less, and its
+/// count would flatter the figure.
+fn steady(summary: trading_hydra::orchestrator::LoopSummary) -> u32 {
+    assert!(
+        summary.entries_allowed && summary.error.is_none(),
+        "the requests bench measured a daemon that may not enter: {summary:?}"
+    );
+    summary.requests
 }
 
 /// Runs the release binary in a scratch folder with the shipped config; returns the folder.
@@ -358,6 +393,7 @@ fn loopback_binary_cost() {
         let mut st = fake.lock();
         st.live_time = true;
         st.clock = serde_json::json!({"timestamp": "", "is_open": true, "next_open": "2099-01-01T14:30:00Z", "next_close": "2099-01-01T21:00:00Z"});
+        st.market = Some(quiet_market(Timestamp::now()));
     }
     let dir = scratch("loopback");
     std::fs::create_dir_all(dir.join("config")).unwrap();
@@ -365,16 +401,35 @@ fn loopback_binary_cost() {
         .unwrap()
         .replace("loop_interval_seconds: 5", "loop_interval_seconds: 1");
     std::fs::write(dir.join("config/settings.yaml"), settings).unwrap();
-    std::fs::copy("config/bots.yaml", dir.join("config/bots.yaml")).unwrap();
+    // Every bot inside its window whatever the hour the bench runs at (the fake's market is
+    // always open): the shipped windows would leave the stock bots idle outside New York's
+    // session, asking less.
+    let mut bots = std::fs::read_to_string("config/bots.yaml").unwrap();
+    for (from, to) in [("06:35", "00:00"), ("06:40", "00:00"), ("09:30", "23:58"), ("12:30", "23:58")] {
+        bots = bots.replace(&format!("trade_start: \"{from}\""), &format!("trade_start: \"{to}\""));
+        bots = bots.replace(&format!("trade_end: \"{from}\""), &format!("trade_end: \"{to}\""));
+    }
+    for from in ["12:55", "13:00"] {
+        bots = bots.replace(&format!("manage_until: \"{from}\""), "manage_until: \"23:59\"");
+    }
+    std::fs::write(dir.join("config/bots.yaml"), bots).unwrap();
     // The CPU and requests of a run of `n` iterations, start-up included.
     let run = |n: u64| {
         let _ = std::fs::remove_dir_all(dir.join("state"));
+        let _ = std::fs::remove_dir_all(dir.join("logs"));
         let before = children_cpu_us().unwrap_or(0);
         let seen_before = fake.lock().seen.len();
         let mut cmd = Command::new(binary());
         fake.point(cmd.current_dir(&dir).args(["run", "--iterations", &n.to_string()]));
         let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
         assert!(status.success());
+        // A halted daemon asks less: its figures would flatter.
+        let log = std::fs::read_to_string(dir.join("logs/app.jsonl")).unwrap_or_default();
+        let halts: Vec<&str> = log.lines().filter(|l| l.contains(r#""event":"halt""#)).collect();
+        assert!(halts.is_empty(), "the loopback bench measured a halted daemon:\n{}", halts.join("\n"));
+        if log.contains("outside_window") {
+            println!("# a bot was outside its window (the bench ran near midnight, Los Angeles): it asked less");
+        }
         (children_cpu_us().unwrap_or(0) - before, fake.lock().seen.len() - seen_before)
     };
     // Start-up and the first iteration (reconciliation, the day's contracts) apart: the steady

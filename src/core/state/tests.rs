@@ -813,17 +813,21 @@ fn unfinished_orders_are_found_by_their_index() {
     assert_eq!(words, expected[..expected.len() - 1], "UNFINISHED and FINAL_ORDER_STATUSES drifted apart");
     let index = MIGRATIONS.iter().rev().find(|m| m.contains("CREATE INDEX orders_unfinished")).unwrap();
     assert!(index.contains(UNFINISHED), "the index and the query drifted apart");
-    let plan: Vec<String> = s
-        .conn
-        .prepare(&format!(
-            "EXPLAIN QUERY PLAN SELECT client_order_id FROM orders WHERE {UNFINISHED} ORDER BY created_at"
-        ))
+    let plan =
+        query_plan(&s, &format!("SELECT client_order_id FROM orders WHERE {UNFINISHED} ORDER BY created_at"), &[]);
+    assert!(plan.iter().any(|p| p.contains("orders_unfinished")), "{plan:?}");
+}
+
+/// SQLite's plan for `query` with `args` bound: one line per step (`SCAN orders`, `SEARCH orders
+/// USING INDEX …`).
+fn query_plan(s: &State, query: &str, args: &[&str]) -> Vec<String> {
+    s.conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
         .unwrap()
-        .query_map([], |r| r.get::<_, String>(3))
+        .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
         .unwrap()
         .map(Result::unwrap)
-        .collect();
-    assert!(plan.iter().any(|p| p.contains("orders_unfinished")), "{plan:?}");
+        .collect()
 }
 
 /// The reads that run with every check for lost orders and every day's report find their rows
@@ -833,15 +837,7 @@ fn unfinished_orders_are_found_by_their_index() {
 fn the_newest_order_and_a_days_exits_are_found_by_index() {
     let path = temp_db("plan18");
     let s = State::open(&path).unwrap();
-    let plan = |q: &str, args: &[&str]| -> Vec<String> {
-        s.conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {q}"))
-            .unwrap()
-            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-    };
+    let plan = |q: &str, args: &[&str]| query_plan(&s, q, args);
     let newest = plan(orders::NEWEST_ORDER, &[]);
     assert!(newest.iter().any(|p| p.contains("orders_by_created")), "{newest:?}");
     let exits = plan(orders::EXITS_ON, &["mom_AAPL", "2026-11-25T05:00:00Z", "2026-11-26T05:00:00Z"]);

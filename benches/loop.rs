@@ -142,17 +142,18 @@ fn live_loop_cost() {
 fn requests_per_iteration() {
     let fake = fake_alpaca::FakeAlpaca::start();
     let start: Timestamp = START.parse().unwrap();
+    let dir = scratch("requests");
+    let db = dir.join("state.db");
+    let cfg = twelve_symbols(&db);
     {
         let mut st = fake.lock();
         st.clock = serde_json::json!({"timestamp": START, "is_open": true, "next_open": "2026-11-26T14:30:00Z", "next_close": "2026-11-25T21:00:00Z"});
         st.quote_time = Some(START.into());
-        st.market = Some(quiet_market(start));
+        st.market = Some(quiet_market(&cfg, start));
         // The fake counts Alpaca's 200 a minute in real time, and this bench runs its simulated
         // minutes in milliseconds: its limit would refuse what a minute really allows.
         st.rate_limit = Some(u32::MAX);
     }
-    let dir = scratch("requests");
-    let db = dir.join("state.db");
     let broker = AlpacaClient::new(
         Credentials::new(fake_alpaca::KEY.into(), fake_alpaca::SECRET.into()),
         ClientSettings {
@@ -167,8 +168,7 @@ fn requests_per_iteration() {
         },
     );
     let clock = Arc::new(ManualClock::new(start));
-    let mut o =
-        Orchestrator::new(twelve_symbols(&db), State::open(&db).unwrap(), Box::new(clock.clone()), Box::new(broker));
+    let mut o = Orchestrator::new(cfg, State::open(&db).unwrap(), Box::new(clock.clone()), Box::new(broker));
     o.run_iteration(); // start-up: reconciliation, contracts of the day
     let minutes = 5;
     let mut requests = 0;
@@ -200,22 +200,20 @@ fn requests_per_iteration() {
     line("requests_per_minute_at_1s", fast as f64 / 2.0, "requests a minute", "<=150");
 }
 
-/// Every symbol of `twelve_symbols` (and so of the shipped bots) quoted, stamped by the fake's
-/// `quote_time` or `live_time`, with an hour of flat one-minute bars before `start`: a market the
-/// bots watch without a signal, so the requests counted are those of a daemon that may enter and
-/// does not.
-fn quiet_market(start: Timestamp) -> fake_alpaca::Market {
+/// Every symbol an enabled bot of `cfg` trades quoted, stamped by the fake's `quote_time` or
+/// `live_time`, with an hour of flat one-minute bars before `start`: a market the bots watch
+/// without a signal, so the requests counted are those of a daemon that may enter and does not.
+fn quiet_market(cfg: &Config, start: Timestamp) -> fake_alpaca::Market {
     let mut market = fake_alpaca::Market::default();
-    let symbols = ["AAPL", "MSFT", "TSLA", "NVDA", "AMZN", "GOOG", "META", "SPY", "QQQ", "IWM", "BTC/USD", "ETH/USD"];
-    for symbol in symbols {
+    for symbol in cfg.enabled_bots().iter().flat_map(|b| b.symbols()) {
         let bars = (1..=60)
             .map(|i| {
                 let t = start - SignedDuration::from_mins(61 - i);
                 serde_json::json!({"t": t.to_string(), "o": 100.0, "h": 100.05, "l": 99.95, "c": 100.0, "v": 1000, "n": 10, "vw": 100.0})
             })
             .collect();
-        market.bars.insert(symbol.to_string(), bars);
-        market.quotes.insert(symbol.to_string(), fake_alpaca::live_quote(99.99, 100.01));
+        market.quotes.insert(symbol.clone(), fake_alpaca::live_quote(99.99, 100.01));
+        market.bars.insert(symbol, bars);
     }
     market
 }
@@ -393,7 +391,7 @@ fn loopback_binary_cost() {
         let mut st = fake.lock();
         st.live_time = true;
         st.clock = serde_json::json!({"timestamp": "", "is_open": true, "next_open": "2099-01-01T14:30:00Z", "next_close": "2099-01-01T21:00:00Z"});
-        st.market = Some(quiet_market(Timestamp::now()));
+        st.market = Some(quiet_market(&Config::load(Path::new("config")).unwrap(), Timestamp::now()));
     }
     let dir = scratch("loopback");
     std::fs::create_dir_all(dir.join("config")).unwrap();
